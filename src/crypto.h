@@ -36,19 +36,19 @@ void crypto_sha256(const void *data, size_t len, unsigned char out[CRYPTO_HASH_L
  * A keyed HMAC-SHA-256 context that is opened once and reused (gcry_mac_reset between uses is
  * about 30 times faster than opening a handle per use). Not thread-safe; one per process.
  */
-typedef struct crypto_hmac crypto_hmac;
+typedef struct crypto_hmac crypto_hmac_t;
 
 /* New HMAC context for key; NULL on error. Free with crypto_hmac_close. */
-crypto_hmac *crypto_hmac_open(const void *key, size_t keylen);
+crypto_hmac_t *crypto_hmac_open(const void *key, size_t keylen);
 /* HMAC of the concatenation of the n parts (each part[i] of len[i] bytes) into out. 0 or -1. */
-int crypto_hmac_parts(crypto_hmac *h, size_t n, const void *const *part, const size_t *len,
+int crypto_hmac_parts(crypto_hmac_t *h, size_t n, const void *const *part, const size_t *len,
 		      unsigned char out[CRYPTO_HASH_LEN]);
 /* HMAC of one buffer into out. 0 or -1. */
-int crypto_hmac(crypto_hmac *h, const void *data, size_t len, unsigned char out[CRYPTO_HASH_LEN]);
+int crypto_hmac(crypto_hmac_t *h, const void *data, size_t len, unsigned char out[CRYPTO_HASH_LEN]);
 /* One-shot HMAC-SHA-256 with an explicit key. 0 or -1. */
 int crypto_hmac_once(const void *key, size_t keylen, const void *data, size_t len,
 		     unsigned char out[CRYPTO_HASH_LEN]);
-void crypto_hmac_close(crypto_hmac *h);
+void crypto_hmac_close(crypto_hmac_t *h);
 
 /* 1 when the len bytes at a and b are equal, else 0; time depends only on len. */
 int crypto_equal(const void *a, const void *b, size_t len);

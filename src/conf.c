@@ -1,0 +1,289 @@
+#include "conf.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+#ifndef SYSCONFDIR
+#define SYSCONFDIR "/etc"
+#endif
+
+enum conf_type { T_STR, T_PATH, T_ULONG, T_UINT, T_BOOL, T_LOGLEVEL };
+
+struct conf_key {
+	const char *section;
+	const char *name;
+	enum conf_type type;
+	size_t offset;
+	unsigned long min, max; /* for numbers */
+	const char *def;
+};
+
+#define O(f) offsetof(struct conf, f)
+static const struct conf_key conf_keys[] = {
+    {"server", "public_base_url", T_STR, O(public_base_url), 0, 0, "http://127.0.0.1:8080/cis"},
+    {"server", "issuer", T_STR, O(issuer), 0, 0, ""},
+    {"server", "db_dir", T_PATH, O(db_dir), 0, 0, "/var/lib/otlogin/db"},
+    {"server", "max_body", T_ULONG, O(max_body), 1024, 16ul << 20, "65536"},
+    {"server", "log_level", T_LOGLEVEL, O(log_level), 0, 0, "info"},
+    {"server", "db_cache_mb", T_UINT, O(db_cache_mb), 1, 4096, "16"},
+    {"tokens", "access_ttl", T_ULONG, O(access_ttl), 60, 86400, "3600"},
+    {"tokens", "id_ttl", T_ULONG, O(id_ttl), 60, 86400, "3600"},
+    {"tokens", "refresh_ttl", T_ULONG, O(refresh_ttl), 60, 31536000, "1209600"},
+    {"tokens", "session_ttl", T_ULONG, O(session_ttl), 60, 31536000, "1209600"},
+    {"tokens", "session_max_ttl", T_ULONG, O(session_max_ttl), 60, 315360000, "7776000"},
+    {"tokens", "default_audience", T_STR, O(default_audience), 0, 0, ""},
+    {"otp", "length", T_UINT, O(otp_length), 4, 8, "6"},
+    {"otp", "ttl_minutes", T_UINT, O(otp_ttl_minutes), 1, 1440, "10"},
+    {"otp", "max_ttl_minutes", T_UINT, O(otp_max_ttl_minutes), 1, 1440, "60"},
+    {"otp", "max_failures", T_UINT, O(otp_max_failures), 1, 100, "3"},
+    {"otp", "lockout_minutes", T_UINT, O(otp_lockout_minutes), 1, 10080, "15"},
+    {"mail", "from", T_STR, O(mail_from), 0, 0, "otlogin@localhost"},
+    {"mail", "from_name", T_STR, O(mail_from_name), 0, 0, "otlogin"},
+    {"mail", "smtp_host", T_STR, O(smtp_host), 0, 0, ""},
+    {"mail", "smtp_port", T_UINT, O(smtp_port), 1, 65535, "25"},
+    {"mail", "smtp_starttls", T_BOOL, O(smtp_starttls), 0, 0, "no"},
+    {"mail", "smtp_user", T_STR, O(smtp_user), 0, 0, ""},
+    {"mail", "smtp_password", T_STR, O(smtp_password), 0, 0, ""},
+    {"mail", "smtp_timeout", T_UINT, O(smtp_timeout), 1, 300, "10"},
+    {"mail", "maildir", T_PATH, O(maildir), 0, 0, "/var/lib/otlogin/mail"},
+};
+#undef O
+
+#define NKEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))
+
+static char *resolve_path(const char *value, const char *base_dir)
+{
+	char *out;
+	if (value[0] == '/' || base_dir == NULL || value[0] == '\0')
+		return strdup(value);
+	if (asprintf(&out, "%s/%s", base_dir, value) < 0)
+		return NULL;
+	return out;
+}
+
+/* Store value into the member described by k. Returns 0 or -1 with err set. */
+static int conf_set(struct conf *c, const struct conf_key *k, const char *value,
+		    const char *base_dir, char *err, size_t errlen)
+{
+	void *field = (char *)c + k->offset;
+	unsigned long n;
+	char *end;
+
+	switch (k->type) {
+	case T_STR:
+	case T_PATH: {
+		char *s = k->type == T_PATH ? resolve_path(value, base_dir) : strdup(value);
+		if (s == NULL) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		free(*(char **)field);
+		*(char **)field = s;
+		return 0;
+	}
+	case T_BOOL:
+		if (strcmp(value, "yes") == 0 || strcmp(value, "true") == 0 ||
+		    strcmp(value, "1") == 0)
+			*(int *)field = 1;
+		else if (strcmp(value, "no") == 0 || strcmp(value, "false") == 0 ||
+			 strcmp(value, "0") == 0)
+			*(int *)field = 0;
+		else {
+			snprintf(err, errlen, "%s: expected yes or no", k->name);
+			return -1;
+		}
+		return 0;
+	case T_LOGLEVEL: {
+		int level = log_level_parse(value);
+		if (level < 0) {
+			snprintf(err, errlen, "%s: expected err, warn, info or debug", k->name);
+			return -1;
+		}
+		*(int *)field = level;
+		return 0;
+	}
+	case T_ULONG:
+	case T_UINT:
+		errno = 0;
+		if (!isdigit((unsigned char)value[0]))
+			goto bad_number;
+		n = strtoul(value, &end, 10);
+		if (errno != 0 || *end != '\0')
+			goto bad_number;
+		if (n < k->min || n > k->max) {
+			snprintf(err, errlen, "%s: %lu is outside %lu..%lu", k->name, n, k->min,
+				 k->max);
+			return -1;
+		}
+		if (k->type == T_UINT)
+			*(unsigned *)field = (unsigned)n;
+		else
+			*(unsigned long *)field = n;
+		return 0;
+	}
+bad_number:
+	snprintf(err, errlen, "%s: not a number: \"%s\"", k->name, value);
+	return -1;
+}
+
+void conf_defaults(struct conf *c)
+{
+	char err[128];
+	memset(c, 0, sizeof(*c));
+	for (size_t i = 0; i < NKEYS; i++)
+		if (conf_set(c, &conf_keys[i], conf_keys[i].def, NULL, err, sizeof(err)) < 0)
+			fatal("built-in default: %s", err);
+}
+
+static char *trim(char *s)
+{
+	char *end;
+	while (isspace((unsigned char)*s))
+		s++;
+	end = s + strlen(s);
+	while (end > s && isspace((unsigned char)end[-1]))
+		*--end = '\0';
+	return s;
+}
+
+static const struct conf_key *conf_find(const char *section, const char *name)
+{
+	for (size_t i = 0; i < NKEYS; i++)
+		if (strcmp(conf_keys[i].section, section) == 0 &&
+		    strcmp(conf_keys[i].name, name) == 0)
+			return &conf_keys[i];
+	return NULL;
+}
+
+/* Checks that span keys: run after loading. */
+static int conf_check(struct conf *c, char *err, size_t errlen)
+{
+	size_t len = strlen(c->public_base_url);
+	if (strncmp(c->public_base_url, "http://", 7) != 0 &&
+	    strncmp(c->public_base_url, "https://", 8) != 0) {
+		snprintf(err, errlen, "public_base_url must start with http:// or https://");
+		return -1;
+	}
+	while (len > 0 && c->public_base_url[len - 1] == '/')
+		c->public_base_url[--len] = '\0';
+	if (c->issuer[0] == '\0') {
+		free(c->issuer);
+		c->issuer = strdup(c->public_base_url);
+	}
+	if (c->otp_ttl_minutes > c->otp_max_ttl_minutes) {
+		snprintf(err, errlen, "otp ttl_minutes exceeds max_ttl_minutes");
+		return -1;
+	}
+	if (c->session_ttl > c->session_max_ttl) {
+		snprintf(err, errlen, "session_ttl exceeds session_max_ttl");
+		return -1;
+	}
+	return 0;
+}
+
+int conf_load(struct conf *c, const char *path, char *err, size_t errlen)
+{
+	FILE *f;
+	char line[4096], section[64] = "", *base_dir = NULL, *slash;
+	unsigned lineno = 0;
+	int rc = -1;
+
+	f = fopen(path, "r");
+	if (f == NULL) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	base_dir = strdup(path);
+	if (base_dir == NULL)
+		goto out;
+	slash = strrchr(base_dir, '/');
+	if (slash == NULL)
+		strcpy(base_dir, ".");
+	else if (slash == base_dir)
+		slash[1] = '\0';
+	else
+		*slash = '\0';
+
+	while (fgets(line, sizeof(line), f) != NULL) {
+		char *s, *eq, *key, *value, msg[256];
+		const struct conf_key *k;
+
+		lineno++;
+		if (strchr(line, '\n') == NULL && !feof(f)) {
+			snprintf(err, errlen, "%s:%u: line too long", path, lineno);
+			goto out;
+		}
+		s = trim(line);
+		if (*s == '\0' || *s == '#' || *s == ';')
+			continue;
+		if (*s == '[') {
+			char *close = strchr(s, ']');
+			if (close == NULL || close[1] != '\0' ||
+			    (size_t)(close - s - 1) >= sizeof(section)) {
+				snprintf(err, errlen, "%s:%u: bad section header", path, lineno);
+				goto out;
+			}
+			*close = '\0';
+			snprintf(section, sizeof(section), "%s", trim(s + 1));
+			continue;
+		}
+		eq = strchr(s, '=');
+		if (eq == NULL) {
+			snprintf(err, errlen, "%s:%u: expected key = value", path, lineno);
+			goto out;
+		}
+		*eq = '\0';
+		key = trim(s);
+		value = trim(eq + 1);
+		k = conf_find(section, key);
+		if (k == NULL) {
+			snprintf(err, errlen, "%s:%u: unknown key \"%s\" in [%s]", path, lineno,
+				 key, section);
+			goto out;
+		}
+		if (conf_set(c, k, value, base_dir, msg, sizeof(msg)) < 0) {
+			snprintf(err, errlen, "%s:%u: %s", path, lineno, msg);
+			goto out;
+		}
+	}
+	if (ferror(f)) {
+		snprintf(err, errlen, "%s: read error", path);
+		goto out;
+	}
+	if (conf_check(c, err, errlen) < 0)
+		goto out;
+	rc = 0;
+out:
+	free(base_dir);
+	fclose(f);
+	return rc;
+}
+
+const char *conf_path(const char *explicit_path)
+{
+	const char *env;
+	if (explicit_path != NULL)
+		return explicit_path;
+	env = getenv("OTLOGIN_CONF");
+	if (env != NULL && env[0] != '\0')
+		return env;
+	return SYSCONFDIR "/otlogin.conf";
+}
+
+void conf_free(struct conf *c)
+{
+	for (size_t i = 0; i < NKEYS; i++)
+		if (conf_keys[i].type == T_STR || conf_keys[i].type == T_PATH) {
+			char **field = (char **)((char *)c + conf_keys[i].offset);
+			if (*field != NULL && strcmp(conf_keys[i].name, "smtp_password") == 0)
+				memset(*field, 0, strlen(*field));
+			free(*field);
+			*field = NULL;
+		}
+}

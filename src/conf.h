@@ -1,0 +1,52 @@
+/*
+ * conf: the INI-style configuration file (see etc/otlogin.conf and otlogin.conf(5)).
+ * Unknown sections or keys, bad numbers and out-of-range values are errors: a typo in an
+ * auth server's configuration must not silently fall back to a default.
+ */
+#ifndef OTLOGIN_CONF_H
+#define OTLOGIN_CONF_H
+
+#include <stddef.h>
+
+struct conf {
+	/* [server] */
+	char *public_base_url; /* no trailing slash */
+	char *issuer;
+	char *db_dir;
+	unsigned long max_body;
+	int log_level;
+	unsigned db_cache_mb;
+	/* [tokens] */
+	unsigned long access_ttl, id_ttl, refresh_ttl, session_ttl, session_max_ttl;
+	char *default_audience; /* "" means the client_id */
+	/* [otp] */
+	unsigned otp_length;
+	unsigned otp_ttl_minutes, otp_max_ttl_minutes;
+	unsigned otp_max_failures;
+	unsigned otp_lockout_minutes;
+	/* [mail] */
+	char *mail_from, *mail_from_name;
+	char *smtp_host;
+	unsigned smtp_port;
+	int smtp_starttls;
+	char *smtp_user, *smtp_password;
+	unsigned smtp_timeout;
+	char *maildir;
+};
+
+/* Fill c with the built-in defaults (allocated strings; release with conf_free). */
+void conf_defaults(struct conf *c);
+
+/*
+ * Load path over the defaults. Relative paths in the file are resolved against the file's
+ * directory. Returns 0, or -1 with a message naming the line in err (size errlen); on -1 the
+ * struct still holds valid (partly loaded) values and must be freed with conf_free.
+ */
+int conf_load(struct conf *c, const char *path, char *err, size_t errlen);
+
+/* The path to load: explicit (from -c) if not NULL, else $OTLOGIN_CONF, else the default. */
+const char *conf_path(const char *explicit_path);
+
+void conf_free(struct conf *c);
+
+#endif

@@ -1,0 +1,53 @@
+/*
+ * jsonio: strict JSON request parsing (Jansson, duplicate keys rejected) and table-driven
+ * validation of an object's fields, so that handlers only see values of the declared shape.
+ */
+#ifndef OTLOGIN_JSONIO_H
+#define OTLOGIN_JSONIO_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+enum jv_type {
+	JV_STRING,  /* non-empty string, at most maxlen bytes, no control characters */
+	JV_TEXT,    /* string that may be empty and may hold newlines/tabs (mail texts) */
+	JV_BOOL,
+	JV_INT,     /* integer (or a real with an integral value) within min..max */
+	JV_ENUM,    /* one of the strings in values */
+	JV_OBJECT,  /* any object; its members are checked by sub when sub is not NULL */
+	JV_FLATMAP  /* object of at most maxlen string members, keys [A-Za-z0-9_.-] */
+};
+
+struct jv_field {
+	const char *name;
+	enum jv_type type;
+	int required;
+	size_t maxlen;               /* JV_STRING/JV_TEXT: bytes (0: 1024); JV_FLATMAP: members */
+	long long min, max;          /* JV_INT */
+	const char *const *values;   /* JV_ENUM: NULL-terminated */
+	const struct jv_field *sub;  /* JV_OBJECT: member table, ended by a NULL name */
+};
+
+/*
+ * Parse a request body that must be one JSON object. Returns a new reference, or NULL with a
+ * short public message in err (size errlen).
+ */
+json_t *jsonio_parse(const char *body, size_t len, char *err, size_t errlen);
+
+/*
+ * Check obj's members against fields (ended by an entry with a NULL name). Members not in the
+ * table are ignored. Returns 0, or -1 with a public message naming the field in err.
+ */
+int jsonio_check(json_t *obj, const struct jv_field *fields, char *err, size_t errlen);
+
+/* Borrowed string value of key, or NULL when absent (call after jsonio_check). */
+const char *jsonio_str(json_t *obj, const char *key);
+/* Integer value of key (integral reals too), or def when absent. */
+long long jsonio_int(json_t *obj, const char *key, long long def);
+/* 1 when key is the JSON true, else 0. */
+int jsonio_true(json_t *obj, const char *key);
+
+/* A new compact JSON text of obj (borrowed); caller frees. NULL on error. */
+char *jsonio_dump(const json_t *obj);
+
+#endif

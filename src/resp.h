@@ -1,0 +1,82 @@
+/*
+ * resp: the response being built for one request (status, headers, body) and the single table
+ * that maps every API error to its HTTP status, public message and error_code.
+ */
+#ifndef OTLOGIN_RESP_H
+#define OTLOGIN_RESP_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+/*
+ * Which error_code spelling an endpoint family uses (API.md: Transmit mixes them):
+ * symbolic strings for OTP, "400"-style strings for magic links, numbers elsewhere.
+ */
+enum resp_dialect { DIALECT_PLAIN = 0, DIALECT_OTP, DIALECT_LINK };
+
+enum api_err {
+	ERR_INVALID_INPUT,   /* 400; code per dialect */
+	ERR_INVALID_TOKEN,   /* 401 + WWW-Authenticate */
+	ERR_FORBIDDEN,       /* 403: the client lacks the permission */
+	ERR_NOT_FOUND,       /* 404: unknown path or object */
+	ERR_METHOD,          /* 405: caller adds Allow */
+	ERR_TOO_LARGE,       /* 413 */
+	ERR_MEDIA_TYPE,      /* 415 */
+	ERR_CONFLICT,        /* 409 */
+	ERR_RATE_LIMITED,    /* 429: caller adds Retry-After */
+	ERR_INTERNAL,        /* 500 */
+	ERR_DELIVERY,        /* 502 external_provider_configuration_error */
+	ERR_UNAVAILABLE,     /* 503 */
+	ERR_BAD_CREDENTIALS, /* 400 auth_invalid_credentials */
+	ERR_CODE_EXPIRED,    /* 400 auth_otp_passcode_expired */
+	ERR_LOCKED,          /* 403 auth_locked */
+	ERR_USER_NOT_FOUND,  /* 404 user_not_found */
+	ERR_USER_NOT_ACTIVE, /* 403 user_not_active */
+	ERR_EMAIL_MISSING,   /* 404 user_email_address_missing */
+	ERR_PHONE_MISSING,   /* 404 user_phone_number_missing */
+	ERR_SESSION_NOT_FOUND, /* 400 "Session not found" */
+	ERR_COUNT
+};
+
+struct resp {
+	int status;
+	char *headers;       /* extra header lines, each ending in CRLF */
+	size_t headers_len;
+	char *body;
+	size_t body_len;
+	const char *content_type;
+	enum resp_dialect dialect;
+	int head_only;       /* HEAD: headers but no body */
+	int fatal;           /* the store saw DB_RUNRECOVERY: answer, then exit the worker */
+};
+
+void resp_init(struct resp *r);
+void resp_free(struct resp *r);
+
+/* Add a header line "name: value" (value formatted). CR/LF in the value are refused. */
+void resp_header(struct resp *r, const char *name, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Answer status with body (reference stolen; NULL for an empty body). */
+void resp_json(struct resp *r, int status, json_t *body);
+
+/* Answer an HTML page (text/html; charset=utf-8), body copied. */
+void resp_html(struct resp *r, int status, const char *html);
+
+/* Answer err from the table; detail (may be NULL) replaces the table's message. */
+void resp_error(struct resp *r, enum api_err err, const char *detail);
+
+/* RFC 6749 error for the token endpoints: {"error":..., "error_description":...}. */
+void resp_oauth_error(struct resp *r, int status, const char *error, const char *description);
+
+/* The HTTP reason phrase of a status. */
+const char *resp_reason(int status);
+
+/*
+ * Serialise as a CGI response (Status line, headers, blank line, body) through write.
+ * Returns 0, or -1 when write failed.
+ */
+int resp_write(const struct resp *r, size_t (*write)(const void *buf, size_t len, void *ctx),
+	       void *ctx);
+
+#endif
