@@ -28,6 +28,16 @@ struct jv_field {
 	const struct jv_field *sub;  /* JV_OBJECT: member table, ended by a NULL name */
 };
 
+/* Table entries, spelled with designated initializers. */
+#define JV_F_STRING(n, req, max) {.name = (n), .type = JV_STRING, .required = (req), .maxlen = (max)}
+#define JV_F_TEXT(n, req, max) {.name = (n), .type = JV_TEXT, .required = (req), .maxlen = (max)}
+#define JV_F_BOOL(n, req) {.name = (n), .type = JV_BOOL, .required = (req)}
+#define JV_F_INT(n, req, lo, hi) {.name = (n), .type = JV_INT, .required = (req), .min = (lo), .max = (hi)}
+#define JV_F_ENUM(n, req, vals) {.name = (n), .type = JV_ENUM, .required = (req), .values = (vals)}
+#define JV_F_OBJECT(n, req, subtable) {.name = (n), .type = JV_OBJECT, .required = (req), .sub = (subtable)}
+#define JV_F_FLATMAP(n, req, max) {.name = (n), .type = JV_FLATMAP, .required = (req), .maxlen = (max)}
+#define JV_END {.name = NULL}
+
 /*
  * Parse a request body that must be one JSON object. Returns a new reference, or NULL with a
  * short public message in err (size errlen).

@@ -15,12 +15,12 @@ void log_init(const char *progname, enum log_level level);
 /* Parse "err", "warn", "info", "debug"; -1 when unknown. */
 int log_level_parse(const char *name);
 
-void log_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_err(const char *fmt, ...) __attribute__((format(__printf__, 1, 2)));
+void log_warn(const char *fmt, ...) __attribute__((format(__printf__, 1, 2)));
+void log_info(const char *fmt, ...) __attribute__((format(__printf__, 1, 2)));
+void log_debug(const char *fmt, ...) __attribute__((format(__printf__, 1, 2)));
 /* Log at error level and exit(1). Only before the accept loop or in otloginctl. */
-void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+void fatal(const char *fmt, ...) __attribute__((format(__printf__, 1, 2), noreturn));
 
 /*
  * Mask an address or phone number for logging into out (size outlen): "jo***@ex***" style,

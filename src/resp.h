@@ -15,6 +15,7 @@
 enum resp_dialect { DIALECT_PLAIN = 0, DIALECT_OTP, DIALECT_LINK };
 
 enum api_err {
+	ERR_NONE = 0,        /* success: flows return it, the table has no entry */
 	ERR_INVALID_INPUT,   /* 400; code per dialect */
 	ERR_INVALID_TOKEN,   /* 401 + WWW-Authenticate */
 	ERR_FORBIDDEN,       /* 403: the client lacks the permission */
@@ -55,7 +56,7 @@ void resp_free(struct resp *r);
 
 /* Add a header line "name: value" (value formatted). CR/LF in the value are refused. */
 void resp_header(struct resp *r, const char *name, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+	__attribute__((format(__printf__, 3, 4)));
 
 /* Answer status with body (reference stolen; NULL for an empty body). */
 void resp_json(struct resp *r, int status, json_t *body);

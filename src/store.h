@@ -79,6 +79,17 @@ int store_each(struct store_txn *t, enum store_table tbl, const void *start, siz
  */
 int store_run(struct store *s, int (*fn)(struct store_txn *t, void *arg), void *arg);
 
+/*
+ * A transaction function that refuses (an outcome the caller reports, not a store error) but
+ * must not commit what it wrote returns STORE_REFUSE(outcome); store_run aborts and returns it
+ * unchanged, and store_refused() recovers the outcome (or -1 when rc is not a refusal).
+ */
+#define STORE_REFUSE(outcome) (-1000 - (outcome))
+static inline int store_refused(int rc)
+{
+	return rc <= -1000 ? -(rc + 1000) : -1;
+}
+
 /* Checkpoint and remove unneeded log files when due (cheap when not). */
 void store_maintain(struct store *s);
 

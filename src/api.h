@@ -1,0 +1,44 @@
+/*
+ * api: the endpoint handlers. The only code besides route and main that knows HTTP status
+ * codes and the API's JSON field names. A handler runs after route has checked the method,
+ * content type, body size, JSON syntax and (where required) the client's bearer token.
+ */
+#ifndef OTLOGIN_API_H
+#define OTLOGIN_API_H
+
+#include <jansson.h>
+
+#include "ctx.h"
+#include "req.h"
+#include "resp.h"
+
+struct api_call {
+	struct ctx *c;
+	struct req *req;
+	struct resp *resp;
+	json_t *client; /* the authenticated client (borrowed), for AUTH_CLIENT routes */
+};
+
+typedef void (*api_handler)(struct api_call *call);
+
+/* api_oidc.c */
+void api_token(struct api_call *call);
+void api_revocation(struct api_call *call);
+void api_jwks(struct api_call *call);
+void api_discovery(struct api_call *call);
+/* api_otp.c */
+void api_otp_send(struct api_call *call);
+void api_otp_authenticate(struct api_call *call);
+/* api_ops.c */
+void api_health(struct api_call *call);
+
+/* Shared by handlers: answer a flow's result (an api_err) or a store failure. */
+void api_fail(struct api_call *call, int err, const char *detail);
+
+/*
+ * Validate the shared authenticate options (resource registered for the client, org_id) and
+ * fill aud. Returns 0, or -1 after answering.
+ */
+int api_audience(struct api_call *call, const char *resource, const char **aud);
+
+#endif

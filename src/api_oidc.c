@@ -1,0 +1,153 @@
+/* The OAuth/OIDC endpoints: token, revocation, JWKS and discovery. */
+#include "api.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "client.h"
+#include "crypto.h"
+#include "jwk.h"
+#include "log.h"
+
+/*
+ * Authenticate the client of a token-endpoint request: HTTP Basic (client_secret_basic) or
+ * form fields (client_secret_post), not both. Returns 1 with *client, or 0 after answering.
+ */
+static int token_client(struct api_call *call, json_t **client)
+{
+	char *user = NULL, *pass = NULL;
+	const char *form_id = req_form(call->req, "client_id");
+	const char *form_secret = req_form(call->req, "client_secret");
+	int basic = req_basic(call->req, &user, &pass), rc;
+
+	if (basic < 0 || (basic == 1 && form_secret != NULL) ||
+	    (basic == 1 && form_id != NULL && strcmp(form_id, user) != 0)) {
+		resp_oauth_error(call->resp, 400, "invalid_request",
+				 "Use exactly one client authentication method");
+		rc = 0;
+		goto out;
+	}
+	if (basic == 0 && (form_id == NULL || form_secret == NULL)) {
+		resp_oauth_error(call->resp, 401, "invalid_client", "Client authentication failed");
+		rc = 0;
+		goto out;
+	}
+	rc = client_check_secret(call->c, basic ? user : form_id, basic ? pass : form_secret,
+				 client);
+	if (rc < 0) {
+		api_fail(call, rc, NULL);
+		rc = 0;
+	} else if (rc == 0) {
+		log_info("client authentication failed");
+		resp_oauth_error(call->resp, 401, "invalid_client", "Client authentication failed");
+	}
+out:
+	free(user);
+	crypto_free_str(pass);
+	return rc == 1;
+}
+
+static void client_credentials(struct api_call *call, json_t *client)
+{
+	const char *resource = req_form(call->req, "resource");
+	char *token;
+
+	if (resource != NULL && !client_lists(client, "resources", resource)) {
+		resp_oauth_error(call->resp, 400, "invalid_target",
+				 "resource is not registered for this client");
+		return;
+	}
+	token = client_token_issue(call->c, client, resource ? resource : call->c->conf->issuer);
+	if (token == NULL) {
+		resp_error(call->resp, ERR_INTERNAL, NULL);
+		return;
+	}
+	resp_json(call->resp, 200,
+		  json_pack("{s:s, s:s, s:I, s:s}", "access_token", token, "token_type", "Bearer",
+			    "expires_in", (json_int_t)call->c->conf->access_ttl, "scope", ""));
+	free(token);
+}
+
+void api_token(struct api_call *call)
+{
+	const char *grant = req_form(call->req, "grant_type");
+	json_t *client = NULL;
+
+	if (grant == NULL) {
+		resp_oauth_error(call->resp, 400, "invalid_request", "grant_type is required");
+		return;
+	}
+	if (strcmp(grant, "client_credentials") != 0) {
+		resp_oauth_error(call->resp, 400, "unsupported_grant_type", NULL);
+		return;
+	}
+	if (!token_client(call, &client))
+		return;
+	client_credentials(call, client);
+	json_decref(client);
+}
+
+void api_revocation(struct api_call *call)
+{
+	json_t *client = NULL;
+
+	if (!token_client(call, &client))
+		return;
+	/* RFC 7009: 200 whatever the token was. Refresh-token revocation comes with sessions. */
+	resp_json(call->resp, 200, NULL);
+	json_decref(client);
+}
+
+void api_jwks(struct api_call *call)
+{
+	json_t *keys = json_array();
+
+	for (size_t i = 0; i < call->c->keys->npublished; i++)
+		json_array_append_new(keys, jwk_public_json(call->c->keys->published[i]));
+	resp_json(call->resp, 200, json_pack("{s:o}", "keys", keys));
+}
+
+static json_t *url(const char *base, const char *path)
+{
+	char *s;
+	json_t *v;
+	if (asprintf(&s, "%s%s", base, path) < 0)
+		return NULL;
+	v = json_string(s);
+	free(s);
+	return v;
+}
+
+/* The algorithms of the published keys, each once. New reference. */
+static json_t *signing_algs(const struct keyring *kr)
+{
+	json_t *algs = json_array(), *v;
+	for (size_t i = 0; i < kr->npublished; i++) {
+		const char *alg = jwk_alg(kr->published[i]);
+		size_t j;
+		int seen = 0;
+		json_array_foreach(algs, j, v) seen |= strcmp(json_string_value(v), alg) == 0;
+		if (!seen)
+			json_array_append_new(algs, json_string(alg));
+	}
+	return algs;
+}
+
+void api_discovery(struct api_call *call)
+{
+	const char *base = call->c->conf->public_base_url;
+	json_t *doc;
+
+	doc = json_pack("{s:s, s:o, s:o, s:o, s:o, s:[s], s:[s], s:[s], s:[ss], s:[sssssssssssss]}",
+			"issuer", call->c->conf->issuer, "jwks_uri", url(base, "/oidc/jwks"),
+			"token_endpoint", url(base, "/oidc/token"), "revocation_endpoint",
+			url(base, "/oidc/token/revocation"),
+			"id_token_signing_alg_values_supported", signing_algs(call->c->keys),
+			"grant_types_supported", "client_credentials", "response_types_supported",
+			"token", "subject_types_supported", "public",
+			"token_endpoint_auth_methods_supported", "client_secret_basic",
+			"client_secret_post", "claims_supported", "iss", "sub", "aud", "exp", "iat",
+			"auth_time", "amr", "sid", "email", "email_verified", "phone_number",
+			"phone_number_verified", "roles");
+	resp_json(call->resp, 200, doc);
+}

@@ -1,0 +1,212 @@
+/* POST /v1/auth/otp/send and /v1/auth/otp/authenticate (Transmit's one-time passcodes). */
+#include "api.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "client.h"
+#include "crypto.h"
+#include "jsonio.h"
+#include "mail.h"
+#include "otp.h"
+#include "user.h"
+
+static const char *const channels[] = {"email", "sms", "direct", NULL};
+static const char *const idtypes[] = {"email", "phone_number", "user_id", "username", NULL};
+
+static const struct jv_field email_content_fields[] = {
+    JV_F_STRING("subject", 1, 200),    JV_F_STRING("primaryColor", 0, 7),
+    JV_F_STRING("base64logo", 0, 20000), JV_F_TEXT("headerText", 0, 2000),
+    JV_F_TEXT("bodyText", 0, 5000),    JV_F_TEXT("linkText", 0, 200),
+    JV_F_TEXT("infoText", 0, 2000),    JV_F_TEXT("footerText", 0, 2000),
+    JV_F_STRING("senderName", 0, 100), JV_END,
+};
+
+static const struct jv_field client_attribute_fields[] = {
+    JV_F_TEXT("user_agent", 0, 1024),
+    JV_F_STRING("ip_address", 0, 64),
+    JV_END,
+};
+
+static const struct jv_field sms_input_fields[] = {
+    JV_F_TEXT("custom_message", 0, 140),
+    JV_F_STRING("sender_id", 0, 11),
+    JV_END,
+};
+
+static const struct jv_field send_fields[] = {
+    JV_F_ENUM("channel", 1, channels),
+    JV_F_ENUM("identifier_type", 1, idtypes),
+    JV_F_STRING("identifier", 1, 320),
+    JV_F_OBJECT("email_content", 0, email_content_fields),
+    JV_F_OBJECT("custom_sms_input", 0, sms_input_fields),
+    JV_F_FLATMAP("approval_data", 0, 10),
+    JV_F_STRING("custom_email", 0, 320),
+    JV_F_STRING("custom_phone_number", 0, 16),
+    JV_F_OBJECT("client_attributes", 0, client_attribute_fields),
+    JV_F_INT("expires_in", 0, 1, 1440),
+    JV_F_STRING("device_id", 0, 80),
+    JV_F_BOOL("generate_request_id", 0),
+    JV_END,
+};
+
+static const struct jv_field authenticate_fields[] = {
+    JV_F_STRING("passcode", 1, 16),
+    JV_F_ENUM("identifier_type", 1, idtypes),
+    JV_F_STRING("identifier", 1, 320),
+    JV_F_STRING("resource", 0, 512),
+    JV_F_OBJECT("claims", 0, NULL),
+    JV_F_STRING("org_id", 0, 128),
+    JV_F_OBJECT("client_attributes", 0, client_attribute_fields),
+    JV_F_STRING("session_id", 0, 256),
+    JV_F_STRING("device_id", 0, 80),
+    JV_F_STRING("request_id", 0, 256),
+    JV_END,
+};
+
+/* email_content as the mail module's struct (strings borrowed from the request). */
+static void read_email_content(json_t *ec, struct mail_content *m)
+{
+	m->subject = jsonio_str(ec, "subject");
+	m->primary_color = jsonio_str(ec, "primaryColor");
+	m->base64logo = jsonio_str(ec, "base64logo");
+	m->header_text = jsonio_str(ec, "headerText");
+	m->body_text = jsonio_str(ec, "bodyText");
+	m->link_text = jsonio_str(ec, "linkText");
+	m->info_text = jsonio_str(ec, "infoText");
+	m->footer_text = jsonio_str(ec, "footerText");
+	m->sender_name = jsonio_str(ec, "senderName");
+}
+
+/*
+ * The request's identifier in canonical form (new string), or NULL after answering 400.
+ */
+static char *canonical_identifier(struct api_call *call, enum user_idtype *type)
+{
+	json_t *body = call->req->json;
+	char *canonical;
+
+	*type = user_idtype_parse(jsonio_str(body, "identifier_type"));
+	canonical = user_normalize(*type, jsonio_str(body, "identifier"));
+	if (canonical == NULL)
+		resp_error(call->resp, ERR_INVALID_INPUT,
+			   "identifier is not valid for its identifier_type");
+	return canonical;
+}
+
+void api_otp_send(struct api_call *call)
+{
+	json_t *body = call->req->json, *ec, *out;
+	struct mail_content content = {0};
+	struct otp_send_req r = {.client = call->client};
+	struct otp_send_res res;
+	char err[256], *canonical = NULL;
+	int rc;
+
+	if (jsonio_check(body, send_fields, err, sizeof(err)) < 0) {
+		resp_error(call->resp, ERR_INVALID_INPUT, err);
+		return;
+	}
+	r.channel = jsonio_str(body, "channel");
+	if (strcmp(r.channel, "sms") == 0) {
+		resp_error(call->resp, ERR_INVALID_INPUT, "The sms channel is not available yet");
+		return;
+	}
+	if (strcmp(r.channel, "direct") == 0 && !client_has_permission(call->client, "direct")) {
+		resp_error(call->resp, ERR_FORBIDDEN,
+			   "The client lacks the permission for the direct channel");
+		return;
+	}
+	r.custom_email = jsonio_str(body, "custom_email");
+	if (r.custom_email != NULL && !mail_address_valid(r.custom_email)) {
+		resp_error(call->resp, ERR_INVALID_INPUT, "custom_email is not a valid address");
+		return;
+	}
+	ec = json_object_get(body, "email_content");
+	if (ec != NULL) {
+		read_email_content(ec, &content);
+		if (content.primary_color != NULL && !mail_color_valid(content.primary_color)) {
+			resp_error(call->resp, ERR_INVALID_INPUT,
+				   "email_content.primaryColor must be #RRGGBB");
+			return;
+		}
+		r.content = &content;
+	}
+	if ((canonical = canonical_identifier(call, &r.idtype)) == NULL)
+		return;
+	r.identifier = canonical;
+	r.approval_data = json_object_get(body, "approval_data");
+	r.minutes = (unsigned)jsonio_int(body, "expires_in", 0);
+	r.want_request_id = jsonio_true(body, "generate_request_id");
+
+	rc = otp_send(call->c, &r, &res);
+	if (rc != ERR_NONE) {
+		api_fail(call, rc, NULL);
+		goto out;
+	}
+	out = json_pack("{s:s}", "message", "OTP sent");
+	if (r.approval_data != NULL)
+		json_object_set(out, "approval_data", r.approval_data);
+	if (res.request_id != NULL)
+		json_object_set_new(out, "request_id", json_string(res.request_id));
+	if (res.code != NULL)
+		json_object_set_new(out, "code", json_string(res.code));
+	resp_json(call->resp, 200, out);
+	otp_send_res_free(&res);
+out:
+	free(canonical);
+}
+
+int api_audience(struct api_call *call, const char *resource, const char **aud)
+{
+	if (resource != NULL) {
+		if (!client_lists(call->client, "resources", resource)) {
+			resp_error(call->resp, ERR_INVALID_INPUT,
+				   "resource is not registered for this client");
+			return -1;
+		}
+		*aud = resource;
+	} else if (call->c->conf->default_audience[0] != '\0') {
+		*aud = call->c->conf->default_audience;
+	} else {
+		*aud = json_string_value(json_object_get(call->client, "client_id"));
+	}
+	return 0;
+}
+
+void api_otp_authenticate(struct api_call *call)
+{
+	json_t *body = call->req->json, *tokens = NULL;
+	struct otp_auth_req r = {.client = call->client};
+	const char *aud;
+	char err[256], *canonical;
+	int rc;
+
+	if (jsonio_check(body, authenticate_fields, err, sizeof(err)) < 0) {
+		resp_error(call->resp, ERR_INVALID_INPUT, err);
+		return;
+	}
+	if (api_audience(call, jsonio_str(body, "resource"), &aud) < 0)
+		return;
+	if (jsonio_str(body, "org_id") != NULL) {
+		/* Organizations arrive with the B2B work; until then nobody is a member. */
+		resp_error(call->resp, ERR_INVALID_INPUT, "User is not a member of the organization");
+		return;
+	}
+	if ((canonical = canonical_identifier(call, &r.idtype)) == NULL)
+		return;
+	r.identifier = canonical;
+	r.passcode = jsonio_str(body, "passcode");
+	r.request_id = jsonio_str(body, "request_id");
+	r.opts.session_id = jsonio_str(body, "session_id");
+	r.opts.resource = jsonio_str(body, "resource");
+	r.opts.claims = json_object_get(body, "claims");
+	r.opts.device_id = jsonio_str(body, "device_id");
+
+	rc = otp_authenticate(call->c, &r, aud, &tokens);
+	if (rc == ERR_NONE)
+		resp_json(call->resp, 200, tokens);
+	else
+		api_fail(call, rc, NULL);
+	free(canonical);
+}

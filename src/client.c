@@ -1,0 +1,270 @@
+#include "client.h"
+
+#include <string.h>
+#include <time.h>
+
+#include "crypto.h"
+#include "jwt.h"
+#include "log.h"
+
+#define CLIENT_ID_BYTES 16
+#define CLIENT_SECRET_BYTES 32
+
+static int is_string_array(json_t *a)
+{
+	size_t i;
+	json_t *v;
+	if (!json_is_array(a))
+		return 0;
+	json_array_foreach(a, i, v) if (!json_is_string(v)) return 0;
+	return 1;
+}
+
+static int valid_permissions(json_t *perms)
+{
+	size_t i;
+	json_t *v;
+	json_array_foreach(perms, i, v)
+	{
+		const char *p = json_string_value(v);
+		if (strcmp(p, "direct") != 0 && strcmp(p, "admin") != 0)
+			return 0;
+	}
+	return 1;
+}
+
+static int valid_redirect_uris(json_t *uris)
+{
+	size_t i;
+	json_t *v;
+	json_array_foreach(uris, i, v)
+	{
+		const char *u = json_string_value(v);
+		if (strncmp(u, "https://", 8) != 0 && strncmp(u, "http://", 7) != 0)
+			return 0;
+		if (strchr(u, '#') != NULL)
+			return 0; /* RFC 6749 3.1.2: no fragment */
+		for (const char *p = u; *p; p++)
+			if ((unsigned char)*p <= 0x20 || *p == 0x7f)
+				return 0;
+	}
+	return 1;
+}
+
+struct put_arg {
+	const char *id;
+	json_t *rec;
+};
+
+static int put_client_txn(struct store_txn *t, void *argp)
+{
+	struct put_arg *arg = argp;
+	return store_put(t, TBL_CLIENTS, arg->id, strlen(arg->id), arg->rec);
+}
+
+static json_t *array_or_empty(json_t *spec, const char *name)
+{
+	json_t *a = json_object_get(spec, name);
+	return a ? json_incref(a) : json_array();
+}
+
+int client_create(struct ctx *c, json_t *spec, json_t **out, char *err, size_t errlen)
+{
+	unsigned char raw[CLIENT_ID_BYTES];
+	char id[2 * CLIENT_ID_BYTES + 1], tag[KEYRING_TAG_HEX], *secret = NULL;
+	const char *name = json_string_value(json_object_get(spec, "name"));
+	const char *signup = json_string_value(json_object_get(spec, "signup"));
+	json_t *uris = array_or_empty(spec, "redirect_uris");
+	json_t *resources = array_or_empty(spec, "resources");
+	json_t *perms = array_or_empty(spec, "permissions");
+	struct put_arg arg = {id, NULL};
+	int rc = -1;
+
+	if (name == NULL || name[0] == '\0' || strlen(name) > 100) {
+		snprintf(err, errlen, "a client needs a name of at most 100 characters");
+		goto out;
+	}
+	if (signup == NULL)
+		signup = "open";
+	if (strcmp(signup, "open") != 0 && strcmp(signup, "closed") != 0) {
+		snprintf(err, errlen, "signup must be open or closed");
+		goto out;
+	}
+	if (!is_string_array(uris) || !valid_redirect_uris(uris)) {
+		snprintf(err, errlen, "redirect URIs must be absolute http(s) URIs without fragment");
+		goto out;
+	}
+	if (!is_string_array(perms) || !valid_permissions(perms)) {
+		snprintf(err, errlen, "permissions are direct and admin");
+		goto out;
+	}
+	if (!is_string_array(resources)) {
+		snprintf(err, errlen, "resources must be strings");
+		goto out;
+	}
+	crypto_random(raw, sizeof(raw));
+	crypto_hex(raw, sizeof(raw), id);
+	secret = crypto_random_token(CLIENT_SECRET_BYTES);
+	if (secret == NULL || keyring_tag(c->keys, tag, "client-secret", id, secret, NULL) < 0) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	arg.rec = json_pack("{s:s, s:s, s:s, s:O, s:O, s:O, s:s, s:I}", "client_id", id, "name",
+			    name, "secret", tag, "redirect_uris", uris, "resources", resources,
+			    "permissions", perms, "signup", signup, "created_at",
+			    (json_int_t)time(NULL));
+	if (arg.rec == NULL || store_run(c->store, put_client_txn, &arg) < 0) {
+		snprintf(err, errlen, "could not store the client");
+		goto out;
+	}
+	*out = json_pack("{s:s, s:s}", "client_id", id, "client_secret", secret);
+	rc = *out ? 0 : -1;
+out:
+	json_decref(arg.rec);
+	json_decref(uris);
+	json_decref(resources);
+	json_decref(perms);
+	crypto_free_str(secret);
+	return rc;
+}
+
+struct get_arg {
+	const char *id;
+	json_t *client;
+};
+
+static int get_client_txn(struct store_txn *t, void *argp)
+{
+	struct get_arg *arg = argp;
+	return store_get(t, TBL_CLIENTS, arg->id, strlen(arg->id), &arg->client, 0);
+}
+
+int client_get(struct ctx *c, const char *client_id, json_t **client)
+{
+	struct get_arg arg = {client_id, NULL};
+	int rc;
+
+	if (client_id == NULL || strlen(client_id) > 128)
+		return STORE_NOTFOUND;
+	rc = store_run(c->store, get_client_txn, &arg);
+	if (rc == STORE_FOUND)
+		*client = arg.client;
+	return rc;
+}
+
+int client_check_secret(struct ctx *c, const char *client_id, const char *secret,
+			json_t **client)
+{
+	char tag[KEYRING_TAG_HEX];
+	const char *stored;
+	json_t *found = NULL;
+	int rc, ok;
+
+	if (client_id == NULL || secret == NULL || strlen(secret) > 256)
+		return 0;
+	rc = client_get(c, client_id, &found);
+	if (rc < 0)
+		return rc;
+	/* The hash is computed whether or not the client exists, so timing tells nothing. */
+	if (keyring_tag(c->keys, tag, "client-secret", client_id, secret, NULL) < 0) {
+		json_decref(found);
+		return STORE_ERR;
+	}
+	stored = found ? json_string_value(json_object_get(found, "secret")) : NULL;
+	ok = crypto_str_equal(tag, stored ? stored : "");
+	if (!ok || rc != STORE_FOUND) {
+		json_decref(found);
+		return 0;
+	}
+	*client = found;
+	return 1;
+}
+
+int client_has_permission(json_t *client, const char *perm)
+{
+	return client_lists(client, "permissions", perm);
+}
+
+int client_lists(json_t *client, const char *list, const char *value)
+{
+	size_t i;
+	json_t *v;
+	json_array_foreach(json_object_get(client, list), i, v)
+	{
+		if (json_is_string(v) && strcmp(json_string_value(v), value) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+char *client_token_issue(struct ctx *c, json_t *client, const char *aud)
+{
+	const char *id = json_string_value(json_object_get(client, "client_id"));
+	time_t now = time(NULL);
+	char *jti = crypto_random_token(16), *token = NULL;
+	json_t *claims;
+
+	if (jti == NULL)
+		return NULL;
+	claims = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:s}", "iss", c->conf->issuer,
+			   "sub", id, "aud", aud, "client_id", id, "iat", (json_int_t)now, "exp",
+			   (json_int_t)(now + (time_t)c->conf->access_ttl), "jti", jti, "scope",
+			   "");
+	if (claims != NULL)
+		token = jwt_sign_hs256(c->keys->client_token_key, sizeof(c->keys->client_token_key),
+				       c->keys->client_token_kid, "at+jwt", claims);
+	json_decref(claims);
+	free(jti);
+	return token;
+}
+
+int client_token_verify(struct ctx *c, const char *token, json_t **client)
+{
+	json_t *claims = NULL;
+	const char *iss, *id;
+	json_int_t exp;
+	int rc;
+
+	if (strlen(token) > 4096)
+		return 0;
+	rc = jwt_verify_hs256(token, c->keys->client_token_key, sizeof(c->keys->client_token_key),
+			      "at+jwt", &claims);
+	if (rc != 1)
+		return rc < 0 ? STORE_ERR : 0;
+	iss = json_string_value(json_object_get(claims, "iss"));
+	id = json_string_value(json_object_get(claims, "client_id"));
+	exp = json_integer_value(json_object_get(claims, "exp"));
+	if (iss == NULL || strcmp(iss, c->conf->issuer) != 0 || id == NULL ||
+	    !json_is_integer(json_object_get(claims, "exp")) || exp <= (json_int_t)time(NULL)) {
+		rc = 0;
+		goto out;
+	}
+	rc = client_get(c, id, client);
+	if (rc == STORE_NOTFOUND)
+		rc = 0;
+out:
+	json_decref(claims);
+	return rc;
+}
+
+static int list_cb(const void *k, size_t klen, json_t *val, void *arg)
+{
+	json_object_del(val, "secret");
+	return json_array_append(arg, val) < 0 ? STORE_ERR : 0;
+}
+
+static int list_txn(struct store_txn *t, void *arg)
+{
+	json_array_clear(arg);
+	return store_each(t, TBL_CLIENTS, NULL, 0, list_cb, arg);
+}
+
+json_t *client_list(struct ctx *c)
+{
+	json_t *list = json_array();
+	if (list != NULL && store_run(c->store, list_txn, list) < 0) {
+		json_decref(list);
+		return NULL;
+	}
+	return list;
+}

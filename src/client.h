@@ -1,0 +1,50 @@
+/*
+ * client: the backends allowed to call otlogin (OAuth clients). A client has a name, a secret
+ * stored only as a keyed hash, registered redirect URIs and resources, permissions ("direct",
+ * "admin") and a signup policy ("open" or "closed"). Its access tokens are HS256 JWTs under a
+ * server-held key that is never published: only otlogin verifies them.
+ */
+#ifndef OTLOGIN_CLIENT_H
+#define OTLOGIN_CLIENT_H
+
+#include <jansson.h>
+
+#include "ctx.h"
+
+/*
+ * Create a client. spec (borrowed) holds "name" and optional "redirect_uris", "resources",
+ * "permissions" (arrays of strings) and "signup". On 0, *out is a new object
+ * {"client_id", "client_secret"}: the only time the secret exists outside the caller.
+ * Returns 0, or -1 on a bad spec (message in err) or a store error.
+ */
+int client_create(struct ctx *c, json_t *spec, json_t **out, char *err, size_t errlen);
+
+/* Look a client up. STORE_FOUND with *client a new reference, STORE_NOTFOUND, or < 0. */
+int client_get(struct ctx *c, const char *client_id, json_t **client);
+
+/*
+ * Check a client's secret in constant time (the hash is computed for unknown ids as well).
+ * 1 with *client (new reference) when right, 0 when wrong or unknown, < 0 on store errors.
+ */
+int client_check_secret(struct ctx *c, const char *client_id, const char *secret,
+			json_t **client);
+
+/* 1 when the client (borrowed) holds permission perm. */
+int client_has_permission(json_t *client, const char *perm);
+
+/* 1 when value is one of the strings of the client's array member list ("redirect_uris"). */
+int client_lists(json_t *client, const char *list, const char *value);
+
+/* A new client access token (caller frees) for client with audience aud; NULL on error. */
+char *client_token_issue(struct ctx *c, json_t *client, const char *aud);
+
+/*
+ * Verify a client access token: signature (HS256 only), typ at+jwt, iss, exp, and that the
+ * client still exists. 1 with *client (new reference), 0 when invalid, < 0 on store errors.
+ */
+int client_token_verify(struct ctx *c, const char *token, json_t **client);
+
+/* All clients without secrets, as a new array. NULL on error. */
+json_t *client_list(struct ctx *c);
+
+#endif

@@ -1,0 +1,121 @@
+/*
+ * otlogin.fcgi: the FastCGI responder. Started by the web server (or spawn-fcgi) with a
+ * listening socket on fd 0 it serves requests in a loop; started without one, FCGI_Accept
+ * serves exactly one CGI request and the loop ends.
+ */
+#include <fcgi_stdio.h>
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conf.h"
+#include "crypto.h"
+#include "ctx.h"
+#include "keyring.h"
+#include "log.h"
+#include "route.h"
+#include "store.h"
+
+static const char *env_get(const char *name, void *ctx)
+{
+	return getenv(name);
+}
+
+static size_t body_read(void *buf, size_t len, void *ctx)
+{
+	return fread(buf, 1, len, stdin);
+}
+
+static size_t resp_out(const void *buf, size_t len, void *ctx)
+{
+	return fwrite((void *)buf, 1, len, stdout);
+}
+
+static void front_line_error(struct resp *resp, enum req_status st)
+{
+	resp_error(resp, st == REQ_TOO_LARGE ? ERR_TOO_LARGE : ERR_INVALID_INPUT,
+		   st == REQ_BAD_LENGTH ? "Malformed Content-Length or short body" : NULL);
+}
+
+/* Serve one request. Returns 0 to go on, -1 when this worker must exit. */
+static int serve_one(struct ctx *c)
+{
+	struct req req;
+	struct resp resp;
+	struct api_call call = {.c = c, .req = &req, .resp = &resp};
+	enum req_status st;
+	int fatal;
+
+	resp_init(&resp);
+	st = req_read(&req, env_get, body_read, NULL, c->conf->max_body);
+	if (st != REQ_OK)
+		front_line_error(&resp, st);
+	else
+		route_dispatch(&call);
+	if (resp_write(&resp, resp_out, NULL) < 0)
+		log_warn("the client went away before the response was written");
+	json_decref(call.client);
+	fatal = resp.fatal;
+	req_free(&req);
+	resp_free(&resp);
+	return fatal ? -1 : 0;
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: otlogin.fcgi [-c otlogin.conf]\n");
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	const char *conf_file = NULL;
+	struct conf conf;
+	struct keyring keys;
+	struct ctx c = {.conf = &conf, .keys = &keys};
+	char err[512];
+	int opt, failed;
+
+	while ((opt = getopt(argc, argv, "c:")) != -1) {
+		if (opt == 'c')
+			conf_file = optarg;
+		else
+			usage();
+	}
+	/* Database, key and mail files are private to the service. */
+	umask(077);
+	log_init("otlogin", LOG_LEVEL_INFO);
+	signal(SIGPIPE, SIG_IGN);
+	/* Everything that can fail is set up before the first request is accepted. */
+	if (crypto_init() < 0)
+		fatal("libgcrypt could not be initialised");
+	conf_defaults(&conf);
+	if (conf_load(&conf, conf_path(conf_file), err, sizeof(err)) < 0)
+		fatal("configuration: %s", err);
+	log_init("otlogin", (enum log_level)conf.log_level);
+	c.mail = ctx_mail_conf(&conf);
+	c.store = store_open(conf.db_dir, conf.db_cache_mb, 0);
+	if (c.store == NULL)
+		fatal("cannot open the database environment %s", conf.db_dir);
+	if (keyring_load(&keys, c.store, conf.db_dir) < 0)
+		fatal("cannot load the keys");
+
+	while (FCGI_Accept() >= 0) {
+		if (serve_one(&c) < 0) {
+			log_err("the database needs recovery: this worker exits to be restarted");
+			FCGI_Finish();
+			break;
+		}
+		store_maintain(c.store);
+	}
+	keyring_free(&keys);
+	/* After DB_RUNRECOVERY the handles must not be closed normally; exit is enough. */
+	failed = store_failed(c.store);
+	if (!failed)
+		store_close(c.store);
+	conf_free(&conf);
+	return failed ? 1 : 0;
+}

@@ -1,0 +1,208 @@
+/*
+ * otloginctl: the administration command. Works on the same database environment as the
+ * workers (safe while they run): creates it, adds and lists clients and users.
+ */
+#include <getopt.h>
+#include <sys/stat.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client.h"
+#include "conf.h"
+#include "crypto.h"
+#include "ctx.h"
+#include "keyring.h"
+#include "log.h"
+#include "store.h"
+#include "user.h"
+
+static void usage(void)
+{
+	fprintf(stderr,
+		"usage: otloginctl [-c otlogin.conf] command\n"
+		"  init\n"
+		"      create the database environment, the server key and a signing key\n"
+		"  client add --name NAME [--redirect-uri URI]... [--resource URI]...\n"
+		"             [--permission direct|admin]... [--signup open|closed]\n"
+		"      print {\"client_id\", \"client_secret\"} (the secret is shown only once)\n"
+		"  client list\n"
+		"  user add (--email ADDR | --phone E164) [--phone E164] [--username NAME]\n"
+		"           [--role ROLE]...\n"
+		"  user list\n");
+	exit(2);
+}
+
+static void print_json(json_t *v)
+{
+	char *text = json_dumps(v, JSON_INDENT(2));
+	if (text == NULL)
+		fatal("out of memory");
+	puts(text);
+	crypto_free_str(text);
+}
+
+/* Collect "--opt value" pairs into spec: repeated options become arrays. */
+struct ctl_opt {
+	const char *flag;
+	const char *member;
+	int repeat;
+};
+
+static json_t *parse_options(int argc, char **argv, const struct ctl_opt *opts)
+{
+	json_t *spec = json_object();
+
+	for (int i = 0; i < argc; i++) {
+		const struct ctl_opt *o = opts;
+		while (o->flag && strcmp(o->flag, argv[i]) != 0)
+			o++;
+		if (o->flag == NULL || i + 1 >= argc) {
+			fprintf(stderr, "otloginctl: unknown option or missing value: %s\n", argv[i]);
+			usage();
+		}
+		i++;
+		if (o->repeat) {
+			json_t *a = json_object_get(spec, o->member);
+			if (a == NULL)
+				json_object_set_new(spec, o->member, a = json_array());
+			json_array_append_new(a, json_string(argv[i]));
+		} else if (json_object_get(spec, o->member) != NULL) {
+			fprintf(stderr, "otloginctl: %s given twice\n", o->flag);
+			exit(2);
+		} else {
+			json_object_set_new(spec, o->member, json_string(argv[i]));
+		}
+		if (json_object_get(spec, o->member) == NULL)
+			fatal("%s: not valid UTF-8", o->flag);
+	}
+	return spec;
+}
+
+static int cmd_client(struct ctx *c, int argc, char **argv)
+{
+	static const struct ctl_opt opts[] = {
+	    {"--name", "name", 0},
+	    {"--redirect-uri", "redirect_uris", 1},
+	    {"--resource", "resources", 1},
+	    {"--permission", "permissions", 1},
+	    {"--signup", "signup", 0},
+	    {NULL, NULL, 0},
+	};
+	char err[256];
+	json_t *spec, *out;
+
+	if (argc >= 1 && strcmp(argv[0], "list") == 0) {
+		out = client_list(c);
+		if (out == NULL)
+			fatal("cannot read the clients");
+		print_json(out);
+		json_decref(out);
+		return 0;
+	}
+	if (argc < 1 || strcmp(argv[0], "add") != 0)
+		usage();
+	spec = parse_options(argc - 1, argv + 1, opts);
+	if (client_create(c, spec, &out, err, sizeof(err)) < 0) {
+		fprintf(stderr, "otloginctl: %s\n", err);
+		json_decref(spec);
+		return 1;
+	}
+	print_json(out);
+	json_decref(out);
+	json_decref(spec);
+	return 0;
+}
+
+static int cmd_user(struct ctx *c, int argc, char **argv)
+{
+	static const struct ctl_opt opts[] = {
+	    {"--email", "email", 0},
+	    {"--phone", "phone_number", 0},
+	    {"--username", "username", 0},
+	    {"--role", "roles", 1},
+	    {NULL, NULL, 0},
+	};
+	char err[256] = "";
+	json_t *spec, *user = NULL;
+	int rc;
+
+	if (argc >= 1 && strcmp(argv[0], "list") == 0) {
+		json_t *list = user_list(c);
+		if (list == NULL)
+			fatal("cannot read the users");
+		print_json(list);
+		json_decref(list);
+		return 0;
+	}
+	if (argc < 1 || strcmp(argv[0], "add") != 0)
+		usage();
+	spec = parse_options(argc - 1, argv + 1, opts);
+	rc = user_create(c, spec, &user, err, sizeof(err));
+	json_decref(spec);
+	if (rc == USER_CREATED) {
+		print_json(user);
+		json_decref(user);
+		return 0;
+	}
+	if (rc == USER_CONFLICT)
+		fprintf(stderr, "otloginctl: a user with that email, phone or username exists\n");
+	else if (rc == USER_INVALID)
+		fprintf(stderr, "otloginctl: %s\n", err);
+	else
+		fprintf(stderr, "otloginctl: the database refused the user\n");
+	return 1;
+}
+
+int main(int argc, char **argv)
+{
+	const char *conf_file = NULL;
+	struct conf conf;
+	struct keyring keys;
+	struct ctx c = {.conf = &conf, .keys = &keys};
+	char err[512];
+	int opt, rc, init;
+
+	while ((opt = getopt(argc, argv, "+c:h")) != -1) {
+		if (opt == 'c')
+			conf_file = optarg;
+		else
+			usage();
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc < 1)
+		usage();
+	/* Database, key and mail files are private to the service. */
+	umask(077);
+	log_init("otloginctl", LOG_LEVEL_INFO);
+	if (crypto_init() < 0)
+		fatal("libgcrypt could not be initialised");
+	conf_defaults(&conf);
+	if (conf_load(&conf, conf_path(conf_file), err, sizeof(err)) < 0)
+		fatal("configuration: %s", err);
+	c.mail = ctx_mail_conf(&conf);
+	init = strcmp(argv[0], "init") == 0;
+	if (!init && strcmp(argv[0], "client") != 0 && strcmp(argv[0], "user") != 0)
+		usage();
+	c.store = store_open(conf.db_dir, conf.db_cache_mb, init);
+	if (c.store == NULL)
+		fatal("cannot open the database environment %s%s", conf.db_dir,
+		      init ? "" : " (run otloginctl init first)");
+	if (init && keyring_create(c.store, conf.db_dir) < 0)
+		fatal("cannot create the keys");
+	if (keyring_load(&keys, c.store, conf.db_dir) < 0)
+		fatal("cannot load the keys");
+	if (init) {
+		fprintf(stderr, "otloginctl: environment ready in %s\n", conf.db_dir);
+		rc = 0;
+	} else if (strcmp(argv[0], "client") == 0) {
+		rc = cmd_client(&c, argc - 1, argv + 1);
+	} else {
+		rc = cmd_user(&c, argc - 1, argv + 1);
+	}
+	keyring_free(&keys);
+	store_close(c.store);
+	conf_free(&conf);
+	return rc;
+}

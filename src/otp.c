@@ -1,0 +1,379 @@
+#include "otp.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "client.h"
+#include "crypto.h"
+#include "log.h"
+#include "resp.h"
+#include "token.h"
+
+#define REQUEST_ID_BYTES 16
+
+static const char *const idtype_names[] = {"email", "phone_number", "user_id", "username"};
+
+static const char *amr_of_channel(const char *channel)
+{
+	if (strcmp(channel, "email") == 0)
+		return "eotp";
+	if (strcmp(channel, "sms") == 0)
+		return "sms";
+	return "otp";
+}
+
+int otp_store_error(int rc)
+{
+	return rc == STORE_FATAL || rc == STORE_RETRY || rc == STORE_ERR ? ERR_UNAVAILABLE
+									  : ERR_INTERNAL;
+}
+
+/* The database key of the pending code of (client, identifier). */
+static int code_key(struct ctx *c, json_t *client, enum user_idtype type, const char *ident,
+		    char key[KEYRING_TAG_HEX])
+{
+	return keyring_tag(c->keys, key, "code",
+			   json_string_value(json_object_get(client, "client_id")),
+			   idtype_names[type], ident, NULL);
+}
+
+/* The database key of the failure counter of an identifier (shared by all clients). */
+static int failure_key(struct ctx *c, enum user_idtype type, const char *ident,
+		       char key[KEYRING_TAG_HEX])
+{
+	return keyring_tag(c->keys, key, "failures", idtype_names[type], ident, NULL);
+}
+
+struct send_txn {
+	struct ctx *c;
+	const struct otp_send_req *r;
+	char key[KEYRING_TAG_HEX];
+	char code[16];
+	char *request_id;
+	char *message; /* composed mail, new */
+	size_t message_len;
+	char to[256];
+};
+
+/* Where an email passcode goes, or the api_err that says why it cannot go anywhere. */
+static int email_destination(struct send_txn *s, json_t *user)
+{
+	const char *to = s->r->custom_email;
+	if (to == NULL && user != NULL)
+		to = user_email(user);
+	if (to == NULL && user == NULL && s->r->idtype == ID_EMAIL)
+		to = s->r->identifier;
+	if (to == NULL)
+		return ERR_EMAIL_MISSING;
+	snprintf(s->to, sizeof(s->to), "%s", to);
+	return ERR_NONE;
+}
+
+static int compose_mail(struct send_txn *s, unsigned minutes)
+{
+	struct mail_request m = {
+	    .kind = MAIL_OTP,
+	    .from_addr = s->c->conf->mail_from,
+	    .from_name = s->c->conf->mail_from_name,
+	    .to_addr = s->to,
+	    .app_name = json_string_value(json_object_get(s->r->client, "name")),
+	    .code = s->code,
+	    .minutes = minutes,
+	    .custom = s->r->content != NULL,
+	};
+	int rc;
+
+	if (s->r->content != NULL)
+		m.content = *s->r->content;
+	free(s->message);
+	s->message = NULL;
+	rc = mail_compose(&m, &s->message, &s->message_len);
+	if (rc == MAIL_EADDR || rc == MAIL_EINPUT)
+		return ERR_INVALID_INPUT;
+	return rc == MAIL_OK ? ERR_NONE : ERR_INTERNAL;
+}
+
+static int send_txn(struct store_txn *t, void *argp)
+{
+	struct send_txn *s = argp;
+	const struct otp_send_req *r = s->r;
+	unsigned minutes = r->minutes ? r->minutes : s->c->conf->otp_ttl_minutes;
+	char code_tag[KEYRING_TAG_HEX], rid_tag[KEYRING_TAG_HEX] = "";
+	const char *signup = json_string_value(json_object_get(r->client, "signup"));
+	json_t *user = NULL, *rec;
+	int rc;
+
+	rc = user_find_txn(t, r->idtype, r->identifier, &user);
+	if (rc < 0)
+		return rc;
+	if (rc == STORE_NOTFOUND &&
+	    ((r->idtype != ID_EMAIL && r->idtype != ID_PHONE) || strcmp(signup, "open") != 0))
+		return ERR_USER_NOT_FOUND;
+	if (user != NULL && !user_is_active(user)) {
+		json_decref(user);
+		return ERR_USER_NOT_ACTIVE;
+	}
+	if (strcmp(r->channel, "email") == 0 && (rc = email_destination(s, user)) != ERR_NONE) {
+		json_decref(user);
+		return rc;
+	}
+	json_decref(user);
+
+	if (minutes > s->c->conf->otp_max_ttl_minutes)
+		minutes = s->c->conf->otp_max_ttl_minutes;
+	if (crypto_random_digits(s->code, s->c->conf->otp_length) < 0 ||
+	    code_key(s->c, r->client, r->idtype, r->identifier, s->key) < 0 ||
+	    keyring_tag(s->c->keys, code_tag, "code-value", s->key, s->code, NULL) < 0)
+		return STORE_ERR;
+	if (strcmp(r->channel, "email") == 0 && (rc = compose_mail(s, minutes)) != ERR_NONE)
+		return rc;
+	if (r->want_request_id) {
+		crypto_free_str(s->request_id);
+		s->request_id = crypto_random_token(REQUEST_ID_BYTES);
+		if (s->request_id == NULL ||
+		    keyring_tag(s->c->keys, rid_tag, "request-id", s->request_id, NULL) < 0)
+			return STORE_ERR;
+	}
+	rec = json_pack("{s:s, s:I, s:s, s:s, s:s, s:s}", "code", code_tag, "exp",
+			(json_int_t)(time(NULL) + (time_t)minutes * 60), "amr",
+			amr_of_channel(r->channel), "request_id", rid_tag, "idtype",
+			idtype_names[r->idtype], "identifier", r->identifier);
+	if (rec == NULL)
+		return STORE_ERR;
+	if (r->approval_data != NULL)
+		json_object_set(rec, "approval_data", r->approval_data);
+	/* The same key for the same client and identifier: a new send replaces the old code. */
+	rc = store_put(t, TBL_CODES, s->key, strlen(s->key), rec);
+	json_decref(rec);
+	return rc < 0 ? rc : ERR_NONE;
+}
+
+struct forget_arg {
+	const char *key;
+	const char *code_tag;
+};
+
+/* Delete the code that failed to go out, unless a newer send has replaced it already. */
+static int forget_txn(struct store_txn *t, void *argp)
+{
+	struct forget_arg *a = argp;
+	json_t *rec;
+	int rc = store_get(t, TBL_CODES, a->key, strlen(a->key), &rec, 1);
+
+	if (rc != STORE_FOUND)
+		return rc;
+	if (crypto_str_equal(json_string_value(json_object_get(rec, "code")) ?: "", a->code_tag))
+		rc = store_del(t, TBL_CODES, a->key, strlen(a->key));
+	json_decref(rec);
+	return rc < 0 ? rc : 0;
+}
+
+static int deliver(struct send_txn *s)
+{
+	char code_tag[KEYRING_TAG_HEX], masked[64];
+	struct forget_arg forget = {s->key, code_tag};
+
+	if (mail_send(&s->c->mail, s->c->conf->mail_from, s->to, s->message, s->message_len) ==
+	    MAIL_OK) {
+		log_info("sent a passcode by email to %s",
+			 log_mask_addr(s->to, masked, sizeof(masked)));
+		return ERR_NONE;
+	}
+	/* No usable code may stay behind a delivery that failed. */
+	if (keyring_tag(s->c->keys, code_tag, "code-value", s->key, s->code, NULL) == 0)
+		store_run(s->c->store, forget_txn, &forget);
+	return ERR_DELIVERY;
+}
+
+int otp_send(struct ctx *c, const struct otp_send_req *r, struct otp_send_res *res)
+{
+	struct send_txn s = {.c = c, .r = r};
+	int rc;
+
+	memset(res, 0, sizeof(*res));
+	rc = store_run(c->store, send_txn, &s);
+	if (rc < 0) {
+		rc = otp_store_error(rc);
+		goto out;
+	}
+	if (rc != ERR_NONE)
+		goto out;
+	if (strcmp(r->channel, "email") == 0 && (rc = deliver(&s)) != ERR_NONE)
+		goto out;
+	if (strcmp(r->channel, "direct") == 0)
+		res->code = strdup(s.code);
+	res->request_id = s.request_id;
+	s.request_id = NULL;
+out:
+	crypto_wipe(s.code, sizeof(s.code));
+	crypto_free_str(s.request_id);
+	if (s.message != NULL) {
+		crypto_wipe(s.message, s.message_len);
+		free(s.message);
+	}
+	return rc;
+}
+
+void otp_send_res_free(struct otp_send_res *res)
+{
+	crypto_free_str(res->code);
+	crypto_free_str(res->request_id);
+	memset(res, 0, sizeof(*res));
+}
+
+struct auth_txn {
+	struct ctx *c;
+	const struct otp_auth_req *r;
+	struct login_grant grant;
+};
+
+/* Count one failure for the identifier; lock it once the limit is reached. */
+static int count_failure(struct store_txn *t, struct ctx *c, const char *fkey, json_t *counter,
+			 const char *code_key_hex)
+{
+	json_int_t n = json_integer_value(json_object_get(counter, "failures")) + 1;
+	time_t now = time(NULL);
+	json_t *rec;
+	int rc;
+
+	if (n >= (json_int_t)c->conf->otp_max_failures) {
+		/* The limit is reached: the code dies and the identifier is locked. */
+		rc = store_del(t, TBL_CODES, code_key_hex, strlen(code_key_hex));
+		if (rc < 0)
+			return rc;
+		rec = json_pack("{s:I, s:I}", "failures", (json_int_t)0, "locked_until",
+				(json_int_t)(now + (time_t)c->conf->otp_lockout_minutes * 60));
+	} else {
+		rec = json_pack("{s:I, s:I}", "failures", n, "locked_until", (json_int_t)0);
+	}
+	if (rec == NULL)
+		return STORE_ERR;
+	rc = store_put(t, TBL_COUNTERS, fkey, strlen(fkey), rec);
+	json_decref(rec);
+	return rc < 0 ? rc : ERR_BAD_CREDENTIALS;
+}
+
+/* The user to log in: found, or created when the client's signup policy is open. */
+static int login_user(struct store_txn *t, struct auth_txn *a, json_t **user)
+{
+	const struct otp_auth_req *r = a->r;
+	const char *signup = json_string_value(json_object_get(r->client, "signup"));
+	char err[128];
+	json_t *spec;
+	int rc = user_find_txn(t, r->idtype, r->identifier, user);
+
+	if (rc != STORE_NOTFOUND)
+		return rc < 0 ? rc : ERR_NONE;
+	if ((r->idtype != ID_EMAIL && r->idtype != ID_PHONE) || strcmp(signup, "open") != 0)
+		return ERR_USER_NOT_FOUND;
+	spec = json_pack("{s:s}", r->idtype == ID_EMAIL ? "email" : "phone_number", r->identifier);
+	rc = user_create_txn(t, spec, user, err, sizeof(err));
+	json_decref(spec);
+	if (rc < 0)
+		return rc;
+	return rc == USER_CREATED ? ERR_NONE : ERR_INTERNAL;
+}
+
+static int auth_txn(struct store_txn *t, void *argp)
+{
+	struct auth_txn *a = argp;
+	const struct otp_auth_req *r = a->r;
+	char key[KEYRING_TAG_HEX], fkey[KEYRING_TAG_HEX], tag[KEYRING_TAG_HEX];
+	json_t *counter = NULL, *rec = NULL, *user = NULL;
+	const char *rid;
+	time_t now = time(NULL);
+	int rc;
+
+	login_grant_free(&a->grant);
+	if (code_key(a->c, r->client, r->idtype, r->identifier, key) < 0 ||
+	    failure_key(a->c, r->idtype, r->identifier, fkey) < 0)
+		return STORE_ERR;
+	/* Lock the counter first: every attempt on this identifier is serialised here. */
+	rc = store_get(t, TBL_COUNTERS, fkey, strlen(fkey), &counter, 1);
+	if (rc < 0)
+		return rc;
+	if (json_integer_value(json_object_get(counter, "locked_until")) > (json_int_t)now) {
+		rc = ERR_LOCKED;
+		goto out;
+	}
+	rc = store_get(t, TBL_CODES, key, strlen(key), &rec, 1);
+	if (rc < 0)
+		goto out;
+	if (rc == STORE_NOTFOUND) {
+		rc = count_failure(t, a->c, fkey, counter, key);
+		goto out;
+	}
+	if (json_integer_value(json_object_get(rec, "exp")) <= (json_int_t)now) {
+		rc = store_del(t, TBL_CODES, key, strlen(key));
+		rc = rc < 0 ? rc : ERR_CODE_EXPIRED;
+		goto out;
+	}
+	rid = json_string_value(json_object_get(rec, "request_id"));
+	if (keyring_tag(a->c->keys, tag, "code-value", key, r->passcode, NULL) < 0) {
+		rc = STORE_ERR;
+		goto out;
+	}
+	if (!crypto_str_equal(tag, json_string_value(json_object_get(rec, "code")) ?: "")) {
+		rc = count_failure(t, a->c, fkey, counter, key);
+		goto out;
+	}
+	if (rid != NULL && rid[0] != '\0') {
+		char rtag[KEYRING_TAG_HEX];
+		if (r->request_id == NULL ||
+		    keyring_tag(a->c->keys, rtag, "request-id", r->request_id, NULL) < 0 ||
+		    !crypto_str_equal(rtag, rid)) {
+			rc = count_failure(t, a->c, fkey, counter, key);
+			goto out;
+		}
+	}
+	/* Right code: it is consumed, and a success clears the failure count. */
+	if ((rc = store_del(t, TBL_CODES, key, strlen(key))) < 0 ||
+	    (counter != NULL && (rc = store_del(t, TBL_COUNTERS, fkey, strlen(fkey))) < 0))
+		goto out;
+	rc = login_user(t, a, &user);
+	if (rc != ERR_NONE)
+		goto out;
+	if (!user_is_active(user)) {
+		rc = ERR_USER_NOT_ACTIVE;
+		goto out;
+	}
+	rc = session_login_txn(t, a->c, user, r->client,
+			       json_string_value(json_object_get(rec, "amr")), &r->opts, &a->grant);
+	if (rc == ERR_NONE && json_object_get(rec, "approval_data") != NULL)
+		a->grant.extra_claims =
+		    json_pack("{s:O}", "approval_data", json_object_get(rec, "approval_data"));
+out:
+	json_decref(counter);
+	json_decref(rec);
+	json_decref(user);
+	/*
+	 * A failure that was counted must be committed; any other refusal (locked, expired,
+	 * session not found) commits what it changed too, which is at most a dead code.
+	 * A refusal after the code was consumed (user disabled, session not found) must not
+	 * consume it: those return through abort below.
+	 */
+	if (rc == ERR_USER_NOT_ACTIVE || rc == ERR_USER_NOT_FOUND || rc == ERR_SESSION_NOT_FOUND ||
+	    rc == ERR_INTERNAL)
+		return STORE_REFUSE(rc);
+	return rc;
+}
+
+int otp_authenticate(struct ctx *c, const struct otp_auth_req *r, const char *aud,
+		     json_t **tokens)
+{
+	struct auth_txn a = {.c = c, .r = r};
+	int rc = store_run(c->store, auth_txn, &a);
+
+	if (store_refused(rc) >= 0)
+		rc = store_refused(rc);
+	else if (rc < 0)
+		rc = otp_store_error(rc);
+	if (rc == ERR_NONE) {
+		*tokens = token_response(c, &a.grant, &r->opts, aud);
+		if (*tokens == NULL)
+			rc = ERR_INTERNAL;
+	}
+	login_grant_free(&a.grant);
+	return rc;
+}

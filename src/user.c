@@ -1,0 +1,344 @@
+#include "user.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include "crypto.h"
+#include "mail.h"
+
+enum user_idtype user_idtype_parse(const char *s)
+{
+	static const char *const names[] = {"email", "phone_number", "user_id", "username"};
+	for (int i = 0; s != NULL && i < 4; i++)
+		if (strcmp(s, names[i]) == 0)
+			return (enum user_idtype)i;
+	return ID_INVALID;
+}
+
+int user_phone_valid(const char *s)
+{
+	size_t n = 0;
+	if (s == NULL || s[0] != '+' || s[1] < '1' || s[1] > '9')
+		return 0;
+	for (s++; *s; s++, n++)
+		if (!isdigit((unsigned char)*s))
+			return 0;
+	return n >= 7 && n <= 15;
+}
+
+static int plain_id_valid(const char *s, size_t max)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > max)
+		return 0;
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x21 || *s == 0x7f)
+			return 0;
+	return 1;
+}
+
+char *user_normalize(enum user_idtype type, const char *value)
+{
+	char *out;
+
+	if (value == NULL)
+		return NULL;
+	switch (type) {
+	case ID_EMAIL:
+		if (!mail_address_valid(value))
+			return NULL;
+		out = strdup(value);
+		for (char *p = out; out && *p; p++)
+			*p = (char)tolower((unsigned char)*p);
+		return out;
+	case ID_PHONE:
+		return user_phone_valid(value) ? strdup(value) : NULL;
+	case ID_USER_ID:
+	case ID_USERNAME:
+		return plain_id_valid(value, 128) ? strdup(value) : NULL;
+	default:
+		return NULL;
+	}
+}
+
+long long user_now_ms(void)
+{
+	struct timeval tv;
+	gettimeofday(&tv, NULL);
+	return (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+static void rfc3339_now(char out[32])
+{
+	time_t now = time(NULL);
+	struct tm tm;
+	gmtime_r(&now, &tm);
+	strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static const char *idx_prefix(enum user_idtype type)
+{
+	switch (type) {
+	case ID_EMAIL: return "email:";
+	case ID_PHONE: return "phone:";
+	case ID_USERNAME: return "username:";
+	default: return NULL;
+	}
+}
+
+static int idx_key(enum user_idtype type, const char *canonical, char *out, size_t outlen)
+{
+	int n = snprintf(out, outlen, "%s%s", idx_prefix(type), canonical);
+	return n < 0 || (size_t)n >= outlen ? -1 : n;
+}
+
+int user_find_txn(struct store_txn *t, enum user_idtype type, const char *canonical,
+		  json_t **user)
+{
+	char key[300];
+	const char *id = canonical;
+	json_t *ref = NULL;
+	int rc, n;
+
+	if (type != ID_USER_ID) {
+		n = idx_key(type, canonical, key, sizeof(key));
+		if (n < 0)
+			return STORE_NOTFOUND;
+		rc = store_get(t, TBL_USER_IDX, key, (size_t)n, &ref, 0);
+		if (rc != STORE_FOUND)
+			return rc;
+		id = json_string_value(json_object_get(ref, "user_id"));
+		if (id == NULL) {
+			json_decref(ref);
+			return STORE_ERR;
+		}
+	}
+	rc = store_get(t, TBL_USERS, id, strlen(id), user, 0);
+	json_decref(ref);
+	return rc;
+}
+
+/* Claim the index entry for an identifier. USER_CONFLICT when taken by someone else. */
+static int claim_index(struct store_txn *t, enum user_idtype type, const char *canonical,
+		       const char *user_id)
+{
+	char key[300];
+	json_t *ref;
+	int n = idx_key(type, canonical, key, sizeof(key)), rc;
+
+	if (n < 0)
+		return USER_INVALID;
+	rc = store_get(t, TBL_USER_IDX, key, (size_t)n, &ref, 1);
+	if (rc < 0)
+		return rc;
+	if (rc == STORE_FOUND) {
+		json_decref(ref);
+		return USER_CONFLICT;
+	}
+	ref = json_pack("{s:s}", "user_id", user_id);
+	rc = store_put(t, TBL_USER_IDX, key, (size_t)n, ref);
+	json_decref(ref);
+	return rc;
+}
+
+/* Validate and canonicalise one optional identifier member of spec into *out (new or NULL). */
+static int spec_identifier(json_t *spec, const char *field, enum user_idtype type, char **out,
+			   char *err, size_t errlen)
+{
+	json_t *v = json_object_get(spec, field);
+	*out = NULL;
+	if (v == NULL || json_is_null(v))
+		return 0;
+	*out = user_normalize(type, json_string_value(v));
+	if (*out == NULL) {
+		snprintf(err, errlen, "%s is not valid", field);
+		return -1;
+	}
+	return 0;
+}
+
+static json_t *verified_object(const char *kind, const char *value)
+{
+	char flag[32];
+	if (value == NULL)
+		return json_null();
+	snprintf(flag, sizeof(flag), "%s_verified", kind);
+	return json_pack("{s:s, s:b, s:n}", "value", value, flag, 0, "verified_at");
+}
+
+static int optional_types_ok(json_t *spec, char *err, size_t errlen)
+{
+	json_t *name = json_object_get(spec, "name"), *roles = json_object_get(spec, "roles");
+	json_t *custom = json_object_get(spec, "custom_data");
+	json_t *ext = json_object_get(spec, "external_account_id"), *v;
+	size_t i;
+
+	if (name && !json_is_object(name)) {
+		snprintf(err, errlen, "name must be an object");
+		return 0;
+	}
+	if (custom && !json_is_object(custom)) {
+		snprintf(err, errlen, "custom_data must be an object");
+		return 0;
+	}
+	if (ext && !json_is_string(ext)) {
+		snprintf(err, errlen, "external_account_id must be a string");
+		return 0;
+	}
+	if (roles && !json_is_array(roles)) {
+		snprintf(err, errlen, "roles must be an array of strings");
+		return 0;
+	}
+	json_array_foreach(roles, i, v) if (!json_is_string(v))
+	{
+		snprintf(err, errlen, "roles must be an array of strings");
+		return 0;
+	}
+	return 1;
+}
+
+/* A new reference to spec's member name, or def (a new reference, dropped when unused). */
+static json_t *member_or(json_t *spec, const char *name, json_t *def)
+{
+	json_t *v = json_object_get(spec, name);
+	if (v == NULL || json_is_null(v))
+		return def;
+	json_decref(def);
+	return json_incref(v);
+}
+
+int user_create_txn(struct store_txn *t, json_t *spec, json_t **user, char *err, size_t errlen)
+{
+	char *email = NULL, *phone = NULL, *username = NULL, id[33];
+	unsigned char raw[16];
+	long long now = user_now_ms();
+	json_t *u = NULL;
+	int rc = USER_INVALID;
+
+	if (spec_identifier(spec, "email", ID_EMAIL, &email, err, errlen) < 0 ||
+	    spec_identifier(spec, "phone_number", ID_PHONE, &phone, err, errlen) < 0 ||
+	    spec_identifier(spec, "username", ID_USERNAME, &username, err, errlen) < 0 ||
+	    !optional_types_ok(spec, err, errlen))
+		goto out;
+	if (email == NULL && phone == NULL) {
+		snprintf(err, errlen, "a user needs an email or a phone_number");
+		goto out;
+	}
+	crypto_random(raw, sizeof(raw));
+	crypto_hex(raw, sizeof(raw), id);
+	if ((email && (rc = claim_index(t, ID_EMAIL, email, id)) != 0) ||
+	    (phone && (rc = claim_index(t, ID_PHONE, phone, id)) != 0) ||
+	    (username && (rc = claim_index(t, ID_USERNAME, username, id)) != 0))
+		goto out;
+	u = json_pack("{s:s, s:o, s:o, s:o, s:s, s:I, s:I, s:I, s:n, s:o, s:o, s:o, s:o, s:[]}",
+		      "user_id", id, "email", verified_object("email", email), "phone_number",
+		      verified_object("phone_number", phone), "username",
+		      username ? json_string(username) : json_null(), "status", "Active",
+		      "status_changed_at", (json_int_t)now, "created_at", (json_int_t)now,
+		      "updated_at", (json_int_t)now, "last_auth", "name",
+		      member_or(spec, "name", json_object()), "custom_data",
+		      member_or(spec, "custom_data", json_object()), "external_account_id",
+		      member_or(spec, "external_account_id", json_null()), "roles",
+		      member_or(spec, "roles", json_array()), "org_ids");
+	if (u == NULL) {
+		rc = STORE_ERR;
+		goto out;
+	}
+	rc = store_put(t, TBL_USERS, id, strlen(id), u);
+	if (rc == 0) {
+		*user = u;
+		u = NULL;
+		rc = USER_CREATED;
+	}
+out:
+	json_decref(u);
+	free(email);
+	free(phone);
+	free(username);
+	return rc;
+}
+
+int user_record_login_txn(struct store_txn *t, json_t *user, const char *channel)
+{
+	const char *id = json_string_value(json_object_get(user, "user_id"));
+	json_t *ch = channel ? json_object_get(user, channel) : NULL;
+	char when[32], flag[40];
+
+	rfc3339_now(when);
+	if (json_is_object(ch)) {
+		snprintf(flag, sizeof(flag), "%s_verified", channel);
+		if (!json_is_true(json_object_get(ch, flag))) {
+			json_object_set_new(ch, flag, json_true());
+			json_object_set_new(ch, "verified_at", json_string(when));
+		}
+	}
+	json_object_set_new(user, "last_auth", json_string(when));
+	json_object_set_new(user, "updated_at", json_integer(user_now_ms()));
+	return store_put(t, TBL_USERS, id, strlen(id), user);
+}
+
+int user_is_active(json_t *user)
+{
+	const char *s = json_string_value(json_object_get(user, "status"));
+	return s != NULL && strcmp(s, "Active") == 0;
+}
+
+const char *user_email(json_t *user)
+{
+	return json_string_value(json_object_get(json_object_get(user, "email"), "value"));
+}
+
+const char *user_phone(json_t *user)
+{
+	return json_string_value(json_object_get(json_object_get(user, "phone_number"), "value"));
+}
+
+struct create_arg {
+	json_t *spec, *user;
+	char *err;
+	size_t errlen;
+};
+
+static int create_txn(struct store_txn *t, void *argp)
+{
+	struct create_arg *a = argp;
+	int rc = user_create_txn(t, a->spec, &a->user, a->err, a->errlen);
+	/* Only a creation commits; a conflict or bad input must leave no index entry behind. */
+	return rc == USER_CREATED || rc < 0 ? rc : STORE_REFUSE(rc);
+}
+
+int user_create(struct ctx *c, json_t *spec, json_t **user, char *err, size_t errlen)
+{
+	struct create_arg a = {spec, NULL, err, errlen};
+	int rc = store_run(c->store, create_txn, &a);
+	if (store_refused(rc) >= 0)
+		return store_refused(rc);
+	if (rc == USER_CREATED)
+		*user = a.user;
+	return rc;
+}
+
+static int list_cb(const void *k, size_t klen, json_t *val, void *arg)
+{
+	return json_array_append(arg, val) < 0 ? STORE_ERR : 0;
+}
+
+static int list_txn(struct store_txn *t, void *arg)
+{
+	json_array_clear(arg);
+	return store_each(t, TBL_USERS, NULL, 0, list_cb, arg);
+}
+
+json_t *user_list(struct ctx *c)
+{
+	json_t *list = json_array();
+	if (list != NULL && store_run(c->store, list_txn, list) < 0) {
+		json_decref(list);
+		return NULL;
+	}
+	return list;
+}

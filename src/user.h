@@ -1,0 +1,66 @@
+/*
+ * user: end users, stored in the shape of the API's User object, with unique indexes on email,
+ * phone number and username. The *_txn functions run inside a caller's transaction so that a
+ * login can find or create its user atomically with consuming the code.
+ */
+#ifndef OTLOGIN_USER_H
+#define OTLOGIN_USER_H
+
+#include <jansson.h>
+
+#include "ctx.h"
+#include "store.h"
+
+enum user_idtype { ID_EMAIL, ID_PHONE, ID_USER_ID, ID_USERNAME, ID_INVALID };
+
+/* Parse "email", "phone_number", "user_id", "username". ID_INVALID otherwise. */
+enum user_idtype user_idtype_parse(const char *s);
+
+/*
+ * The canonical form of an identifier (email lowercased, phone checked as E.164, others as
+ * given) as a new string, or NULL when it is not valid for its type.
+ */
+char *user_normalize(enum user_idtype type, const char *value);
+
+/* 1 when s is an E.164 number: '+', then 7 to 15 digits, the first not 0. */
+int user_phone_valid(const char *s);
+
+/* Outcomes of user_create_txn beyond the store_rc values. */
+#define USER_CREATED 1
+#define USER_CONFLICT 2
+#define USER_INVALID 3
+
+/*
+ * Create a user from spec (borrowed: email, phone_number, username, name, custom_data,
+ * external_account_id, roles; at least one of email and phone_number). Returns USER_CREATED
+ * with *user (new reference), USER_CONFLICT when an identifier is taken, USER_INVALID (message
+ * in err), or a negative store_rc.
+ */
+int user_create_txn(struct store_txn *t, json_t *spec, json_t **user, char *err, size_t errlen);
+
+/* Find by identifier (canonical form). STORE_FOUND with *user (new reference), or < 1. */
+int user_find_txn(struct store_txn *t, enum user_idtype type, const char *canonical,
+		  json_t **user);
+
+/*
+ * Record a successful login through channel ("email" or "phone_number": marks it verified;
+ * NULL: none),
+ * and set last_auth. Writes the user back. Returns 0 or a negative store_rc.
+ */
+int user_record_login_txn(struct store_txn *t, json_t *user, const char *channel);
+
+/* 1 when the user's status is Active. */
+int user_is_active(json_t *user);
+
+/* The user's email or phone value (borrowed), or NULL. */
+const char *user_email(json_t *user);
+const char *user_phone(json_t *user);
+
+/* Outside a transaction: create (same results as user_create_txn) and list all. */
+int user_create(struct ctx *c, json_t *spec, json_t **user, char *err, size_t errlen);
+json_t *user_list(struct ctx *c);
+
+/* Milliseconds since the epoch. */
+long long user_now_ms(void);
+
+#endif
