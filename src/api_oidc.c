@@ -138,16 +138,15 @@ void api_discovery(struct api_call *call)
 	const char *base = call->c->conf->public_base_url;
 	json_t *doc;
 
-	doc = json_pack("{s:s, s:o, s:o, s:o, s:o, s:[s], s:[s], s:[s], s:[ss], s:[sssssssssssss]}",
-			"issuer", call->c->conf->issuer, "jwks_uri", url(base, "/oidc/jwks"),
-			"token_endpoint", url(base, "/oidc/token"), "revocation_endpoint",
-			url(base, "/oidc/token/revocation"),
-			"id_token_signing_alg_values_supported", signing_algs(call->c->keys),
-			"grant_types_supported", "client_credentials", "response_types_supported",
-			"token", "subject_types_supported", "public",
-			"token_endpoint_auth_methods_supported", "client_secret_basic",
-			"client_secret_post", "claims_supported", "iss", "sub", "aud", "exp", "iat",
-			"auth_time", "amr", "sid", "email", "email_verified", "phone_number",
-			"phone_number_verified", "roles");
+	doc = json_pack(
+	    "{s:s, s:o, s:o, s:o, s:o, s:[s], s:[s], s:[s], s:[ss], s:[sssssssssssss]}", "issuer",
+	    call->c->conf->issuer, "jwks_uri", url(base, "/oidc/jwks"), "token_endpoint",
+	    url(base, "/oidc/token"), "revocation_endpoint", url(base, "/oidc/token/revocation"),
+	    "id_token_signing_alg_values_supported", signing_algs(call->c->keys),
+	    "grant_types_supported", "client_credentials", "response_types_supported", "token",
+	    "subject_types_supported", "public", "token_endpoint_auth_methods_supported",
+	    "client_secret_basic", "client_secret_post", "claims_supported", "iss", "sub", "aud",
+	    "exp", "iat", "auth_time", "amr", "sid", "email", "email_verified", "phone_number",
+	    "phone_number_verified", "roles");
 	resp_json(call->resp, 200, doc);
 }

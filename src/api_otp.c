@@ -15,11 +15,11 @@ static const char *const channels[] = {"email", "sms", "direct", NULL};
 static const char *const idtypes[] = {"email", "phone_number", "user_id", "username", NULL};
 
 static const struct jv_field email_content_fields[] = {
-    JV_F_STRING("subject", 1, 200),    JV_F_STRING("primaryColor", 0, 7),
+    JV_F_STRING("subject", 1, 200),	 JV_F_STRING("primaryColor", 0, 7),
     JV_F_STRING("base64logo", 0, 20000), JV_F_TEXT("headerText", 0, 2000),
-    JV_F_TEXT("bodyText", 0, 5000),    JV_F_TEXT("linkText", 0, 200),
-    JV_F_TEXT("infoText", 0, 2000),    JV_F_TEXT("footerText", 0, 2000),
-    JV_F_STRING("senderName", 0, 100), JV_END,
+    JV_F_TEXT("bodyText", 0, 5000),	 JV_F_TEXT("linkText", 0, 200),
+    JV_F_TEXT("infoText", 0, 2000),	 JV_F_TEXT("footerText", 0, 2000),
+    JV_F_STRING("senderName", 0, 100),	 JV_END,
 };
 
 static const struct jv_field client_attribute_fields[] = {
@@ -190,7 +190,8 @@ void api_otp_authenticate(struct api_call *call)
 		return;
 	if (jsonio_str(body, "org_id") != NULL) {
 		/* Organizations arrive with the B2B work; until then nobody is a member. */
-		resp_error(call->resp, ERR_INVALID_INPUT, "User is not a member of the organization");
+		resp_error(call->resp, ERR_INVALID_INPUT,
+			   "User is not a member of the organization");
 		return;
 	}
 	if ((canonical = canonical_identifier(call, &r.idtype)) == NULL)

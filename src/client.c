@@ -91,7 +91,8 @@ int client_create(struct ctx *c, json_t *spec, json_t **out, char *err, size_t e
 		goto out;
 	}
 	if (!is_string_array(uris) || !valid_redirect_uris(uris)) {
-		snprintf(err, errlen, "redirect URIs must be absolute http(s) URIs without fragment");
+		snprintf(err, errlen,
+			 "redirect URIs must be absolute http(s) URIs without fragment");
 		goto out;
 	}
 	if (!is_string_array(perms) || !valid_permissions(perms)) {
@@ -109,10 +110,10 @@ int client_create(struct ctx *c, json_t *spec, json_t **out, char *err, size_t e
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
-	arg.rec = json_pack("{s:s, s:s, s:s, s:O, s:O, s:O, s:s, s:I}", "client_id", id, "name",
-			    name, "secret", tag, "redirect_uris", uris, "resources", resources,
-			    "permissions", perms, "signup", signup, "created_at",
-			    (json_int_t)time(NULL));
+	arg.rec =
+	    json_pack("{s:s, s:s, s:s, s:O, s:O, s:O, s:s, s:I}", "client_id", id, "name", name,
+		      "secret", tag, "redirect_uris", uris, "resources", resources, "permissions",
+		      perms, "signup", signup, "created_at", (json_int_t)time(NULL));
 	if (arg.rec == NULL || store_run(c->store, put_client_txn, &arg) < 0) {
 		snprintf(err, errlen, "could not store the client");
 		goto out;
@@ -152,8 +153,7 @@ int client_get(struct ctx *c, const char *client_id, json_t **client)
 	return rc;
 }
 
-int client_check_secret(struct ctx *c, const char *client_id, const char *secret,
-			json_t **client)
+int client_check_secret(struct ctx *c, const char *client_id, const char *secret, json_t **client)
 {
 	char tag[KEYRING_TAG_HEX];
 	const char *stored;
@@ -206,10 +206,10 @@ char *client_token_issue(struct ctx *c, json_t *client, const char *aud)
 
 	if (jti == NULL)
 		return NULL;
-	claims = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:s}", "iss", c->conf->issuer,
-			   "sub", id, "aud", aud, "client_id", id, "iat", (json_int_t)now, "exp",
-			   (json_int_t)(now + (time_t)c->conf->access_ttl), "jti", jti, "scope",
-			   "");
+	claims =
+	    json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:s}", "iss", c->conf->issuer, "sub", id,
+		      "aud", aud, "client_id", id, "iat", (json_int_t)now, "exp",
+		      (json_int_t)(now + (time_t)c->conf->access_ttl), "jti", jti, "scope", "");
 	if (claims != NULL)
 		token = jwt_sign_hs256(c->keys->client_token_key, sizeof(c->keys->client_token_key),
 				       c->keys->client_token_kid, "at+jwt", claims);

@@ -26,8 +26,7 @@ int client_get(struct ctx *c, const char *client_id, json_t **client);
  * Check a client's secret in constant time (the hash is computed for unknown ids as well).
  * 1 with *client (new reference) when right, 0 when wrong or unknown, < 0 on store errors.
  */
-int client_check_secret(struct ctx *c, const char *client_id, const char *secret,
-			json_t **client);
+int client_check_secret(struct ctx *c, const char *client_id, const char *secret, json_t **client);
 
 /* 1 when the client (borrowed) holds permission perm. */
 int client_has_permission(json_t *client, const char *perm);

@@ -9,34 +9,58 @@
 #include <stddef.h>
 
 enum jv_type {
-	JV_STRING,  /* non-empty string, at most maxlen bytes, no control characters */
-	JV_TEXT,    /* string that may be empty and may hold newlines/tabs (mail texts) */
+	JV_STRING, /* non-empty string, at most maxlen bytes, no control characters */
+	JV_TEXT,   /* string that may be empty and may hold newlines/tabs (mail texts) */
 	JV_BOOL,
-	JV_INT,     /* integer (or a real with an integral value) within min..max */
-	JV_ENUM,    /* one of the strings in values */
-	JV_OBJECT,  /* any object; its members are checked by sub when sub is not NULL */
-	JV_FLATMAP  /* object of at most maxlen string members, keys [A-Za-z0-9_.-] */
+	JV_INT,	   /* integer (or a real with an integral value) within min..max */
+	JV_ENUM,   /* one of the strings in values */
+	JV_OBJECT, /* any object; its members are checked by sub when sub is not NULL */
+	JV_FLATMAP /* object of at most maxlen string members, keys [A-Za-z0-9_.-] */
 };
 
 struct jv_field {
 	const char *name;
 	enum jv_type type;
 	int required;
-	size_t maxlen;               /* JV_STRING/JV_TEXT: bytes (0: 1024); JV_FLATMAP: members */
-	long long min, max;          /* JV_INT */
-	const char *const *values;   /* JV_ENUM: NULL-terminated */
-	const struct jv_field *sub;  /* JV_OBJECT: member table, ended by a NULL name */
+	size_t maxlen;		    /* JV_STRING/JV_TEXT: bytes (0: 1024); JV_FLATMAP: members */
+	long long min, max;	    /* JV_INT */
+	const char *const *values;  /* JV_ENUM: NULL-terminated */
+	const struct jv_field *sub; /* JV_OBJECT: member table, ended by a NULL name */
 };
 
 /* Table entries, spelled with designated initializers. */
-#define JV_F_STRING(n, req, max) {.name = (n), .type = JV_STRING, .required = (req), .maxlen = (max)}
-#define JV_F_TEXT(n, req, max) {.name = (n), .type = JV_TEXT, .required = (req), .maxlen = (max)}
-#define JV_F_BOOL(n, req) {.name = (n), .type = JV_BOOL, .required = (req)}
-#define JV_F_INT(n, req, lo, hi) {.name = (n), .type = JV_INT, .required = (req), .min = (lo), .max = (hi)}
-#define JV_F_ENUM(n, req, vals) {.name = (n), .type = JV_ENUM, .required = (req), .values = (vals)}
-#define JV_F_OBJECT(n, req, subtable) {.name = (n), .type = JV_OBJECT, .required = (req), .sub = (subtable)}
-#define JV_F_FLATMAP(n, req, max) {.name = (n), .type = JV_FLATMAP, .required = (req), .maxlen = (max)}
-#define JV_END {.name = NULL}
+#define JV_F_STRING(n, req, max)                                                                   \
+	{                                                                                          \
+		.name = (n), .type = JV_STRING, .required = (req), .maxlen = (max)                 \
+	}
+#define JV_F_TEXT(n, req, max)                                                                     \
+	{                                                                                          \
+		.name = (n), .type = JV_TEXT, .required = (req), .maxlen = (max)                   \
+	}
+#define JV_F_BOOL(n, req)                                                                          \
+	{                                                                                          \
+		.name = (n), .type = JV_BOOL, .required = (req)                                    \
+	}
+#define JV_F_INT(n, req, lo, hi)                                                                   \
+	{                                                                                          \
+		.name = (n), .type = JV_INT, .required = (req), .min = (lo), .max = (hi)           \
+	}
+#define JV_F_ENUM(n, req, vals)                                                                    \
+	{                                                                                          \
+		.name = (n), .type = JV_ENUM, .required = (req), .values = (vals)                  \
+	}
+#define JV_F_OBJECT(n, req, subtable)                                                              \
+	{                                                                                          \
+		.name = (n), .type = JV_OBJECT, .required = (req), .sub = (subtable)               \
+	}
+#define JV_F_FLATMAP(n, req, max)                                                                  \
+	{                                                                                          \
+		.name = (n), .type = JV_FLATMAP, .required = (req), .maxlen = (max)                \
+	}
+#define JV_END                                                                                     \
+	{                                                                                          \
+		.name = NULL                                                                       \
+	}
 
 /*
  * Parse a request body that must be one JSON object. Returns a new reference, or NULL with a

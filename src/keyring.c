@@ -189,7 +189,8 @@ static int load_keys_txn(struct store_txn *t, void *argp)
 
 int keyring_load(struct keyring *kr, struct store *s, const char *db_dir)
 {
-	unsigned char server_key[SERVER_KEY_LEN], tag_key[CRYPTO_HASH_LEN], kid_raw[CRYPTO_HASH_LEN];
+	unsigned char server_key[SERVER_KEY_LEN], tag_key[CRYPTO_HASH_LEN],
+	    kid_raw[CRYPTO_HASH_LEN];
 	struct load_arg arg = {.kr = kr};
 	int rc = -1;
 

@@ -16,11 +16,11 @@
 #define KEYRING_TAG_HEX (2 * CRYPTO_HASH_LEN + 1)
 
 struct keyring {
-	crypto_hmac_t *tagger;            /* keyed with the derived record-tag key */
+	crypto_hmac_t *tagger;		    /* keyed with the derived record-tag key */
 	unsigned char client_token_key[32]; /* HS256 key of client access tokens */
 	char client_token_kid[17];
-	jwk_t *signing;                   /* the current signing key */
-	jwk_t **published;                /* every key in the JWKS (includes signing) */
+	jwk_t *signing;	   /* the current signing key */
+	jwk_t **published; /* every key in the JWKS (includes signing) */
 	size_t npublished;
 };
 
@@ -42,7 +42,7 @@ int keyring_load(struct keyring *kr, struct store *s, const char *db_dir);
  * secret or identifier that becomes a database key or is stored. Returns 0 or -1.
  */
 int keyring_tag(struct keyring *kr, char out[KEYRING_TAG_HEX], const char *purpose, ...)
-	__attribute__((sentinel));
+    __attribute__((sentinel));
 
 /* Add a new signing key of alg (JWK_RS256, ...) and make it current. Returns 0 or -1. */
 int keyring_add_signing_key(struct store *s, const char *alg);

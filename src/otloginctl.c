@@ -58,7 +58,8 @@ static json_t *parse_options(int argc, char **argv, const struct ctl_opt *opts)
 		while (o->flag && strcmp(o->flag, argv[i]) != 0)
 			o++;
 		if (o->flag == NULL || i + 1 >= argc) {
-			fprintf(stderr, "otloginctl: unknown option or missing value: %s\n", argv[i]);
+			fprintf(stderr, "otloginctl: unknown option or missing value: %s\n",
+				argv[i]);
 			usage();
 		}
 		i++;
@@ -82,12 +83,9 @@ static json_t *parse_options(int argc, char **argv, const struct ctl_opt *opts)
 static int cmd_client(struct ctx *c, int argc, char **argv)
 {
 	static const struct ctl_opt opts[] = {
-	    {"--name", "name", 0},
-	    {"--redirect-uri", "redirect_uris", 1},
-	    {"--resource", "resources", 1},
-	    {"--permission", "permissions", 1},
-	    {"--signup", "signup", 0},
-	    {NULL, NULL, 0},
+	    {"--name", "name", 0},	    {"--redirect-uri", "redirect_uris", 1},
+	    {"--resource", "resources", 1}, {"--permission", "permissions", 1},
+	    {"--signup", "signup", 0},	    {NULL, NULL, 0},
 	};
 	char err[256];
 	json_t *spec, *out;

@@ -26,7 +26,7 @@ static const char *amr_of_channel(const char *channel)
 int otp_store_error(int rc)
 {
 	return rc == STORE_FATAL || rc == STORE_RETRY || rc == STORE_ERR ? ERR_UNAVAILABLE
-									  : ERR_INTERNAL;
+									 : ERR_INTERNAL;
 }
 
 /* The database key of the pending code of (client, identifier). */
@@ -359,8 +359,7 @@ out:
 	return rc;
 }
 
-int otp_authenticate(struct ctx *c, const struct otp_auth_req *r, const char *aud,
-		     json_t **tokens)
+int otp_authenticate(struct ctx *c, const struct otp_auth_req *r, const char *aud, json_t **tokens)
 {
 	struct auth_txn a = {.c = c, .r = r};
 	int rc = store_run(c->store, auth_txn, &a);

@@ -15,19 +15,19 @@
 #include "user.h"
 
 struct otp_send_req {
-	json_t *client;            /* borrowed */
-	const char *channel;       /* "email", "direct" */
+	json_t *client;	     /* borrowed */
+	const char *channel; /* "email", "direct" */
 	enum user_idtype idtype;
-	const char *identifier;    /* canonical form */
+	const char *identifier;		    /* canonical form */
 	const struct mail_content *content; /* NULL: the default template */
-	json_t *approval_data;     /* borrowed or NULL */
-	const char *custom_email;  /* NULL or a validated address */
-	unsigned minutes;          /* lifetime; 0: the configured default */
+	json_t *approval_data;		    /* borrowed or NULL */
+	const char *custom_email;	    /* NULL or a validated address */
+	unsigned minutes;		    /* lifetime; 0: the configured default */
 	int want_request_id;
 };
 
 struct otp_send_res {
-	char *code;       /* channel direct only: the passcode (new; wipe and free) */
+	char *code;	  /* channel direct only: the passcode (new; wipe and free) */
 	char *request_id; /* when asked (new) */
 };
 
@@ -52,8 +52,7 @@ struct otp_auth_req {
  * ERR_BAD_CREDENTIALS, ERR_CODE_EXPIRED, ERR_LOCKED, ERR_USER_NOT_FOUND, ERR_USER_NOT_ACTIVE,
  * ERR_SESSION_NOT_FOUND, ERR_UNAVAILABLE, ERR_INTERNAL.
  */
-int otp_authenticate(struct ctx *c, const struct otp_auth_req *r, const char *aud,
-		     json_t **tokens);
+int otp_authenticate(struct ctx *c, const struct otp_auth_req *r, const char *aud, json_t **tokens);
 
 /* Map a negative store_rc to ERR_UNAVAILABLE (and mark a fatal one in *fatal when not NULL). */
 int otp_store_error(int rc);

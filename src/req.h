@@ -16,9 +16,9 @@ typedef const char *(*req_env_fn)(const char *name, void *ctx);
 
 enum req_status {
 	REQ_OK = 0,
-	REQ_TOO_LARGE,     /* 413 */
-	REQ_BAD_LENGTH,    /* 400: CONTENT_LENGTH malformed or body shorter than announced */
-	REQ_NO_METHOD      /* 400: not a CGI request */
+	REQ_TOO_LARGE,	/* 413 */
+	REQ_BAD_LENGTH, /* 400: CONTENT_LENGTH malformed or body shorter than announced */
+	REQ_NO_METHOD	/* 400: not a CGI request */
 };
 
 struct req_form_pair {
@@ -27,17 +27,17 @@ struct req_form_pair {
 };
 
 struct req {
-	const char *method;       /* borrowed from the environment */
-	char *path;               /* PATH_INFO with a leading "/cis" removed; "/" when empty */
+	const char *method;	  /* borrowed from the environment */
+	char *path;		  /* PATH_INFO with a leading "/cis" removed; "/" when empty */
 	const char *content_type; /* borrowed, may be NULL */
 	const char *authorization;
-	const char *query;        /* QUERY_STRING, borrowed, may be NULL */
+	const char *query; /* QUERY_STRING, borrowed, may be NULL */
 	const char *remote_addr;
-	char *body;               /* NUL-terminated, body_len bytes (may be 0) */
+	char *body; /* NUL-terminated, body_len bytes (may be 0) */
 	size_t body_len;
 	struct req_form_pair *form; /* parsed by req_parse_form */
 	size_t nform;
-	json_t *json;             /* parsed body for JSON routes (owned) */
+	json_t *json; /* parsed body for JSON routes (owned) */
 };
 
 /*

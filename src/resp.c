@@ -141,22 +141,38 @@ void resp_oauth_error(struct resp *r, int status, const char *error, const char 
 const char *resp_reason(int status)
 {
 	switch (status) {
-	case 200: return "OK";
-	case 201: return "Created";
-	case 204: return "No Content";
-	case 303: return "See Other";
-	case 400: return "Bad Request";
-	case 401: return "Unauthorized";
-	case 403: return "Forbidden";
-	case 404: return "Not Found";
-	case 405: return "Method Not Allowed";
-	case 409: return "Conflict";
-	case 413: return "Content Too Large";
-	case 415: return "Unsupported Media Type";
-	case 429: return "Too Many Requests";
-	case 502: return "Bad Gateway";
-	case 503: return "Service Unavailable";
-	default: return status < 500 ? "Error" : "Internal Server Error";
+	case 200:
+		return "OK";
+	case 201:
+		return "Created";
+	case 204:
+		return "No Content";
+	case 303:
+		return "See Other";
+	case 400:
+		return "Bad Request";
+	case 401:
+		return "Unauthorized";
+	case 403:
+		return "Forbidden";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 409:
+		return "Conflict";
+	case 413:
+		return "Content Too Large";
+	case 415:
+		return "Unsupported Media Type";
+	case 429:
+		return "Too Many Requests";
+	case 502:
+		return "Bad Gateway";
+	case 503:
+		return "Service Unavailable";
+	default:
+		return status < 500 ? "Error" : "Internal Server Error";
 	}
 }
 
@@ -174,8 +190,7 @@ int resp_write(const struct resp *r, size_t (*write)(const void *buf, size_t len
 		     r->status, resp_reason(r->status));
 	if (r->content_type != NULL)
 		n += snprintf(head + n, sizeof(head) - n, "Content-Type: %s\r\n", r->content_type);
-	n += snprintf(head + n, sizeof(head) - n, "Content-Length: %zu\r\n",
-		      r->body_len);
+	n += snprintf(head + n, sizeof(head) - n, "Content-Length: %zu\r\n", r->body_len);
 	if (write(head, (size_t)n, ctx) != (size_t)n)
 		return -1;
 	if (r->headers_len && write(r->headers, r->headers_len, ctx) != r->headers_len)

@@ -15,40 +15,40 @@
 enum resp_dialect { DIALECT_PLAIN = 0, DIALECT_OTP, DIALECT_LINK };
 
 enum api_err {
-	ERR_NONE = 0,        /* success: flows return it, the table has no entry */
-	ERR_INVALID_INPUT,   /* 400; code per dialect */
-	ERR_INVALID_TOKEN,   /* 401 + WWW-Authenticate */
-	ERR_FORBIDDEN,       /* 403: the client lacks the permission */
-	ERR_NOT_FOUND,       /* 404: unknown path or object */
-	ERR_METHOD,          /* 405: caller adds Allow */
-	ERR_TOO_LARGE,       /* 413 */
-	ERR_MEDIA_TYPE,      /* 415 */
-	ERR_CONFLICT,        /* 409 */
-	ERR_RATE_LIMITED,    /* 429: caller adds Retry-After */
-	ERR_INTERNAL,        /* 500 */
-	ERR_DELIVERY,        /* 502 external_provider_configuration_error */
-	ERR_UNAVAILABLE,     /* 503 */
-	ERR_BAD_CREDENTIALS, /* 400 auth_invalid_credentials */
-	ERR_CODE_EXPIRED,    /* 400 auth_otp_passcode_expired */
-	ERR_LOCKED,          /* 403 auth_locked */
-	ERR_USER_NOT_FOUND,  /* 404 user_not_found */
-	ERR_USER_NOT_ACTIVE, /* 403 user_not_active */
-	ERR_EMAIL_MISSING,   /* 404 user_email_address_missing */
-	ERR_PHONE_MISSING,   /* 404 user_phone_number_missing */
+	ERR_NONE = 0,	       /* success: flows return it, the table has no entry */
+	ERR_INVALID_INPUT,     /* 400; code per dialect */
+	ERR_INVALID_TOKEN,     /* 401 + WWW-Authenticate */
+	ERR_FORBIDDEN,	       /* 403: the client lacks the permission */
+	ERR_NOT_FOUND,	       /* 404: unknown path or object */
+	ERR_METHOD,	       /* 405: caller adds Allow */
+	ERR_TOO_LARGE,	       /* 413 */
+	ERR_MEDIA_TYPE,	       /* 415 */
+	ERR_CONFLICT,	       /* 409 */
+	ERR_RATE_LIMITED,      /* 429: caller adds Retry-After */
+	ERR_INTERNAL,	       /* 500 */
+	ERR_DELIVERY,	       /* 502 external_provider_configuration_error */
+	ERR_UNAVAILABLE,       /* 503 */
+	ERR_BAD_CREDENTIALS,   /* 400 auth_invalid_credentials */
+	ERR_CODE_EXPIRED,      /* 400 auth_otp_passcode_expired */
+	ERR_LOCKED,	       /* 403 auth_locked */
+	ERR_USER_NOT_FOUND,    /* 404 user_not_found */
+	ERR_USER_NOT_ACTIVE,   /* 403 user_not_active */
+	ERR_EMAIL_MISSING,     /* 404 user_email_address_missing */
+	ERR_PHONE_MISSING,     /* 404 user_phone_number_missing */
 	ERR_SESSION_NOT_FOUND, /* 400 "Session not found" */
 	ERR_COUNT
 };
 
 struct resp {
 	int status;
-	char *headers;       /* extra header lines, each ending in CRLF */
+	char *headers; /* extra header lines, each ending in CRLF */
 	size_t headers_len;
 	char *body;
 	size_t body_len;
 	const char *content_type;
 	enum resp_dialect dialect;
-	int head_only;       /* HEAD: headers but no body */
-	int fatal;           /* the store saw DB_RUNRECOVERY: answer, then exit the worker */
+	int head_only; /* HEAD: headers but no body */
+	int fatal;     /* the store saw DB_RUNRECOVERY: answer, then exit the worker */
 };
 
 void resp_init(struct resp *r);
@@ -56,7 +56,7 @@ void resp_free(struct resp *r);
 
 /* Add a header line "name: value" (value formatted). CR/LF in the value are refused. */
 void resp_header(struct resp *r, const char *name, const char *fmt, ...)
-	__attribute__((format(__printf__, 3, 4)));
+    __attribute__((format(__printf__, 3, 4)));
 
 /* Answer status with body (reference stolen; NULL for an empty body). */
 void resp_json(struct resp *r, int status, json_t *body);

@@ -44,9 +44,9 @@ int session_login_txn(struct store_txn *t, struct ctx *c, json_t *user, json_t *
 		      const char *amr, const struct login_opts *opts, struct login_grant *g)
 {
 	/* The channel the login proved; a direct passcode proves none. */
-	const char *channel = strcmp(amr, "sms") == 0	 ? "phone_number"
+	const char *channel = strcmp(amr, "sms") == 0	? "phone_number"
 			      : strcmp(amr, "otp") == 0 ? NULL
-							 : "email";
+							: "email";
 	time_t now = time(NULL);
 	char key[KEYRING_TAG_HEX];
 	json_int_t max_exp, exp;

@@ -14,10 +14,10 @@
 
 /* What a login produces, to be turned into the token response after the commit. */
 struct login_grant {
-	json_t *user;          /* new reference */
+	json_t *user;	       /* new reference */
 	json_t *session;       /* new reference: the stored session record */
 	char *session_id;      /* the raw session id (secret), new */
-	char sid[33];          /* public handle */
+	char sid[33];	       /* public handle */
 	char *refresh_token;   /* raw (secret), new */
 	const char *client_id; /* borrowed from the client */
 	json_t *extra_claims;  /* new reference or NULL: approval_data, org_id */

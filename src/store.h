@@ -55,11 +55,10 @@ void store_abort(struct store_txn *t);
  * Get the record under key. for_update != 0 takes a write lock at once (DB_RMW) so that a
  * read-modify-write cannot deadlock on lock upgrade. On STORE_FOUND *out is a new reference.
  */
-int store_get(struct store_txn *t, enum store_table tbl, const void *key, size_t klen,
-	      json_t **out, int for_update);
+int store_get(struct store_txn *t, enum store_table tbl, const void *key, size_t klen, json_t **out,
+	      int for_update);
 /* Insert or replace. Returns 0 or a negative store_rc. */
-int store_put(struct store_txn *t, enum store_table tbl, const void *key, size_t klen,
-	      json_t *val);
+int store_put(struct store_txn *t, enum store_table tbl, const void *key, size_t klen, json_t *val);
 /* Delete. Returns STORE_FOUND, STORE_NOTFOUND or a negative store_rc. */
 int store_del(struct store_txn *t, enum store_table tbl, const void *key, size_t klen);
 

@@ -24,10 +24,9 @@
 #define CHECKPOINT_EVERY_S 30
 
 static const char *const table_files[TBL_COUNT] = {
-    [TBL_CLIENTS] = "clients.db",   [TBL_USERS] = "users.db",
-    [TBL_USER_IDX] = "user_idx.db", [TBL_CODES] = "codes.db",
-    [TBL_COUNTERS] = "counters.db", [TBL_SESSIONS] = "sessions.db",
-    [TBL_REFRESH] = "refresh.db",   [TBL_KEYS] = "keys.db",
+    [TBL_CLIENTS] = "clients.db", [TBL_USERS] = "users.db",	  [TBL_USER_IDX] = "user_idx.db",
+    [TBL_CODES] = "codes.db",	  [TBL_COUNTERS] = "counters.db", [TBL_SESSIONS] = "sessions.db",
+    [TBL_REFRESH] = "refresh.db", [TBL_KEYS] = "keys.db",
 };
 
 struct store {
@@ -200,8 +199,8 @@ static void set_key(DBT *k, const void *key, size_t klen)
 	k->size = (u_int32_t)klen;
 }
 
-int store_get(struct store_txn *t, enum store_table tbl, const void *key, size_t klen,
-	      json_t **out, int for_update)
+int store_get(struct store_txn *t, enum store_table tbl, const void *key, size_t klen, json_t **out,
+	      int for_update)
 {
 	DBT k, d;
 	json_t *val;
@@ -224,8 +223,7 @@ int store_get(struct store_txn *t, enum store_table tbl, const void *key, size_t
 	return STORE_FOUND;
 }
 
-int store_put(struct store_txn *t, enum store_table tbl, const void *key, size_t klen,
-	      json_t *val)
+int store_put(struct store_txn *t, enum store_table tbl, const void *key, size_t klen, json_t *val)
 {
 	DBT k, d;
 	char *text = json_dumps(val, JSON_COMPACT);

@@ -34,7 +34,8 @@ int token_refresh_create_txn(struct store_txn *t, struct ctx *c, const char *ses
 /* Claims of the user the OIDC "claims" request may select for a token. */
 static void add_requested_claims(json_t *claims, json_t *user, json_t *request)
 {
-	json_t *email = json_object_get(user, "email"), *phone = json_object_get(user, "phone_number");
+	json_t *email = json_object_get(user, "email"),
+	       *phone = json_object_get(user, "phone_number");
 	const char *name;
 	json_t *v;
 

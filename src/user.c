@@ -83,10 +83,14 @@ static void rfc3339_now(char out[32])
 static const char *idx_prefix(enum user_idtype type)
 {
 	switch (type) {
-	case ID_EMAIL: return "email:";
-	case ID_PHONE: return "phone:";
-	case ID_USERNAME: return "username:";
-	default: return NULL;
+	case ID_EMAIL:
+		return "email:";
+	case ID_PHONE:
+		return "phone:";
+	case ID_USERNAME:
+		return "username:";
+	default:
+		return NULL;
 	}
 }
 
@@ -96,8 +100,7 @@ static int idx_key(enum user_idtype type, const char *canonical, char *out, size
 	return n < 0 || (size_t)n >= outlen ? -1 : n;
 }
 
-int user_find_txn(struct store_txn *t, enum user_idtype type, const char *canonical,
-		  json_t **user)
+int user_find_txn(struct store_txn *t, enum user_idtype type, const char *canonical, json_t **user)
 {
 	char key[300];
 	const char *id = canonical;

@@ -39,8 +39,7 @@ int user_phone_valid(const char *s);
 int user_create_txn(struct store_txn *t, json_t *spec, json_t **user, char *err, size_t errlen);
 
 /* Find by identifier (canonical form). STORE_FOUND with *user (new reference), or < 1. */
-int user_find_txn(struct store_txn *t, enum user_idtype type, const char *canonical,
-		  json_t **user);
+int user_find_txn(struct store_txn *t, enum user_idtype type, const char *canonical, json_t **user);
 
 /*
  * Record a successful login through channel ("email" or "phone_number": marks it verified;

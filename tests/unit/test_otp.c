@@ -1,0 +1,230 @@
+/*
+ * otp: the passcode rules of DESIGN.md (1 to 5) on a real store: strong uniform codes, single
+ * use (also across processes racing for one code), failures counted across re-sent codes with
+ * lockout, a new send replacing the old code, codes bound to client and identifier, expiry.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "client.h"
+#include "conf.h"
+#include "crypto.h"
+#include "ctx.h"
+#include "keyring.h"
+#include "otp.h"
+#include "user.h"
+
+static struct conf conf;
+static struct keyring keys;
+static struct ctx c = {.conf = &conf, .keys = &keys};
+
+static json_t *new_client(const char *name)
+{
+	char err[128];
+	json_t *spec = json_pack("{s:s, s:[s]}", "name", name, "permissions", "direct"), *out,
+	       *client = NULL;
+	if (client_create(&c, spec, &out, err, sizeof(err)) == 0) {
+		client_get(&c, json_string_value(json_object_get(out, "client_id")), &client);
+		json_decref(out);
+	}
+	json_decref(spec);
+	return client;
+}
+
+/* Send a direct passcode to email for client; the code goes into code (size 16). */
+static int send_code(json_t *client, const char *email, char *code)
+{
+	struct otp_send_req r = {
+	    .client = client, .channel = "direct", .idtype = ID_EMAIL, .identifier = email};
+	struct otp_send_res res;
+	int rc = otp_send(&c, &r, &res);
+	if (rc == ERR_NONE) {
+		snprintf(code, 16, "%s", res.code);
+		otp_send_res_free(&res);
+	}
+	return rc;
+}
+
+static int auth(json_t *client, const char *email, const char *code)
+{
+	struct otp_auth_req r = {
+	    .client = client, .idtype = ID_EMAIL, .identifier = email, .passcode = code};
+	json_t *tokens = NULL;
+	int rc = otp_authenticate(&c, &r, "aud", &tokens);
+	if (rc == ERR_NONE)
+		check(json_string_value(json_object_get(tokens, "refresh_token")) != NULL);
+	json_decref(tokens);
+	return rc;
+}
+
+static void wrong_code(const char *code, char *wrong)
+{
+	snprintf(wrong, 16, "%s", code);
+	wrong[0] = wrong[0] == '9' ? '0' : (char)(wrong[0] + 1);
+}
+
+/* Set the "exp" or "locked_until" of every record of a table into the past. */
+struct age_arg {
+	enum store_table tbl;
+	const char *field;
+	json_t *keys;
+};
+
+static int collect(const void *k, size_t klen, json_t *val, void *arg)
+{
+	return json_array_append_new(arg, json_stringn(k, klen));
+}
+
+static int age_records(struct store_txn *t, void *argp)
+{
+	struct age_arg *a = argp;
+	size_t i;
+	json_t *k, *rec;
+	int rc;
+
+	json_array_clear(a->keys);
+	if ((rc = store_each(t, a->tbl, NULL, 0, collect, a->keys)) < 0)
+		return rc;
+	json_array_foreach(a->keys, i, k)
+	{
+		const char *key = json_string_value(k);
+		if (store_get(t, a->tbl, key, strlen(key), &rec, 1) != STORE_FOUND)
+			return STORE_ERR;
+		json_object_set_new(rec, a->field, json_integer(1));
+		rc = store_put(t, a->tbl, key, strlen(key), rec);
+		json_decref(rec);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+static void age(enum store_table tbl, const char *field)
+{
+	struct age_arg a = {tbl, field, json_array()};
+	check(store_run(c.store, age_records, &a) == 0);
+	json_decref(a.keys);
+}
+
+int main(void)
+{
+	char dir[64], err[256], code[16], code2[16], wrong[16], cmd[128];
+	json_t *a, *b;
+	int leading_zero = 0, all_digits = 1;
+
+	crypto_init();
+	umask(077);
+	snprintf(dir, sizeof(dir), "/tmp/otlogin-test-otp-%d", (int)getpid());
+	conf_defaults(&conf);
+	free(conf.db_dir);
+	conf.db_dir = strdup(dir);
+	free(conf.issuer);
+	conf.issuer = strdup("http://127.0.0.1/cis");
+	c.store = store_open(dir, 8, 1);
+	check(c.store != NULL);
+	check(keyring_create(c.store, dir) == 0);
+	check(keyring_load(&keys, c.store, dir) == 0);
+	a = new_client("A");
+	b = new_client("B");
+	check(a != NULL && b != NULL);
+	snprintf(err, sizeof(err), "x");
+
+	/* Rule 1: digits of the configured length; leading zeros kept. */
+	for (int i = 0; i < 300; i++) {
+		check(send_code(a, "codes@example.com", code) == ERR_NONE);
+		all_digits &= strlen(code) == 6 && strspn(code, "0123456789") == 6;
+		leading_zero |= code[0] == '0';
+	}
+	check(all_digits);
+	check(leading_zero); /* P(no leading zero in 300) = 0.9^300 < 1e-13 */
+
+	/* Rule 2: a code succeeds once. */
+	check(send_code(a, "once@example.com", code) == ERR_NONE);
+	check(auth(a, "once@example.com", code) == ERR_NONE);
+	check(auth(a, "once@example.com", code) == ERR_BAD_CREDENTIALS);
+
+	/* Rule 2 across processes: 8 processes race for one code; exactly one wins. */
+	check(send_code(a, "race@example.com", code) == ERR_NONE);
+	{
+		int wins = 0, status;
+		pid_t pids[8];
+		for (int i = 0; i < 8; i++) {
+			pids[i] = fork();
+			if (pids[i] == 0) {
+				/* A worker of its own: its own environment handle. */
+				c.store = store_open(dir, 8, 0);
+				_exit(c.store && auth(a, "race@example.com", code) == ERR_NONE ? 0
+											       : 1);
+			}
+		}
+		for (int i = 0; i < 8; i++)
+			if (waitpid(pids[i], &status, 0) == pids[i] && WIFEXITED(status) &&
+			    WEXITSTATUS(status) == 0)
+				wins++;
+		check_msg(wins == 1, "wins = %d", wins);
+	}
+
+	/* Rule 3: failures count per identifier across re-sent codes; then locked. */
+	check(send_code(a, "lock@example.com", code) == ERR_NONE);
+	wrong_code(code, wrong);
+	check(auth(a, "lock@example.com", wrong) == ERR_BAD_CREDENTIALS);
+	check(auth(a, "lock@example.com", wrong) == ERR_BAD_CREDENTIALS);
+	check(send_code(a, "lock@example.com", code) == ERR_NONE); /* resend: count stays */
+	wrong_code(code, wrong);
+	check(auth(a, "lock@example.com", wrong) == ERR_BAD_CREDENTIALS); /* third: limit */
+	check(auth(a, "lock@example.com", code) == ERR_LOCKED);		  /* the right code too */
+	check(send_code(a, "lock@example.com", code) == ERR_NONE);
+	check(auth(a, "lock@example.com", code) == ERR_LOCKED);
+	age(TBL_COUNTERS, "locked_until"); /* the lockout time passes */
+	check(auth(a, "lock@example.com", code) == ERR_NONE);
+	/* A success resets the count: two more failures do not lock. */
+	check(send_code(a, "lock@example.com", code) == ERR_NONE);
+	wrong_code(code, wrong);
+	check(auth(a, "lock@example.com", wrong) == ERR_BAD_CREDENTIALS);
+	check(auth(a, "lock@example.com", wrong) == ERR_BAD_CREDENTIALS);
+	check(auth(a, "lock@example.com", code) == ERR_NONE);
+
+	/* Rule 4: a new send replaces the previous code. */
+	check(send_code(a, "replace@example.com", code) == ERR_NONE);
+	do
+		check(send_code(a, "replace@example.com", code2) == ERR_NONE);
+	while (strcmp(code, code2) == 0);
+	check(auth(a, "replace@example.com", code) == ERR_BAD_CREDENTIALS);
+	check(auth(a, "replace@example.com", code2) == ERR_NONE);
+
+	/* Rule 5: bound to the client and the identifier. */
+	check(send_code(a, "bound@example.com", code) == ERR_NONE);
+	check(auth(b, "bound@example.com", code) == ERR_BAD_CREDENTIALS);
+	check(auth(a, "other@example.com", code) == ERR_BAD_CREDENTIALS);
+	check(auth(a, "bound@example.com", code) == ERR_NONE);
+
+	/* Expiry: an expired code fails with its own error and is gone. */
+	check(send_code(a, "expiry@example.com", code) == ERR_NONE);
+	age(TBL_CODES, "exp");
+	check(auth(a, "expiry@example.com", code) == ERR_CODE_EXPIRED);
+	check(auth(a, "expiry@example.com", code) == ERR_BAD_CREDENTIALS);
+
+	/* Signup policy: closed refuses unknown users at send; user_id/username need a user. */
+	{
+		struct otp_send_req r = {.client = a,
+					 .channel = "direct",
+					 .idtype = ID_USERNAME,
+					 .identifier = "nobody"};
+		struct otp_send_res res;
+		check(otp_send(&c, &r, &res) == ERR_USER_NOT_FOUND);
+	}
+
+	json_decref(a);
+	json_decref(b);
+	keyring_free(&keys);
+	store_close(c.store);
+	conf_free(&conf);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	check(system(cmd) == 0);
+	return check_done();
+}
