@@ -57,8 +57,17 @@ CTL_TIMEOUT = 60
 RUNNING = []
 
 
+# Diagnostics a test wants shown under its TAP line (the runner prints and clears them).
+NOTES = []
+
+
 class HarnessError(Exception):
     pass
+
+
+def note(msg):
+    """Show msg as a "# " diagnostic under the current test's result."""
+    NOTES.append(str(msg))
 
 
 def log(msg):
@@ -383,28 +392,38 @@ class Stack:
         raise HarnessError("GET /cis/health not 200 within %ss (last: %r)\n%s"
                            % (START_TIMEOUT, last, self.log_tail(30)))
 
-    def worker_pids(self):
-        """[(pid, starttime)] of the otlogin.fcgi processes lighttpd started."""
+    def worker_pids(self, descendants=False):
+        """[(pid, starttime)] of the otlogin.fcgi processes lighttpd started (with
+        descendants=True also what those forked, e.g. a mail sender)."""
         if self.proc is None:
             return []
-        out = []
+        procs = {}
         for name in os.listdir("/proc"):
-            if not name.isdigit():
-                continue
-            pid = int(name)
-            st = _proc_stat(pid)
-            if st and st[1] == self.proc.pid and st[0] != "Z":
-                argv = _cmdline(pid)[:2]  # the program, or an interpreter and its script
-                if any(os.path.basename(a) == b"otlogin.fcgi" for a in argv):
-                    out.append((pid, st[2]))
-        return out
+            if name.isdigit():
+                st = _proc_stat(int(name))
+                if st and st[0] not in ("Z", "X"):
+                    procs[int(name)] = st
+        parents = {self.proc.pid}
+        out = []
+        while True:
+            found = [(pid, st) for pid, st in procs.items()
+                     if st[1] in parents and pid not in parents]
+            found = [(pid, st) for pid, st in found
+                     # the program, or an interpreter and its script
+                     if any(os.path.basename(a) == b"otlogin.fcgi" for a in _cmdline(pid)[:2])]
+            if not found:
+                return out
+            out += [(pid, st[2]) for pid, st in found]
+            if not descendants:
+                return out
+            parents.update(pid for pid, _ in found)
 
     def stop(self):
         """Stop lighttpd (it stops its workers), make sure no worker survives, stop the sink.
         Raises HarnessError when a worker had to be killed by force."""
         leaked = []
         if self.proc is not None:
-            workers = self.worker_pids()
+            workers = self.worker_pids(descendants=True)
             self.proc.terminate()
             try:
                 self.proc.wait(timeout=15)

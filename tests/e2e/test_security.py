@@ -1,0 +1,372 @@
+"""DESIGN.md "Security requirements", rules 1-5 (codes, single use under concurrency, failure
+counting and lockout, replacement, binding to client and identifier), plus what this milestone
+can already show of rules 7 and 9 (no secrets or full addresses in the logs, mail headers).
+
+Every test uses users of its own, so one test's lockout cannot touch another."""
+
+import re
+
+import harness
+from harness import E2ETestCase, other_code, unique_email
+
+stack = None
+MAX_FAILURES = 3
+
+# Secrets and addresses this module handled: none may show up in the server's log (rule 7).
+SEEN = {"secret": set(), "address": set()}
+
+
+def setUpModule():
+    global stack
+    stack = harness.Stack(name="security",
+                          otp={"length": 6, "max_failures": MAX_FAILURES,
+                               "lockout_minutes": 15}).start()
+    E2ETestCase.stack = stack
+
+
+def tearDownModule():
+    stack.stop()
+
+
+def status_summary(results):
+    """"1x200, 199x400 auth_invalid_credentials" for a list of responses."""
+    count = {}
+    for r in results:
+        try:
+            code = r.json.get("error_code", "") if r.status != 200 else ""
+        except ValueError:
+            code = "(not JSON)"
+        key = ("%d %s" % (r.status, code)).strip()
+        count[key] = count.get(key, 0) + 1
+    return ", ".join("%dx%s" % (n, k) for k, n in sorted(count.items()))
+
+
+def remember(*secrets):
+    SEEN["secret"].update(s for s in secrets if s)
+
+
+class SecurityCase(E2ETestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.client = stack.new_client(permissions=["direct"])
+        remember(cls.client["client_secret"], cls.client["token"])
+
+    def new_user(self):
+        user = stack.make_user()
+        SEEN["address"].add(user["email"]["value"])
+        return user["email"]["value"], user
+
+    def code_for(self, addr, client=None):
+        code = stack.direct_code((client or self.client)["token"], addr)
+        remember(code)
+        return code
+
+    def authenticate(self, addr, code, client=None):
+        r = stack.otp_authenticate((client or self.client)["token"], addr, code)
+        if r.status == 200:
+            b = r.json
+            remember(b.get("access_token"), b.get("id_token"), b.get("refresh_token"))
+        return r
+
+    def assertLoginOK(self, r, user=None):
+        body = self.assertTokenResponse(r)
+        if user is not None:
+            _, idc = stack.verify_jwt(body["id_token"], "JWT", self.client["client_id"])
+            self.assertEqual(idc["sub"], user["user_id"])
+        return body
+
+    def assertWrongCode(self, r):
+        self.assertError(r, 400, "auth_invalid_credentials")
+
+    def assertLocked(self, r):
+        self.assertError(r, 403, "auth_locked")
+
+
+class Rule1Codes(SecurityCase):
+    def test_direct_codes_are_digits_of_configured_length(self):
+        codes = []
+        for _ in range(30):
+            addr, _ = self.new_user()
+            codes.append(self.code_for(addr))
+        for code in codes:
+            self.assertIsInstance(code, str, "code must be a string (leading zeros)")
+            self.assertRegex(code, r"^[0-9]{6}$")
+        # 30 draws from 10^6: a repeat means a broken generator, not bad luck (p < 5e-4).
+        self.assertGreater(len(set(codes)), 28, codes)
+
+    def test_mailed_code_has_configured_length(self):
+        addr, _ = self.new_user()
+        code = stack.send_and_read_code(self.client["token"], addr)
+        remember(code)
+        self.assertRegex(code, r"^[0-9]{6}$")
+
+
+class Rule1Length8(E2ETestCase):
+    """otp.length is honoured: a second stack configured for 8 digits."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.st = harness.Stack(name="length8", otp={"length": 8}, workers=1).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.st.stop()
+
+    def test_eight_digits(self):
+        client = self.st.new_client(permissions=["direct"])
+        for _ in range(10):
+            addr = self.st.make_user()["email"]["value"]
+            code = self.st.direct_code(client["token"], addr)
+            self.assertRegex(code, r"^[0-9]{8}$")
+        code = self.st.send_and_read_code(client["token"], addr)
+        self.assertRegex(code, r"^[0-9]{8}$")
+        r = self.st.otp_authenticate(client["token"], addr, code)
+        self.assertTokenResponse(r)
+
+
+class Rule2SingleUse(SecurityCase):
+    def test_parallel_authenticates_one_success(self):
+        """200 concurrent authenticates with the one valid code across the 4 workers."""
+        addr, user = self.new_user()
+        code = self.code_for(addr)
+        results = stack.parallel([lambda: self.authenticate(addr, code)] * 200, threads=50)
+        harness.note("200 parallel authenticates: %s" % status_summary(results))
+        ok = [r for r in results if r.status == 200]
+        self.assertEqual(len(ok), 1, "statuses: %r" % sorted(r.status for r in results))
+        self.assertLoginOK(ok[0], user)
+        for r in results:
+            if r.status != 200:
+                # The replays are wrong codes now; a server may count them and lock.
+                body = self.assertAnyError(r, r.status)
+                self.assertIn((r.status, body.get("error_code")),
+                              ((400, "auth_invalid_credentials"), (403, "auth_locked")),
+                              "%r" % (r,))
+        # And it stays used.
+        r = self.authenticate(addr, code)
+        self.assertIn(r.status, (400, 403), "%r" % (r,))
+
+    def test_sequential_reuse(self):
+        addr, user = self.new_user()
+        code = self.code_for(addr)
+        self.assertLoginOK(self.authenticate(addr, code), user)
+        self.assertWrongCode(self.authenticate(addr, code))
+
+    def test_parallel_with_mailed_code(self):
+        addr, user = self.new_user()
+        code = stack.send_and_read_code(self.client["token"], addr)
+        remember(code)
+        results = stack.parallel([lambda: self.authenticate(addr, code)] * 60, threads=30)
+        self.assertEqual(sum(r.status == 200 for r in results), 1,
+                         "statuses: %r" % sorted(r.status for r in results))
+
+
+class Rule3Lockout(SecurityCase):
+    def test_wrong_codes_kill_the_code(self):
+        addr, _ = self.new_user()
+        code = self.code_for(addr)
+        wrong = other_code(code)
+        for i in range(MAX_FAILURES - 1):
+            self.assertWrongCode(self.authenticate(addr, wrong))
+        r = self.authenticate(addr, wrong)  # the failure that reaches the limit
+        self.assertIn(r.status, (400, 403), "%r" % (r,))
+        r = self.authenticate(addr, code)  # the right code is dead now
+        self.assertNotEqual(r.status, 200, "right code accepted after %d failures: %r"
+                            % (MAX_FAILURES, r))
+        self.assertIn(r.status, (400, 403), "%r" % (r,))
+        self.assertLocked(self.authenticate(addr, code))
+
+    def test_locked_identifier_stays_locked_for_new_codes(self):
+        addr, _ = self.new_user()
+        code = self.code_for(addr)
+        for _ in range(MAX_FAILURES):
+            self.authenticate(addr, other_code(code))
+        r = stack.otp_send(self.client["token"], addr, channel="direct")
+        if r.status == 200:  # sending while locked may be allowed; logging in is not
+            fresh = r.json["code"]
+            remember(fresh)
+            self.assertLocked(self.authenticate(addr, fresh))
+        else:
+            self.assertLocked(r)
+
+    def test_lock_is_per_identifier(self):
+        locked, _ = self.new_user()
+        code = self.code_for(locked)
+        for _ in range(MAX_FAILURES + 1):
+            self.authenticate(locked, other_code(code))
+        self.assertLocked(self.authenticate(locked, code))
+        addr, user = self.new_user()
+        self.assertLoginOK(self.authenticate(addr, self.code_for(addr)), user)
+
+    def test_failures_count_across_resent_codes(self):
+        """2 wrong, resend, 1 wrong: locked (max_failures = 3)."""
+        addr, _ = self.new_user()
+        first = self.code_for(addr)
+        for _ in range(MAX_FAILURES - 1):
+            self.assertWrongCode(self.authenticate(addr, other_code(first)))
+        second = self.code_for(addr)
+        r = self.authenticate(addr, other_code(second))
+        self.assertIn(r.status, (400, 403), "%r" % (r,))
+        r = self.authenticate(addr, second)
+        self.assertNotEqual(r.status, 200, "failures were reset by the resend: %r" % (r,))
+        self.assertLocked(self.authenticate(addr, second))
+
+    def test_failures_count_across_resent_mailed_codes(self):
+        addr, _ = self.new_user()
+        first = stack.send_and_read_code(self.client["token"], addr)
+        for _ in range(MAX_FAILURES - 1):
+            self.assertWrongCode(self.authenticate(addr, other_code(first)))
+        second = stack.send_and_read_code(self.client["token"], addr)
+        remember(first, second)
+        self.authenticate(addr, other_code(second))
+        self.assertNotEqual(self.authenticate(addr, second).status, 200)
+
+    def test_success_before_limit(self):
+        """Fewer than max_failures wrong tries leave the right code usable."""
+        addr, user = self.new_user()
+        code = self.code_for(addr)
+        for _ in range(MAX_FAILURES - 1):
+            self.assertWrongCode(self.authenticate(addr, other_code(code)))
+        self.assertLoginOK(self.authenticate(addr, code), user)
+
+    def test_parallel_wrong_guesses(self):
+        """100 concurrent wrong guesses: the counter is atomic, so at most max_failures of
+        them are judged as plain wrong codes, the rest find the identifier locked, and the
+        right code never works afterwards."""
+        addr, _ = self.new_user()
+        code = self.code_for(addr)
+        n = 10 ** len(code)
+        guesses = ["%0*d" % (len(code), (int(code) + 1 + i) % n) for i in range(100)]
+        self.assertNotIn(code, guesses)
+        results = stack.parallel([(lambda g=g: self.authenticate(addr, g)) for g in guesses],
+                                 threads=50)
+        harness.note("100 parallel wrong guesses: %s" % status_summary(results))
+        self.assertFalse([r for r in results if r.status == 200], "a wrong guess succeeded")
+        wrong = [r for r in results if r.status == 400]
+        for r in wrong:
+            self.assertWrongCode(r)
+        for r in results:
+            if r.status != 400:
+                self.assertLocked(r)
+        self.assertGreaterEqual(len(wrong), MAX_FAILURES - 1,
+                                "statuses: %r" % sorted(r.status for r in results))
+        self.assertLessEqual(len(wrong), MAX_FAILURES,
+                             "more failures judged than the limit allows (not atomic): %r"
+                             % sorted(r.status for r in results))
+        r = self.authenticate(addr, code)
+        self.assertNotEqual(r.status, 200, "right code accepted after 100 wrong guesses")
+        self.assertLocked(r)
+
+
+class Rule4Replace(SecurityCase):
+    def _two_distinct(self, addr, first):
+        for _ in range(5):
+            second = self.code_for(addr)
+            if second != first:
+                return second
+        self.fail("five resends gave the same code %s" % first)
+
+    def test_second_send_replaces_first(self):
+        addr, user = self.new_user()
+        first = self.code_for(addr)
+        second = self._two_distinct(addr, first)
+        self.assertWrongCode(self.authenticate(addr, first))
+        self.assertLoginOK(self.authenticate(addr, second), user)
+
+    def test_second_mail_replaces_first(self):
+        addr, user = self.new_user()
+        first = stack.send_and_read_code(self.client["token"], addr)
+        second = stack.send_and_read_code(self.client["token"], addr)
+        remember(first, second)
+        if first == second:
+            self.skipTest("both mails carried the same code (p = 1e-6)")
+        self.assertWrongCode(self.authenticate(addr, first))
+        self.assertLoginOK(self.authenticate(addr, second), user)
+
+
+class Rule5Binding(SecurityCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.other = stack.new_client(permissions=["direct"])
+        remember(cls.other["client_secret"], cls.other["token"])
+
+    def test_code_bound_to_client(self):
+        addr, user = self.new_user()
+        code = self.code_for(addr)
+        self.assertWrongCode(self.authenticate(addr, code, client=self.other))
+        self.assertLoginOK(self.authenticate(addr, code), user)
+
+    def test_codes_of_two_clients_do_not_mix(self):
+        addr, user = self.new_user()
+        mine = self.code_for(addr)
+        theirs = self.code_for(addr, client=self.other)
+        if mine == theirs:
+            self.skipTest("both clients drew the same code (p = 1e-6)")
+        self.assertWrongCode(self.authenticate(addr, theirs))
+        # Each client's own code still works (a send by B did not replace A's code).
+        self.assertLoginOK(self.authenticate(addr, mine), user)
+        r = self.authenticate(addr, theirs, client=self.other)
+        self.assertTokenResponse(r)
+
+    def test_code_bound_to_identifier(self):
+        x, user_x = self.new_user()
+        y, _ = self.new_user()
+        code = self.code_for(x)
+        self.assertWrongCode(self.authenticate(y, code))
+        # Y with its own pending code: X's code still does not work for Y.
+        code_y = self.code_for(y)
+        if code_y != code:
+            self.assertWrongCode(self.authenticate(y, code))
+        self.assertLoginOK(self.authenticate(x, code), user_x)
+
+
+class Rule_7_NoSecretsInLogs(SecurityCase):
+    """Runs last in this module (classes load in name order, "_" after digits): the log of everything
+    above carries no code, token, client secret or full address."""
+
+    def test_log_has_no_secrets(self):
+        # Make sure there is something to look at even when run alone.
+        addr, _ = self.new_user()
+        code = self.code_for(addr)
+        self.authenticate(addr, other_code(code))
+        self.authenticate(addr, code)
+        text = stack.log_text()
+        self.assertTrue(SEEN["secret"])
+        scrubbed = re.sub(r"\[[0-9]+\]", "[pid]", text)
+        for s in sorted(SEEN["secret"]):
+            if s.isdigit():
+                found = re.search(r"(?<![0-9])%s(?![0-9])" % s, scrubbed)
+            else:
+                found = s in text
+            self.assertFalse(found, "a secret (%s...) appears in the server log" % s[:3])
+        for a in sorted(SEEN["address"]):
+            self.assertNotIn(a, text.lower(), "a full address appears in the server log")
+
+
+class Rule9MailHeaders(SecurityCase):
+    def test_subject_crlf_injection(self):
+        addr, _ = self.new_user()
+        victim = unique_email("victim")
+        subject = "Hello\r\nBcc: %s\r\nX-Injected: yes" % victim
+        r = stack.otp_send(self.client["token"], addr, email_content={"subject": subject})
+        harness.note("subject with CR/LF: HTTP %d" % r.status)
+        if r.status == 200:
+            msg = stack.wait_mail(addr)
+            self.assertIsNone(msg["X-Injected"])
+            self.assertIsNone(msg["Bcc"])
+            self.assertNotIn("\n", str(msg["Subject"]))
+            remember(stack.mail_code(msg))
+        else:
+            self.assertError(r, 400, "system_invalid_input")
+        self.assertNotIn(victim, stack.mailbox.all_recipients())
+
+    def test_non_ascii_subject_encoded(self):
+        addr, _ = self.new_user()
+        subject = "Grüße, ваш код ✓"
+        r = stack.otp_send(self.client["token"], addr, email_content={"subject": subject})
+        self.assertEqual(self.assertJSON(r, 200), {"message": "OTP sent"})
+        m = stack.mailbox.wait(addr)
+        remember(stack.mail_code(m["msg"]))
+        head = m["raw"].split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+        self.assertTrue(all(b < 128 for b in head), "raw 8-bit bytes in the mail header")
+        self.assertEqual(str(m["msg"]["Subject"]), subject)
