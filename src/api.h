@@ -11,6 +11,7 @@
 #include "ctx.h"
 #include "req.h"
 #include "resp.h"
+#include "session.h"
 
 struct api_call {
 	struct ctx *c;
@@ -29,6 +30,10 @@ void api_discovery(struct api_call *call);
 /* api_otp.c */
 void api_otp_send(struct api_call *call);
 void api_otp_authenticate(struct api_call *call);
+/* api_link.c */
+void api_link_send(struct api_call *call);
+void api_link_authenticate(struct api_call *call);
+void api_link_open(struct api_call *call);
 /* api_ops.c */
 void api_health(struct api_call *call);
 
@@ -40,5 +45,11 @@ void api_fail(struct api_call *call, int err, const char *detail);
  * fill aud. Returns 0, or -1 after answering.
  */
 int api_audience(struct api_call *call, const char *resource, const char **aud);
+
+/* B2B organizations: until they exist nobody is a member. Returns 0, or -1 after answering. */
+int api_org(struct api_call *call, const char *org_id);
+
+/* The optional authenticate fields shared by every authenticate (borrowed from body). */
+void api_login_opts(json_t *body, struct login_opts *opts);
 
 #endif

@@ -174,6 +174,24 @@ int api_audience(struct api_call *call, const char *resource, const char **aud)
 	return 0;
 }
 
+int api_org(struct api_call *call, const char *org_id)
+{
+	if (org_id == NULL)
+		return 0;
+	/* Organizations arrive with the B2B work; until then nobody is a member. */
+	resp_error(call->resp, ERR_INVALID_INPUT, "User is not a member of the organization");
+	return -1;
+}
+
+void api_login_opts(json_t *body, struct login_opts *opts)
+{
+	opts->session_id = jsonio_str(body, "session_id");
+	opts->resource = jsonio_str(body, "resource");
+	opts->claims = json_object_get(body, "claims");
+	opts->org_id = jsonio_str(body, "org_id");
+	opts->device_id = jsonio_str(body, "device_id");
+}
+
 void api_otp_authenticate(struct api_call *call)
 {
 	json_t *body = call->req->json, *tokens = NULL;
@@ -199,10 +217,7 @@ void api_otp_authenticate(struct api_call *call)
 	r.identifier = canonical;
 	r.passcode = jsonio_str(body, "passcode");
 	r.request_id = jsonio_str(body, "request_id");
-	r.opts.session_id = jsonio_str(body, "session_id");
-	r.opts.resource = jsonio_str(body, "resource");
-	r.opts.claims = json_object_get(body, "claims");
-	r.opts.device_id = jsonio_str(body, "device_id");
+	api_login_opts(body, &r.opts);
 
 	rc = otp_authenticate(call->c, &r, aud, &tokens);
 	if (rc == ERR_NONE)

@@ -43,6 +43,9 @@ static const struct conf_key conf_keys[] = {
     {"otp", "max_ttl_minutes", T_UINT, O(otp_max_ttl_minutes), 1, 1440, "60"},
     {"otp", "max_failures", T_UINT, O(otp_max_failures), 1, 100, "3"},
     {"otp", "lockout_minutes", T_UINT, O(otp_lockout_minutes), 1, 10080, "15"},
+    {"link", "ttl_minutes", T_UINT, O(link_ttl_minutes), 1, 10080, "15"},
+    {"link", "max_ttl_minutes", T_UINT, O(link_max_ttl_minutes), 1, 10080, "1440"},
+    {"link", "code_ttl", T_UINT, O(link_code_ttl), 10, 600, "300"},
     {"mail", "from", T_STR, O(mail_from), 0, 0, "otlogin@localhost"},
     {"mail", "from_name", T_STR, O(mail_from_name), 0, 0, "otlogin"},
     {"mail", "smtp_host", T_STR, O(smtp_host), 0, 0, ""},
@@ -178,6 +181,10 @@ static int conf_check(struct conf *c, char *err, size_t errlen)
 	}
 	if (c->otp_ttl_minutes > c->otp_max_ttl_minutes) {
 		snprintf(err, errlen, "otp ttl_minutes exceeds max_ttl_minutes");
+		return -1;
+	}
+	if (c->link_ttl_minutes > c->link_max_ttl_minutes) {
+		snprintf(err, errlen, "link ttl_minutes exceeds max_ttl_minutes");
 		return -1;
 	}
 	if (c->session_ttl > c->session_max_ttl) {

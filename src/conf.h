@@ -24,6 +24,9 @@ struct conf {
 	unsigned otp_ttl_minutes, otp_max_ttl_minutes;
 	unsigned otp_max_failures;
 	unsigned otp_lockout_minutes;
+	/* [link] */
+	unsigned link_ttl_minutes, link_max_ttl_minutes;
+	unsigned link_code_ttl; /* seconds the code of a redirect lives */
 	/* [mail] */
 	char *mail_from, *mail_from_name;
 	char *smtp_host;

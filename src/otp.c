@@ -12,8 +12,6 @@
 
 #define REQUEST_ID_BYTES 16
 
-static const char *const idtype_names[] = {"email", "phone_number", "user_id", "username"};
-
 static const char *amr_of_channel(const char *channel)
 {
 	if (strcmp(channel, "email") == 0)
@@ -35,14 +33,14 @@ static int code_key(struct ctx *c, json_t *client, enum user_idtype type, const 
 {
 	return keyring_tag(c->keys, key, "code",
 			   json_string_value(json_object_get(client, "client_id")),
-			   idtype_names[type], ident, NULL);
+			   user_idtype_name(type), ident, NULL);
 }
 
 /* The database key of the failure counter of an identifier (shared by all clients). */
 static int failure_key(struct ctx *c, enum user_idtype type, const char *ident,
 		       char key[KEYRING_TAG_HEX])
 {
-	return keyring_tag(c->keys, key, "failures", idtype_names[type], ident, NULL);
+	return keyring_tag(c->keys, key, "failures", user_idtype_name(type), ident, NULL);
 }
 
 struct send_txn {
@@ -100,15 +98,13 @@ static int send_txn(struct store_txn *t, void *argp)
 	const struct otp_send_req *r = s->r;
 	unsigned minutes = r->minutes ? r->minutes : s->c->conf->otp_ttl_minutes;
 	char code_tag[KEYRING_TAG_HEX], rid_tag[KEYRING_TAG_HEX] = "";
-	const char *signup = json_string_value(json_object_get(r->client, "signup"));
 	json_t *user = NULL, *rec;
 	int rc;
 
 	rc = user_find_txn(t, r->idtype, r->identifier, &user);
 	if (rc < 0)
 		return rc;
-	if (rc == STORE_NOTFOUND &&
-	    ((r->idtype != ID_EMAIL && r->idtype != ID_PHONE) || strcmp(signup, "open") != 0))
+	if (rc == STORE_NOTFOUND && !user_signup_allows(r->client, r->idtype))
 		return ERR_USER_NOT_FOUND;
 	if (user != NULL && !user_is_active(user)) {
 		json_decref(user);
@@ -138,7 +134,7 @@ static int send_txn(struct store_txn *t, void *argp)
 	rec = json_pack("{s:s, s:I, s:s, s:s, s:s, s:s}", "code", code_tag, "exp",
 			(json_int_t)(time(NULL) + (time_t)minutes * 60), "amr",
 			amr_of_channel(r->channel), "request_id", rid_tag, "idtype",
-			idtype_names[r->idtype], "identifier", r->identifier);
+			user_idtype_name(r->idtype), "identifier", r->identifier);
 	if (rec == NULL)
 		return STORE_ERR;
 	if (r->approval_data != NULL)
@@ -254,27 +250,6 @@ static int count_failure(struct store_txn *t, struct ctx *c, const char *fkey, j
 	return rc < 0 ? rc : ERR_BAD_CREDENTIALS;
 }
 
-/* The user to log in: found, or created when the client's signup policy is open. */
-static int login_user(struct store_txn *t, struct auth_txn *a, json_t **user)
-{
-	const struct otp_auth_req *r = a->r;
-	const char *signup = json_string_value(json_object_get(r->client, "signup"));
-	char err[128];
-	json_t *spec;
-	int rc = user_find_txn(t, r->idtype, r->identifier, user);
-
-	if (rc != STORE_NOTFOUND)
-		return rc < 0 ? rc : ERR_NONE;
-	if ((r->idtype != ID_EMAIL && r->idtype != ID_PHONE) || strcmp(signup, "open") != 0)
-		return ERR_USER_NOT_FOUND;
-	spec = json_pack("{s:s}", r->idtype == ID_EMAIL ? "email" : "phone_number", r->identifier);
-	rc = user_create_txn(t, spec, user, err, sizeof(err));
-	json_decref(spec);
-	if (rc < 0)
-		return rc;
-	return rc == USER_CREATED ? ERR_NONE : ERR_INTERNAL;
-}
-
 static int auth_txn(struct store_txn *t, void *argp)
 {
 	struct auth_txn *a = argp;
@@ -331,7 +306,7 @@ static int auth_txn(struct store_txn *t, void *argp)
 	if ((rc = store_del(t, TBL_CODES, key, strlen(key))) < 0 ||
 	    (counter != NULL && (rc = store_del(t, TBL_COUNTERS, fkey, strlen(fkey))) < 0))
 		goto out;
-	rc = login_user(t, a, &user);
+	rc = user_for_login_txn(t, r->client, r->idtype, r->identifier, &user);
 	if (rc != ERR_NONE)
 		goto out;
 	if (!user_is_active(user)) {

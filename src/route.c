@@ -29,6 +29,12 @@ static const struct route routes[] = {
     {"POST", "/v1/auth/otp/send", BODY_JSON, AUTH_CLIENT, DIALECT_OTP, api_otp_send},
     {"POST", "/v1/auth/otp/authenticate", BODY_JSON, AUTH_CLIENT, DIALECT_OTP,
      api_otp_authenticate},
+    {"POST", "/v1/auth/link/email/send", BODY_JSON, AUTH_CLIENT, DIALECT_LINK, api_link_send},
+    {"POST", "/v1/auth/link/email/authenticate", BODY_JSON, AUTH_CLIENT, DIALECT_LINK,
+     api_link_authenticate},
+    /* The landing page: a browser's GET shows it, its button POSTs (any body is ignored). */
+    {"GET", "/v1/auth/link/email/open", BODY_NONE, AUTH_NONE, DIALECT_LINK, api_link_open},
+    {"POST", "/v1/auth/link/email/open", BODY_NONE, AUTH_NONE, DIALECT_LINK, api_link_open},
     {"GET", "/health", BODY_NONE, AUTH_NONE, DIALECT_PLAIN, api_health},
 };
 

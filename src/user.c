@@ -9,14 +9,21 @@
 
 #include "crypto.h"
 #include "mail.h"
+#include "resp.h"
+
+static const char *const idtype_names[] = {"email", "phone_number", "user_id", "username"};
 
 enum user_idtype user_idtype_parse(const char *s)
 {
-	static const char *const names[] = {"email", "phone_number", "user_id", "username"};
 	for (int i = 0; s != NULL && i < 4; i++)
-		if (strcmp(s, names[i]) == 0)
+		if (strcmp(s, idtype_names[i]) == 0)
 			return (enum user_idtype)i;
 	return ID_INVALID;
+}
+
+const char *user_idtype_name(enum user_idtype type)
+{
+	return type < ID_INVALID ? idtype_names[type] : "invalid";
 }
 
 int user_phone_valid(const char *s)
@@ -282,6 +289,32 @@ int user_record_login_txn(struct store_txn *t, json_t *user, const char *channel
 	json_object_set_new(user, "last_auth", json_string(when));
 	json_object_set_new(user, "updated_at", json_integer(user_now_ms()));
 	return store_put(t, TBL_USERS, id, strlen(id), user);
+}
+
+int user_signup_allows(json_t *client, enum user_idtype type)
+{
+	const char *signup = json_string_value(json_object_get(client, "signup"));
+	return (type == ID_EMAIL || type == ID_PHONE) && signup != NULL &&
+	       strcmp(signup, "open") == 0;
+}
+
+int user_for_login_txn(struct store_txn *t, json_t *client, enum user_idtype type,
+		       const char *canonical, json_t **user)
+{
+	char err[128];
+	json_t *spec;
+	int rc = user_find_txn(t, type, canonical, user);
+
+	if (rc != STORE_NOTFOUND)
+		return rc < 0 ? rc : ERR_NONE;
+	if (!user_signup_allows(client, type))
+		return ERR_USER_NOT_FOUND;
+	spec = json_pack("{s:s}", type == ID_EMAIL ? "email" : "phone_number", canonical);
+	rc = user_create_txn(t, spec, user, err, sizeof(err));
+	json_decref(spec);
+	if (rc < 0)
+		return rc;
+	return rc == USER_CREATED ? ERR_NONE : ERR_INTERNAL;
 }
 
 int user_is_active(json_t *user)

@@ -48,6 +48,20 @@ int user_find_txn(struct store_txn *t, enum user_idtype type, const char *canoni
  */
 int user_record_login_txn(struct store_txn *t, json_t *user, const char *channel);
 
+/*
+ * 1 when the client's signup policy lets an unknown identifier of this type log in (and be
+ * created at its first successful authentication): policy "open" and an email or phone.
+ */
+int user_signup_allows(json_t *client, enum user_idtype type);
+
+/*
+ * The user an authentication logs in, inside t: found, or created when the client's signup
+ * policy allows. Returns ERR_NONE with *user (new reference), ERR_USER_NOT_FOUND,
+ * ERR_INTERNAL, or a negative store_rc.
+ */
+int user_for_login_txn(struct store_txn *t, json_t *client, enum user_idtype type,
+		       const char *canonical, json_t **user);
+
 /* 1 when the user's status is Active. */
 int user_is_active(json_t *user);
 
@@ -58,6 +72,9 @@ const char *user_phone(json_t *user);
 /* Outside a transaction: create (same results as user_create_txn) and list all. */
 int user_create(struct ctx *c, json_t *spec, json_t **user, char *err, size_t errlen);
 json_t *user_list(struct ctx *c);
+
+/* The name of an identifier type as the API spells it. */
+const char *user_idtype_name(enum user_idtype type);
 
 /* Milliseconds since the epoch. */
 long long user_now_ms(void);

@@ -1,0 +1,332 @@
+/*
+ * Magic links: POST /v1/auth/link/email/send and /authenticate (Transmit's seed operations 1
+ * and 2) and the landing page GET/POST /v1/auth/link/email/open in between.
+ */
+#include "api.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client.h"
+#include "crypto.h"
+#include "jsonio.h"
+#include "link.h"
+#include "mail.h"
+#include "user.h"
+
+static const char *const channels[] = {"email", "direct", NULL};
+static const char *const idtypes[] = {"email", "phone_number", "user_id", "username", NULL};
+
+static const struct jv_field email_content_fields[] = {
+    JV_F_STRING("subject", 1, 200),	 JV_F_STRING("primaryColor", 0, 7),
+    JV_F_STRING("base64logo", 0, 20000), JV_F_TEXT("headerText", 0, 2000),
+    JV_F_TEXT("bodyText", 0, 5000),	 JV_F_TEXT("linkText", 0, 200),
+    JV_F_TEXT("infoText", 0, 2000),	 JV_F_TEXT("footerText", 0, 2000),
+    JV_F_STRING("senderName", 0, 100),	 JV_END,
+};
+
+static const struct jv_field client_attribute_fields[] = {
+    JV_F_TEXT("user_agent", 0, 1024),
+    JV_F_STRING("ip_address", 0, 64),
+    JV_END,
+};
+
+static const struct jv_field send_fields[] = {
+    JV_F_STRING("email", 0, 320),
+    JV_F_STRING("identifier", 0, 320),
+    JV_F_ENUM("identifier_type", 0, idtypes),
+    JV_F_STRING("redirect_uri", 1, 2048),
+    JV_F_OBJECT("email_content", 0, email_content_fields),
+    JV_F_STRING("state", 0, 512),
+    JV_F_INT("email_expiration", 0, 1, 10080),
+    JV_F_ENUM("channel", 0, channels),
+    JV_F_OBJECT("client_attributes", 0, client_attribute_fields),
+    JV_F_STRING("device_id", 0, 80),
+    JV_F_BOOL("generate_request_id", 0),
+    JV_END,
+};
+
+static const struct jv_field authenticate_fields[] = {
+    JV_F_STRING("code", 1, 128),
+    JV_F_STRING("resource", 0, 512),
+    JV_F_OBJECT("claims", 0, NULL),
+    JV_F_STRING("org_id", 0, 128),
+    JV_F_OBJECT("client_attributes", 0, client_attribute_fields),
+    JV_F_STRING("session_id", 0, 256),
+    JV_F_STRING("device_id", 0, 80),
+    JV_F_STRING("request_id", 0, 256),
+    JV_END,
+};
+
+/* The identifier of either request form, canonical (new), or NULL after answering. */
+static char *send_identifier(struct api_call *call, enum user_idtype *type)
+{
+	json_t *body = call->req->json;
+	const char *email = jsonio_str(body, "email");
+	const char *ident = jsonio_str(body, "identifier");
+	const char *itype = jsonio_str(body, "identifier_type");
+	char *canonical;
+
+	if (email != NULL && (ident != NULL || itype != NULL)) {
+		resp_error(call->resp, ERR_INVALID_INPUT,
+			   "Use either email or identifier with identifier_type");
+		return NULL;
+	}
+	if (email == NULL && (ident == NULL || itype == NULL)) {
+		resp_error(call->resp, ERR_INVALID_INPUT,
+			   "email, or identifier with identifier_type, is required");
+		return NULL;
+	}
+	*type = email != NULL ? ID_EMAIL : user_idtype_parse(itype);
+	canonical = user_normalize(*type, email != NULL ? email : ident);
+	if (canonical == NULL)
+		resp_error(call->resp, ERR_INVALID_INPUT,
+			   "identifier is not valid for its identifier_type");
+	return canonical;
+}
+
+static int read_content(struct api_call *call, struct mail_content *m)
+{
+	json_t *ec = json_object_get(call->req->json, "email_content");
+	if (ec == NULL)
+		return 0;
+	m->subject = jsonio_str(ec, "subject");
+	m->primary_color = jsonio_str(ec, "primaryColor");
+	m->base64logo = jsonio_str(ec, "base64logo");
+	m->header_text = jsonio_str(ec, "headerText");
+	m->body_text = jsonio_str(ec, "bodyText");
+	m->link_text = jsonio_str(ec, "linkText");
+	m->info_text = jsonio_str(ec, "infoText");
+	m->footer_text = jsonio_str(ec, "footerText");
+	m->sender_name = jsonio_str(ec, "senderName");
+	if (m->primary_color != NULL && !mail_color_valid(m->primary_color)) {
+		resp_error(call->resp, ERR_INVALID_INPUT,
+			   "email_content.primaryColor must be #RRGGBB");
+		return -1;
+	}
+	return 1;
+}
+
+void api_link_send(struct api_call *call)
+{
+	json_t *body = call->req->json, *out;
+	struct mail_content content = {0};
+	struct link_send_req r = {.client = call->client};
+	struct link_send_res res;
+	const char *channel;
+	char err[256], *canonical = NULL;
+	int rc;
+
+	if (jsonio_check(body, send_fields, err, sizeof(err)) < 0) {
+		resp_error(call->resp, ERR_INVALID_INPUT, err);
+		return;
+	}
+	r.redirect_uri = jsonio_str(body, "redirect_uri");
+	/* Exact match only: no case folding, no prefix, no extra query or fragment. */
+	if (!client_lists(call->client, "redirect_uris", r.redirect_uri)) {
+		resp_error(call->resp, ERR_INVALID_INPUT,
+			   "redirect_uri is not one of the allowed redirect URIs configured for "
+			   "this app");
+		return;
+	}
+	channel = jsonio_str(body, "channel");
+	r.direct = channel != NULL && strcmp(channel, "direct") == 0;
+	if (r.direct && !client_has_permission(call->client, "direct")) {
+		resp_error(call->resp, ERR_FORBIDDEN,
+			   "The client lacks the permission for the direct channel");
+		return;
+	}
+	if ((rc = read_content(call, &content)) < 0)
+		return;
+	r.content = rc ? &content : NULL;
+	if ((canonical = send_identifier(call, &r.idtype)) == NULL)
+		return;
+	r.identifier = canonical;
+	r.state = jsonio_str(body, "state");
+	r.minutes = (unsigned)jsonio_int(body, "email_expiration", 0);
+	r.want_request_id = jsonio_true(body, "generate_request_id");
+
+	rc = link_send(call->c, &r, &res);
+	if (rc != ERR_NONE) {
+		api_fail(call, rc, NULL);
+		goto out;
+	}
+	out = json_pack("{s:s}", "message", "Email sent successfully");
+	if (res.request_id != NULL)
+		json_object_set_new(out, "request_id", json_string(res.request_id));
+	if (res.link != NULL)
+		json_object_set_new(out, "link", json_string(res.link));
+	resp_json(call->resp, 200, out);
+	link_send_res_free(&res);
+out:
+	free(canonical);
+}
+
+void api_link_authenticate(struct api_call *call)
+{
+	json_t *body = call->req->json, *tokens = NULL;
+	struct link_auth_req r = {.client = call->client};
+	const char *aud;
+	char err[256];
+	int rc;
+
+	if (jsonio_check(body, authenticate_fields, err, sizeof(err)) < 0) {
+		resp_error(call->resp, ERR_INVALID_INPUT, err);
+		return;
+	}
+	if (api_audience(call, jsonio_str(body, "resource"), &aud) < 0 ||
+	    api_org(call, jsonio_str(body, "org_id")) < 0)
+		return;
+	r.code = jsonio_str(body, "code");
+	r.request_id = jsonio_str(body, "request_id");
+	api_login_opts(body, &r.opts);
+	rc = link_authenticate(call->c, &r, aud, &tokens);
+	if (rc == ERR_NONE)
+		resp_json(call->resp, 200, tokens);
+	else if (rc == ERR_BAD_CREDENTIALS)
+		resp_error(call->resp, ERR_INVALID_INPUT, "Invalid magic link code");
+	else if (rc == ERR_USER_NOT_FOUND)
+		resp_error(call->resp, ERR_INVALID_INPUT, "User not found");
+	else
+		api_fail(call, rc, NULL);
+}
+
+/* A new HTML-escaped copy of s. */
+static char *html_escape(const char *s)
+{
+	size_t n = 0;
+	char *out, *o;
+
+	for (const char *p = s; *p; p++)
+		n += strchr("&<>\"'", *p) ? 6 : 1;
+	out = o = malloc(n + 1);
+	if (out == NULL)
+		return NULL;
+	for (; *s; s++) {
+		switch (*s) {
+		case '&':
+			o = stpcpy(o, "&amp;");
+			break;
+		case '<':
+			o = stpcpy(o, "&lt;");
+			break;
+		case '>':
+			o = stpcpy(o, "&gt;");
+			break;
+		case '"':
+			o = stpcpy(o, "&quot;");
+			break;
+		case '\'':
+			o = stpcpy(o, "&#39;");
+			break;
+		default:
+			*o++ = *s;
+		}
+	}
+	*o = '\0';
+	return out;
+}
+
+/* The page's body after the heading: the text, and the button's form when there is one. */
+static char *page_html(const char *title, const char *text, const char *form_token)
+{
+	static const char *const fmt =
+	    "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+	    "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
+	    "<meta name=\"robots\" content=\"noindex\"><title>%s</title><style>"
+	    "body{font-family:system-ui,sans-serif;background:#f4f5f9;margin:0;color:#1d2433}"
+	    "main{max-width:26rem;margin:12vh auto;background:#fff;padding:2rem;"
+	    "border-radius:12px;box-shadow:0 2px 12px rgba(0,0,0,.08);text-align:center}"
+	    "h1{font-size:1.4rem;margin:0 0 1rem}p{line-height:1.5}"
+	    "button{background:#6981FF;color:#fff;border:0;border-radius:8px;font-size:1rem;"
+	    "padding:.8rem 2.4rem;cursor:pointer}</style></head><body><main><h1>%s</h1><p>%s</p>"
+	    "%s%s%s</main></body></html>";
+	char *t = html_escape(title), *x = html_escape(text);
+	char *tok = form_token ? html_escape(form_token) : NULL, *html = NULL;
+
+	if (t != NULL && x != NULL && (form_token == NULL || tok != NULL) &&
+	    asprintf(&html, fmt, t, t, x, tok ? "<form method=\"post\" action=\"?t=" : "",
+		     tok ? tok : "",
+		     tok ? "\"><button type=\"submit\">Continue</button></form>" : "") < 0)
+		html = NULL;
+	free(t);
+	free(x);
+	free(tok);
+	return html;
+}
+
+/* A small self-contained page: nothing loaded from elsewhere, no script. */
+static void page(struct api_call *call, int status, const char *title, const char *text,
+		 const char *form_token, const char *form_origin)
+{
+	char *html = page_html(title, text, form_token);
+
+	resp_header(call->resp, "Referrer-Policy", "no-referrer");
+	resp_header(call->resp, "X-Frame-Options", "DENY");
+	/* Browsers apply form-action to the redirect that follows the POST too. */
+	resp_header(call->resp, "Content-Security-Policy",
+		    "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'%s%s; "
+		    "frame-ancestors 'none'; base-uri 'none'",
+		    form_origin ? " " : "", form_origin ? form_origin : "");
+	if (html != NULL)
+		resp_html(call->resp, status, html);
+	else
+		resp_error(call->resp, ERR_INTERNAL, NULL);
+	free(html);
+}
+
+static void state_page(struct api_call *call, const struct link_view *v)
+{
+	switch (v->state) {
+	case LINK_EXPIRED:
+		page(call, 410, "This link has expired",
+		     "Sign-in links work for a limited time. Go back to the app and ask for a new "
+		     "one.",
+		     NULL, NULL);
+		break;
+	case LINK_USED:
+		page(
+		    call, 410, "This link was already used",
+		    "Each sign-in link works once. Go back to the app and ask for a new one if you "
+		    "still need to sign in.",
+		    NULL, NULL);
+		break;
+	default:
+		page(
+		    call, 404, "This link is not valid",
+		    "The link is incomplete or unknown. Copy the whole link from the email, or ask "
+		    "the app for a new one.",
+		    NULL, NULL);
+	}
+}
+
+void api_link_open(struct api_call *call)
+{
+	char *token = req_query_param(call->req, "t"), text[160];
+	struct link_view v;
+	int consume = strcmp(call->req->method, "POST") == 0, rc;
+
+	if (token == NULL) {
+		v.state = LINK_UNKNOWN;
+		state_page(call, &v);
+		return;
+	}
+	rc = consume ? link_open(call->c, token, &v) : link_peek(call->c, token, &v);
+	if (rc < 0) {
+		api_fail(call, rc, NULL);
+	} else if (v.state != LINK_VALID) {
+		state_page(call, &v);
+	} else if (consume) {
+		resp_header(call->resp, "Location", "%s", v.redirect);
+		resp_header(call->resp, "Referrer-Policy", "no-referrer");
+		resp_json(call->resp, 303, NULL);
+	} else {
+		/* GET and HEAD only show the page: mail scanners may fetch links any number of
+		 * times. */
+		snprintf(text, sizeof(text), "Continue to sign in as %s.", v.masked);
+		page(call, 200, "Sign in", text, token, v.redirect_origin);
+	}
+	link_view_free(&v);
+	crypto_free_str(token);
+}

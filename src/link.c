@@ -1,0 +1,417 @@
+#include "link.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "crypto.h"
+#include "log.h"
+#include "otp.h"
+#include "resp.h"
+#include "token.h"
+
+#define LINK_TOKEN_BYTES 32
+#define LINK_CODE_BYTES 32
+#define REQUEST_ID_BYTES 16
+#define OPEN_PATH "/v1/auth/link/email/open?t="
+
+struct send_state {
+	struct ctx *c;
+	const struct link_send_req *r;
+	char *token; /* the link token (new) */
+	char *url;   /* the link (new) */
+	char *request_id;
+	char *message;
+	size_t message_len;
+	char to[256];
+	char key[KEYRING_TAG_HEX];
+};
+
+static const char *client_id_of(json_t *client)
+{
+	return json_string_value(json_object_get(client, "client_id"));
+}
+
+/* The address a link goes to, or the api_err that says why there is none. */
+static int destination(struct send_state *s, json_t *user)
+{
+	const char *to = user ? user_email(user) : NULL;
+	if (to == NULL && user == NULL && s->r->idtype == ID_EMAIL)
+		to = s->r->identifier;
+	if (to == NULL)
+		return ERR_EMAIL_MISSING;
+	snprintf(s->to, sizeof(s->to), "%s", to);
+	return ERR_NONE;
+}
+
+static int compose(struct send_state *s, unsigned minutes)
+{
+	struct mail_request m = {
+	    .kind = MAIL_LINK,
+	    .from_addr = s->c->conf->mail_from,
+	    .from_name = s->c->conf->mail_from_name,
+	    .to_addr = s->to,
+	    .app_name = json_string_value(json_object_get(s->r->client, "name")),
+	    .url = s->url,
+	    .minutes = minutes,
+	    .custom = s->r->content != NULL,
+	};
+	int rc;
+
+	if (s->r->content != NULL)
+		m.content = *s->r->content;
+	free(s->message);
+	s->message = NULL;
+	rc = mail_compose(&m, &s->message, &s->message_len);
+	if (rc == MAIL_EADDR || rc == MAIL_EINPUT)
+		return ERR_INVALID_INPUT;
+	return rc == MAIL_OK ? ERR_NONE : ERR_INTERNAL;
+}
+
+/* Drop the identifier's previous link for this client and point at the new one. */
+static int replace_previous(struct send_state *s, struct store_txn *t)
+{
+	char ptr[KEYRING_TAG_HEX];
+	json_t *old, *rec;
+	int rc;
+
+	if (keyring_tag(s->c->keys, ptr, "link-for", client_id_of(s->r->client),
+			user_idtype_name(s->r->idtype), s->r->identifier, NULL) < 0)
+		return STORE_ERR;
+	rc = store_get(t, TBL_CODES, ptr, strlen(ptr), &old, 1);
+	if (rc < 0)
+		return rc;
+	if (rc == STORE_FOUND) {
+		const char *prev = json_string_value(json_object_get(old, "link"));
+		rc = prev ? store_del(t, TBL_CODES, prev, strlen(prev)) : 0;
+		json_decref(old);
+		if (rc < 0)
+			return rc;
+	}
+	rec = json_pack("{s:s}", "link", s->key);
+	rc = store_put(t, TBL_CODES, ptr, strlen(ptr), rec);
+	json_decref(rec);
+	return rc;
+}
+
+static int send_txn(struct store_txn *t, void *argp)
+{
+	struct send_state *s = argp;
+	const struct link_send_req *r = s->r;
+	unsigned minutes = r->minutes ? r->minutes : s->c->conf->link_ttl_minutes;
+	char rid_tag[KEYRING_TAG_HEX] = "";
+	json_t *user = NULL, *rec;
+	int rc;
+
+	rc = user_find_txn(t, r->idtype, r->identifier, &user);
+	if (rc < 0)
+		return rc;
+	if (rc == STORE_NOTFOUND && !user_signup_allows(r->client, r->idtype))
+		return ERR_USER_NOT_FOUND;
+	if (user != NULL && !user_is_active(user)) {
+		json_decref(user);
+		return ERR_USER_NOT_ACTIVE;
+	}
+	rc = destination(s, user);
+	json_decref(user);
+	if (rc != ERR_NONE)
+		return rc;
+	if (minutes > s->c->conf->link_max_ttl_minutes)
+		minutes = s->c->conf->link_max_ttl_minutes;
+
+	crypto_free_str(s->token);
+	free(s->url);
+	s->url = NULL;
+	s->token = crypto_random_token(LINK_TOKEN_BYTES);
+	if (s->token == NULL ||
+	    asprintf(&s->url, "%s" OPEN_PATH "%s", s->c->conf->public_base_url, s->token) < 0 ||
+	    keyring_tag(s->c->keys, s->key, "link", s->token, NULL) < 0)
+		return STORE_ERR;
+	if (!r->direct && (rc = compose(s, minutes)) != ERR_NONE)
+		return rc;
+	if (r->want_request_id) {
+		crypto_free_str(s->request_id);
+		s->request_id = crypto_random_token(REQUEST_ID_BYTES);
+		if (s->request_id == NULL ||
+		    keyring_tag(s->c->keys, rid_tag, "request-id", s->request_id, NULL) < 0)
+			return STORE_ERR;
+	}
+	if ((rc = replace_previous(s, t)) < 0)
+		return rc;
+	rec = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s?, s:I, s:b, s:s}", "client_id",
+			client_id_of(r->client), "idtype", user_idtype_name(r->idtype),
+			"identifier", r->identifier, "to", s->to, "redirect_uri", r->redirect_uri,
+			"state", r->state, "exp", (json_int_t)(time(NULL) + (time_t)minutes * 60),
+			"used", 0, "request_id", rid_tag);
+	if (rec == NULL)
+		return STORE_ERR;
+	rc = store_put(t, TBL_CODES, s->key, strlen(s->key), rec);
+	json_decref(rec);
+	return rc < 0 ? rc : ERR_NONE;
+}
+
+static int forget_txn(struct store_txn *t, void *argp)
+{
+	const char *key = argp;
+	int rc = store_del(t, TBL_CODES, key, strlen(key));
+	return rc < 0 ? rc : 0;
+}
+
+int link_send(struct ctx *c, const struct link_send_req *r, struct link_send_res *res)
+{
+	struct send_state s = {.c = c, .r = r};
+	char masked[64];
+	int rc;
+
+	memset(res, 0, sizeof(*res));
+	rc = store_run(c->store, send_txn, &s);
+	if (rc < 0) {
+		rc = otp_store_error(rc);
+		goto out;
+	}
+	if (rc != ERR_NONE)
+		goto out;
+	if (r->direct) {
+		res->link = s.url;
+		s.url = NULL;
+	} else if (mail_send(&c->mail, c->conf->mail_from, s.to, s.message, s.message_len) !=
+		   MAIL_OK) {
+		/* A link that was never delivered must not stay usable. */
+		store_run(c->store, forget_txn, s.key);
+		rc = ERR_DELIVERY;
+		goto out;
+	} else {
+		log_info("sent a magic link to %s", log_mask_addr(s.to, masked, sizeof(masked)));
+	}
+	res->request_id = s.request_id;
+	s.request_id = NULL;
+out:
+	crypto_free_str(s.token);
+	crypto_free_str(s.url);
+	crypto_free_str(s.request_id);
+	if (s.message != NULL) {
+		crypto_wipe(s.message, s.message_len);
+		free(s.message);
+	}
+	return rc;
+}
+
+void link_send_res_free(struct link_send_res *res)
+{
+	crypto_free_str(res->link);
+	crypto_free_str(res->request_id);
+	memset(res, 0, sizeof(*res));
+}
+
+/* scheme://authority of a URI, for the landing page's form-action policy. */
+static void origin_of(const char *uri, char *out, size_t outlen)
+{
+	const char *p = strstr(uri, "://");
+	size_t n;
+	if (p == NULL) {
+		snprintf(out, outlen, "'none'");
+		return;
+	}
+	n = (size_t)(p + 3 - uri) + strcspn(p + 3, "/?#");
+	snprintf(out, outlen, "%.*s", (int)n, uri);
+}
+
+struct open_state {
+	struct ctx *c;
+	const char *token;
+	int consume;
+	struct link_view *v;
+	char *code;
+};
+
+static void describe(struct link_view *v, json_t *rec)
+{
+	log_mask_addr(json_string_value(json_object_get(rec, "to")), v->masked, sizeof(v->masked));
+	origin_of(json_string_value(json_object_get(rec, "redirect_uri")) ?: "", v->redirect_origin,
+		  sizeof(v->redirect_origin));
+}
+
+/* The code record a consumed link hands to its client. */
+static int issue_code(struct open_state *o, struct store_txn *t, json_t *link)
+{
+	char key[KEYRING_TAG_HEX];
+	json_t *rec;
+	int rc;
+
+	crypto_free_str(o->code);
+	o->code = crypto_random_token(LINK_CODE_BYTES);
+	if (o->code == NULL ||
+	    keyring_tag(o->c->keys, key, "link-code",
+			json_string_value(json_object_get(link, "client_id")), o->code, NULL) < 0)
+		return STORE_ERR;
+	rec = json_pack("{s:O, s:O, s:O, s:I}", "idtype", json_object_get(link, "idtype"),
+			"identifier", json_object_get(link, "identifier"), "request_id",
+			json_object_get(link, "request_id"), "exp",
+			(json_int_t)(time(NULL) + (time_t)o->c->conf->link_code_ttl));
+	if (rec == NULL)
+		return STORE_ERR;
+	rc = store_put(t, TBL_CODES, key, strlen(key), rec);
+	json_decref(rec);
+	return rc;
+}
+
+/* redirect_uri?code=..&state=.. (or &code= when the registered URI has a query). */
+static char *redirect_url(json_t *link, const char *code)
+{
+	const char *uri = json_string_value(json_object_get(link, "redirect_uri"));
+	const char *state = json_string_value(json_object_get(link, "state"));
+	char *out = NULL, *enc = NULL;
+	size_t n = 0;
+
+	if (state != NULL) {
+		enc = malloc(3 * strlen(state) + 1);
+		if (enc == NULL)
+			return NULL;
+		for (const unsigned char *p = (const unsigned char *)state; *p; p++) {
+			if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+			    (*p >= '0' && *p <= '9') || strchr("-._~", *p))
+				enc[n++] = (char)*p;
+			else
+				n += (size_t)sprintf(enc + n, "%%%02X", *p);
+		}
+		enc[n] = '\0';
+	}
+	if (asprintf(&out, "%s%scode=%s%s%s", uri, strchr(uri, '?') ? "&" : "?", code,
+		     enc ? "&state=" : "", enc ? enc : "") < 0)
+		out = NULL;
+	free(enc);
+	return out;
+}
+
+static int open_txn(struct store_txn *t, void *argp)
+{
+	struct open_state *o = argp;
+	char key[KEYRING_TAG_HEX];
+	json_t *rec;
+	int rc;
+
+	o->v->state = LINK_UNKNOWN;
+	if (strlen(o->token) > 128 || keyring_tag(o->c->keys, key, "link", o->token, NULL) < 0)
+		return 0;
+	rc = store_get(t, TBL_CODES, key, strlen(key), &rec, o->consume);
+	if (rc <= 0)
+		return rc;
+	describe(o->v, rec);
+	if (json_is_true(json_object_get(rec, "used")))
+		o->v->state = LINK_USED;
+	else if (json_integer_value(json_object_get(rec, "exp")) <= (json_int_t)time(NULL))
+		o->v->state = LINK_EXPIRED;
+	else
+		o->v->state = LINK_VALID;
+	rc = 0;
+	if (o->consume && o->v->state == LINK_VALID) {
+		/* Kept, marked used, until it expires: a second click says "already used". */
+		json_object_set_new(rec, "used", json_true());
+		rc = store_put(t, TBL_CODES, key, strlen(key), rec);
+		if (rc == 0)
+			rc = issue_code(o, t, rec);
+		if (rc == 0) {
+			free(o->v->redirect);
+			o->v->redirect = redirect_url(rec, o->code);
+			rc = o->v->redirect ? 0 : STORE_ERR;
+		}
+	}
+	json_decref(rec);
+	return rc;
+}
+
+static int run_open(struct ctx *c, const char *token, struct link_view *v, int consume)
+{
+	struct open_state o = {c, token, consume, v, NULL};
+	int rc;
+
+	memset(v, 0, sizeof(*v));
+	rc = store_run(c->store, open_txn, &o);
+	crypto_free_str(o.code);
+	return rc < 0 ? rc : 0;
+}
+
+int link_peek(struct ctx *c, const char *token, struct link_view *v)
+{
+	return run_open(c, token, v, 0);
+}
+
+int link_open(struct ctx *c, const char *token, struct link_view *v)
+{
+	return run_open(c, token, v, 1);
+}
+
+void link_view_free(struct link_view *v)
+{
+	crypto_free_str(v->redirect);
+	v->redirect = NULL;
+}
+
+struct auth_state {
+	struct ctx *c;
+	const struct link_auth_req *r;
+	struct login_grant grant;
+};
+
+static int auth_txn(struct store_txn *t, void *argp)
+{
+	struct auth_state *a = argp;
+	const struct link_auth_req *r = a->r;
+	char key[KEYRING_TAG_HEX], rtag[KEYRING_TAG_HEX];
+	const char *rid;
+	enum user_idtype type;
+	json_t *rec = NULL, *user = NULL;
+	int rc;
+
+	login_grant_free(&a->grant);
+	if (strlen(r->code) > 128 ||
+	    keyring_tag(a->c->keys, key, "link-code", client_id_of(r->client), r->code, NULL) < 0)
+		return ERR_BAD_CREDENTIALS;
+	rc = store_get(t, TBL_CODES, key, strlen(key), &rec, 1);
+	if (rc <= 0)
+		return rc < 0 ? rc : ERR_BAD_CREDENTIALS;
+	/* Consumed whatever follows: a code is good for one attempt. */
+	if ((rc = store_del(t, TBL_CODES, key, strlen(key))) < 0)
+		goto out;
+	rid = json_string_value(json_object_get(rec, "request_id"));
+	if (json_integer_value(json_object_get(rec, "exp")) <= (json_int_t)time(NULL) ||
+	    (rid != NULL && rid[0] != '\0' &&
+	     (r->request_id == NULL ||
+	      keyring_tag(a->c->keys, rtag, "request-id", r->request_id, NULL) < 0 ||
+	      !crypto_str_equal(rtag, rid)))) {
+		rc = ERR_BAD_CREDENTIALS;
+		goto out;
+	}
+	type = user_idtype_parse(json_string_value(json_object_get(rec, "idtype")));
+	rc = user_for_login_txn(t, r->client, type,
+				json_string_value(json_object_get(rec, "identifier")), &user);
+	if (rc != ERR_NONE)
+		goto out;
+	if (!user_is_active(user)) {
+		rc = ERR_USER_NOT_ACTIVE;
+		goto out;
+	}
+	rc = session_login_txn(t, a->c, user, r->client, "eml", &r->opts, &a->grant);
+out:
+	json_decref(rec);
+	json_decref(user);
+	/* A refusal after the code was found still consumes it: commit (rc >= 0). */
+	return rc;
+}
+
+int link_authenticate(struct ctx *c, const struct link_auth_req *r, const char *aud,
+		      json_t **tokens)
+{
+	struct auth_state a = {.c = c, .r = r};
+	int rc = store_run(c->store, auth_txn, &a);
+
+	if (rc < 0)
+		rc = otp_store_error(rc);
+	if (rc == ERR_NONE) {
+		*tokens = token_response(c, &a.grant, &r->opts, aud);
+		if (*tokens == NULL)
+			rc = ERR_INTERNAL;
+	}
+	login_grant_free(&a.grant);
+	return rc;
+}

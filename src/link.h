@@ -1,0 +1,74 @@
+/*
+ * link: email magic links. A send stores the link token's keyed hash (replacing the
+ * identifier's previous link for that client) and mails {public_base_url}/v1/auth/link/email/
+ * open?t=<token>. Looking at a link consumes nothing (mail scanners fetch links); opening it
+ * (POST) consumes it and yields a short-lived single-use code for the client's redirect URI,
+ * which the backend exchanges for tokens.
+ */
+#ifndef OTLOGIN_LINK_H
+#define OTLOGIN_LINK_H
+
+#include <jansson.h>
+
+#include "ctx.h"
+#include "mail.h"
+#include "session.h"
+#include "user.h"
+
+struct link_send_req {
+	json_t *client;
+	enum user_idtype idtype;
+	const char *identifier;		    /* canonical form */
+	const char *redirect_uri;	    /* registered for the client (checked by the caller) */
+	const char *state;		    /* NULL when absent */
+	const struct mail_content *content; /* NULL: the default template */
+	unsigned minutes;		    /* 0: the configured default */
+	int direct;			    /* return the link instead of mailing it */
+	int want_request_id;
+};
+
+struct link_send_res {
+	char *link;	  /* direct only (new) */
+	char *request_id; /* when asked (new) */
+};
+
+/* Send a link. Returns ERR_NONE with res filled (free with link_send_res_free) or an api_err. */
+int link_send(struct ctx *c, const struct link_send_req *r, struct link_send_res *res);
+void link_send_res_free(struct link_send_res *res);
+
+enum link_state { LINK_VALID, LINK_EXPIRED, LINK_USED, LINK_UNKNOWN };
+
+struct link_view {
+	enum link_state state;
+	char masked[64];	   /* the account's masked address */
+	char redirect_origin[256]; /* scheme://host[:port] of the redirect URI */
+	char *redirect;		   /* link_open, LINK_VALID: where to send the browser (new) */
+};
+
+/* Look at a link without consuming it. Returns 0 with v filled, or a negative store_rc. */
+int link_peek(struct ctx *c, const char *token, struct link_view *v);
+
+/*
+ * Consume a link: on LINK_VALID v->redirect is redirect_uri?code=..&state=.. for a fresh
+ * single-use code. Returns 0 with v filled, or a negative store_rc.
+ */
+int link_open(struct ctx *c, const char *token, struct link_view *v);
+
+void link_view_free(struct link_view *v);
+
+struct link_auth_req {
+	json_t *client;
+	const char *code;
+	const char *request_id;
+	struct login_opts opts;
+};
+
+/*
+ * Exchange a code for tokens. ERR_NONE with *tokens (new reference), ERR_BAD_CREDENTIALS for
+ * an unknown, used, expired or foreign code, ERR_USER_NOT_FOUND, ERR_USER_NOT_ACTIVE,
+ * ERR_SESSION_NOT_FOUND, ERR_UNAVAILABLE or ERR_INTERNAL.
+ */
+int link_authenticate(struct ctx *c, const struct link_auth_req *r, const char *aud,
+		      json_t **tokens);
+
+#endif
