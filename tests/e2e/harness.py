@@ -254,9 +254,13 @@ class Stack:
     _seq = 0
     _seq_lock = threading.Lock()
 
-    def __init__(self, name="e2e", otp=None, server=None, tokens=None, mail=None, workers=4):
+    def __init__(self, name="e2e", otp=None, server=None, tokens=None, mail=None, workers=4,
+                 app=None):
+        """app: run this FastCGI program instead of otlogin.fcgi (and skip otloginctl init);
+        test_lighttpd uses it to look at what lighttpd hands to the application."""
         self.name = name
         self.workers = workers
+        self.app = app or FCGI_BIN
         self.sections = {
             "server": {"log_level": "debug"},
             "tokens": {},
@@ -326,7 +330,7 @@ class Stack:
             "server.upload-dirs = ( %s )" % q(self.path("upload")),
             'server.modules = ( "mod_accesslog" )',
             "accesslog.filename = %s" % q(self.path("access.log")),
-            "var.otlogin_bin = %s" % q(FCGI_BIN),
+            "var.otlogin_bin = %s" % q(self.app),
             "var.otlogin_conf = %s" % q(self.conf),
             "var.otlogin_socket_dir = %s" % q(self.path("sock")),
             "var.otlogin_workers = %d" % self.workers,
@@ -342,7 +346,7 @@ class Stack:
     def start(self):
         from aiosmtpd.controller import Controller
 
-        missing = missing_programs()
+        missing = missing_programs() if self.app == FCGI_BIN else []
         if missing:
             raise HarnessError("not built: %s" % ", ".join(missing))
         self.dir = tempfile.mkdtemp(prefix="otlogin-e2e-")
@@ -354,7 +358,7 @@ class Stack:
             for attempt in range(3):
                 self.port = free_port()
                 self._write_otlogin_conf()
-                if attempt == 0:
+                if attempt == 0 and self.app == FCGI_BIN:
                     self.ctl("init")
                 self._write_lighttpd_conf()
                 r = subprocess.run([LIGHTTPD, "-tt", "-f", self.lighttpd_conf],
@@ -393,7 +397,7 @@ class Stack:
                            % (START_TIMEOUT, last, self.log_tail(30)))
 
     def worker_pids(self, descendants=False):
-        """[(pid, starttime)] of the otlogin.fcgi processes lighttpd started (with
+        """[(pid, starttime)] of the application processes lighttpd started (with
         descendants=True also what those forked, e.g. a mail sender)."""
         if self.proc is None:
             return []
@@ -405,12 +409,13 @@ class Stack:
                     procs[int(name)] = st
         parents = {self.proc.pid}
         out = []
+        prog = os.path.basename(self.app).encode()
         while True:
             found = [(pid, st) for pid, st in procs.items()
                      if st[1] in parents and pid not in parents]
             found = [(pid, st) for pid, st in found
                      # the program, or an interpreter and its script
-                     if any(os.path.basename(a) == b"otlogin.fcgi" for a in _cmdline(pid)[:2])]
+                     if any(os.path.basename(a) == prog for a in _cmdline(pid)[:2])]
             if not found:
                 return out
             out += [(pid, st[2]) for pid, st in found]
