@@ -19,7 +19,10 @@
  */
 char *jwt_sign(const jwk_t *key, const char *typ, json_t *claims);
 
-/* Sign claims with HS256 under key; header {"alg":"HS256","typ":typ,"kid":kid}. New string or NULL. */
+/*
+ * Sign claims with HS256 under key; header {"alg":"HS256","typ":typ,"kid":kid}, typ and kid left
+ * out when NULL. New string (caller frees) or NULL.
+ */
 char *jwt_sign_hs256(const void *key, size_t keylen, const char *kid, const char *typ,
 		     json_t *claims);
 
@@ -39,5 +42,23 @@ int jwt_verify_hs256(const char *token, const void *key, size_t keylen, const ch
  */
 int jwt_verify(const char *token, jwk_t *const *keys, size_t nkeys, const char *typ,
 	       json_t **claims);
+
+/*
+ * Lower level, for jwt_sign/jwt_verify and for tests against the RFC 7515 examples (whose
+ * headers differ from the ones jwt_sign writes): the JWS signature of the len bytes of signing
+ * input (BASE64URL(header) "." BASE64URL(payload)) under key's algorithm. On success returns 0
+ * and sets *sig to a new buffer (caller frees) of *siglen bytes: the modulus size for RS256,
+ * exactly 64 for ES256 and EdDSA. -1 on error.
+ */
+int jwt_sign_input(const jwk_t *key, const void *input, size_t len, unsigned char **sig,
+		   size_t *siglen);
+
+/*
+ * Check the siglen-byte JWS signature sig over the len bytes of signing input with key's
+ * algorithm (any other length than that algorithm's is invalid). 1 valid, 0 invalid, -1 on
+ * internal error.
+ */
+int jwt_verify_input(const jwk_t *key, const void *input, size_t len, const unsigned char *sig,
+		     size_t siglen);
 
 #endif
