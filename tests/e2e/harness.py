@@ -303,8 +303,9 @@ class Stack:
         s = self.sections
         s["server"]["public_base_url"] = self.base_url
         s["server"]["db_dir"] = self.path("db")
+        # mail={"smtp_port": N} points the server at another loopback listener than the sink.
         s["mail"]["smtp_host"] = "127.0.0.1"
-        s["mail"]["smtp_port"] = self.smtp_port
+        s["mail"].setdefault("smtp_port", self.smtp_port)
         s["mail"]["maildir"] = self.path("maildir")
         lines = ["# written by tests/e2e/harness.py"]
         for sec in ("server", "tokens", "otp", "mail"):
@@ -502,7 +503,8 @@ class Stack:
                                                     r.stdout, r.stderr))
         return parse_json(r.stdout) if parse else r.stdout
 
-    def make_client(self, name=None, redirect_uris=(), permissions=(), signup=None):
+    def make_client(self, name=None, redirect_uris=(), permissions=(), signup=None,
+                    resources=()):
         """otloginctl client add; returns {"client_id", "client_secret", ...}."""
         with Stack._seq_lock:
             Stack._seq += 1
@@ -510,6 +512,8 @@ class Stack:
         args = ["client", "add", "--name", name or "e2e-client-%d" % seq]
         for u in redirect_uris:
             args += ["--redirect-uri", u]
+        for u in resources:
+            args += ["--resource", u]
         for p in permissions:
             args += ["--permission", p]
         if signup:

@@ -193,6 +193,30 @@ class BadInput(E2ETestCase):
             self.assertAnyError(stack.http("POST", TOKEN, body=body, headers={
                 "Content-Type": "application/x-www-form-urlencoded"}), 413)
 
+    def test_chunked_bodies(self):
+        """Bodies sent with Transfer-Encoding: chunked (lighttpd buffers them and passes a
+        CONTENT_LENGTH): a small one works, a large one is 413."""
+        import http.client
+
+        def chunked(body):
+            conn = http.client.HTTPConnection("127.0.0.1", stack.port,
+                                              timeout=harness.HTTP_TIMEOUT)
+            try:
+                conn.request("POST", SEND, body=iter([body[i:i + 4096]
+                                                      for i in range(0, len(body), 4096)]),
+                             headers={"Content-Type": "application/json",
+                                      "Authorization": "Bearer " + self.client["token"]},
+                             encode_chunked=True)
+                r = conn.getresponse()
+                return harness.Response(r.status, r.headers, r.read())
+            finally:
+                conn.close()
+
+        small = json.dumps(self.send_body(self.fresh_addr())).encode()
+        self.assertIn("code", self.assertJSON(chunked(small), 200))
+        large = json.dumps(self.send_body())[:-1].encode() + b" " * 70000 + b"}"
+        self.assertAnyError(chunked(large), 413)
+
     def test_body_at_limit_accepted(self):
         """Exactly 64 KiB is still under the cap (413 only above it)."""
         base = json.dumps(self.send_body(self.fresh_addr()))
@@ -249,6 +273,32 @@ class BadInput(E2ETestCase):
             "id-token-like RS256 header": "Bearer " + forge({"alg": "RS256", "typ": "JWT"},
                                                             claims),
         }
+
+    def test_algorithm_confusion(self):
+        """HS256 "signed" with the published RSA key, and RS256/none headers naming a
+        published kid: all refused (DESIGN rule 10: fixed algorithm per key)."""
+        from cryptography.hazmat.primitives import serialization
+
+        header, claims = harness.jwt_parts(self.client["token"])
+        for kid, jwk in stack.jwks().items():
+            pem = jwk.key.public_bytes(serialization.Encoding.PEM,
+                                       serialization.PublicFormat.SubjectPublicKeyInfo)
+            der = jwk.key.public_bytes(serialization.Encoding.DER,
+                                       serialization.PublicFormat.SubjectPublicKeyInfo)
+            forged = {
+                "HS256 with the PEM": forge({"alg": "HS256", "typ": "at+jwt", "kid": kid},
+                                            claims, key=pem),
+                "HS256 with the DER": forge({"alg": "HS256", "typ": "at+jwt", "kid": kid},
+                                            claims, key=der),
+                "HS256 with the PEM, no kid": forge({"alg": "HS256", "typ": "at+jwt"},
+                                                    claims, key=pem),
+                "none with a kid": forge({"alg": "none", "typ": "at+jwt", "kid": kid}, claims,
+                                         alg="none"),
+            }
+            for name, tok in forged.items():
+                with self.subTest(kid=kid, forgery=name):
+                    r = stack.http("POST", SEND, json=self.send_body(), token=tok)
+                    self.assertInvalidToken(r)
 
     def test_invalid_bearer(self):
         for path, body in ((SEND, self.send_body()), (AUTH, self.auth_body())):
@@ -333,6 +383,30 @@ class BadInput(E2ETestCase):
                 self.assertIn(r.status, (400, 401), "%r" % (r,))
                 b = self.assertAnyError(r, r.status)
                 self.assertIn(b.get("error"), ("invalid_client", "invalid_request"))
+
+
+class ForeignToken(E2ETestCase):
+    """A genuine client token from another otlogin installation (its own server key) is
+    refused, even for a client id that exists here."""
+
+    def test_token_of_another_installation(self):
+        here = stack.make_client(permissions=["direct"])
+        other = harness.Stack(name="foreign", workers=1).start()
+        try:
+            there = other.new_client(permissions=["direct"])
+        finally:
+            other.stop()
+        _, claims = harness.jwt_parts(there["token"])
+        self.assertEqual(claims["iss"].split("/cis")[0].split(":")[1], "//127.0.0.1")
+        body = {"channel": "direct", "identifier_type": "email",
+                "identifier": stack.make_user()["email"]["value"]}
+        r = stack.http("POST", SEND, json=body, token=there["token"])
+        self.assertInvalidToken(r)
+        # The same claims re-signed with nothing we know cannot name our client either.
+        header, _ = harness.jwt_parts(there["token"])
+        tok = forge(header, dict(claims, sub=here["client_id"], client_id=here["client_id"],
+                                 iss=stack.issuer))
+        self.assertInvalidToken(stack.http("POST", SEND, json=body, token=tok))
 
 
 class StillConsistent(E2ETestCase):

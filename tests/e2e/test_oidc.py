@@ -72,6 +72,26 @@ class ClientCredentials(E2ETestCase):
         self.assertNotEqual(r.status, 401, "%r" % (r,))
         self.assertError(r, 400)
 
+    def test_resource_becomes_aud(self):
+        api = "https://api.example.org/orders"
+        c = stack.make_client(resources=[api])
+        r = stack.token_request(c["client_id"], c["client_secret"], resource=api)
+        body = self.assertJSON(r, 200)
+        _, claims = jwt_parts(body["access_token"])
+        self.assertEqual(claims["aud"], api)
+        self.assertEqual(claims["sub"], c["client_id"])
+
+    def test_unregistered_resource_refused(self):
+        r = stack.token_request(self.client["client_id"], self.client["client_secret"],
+                                resource="https://api.example.org/not-registered")
+        self.assertOAuthError(r, 400, "invalid_target")
+
+    def test_tokens_differ(self):
+        """Two tokens for the same client are distinct (fresh jti)."""
+        a = stack.client_token(self.client["client_id"], self.client["client_secret"])
+        b = stack.client_token(self.client["client_id"], self.client["client_secret"])
+        self.assertNotEqual(jwt_parts(a)[1]["jti"], jwt_parts(b)[1]["jti"])
+
     def test_wrong_secret(self):
         for auth in ("basic", "post"):
             with self.subTest(auth=auth):

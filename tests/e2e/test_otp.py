@@ -204,6 +204,53 @@ class EmailFlow(OTPCase):
         self.assertTrue(mine[0]["email"].get("email_verified"), mine[0])
 
 
+class RequestOptions(OTPCase):
+    def test_resource_becomes_aud(self):
+        api = "https://api.example.org/e2e"
+        client = stack.new_client(permissions=["direct"], resources=[api])
+        user = stack.make_user()
+        addr = user["email"]["value"]
+        r = stack.otp_authenticate(client["token"], addr, stack.direct_code(client["token"], addr),
+                                   resource=api)
+        body = self.assertTokenResponse(r)
+        _, atc = stack.verify_jwt(body["access_token"], "at+jwt", api)
+        self.assertEqual(atc["sub"], user["user_id"])
+        _, idc = stack.verify_jwt(body["id_token"], "JWT", client["client_id"])
+        self.assertEqual(idc["sub"], user["user_id"])
+
+    def test_unregistered_resource_refused(self):
+        client = stack.new_client(permissions=["direct"])
+        addr = stack.make_user()["email"]["value"]
+        r = stack.otp_authenticate(client["token"], addr, stack.direct_code(client["token"], addr),
+                                   resource="https://api.example.org/not-registered")
+        self.assertError(r, 400)
+
+    def test_claims_request(self):
+        """claims asks for extra ID token claims among email, email_verified, username, roles."""
+        client = stack.new_client(permissions=["direct"])
+        uname = "claims-" + unique_email("c").split("@")[0]
+        user = stack.make_user(username=uname, roles=["admin", "viewer"])
+        addr = user["email"]["value"]
+        r = stack.otp_authenticate(client["token"], addr, stack.direct_code(client["token"], addr),
+                                   claims={"id_token": {"email": None, "roles": None,
+                                                        "username": None,
+                                                        "email_verified": None}})
+        _, idc, _ = self.check_tokens(r, client, user["user_id"], "otp")
+        self.assertEqual(idc.get("email"), addr)
+        self.assertEqual(idc.get("username"), uname)
+        self.assertEqual(sorted(idc.get("roles") or []), ["admin", "viewer"])
+        self.assertIn("email_verified", idc)
+
+    def test_no_extra_claims_unless_asked(self):
+        client = stack.new_client(permissions=["direct"])
+        user = stack.make_user(username="plain-" + unique_email("p").split("@")[0])
+        addr = user["email"]["value"]
+        r = stack.otp_authenticate(client["token"], addr, stack.direct_code(client["token"], addr))
+        _, idc, _ = self.check_tokens(r, client, user["user_id"], "otp")
+        for k in ("email", "username", "phone_number", "custom_data"):
+            self.assertNotIn(k, idc)
+
+
 class DirectChannel(OTPCase):
     def test_direct_needs_permission(self):
         client = stack.new_client()

@@ -370,3 +370,58 @@ class Rule9MailHeaders(SecurityCase):
         head = m["raw"].split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
         self.assertTrue(all(b < 128 for b in head), "raw 8-bit bytes in the mail header")
         self.assertEqual(str(m["msg"]["Subject"]), subject)
+
+
+class Rule9SmtpFailure(E2ETestCase):
+    """A relay that refuses connections, or accepts and never speaks: otp/send answers a
+    JSON error within smtp_timeout (libesmtp's own defaults are minutes; the harness's HTTP
+    timeout of 30 s is the bound here), never "OTP sent", and never the code."""
+
+    @classmethod
+    def setUpClass(cls):
+        import socket
+        import threading
+
+        cls.silent = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        cls.silent.bind(("127.0.0.1", 0))
+        cls.silent.listen(16)
+        cls.held = []
+
+        def hold():
+            while True:
+                try:
+                    conn, _ = cls.silent.accept()
+                except OSError:
+                    return
+                cls.held.append(conn)  # never answered, closed in tearDownClass
+
+        threading.Thread(target=hold, daemon=True).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.silent.close()
+        for c in cls.held:
+            c.close()
+
+    def check_relay(self, port):
+        st = harness.Stack(name="smtp-%d" % port, workers=1,
+                           mail={"smtp_port": port, "smtp_timeout": 2}).start()
+        try:
+            client = st.new_client()
+            addr = st.make_user()["email"]["value"]
+            r = st.otp_send(client["token"], addr)
+            harness.note("relay on port %d: %r" % (port, r))
+            body = self.assertError(r, r.status)
+            self.assertGreaterEqual(r.status, 400)
+            self.assertNotIn("code", body)
+            self.assertEqual(body["error_code"], "external_provider_configuration_error")
+            # API.md lists external_provider_configuration_error under 400.
+            self.assertEqual(r.status, 400, "status for an undeliverable mail")
+        finally:
+            st.stop()
+
+    def test_relay_refuses_connections(self):
+        self.check_relay(harness.free_port())
+
+    def test_relay_never_answers(self):
+        self.check_relay(self.silent.getsockname()[1])
