@@ -187,7 +187,7 @@ class BadInput(E2ETestCase):
             with self.subTest(path=path):
                 body = json.dumps(base)[:-1] + filler + "}"
                 self.assertGreater(len(body), 65536)
-                self.assertAnyError(self.post_raw(path, body.encode()), 413)
+                self.assertError(self.post_raw(path, body.encode()), 413)
         with self.subTest(path=TOKEN):
             body = "grant_type=client_credentials&x=" + "a" * (64 * 1024)
             self.assertAnyError(stack.http("POST", TOKEN, body=body, headers={
@@ -233,7 +233,7 @@ class BadInput(E2ETestCase):
                 with self.subTest(path=path, ctype=ctype):
                     r = stack.http("POST", path, body=good, token=self.client["token"],
                                    headers={"Content-Type": ctype})
-                    self.assertAnyError(r, 415)
+                    self.assertError(r, 415)
         cred = base64.b64encode(("%s:%s" % (self.client["client_id"],
                                             self.client["client_secret"])).encode()).decode()
         for ctype in ("application/json", "text/plain", None):
@@ -338,7 +338,10 @@ class BadInput(E2ETestCase):
         for method, path, allowed in cases:
             with self.subTest(method=method, path=path):
                 r = stack.http(method, path, token=self.client["token"])
-                self.assertAnyError(r, 405)
+                if "/oidc/token" in path:
+                    self.assertAnyError(r, 405)  # the OAuth endpoint may use RFC 6749 shape
+                else:
+                    self.assertError(r, 405)
                 allow = [m.strip() for m in r.headers.get("Allow", "").split(",")]
                 self.assertIn(allowed, allow, "Allow: %r" % r.headers.get("Allow"))
                 self.assertNotIn(method, allow)
@@ -351,7 +354,7 @@ class BadInput(E2ETestCase):
                              ("POST", "/cis/V1/AUTH/OTP/SEND")):
             with self.subTest(method=method, path=path):
                 r = stack.http(method, path, token=self.client["token"])
-                self.assertAnyError(r, 404)
+                self.assertError(r, 404)
 
     # ---- token endpoint ------------------------------------------------------------------
 

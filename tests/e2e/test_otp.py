@@ -96,6 +96,40 @@ class EmailFlow(OTPCase):
                                            identifier_type=itype)
                 self.check_tokens(r, self.client, user["user_id"], "eotp")
 
+    def test_phone_identifier_email_channel(self):
+        """identifier_type phone_number with channel email: the code goes to the user's
+        address."""
+        phone = "+1500555%04d" % (int.from_bytes(os.urandom(2), "big") % 10000)
+        user = stack.make_user(email=unique_email(), phone=phone)
+        addr = user["email"]["value"]
+        code = stack.send_and_read_code(self.client["token"], addr, identifier=phone,
+                                        identifier_type="phone_number")
+        r = stack.otp_authenticate(self.client["token"], phone, code,
+                                   identifier_type="phone_number")
+        self.check_tokens(r, self.client, user["user_id"], "eotp")
+
+    def test_custom_email(self):
+        """custom_email: delivered there instead of to the user's address."""
+        user = stack.make_user()
+        addr = user["email"]["value"]
+        other = unique_email("custom")
+        r = stack.otp_send(self.client["token"], addr, custom_email=other)
+        self.assertEqual(self.assertJSON(r, 200), {"message": "OTP sent"})
+        code = stack.mail_code(stack.wait_mail(other))
+        self.assertEqual(stack.mailbox.pending(addr), [], "also mailed to the user")
+        r = stack.otp_authenticate(self.client["token"], addr, code)
+        self.check_tokens(r, self.client, user["user_id"], "eotp")
+
+    def test_unknown_identifier_authenticate(self):
+        """Authenticate for an identifier nobody sent a code to: the same answer as a wrong
+        code (no hint whether the user exists)."""
+        r = stack.otp_authenticate(self.client["token"], unique_email("ghost"), "123456")
+        self.assertError(r, 400, "auth_invalid_credentials")
+        user = stack.make_user()
+        r2 = stack.otp_authenticate(self.client["token"], user["email"]["value"], "123456")
+        self.assertError(r2, 400, "auth_invalid_credentials")
+        self.assertEqual(r.json, r2.json)
+
     def test_email_content(self):
         """email_content replaces the subject; interpolated text is HTML-escaped (rule 9)."""
         user = stack.make_user()
