@@ -17,7 +17,8 @@ struct api_call {
 	struct ctx *c;
 	struct req *req;
 	struct resp *resp;
-	json_t *client; /* the authenticated client (borrowed), for AUTH_CLIENT routes */
+	json_t *client;	 /* the authenticated client (borrowed), for AUTH_CLIENT routes */
+	char *params[2]; /* the path's {} segments, decoded (owned by route) */
 };
 
 typedef void (*api_handler)(struct api_call *call);
@@ -34,6 +35,20 @@ void api_otp_authenticate(struct api_call *call);
 void api_link_send(struct api_call *call);
 void api_link_authenticate(struct api_call *call);
 void api_link_open(struct api_call *call);
+/* api_session.c */
+void api_session_authenticate(struct api_call *call);
+void api_token_refresh(struct api_call *call);
+void api_session_logout(struct api_call *call);
+void api_user_sessions(struct api_call *call);
+/* api_users.c */
+void api_users_create(struct api_call *call);
+void api_users_list(struct api_call *call);
+void api_users_get(struct api_call *call);
+void api_users_by_email(struct api_call *call);
+void api_users_by_username(struct api_call *call);
+void api_users_by_phone(struct api_call *call);
+void api_users_update(struct api_call *call);
+void api_users_delete(struct api_call *call);
 /* api_ops.c */
 void api_health(struct api_call *call);
 

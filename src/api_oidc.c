@@ -8,6 +8,8 @@
 #include "crypto.h"
 #include "jwk.h"
 #include "log.h"
+#include "otp.h"
+#include "token.h"
 
 /*
  * Authenticate the client of a token-endpoint request: HTTP Basic (client_secret_basic) or
@@ -68,6 +70,25 @@ static void client_credentials(struct api_call *call, json_t *client)
 	free(token);
 }
 
+static void refresh_grant(struct api_call *call, json_t *client)
+{
+	const char *refresh = req_form(call->req, "refresh_token");
+	json_t *tokens;
+	int rc;
+
+	if (refresh == NULL) {
+		resp_oauth_error(call->resp, 400, "invalid_request", "refresh_token is required");
+		return;
+	}
+	rc = token_refresh(call->c, client, refresh, &tokens);
+	if (rc == ERR_NONE)
+		resp_json(call->resp, 200, tokens);
+	else if (rc == ERR_BAD_CREDENTIALS)
+		resp_oauth_error(call->resp, 400, "invalid_grant", "Invalid refresh token");
+	else
+		api_fail(call, rc, NULL);
+}
+
 void api_token(struct api_call *call)
 {
 	const char *grant = req_form(call->req, "grant_type");
@@ -77,13 +98,16 @@ void api_token(struct api_call *call)
 		resp_oauth_error(call->resp, 400, "invalid_request", "grant_type is required");
 		return;
 	}
-	if (strcmp(grant, "client_credentials") != 0) {
+	if (strcmp(grant, "client_credentials") != 0 && strcmp(grant, "refresh_token") != 0) {
 		resp_oauth_error(call->resp, 400, "unsupported_grant_type", NULL);
 		return;
 	}
 	if (!token_client(call, &client))
 		return;
-	client_credentials(call, client);
+	if (strcmp(grant, "client_credentials") == 0)
+		client_credentials(call, client);
+	else
+		refresh_grant(call, client);
 	json_decref(client);
 }
 
@@ -91,10 +115,26 @@ void api_revocation(struct api_call *call)
 {
 	json_t *client = NULL;
 
+	const char *token = req_form(call->req, "token");
+	int rc = ERR_NONE;
+
 	if (!token_client(call, &client))
 		return;
-	/* RFC 7009: 200 whatever the token was. Refresh-token revocation comes with sessions. */
-	resp_json(call->resp, 200, NULL);
+	if (token == NULL) {
+		resp_oauth_error(call->resp, 400, "invalid_request", "token is required");
+		json_decref(client);
+		return;
+	}
+	/*
+	 * RFC 7009: 200 whatever the token was. Refresh tokens end their session; access tokens
+	 * are short-lived JWTs verified without a lookup, so revoking one has no effect.
+	 */
+	if (strlen(token) <= 128)
+		rc = token_revoke(call->c, client, token);
+	if (rc == ERR_NONE)
+		resp_json(call->resp, 200, NULL);
+	else
+		api_fail(call, rc, NULL);
 	json_decref(client);
 }
 
@@ -139,14 +179,14 @@ void api_discovery(struct api_call *call)
 	json_t *doc;
 
 	doc = json_pack(
-	    "{s:s, s:o, s:o, s:o, s:o, s:[s], s:[s], s:[s], s:[ss], s:[sssssssssssss]}", "issuer",
+	    "{s:s, s:o, s:o, s:o, s:o, s:[ss], s:[s], s:[s], s:[ss], s:[sssssssssssss]}", "issuer",
 	    call->c->conf->issuer, "jwks_uri", url(base, "/oidc/jwks"), "token_endpoint",
 	    url(base, "/oidc/token"), "revocation_endpoint", url(base, "/oidc/token/revocation"),
 	    "id_token_signing_alg_values_supported", signing_algs(call->c->keys),
-	    "grant_types_supported", "client_credentials", "response_types_supported", "token",
-	    "subject_types_supported", "public", "token_endpoint_auth_methods_supported",
-	    "client_secret_basic", "client_secret_post", "claims_supported", "iss", "sub", "aud",
-	    "exp", "iat", "auth_time", "amr", "sid", "email", "email_verified", "phone_number",
-	    "phone_number_verified", "roles");
+	    "grant_types_supported", "client_credentials", "refresh_token",
+	    "response_types_supported", "token", "subject_types_supported", "public",
+	    "token_endpoint_auth_methods_supported", "client_secret_basic", "client_secret_post",
+	    "claims_supported", "iss", "sub", "aud", "exp", "iat", "auth_time", "amr", "sid",
+	    "email", "email_verified", "phone_number", "phone_number_verified", "roles");
 	resp_json(call->resp, 200, doc);
 }

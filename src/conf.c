@@ -37,6 +37,7 @@ static const struct conf_key conf_keys[] = {
     {"tokens", "refresh_ttl", T_ULONG, O(refresh_ttl), 60, 31536000, "1209600"},
     {"tokens", "session_ttl", T_ULONG, O(session_ttl), 60, 31536000, "1209600"},
     {"tokens", "session_max_ttl", T_ULONG, O(session_max_ttl), 60, 315360000, "7776000"},
+    {"tokens", "refresh_grace", T_UINT, O(refresh_grace), 0, 10, "10"},
     {"tokens", "default_audience", T_STR, O(default_audience), 0, 0, ""},
     {"otp", "length", T_UINT, O(otp_length), 4, 8, "6"},
     {"otp", "ttl_minutes", T_UINT, O(otp_ttl_minutes), 1, 1440, "10"},

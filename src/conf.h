@@ -19,6 +19,7 @@ struct conf {
 	/* [tokens] */
 	unsigned long access_ttl, id_ttl, refresh_ttl, session_ttl, session_max_ttl;
 	char *default_audience; /* "" means the client_id */
+	unsigned refresh_grace; /* seconds a rotated refresh token still yields its successor */
 	/* [otp] */
 	unsigned otp_length;
 	unsigned otp_ttl_minutes, otp_max_ttl_minutes;

@@ -350,6 +350,7 @@ void link_view_free(struct link_view *v)
 struct auth_state {
 	struct ctx *c;
 	const struct link_auth_req *r;
+	const char *aud;
 	struct login_grant grant;
 };
 
@@ -391,7 +392,7 @@ static int auth_txn(struct store_txn *t, void *argp)
 		rc = ERR_USER_NOT_ACTIVE;
 		goto out;
 	}
-	rc = session_login_txn(t, a->c, user, r->client, "eml", &r->opts, &a->grant);
+	rc = session_login_txn(t, a->c, user, r->client, "eml", &r->opts, a->aud, &a->grant);
 out:
 	json_decref(rec);
 	json_decref(user);
@@ -402,13 +403,13 @@ out:
 int link_authenticate(struct ctx *c, const struct link_auth_req *r, const char *aud,
 		      json_t **tokens)
 {
-	struct auth_state a = {.c = c, .r = r};
+	struct auth_state a = {.c = c, .r = r, .aud = aud};
 	int rc = store_run(c->store, auth_txn, &a);
 
 	if (rc < 0)
 		rc = otp_store_error(rc);
 	if (rc == ERR_NONE) {
-		*tokens = token_response(c, &a.grant, &r->opts, aud);
+		*tokens = token_response(c, &a.grant, &r->opts);
 		if (*tokens == NULL)
 			rc = ERR_INTERNAL;
 	}

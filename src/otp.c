@@ -221,6 +221,7 @@ void otp_send_res_free(struct otp_send_res *res)
 struct auth_txn {
 	struct ctx *c;
 	const struct otp_auth_req *r;
+	const char *aud;
 	struct login_grant grant;
 };
 
@@ -314,7 +315,8 @@ static int auth_txn(struct store_txn *t, void *argp)
 		goto out;
 	}
 	rc = session_login_txn(t, a->c, user, r->client,
-			       json_string_value(json_object_get(rec, "amr")), &r->opts, &a->grant);
+			       json_string_value(json_object_get(rec, "amr")), &r->opts, a->aud,
+			       &a->grant);
 	if (rc == ERR_NONE && json_object_get(rec, "approval_data") != NULL)
 		a->grant.extra_claims =
 		    json_pack("{s:O}", "approval_data", json_object_get(rec, "approval_data"));
@@ -336,7 +338,7 @@ out:
 
 int otp_authenticate(struct ctx *c, const struct otp_auth_req *r, const char *aud, json_t **tokens)
 {
-	struct auth_txn a = {.c = c, .r = r};
+	struct auth_txn a = {.c = c, .r = r, .aud = aud};
 	int rc = store_run(c->store, auth_txn, &a);
 
 	if (store_refused(rc) >= 0)
@@ -344,7 +346,7 @@ int otp_authenticate(struct ctx *c, const struct otp_auth_req *r, const char *au
 	else if (rc < 0)
 		rc = otp_store_error(rc);
 	if (rc == ERR_NONE) {
-		*tokens = token_response(c, &a.grant, &r->opts, aud);
+		*tokens = token_response(c, &a.grant, &r->opts);
 		if (*tokens == NULL)
 			rc = ERR_INTERNAL;
 	}

@@ -9,7 +9,7 @@
 
 struct err_entry {
 	int status;
-	const char *code[3]; /* per dialect: PLAIN, OTP, LINK; NULL means numeric status */
+	const char *code[4]; /* per dialect: PLAIN, OTP, LINK, USERS; NULL: numeric status */
 	const char *message;
 };
 
@@ -119,10 +119,13 @@ void resp_error(struct resp *r, enum api_err err, const char *detail)
 {
 	const struct err_entry *e = &err_table[err];
 	const char *code = e->code[r->dialect];
+	const char *message = detail ? detail : e->message;
 	json_t *body;
 
-	body = json_pack("{s:s, s:o}", "message", detail ? detail : e->message, "error_code",
-			 code ? json_string(code) : json_integer(e->status));
+	body = json_pack("{s:o, s:o}", "message",
+			 r->dialect == DIALECT_USERS && e->status == 400 ? json_pack("[s]", message)
+									 : json_string(message),
+			 "error_code", code ? json_string(code) : json_integer(e->status));
 	if (err == ERR_INVALID_TOKEN)
 		resp_header(r, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
 	resp_json(r, e->status, body);

@@ -10,9 +10,10 @@
 
 /*
  * Which error_code spelling an endpoint family uses (API.md: Transmit mixes them):
- * symbolic strings for OTP, "400"-style strings for magic links, numbers elsewhere.
+ * symbolic strings for OTP, "400"-style strings for magic links, numbers elsewhere; the users
+ * API also wraps a 400's message in an array.
  */
-enum resp_dialect { DIALECT_PLAIN = 0, DIALECT_OTP, DIALECT_LINK };
+enum resp_dialect { DIALECT_PLAIN = 0, DIALECT_OTP, DIALECT_LINK, DIALECT_USERS };
 
 enum api_err {
 	ERR_NONE = 0,	       /* success: flows return it, the table has no entry */

@@ -1,17 +1,19 @@
 #include "route.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "client.h"
+#include "crypto.h"
 #include "jsonio.h"
 #include "log.h"
 
 enum body_kind { BODY_NONE, BODY_JSON, BODY_FORM };
-enum auth_kind { AUTH_NONE, AUTH_CLIENT };
+enum auth_kind { AUTH_NONE, AUTH_CLIENT, AUTH_ADMIN };
 
 struct route {
 	const char *method;
-	const char *path;
+	const char *path; /* "{}" stands for one non-empty path segment */
 	enum body_kind body;
 	enum auth_kind auth;
 	enum resp_dialect dialect;
@@ -35,6 +37,21 @@ static const struct route routes[] = {
     /* The landing page: a browser's GET shows it, its button POSTs (any body is ignored). */
     {"GET", "/v1/auth/link/email/open", BODY_NONE, AUTH_NONE, DIALECT_LINK, api_link_open},
     {"POST", "/v1/auth/link/email/open", BODY_NONE, AUTH_NONE, DIALECT_LINK, api_link_open},
+    {"POST", "/v1/auth/session/authenticate", BODY_JSON, AUTH_CLIENT, DIALECT_LINK,
+     api_session_authenticate},
+    {"POST", "/v1/auth/token/refresh", BODY_JSON, AUTH_CLIENT, DIALECT_PLAIN, api_token_refresh},
+    {"POST", "/v1/auth/session/logout", BODY_JSON, AUTH_CLIENT, DIALECT_LINK, api_session_logout},
+    {"GET", "/v1/auth/users/{}/sessions", BODY_NONE, AUTH_CLIENT, DIALECT_PLAIN, api_user_sessions},
+    {"DELETE", "/v1/auth/users/{}/sessions", BODY_NONE, AUTH_CLIENT, DIALECT_PLAIN,
+     api_user_sessions},
+    {"POST", "/v1/users", BODY_JSON, AUTH_ADMIN, DIALECT_USERS, api_users_create},
+    {"GET", "/v1/users", BODY_NONE, AUTH_ADMIN, DIALECT_USERS, api_users_list},
+    {"GET", "/v1/users/email/{}", BODY_NONE, AUTH_ADMIN, DIALECT_USERS, api_users_by_email},
+    {"GET", "/v1/users/username/{}", BODY_NONE, AUTH_ADMIN, DIALECT_USERS, api_users_by_username},
+    {"GET", "/v1/users/phone-number/{}", BODY_NONE, AUTH_ADMIN, DIALECT_USERS, api_users_by_phone},
+    {"GET", "/v1/users/{}", BODY_NONE, AUTH_ADMIN, DIALECT_USERS, api_users_get},
+    {"PUT", "/v1/users/{}", BODY_JSON, AUTH_ADMIN, DIALECT_USERS, api_users_update},
+    {"DELETE", "/v1/manage/users/{}", BODY_NONE, AUTH_ADMIN, DIALECT_USERS, api_users_delete},
     {"GET", "/health", BODY_NONE, AUTH_NONE, DIALECT_PLAIN, api_health},
 };
 
@@ -46,12 +63,85 @@ static int method_matches(const char *want, const char *got)
 	return strcmp(want, got) == 0 || (strcmp(want, "GET") == 0 && strcmp(got, "HEAD") == 0);
 }
 
+static int hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* A percent-decoded copy of a path segment; NULL when malformed or holding controls. */
+static char *segment_decode(const char *s, size_t len)
+{
+	char *out = malloc(len + 1), *o = out;
+	if (out == NULL)
+		return NULL;
+	for (size_t i = 0; i < len; i++) {
+		int c = (unsigned char)s[i];
+		if (c == '%') {
+			if (i + 2 >= len || hexval(s[i + 1]) < 0 || hexval(s[i + 2]) < 0)
+				goto bad;
+			c = hexval(s[i + 1]) * 16 + hexval(s[i + 2]);
+			i += 2;
+		}
+		if (c < 0x20 || c == 0x7f)
+			goto bad;
+		*o++ = (char)c;
+	}
+	*o = '\0';
+	return out;
+bad:
+	free(out);
+	return NULL;
+}
+
+static void free_params(char *params[2])
+{
+	for (int i = 0; i < 2; i++) {
+		free(params[i]);
+		params[i] = NULL;
+	}
+}
+
+/*
+ * 1 when path matches pattern, with each {} segment decoded into params (new strings);
+ * 0 otherwise (params left empty).
+ */
+static int path_matches(const char *pattern, const char *path, char *params[2])
+{
+	int n = 0;
+
+	while (*pattern && *path) {
+		if (strncmp(pattern, "{}", 2) == 0) {
+			size_t len = strcspn(path, "/");
+			if (len == 0 || n == 2 || (params[n] = segment_decode(path, len)) == NULL)
+				goto no;
+			n++;
+			pattern += 2;
+			path += len;
+		} else if (*pattern++ != *path++) {
+			goto no;
+		}
+	}
+	if (*pattern == '\0' && *path == '\0')
+		return 1;
+no:
+	free_params(params);
+	return 0;
+}
+
 static void answer_405(struct api_call *call)
 {
-	char allow[128] = "";
+	char allow[128] = "", *scratch[2] = {NULL, NULL};
+
 	for (size_t i = 0; i < NROUTES; i++) {
-		if (strcmp(routes[i].path, call->req->path) != 0)
+		if (!path_matches(routes[i].path, call->req->path, scratch))
 			continue;
+		free_params(scratch);
 		if (allow[0])
 			strncat(allow, ", ", sizeof(allow) - strlen(allow) - 1);
 		strncat(allow, routes[i].method, sizeof(allow) - strlen(allow) - 1);
@@ -96,8 +186,8 @@ static int check_body(struct api_call *call, const struct route *rt)
 	return 0;
 }
 
-/* The bearer token's client. Returns 0, or -1 after answering. */
-static int check_client(struct api_call *call)
+/* The bearer token's client (with the admin permission when asked). 0, or -1 after answering. */
+static int check_client(struct api_call *call, enum auth_kind auth)
 {
 	const char *token = req_bearer(call->req);
 	int rc;
@@ -107,13 +197,19 @@ static int check_client(struct api_call *call)
 		return -1;
 	}
 	rc = client_token_verify(call->c, token, &call->client);
-	if (rc == 1)
-		return 0;
-	if (rc < 0)
-		api_fail(call, STORE_ERR, NULL);
-	else
+	if (rc < 0) {
+		api_fail(call, rc, NULL);
+		return -1;
+	}
+	if (rc == 0) {
 		resp_error(call->resp, ERR_INVALID_TOKEN, NULL);
-	return -1;
+		return -1;
+	}
+	if (auth == AUTH_ADMIN && !client_has_permission(call->client, "admin")) {
+		resp_error(call->resp, ERR_FORBIDDEN, "The client lacks the admin permission");
+		return -1;
+	}
+	return 0;
 }
 
 void route_dispatch(struct api_call *call)
@@ -122,11 +218,13 @@ void route_dispatch(struct api_call *call)
 	int path_known = 0;
 
 	for (size_t i = 0; i < NROUTES && rt == NULL; i++) {
-		if (strcmp(routes[i].path, call->req->path) != 0)
+		if (!path_matches(routes[i].path, call->req->path, call->params))
 			continue;
 		path_known = 1;
 		if (method_matches(routes[i].method, call->req->method))
 			rt = &routes[i];
+		else
+			free_params(call->params);
 	}
 	if (rt == NULL) {
 		if (path_known)
@@ -138,9 +236,8 @@ void route_dispatch(struct api_call *call)
 	call->resp->dialect = rt->dialect;
 	call->resp->head_only = strcmp(call->req->method, "HEAD") == 0;
 	/* Authentication first: an unauthenticated caller learns nothing about its input. */
-	if (rt->auth == AUTH_CLIENT && check_client(call) < 0)
-		return;
-	if (check_body(call, rt) < 0)
-		return;
-	rt->handler(call);
+	if ((rt->auth == AUTH_NONE || check_client(call, rt->auth) == 0) &&
+	    check_body(call, rt) == 0)
+		rt->handler(call);
+	free_params(call->params);
 }

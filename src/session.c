@@ -1,38 +1,74 @@
 #include "session.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "crypto.h"
+#include "otp.h"
 #include "token.h"
 #include "user.h"
 
 #define SESSION_ID_BYTES 32
+#define USER_INDEX_MAX 200
 
-static int amr_add(json_t *amrs, const char *amr)
+/*
+ * The channel an amr value proves possession of: "mfa" is earned by two channels, not by two
+ * methods over the same one (a magic link and an email passcode both prove the mailbox).
+ */
+static const char *amr_channel(const char *amr)
 {
-	size_t i;
-	json_t *v;
-	json_array_foreach(amrs, i, v) if (strcmp(json_string_value(v), amr) == 0) return 0;
-	return json_array_append_new(amrs, json_string(amr));
+	if (strcmp(amr, "eml") == 0 || strcmp(amr, "eotp") == 0)
+		return "email";
+	if (strcmp(amr, "sms") == 0)
+		return "phone";
+	return amr;
 }
 
-/* Load the session named by the raw id for update: alive and the same user's, or not found. */
-static int session_resume(struct store_txn *t, struct ctx *c, const char *raw, json_t *user,
-			  char key[KEYRING_TAG_HEX], json_t **session)
+/* Add amr to the session's list, and "mfa" once two different channels are present. */
+static int amr_add(json_t *amrs, const char *amr)
 {
-	const char *user_id = json_string_value(json_object_get(user, "user_id"));
-	json_t *s;
-	int rc;
+	const char *first = NULL;
+	int mfa = 0, seen = 0;
+	size_t i;
+	json_t *v;
 
-	if (strlen(raw) > 256 || keyring_tag(c->keys, key, "session", raw, NULL) < 0)
-		return STORE_NOTFOUND;
-	rc = store_get(t, TBL_SESSIONS, key, strlen(key), &s, 1);
+	json_array_foreach(amrs, i, v)
+	{
+		const char *a = json_string_value(v);
+		seen |= strcmp(a, amr) == 0;
+		mfa |= strcmp(a, "mfa") == 0;
+	}
+	if (!seen && json_array_append_new(amrs, json_string(amr)) < 0)
+		return -1;
+	if (mfa)
+		return 0;
+	json_array_foreach(amrs, i, v)
+	{
+		const char *ch = amr_channel(json_string_value(v));
+		if (first == NULL)
+			first = ch;
+		else if (strcmp(first, ch) != 0)
+			return json_array_append_new(amrs, json_string("mfa"));
+	}
+	return 0;
+}
+
+static int user_index_key(char *out, size_t outlen, const char *user_id, const char *key)
+{
+	int n = snprintf(out, outlen, "u:%s:%s", user_id, key ? key : "");
+	return n < 0 || (size_t)n >= outlen ? -1 : n;
+}
+
+int session_get_live_txn(struct store_txn *t, const char *key, json_t **session)
+{
+	json_t *s;
+	int rc = store_get(t, TBL_SESSIONS, key, strlen(key), &s, 1);
+
 	if (rc != STORE_FOUND)
 		return rc;
-	if (json_integer_value(json_object_get(s, "exp")) <= (json_int_t)time(NULL) ||
-	    strcmp(json_string_value(json_object_get(s, "user_id")) ?: "", user_id) != 0) {
+	if (json_integer_value(json_object_get(s, "exp")) <= (json_int_t)time(NULL)) {
 		json_decref(s);
 		return STORE_NOTFOUND;
 	}
@@ -40,15 +76,63 @@ static int session_resume(struct store_txn *t, struct ctx *c, const char *raw, j
 	return STORE_FOUND;
 }
 
+/* Load the live session of a raw id, owned by user_id or client_id (whichever is given). */
+static int session_by_id(struct store_txn *t, struct ctx *c, const char *raw, const char *user_id,
+			 const char *client_id, char key[KEYRING_TAG_HEX], json_t **session)
+{
+	json_t *s;
+	const char *owner;
+	int rc;
+
+	if (strlen(raw) > 256 || keyring_tag(c->keys, key, "session", raw, NULL) < 0)
+		return STORE_NOTFOUND;
+	rc = session_get_live_txn(t, key, &s);
+	if (rc != STORE_FOUND)
+		return rc;
+	owner = json_string_value(json_object_get(s, user_id ? "user_id" : "client_id"));
+	if (owner == NULL || strcmp(owner, user_id ? user_id : client_id) != 0) {
+		json_decref(s);
+		return STORE_NOTFOUND;
+	}
+	*session = s;
+	return STORE_FOUND;
+}
+
+static int new_session(struct store_txn *t, struct ctx *c, json_t *user, struct login_grant *g,
+		       json_t **session)
+{
+	const char *user_id = json_string_value(json_object_get(user, "user_id"));
+	time_t now = time(NULL);
+	char ikey[300];
+	json_t *empty;
+	int n, rc;
+
+	g->session_id = crypto_random_token(SESSION_ID_BYTES);
+	if (g->session_id == NULL ||
+	    keyring_tag(c->keys, g->session_key, "session", g->session_id, NULL) < 0)
+		return STORE_ERR;
+	*session = json_pack("{s:s, s:s, s:I, s:I, s:[]}", "user_id", user_id, "client_id",
+			     g->client_id, "created", (json_int_t)now, "max_exp",
+			     (json_int_t)(now + (time_t)c->conf->session_max_ttl), "amr");
+	n = user_index_key(ikey, sizeof(ikey), user_id, g->session_key);
+	if (*session == NULL || n < 0)
+		return STORE_ERR;
+	empty = json_object();
+	rc = store_put(t, TBL_SESSIONS, ikey, (size_t)n, empty);
+	json_decref(empty);
+	return rc;
+}
+
 int session_login_txn(struct store_txn *t, struct ctx *c, json_t *user, json_t *client,
-		      const char *amr, const struct login_opts *opts, struct login_grant *g)
+		      const char *amr, const struct login_opts *opts, const char *aud,
+		      struct login_grant *g)
 {
 	/* The channel the login proved; a direct passcode proves none. */
 	const char *channel = strcmp(amr, "sms") == 0	? "phone_number"
 			      : strcmp(amr, "otp") == 0 ? NULL
 							: "email";
+	const char *user_id = json_string_value(json_object_get(user, "user_id"));
 	time_t now = time(NULL);
-	char key[KEYRING_TAG_HEX];
 	json_int_t max_exp, exp;
 	json_t *s = NULL;
 	int rc;
@@ -56,30 +140,20 @@ int session_login_txn(struct store_txn *t, struct ctx *c, json_t *user, json_t *
 	memset(g, 0, sizeof(*g));
 	g->client_id = json_string_value(json_object_get(client, "client_id"));
 	g->user = json_incref(user);
-	rc = user_record_login_txn(t, user, channel);
-	if (rc < 0)
-		return rc;
-
 	if (opts->session_id != NULL) {
-		rc = session_resume(t, c, opts->session_id, user, key, &s);
+		rc = session_by_id(t, c, opts->session_id, user_id, NULL, g->session_key, &s);
 		if (rc < 0)
 			return rc;
 		if (rc == STORE_NOTFOUND)
 			return ERR_SESSION_NOT_FOUND;
 		g->session_id = strdup(opts->session_id);
-	} else {
-		g->session_id = crypto_random_token(SESSION_ID_BYTES);
-		if (g->session_id == NULL ||
-		    keyring_tag(c->keys, key, "session", g->session_id, NULL) < 0)
-			return STORE_ERR;
-		s = json_pack("{s:s, s:s, s:I, s:I, s:[]}", "user_id",
-			      json_string_value(json_object_get(user, "user_id")), "client_id",
-			      g->client_id, "created", (json_int_t)now, "max_exp",
-			      (json_int_t)(now + (time_t)c->conf->session_max_ttl), "amr");
-		if (s == NULL)
-			return STORE_ERR;
+	} else if ((rc = new_session(t, c, user, g, &s)) < 0) {
+		json_decref(s);
+		return rc;
 	}
 	g->session = s;
+	if ((rc = user_record_login_txn(t, user, channel)) < 0)
+		return rc;
 	/* The lifetime slides with each authentication, never past the absolute cap. */
 	max_exp = json_integer_value(json_object_get(s, "max_exp"));
 	exp = (json_int_t)(now + (time_t)c->conf->session_ttl);
@@ -87,13 +161,246 @@ int session_login_txn(struct store_txn *t, struct ctx *c, json_t *user, json_t *
 	json_object_set_new(s, "auth_time", json_integer((json_int_t)now));
 	if (amr_add(json_object_get(s, "amr"), amr) < 0)
 		return STORE_ERR;
-	rc = store_put(t, TBL_SESSIONS, key, strlen(key), s);
+	rc = store_put(t, TBL_SESSIONS, g->session_key, strlen(g->session_key), s);
 	if (rc < 0)
 		return rc;
-	memcpy(g->sid, key, 32);
-	g->sid[32] = '\0';
-	rc = token_refresh_create_txn(t, c, key, g, NULL);
+	memcpy(g->sid, g->session_key, SESSION_HANDLE_LEN);
+	g->sid[SESSION_HANDLE_LEN] = '\0';
+	rc = token_refresh_create_txn(t, c, g, aud, NULL);
 	return rc < 0 ? rc : ERR_NONE;
+}
+
+struct reauth_state {
+	struct ctx *c;
+	json_t *client;
+	const char *session_id;
+	const char *aud;
+	struct login_grant *g;
+};
+
+static int reauth_txn(struct store_txn *t, void *argp)
+{
+	struct reauth_state *r = argp;
+	struct login_grant *g = r->g;
+	json_t *s = NULL, *user = NULL;
+	const char *user_id;
+	int rc;
+
+	login_grant_free(g);
+	g->client_id = json_string_value(json_object_get(r->client, "client_id"));
+	rc = session_by_id(t, r->c, r->session_id, NULL, g->client_id, g->session_key, &s);
+	if (rc <= 0)
+		return rc < 0 ? rc : ERR_SESSION_NOT_FOUND;
+	g->session = s;
+	user_id = json_string_value(json_object_get(s, "user_id"));
+	rc = user_find_txn(t, ID_USER_ID, user_id ? user_id : "", &user);
+	if (rc <= 0)
+		return rc < 0 ? rc : ERR_SESSION_NOT_FOUND;
+	g->user = user;
+	if (!user_is_active(user))
+		return ERR_USER_NOT_ACTIVE;
+	g->session_id = strdup(r->session_id);
+	memcpy(g->sid, g->session_key, SESSION_HANDLE_LEN);
+	rc = token_refresh_create_txn(t, r->c, g, r->aud, NULL);
+	return rc < 0 ? rc : ERR_NONE;
+}
+
+int session_reauth(struct ctx *c, json_t *client, const char *session_id, const char *aud,
+		   struct login_grant *g)
+{
+	struct reauth_state r = {c, client, session_id, aud, g};
+	int rc;
+
+	memset(g, 0, sizeof(*g));
+	rc = store_run(c->store, reauth_txn, &r);
+	return rc < 0 ? otp_store_error(rc) : rc;
+}
+
+int session_end_txn(struct store_txn *t, const char *key)
+{
+	char ikey[300];
+	json_t *s;
+	int rc = store_get(t, TBL_SESSIONS, key, strlen(key), &s, 1), n;
+
+	if (rc <= 0)
+		return rc;
+	n = user_index_key(ikey, sizeof(ikey), json_string_value(json_object_get(s, "user_id")),
+			   key);
+	json_decref(s);
+	if (n >= 0 && (rc = store_del(t, TBL_SESSIONS, ikey, (size_t)n)) < 0)
+		return rc;
+	/* Refresh tokens name their session: with it gone, they are dead. */
+	rc = store_del(t, TBL_SESSIONS, key, strlen(key));
+	return rc < 0 ? rc : 0;
+}
+
+struct find_handle {
+	const char *handle;
+	char key[KEYRING_TAG_HEX];
+};
+
+static int handle_cb(const void *k, size_t klen, json_t *val, void *arg)
+{
+	struct find_handle *f = arg;
+	if (klen == KEYRING_TAG_HEX - 1 && memcmp(k, f->handle, SESSION_HANDLE_LEN) == 0)
+		memcpy(f->key, k, klen);
+	return 1; /* only the first key at or after the handle can match */
+}
+
+struct logout_state {
+	struct ctx *c;
+	const char *client_id;
+	const char *id;
+};
+
+static int logout_txn(struct store_txn *t, void *argp)
+{
+	struct logout_state *l = argp;
+	struct find_handle f = {l->id, ""};
+	json_t *s = NULL;
+	int rc;
+
+	if (strlen(l->id) == SESSION_HANDLE_LEN &&
+	    strspn(l->id, "0123456789abcdef") == SESSION_HANDLE_LEN) {
+		if ((rc = store_each(t, TBL_SESSIONS, l->id, SESSION_HANDLE_LEN, handle_cb, &f)) <
+		    0)
+			return rc;
+		if (f.key[0] != '\0')
+			rc = session_get_live_txn(t, f.key, &s);
+	}
+	if (s == NULL) {
+		rc = session_by_id(t, l->c, l->id, NULL, l->client_id, f.key, &s);
+		if (rc <= 0)
+			return rc < 0 ? rc : ERR_SESSION_NOT_FOUND;
+	}
+	if (strcmp(json_string_value(json_object_get(s, "client_id")) ?: "", l->client_id) != 0) {
+		json_decref(s);
+		return ERR_SESSION_NOT_FOUND;
+	}
+	json_decref(s);
+	rc = session_end_txn(t, f.key);
+	return rc < 0 ? rc : ERR_NONE;
+}
+
+int session_logout(struct ctx *c, json_t *client, const char *id_or_handle)
+{
+	struct logout_state l = {c, json_string_value(json_object_get(client, "client_id")),
+				 id_or_handle};
+	int rc = store_run(c->store, logout_txn, &l);
+	return rc < 0 ? otp_store_error(rc) : rc;
+}
+
+struct user_sessions {
+	char prefix[300];
+	size_t prefix_len;
+	json_t *keys;
+};
+
+static int collect_cb(const void *k, size_t klen, json_t *val, void *arg)
+{
+	struct user_sessions *u = arg;
+	if (klen < u->prefix_len || memcmp(k, u->prefix, u->prefix_len) != 0)
+		return 1;
+	if (json_array_size(u->keys) >= USER_INDEX_MAX)
+		return 1;
+	return json_array_append_new(
+		   u->keys, json_stringn((const char *)k + u->prefix_len, klen - u->prefix_len)) < 0
+		   ? STORE_ERR
+		   : 0;
+}
+
+static int collect_user_sessions(struct store_txn *t, const char *user_id, struct user_sessions *u)
+{
+	int n = user_index_key(u->prefix, sizeof(u->prefix), user_id, NULL);
+	if (n < 0)
+		return STORE_ERR;
+	u->prefix_len = (size_t)n;
+	json_array_clear(u->keys);
+	return store_each(t, TBL_SESSIONS, u->prefix, u->prefix_len, collect_cb, u);
+}
+
+int session_end_all_txn(struct store_txn *t, const char *user_id)
+{
+	struct user_sessions u = {.keys = json_array()};
+	size_t i;
+	json_t *k;
+	int rc = collect_user_sessions(t, user_id, &u);
+
+	json_array_foreach(u.keys, i, k)
+	{
+		if (rc < 0)
+			break;
+		rc = session_end_txn(t, json_string_value(k));
+	}
+	json_decref(u.keys);
+	return rc < 0 ? rc : 0;
+}
+
+static int end_all_txn(struct store_txn *t, void *arg)
+{
+	return session_end_all_txn(t, arg);
+}
+
+int session_end_all(struct ctx *c, const char *user_id)
+{
+	int rc = store_run(c->store, end_all_txn, (void *)user_id);
+	return rc < 0 ? otp_store_error(rc) : ERR_NONE;
+}
+
+static json_t *rfc3339(json_int_t when)
+{
+	char out[32];
+	time_t t = (time_t)when;
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(out, sizeof(out), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return json_string(out);
+}
+
+struct list_state {
+	const char *user_id;
+	json_t *out;
+};
+
+static int list_txn(struct store_txn *t, void *argp)
+{
+	struct list_state *l = argp;
+	struct user_sessions u = {.keys = json_array()};
+	size_t i;
+	json_t *k, *s;
+	int rc = collect_user_sessions(t, l->user_id, &u);
+
+	json_array_clear(l->out);
+	json_array_foreach(u.keys, i, k)
+	{
+		const char *key = json_string_value(k);
+		if (rc < 0)
+			break;
+		rc = session_get_live_txn(t, key, &s);
+		if (rc == STORE_FOUND) {
+			char handle[SESSION_HANDLE_LEN + 1];
+			snprintf(handle, sizeof(handle), "%s", key);
+			json_array_append_new(
+			    l->out,
+			    json_pack("{s:s, s:o, s:o}", "session_id", handle, "start_time",
+				      rfc3339(json_integer_value(json_object_get(s, "created"))),
+				      "expiration_time",
+				      rfc3339(json_integer_value(json_object_get(s, "exp")))));
+			json_decref(s);
+		}
+	}
+	json_decref(u.keys);
+	return rc < 0 ? rc : 0;
+}
+
+json_t *session_list(struct ctx *c, const char *user_id)
+{
+	struct list_state l = {user_id, json_array()};
+	if (store_run(c->store, list_txn, &l) < 0) {
+		json_decref(l.out);
+		return NULL;
+	}
+	return l.out;
 }
 
 void login_grant_free(struct login_grant *g)
@@ -103,5 +410,6 @@ void login_grant_free(struct login_grant *g)
 	json_decref(g->extra_claims);
 	crypto_free_str(g->session_id);
 	crypto_free_str(g->refresh_token);
+	free(g->aud);
 	memset(g, 0, sizeof(*g));
 }

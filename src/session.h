@@ -1,7 +1,9 @@
 /*
  * session: login sessions and the step every successful authentication ends with. Session ids
  * are bearer secrets (a backend can mint tokens with one), so the store keys sessions by their
- * keyed hash; tokens carry "sid", a non-secret handle derived from that hash.
+ * keyed hash; tokens and the sessions list carry "sid", a non-secret handle derived from that
+ * hash. Each user's sessions are indexed ("u:<user_id>:<key>") so that they can be listed and
+ * ended together.
  */
 #ifndef OTLOGIN_SESSION_H
 #define OTLOGIN_SESSION_H
@@ -12,13 +14,17 @@
 #include "resp.h"
 #include "store.h"
 
+#define SESSION_HANDLE_LEN 32
+
 /* What a login produces, to be turned into the token response after the commit. */
 struct login_grant {
-	json_t *user;	       /* new reference */
-	json_t *session;       /* new reference: the stored session record */
-	char *session_id;      /* the raw session id (secret), new */
-	char sid[33];	       /* public handle */
+	json_t *user;	  /* new reference */
+	json_t *session;  /* new reference: the stored session record */
+	char *session_id; /* the raw session id (secret), new; NULL after a refresh */
+	char sid[SESSION_HANDLE_LEN + 1]; /* public handle */
+	char session_key[KEYRING_TAG_HEX];
 	char *refresh_token;   /* raw (secret), new */
+	char *aud;	       /* the access token's audience, new */
 	const char *client_id; /* borrowed from the client */
 	json_t *extra_claims;  /* new reference or NULL: approval_data, org_id */
 };
@@ -33,13 +39,47 @@ struct login_opts {
 };
 
 /*
- * Finish a login inside the caller's transaction: record it on the user, open a session or
- * add amr to opts->session_id's (which must be alive and the same user's), and issue a refresh
- * token. Returns ERR_NONE with g filled, ERR_SESSION_NOT_FOUND, or a negative store_rc.
- * On any return the caller releases g with login_grant_free.
+ * Finish a login inside the caller's transaction: open a session, or add amr to
+ * opts->session_id's (which must be alive and the same user's), record the login on the user,
+ * and issue a refresh token for audience aud. Returns ERR_NONE with g filled,
+ * ERR_SESSION_NOT_FOUND, or a negative store_rc. The caller releases g with login_grant_free.
  */
 int session_login_txn(struct store_txn *t, struct ctx *c, json_t *user, json_t *client,
-		      const char *amr, const struct login_opts *opts, struct login_grant *g);
+		      const char *amr, const struct login_opts *opts, const char *aud,
+		      struct login_grant *g);
+
+/*
+ * Silent sign-in: tokens for the session named by the raw session_id, which must be alive and
+ * the client's. Returns ERR_NONE with g filled, ERR_SESSION_NOT_FOUND, ERR_USER_NOT_ACTIVE,
+ * or ERR_UNAVAILABLE / ERR_INTERNAL.
+ */
+int session_reauth(struct ctx *c, json_t *client, const char *session_id, const char *aud,
+		   struct login_grant *g);
+
+/*
+ * End a session named by its raw id or its public handle; it must be the client's.
+ * ERR_NONE, ERR_SESSION_NOT_FOUND, or ERR_UNAVAILABLE.
+ */
+int session_logout(struct ctx *c, json_t *client, const char *id_or_handle);
+
+/* The user's live sessions as a new array of {session_id (handle), start_time,
+ * expiration_time} (RFC 3339). NULL on a store error. */
+json_t *session_list(struct ctx *c, const char *user_id);
+
+/* End every session of the user inside t. Returns 0 or a negative store_rc. */
+int session_end_all_txn(struct store_txn *t, const char *user_id);
+
+/* End every session of the user. ERR_NONE or ERR_UNAVAILABLE. */
+int session_end_all(struct ctx *c, const char *user_id);
+
+/*
+ * The live session stored under key, inside t (for refresh). STORE_FOUND with *session (new
+ * reference), STORE_NOTFOUND when gone or expired, or a negative store_rc.
+ */
+int session_get_live_txn(struct store_txn *t, const char *key, json_t **session);
+
+/* End the session stored under key inside t (refresh-token reuse, revocation). */
+int session_end_txn(struct store_txn *t, const char *key);
 
 void login_grant_free(struct login_grant *g);
 

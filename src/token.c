@@ -4,31 +4,238 @@
 #include <string.h>
 #include <time.h>
 
+#include "b64url.h"
 #include "crypto.h"
 #include "jwt.h"
 #include "log.h"
+#include "otp.h"
+#include "user.h"
 
-int token_refresh_create_txn(struct store_txn *t, struct ctx *c, const char *session_key,
-			     struct login_grant *g, const char *family)
+int token_refresh_create_txn(struct store_txn *t, struct ctx *c, struct login_grant *g,
+			     const char *aud, const char *family)
 {
 	char key[KEYRING_TAG_HEX];
 	time_t now = time(NULL);
 	json_t *rec;
 	int rc;
 
+	crypto_free_str(g->refresh_token);
+	free(g->aud);
+	g->aud = strdup(aud);
 	g->refresh_token = crypto_random_token(REFRESH_TOKEN_BYTES);
-	if (g->refresh_token == NULL ||
+	if (g->aud == NULL || g->refresh_token == NULL ||
 	    keyring_tag(c->keys, key, "refresh", g->refresh_token, NULL) < 0)
 		return STORE_ERR;
-	rec = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I}", "session", session_key, "user_id",
+	rec = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "session", g->session_key, "user_id",
 			json_string_value(json_object_get(g->user, "user_id")), "client_id",
-			g->client_id, "family", family ? family : key, "created", (json_int_t)now,
-			"exp", (json_int_t)(now + (time_t)c->conf->refresh_ttl));
+			g->client_id, "aud", aud, "family", family ? family : key, "created",
+			(json_int_t)now, "exp", (json_int_t)(now + (time_t)c->conf->refresh_ttl));
 	if (rec == NULL)
 		return STORE_ERR;
 	rc = store_put(t, TBL_REFRESH, key, strlen(key), rec);
 	json_decref(rec);
 	return rc;
+}
+
+/*
+ * The successor of a rotated token is kept for the grace window, encrypted with a pad only
+ * the holder of the predecessor can derive (HMAC under the server key of the predecessor), so
+ * that a retried refresh gets the same successor while the database alone reveals nothing.
+ */
+static int successor_pad(struct ctx *c, const char *old_raw, unsigned char pad[CRYPTO_HASH_LEN])
+{
+	char hex[KEYRING_TAG_HEX];
+	if (keyring_tag(c->keys, hex, "refresh-successor", old_raw, NULL) < 0)
+		return -1;
+	for (int i = 0; i < CRYPTO_HASH_LEN; i++) {
+		unsigned v;
+		sscanf(hex + 2 * i, "%2x", &v);
+		pad[i] = (unsigned char)v;
+	}
+	crypto_wipe(hex, sizeof(hex));
+	return 0;
+}
+
+/* XOR is its own inverse: this seals a successor and opens a sealed one. */
+/* XOR raw (a b64url token of REFRESH_TOKEN_BYTES) with the pad, as b64url. New or NULL. */
+static char *seal_successor(struct ctx *c, const char *old_raw, const char *succ_raw)
+{
+	unsigned char pad[CRYPTO_HASH_LEN], *bytes = NULL;
+	size_t len;
+	char *out = NULL;
+
+	if (b64url_decode(succ_raw, strlen(succ_raw), &bytes, &len) < 0 ||
+	    len != REFRESH_TOKEN_BYTES || successor_pad(c, old_raw, pad) < 0)
+		goto out;
+	for (size_t i = 0; i < len; i++)
+		bytes[i] ^= pad[i];
+	out = b64url_encode(bytes, len);
+out:
+	crypto_wipe(pad, sizeof(pad));
+	if (bytes != NULL) {
+		crypto_wipe(bytes, REFRESH_TOKEN_BYTES);
+		free(bytes);
+	}
+	return out;
+}
+
+struct refresh_state {
+	struct ctx *c;
+	json_t *client;
+	const char *raw;
+	struct login_grant g;
+};
+
+/* A reused (already rotated) token: the family is compromised, its session ends. */
+static int revoke_family(struct store_txn *t, json_t *rec)
+{
+	const char *session = json_string_value(json_object_get(rec, "session"));
+	int rc = session ? session_end_txn(t, session) : 0;
+	log_warn("a rotated refresh token was presented again: its session is revoked");
+	return rc < 0 ? rc : ERR_BAD_CREDENTIALS;
+}
+
+/* Within the grace window: the same successor, if it is still the live end of the chain. */
+static int grace_successor(struct refresh_state *r, struct store_txn *t, json_t *rec)
+{
+	const char *sealed = json_string_value(json_object_get(rec, "successor"));
+	char key[KEYRING_TAG_HEX];
+	json_t *next = NULL;
+	int rc;
+
+	crypto_free_str(r->g.refresh_token);
+	r->g.refresh_token = sealed ? seal_successor(r->c, r->raw, sealed) : NULL;
+	if (r->g.refresh_token == NULL ||
+	    keyring_tag(r->c->keys, key, "refresh", r->g.refresh_token, NULL) < 0)
+		return revoke_family(t, rec);
+	rc = store_get(t, TBL_REFRESH, key, strlen(key), &next, 0);
+	if (rc < 0)
+		return rc;
+	if (rc == STORE_NOTFOUND || json_object_get(next, "rotated_at") != NULL) {
+		json_decref(next);
+		return revoke_family(t, rec);
+	}
+	json_decref(next);
+	return ERR_NONE;
+}
+
+static int rotate(struct refresh_state *r, struct store_txn *t, const char *key, json_t *rec)
+{
+	char *sealed;
+	int rc = token_refresh_create_txn(t, r->c, &r->g,
+					  json_string_value(json_object_get(rec, "aud")) ?: "",
+					  json_string_value(json_object_get(rec, "family")));
+	if (rc < 0)
+		return rc;
+	sealed = seal_successor(r->c, r->raw, r->g.refresh_token);
+	if (sealed == NULL)
+		return STORE_ERR;
+	json_object_set_new(rec, "rotated_at", json_integer((json_int_t)time(NULL)));
+	json_object_set_new(rec, "successor", json_string(sealed));
+	free(sealed);
+	rc = store_put(t, TBL_REFRESH, key, strlen(key), rec);
+	return rc < 0 ? rc : ERR_NONE;
+}
+
+static int refresh_txn(struct store_txn *t, void *argp)
+{
+	struct refresh_state *r = argp;
+	const char *client_id = json_string_value(json_object_get(r->client, "client_id"));
+	char key[KEYRING_TAG_HEX];
+	json_t *rec = NULL, *rotated;
+	time_t now = time(NULL);
+	int rc;
+
+	login_grant_free(&r->g);
+	r->g.client_id = client_id;
+	if (strlen(r->raw) > 128 || keyring_tag(r->c->keys, key, "refresh", r->raw, NULL) < 0)
+		return ERR_BAD_CREDENTIALS;
+	rc = store_get(t, TBL_REFRESH, key, strlen(key), &rec, 1);
+	if (rc <= 0)
+		return rc < 0 ? rc : ERR_BAD_CREDENTIALS;
+	if (strcmp(json_string_value(json_object_get(rec, "client_id")) ?: "", client_id) != 0 ||
+	    json_integer_value(json_object_get(rec, "exp")) <= (json_int_t)now) {
+		rc = ERR_BAD_CREDENTIALS;
+		goto out;
+	}
+	snprintf(r->g.session_key, sizeof(r->g.session_key), "%s",
+		 json_string_value(json_object_get(rec, "session")) ?: "");
+	rc = session_get_live_txn(t, r->g.session_key, &r->g.session);
+	if (rc <= 0) {
+		rc = rc < 0 ? rc : ERR_BAD_CREDENTIALS;
+		goto out;
+	}
+	rc = user_find_txn(t, ID_USER_ID, json_string_value(json_object_get(rec, "user_id")) ?: "",
+			   &r->g.user);
+	if (rc <= 0 || !user_is_active(r->g.user)) {
+		rc = rc < 0 ? rc : ERR_BAD_CREDENTIALS;
+		goto out;
+	}
+	memcpy(r->g.sid, r->g.session_key, SESSION_HANDLE_LEN);
+	rotated = json_object_get(rec, "rotated_at");
+	if (rotated == NULL)
+		rc = rotate(r, t, key, rec);
+	else if (r->c->conf->refresh_grace > 0 &&
+		 now - (time_t)json_integer_value(rotated) <= (time_t)r->c->conf->refresh_grace)
+		rc = grace_successor(r, t, rec);
+	else
+		rc = revoke_family(t, rec);
+	if (rc == ERR_NONE && r->g.aud == NULL)
+		r->g.aud = strdup(json_string_value(json_object_get(rec, "aud")) ?: "");
+out:
+	json_decref(rec);
+	return rc;
+}
+
+int token_refresh(struct ctx *c, json_t *client, const char *refresh_token, json_t **tokens)
+{
+	struct refresh_state r = {.c = c, .client = client, .raw = refresh_token};
+	struct login_opts none = {0};
+	int rc = store_run(c->store, refresh_txn, &r);
+
+	if (rc < 0)
+		rc = otp_store_error(rc);
+	if (rc == ERR_NONE) {
+		*tokens = token_response(c, &r.g, &none);
+		if (*tokens == NULL)
+			rc = ERR_INTERNAL;
+	}
+	login_grant_free(&r.g);
+	return rc;
+}
+
+struct revoke_state {
+	struct ctx *c;
+	const char *client_id;
+	const char *raw;
+};
+
+static int revoke_txn(struct store_txn *t, void *argp)
+{
+	struct revoke_state *r = argp;
+	char key[KEYRING_TAG_HEX];
+	json_t *rec;
+	int rc;
+
+	if (strlen(r->raw) > 128 || keyring_tag(r->c->keys, key, "refresh", r->raw, NULL) < 0)
+		return 0;
+	rc = store_get(t, TBL_REFRESH, key, strlen(key), &rec, 1);
+	if (rc <= 0)
+		return rc;
+	if (strcmp(json_string_value(json_object_get(rec, "client_id")) ?: "", r->client_id) == 0)
+		rc = session_end_txn(t, json_string_value(json_object_get(rec, "session")) ?: "");
+	if (rc >= 0)
+		rc = store_del(t, TBL_REFRESH, key, strlen(key));
+	json_decref(rec);
+	return rc < 0 ? rc : 0;
+}
+
+int token_revoke(struct ctx *c, json_t *client, const char *refresh_token)
+{
+	struct revoke_state r = {c, json_string_value(json_object_get(client, "client_id")),
+				 refresh_token};
+	int rc = store_run(c->store, revoke_txn, &r);
+	return rc < 0 ? otp_store_error(rc) : ERR_NONE;
 }
 
 /* Claims of the user the OIDC "claims" request may select for a token. */
@@ -66,20 +273,21 @@ static json_t *roles_of(json_t *user)
 	return json_is_array(roles) ? json_incref(roles) : json_array();
 }
 
-json_t *token_response(struct ctx *c, const struct login_grant *g, const struct login_opts *o,
-		       const char *aud)
+json_t *token_response(struct ctx *c, const struct login_grant *g, const struct login_opts *o)
 {
 	const char *sub = json_string_value(json_object_get(g->user, "user_id"));
 	json_int_t now = (json_int_t)time(NULL);
 	char *jti = crypto_random_token(16), *access = NULL, *id = NULL;
-	json_t *at = NULL, *idt = NULL, *out = NULL, *request = NULL;
+	json_t *at = NULL, *idt = NULL, *out = NULL;
+	const jwk_t *key = c->keys->signing;
 
 	if (jti == NULL)
 		goto out;
 	at = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:o, s:s, s:s}", "iss",
-		       c->conf->issuer, "sub", sub, "aud", aud, "client_id", g->client_id, "iat",
-		       now, "exp", now + (json_int_t)c->conf->access_ttl, "jti", jti, "sid", g->sid,
-		       "roles", roles_of(g->user), "tid", "default", "scope", "openid");
+		       c->conf->issuer, "sub", sub, "aud", g->aud ? g->aud : g->client_id,
+		       "client_id", g->client_id, "iat", now, "exp",
+		       now + (json_int_t)c->conf->access_ttl, "jti", jti, "sid", g->sid, "roles",
+		       roles_of(g->user), "tid", "default", "scope", "openid");
 	idt = json_pack("{s:s, s:s, s:s, s:I, s:I, s:O, s:O, s:s, s:s}", "iss", c->conf->issuer,
 			"sub", sub, "aud", g->client_id, "iat", now, "exp",
 			now + (json_int_t)c->conf->id_ttl, "auth_time",
@@ -88,21 +296,25 @@ json_t *token_response(struct ctx *c, const struct login_grant *g, const struct 
 	if (at == NULL || idt == NULL)
 		goto out;
 	if (o->claims != NULL) {
-		request = json_object_get(o->claims, "id_token");
-		add_requested_claims(idt, g->user, request);
+		add_requested_claims(idt, g->user, json_object_get(o->claims, "id_token"));
 		add_requested_claims(at, g->user, json_object_get(o->claims, "access_token"));
 	}
-	if (g->extra_claims != NULL)
+	if (g->extra_claims != NULL) {
 		json_object_update(idt, g->extra_claims);
-	access = jwt_sign(c->keys->signing, "at+jwt", at);
-	id = jwt_sign(c->keys->signing, "JWT", idt);
+		if (json_object_get(g->extra_claims, "org_id") != NULL)
+			json_object_set(at, "org_id", json_object_get(g->extra_claims, "org_id"));
+	}
+	access = jwt_sign(key, "at+jwt", at);
+	id = jwt_sign(key, "JWT", idt);
 	if (access == NULL || id == NULL) {
 		log_err("signing the user tokens failed");
 		goto out;
 	}
-	out = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s}", "access_token", access, "id_token", id,
+	out = json_pack("{s:s, s:s, s:s, s:s, s:I}", "access_token", access, "id_token", id,
 			"refresh_token", g->refresh_token, "token_type", "Bearer", "expires_in",
-			(json_int_t)c->conf->access_ttl, "session_id", g->session_id);
+			(json_int_t)c->conf->access_ttl);
+	if (out != NULL && g->session_id != NULL)
+		json_object_set_new(out, "session_id", json_string(g->session_id));
 out:
 	json_decref(at);
 	json_decref(idt);

@@ -10,6 +10,7 @@
 #include "crypto.h"
 #include "mail.h"
 #include "resp.h"
+#include "session.h"
 
 static const char *const idtype_names[] = {"email", "phone_number", "user_id", "username"};
 
@@ -377,4 +378,229 @@ json_t *user_list(struct ctx *c)
 		return NULL;
 	}
 	return list;
+}
+
+struct get_arg {
+	enum user_idtype type;
+	const char *canonical;
+	json_t *user;
+};
+
+static int get_txn(struct store_txn *t, void *argp)
+{
+	struct get_arg *a = argp;
+	return user_find_txn(t, a->type, a->canonical, &a->user);
+}
+
+int user_get(struct ctx *c, enum user_idtype type, const char *canonical, json_t **user)
+{
+	struct get_arg a = {type, canonical, NULL};
+	int rc = store_run(c->store, get_txn, &a);
+	if (rc == STORE_FOUND)
+		*user = a.user;
+	return rc;
+}
+
+/* Remove the index entry of an identifier member ("email", ...) of user, when it has one. */
+static int drop_index(struct store_txn *t, json_t *user, const char *member, enum user_idtype type)
+{
+	json_t *v = json_object_get(user, member);
+	const char *value = json_is_object(v) ? json_string_value(json_object_get(v, "value"))
+					      : json_string_value(v);
+	char key[300];
+	int n, rc;
+
+	if (value == NULL)
+		return 0;
+	n = idx_key(type, value, key, sizeof(key));
+	if (n < 0)
+		return 0;
+	rc = store_del(t, TBL_USER_IDX, key, (size_t)n);
+	return rc < 0 ? rc : 0;
+}
+
+/* Apply one identifier member of patch: validate, reindex, and set it on the user. */
+static int patch_identifier(struct store_txn *t, json_t *user, json_t *patch, const char *member,
+			    enum user_idtype type, char *err, size_t errlen)
+{
+	const char *id = json_string_value(json_object_get(user, "user_id"));
+	json_t *v = json_object_get(patch, member);
+	char *canonical = NULL;
+	int rc;
+
+	if (v == NULL)
+		return 0;
+	if (!json_is_null(v) && spec_identifier(patch, member, type, &canonical, err, errlen) < 0)
+		return USER_INVALID;
+	if ((rc = drop_index(t, user, member, type)) < 0)
+		goto out;
+	if (canonical != NULL && (rc = claim_index(t, type, canonical, id)) != 0)
+		goto out;
+	if (type == ID_USERNAME)
+		json_object_set_new(user, member, canonical ? json_string(canonical) : json_null());
+	else
+		json_object_set_new(user, member, verified_object(member, canonical));
+	rc = 0;
+out:
+	free(canonical);
+	return rc;
+}
+
+static const char *const statuses[] = {"Active", "Disabled", "Pending", NULL};
+
+/* The members of patch that are not identifiers. USER_INVALID (err) or 0. */
+static int patch_plain(json_t *user, json_t *patch, char *err, size_t errlen)
+{
+	json_t *status = json_object_get(patch, "status");
+	static const char *const plain[] = {"name", "custom_data", "external_account_id", "roles"};
+
+	if (!optional_types_ok(patch, err, errlen))
+		return USER_INVALID;
+	if (status != NULL) {
+		const char *const *s = statuses;
+		while (*s &&
+		       (!json_is_string(status) || strcmp(*s, json_string_value(status)) != 0))
+			s++;
+		if (*s == NULL) {
+			snprintf(err, errlen, "status must be Active, Disabled or Pending");
+			return USER_INVALID;
+		}
+		if (strcmp(*s, json_string_value(json_object_get(user, "status")) ?: "") != 0) {
+			json_object_set_new(user, "status", json_string(*s));
+			json_object_set_new(user, "status_changed_at", json_integer(user_now_ms()));
+		}
+	}
+	for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++)
+		if (json_object_get(patch, plain[i]) != NULL)
+			json_object_set(user, plain[i], json_object_get(patch, plain[i]));
+	return 0;
+}
+
+struct update_arg {
+	const char *id;
+	json_t *patch, *user;
+	char *err;
+	size_t errlen;
+};
+
+static int update_txn(struct store_txn *t, void *argp)
+{
+	struct update_arg *a = argp;
+	json_t *user;
+	int rc = store_get(t, TBL_USERS, a->id, strlen(a->id), &user, 1);
+
+	json_decref(a->user);
+	a->user = NULL;
+	if (rc <= 0)
+		return rc;
+	if ((rc = patch_identifier(t, user, a->patch, "email", ID_EMAIL, a->err, a->errlen)) ||
+	    (rc = patch_identifier(t, user, a->patch, "phone_number", ID_PHONE, a->err,
+				   a->errlen)) ||
+	    (rc =
+		 patch_identifier(t, user, a->patch, "username", ID_USERNAME, a->err, a->errlen)) ||
+	    (rc = patch_plain(user, a->patch, a->err, a->errlen)))
+		goto out;
+	if (user_email(user) == NULL && user_phone(user) == NULL) {
+		snprintf(a->err, a->errlen, "a user needs an email or a phone_number");
+		rc = USER_INVALID;
+		goto out;
+	}
+	json_object_set_new(user, "updated_at", json_integer(user_now_ms()));
+	if ((rc = store_put(t, TBL_USERS, a->id, strlen(a->id), user)) < 0)
+		goto out;
+	a->user = user;
+	return USER_CREATED;
+out:
+	json_decref(user);
+	return rc < 0 ? rc : STORE_REFUSE(rc);
+}
+
+int user_update(struct ctx *c, const char *user_id, json_t *patch, json_t **user, char *err,
+		size_t errlen)
+{
+	struct update_arg a = {user_id, patch, NULL, err, errlen};
+	int rc = store_run(c->store, update_txn, &a);
+
+	if (store_refused(rc) >= 0)
+		return store_refused(rc);
+	if (rc == USER_CREATED)
+		*user = a.user;
+	return rc;
+}
+
+static int delete_txn(struct store_txn *t, void *arg)
+{
+	const char *id = arg;
+	json_t *user;
+	int rc = store_get(t, TBL_USERS, id, strlen(id), &user, 1);
+
+	if (rc <= 0)
+		return rc;
+	if ((rc = drop_index(t, user, "email", ID_EMAIL)) < 0 ||
+	    (rc = drop_index(t, user, "phone_number", ID_PHONE)) < 0 ||
+	    (rc = drop_index(t, user, "username", ID_USERNAME)) < 0 ||
+	    (rc = session_end_all_txn(t, id)) < 0 ||
+	    (rc = store_del(t, TBL_USERS, id, strlen(id))) < 0) {
+		json_decref(user);
+		return rc;
+	}
+	json_decref(user);
+	return STORE_FOUND;
+}
+
+int user_delete(struct ctx *c, const char *user_id)
+{
+	return store_run(c->store, delete_txn, (void *)user_id);
+}
+
+struct page_arg {
+	const char *cursor;
+	size_t size, total;
+	json_t *result;
+	int more;
+};
+
+/* 1 when key k sorts after the cursor (Berkeley DB's default byte order). */
+static int key_after(const void *k, size_t klen, const char *cursor)
+{
+	size_t clen = strlen(cursor), n = klen < clen ? klen : clen;
+	int cmp = memcmp(k, cursor, n);
+	return cmp > 0 || (cmp == 0 && klen > clen);
+}
+
+static int page_cb(const void *k, size_t klen, json_t *val, void *argp)
+{
+	struct page_arg *p = argp;
+
+	p->total++;
+	if (p->cursor != NULL && !key_after(k, klen, p->cursor))
+		return 0;
+	if (json_array_size(p->result) < p->size)
+		return json_array_append(p->result, val) < 0 ? STORE_ERR : 0;
+	p->more = 1;
+	return 0;
+}
+
+static int page_txn(struct store_txn *t, void *argp)
+{
+	struct page_arg *p = argp;
+	p->total = 0;
+	p->more = 0;
+	json_array_clear(p->result);
+	return store_each(t, TBL_USERS, NULL, 0, page_cb, p);
+}
+
+json_t *user_page(struct ctx *c, const char *cursor, size_t page_size)
+{
+	struct page_arg p = {cursor, page_size, 0, json_array(), 0};
+	json_t *last;
+
+	if (store_run(c->store, page_txn, &p) < 0) {
+		json_decref(p.result);
+		return NULL;
+	}
+	last = json_array_get(p.result, json_array_size(p.result) - 1);
+	return json_pack("{s:I, s:{s:b, s:b, s:O?}, s:o}", "total_count", (json_int_t)p.total,
+			 "page_info", "has_next_page", p.more, "has_previous_page", cursor != NULL,
+			 "end_cursor", json_object_get(last, "user_id"), "result", p.result);
 }

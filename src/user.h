@@ -73,6 +73,28 @@ const char *user_phone(json_t *user);
 int user_create(struct ctx *c, json_t *spec, json_t **user, char *err, size_t errlen);
 json_t *user_list(struct ctx *c);
 
+/* Find outside a transaction: STORE_FOUND with *user (new reference), or < 1. */
+int user_get(struct ctx *c, enum user_idtype type, const char *canonical, json_t **user);
+
+/*
+ * Change only the members patch (borrowed) holds: email, phone_number, username (reindexed;
+ * null removes), name, custom_data, external_account_id, roles, status (Active, Disabled,
+ * Pending). Returns USER_CREATED (meaning updated) with *user, USER_CONFLICT, USER_INVALID
+ * (message in err), STORE_NOTFOUND, or a negative store_rc.
+ */
+int user_update(struct ctx *c, const char *user_id, json_t *patch, json_t **user, char *err,
+		size_t errlen);
+
+/* Delete a user, its indexes and its sessions. STORE_FOUND, STORE_NOTFOUND or < 0. */
+int user_delete(struct ctx *c, const char *user_id);
+
+/*
+ * A page of users after the user id cursor (NULL: from the start), at most page_size, as
+ * {"total_count", "page_info": {"has_next_page", "has_previous_page", "end_cursor"},
+ * "result"}. New reference or NULL on a store error.
+ */
+json_t *user_page(struct ctx *c, const char *cursor, size_t page_size);
+
 /* The name of an identifier type as the API spells it. */
 const char *user_idtype_name(enum user_idtype type);
 
