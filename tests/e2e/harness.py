@@ -614,7 +614,7 @@ class Stack:
         if self._jwks is None or refresh:
             r = self.http("GET", "/cis/oidc/jwks")
             if r.status != 200:
-                raise HarnessError("GET /cis/oidc/jwks: %r" % r)
+                raise HarnessError("GET /cis/oidc/jwks: %r" % (r,))
             self._jwks = {k["kid"]: jwt.PyJWK(k) for k in r.json["keys"]}
         return self._jwks
 
@@ -665,13 +665,13 @@ class Stack:
         """otp/send by email, then the code from the mail delivered to `to`."""
         r = self.otp_send(token, identifier or to, identifier_type, "email", **extra)
         if r.status != 200:
-            raise HarnessError("otp/send: %r" % r)
+            raise HarnessError("otp/send: %r" % (r,))
         return self.mail_code(self.wait_mail(to))
 
     def direct_code(self, token, identifier, identifier_type="email", **extra):
         r = self.otp_send(token, identifier, identifier_type, "direct", **extra)
         if r.status != 200 or "code" not in r.json:
-            raise HarnessError("otp/send direct: %r" % r)
+            raise HarnessError("otp/send direct: %r" % (r,))
         return r.json["code"]
 
 
