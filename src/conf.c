@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "sms.h"
 
 #ifndef SYSCONFDIR
 #define SYSCONFDIR "/etc"
@@ -32,6 +33,7 @@ static const struct conf_key conf_keys[] = {
     {"server", "max_body", T_ULONG, O(max_body), 1024, 16ul << 20, "65536"},
     {"server", "log_level", T_LOGLEVEL, O(log_level), 0, 0, "info"},
     {"server", "db_cache_mb", T_UINT, O(db_cache_mb), 1, 4096, "16"},
+    {"server", "test_mode", T_BOOL, O(test_mode), 0, 0, "no"},
     {"tokens", "access_ttl", T_ULONG, O(access_ttl), 60, 86400, "3600"},
     {"tokens", "id_ttl", T_ULONG, O(id_ttl), 60, 86400, "3600"},
     {"tokens", "refresh_ttl", T_ULONG, O(refresh_ttl), 60, 31536000, "1209600"},
@@ -56,6 +58,15 @@ static const struct conf_key conf_keys[] = {
     {"mail", "smtp_password", T_STR, O(smtp_password), 0, 0, ""},
     {"mail", "smtp_timeout", T_UINT, O(smtp_timeout), 1, 300, "10"},
     {"mail", "maildir", T_PATH, O(maildir), 0, 0, "/var/lib/otlogin/mail"},
+    {"sms", "backend", T_STR, O(sms_backend), 0, 0, "none"},
+    {"sms", "spool_dir", T_PATH, O(sms_spool_dir), 0, 0, "/var/spool/sms/outgoing"},
+    {"sms", "test_spool_dir", T_PATH, O(sms_test_spool_dir), 0, 0, "/var/lib/otlogin/sms"},
+    {"sms", "command", T_PATH, O(sms_command), 0, 0, ""},
+    {"sms", "command_timeout", T_UINT, O(sms_command_timeout), 1, 300, "10"},
+    {"sms", "email_gateway", T_STR, O(sms_email_gateway), 0, 0, ""},
+    {"sms", "default_message", T_STR, O(sms_default_message), 0, 0, "{otp} is your {app} code"},
+    {"sms", "sender_id", T_STR, O(sms_sender_id), 0, 0, ""},
+    {"sms", "max_segments", T_UINT, O(sms_max_segments), 1, 10, "3"},
 };
 #undef O
 
@@ -165,6 +176,44 @@ static const struct conf_key *conf_find(const char *section, const char *name)
 	return NULL;
 }
 
+/* The [sms] keys: the backend named must have what it needs. */
+static int sms_check(struct conf *c, char *err, size_t errlen)
+{
+	char why[128];
+
+	if (!sms_backend_name_valid(c->sms_backend)) {
+		snprintf(err, errlen, "sms backend: expected none, smstools, command or email");
+		return -1;
+	}
+	if (!sms_template_valid(c->sms_default_message, why, sizeof(why))) {
+		snprintf(err, errlen, "sms default_message: %s", why);
+		return -1;
+	}
+	if (c->sms_sender_id[0] != '\0' && !sms_sender_valid(c->sms_sender_id)) {
+		snprintf(err, errlen, "sms sender_id: 1 to 11 letters, digits or inner spaces");
+		return -1;
+	}
+	if (strcmp(c->sms_backend, "command") == 0 && c->sms_command[0] == '\0') {
+		snprintf(err, errlen, "sms backend command needs command = /path/to/program");
+		return -1;
+	}
+	if (strcmp(c->sms_backend, "email") == 0 &&
+	    strstr(c->sms_email_gateway, "{number}") == NULL) {
+		snprintf(err, errlen, "sms backend email needs email_gateway = {number}@gateway");
+		return -1;
+	}
+	if (strcmp(c->sms_backend, "smstools") == 0 && c->sms_spool_dir[0] == '\0') {
+		snprintf(err, errlen, "sms backend smstools needs spool_dir");
+		return -1;
+	}
+	return 0;
+}
+
+int conf_test_mode(const struct conf *c)
+{
+	return c->test_mode || c->smtp_host == NULL || c->smtp_host[0] == '\0';
+}
+
 /* Checks that span keys: run after loading. */
 static int conf_check(struct conf *c, char *err, size_t errlen)
 {
@@ -192,7 +241,7 @@ static int conf_check(struct conf *c, char *err, size_t errlen)
 		snprintf(err, errlen, "session_ttl exceeds session_max_ttl");
 		return -1;
 	}
-	return 0;
+	return sms_check(c, err, errlen);
 }
 
 int conf_load(struct conf *c, const char *path, char *err, size_t errlen)
@@ -266,6 +315,14 @@ int conf_load(struct conf *c, const char *path, char *err, size_t errlen)
 	}
 	if (conf_check(c, err, errlen) < 0)
 		goto out;
+	/* Every process that loads this configuration says so, every time it starts. */
+	if (conf_test_mode(c))
+		log_warn(
+		    "TEST MODE (%s): no mail or SMS leaves this host; mail goes to the Maildir "
+		    "%s, SMS to %s. Never run a production server like this: set [mail] "
+		    "smtp_host and [server] test_mode = no",
+		    c->test_mode ? "[server] test_mode = yes" : "[mail] smtp_host is empty",
+		    c->maildir, c->sms_test_spool_dir);
 	rc = 0;
 out:
 	free(base_dir);

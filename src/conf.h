@@ -16,6 +16,7 @@ struct conf {
 	unsigned long max_body;
 	int log_level;
 	unsigned db_cache_mb;
+	int test_mode; /* as configured; see conf_test_mode for the effective value */
 	/* [tokens] */
 	unsigned long access_ttl, id_ttl, refresh_ttl, session_ttl, session_max_ttl;
 	char *default_audience; /* "" means the client_id */
@@ -36,6 +37,15 @@ struct conf {
 	char *smtp_user, *smtp_password;
 	unsigned smtp_timeout;
 	char *maildir;
+	/* [sms] */
+	char *sms_backend; /* "none", "smstools", "command", "email" */
+	char *sms_spool_dir, *sms_test_spool_dir;
+	char *sms_command;
+	unsigned sms_command_timeout;
+	char *sms_email_gateway;
+	char *sms_default_message;
+	char *sms_sender_id; /* "" for none */
+	unsigned sms_max_segments;
 };
 
 /* Fill c with the built-in defaults (allocated strings; release with conf_free). */
@@ -52,5 +62,13 @@ int conf_load(struct conf *c, const char *path, char *err, size_t errlen);
 const char *conf_path(const char *explicit_path);
 
 void conf_free(struct conf *c);
+
+/*
+ * 1 when the server runs in test mode: [server] test_mode = yes, or no [mail] smtp_host (mail
+ * then goes to the development Maildir). In test mode nothing leaves the host: mail goes to
+ * [mail] maildir and SMS to [sms] test_spool_dir. conf_load warns about it loudly and GET
+ * /health reports it, so that it cannot stay on unnoticed in production.
+ */
+int conf_test_mode(const struct conf *c);
 
 #endif

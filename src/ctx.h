@@ -8,6 +8,7 @@
 #include "conf.h"
 #include "keyring.h"
 #include "mail.h"
+#include "sms.h"
 #include "store.h"
 
 struct ctx {
@@ -17,11 +18,11 @@ struct ctx {
 	struct mail_conf mail;
 };
 
-/* The mail settings of conf, for the mail module. */
+/* The mail settings of conf, for the mail module. Test mode always selects the Maildir. */
 static inline struct mail_conf ctx_mail_conf(const struct conf *c)
 {
 	struct mail_conf m = {
-	    .smtp_host = c->smtp_host,
+	    .smtp_host = conf_test_mode(c) ? NULL : c->smtp_host,
 	    .smtp_port = c->smtp_port,
 	    .smtp_starttls = c->smtp_starttls,
 	    .smtp_user = c->smtp_user[0] ? c->smtp_user : NULL,
@@ -30,6 +31,25 @@ static inline struct mail_conf ctx_mail_conf(const struct conf *c)
 	    .maildir = c->maildir,
 	};
 	return m;
+}
+
+/*
+ * The SMS settings of conf, for the sms module; mail (borrowed, the caller's ctx.mail) carries
+ * the email gateway backend's messages. Cheap: flows build it when they need it.
+ */
+static inline struct sms_conf ctx_sms_conf(const struct conf *c, const struct mail_conf *mail)
+{
+	struct sms_conf s = {
+	    .backend = c->sms_backend,
+	    .spool_dir = conf_test_mode(c) ? c->sms_test_spool_dir : c->sms_spool_dir,
+	    .command = c->sms_command,
+	    .command_timeout = c->sms_command_timeout,
+	    .email_gateway = c->sms_email_gateway,
+	    .mail_from = c->mail_from,
+	    .mail = mail,
+	    .test_mode = conf_test_mode(c),
+	};
+	return s;
 }
 
 #endif
