@@ -49,9 +49,10 @@ struct send_txn {
 	char key[KEYRING_TAG_HEX];
 	char code[16];
 	char *request_id;
-	char *message; /* composed mail, new */
+	char *message; /* composed mail or SMS text, new */
 	size_t message_len;
 	char to[256];
+	int sms;
 };
 
 /* Where an email passcode goes, or the api_err that says why it cannot go anywhere. */
@@ -65,6 +66,47 @@ static int email_destination(struct send_txn *s, json_t *user)
 	if (to == NULL)
 		return ERR_EMAIL_MISSING;
 	snprintf(s->to, sizeof(s->to), "%s", to);
+	return ERR_NONE;
+}
+
+/*
+ * Where an SMS passcode goes: custom_phone_number, the user's phone, or for an unknown user
+ * that may sign up by phone the identifier itself; else the api_err that says why not.
+ */
+static int sms_destination(struct send_txn *s, json_t *user)
+{
+	const char *to = s->r->custom_phone;
+	if (to == NULL && user != NULL)
+		to = user_phone(user);
+	if (to == NULL && user == NULL && s->r->idtype == ID_PHONE)
+		to = s->r->identifier;
+	if (to == NULL)
+		return ERR_PHONE_MISSING;
+	if (!sms_number_valid(to))
+		return ERR_INVALID_INPUT;
+	snprintf(s->to, sizeof(s->to), "%s", to);
+	return ERR_NONE;
+}
+
+static int compose_sms(struct send_txn *s)
+{
+	struct sms_compose_req m = {
+	    .tmpl = s->r->sms_template ? s->r->sms_template : s->c->conf->sms_default_message,
+	    .app = json_string_value(json_object_get(s->r->client, "name")),
+	    .code = s->code,
+	    .approval_data = s->r->approval_data,
+	    .max_segments = s->c->conf->sms_max_segments,
+	};
+	char err[160];
+
+	crypto_free_str(s->message);
+	s->message = NULL;
+	/* The caller checked the same text with a stand-in code: this fails only on ENOMEM. */
+	if (sms_compose(&m, &s->message, err, sizeof(err)) < 0) {
+		log_warn("otp: cannot build the SMS: %s", err);
+		return ERR_INVALID_INPUT;
+	}
+	s->message_len = strlen(s->message);
 	return ERR_NONE;
 }
 
@@ -114,6 +156,10 @@ static int send_txn(struct store_txn *t, void *argp)
 		json_decref(user);
 		return rc;
 	}
+	if (s->sms && (rc = sms_destination(s, user)) != ERR_NONE) {
+		json_decref(user);
+		return rc;
+	}
 	json_decref(user);
 
 	if (minutes > s->c->conf->otp_max_ttl_minutes)
@@ -123,6 +169,8 @@ static int send_txn(struct store_txn *t, void *argp)
 	    keyring_tag(s->c->keys, code_tag, "code-value", s->key, s->code, NULL) < 0)
 		return STORE_ERR;
 	if (strcmp(r->channel, "email") == 0 && (rc = compose_mail(s, minutes)) != ERR_NONE)
+		return rc;
+	if (s->sms && (rc = compose_sms(s)) != ERR_NONE)
 		return rc;
 	if (r->want_request_id) {
 		crypto_free_str(s->request_id);
@@ -165,29 +213,64 @@ static int forget_txn(struct store_txn *t, void *argp)
 	return rc < 0 ? rc : 0;
 }
 
+/* The sender id of an SMS: the request's, else the configured one, else none. */
+static const char *sms_sender(struct send_txn *s)
+{
+	if (s->r->sender_id != NULL)
+		return s->r->sender_id;
+	return s->c->conf->sms_sender_id[0] ? s->c->conf->sms_sender_id : NULL;
+}
+
+/*
+ * Deliver the composed message; the code record is already committed. On failure it is
+ * deleted again (no usable code may stay behind a delivery that failed) and ERR_DELIVERY
+ * (ERR_INVALID_INPUT for an SMS the module refused to attempt) is returned.
+ */
 static int deliver(struct send_txn *s)
 {
 	char code_tag[KEYRING_TAG_HEX], masked[64];
 	struct forget_arg forget = {s->key, code_tag};
+	int rc;
 
-	if (mail_send(&s->c->mail, s->c->conf->mail_from, s->to, s->message, s->message_len) ==
-	    MAIL_OK) {
-		log_info("sent a passcode by email to %s",
-			 log_mask_addr(s->to, masked, sizeof(masked)));
-		return ERR_NONE;
+	log_mask_addr(s->to, masked, sizeof(masked));
+	if (s->sms) {
+		struct sms_conf sc = ctx_sms_conf(s->c->conf, &s->c->mail);
+		struct sms_message m = {s->to, sms_sender(s), s->message};
+		rc = sms_send(&sc, &m);
+		if (rc == SMS_OK) {
+			log_info("sent a passcode by SMS to %s", masked);
+			return ERR_NONE;
+		}
+		log_err("no passcode went out by SMS to %s: the code is withdrawn", masked);
+		rc = rc == SMS_EINPUT ? ERR_INVALID_INPUT : ERR_DELIVERY;
+	} else {
+		if (mail_send(&s->c->mail, s->c->conf->mail_from, s->to, s->message,
+			      s->message_len) == MAIL_OK) {
+			log_info("sent a passcode by email to %s", masked);
+			return ERR_NONE;
+		}
+		log_err("no passcode went out by email to %s: the code is withdrawn", masked);
+		rc = ERR_DELIVERY;
 	}
-	/* No usable code may stay behind a delivery that failed. */
-	if (keyring_tag(s->c->keys, code_tag, "code-value", s->key, s->code, NULL) == 0)
-		store_run(s->c->store, forget_txn, &forget);
-	return ERR_DELIVERY;
+	if (keyring_tag(s->c->keys, code_tag, "code-value", s->key, s->code, NULL) < 0 ||
+	    store_run(s->c->store, forget_txn, &forget) < 0)
+		log_err("a passcode whose delivery failed could not be deleted; it expires by "
+			"itself");
+	return rc;
 }
 
 int otp_send(struct ctx *c, const struct otp_send_req *r, struct otp_send_res *res)
 {
-	struct send_txn s = {.c = c, .r = r};
+	struct send_txn s = {.c = c, .r = r, .sms = strcmp(r->channel, "sms") == 0};
 	int rc;
 
 	memset(res, 0, sizeof(*res));
+	if (s.sms) {
+		struct sms_conf sc = ctx_sms_conf(c->conf, &c->mail);
+		/* No backend: refuse before a code exists (the caller explains it first). */
+		if (sms_backend_for(&sc) == NULL)
+			return ERR_INVALID_INPUT;
+	}
 	rc = store_run(c->store, send_txn, &s);
 	if (rc < 0) {
 		rc = otp_store_error(rc);
@@ -195,7 +278,7 @@ int otp_send(struct ctx *c, const struct otp_send_req *r, struct otp_send_res *r
 	}
 	if (rc != ERR_NONE)
 		goto out;
-	if (strcmp(r->channel, "email") == 0 && (rc = deliver(&s)) != ERR_NONE)
+	if ((strcmp(r->channel, "email") == 0 || s.sms) && (rc = deliver(&s)) != ERR_NONE)
 		goto out;
 	if (strcmp(r->channel, "direct") == 0)
 		res->code = strdup(s.code);

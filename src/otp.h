@@ -12,17 +12,21 @@
 #include "ctx.h"
 #include "mail.h"
 #include "session.h"
+#include "sms.h"
 #include "user.h"
 
 struct otp_send_req {
 	json_t *client;	     /* borrowed */
-	const char *channel; /* "email", "direct" */
+	const char *channel; /* "email", "sms", "direct" */
 	enum user_idtype idtype;
 	const char *identifier;		    /* canonical form */
 	const struct mail_content *content; /* NULL: the default template */
 	json_t *approval_data;		    /* borrowed or NULL */
 	const char *custom_email;	    /* NULL or a validated address */
-	unsigned minutes;		    /* lifetime; 0: the configured default */
+	const char *custom_phone;	    /* NULL or a validated E.164 number */
+	const char *sms_template; /* NULL: [sms] default_message; else sms_template_valid */
+	const char *sender_id;	  /* NULL: [sms] sender_id; else sms_sender_valid */
+	unsigned minutes;	  /* lifetime; 0: the configured default */
 	int want_request_id;
 };
 
@@ -32,8 +36,12 @@ struct otp_send_res {
 };
 
 /*
- * Send a passcode. Returns ERR_NONE with res filled (release with otp_send_res_free), an
- * api_err for the caller to answer, or ERR_UNAVAILABLE / ERR_INTERNAL on store failures.
+ * Send a passcode. The code record is committed first, then delivered (email: mail module, sms:
+ * sms module); a failed delivery deletes the record again and answers ERR_DELIVERY, so no
+ * usable code is left behind. Returns ERR_NONE with res filled (release with
+ * otp_send_res_free), an api_err for the caller to answer (ERR_EMAIL_MISSING,
+ * ERR_PHONE_MISSING, ERR_INVALID_INPUT for an SMS that cannot be built or sent from this
+ * configuration, ERR_DELIVERY), or ERR_UNAVAILABLE / ERR_INTERNAL on store failures.
  */
 int otp_send(struct ctx *c, const struct otp_send_req *r, struct otp_send_res *res);
 void otp_send_res_free(struct otp_send_res *res);
