@@ -7,8 +7,11 @@ Logins use the "direct" channel (the passcode or link comes back in the send res
 a test needs a proven mailbox, and then read the mail from the SMTP sink."""
 
 import base64
+import glob
 import os
 import re
+import shutil
+import tempfile
 import unittest
 import urllib.parse
 from datetime import datetime, timedelta
@@ -724,3 +727,199 @@ class Claims(SessionCase):
         plain = new_client()
         r = direct_login(plain, user, resource=RESOURCE)
         self.assertError(r, 400, "system_invalid_input")
+
+
+# ---- lifetimes, with a clock the test moves ---------------------------------------------------
+
+def faketime_library():
+    for pattern in ("/usr/lib/*/faketime/libfaketime.so.1", "/usr/lib/faketime/libfaketime.so.1",
+                    "/usr/local/lib/faketime/libfaketime.so.1"):
+        found = sorted(glob.glob(pattern))
+        if found:
+            return found[0]
+    return None
+
+
+class ClockStack(harness.Stack):
+    """A Stack whose FastCGI workers run with libfaketime preloaded (Debian package faketime)
+    and read their clock offset from a file the test rewrites; lighttpd and otloginctl keep
+    the real clock (FAKETIME_ONLY_CMDS). fcgi_stdio swaps environ for each request's
+    parameters, so the settings also go to the workers as request variables (mod_setenv).
+    Without libfaketime, faketime is None and the clocked tests skip."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.faketime = faketime_library()
+        self.offset = 0
+        self.clock_dir = None
+        self.clock_file = None
+
+    def _fake_env(self):
+        return {"FAKETIME_TIMESTAMP_FILE": self.clock_file, "FAKETIME_NO_CACHE": "1",
+                "FAKETIME_DISABLE_SHM": "1"}
+
+    def _write_lighttpd_conf(self):
+        super()._write_lighttpd_conf()
+        if self.faketime is None:
+            return
+        q = lambda v: '"%s"' % v.replace("\\", "\\\\").replace('"', '\\"')
+        with open(self.lighttpd_conf, "a") as f:
+            f.write('server.modules += ( "mod_setenv" )\n')
+            f.write("setenv.add-environment = ( %s )\n"
+                    % ", ".join("%s => %s" % (q(k), q(v)) for k, v in self._fake_env().items()))
+
+    def start(self):
+        if self.faketime is None:
+            return super().start()
+        self.clock_dir = tempfile.mkdtemp(prefix="otlogin-e2e-clock-")
+        self.clock_file = os.path.join(self.clock_dir, "offset")
+        self._write_offset()
+        saved = dict(os.environ)
+        os.environ.update(self._fake_env())
+        os.environ.update({"LD_PRELOAD": self.faketime, "FAKETIME_ONLY_CMDS": "otlogin.fcgi"})
+        try:
+            super().start()
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        return self
+
+    def stop(self):
+        try:
+            super().stop()
+        finally:
+            if self.clock_dir is not None:
+                shutil.rmtree(self.clock_dir, ignore_errors=True)
+                self.clock_dir = None
+
+    def _write_offset(self):
+        tmp = self.clock_file + ".tmp"
+        with open(tmp, "w") as f:
+            f.write("%+d\n" % self.offset)
+        os.replace(tmp, self.clock_file)
+
+    def advance(self, seconds):
+        self.offset += int(seconds)
+        self._write_offset()
+
+
+def claims_of(token):
+    """The claims of a JWT whose signature is checked with PyJWT against the JWKS, with the
+    time checks left to the caller (its iat is the workers' moved clock, in the future)."""
+    import jwt
+    header, payload = harness.jwt_parts(token)
+    keys = clock.jwks(refresh=True)
+    return jwt.decode(token, keys[header["kid"]].key, algorithms=[header["alg"]],
+                      options={"verify_aud": False, "verify_exp": False, "verify_iat": False,
+                               "verify_nbf": False})
+
+
+clock = None
+
+
+class Lifetimes(SessionCase):
+    """[tokens] session_ttl = 3600, session_max_ttl = 7200: a session lives an hour from its
+    last authentication, never more than two hours from its start."""
+
+    TTL, MAX = 3600, 7200
+
+    @classmethod
+    def setUpClass(cls):
+        global clock
+        clock = ClockStack(name="sessions-clock",
+                           tokens={"session_ttl": cls.TTL, "session_max_ttl": cls.MAX})
+        clock.start()
+        cls.client = clock.new_client(permissions=["direct"])
+
+    @classmethod
+    def tearDownClass(cls):
+        if clock is not None:
+            clock.stop()
+
+    def setUp(self):
+        if clock.faketime is None:
+            self.skipTest("libfaketime not installed (Debian package faketime)")
+
+    def advance(self, seconds):
+        """Move the workers' clock; the client token (an hour's lifetime) is fetched anew."""
+        clock.advance(seconds)
+        self.client["token"] = clock.client_token(self.client["client_id"],
+                                                  self.client["client_secret"])
+
+    def login(self, user, **extra):
+        addr = addr_of(user)
+        code = clock.direct_code(self.client["token"], addr)
+        body = self.assertTokenResponse(clock.otp_authenticate(self.client["token"], addr, code,
+                                                               **extra))
+        idc = claims_of(body["id_token"])
+        self.assertEqual(idc["sub"], user["user_id"])
+        return body, idc
+
+    def listed(self, user):
+        r = clock.http("GET", "/cis/v1/auth/users/%s/sessions" % user["user_id"],
+                       token=self.client["token"])
+        return [(s["session_id"],
+                 (parse_rfc3339(s["expiration_time"]) - parse_rfc3339(s["start_time"]))
+                 .total_seconds()) for s in self.assertJSON(r, 200)]
+
+    def silent(self, body):
+        return clock.http("POST", "/cis/v1/auth/session/authenticate",
+                          json={"session_id": body["session_id"]}, token=self.client["token"])
+
+    def refresh(self, rt):
+        return clock.http("POST", "/cis/v1/auth/token/refresh", json={"refresh_token": rt},
+                          token=self.client["token"])
+
+    def test_sliding_lifetime_and_cap(self):
+        user = clock.make_user()
+        first, idc = self.login(user)
+        self.assertEqual(self.listed(user), [(idc["sid"], self.TTL)])
+
+        # Another authentication into the session slides its end (to about 3000 + 3600).
+        self.advance(3000)
+        second, idc2 = self.login(user, session_id=first["session_id"])
+        self.assertEqual(idc2["sid"], idc["sid"])
+        self.assertGreater(idc2["auth_time"], idc["auth_time"])
+        ((sid, life),) = self.listed(user)
+        self.assertGreater(life, self.TTL)
+        self.assertLess(life, self.MAX)
+
+        # Past the first hour the session lives on because it slid.
+        self.advance(1000)
+        self.assertTokenResponse(self.silent(first))
+        self.assertJSON(self.refresh(second["refresh_token"]), 200)
+
+        # Sliding again reaches the absolute cap: start + session_max_ttl exactly.
+        third, _ = self.login(user, session_id=first["session_id"])
+        self.assertEqual(self.listed(user), [(idc["sid"], self.MAX)])
+
+        # Past the cap the session is over, though its last authentication is recent.
+        self.advance(self.MAX - 4000 + 100)
+        self.assertEqual(self.listed(user), [])
+        for i in range(EVERY_WORKER // 2):
+            self.assertSessionNotFound(self.silent(first))
+            self.assertError(self.refresh(third["refresh_token"]), 400, 400)
+        code = clock.direct_code(self.client["token"], addr_of(user))
+        r = clock.otp_authenticate(self.client["token"], addr_of(user), code,
+                                   session_id=first["session_id"])
+        self.assertSessionNotFound(r, "otp")
+
+    def test_expiry(self):
+        user = clock.make_user()
+        body, idc = self.login(user)
+        other, _ = self.login(user)
+        self.advance(self.TTL - 600)
+        self.assertEqual(len(self.listed(user)), 2)
+        self.advance(700)
+        self.assertEqual(self.listed(user), [])
+        for i in range(EVERY_WORKER // 2):
+            self.assertSessionNotFound(self.silent(body))
+            self.assertSessionNotFound(self.silent(other))
+            self.assertError(self.refresh(other["refresh_token"]), 400, 400)
+        self.assertSessionNotFound(clock.http("POST", "/cis/v1/auth/session/logout",
+                                              json={"session_id": body["session_id"]},
+                                              token=self.client["token"]))
+        # A new login makes a new session.
+        fresh, idf = self.login(user)
+        self.assertNotEqual(idf["sid"], idc["sid"])
+        self.assertEqual(self.listed(user), [(idf["sid"], self.TTL)])
