@@ -1,0 +1,301 @@
+"""Delivery you can rely on (issue 4): an SMTP relay that refuses connections, accepts and never
+answers, or answers 4xx / 5xx at each stage of the session. Every otp/send answers within the
+configured bound with 502 external_provider_configuration_error, the reply code is in the
+server log, no usable code is left behind, and no worker stays stuck (a normal send works
+right after, and no delivery process survives). The relay is a small SMTP server written here
+whose every answer a test can script; smtp_timeout is 2 s in this stack."""
+
+import email
+import email.policy
+import re
+import socketserver
+import threading
+import time
+
+import harness
+from harness import E2ETestCase, unique_email
+from test_sms import SMSStack, unique_phone
+
+SMTP_TIMEOUT = 2
+# The bound of one delivery is 2 * smtp_timeout (connect, then the whole session). Requests
+# are only asserted to end well inside the HTTP client's 30 s: a generous limit whose sole job
+# is to tell a bounded failure from a hang on a loaded machine. No timing is asserted beyond.
+HANG_LIMIT = 25
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    timeout = 60  # a connection the client abandoned must not keep a thread forever
+
+    def reply(self, stage, normal):
+        """Send the scripted answer for stage (or the normal one). False: the script says
+        this connection goes silent or closes here."""
+        act = self.server.fake.plan.get(stage)
+        if act == "silent":
+            # A black hole: read (and ignore) until the client gives up.
+            try:
+                while self.rfile.readline():
+                    pass
+            except OSError:
+                pass
+            return False
+        if act == "close":
+            return False
+        self.wfile.write(((act or normal) + "\r\n").encode())
+        self.wfile.flush()
+        return True
+
+    def handle(self):
+        fake = self.server.fake
+        fake.connections += 1
+        if not self.reply("greeting", "220 fake.example ESMTP"):
+            return
+        while True:
+            line = self.rfile.readline()
+            if not line:
+                return
+            cmd = line.decode("ascii", "replace").strip().upper()
+            if cmd.startswith(("EHLO", "HELO")):
+                ok = self.reply("ehlo", "250 fake.example")
+            elif cmd.startswith("MAIL FROM"):
+                ok = self.reply("mail", "250 sender ok")
+            elif cmd.startswith("RCPT TO"):
+                ok = self.reply("rcpt", "250 recipient ok")
+            elif cmd == "DATA":
+                act = fake.plan.get("data")
+                ok = self.reply("data", "354 go ahead")
+                if ok and not act:
+                    data = []
+                    while True:
+                        part = self.rfile.readline()
+                        if not part or part in (b".\r\n", b".\n"):
+                            break
+                        data.append(part)
+                    fake.messages.append(b"".join(data))
+                    ok = self.reply("eom", "250 queued")
+            elif cmd == "QUIT":
+                self.reply("quit", "221 bye")
+                return
+            elif cmd in ("RSET", "NOOP"):
+                ok = self.reply("rset", "250 ok")
+            else:
+                ok = self.reply("other", "502 not implemented")
+            if not ok:
+                return
+
+
+class FakeSMTP:
+    """A scriptable SMTP server on 127.0.0.1: plan maps a stage (greeting, ehlo, mail, rcpt,
+    data, eom) to a reply line, "silent" or "close"; unscripted stages answer normally."""
+
+    def __init__(self):
+        self.plan = {}
+        self.messages = []
+        self.connections = 0
+        self.port = harness.free_port()
+        self.server = None
+
+    def start(self):
+        socketserver.ThreadingTCPServer.allow_reuse_address = True
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", self.port), _Handler)
+        self.server.daemon_threads = True
+        self.server.fake = self
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        """Close the listener: connections are refused until start() again."""
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+
+fake = None
+stack = None
+
+
+def setUpModule():
+    global fake, stack
+    fake = FakeSMTP()
+    fake.start()
+    # The email-to-SMS gateway backend too, so SMS failures are covered by the same relay.
+    stack = SMSStack(name="delivery", mail={"smtp_port": fake.port, "smtp_timeout": SMTP_TIMEOUT},
+                     sms={"backend": "email", "email_gateway": "{number}@sms.example.net"})
+    stack.start()
+    E2ETestCase.stack = stack
+
+
+def tearDownModule():
+    try:
+        stack.stop()
+    finally:
+        fake.stop()
+
+
+class Delivery(E2ETestCase):
+    @classmethod
+    def setUpClass(cls):
+        fake.plan = {}
+        cls.client = stack.new_client(name="Delivery")
+
+    def setUp(self):
+        fake.plan = {}
+        del fake.messages[:]
+
+    def tearDown(self):
+        fake.plan = {}
+        if fake.server is None:
+            fake.start()
+
+    def extra_processes(self):
+        workers = set(stack.worker_pids())
+        return [p for p in stack.worker_pids(descendants=True) if p not in workers]
+
+    def code_of(self, raw):
+        """The code in the text/plain part of a message the relay received, or None (a relay
+        that refused every recipient may still be sent an empty DATA)."""
+        msg = email.message_from_bytes(raw, policy=email.policy.default)
+        text = harness.mail_parts(msg).get("text/plain", "")
+        found = re.findall(r"(?<![0-9])[0-9]{%d}(?![0-9])" % stack.otp_length, text)
+        return found[0] if found else None
+
+    def assertFailsCleanly(self, channel="email", log_has=None):
+        """One send against the scripted relay: 502 within the bound, the reason logged, no
+        usable code; then a normal send works and no delivery process is left."""
+        if channel == "email":
+            ident, idtype = unique_email("fail"), "email"
+            stack.make_user(email=ident)
+        else:
+            ident, idtype = unique_phone(), "phone_number"
+            stack.make_user(phone=ident)
+        t0 = time.monotonic()
+        r = stack.otp_send(self.client["token"], ident, idtype, channel)
+        elapsed = time.monotonic() - t0
+        self.assertError(r, 502, "external_provider_configuration_error")
+        self.assertNotIn(b"OTP sent", r.body)
+        self.assertLess(elapsed, HANG_LIMIT)
+        if log_has:
+            self.assertIn(log_has, stack.log_text())
+        # The relay may have seen the whole message (refused at the end): that code is dead.
+        # Otherwise no code was ever shown, and there is none to use either.
+        code = self.code_of(fake.messages[-1]) if fake.messages else None
+        code = code or "0" * stack.otp_length
+        r = stack.otp_authenticate(self.client["token"], ident, code, idtype)
+        self.assertError(r, 400, "auth_invalid_credentials")
+        # Nothing is stuck: the relay recovers, and so does every worker (4 sends for 4).
+        fake.plan = {}
+        if fake.server is None:
+            fake.start()
+        others = [unique_email("after") for _ in range(4)]
+        for r in stack.parallel([lambda a=a: stack.otp_send(self.client["token"], a)
+                                 for a in others], threads=4):
+            self.assertEqual(self.assertJSON(r, 200).get("message"), "OTP sent")
+        del fake.messages[:]
+        r = stack.otp_send(self.client["token"], ident, idtype, channel)
+        self.assertEqual(self.assertJSON(r, 200).get("message"), "OTP sent")
+        code = self.code_of(fake.messages[-1])
+        r = stack.otp_authenticate(self.client["token"], ident, code, idtype)
+        self.assertTokenResponse(r)
+        deadline = time.monotonic() + 10
+        while self.extra_processes() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.assertEqual(self.extra_processes(), [], "a delivery process survived")
+
+    def test_connection_refused(self):
+        fake.stop()
+        self.assertFailsCleanly(log_has="mail_smtp: session with 127.0.0.1 failed")
+
+    def test_black_hole(self):
+        fake.plan = {"greeting": "silent"}
+        self.assertFailsCleanly(log_has="did not get as far as MAIL FROM")
+
+    def test_closed_after_connect(self):
+        fake.plan = {"greeting": "close"}
+        self.assertFailsCleanly()
+
+    def test_greeting_refused(self):
+        for reply in ("421 busy", "554 go away"):
+            with self.subTest(reply):
+                fake.plan = {"greeting": reply}
+                self.assertFailsCleanly()
+
+    def test_ehlo_refused(self):
+        for reply in ("421 closing", "550 who are you"):
+            with self.subTest(reply):
+                fake.plan = {"ehlo": reply}
+                self.assertFailsCleanly()
+
+    def test_mail_from_refused(self):
+        for reply, code in (("451 try later", "SMTP 451"), ("550 sender refused", "SMTP 550")):
+            with self.subTest(reply):
+                fake.plan = {"mail": reply}
+                self.assertFailsCleanly(log_has="MAIL FROM refused: " + code)
+
+    def test_rcpt_refused(self):
+        for reply, code in (("450 mailbox busy", "SMTP 450"), ("550 no such user", "SMTP 550")):
+            with self.subTest(reply):
+                fake.plan = {"rcpt": reply}
+                self.assertFailsCleanly(log_has="RCPT TO refused: " + code)
+
+    def test_data_refused(self):
+        for reply, code in (("451 local error", "SMTP 451"), ("554 no valid recipients",
+                                                             "SMTP 554")):
+            with self.subTest(reply):
+                fake.plan = {"data": reply}
+                self.assertFailsCleanly(log_has="message refused: " + code)
+
+    def test_message_refused_after_data(self):
+        for reply, code in (("452 no space", "SMTP 452"), ("554 content rejected",
+                                                          "SMTP 554")):
+            with self.subTest(reply):
+                fake.plan = {"eom": reply}
+                self.assertFailsCleanly(log_has="message refused: " + code)
+
+    def test_silent_after_data(self):
+        fake.plan = {"eom": "silent"}
+        self.assertFailsCleanly(log_has="the code is withdrawn")
+
+    def test_sms_gateway_refused(self):
+        fake.plan = {"rcpt": "550 unknown subscriber"}
+        self.assertFailsCleanly(channel="sms", log_has="RCPT TO refused: SMTP 550")
+        self.assertIn("sms_email: the gateway mail", stack.log_text())
+
+    def test_all_workers_busy_with_a_black_hole(self):
+        """More sends than workers against a relay that never answers: each one ends with the
+        documented error, none waits forever behind another."""
+        fake.plan = {"greeting": "silent"}
+        addr = unique_email("many")
+        stack.make_user(email=addr)
+        t0 = time.monotonic()
+        results = stack.parallel([lambda: stack.otp_send(self.client["token"], addr)] * 8,
+                                 threads=8)
+        # 8 sends on 4 workers, 2 * smtp_timeout each: about 8 s; the limit is for hangs only.
+        self.assertLess(time.monotonic() - t0, 2 * HANG_LIMIT)
+        for r in results:
+            self.assertError(r, 502, "external_provider_configuration_error")
+        fake.plan = {}
+        r = stack.otp_send(self.client["token"], addr)
+        self.assertEqual(self.assertJSON(r, 200), {"message": "OTP sent"})
+
+
+class NoSMSBackend(E2ETestCase):
+    """[sms] backend = none (the default): the sms channel answers a clear 400 and no code is
+    made; the other channels are not affected."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.stack = harness.Stack(name="no-sms").start()
+        cls.client = cls.stack.new_client()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.stack.stop()
+
+    def test_sms_not_configured(self):
+        phone = unique_phone()
+        self.stack.make_user(phone=phone)
+        r = self.stack.otp_send(self.client["token"], phone, "phone_number", "sms")
+        body = self.assertError(r, 400, "system_invalid_input")
+        self.assertIn("not configured", body["message"])
+        r = self.stack.otp_authenticate(self.client["token"], phone, "0" * 6, "phone_number")
+        self.assertError(r, 400, "auth_invalid_credentials")
+        self.assertNotIn("test_mode", self.stack.http("GET", "/cis/health").json)
