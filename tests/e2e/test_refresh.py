@@ -7,7 +7,15 @@ of a refresh token to its client.
 
 Two stacks: "refresh" with the default [tokens] refresh_grace (10 s) and "refresh-nograce"
 with refresh_grace = 0 (every reuse is a reuse, no retry window), so the reuse tests need no
-waiting. Only the grace tests assume that a few requests take less than the 10 s window."""
+waiting. Only the grace tests assume that a few requests take less than the 10 s window.
+A third stack, "refresh-clock" (refresh_ttl = 600), runs its workers under libfaketime so that
+the end of the grace window and refresh-token expiry are tested without waiting; without
+libfaketime (Debian package faketime) those tests skip."""
+
+import glob
+import os
+import shutil
+import tempfile
 
 import harness
 from harness import E2ETestCase
@@ -396,3 +404,165 @@ class Binding(RefreshCase):
             _, idc2 = nograce.verify_jwt(body["id_token"], "JWT", client["client_id"])
             self.assertEqual(idc2["sid"], idc["sid"])
             rt = body["refresh_token"]
+
+
+# ---- lifetimes, with a clock the test moves -----------------------------------------------------
+
+def faketime_library():
+    for pattern in ("/usr/lib/*/faketime/libfaketime.so.1", "/usr/lib/faketime/libfaketime.so.1",
+                    "/usr/local/lib/faketime/libfaketime.so.1"):
+        found = sorted(glob.glob(pattern))
+        if found:
+            return found[0]
+    return None
+
+
+class ClockStack(harness.Stack):
+    """A Stack whose FastCGI workers run with libfaketime preloaded (Debian package faketime)
+    and read their clock offset from a file the test rewrites; lighttpd and otloginctl keep
+    the real clock (FAKETIME_ONLY_CMDS). fcgi_stdio swaps environ for each request's
+    parameters, so the settings also go to the workers as request variables (mod_setenv).
+    Without libfaketime, faketime is None and the clocked tests skip."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.faketime = faketime_library()
+        self.offset = 0
+        self.clock_dir = None
+        self.clock_file = None
+
+    def _fake_env(self):
+        return {"FAKETIME_TIMESTAMP_FILE": self.clock_file, "FAKETIME_NO_CACHE": "1",
+                "FAKETIME_DISABLE_SHM": "1"}
+
+    def _write_lighttpd_conf(self):
+        super()._write_lighttpd_conf()
+        if self.faketime is None:
+            return
+        q = lambda v: '"%s"' % v.replace("\\", "\\\\").replace('"', '\\"')
+        with open(self.lighttpd_conf, "a") as f:
+            f.write('server.modules += ( "mod_setenv" )\n')
+            f.write("setenv.add-environment = ( %s )\n"
+                    % ", ".join("%s => %s" % (q(k), q(v)) for k, v in self._fake_env().items()))
+
+    def start(self):
+        if self.faketime is None:
+            return super().start()
+        self.clock_dir = tempfile.mkdtemp(prefix="otlogin-e2e-clock-")
+        self.clock_file = os.path.join(self.clock_dir, "offset")
+        self._write_offset()
+        saved = dict(os.environ)
+        os.environ.update(self._fake_env())
+        os.environ.update({"LD_PRELOAD": self.faketime, "FAKETIME_ONLY_CMDS": "otlogin.fcgi"})
+        try:
+            super().start()
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        return self
+
+    def stop(self):
+        try:
+            super().stop()
+        finally:
+            if self.clock_dir is not None:
+                shutil.rmtree(self.clock_dir, ignore_errors=True)
+                self.clock_dir = None
+
+    def _write_offset(self):
+        tmp = self.clock_file + ".tmp"
+        with open(tmp, "w") as f:
+            f.write("%+d\n" % self.offset)
+        os.replace(tmp, self.clock_file)
+
+    def advance(self, seconds):
+        self.offset += int(seconds)
+        self._write_offset()
+
+
+clock = None
+
+
+class Lifetimes(RefreshCase):
+    """[tokens] refresh_grace = 10 (the default), refresh_ttl = 600: the grace window ends, and
+    refresh tokens expire while their session lives on."""
+
+    st = property(lambda self: clock)
+    REFRESH_TTL = 600
+    GRACE = 10
+
+    @classmethod
+    def setUpClass(cls):
+        global clock
+        clock = ClockStack(name="refresh-clock", tokens={"refresh_ttl": cls.REFRESH_TTL})
+        clock.start()
+        cls.client = clock.new_client(permissions=["direct"])
+
+    @classmethod
+    def tearDownClass(cls):
+        if clock is not None:
+            clock.stop()
+
+    def setUp(self):
+        if clock.faketime is None:
+            self.skipTest("libfaketime not installed (Debian package faketime)")
+
+    def advance(self, seconds):
+        """Move the workers' clock; the client token (an hour's lifetime) is fetched anew."""
+        clock.advance(seconds)
+        self.client["token"] = clock.client_token(self.client["client_id"],
+                                                  self.client["client_secret"])
+
+    def login(self, user=None, client=None, **extra):
+        """As RefreshCase.login, with PyJWT's time checks off: the tokens' iat is the moved
+        clock, in the test's future."""
+        user = user or clock.make_user()
+        addr = user["email"]["value"]
+        code = clock.direct_code(self.client["token"], addr)
+        body = self.assertTokenResponse(clock.otp_authenticate(self.client["token"], addr, code,
+                                                               **extra))
+        return body, self.claims(body["id_token"]), user
+
+    def claims(self, token):
+        import jwt
+        header, _ = harness.jwt_parts(token)
+        return jwt.decode(token, clock.jwks(refresh=True)[header["kid"]].key,
+                          algorithms=[header["alg"]], audience=self.client["client_id"],
+                          issuer=clock.issuer,
+                          options={"verify_exp": False, "verify_iat": False})
+
+    def refreshed(self, r, login_idc):
+        body = self.assertJSON(r, 200)
+        self.assertEqual(set(body), REFRESH_KEYS)
+        idc = self.claims(body["id_token"])
+        self.assertEqual(idc["sid"], login_idc["sid"])
+        self.assertEqual(idc["exp"] - idc["iat"], 3600)
+        return body
+
+    def test_grace_window_ends(self):
+        login, idc, user = self.login()
+        r2 = self.refreshed(self.refresh_v1(login["refresh_token"]), idc)["refresh_token"]
+        self.advance(self.GRACE // 2)
+        again = self.refreshed(self.refresh_oidc(login["refresh_token"]), idc)
+        self.assertEqual(again["refresh_token"], r2)
+        # Past the window the same retry is a reuse: the family and its session are revoked.
+        self.advance(self.GRACE // 2 + 2)
+        self.assertOAuthError(self.refresh_oidc(login["refresh_token"]), 400, "invalid_grant")
+        self.assertRefreshRefused(r2, times=EVERY_WORKER // 2)
+        self.assertSessionDead(login)
+
+    def test_refresh_token_expires(self):
+        """An expired refresh token is refused without ending its session."""
+        login, idc, user = self.login()
+        self.advance(self.REFRESH_TTL + 5)
+        self.assertRefreshRefused(login["refresh_token"], times=EVERY_WORKER // 2)
+        fresh = self.assertTokenResponse(self.session_authenticate(login["session_id"]))
+        self.refreshed(self.refresh_v1(fresh["refresh_token"]), idc)
+
+    def test_rotation_gives_a_fresh_lifetime(self):
+        login, idc, user = self.login()
+        self.advance(self.REFRESH_TTL // 2 + 100)
+        r2 = self.refreshed(self.refresh_v1(login["refresh_token"]), idc)
+        self.advance(self.REFRESH_TTL // 2 + 100)   # R1's lifetime is over, R2's is not
+        r3 = self.refreshed(self.refresh_v1(r2["refresh_token"]), idc)
+        self.refreshed(self.refresh_oidc(r3["refresh_token"]), idc)
