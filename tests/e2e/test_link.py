@@ -10,6 +10,7 @@ link-expiry tests are skipped and the code-expiry test waits out a 10-second cod
 """
 
 import base64
+import email.header
 import email.utils
 import glob
 import os
@@ -600,6 +601,45 @@ class Channels(LinkCase):
         self.check_tokens(r, client, rec["user_id"])
 
 
+    def test_disabled_user(self):
+        """A disabled user gets no link (403), and a link sent before is worth nothing."""
+        admin = stack.new_client(redirect_uris=[REDIRECT], permissions=["admin"])
+        user = stack.make_user()
+        addr = user["email"]["value"]
+        link = self.send_and_link(admin, addr)
+        r = self.st.http("PUT", "/cis/v1/users/" + user["user_id"], json={"status": "Disabled"},
+                         token=admin["token"])
+        self.assertEqual(self.assertJSON(r, 200)["result"]["status"], "Disabled")
+        code = self.click(link)["code"]
+        self.assertError(self.authenticate(admin, code), 403)
+        self.assertRefused(self.send(admin, addr), 403, "403", addr=addr)
+
+    def test_new_link_replaces_previous(self):
+        """(link.c policy, not API.md) A new link for the same user and client makes the
+        previous one unknown; 20 concurrent sends leave exactly one usable link."""
+        client = stack.new_client(redirect_uris=[REDIRECT])
+        other = stack.new_client(redirect_uris=[REDIRECT])
+        user = stack.make_user()
+        addr = user["email"]["value"]
+        first = self.send_and_link(client, addr)
+        from_other = self.send_and_link(other, addr)
+        second = self.send_and_link(client, addr)
+        self.assertPage(self.open(first), 404, "not valid")
+        self.assertLandingPage(self.open(from_other), from_other, addr)
+        self.assertLandingPage(self.open(second), second, addr)
+
+        results = stack.parallel([lambda: self.send(client, addr) for _ in range(20)],
+                                 threads=20)
+        self.assertEqual([r.status for r in results], [200] * 20)
+        links = [self.wait_link_mail(addr)[2] for _ in range(20)]
+        self.assertNoMail(addr)
+        statuses = [self.open(link).status for link in links + [second]]
+        self.assertEqual(sorted(statuses), [200] + [404] * 20, statuses)
+        live = [link for link, status in zip(links, statuses) if status == 200]
+        code = self.click(live[0])["code"]
+        self.check_tokens(self.authenticate(client, code), client, user["user_id"])
+
+
 class SendRefusals(LinkCase):
     @classmethod
     def setUpClass(cls):
@@ -806,6 +846,27 @@ class MailContent(MailCase):
         self.assertIn(content["headerText"], HTMLScan(mail_parts(msg)["text/html"]).text)
         self.assertIn(content["headerText"], mail_parts(msg)["text/plain"])
 
+    def test_long_non_ascii_sender_name(self):
+        """A display name that needs several encoded-words: folded within 78 columns, and
+        decoded (RFC 2047 6.2: the space between adjacent encoded-words does not count) it
+        is the name. Python's address parser would add spaces there, so decode_header."""
+        name = "\u00e9\u2615" * 20   # 100 bytes of UTF-8, the maximum
+        msg, raw, _ = self.send_content({"subject": "s", "senderName": name})
+        head = self.assertHeaderSection(raw)
+        lines = head.split("\r\n")
+        start = [i for i, l in enumerate(lines) if l.startswith("From:")]
+        self.assertEqual(len(start), 1)
+        value = [lines[start[0]][5:]]
+        for line in lines[start[0] + 1:]:
+            if not line.startswith((" ", "\t")):
+                break
+            value.append(line)
+        for line in [lines[start[0]]] + value[1:]:
+            self.assertLessEqual(len(line), 78, line)
+        decoded = "".join(b.decode(cs) if cs else (b.decode() if isinstance(b, bytes) else b)
+                          for b, cs in email.header.decode_header("".join(value)))
+        self.assertEqual(decoded.strip(), name + " <otlogin@localhost>")
+
     def test_bad_primary_color(self):
         addr = stack.make_user()["email"]["value"]
         for color in ("red", "#12345", "#12345G", "6981FF", "#6981ff ", "#1234567",
@@ -943,6 +1004,18 @@ class LinkRules(LinkCase):
                     self.assertNotIn("<script>", html)
         h = self.open("/cis" + OPEN + "?t=" + "B" * 43, "HEAD")
         self.assertEqual((h.status, h.body), (404, b""))
+
+    def test_wrong_methods(self):
+        for method in ("PUT", "DELETE", "PATCH"):
+            with self.subTest(method=method):
+                r = self.st.http(method, "/cis" + OPEN + "?t=x")
+                self.assertEqual(r.status, 405, "%r" % (r,))
+                allow = {m.strip() for m in r.headers.get("Allow", "").split(",")}
+                self.assertEqual(allow, {"GET", "HEAD", "POST"})
+        for path in (SEND, AUTH):
+            r = self.st.http("GET", path, token=self.client["token"])
+            self.assertEqual(r.status, 405, "%r" % (r,))
+            self.assertEqual(r.headers.get("Allow"), "POST")
 
     def test_tampered_token(self):
         """A link with one character changed is unknown, and trying it consumes nothing."""
