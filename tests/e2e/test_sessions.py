@@ -415,6 +415,19 @@ class Logout(SessionCase):
             self.assertJSON(session_authenticate(self.client, b["session_id"]), 200)
         self.assertJSON(refresh_v1(self.client, b["refresh_token"]), 200)
 
+    def test_parallel_logout(self):
+        """20 concurrent logouts of one session: exactly one 204, the rest "Session not
+        found"."""
+        user = stack.make_user()
+        body, _, _ = self.login_ok(direct_login(self.client, user), self.client, user)
+        results = stack.parallel([lambda: logout(self.client, body["session_id"])
+                                  for _ in range(20)], threads=20)
+        self.assertEqual(sorted(r.status for r in results), [204] + [400] * 19)
+        for r in results:
+            if r.status == 400:
+                self.assertSessionNotFound(r)
+        self.assertSessionDead(self.client, body, times=2)
+
     def test_logout_by_handle(self):
         """The sid handle (as listed by GET .../sessions) is accepted by logout."""
         user = stack.make_user()
@@ -667,6 +680,18 @@ class Claims(SessionCase):
         self.assertNotIn("email", idc)
         self.assertEqual(atc["email"], addr_of(user))
         self.assertEqual(atc["username"], name)
+
+    def test_claim_request_forms(self):
+        """A member's value may be null or an object ({"essential": true}); names that are not
+        user claims (sub, aud, iss, sid, amr) cannot override the token's own."""
+        user = stack.make_user()
+        claims = {"id_token": {"email": {"essential": True}, "sub": None, "aud": None,
+                               "iss": None, "sid": None, "amr": None},
+                  "userinfo": {"email": None}}
+        body, idc, atc = self.login_ok(direct_login(self.client, user, claims=claims),
+                                       self.client, user)
+        self.assertEqual(idc["email"], addr_of(user))
+        self.assertEqual(idc["amr"], ["otp"])
 
     def test_absent_values_are_left_out(self):
         user = stack.make_user()  # no phone, no username

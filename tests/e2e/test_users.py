@@ -427,6 +427,12 @@ class Update(UsersCase):
             r = stack.http("POST", "/cis/v1/auth/session/authenticate",
                            json={"session_id": tokens["session_id"]}, token=self.admin["token"])
             self.assertEqual(r.status, 403, r)
+        # A passcode sent before the user was disabled is refused after.
+        self.assertFound(self.put(u["user_id"], {"status": "Active"}))
+        code = stack.direct_code(self.admin["token"], addr)
+        d = self.assertFound(self.put(u["user_id"], {"status": "Disabled"}))
+        self.assertError(stack.otp_authenticate(self.admin["token"], addr, code), 403,
+                         "user_not_active")
         # Unchanged status: status_changed_at stays.
         again = self.assertFound(self.put(u["user_id"], {"status": "Disabled"}))
         self.assertEqual(again["status_changed_at"], d["status_changed_at"])
