@@ -122,9 +122,9 @@ def sessions_path(user_id):
 
 def revoke(client, form):
     """POST /oidc/token/revocation with client_secret_basic."""
-    cred = "%s:%s" % (client["client_id"], client["client_secret"])
+    cred = base64.b64encode(("%s:%s" % (client["client_id"], client["client_secret"])).encode())
     return stack.http("POST", "/oidc/token/revocation", form=form,
-                      headers={"Authorization": "Basic " + base64.b64encode(cred.encode()).decode()})
+                      headers={"Authorization": "Basic " + cred.decode()})
 
 
 def parse_rfc3339(s):
