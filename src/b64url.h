@@ -4,7 +4,8 @@
 
 #include <stddef.h>
 
-/* A new NUL-terminated base64url string (no '=' padding) of len bytes; caller frees. NULL on OOM. */
+/* A new NUL-terminated base64url string (no '=' padding) of len bytes; caller frees. NULL on OOM.
+ */
 char *b64url_encode(const void *data, size_t len);
 
 /*

@@ -46,6 +46,9 @@ static const struct conf_key conf_keys[] = {
     {"otp", "max_ttl_minutes", T_UINT, O(otp_max_ttl_minutes), 1, 1440, "60"},
     {"otp", "max_failures", T_UINT, O(otp_max_failures), 1, 100, "3"},
     {"otp", "lockout_minutes", T_UINT, O(otp_lockout_minutes), 1, 10080, "15"},
+    {"keys", "algorithm", T_STR, O(key_algorithm), 0, 0, "RS256"},
+    {"keys", "publish_ahead", T_UINT, O(key_publish_ahead), 0, 604800, "600"},
+    {"keys", "overlap", T_UINT, O(key_overlap), 0, 2592000, "7800"},
     {"link", "ttl_minutes", T_UINT, O(link_ttl_minutes), 1, 10080, "15"},
     {"link", "max_ttl_minutes", T_UINT, O(link_max_ttl_minutes), 1, 10080, "1440"},
     {"link", "code_ttl", T_UINT, O(link_code_ttl), 10, 600, "300"},
@@ -231,6 +234,11 @@ static int conf_check(struct conf *c, char *err, size_t errlen)
 	}
 	if (c->otp_ttl_minutes > c->otp_max_ttl_minutes) {
 		snprintf(err, errlen, "otp ttl_minutes exceeds max_ttl_minutes");
+		return -1;
+	}
+	if (strcmp(c->key_algorithm, "RS256") != 0 && strcmp(c->key_algorithm, "ES256") != 0 &&
+	    strcmp(c->key_algorithm, "EdDSA") != 0) {
+		snprintf(err, errlen, "keys algorithm must be RS256, ES256 or EdDSA");
 		return -1;
 	}
 	if (c->link_ttl_minutes > c->link_max_ttl_minutes) {

@@ -26,6 +26,10 @@ struct conf {
 	unsigned otp_ttl_minutes, otp_max_ttl_minutes;
 	unsigned otp_max_failures;
 	unsigned otp_lockout_minutes;
+	/* [keys] */
+	char *key_algorithm;	    /* RS256, ES256 or EdDSA: for init and rotate */
+	unsigned key_publish_ahead; /* seconds a rotated-in key is published before it signs */
+	unsigned key_overlap;	    /* seconds a replaced key stays published */
 	/* [link] */
 	unsigned link_ttl_minutes, link_max_ttl_minutes;
 	unsigned link_code_ttl; /* seconds the code of a redirect lives */

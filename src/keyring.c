@@ -13,7 +13,6 @@
 #include "log.h"
 
 #define SERVER_KEY_LEN 32
-#define CURRENT_KEY "current"
 
 static char *server_key_path(const char *db_dir)
 {
@@ -78,9 +77,14 @@ out:
 	return rc;
 }
 
+/* The record whose generation changes with every key added: workers poll it. */
+#define GENERATION_KEY "current"
+#define POLL_SECONDS 1
+
 struct add_key_arg {
 	const char *alg;
 	int only_if_none;
+	time_t active_from;
 };
 
 static int add_key_txn(struct store_txn *t, void *argp)
@@ -88,15 +92,17 @@ static int add_key_txn(struct store_txn *t, void *argp)
 	struct add_key_arg *arg = argp;
 	unsigned char rnd[8];
 	char kid[17], *priv;
-	json_t *cur, *rec;
+	json_t *gen, *rec;
+	json_int_t generation = 0;
 	jwk_t *key;
 	int rc;
 
-	rc = store_get(t, TBL_KEYS, CURRENT_KEY, strlen(CURRENT_KEY), &cur, 1);
+	rc = store_get(t, TBL_KEYS, GENERATION_KEY, strlen(GENERATION_KEY), &gen, 1);
 	if (rc < 0)
 		return rc;
 	if (rc == STORE_FOUND) {
-		json_decref(cur);
+		generation = json_integer_value(json_object_get(gen, "generation"));
+		json_decref(gen);
 		if (arg->only_if_none)
 			return 0;
 	}
@@ -109,92 +115,169 @@ static int add_key_txn(struct store_txn *t, void *argp)
 	jwk_free(key);
 	if (priv == NULL)
 		return STORE_ERR;
-	rec = json_pack("{s:s, s:s, s:I}", "jwk", priv, "alg", arg->alg, "created",
-			(json_int_t)time(NULL));
+	rec = json_pack("{s:s, s:s, s:I, s:I}", "jwk", priv, "alg", arg->alg, "created",
+			(json_int_t)time(NULL), "active_from", (json_int_t)arg->active_from);
 	crypto_free_str(priv);
 	rc = store_put(t, TBL_KEYS, kid, strlen(kid), rec);
 	json_decref(rec);
 	if (rc < 0)
 		return rc;
-	cur = json_pack("{s:s}", "kid", kid);
-	rc = store_put(t, TBL_KEYS, CURRENT_KEY, strlen(CURRENT_KEY), cur);
-	json_decref(cur);
+	gen = json_pack("{s:I}", "generation", generation + 1);
+	rc = store_put(t, TBL_KEYS, GENERATION_KEY, strlen(GENERATION_KEY), gen);
+	json_decref(gen);
 	return rc < 0 ? rc : 1;
 }
 
-int keyring_add_signing_key(struct store *s, const char *alg)
+int keyring_add_signing_key(struct store *s, const char *alg, time_t active_from)
 {
-	struct add_key_arg arg = {alg, 0};
+	struct add_key_arg arg = {alg, 0, active_from};
 	return store_run(s, add_key_txn, &arg) < 0 ? -1 : 0;
 }
 
-int keyring_create(struct store *s, const char *db_dir)
+int keyring_create(struct store *s, const char *db_dir, const char *alg)
 {
-	struct add_key_arg arg = {JWK_RS256, 1};
+	struct add_key_arg arg = {alg, 1, time(NULL)};
 	if (write_server_key(db_dir) < 0)
 		return -1;
 	return store_run(s, add_key_txn, &arg) < 0 ? -1 : 0;
 }
 
-struct load_arg {
-	struct keyring *kr;
-	char current[64];
+/* One stored signing key while loading. */
+struct loaded_key {
+	jwk_t *key;
+	time_t active_from;
 };
+
+struct load_arg {
+	struct loaded_key *keys;
+	size_t n;
+	json_int_t generation;
+};
+
+static void free_loaded(struct load_arg *arg)
+{
+	for (size_t i = 0; i < arg->n; i++)
+		jwk_free(arg->keys[i].key);
+	free(arg->keys);
+	arg->keys = NULL;
+	arg->n = 0;
+}
 
 static int load_key_cb(const void *k, size_t klen, json_t *val, void *argp)
 {
 	struct load_arg *arg = argp;
-	struct keyring *kr = arg->kr;
 	const char *text = json_string_value(json_object_get(val, "jwk"));
-	jwk_t **grown, *key;
+	struct loaded_key *grown;
+	jwk_t *key;
 
-	if (text == NULL)
-		return 0; /* the "current" pointer record */
+	if (text == NULL) {
+		arg->generation = json_integer_value(json_object_get(val, "generation"));
+		return 0;
+	}
 	key = jwk_private_parse(text);
 	if (key == NULL) {
 		log_err("a stored signing key is unreadable");
 		return STORE_ERR;
 	}
-	grown = realloc(kr->published, (kr->npublished + 1) * sizeof(*grown));
+	grown = realloc(arg->keys, (arg->n + 1) * sizeof(*grown));
 	if (grown == NULL) {
 		jwk_free(key);
 		return STORE_ERR;
 	}
-	kr->published = grown;
-	kr->published[kr->npublished++] = key;
-	if (klen == strlen(arg->current) && memcmp(k, arg->current, klen) == 0)
-		kr->signing = key;
+	arg->keys = grown;
+	arg->keys[arg->n].key = key;
+	arg->keys[arg->n++].active_from =
+	    (time_t)json_integer_value(json_object_get(val, "active_from"));
 	return 0;
 }
 
 static int load_keys_txn(struct store_txn *t, void *argp)
 {
-	struct load_arg *arg = argp;
-	json_t *cur;
-	int rc;
-
-	/* A retried transaction starts over. */
-	for (size_t i = 0; i < arg->kr->npublished; i++)
-		jwk_free(arg->kr->published[i]);
-	arg->kr->npublished = 0;
-	arg->kr->signing = NULL;
-	rc = store_get(t, TBL_KEYS, CURRENT_KEY, strlen(CURRENT_KEY), &cur, 0);
-	if (rc <= 0)
-		return rc < 0 ? rc : STORE_ERR;
-	snprintf(arg->current, sizeof(arg->current), "%s",
-		 json_string_value(json_object_get(cur, "kid")) ?: "");
-	json_decref(cur);
-	return store_each(t, TBL_KEYS, NULL, 0, load_key_cb, arg);
+	free_loaded(argp); /* a retried transaction starts over */
+	return store_each(t, TBL_KEYS, NULL, 0, load_key_cb, argp);
 }
 
-int keyring_load(struct keyring *kr, struct store *s, const char *db_dir)
+static int by_activation(const void *a, const void *b)
+{
+	const struct loaded_key *x = a, *y = b;
+	return (x->active_from > y->active_from) - (x->active_from < y->active_from);
+}
+
+static void drop_signing_keys(struct keyring *kr)
+{
+	for (size_t i = 0; i < kr->npublished; i++)
+		jwk_free(kr->published[i]);
+	free(kr->published);
+	kr->published = NULL;
+	kr->npublished = 0;
+	kr->signing = NULL;
+}
+
+/*
+ * Choose from the stored keys, ordered by activation: the signing key is the newest active
+ * one; a key is published from its creation (so relying parties see it before it signs) until
+ * its successor has been active for the overlap. Remembers when that choice next changes.
+ */
+static int adopt_keys(struct keyring *kr, struct load_arg *arg, time_t now)
+{
+	jwk_t **published = calloc(arg->n ? arg->n : 1, sizeof(*published)), *signing = NULL;
+	size_t np = 0;
+	time_t next = 0;
+
+	if (published == NULL)
+		return -1;
+	qsort(arg->keys, arg->n, sizeof(*arg->keys), by_activation);
+	for (size_t i = 0; i < arg->n; i++) {
+		time_t retire = i + 1 < arg->n ? arg->keys[i + 1].active_from + kr->overlap : 0;
+		if (arg->keys[i].active_from <= now)
+			signing = arg->keys[i].key;
+		else if (next == 0 || arg->keys[i].active_from < next)
+			next = arg->keys[i].active_from;
+		if (retire != 0 && retire <= now) {
+			jwk_free(arg->keys[i].key);
+			continue;
+		}
+		if (retire != 0 && (next == 0 || retire < next))
+			next = retire;
+		published[np++] = arg->keys[i].key;
+	}
+	free(arg->keys);
+	arg->keys = NULL;
+	arg->n = 0;
+	if (signing == NULL) {
+		for (size_t i = 0; i < np; i++)
+			jwk_free(published[i]);
+		free(published);
+		log_err("no active signing key in the store (run otloginctl init)");
+		return -1;
+	}
+	drop_signing_keys(kr);
+	kr->published = published;
+	kr->npublished = np;
+	kr->signing = signing;
+	kr->generation = arg->generation;
+	kr->next_change = next;
+	return 0;
+}
+
+static int load_signing_keys(struct keyring *kr, struct store *s)
+{
+	struct load_arg arg = {0};
+	if (store_run(s, load_keys_txn, &arg) < 0) {
+		free_loaded(&arg);
+		return -1;
+	}
+	return adopt_keys(kr, &arg, time(NULL));
+}
+
+int keyring_load(struct keyring *kr, struct store *s, const char *db_dir, unsigned overlap)
 {
 	unsigned char server_key[SERVER_KEY_LEN], tag_key[CRYPTO_HASH_LEN],
 	    kid_raw[CRYPTO_HASH_LEN];
-	struct load_arg arg = {.kr = kr};
 	int rc = -1;
 
 	memset(kr, 0, sizeof(*kr));
+	kr->overlap = overlap;
 	if (read_server_key(db_dir, server_key) < 0)
 		return -1;
 	/* Independent keys per purpose, derived from the one server key. */
@@ -205,17 +288,42 @@ int keyring_load(struct keyring *kr, struct store *s, const char *db_dir)
 		goto out;
 	crypto_hex(kid_raw, 8, kr->client_token_kid);
 	kr->tagger = crypto_hmac_open(tag_key, sizeof(tag_key));
-	if (kr->tagger == NULL)
+	if (kr->tagger == NULL || load_signing_keys(kr, s) < 0)
 		goto out;
-	if (store_run(s, load_keys_txn, &arg) < 0 || kr->signing == NULL) {
-		log_err("no current signing key in the store (run otloginctl init)");
-		goto out;
-	}
+	kr->next_check = time(NULL) + POLL_SECONDS;
 	rc = 0;
 out:
 	crypto_wipe(server_key, sizeof(server_key));
 	crypto_wipe(tag_key, sizeof(tag_key));
 	return rc;
+}
+
+static int generation_txn(struct store_txn *t, void *arg)
+{
+	json_t *gen;
+	int rc = store_get(t, TBL_KEYS, GENERATION_KEY, strlen(GENERATION_KEY), &gen, 0);
+	if (rc == STORE_FOUND) {
+		*(json_int_t *)arg = json_integer_value(json_object_get(gen, "generation"));
+		json_decref(gen);
+	}
+	return rc < 0 ? rc : 0;
+}
+
+void keyring_refresh(struct keyring *kr, struct store *s)
+{
+	time_t now = time(NULL);
+	json_int_t generation = kr->generation;
+
+	if (now < kr->next_check)
+		return;
+	kr->next_check = now + POLL_SECONDS;
+	if (store_run(s, generation_txn, &generation) < 0)
+		return;
+	if (generation == kr->generation && (kr->next_change == 0 || now < kr->next_change))
+		return;
+	/* On failure the keys in hand stay in use. */
+	if (load_signing_keys(kr, s) < 0)
+		log_warn("reloading the signing keys failed; keeping the current ones");
 }
 
 int keyring_tag(struct keyring *kr, char out[KEYRING_TAG_HEX], const char *purpose, ...)
@@ -241,8 +349,6 @@ int keyring_tag(struct keyring *kr, char out[KEYRING_TAG_HEX], const char *purpo
 void keyring_free(struct keyring *kr)
 {
 	crypto_hmac_close(kr->tagger);
-	for (size_t i = 0; i < kr->npublished; i++)
-		jwk_free(kr->published[i]);
-	free(kr->published);
+	drop_signing_keys(kr);
 	crypto_wipe(kr, sizeof(*kr));
 }

@@ -8,6 +8,7 @@
 #define OTLOGIN_KEYRING_H
 
 #include <stddef.h>
+#include <time.h>
 
 #include "crypto.h"
 #include "jwk.h"
@@ -22,19 +23,30 @@ struct keyring {
 	jwk_t *signing;	   /* the current signing key */
 	jwk_t **published; /* every key in the JWKS (includes signing) */
 	size_t npublished;
+	unsigned overlap;     /* seconds a replaced key stays published */
+	long long generation; /* of the stored key set, to notice a rotation */
+	time_t next_check;    /* when to poll the generation again */
+	time_t next_change;   /* when a key activates or retires (0: never) */
 };
 
 /*
- * Create <db_dir>/server.key if missing and a first RS256 signing key if the store has none.
+ * Create <db_dir>/server.key if missing and a first signing key of alg if the store has none.
  * For otloginctl init. Returns 0 or -1 (logged).
  */
-int keyring_create(struct store *s, const char *db_dir);
+int keyring_create(struct store *s, const char *db_dir, const char *alg);
 
 /*
- * Load the server key and the signing keys. Returns 0, or -1 (logged) when a key is missing
- * or unreadable. Release with keyring_free.
+ * Load the server key and the signing keys; a replaced key stays published for overlap
+ * seconds after its successor activates. Returns 0, or -1 (logged) when a key is missing or
+ * unreadable. Release with keyring_free.
  */
-int keyring_load(struct keyring *kr, struct store *s, const char *db_dir);
+int keyring_load(struct keyring *kr, struct store *s, const char *db_dir, unsigned overlap);
+
+/*
+ * Between requests: at most once a second, notice a rotation (another process added a key) or
+ * a key activating or retiring, and reload the signing keys. Keeps the old keys on failure.
+ */
+void keyring_refresh(struct keyring *kr, struct store *s);
 
 /*
  * out = hex HMAC-SHA-256 under the record-tag key of purpose and the NULL-terminated list of
@@ -44,8 +56,11 @@ int keyring_load(struct keyring *kr, struct store *s, const char *db_dir);
 int keyring_tag(struct keyring *kr, char out[KEYRING_TAG_HEX], const char *purpose, ...)
     __attribute__((sentinel));
 
-/* Add a new signing key of alg (JWK_RS256, ...) and make it current. Returns 0 or -1. */
-int keyring_add_signing_key(struct store *s, const char *alg);
+/*
+ * Add a signing key of alg (JWK_RS256, JWK_ES256, JWK_EDDSA) that is published at once and
+ * signs from active_from on. Returns 0 or -1.
+ */
+int keyring_add_signing_key(struct store *s, const char *alg, time_t active_from);
 
 void keyring_free(struct keyring *kr);
 

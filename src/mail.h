@@ -10,20 +10,20 @@
 
 /* Delivery settings, filled by the caller from the configuration. */
 struct mail_conf {
-	const char *smtp_host;  /* relay host; NULL or "" selects the Maildir backend */
-	unsigned smtp_port;     /* default 25 */
-	int smtp_starttls;      /* 1: STARTTLS required and the certificate verified */
-	const char *smtp_user;  /* SMTP AUTH user, NULL for none */
+	const char *smtp_host; /* relay host; NULL or "" selects the Maildir backend */
+	unsigned smtp_port;    /* default 25 */
+	int smtp_starttls;     /* 1: STARTTLS required and the certificate verified */
+	const char *smtp_user; /* SMTP AUTH user, NULL for none */
 	const char *smtp_password;
-	unsigned smtp_timeout;  /* seconds, bounds connect and every SMTP stage */
-	const char *maildir;    /* Maildir root (new/, cur/, tmp/ created as needed) */
+	unsigned smtp_timeout; /* seconds, bounds connect and every SMTP stage */
+	const char *maildir;   /* Maildir root (new/, cur/, tmp/ created as needed) */
 };
 
 /* email_content of API.md. NULL members are absent. */
 struct mail_content {
 	const char *subject;
 	const char *primary_color; /* "#RRGGBB" */
-	const char *base64logo;    /* standard base64 of a PNG, JPEG or GIF, <= 20000 chars */
+	const char *base64logo;	   /* standard base64 of a PNG, JPEG or GIF, <= 20000 chars */
 	const char *header_text;
 	const char *body_text;
 	const char *link_text;
@@ -39,11 +39,11 @@ struct mail_request {
 	const char *from_addr; /* envelope and From: address (validated by mail_compose) */
 	const char *from_name; /* default display name when content.sender_name is absent */
 	const char *to_addr;
-	const char *app_name;  /* the client's display name, used by the default template */
-	const char *code;      /* MAIL_OTP: the passcode */
-	const char *url;       /* MAIL_LINK: the link */
-	unsigned minutes;      /* lifetime shown to the user */
-	int custom;            /* 1 when email_content was given: absent text fields are empty */
+	const char *app_name; /* the client's display name, used by the default template */
+	const char *code;     /* MAIL_OTP: the passcode */
+	const char *url;      /* MAIL_LINK: the link */
+	unsigned minutes;     /* lifetime shown to the user */
+	int custom;	      /* 1 when email_content was given: absent text fields are empty */
 	struct mail_content content;
 };
 

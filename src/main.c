@@ -100,10 +100,11 @@ int main(int argc, char **argv)
 	c.store = store_open(conf.db_dir, conf.db_cache_mb, 0);
 	if (c.store == NULL)
 		fatal("cannot open the database environment %s", conf.db_dir);
-	if (keyring_load(&keys, c.store, conf.db_dir) < 0)
+	if (keyring_load(&keys, c.store, conf.db_dir, conf.key_overlap) < 0)
 		fatal("cannot load the keys");
 
 	while (FCGI_Accept() >= 0) {
+		keyring_refresh(&keys, c.store);
 		if (serve_one(&c) < 0) {
 			log_err("the database needs recovery: this worker exits to be restarted");
 			FCGI_Finish();

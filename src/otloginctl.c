@@ -7,11 +7,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "client.h"
 #include "conf.h"
 #include "crypto.h"
 #include "ctx.h"
+#include "jwk.h"
 #include "keyring.h"
 #include "log.h"
 #include "store.h"
@@ -29,7 +31,11 @@ static void usage(void)
 		"  client list\n"
 		"  user add (--email ADDR | --phone E164) [--phone E164] [--username NAME]\n"
 		"           [--role ROLE]...\n"
-		"  user list\n");
+		"  user list\n"
+		"  key rotate [--alg RS256|ES256|EdDSA]\n"
+		"      add a signing key: published now, signing after [keys] publish_ahead\n"
+		"  key list\n"
+		"      the published keys (public parts) and which one signs\n");
 	exit(2);
 }
 
@@ -152,6 +158,49 @@ static int cmd_user(struct ctx *c, int argc, char **argv)
 	return 1;
 }
 
+static int cmd_key(struct ctx *c, int argc, char **argv)
+{
+	static const struct ctl_opt opts[] = {{"--alg", "alg", 0}, {NULL, NULL, 0}};
+	json_t *spec, *keys;
+	const char *alg;
+	int rc = 0;
+
+	if (argc >= 1 && strcmp(argv[0], "list") == 0) {
+		keys = json_array();
+		for (size_t i = 0; i < c->keys->npublished; i++) {
+			json_t *k = jwk_public_json(c->keys->published[i]);
+			json_object_set_new(
+			    k, "signing", json_boolean(c->keys->published[i] == c->keys->signing));
+			json_array_append_new(keys, k);
+		}
+		print_json(keys);
+		json_decref(keys);
+		return 0;
+	}
+	if (argc < 1 || strcmp(argv[0], "rotate") != 0)
+		usage();
+	spec = parse_options(argc - 1, argv + 1, opts);
+	alg = json_string_value(json_object_get(spec, "alg"));
+	if (alg == NULL)
+		alg = c->conf->key_algorithm;
+	if (strcmp(alg, JWK_RS256) != 0 && strcmp(alg, JWK_ES256) != 0 &&
+	    strcmp(alg, JWK_EDDSA) != 0) {
+		fprintf(stderr, "otloginctl: --alg must be RS256, ES256 or EdDSA\n");
+		rc = 2;
+	} else if (keyring_add_signing_key(c->store, alg,
+					   time(NULL) + (time_t)c->conf->key_publish_ahead) < 0) {
+		fprintf(stderr, "otloginctl: could not add the key\n");
+		rc = 1;
+	} else {
+		fprintf(stderr,
+			"otloginctl: new %s key published; it signs in %u s, the old one stays "
+			"published %u s after that\n",
+			alg, c->conf->key_publish_ahead, c->conf->key_overlap);
+	}
+	json_decref(spec);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	const char *conf_file = NULL;
@@ -181,21 +230,24 @@ int main(int argc, char **argv)
 		fatal("configuration: %s", err);
 	c.mail = ctx_mail_conf(&conf);
 	init = strcmp(argv[0], "init") == 0;
-	if (!init && strcmp(argv[0], "client") != 0 && strcmp(argv[0], "user") != 0)
+	if (!init && strcmp(argv[0], "client") != 0 && strcmp(argv[0], "user") != 0 &&
+	    strcmp(argv[0], "key") != 0)
 		usage();
 	c.store = store_open(conf.db_dir, conf.db_cache_mb, init);
 	if (c.store == NULL)
 		fatal("cannot open the database environment %s%s", conf.db_dir,
 		      init ? "" : " (run otloginctl init first)");
-	if (init && keyring_create(c.store, conf.db_dir) < 0)
+	if (init && keyring_create(c.store, conf.db_dir, conf.key_algorithm) < 0)
 		fatal("cannot create the keys");
-	if (keyring_load(&keys, c.store, conf.db_dir) < 0)
+	if (keyring_load(&keys, c.store, conf.db_dir, conf.key_overlap) < 0)
 		fatal("cannot load the keys");
 	if (init) {
 		fprintf(stderr, "otloginctl: environment ready in %s\n", conf.db_dir);
 		rc = 0;
 	} else if (strcmp(argv[0], "client") == 0) {
 		rc = cmd_client(&c, argc - 1, argv + 1);
+	} else if (strcmp(argv[0], "key") == 0) {
+		rc = cmd_key(&c, argc - 1, argv + 1);
 	} else {
 		rc = cmd_user(&c, argc - 1, argv + 1);
 	}

@@ -127,8 +127,8 @@ int main(void)
 	conf.issuer = strdup("http://127.0.0.1/cis");
 	c.store = store_open(dir, 8, 1);
 	check(c.store != NULL);
-	check(keyring_create(c.store, dir) == 0);
-	check(keyring_load(&keys, c.store, dir) == 0);
+	check(keyring_create(c.store, dir, JWK_RS256) == 0);
+	check(keyring_load(&keys, c.store, dir, 3600) == 0);
 	a = new_client("A");
 	b = new_client("B");
 	check(a != NULL && b != NULL);
