@@ -45,8 +45,16 @@ class OTPCase(E2ETestCase):
         self.assertNotEqual(body["refresh_token"].count("."), 2, "refresh token looks like a JWT")
         self.assertGreaterEqual(len(body["refresh_token"]), 22, "refresh token < 128 bits")
         if check_sid:
-            self.assertEqual(idc["sid"], body["session_id"], "id token sid != session_id")
-            self.assertEqual(atc["sid"], body["session_id"], "access token sid != session_id")
+            # session_id is a bearer secret (with client credentials it mints tokens), so the
+            # tokens carry sid, a non-secret 32-hex handle of the session: the one the
+            # sessions list shows and logout accepts.
+            self.assertRegex(idc["sid"], r"^[0-9a-f]{32}$")
+            self.assertEqual(atc["sid"], idc["sid"], "access and id token sid differ")
+            self.assertNotEqual(idc["sid"], body["session_id"], "sid must not leak session_id")
+            r = stack.http("GET", "/cis/v1/auth/users/%s/sessions" % idc["sub"],
+                           headers={"Authorization": "Bearer " + client["token"]})
+            self.assertEqual(r.status, 200)
+            self.assertIn(idc["sid"], [s["session_id"] for s in r.json])
         return body, idc, atc
 
 
