@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "client.h"
 #include "jsonio.h"
 #include "session.h"
 #include "token.h"
@@ -94,18 +95,22 @@ void api_session_logout(struct api_call *call)
 void api_user_sessions(struct api_call *call)
 {
 	const char *user_id = call->params[0];
+	/* A backend sees and ends its own sessions; an admin client those of every client. */
+	const char *client_id = client_has_permission(call->client, "admin")
+				    ? NULL
+				    : json_string_value(json_object_get(call->client, "client_id"));
 	json_t *list;
 	int rc;
 
 	if (strcmp(call->req->method, "DELETE") == 0) {
-		rc = session_end_all(call->c, user_id);
+		rc = session_end_all(call->c, user_id, client_id);
 		if (rc == ERR_NONE)
 			resp_json(call->resp, 204, NULL);
 		else
 			api_fail(call, rc, NULL);
 		return;
 	}
-	list = session_list(call->c, user_id);
+	list = session_list(call->c, user_id, client_id);
 	if (list == NULL)
 		api_fail(call, ERR_UNAVAILABLE, NULL);
 	else

@@ -392,7 +392,8 @@ static int auth_txn(struct store_txn *t, void *argp)
 		rc = ERR_USER_NOT_ACTIVE;
 		goto out;
 	}
-	rc = session_login_txn(t, a->c, user, r->client, "eml", &r->opts, a->aud, &a->grant);
+	rc = session_login_txn(t, a->c, user, r->client, "eml", "email", &r->opts, a->aud,
+			       &a->grant);
 out:
 	json_decref(rec);
 	json_decref(user);

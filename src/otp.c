@@ -187,6 +187,15 @@ static int send_txn(struct store_txn *t, void *argp)
 		return STORE_ERR;
 	if (r->approval_data != NULL)
 		json_object_set(rec, "approval_data", r->approval_data);
+	/*
+	 * Only a code delivered to the account's own address or number proves that channel:
+	 * one sent to custom_email or custom_phone_number marks nothing verified.
+	 */
+	json_object_set_new(
+	    rec, "verifies",
+	    json_string(strcmp(r->channel, "email") == 0 && !r->custom_email ? "email"
+			: strcmp(r->channel, "sms") == 0 && !r->custom_phone ? "phone_number"
+									     : ""));
 	/* The same key for the same client and identifier: a new send replaces the old code. */
 	rc = store_put(t, TBL_CODES, s->key, strlen(s->key), rec);
 	json_decref(rec);
@@ -397,9 +406,9 @@ static int auth_txn(struct store_txn *t, void *argp)
 		rc = ERR_USER_NOT_ACTIVE;
 		goto out;
 	}
-	rc = session_login_txn(t, a->c, user, r->client,
-			       json_string_value(json_object_get(rec, "amr")), &r->opts, a->aud,
-			       &a->grant);
+	rc = session_login_txn(
+	    t, a->c, user, r->client, json_string_value(json_object_get(rec, "amr")),
+	    json_string_value(json_object_get(rec, "verifies")), &r->opts, a->aud, &a->grant);
 	if (rc == ERR_NONE && json_object_get(rec, "approval_data") != NULL)
 		a->grant.extra_claims =
 		    json_pack("{s:O}", "approval_data", json_object_get(rec, "approval_data"));

@@ -76,12 +76,12 @@ int session_get_live_txn(struct store_txn *t, const char *key, json_t **session)
 	return STORE_FOUND;
 }
 
-/* Load the live session of a raw id, owned by user_id or client_id (whichever is given). */
+/* Load the live session of a raw id, owned by client_id and (when not NULL) by user_id. */
 static int session_by_id(struct store_txn *t, struct ctx *c, const char *raw, const char *user_id,
 			 const char *client_id, char key[KEYRING_TAG_HEX], json_t **session)
 {
 	json_t *s;
-	const char *owner;
+	const char *owner_user, *owner_client;
 	int rc;
 
 	if (strlen(raw) > 256 || keyring_tag(c->keys, key, "session", raw, NULL) < 0)
@@ -89,8 +89,10 @@ static int session_by_id(struct store_txn *t, struct ctx *c, const char *raw, co
 	rc = session_get_live_txn(t, key, &s);
 	if (rc != STORE_FOUND)
 		return rc;
-	owner = json_string_value(json_object_get(s, user_id ? "user_id" : "client_id"));
-	if (owner == NULL || strcmp(owner, user_id ? user_id : client_id) != 0) {
+	owner_user = json_string_value(json_object_get(s, "user_id"));
+	owner_client = json_string_value(json_object_get(s, "client_id"));
+	if (owner_client == NULL || strcmp(owner_client, client_id) != 0 ||
+	    (user_id != NULL && (owner_user == NULL || strcmp(owner_user, user_id) != 0))) {
 		json_decref(s);
 		return STORE_NOTFOUND;
 	}
@@ -124,13 +126,9 @@ static int new_session(struct store_txn *t, struct ctx *c, json_t *user, struct 
 }
 
 int session_login_txn(struct store_txn *t, struct ctx *c, json_t *user, json_t *client,
-		      const char *amr, const struct login_opts *opts, const char *aud,
-		      struct login_grant *g)
+		      const char *amr, const char *verifies, const struct login_opts *opts,
+		      const char *aud, struct login_grant *g)
 {
-	/* The channel the login proved; a direct passcode proves none. */
-	const char *channel = strcmp(amr, "sms") == 0	? "phone_number"
-			      : strcmp(amr, "otp") == 0 ? NULL
-							: "email";
 	const char *user_id = json_string_value(json_object_get(user, "user_id"));
 	time_t now = time(NULL);
 	json_int_t max_exp, exp;
@@ -141,7 +139,8 @@ int session_login_txn(struct store_txn *t, struct ctx *c, json_t *user, json_t *
 	g->client_id = json_string_value(json_object_get(client, "client_id"));
 	g->user = json_incref(user);
 	if (opts->session_id != NULL) {
-		rc = session_by_id(t, c, opts->session_id, user_id, NULL, g->session_key, &s);
+		rc = session_by_id(t, c, opts->session_id, user_id, g->client_id, g->session_key,
+				   &s);
 		if (rc < 0)
 			return rc;
 		if (rc == STORE_NOTFOUND)
@@ -152,7 +151,8 @@ int session_login_txn(struct store_txn *t, struct ctx *c, json_t *user, json_t *
 		return rc;
 	}
 	g->session = s;
-	if ((rc = user_record_login_txn(t, user, channel)) < 0)
+	g->claims = json_incref(opts->claims);
+	if ((rc = user_record_login_txn(t, user, verifies && *verifies ? verifies : NULL)) < 0)
 		return rc;
 	/* The lifetime slides with each authentication, never past the absolute cap. */
 	max_exp = json_integer_value(json_object_get(s, "max_exp"));
@@ -319,7 +319,28 @@ static int collect_user_sessions(struct store_txn *t, const char *user_id, struc
 	return store_each(t, TBL_SESSIONS, u->prefix, u->prefix_len, collect_cb, u);
 }
 
-int session_end_all_txn(struct store_txn *t, const char *user_id)
+/* 1 when the session under key belongs to client_id (or client_id is NULL). */
+static int session_of_client(struct store_txn *t, const char *key, const char *client_id,
+			     json_t **session)
+{
+	json_t *s;
+	int rc = store_get(t, TBL_SESSIONS, key, strlen(key), &s, 0);
+
+	if (rc <= 0)
+		return rc;
+	if (client_id != NULL &&
+	    strcmp(json_string_value(json_object_get(s, "client_id")) ?: "", client_id) != 0) {
+		json_decref(s);
+		return 0;
+	}
+	if (session != NULL)
+		*session = s;
+	else
+		json_decref(s);
+	return 1;
+}
+
+int session_end_all_txn(struct store_txn *t, const char *user_id, const char *client_id)
 {
 	struct user_sessions u = {.keys = json_array()};
 	size_t i;
@@ -328,22 +349,32 @@ int session_end_all_txn(struct store_txn *t, const char *user_id)
 
 	json_array_foreach(u.keys, i, k)
 	{
+		const char *key = json_string_value(k);
 		if (rc < 0)
 			break;
-		rc = session_end_txn(t, json_string_value(k));
+		rc = session_of_client(t, key, client_id, NULL);
+		if (rc == 1)
+			rc = session_end_txn(t, key);
 	}
 	json_decref(u.keys);
 	return rc < 0 ? rc : 0;
 }
 
+struct end_all {
+	const char *user_id;
+	const char *client_id;
+};
+
 static int end_all_txn(struct store_txn *t, void *arg)
 {
-	return session_end_all_txn(t, arg);
+	struct end_all *e = arg;
+	return session_end_all_txn(t, e->user_id, e->client_id);
 }
 
-int session_end_all(struct ctx *c, const char *user_id)
+int session_end_all(struct ctx *c, const char *user_id, const char *client_id)
 {
-	int rc = store_run(c->store, end_all_txn, (void *)user_id);
+	struct end_all e = {user_id, client_id};
+	int rc = store_run(c->store, end_all_txn, &e);
 	return rc < 0 ? otp_store_error(rc) : ERR_NONE;
 }
 
@@ -359,6 +390,7 @@ static json_t *rfc3339(json_int_t when)
 
 struct list_state {
 	const char *user_id;
+	const char *client_id;
 	json_t *out;
 };
 
@@ -377,6 +409,12 @@ static int list_txn(struct store_txn *t, void *argp)
 		if (rc < 0)
 			break;
 		rc = session_get_live_txn(t, key, &s);
+		if (rc == STORE_FOUND && l->client_id != NULL &&
+		    strcmp(json_string_value(json_object_get(s, "client_id")) ?: "",
+			   l->client_id)) {
+			json_decref(s);
+			continue;
+		}
 		if (rc == STORE_FOUND) {
 			char handle[SESSION_HANDLE_LEN + 1];
 			snprintf(handle, sizeof(handle), "%s", key);
@@ -393,9 +431,9 @@ static int list_txn(struct store_txn *t, void *argp)
 	return rc < 0 ? rc : 0;
 }
 
-json_t *session_list(struct ctx *c, const char *user_id)
+json_t *session_list(struct ctx *c, const char *user_id, const char *client_id)
 {
-	struct list_state l = {user_id, json_array()};
+	struct list_state l = {user_id, client_id, json_array()};
 	if (store_run(c->store, list_txn, &l) < 0) {
 		json_decref(l.out);
 		return NULL;
@@ -408,6 +446,7 @@ void login_grant_free(struct login_grant *g)
 	json_decref(g->user);
 	json_decref(g->session);
 	json_decref(g->extra_claims);
+	json_decref(g->claims);
 	crypto_free_str(g->session_id);
 	crypto_free_str(g->refresh_token);
 	free(g->aud);

@@ -27,6 +27,7 @@ struct login_grant {
 	char *aud;	       /* the access token's audience, new */
 	const char *client_id; /* borrowed from the client */
 	json_t *extra_claims;  /* new reference or NULL: approval_data, org_id */
+	json_t *claims;	       /* new reference or NULL: the login's OIDC claims request */
 };
 
 /* The optional fields every authenticate accepts (borrowed). */
@@ -40,13 +41,14 @@ struct login_opts {
 
 /*
  * Finish a login inside the caller's transaction: open a session, or add amr to
- * opts->session_id's (which must be alive and the same user's), record the login on the user,
- * and issue a refresh token for audience aud. Returns ERR_NONE with g filled,
+ * opts->session_id's (which must be alive, the same user's and the same client's), record the
+ * login on the user (marking verifies, "email" or "phone_number", verified; NULL or "" for
+ * none), and issue a refresh token for audience aud. Returns ERR_NONE with g filled,
  * ERR_SESSION_NOT_FOUND, or a negative store_rc. The caller releases g with login_grant_free.
  */
 int session_login_txn(struct store_txn *t, struct ctx *c, json_t *user, json_t *client,
-		      const char *amr, const struct login_opts *opts, const char *aud,
-		      struct login_grant *g);
+		      const char *amr, const char *verifies, const struct login_opts *opts,
+		      const char *aud, struct login_grant *g);
 
 /*
  * Silent sign-in: tokens for the session named by the raw session_id, which must be alive and
@@ -62,15 +64,17 @@ int session_reauth(struct ctx *c, json_t *client, const char *session_id, const 
  */
 int session_logout(struct ctx *c, json_t *client, const char *id_or_handle);
 
-/* The user's live sessions as a new array of {session_id (handle), start_time,
- * expiration_time} (RFC 3339). NULL on a store error. */
-json_t *session_list(struct ctx *c, const char *user_id);
+/*
+ * The user's live sessions (only those of client_id unless it is NULL) as a new array of
+ * {session_id (handle), start_time, expiration_time} (RFC 3339). NULL on a store error.
+ */
+json_t *session_list(struct ctx *c, const char *user_id, const char *client_id);
 
-/* End every session of the user inside t. Returns 0 or a negative store_rc. */
-int session_end_all_txn(struct store_txn *t, const char *user_id);
+/* End every session of the user (of client_id only, unless NULL) inside t. 0 or < 0. */
+int session_end_all_txn(struct store_txn *t, const char *user_id, const char *client_id);
 
-/* End every session of the user. ERR_NONE or ERR_UNAVAILABLE. */
-int session_end_all(struct ctx *c, const char *user_id);
+/* End every session of the user (of client_id only, unless NULL). ERR_NONE or ERR_UNAVAILABLE. */
+int session_end_all(struct ctx *c, const char *user_id, const char *client_id);
 
 /*
  * The live session stored under key, inside t (for refresh). STORE_FOUND with *session (new

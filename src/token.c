@@ -32,6 +32,9 @@ int token_refresh_create_txn(struct store_txn *t, struct ctx *c, struct login_gr
 			(json_int_t)now, "exp", (json_int_t)(now + (time_t)c->conf->refresh_ttl));
 	if (rec == NULL)
 		return STORE_ERR;
+	/* A refreshed ID token answers the claims request of the login that began the family. */
+	if (g->claims != NULL)
+		json_object_set(rec, "claims", g->claims);
 	rc = store_put(t, TBL_REFRESH, key, strlen(key), rec);
 	json_decref(rec);
 	return rc;
@@ -172,6 +175,7 @@ static int refresh_txn(struct store_txn *t, void *argp)
 		goto out;
 	}
 	memcpy(r->g.sid, r->g.session_key, SESSION_HANDLE_LEN);
+	r->g.claims = json_incref(json_object_get(rec, "claims"));
 	rotated = json_object_get(rec, "rotated_at");
 	if (rotated == NULL)
 		rc = rotate(r, t, key, rec);
@@ -190,13 +194,14 @@ out:
 int token_refresh(struct ctx *c, json_t *client, const char *refresh_token, json_t **tokens)
 {
 	struct refresh_state r = {.c = c, .client = client, .raw = refresh_token};
-	struct login_opts none = {0};
+	struct login_opts opts = {0};
 	int rc = store_run(c->store, refresh_txn, &r);
 
 	if (rc < 0)
 		rc = otp_store_error(rc);
 	if (rc == ERR_NONE) {
-		*tokens = token_response(c, &r.g, &none);
+		opts.claims = r.g.claims;
+		*tokens = token_response(c, &r.g, &opts);
 		if (*tokens == NULL)
 			rc = ERR_INTERNAL;
 	}
@@ -222,10 +227,12 @@ static int revoke_txn(struct store_txn *t, void *argp)
 	rc = store_get(t, TBL_REFRESH, key, strlen(key), &rec, 1);
 	if (rc <= 0)
 		return rc;
-	if (strcmp(json_string_value(json_object_get(rec, "client_id")) ?: "", r->client_id) == 0)
+	/* RFC 7009 2.1: a token issued to another client is left alone. */
+	if (strcmp(json_string_value(json_object_get(rec, "client_id")) ?: "", r->client_id) == 0) {
 		rc = session_end_txn(t, json_string_value(json_object_get(rec, "session")) ?: "");
-	if (rc >= 0)
-		rc = store_del(t, TBL_REFRESH, key, strlen(key));
+		if (rc >= 0)
+			rc = store_del(t, TBL_REFRESH, key, strlen(key));
+	}
 	json_decref(rec);
 	return rc < 0 ? rc : 0;
 }

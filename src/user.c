@@ -401,12 +401,18 @@ int user_get(struct ctx *c, enum user_idtype type, const char *canonical, json_t
 	return rc;
 }
 
+/* The current value of an identifier member ("email" object, or "username" string). */
+static const char *current_identifier(json_t *user, const char *member)
+{
+	json_t *v = json_object_get(user, member);
+	return json_is_object(v) ? json_string_value(json_object_get(v, "value"))
+				 : json_string_value(v);
+}
+
 /* Remove the index entry of an identifier member ("email", ...) of user, when it has one. */
 static int drop_index(struct store_txn *t, json_t *user, const char *member, enum user_idtype type)
 {
-	json_t *v = json_object_get(user, member);
-	const char *value = json_is_object(v) ? json_string_value(json_object_get(v, "value"))
-					      : json_string_value(v);
+	const char *value = current_identifier(user, member);
 	char key[300];
 	int n, rc;
 
@@ -432,6 +438,11 @@ static int patch_identifier(struct store_txn *t, json_t *user, json_t *patch, co
 		return 0;
 	if (!json_is_null(v) && spec_identifier(patch, member, type, &canonical, err, errlen) < 0)
 		return USER_INVALID;
+	if (canonical != NULL && current_identifier(user, member) != NULL &&
+	    strcmp(canonical, current_identifier(user, member)) == 0) {
+		free(canonical); /* unchanged: keeps its verification */
+		return 0;
+	}
 	if ((rc = drop_index(t, user, member, type)) < 0)
 		goto out;
 	if (canonical != NULL && (rc = claim_index(t, type, canonical, id)) != 0)
@@ -508,6 +519,9 @@ static int update_txn(struct store_txn *t, void *argp)
 	json_object_set_new(user, "updated_at", json_integer(user_now_ms()));
 	if ((rc = store_put(t, TBL_USERS, a->id, strlen(a->id), user)) < 0)
 		goto out;
+	/* A user who may not log in keeps no session: re-enabling must not revive old tokens. */
+	if (!user_is_active(user) && (rc = session_end_all_txn(t, a->id, NULL)) < 0)
+		goto out;
 	a->user = user;
 	return USER_CREATED;
 out:
@@ -539,7 +553,7 @@ static int delete_txn(struct store_txn *t, void *arg)
 	if ((rc = drop_index(t, user, "email", ID_EMAIL)) < 0 ||
 	    (rc = drop_index(t, user, "phone_number", ID_PHONE)) < 0 ||
 	    (rc = drop_index(t, user, "username", ID_USERNAME)) < 0 ||
-	    (rc = session_end_all_txn(t, id)) < 0 ||
+	    (rc = session_end_all_txn(t, id, NULL)) < 0 ||
 	    (rc = store_del(t, TBL_USERS, id, strlen(id))) < 0) {
 		json_decref(user);
 		return rc;

@@ -610,7 +610,6 @@ class Revocation(SessionCase):
     # Server bug (reported): src/token.c revoke_txn deletes the refresh token record even
     # when it belongs to another client (it only skips ending the session). Remove this
     # decorator once fixed; the runner then reports an "unexpected success".
-    @unittest.expectedFailure
     def test_foreign_client_cannot_revoke(self):
         """RFC 7009 2.1: the server checks that the token was issued to the client asking;
         another client's request is answered (200) but must not revoke the token."""
