@@ -61,9 +61,6 @@ void api_fail(struct api_call *call, int err, const char *detail);
  */
 int api_audience(struct api_call *call, const char *resource, const char **aud);
 
-/* B2B organizations: until they exist nobody is a member. Returns 0, or -1 after answering. */
-int api_org(struct api_call *call, const char *org_id);
-
 /* The optional authenticate fields shared by every authenticate (borrowed from body). */
 void api_login_opts(json_t *body, struct login_opts *opts);
 

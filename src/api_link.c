@@ -175,8 +175,7 @@ void api_link_authenticate(struct api_call *call)
 		resp_error(call->resp, ERR_INVALID_INPUT, err);
 		return;
 	}
-	if (api_audience(call, jsonio_str(body, "resource"), &aud) < 0 ||
-	    api_org(call, jsonio_str(body, "org_id")) < 0)
+	if (api_audience(call, jsonio_str(body, "resource"), &aud) < 0)
 		return;
 	r.code = jsonio_str(body, "code");
 	r.request_id = jsonio_str(body, "request_id");

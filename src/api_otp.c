@@ -230,15 +230,6 @@ int api_audience(struct api_call *call, const char *resource, const char **aud)
 	return 0;
 }
 
-int api_org(struct api_call *call, const char *org_id)
-{
-	if (org_id == NULL)
-		return 0;
-	/* Organizations arrive with the B2B work; until then nobody is a member. */
-	resp_error(call->resp, ERR_INVALID_INPUT, "User is not a member of the organization");
-	return -1;
-}
-
 void api_login_opts(json_t *body, struct login_opts *opts)
 {
 	opts->session_id = jsonio_str(body, "session_id");
@@ -262,12 +253,6 @@ void api_otp_authenticate(struct api_call *call)
 	}
 	if (api_audience(call, jsonio_str(body, "resource"), &aud) < 0)
 		return;
-	if (jsonio_str(body, "org_id") != NULL) {
-		/* Organizations arrive with the B2B work; until then nobody is a member. */
-		resp_error(call->resp, ERR_INVALID_INPUT,
-			   "User is not a member of the organization");
-		return;
-	}
 	if ((canonical = canonical_identifier(call, &r.idtype)) == NULL)
 		return;
 	r.identifier = canonical;

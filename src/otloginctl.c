@@ -16,6 +16,7 @@
 #include "jwk.h"
 #include "keyring.h"
 #include "log.h"
+#include "org.h"
 #include "store.h"
 #include "user.h"
 
@@ -32,6 +33,10 @@ static void usage(void)
 		"  user add (--email ADDR | --phone E164) [--phone E164] [--username NAME]\n"
 		"           [--role ROLE]...\n"
 		"  user list\n"
+		"  org add --name NAME [--id ORG_ID]\n"
+		"  org list\n"
+		"  org member add --org ORG_ID --user USER_ID [--role ROLE]...\n"
+		"      make a user a member of an organization with these roles\n"
 		"  key rotate [--alg RS256|ES256|EdDSA]\n"
 		"      add a signing key: published now, signing after [keys] publish_ahead\n"
 		"  key list\n"
@@ -158,6 +163,55 @@ static int cmd_user(struct ctx *c, int argc, char **argv)
 	return 1;
 }
 
+static int cmd_org(struct ctx *c, int argc, char **argv)
+{
+	static const struct ctl_opt add_opts[] = {
+	    {"--name", "name", 0}, {"--id", "org_id", 0}, {NULL, NULL, 0}};
+	static const struct ctl_opt member_opts[] = {{"--org", "org_id", 0},
+						     {"--user", "user_id", 0},
+						     {"--role", "roles", 1},
+						     {NULL, NULL, 0}};
+	char err[256] = "";
+	json_t *spec, *out = NULL;
+	int rc;
+
+	if (argc >= 1 && strcmp(argv[0], "list") == 0) {
+		out = org_list(c);
+		if (out == NULL)
+			fatal("cannot read the organizations");
+		print_json(out);
+		json_decref(out);
+		return 0;
+	}
+	if (argc >= 1 && strcmp(argv[0], "add") == 0) {
+		spec = parse_options(argc - 1, argv + 1, add_opts);
+		rc = org_create(c, json_string_value(json_object_get(spec, "org_id")),
+				json_string_value(json_object_get(spec, "name")), &out, err,
+				sizeof(err));
+	} else if (argc >= 2 && strcmp(argv[0], "member") == 0 && strcmp(argv[1], "add") == 0) {
+		spec = parse_options(argc - 2, argv + 2, member_opts);
+		if (!json_object_get(spec, "org_id") || !json_object_get(spec, "user_id"))
+			usage();
+		if (json_object_get(spec, "roles") == NULL)
+			json_object_set_new(spec, "roles", json_array());
+		rc = org_add_member(c, json_string_value(json_object_get(spec, "org_id")),
+				    json_string_value(json_object_get(spec, "user_id")),
+				    json_object_get(spec, "roles"), err, sizeof(err));
+	} else {
+		usage();
+	}
+	json_decref(spec);
+	if (rc != 0) {
+		fprintf(stderr, "otloginctl: %s\n", err);
+		return 1;
+	}
+	if (out != NULL) {
+		print_json(out);
+		json_decref(out);
+	}
+	return 0;
+}
+
 static int cmd_key(struct ctx *c, int argc, char **argv)
 {
 	static const struct ctl_opt opts[] = {{"--alg", "alg", 0}, {NULL, NULL, 0}};
@@ -231,7 +285,7 @@ int main(int argc, char **argv)
 	c.mail = ctx_mail_conf(&conf);
 	init = strcmp(argv[0], "init") == 0;
 	if (!init && strcmp(argv[0], "client") != 0 && strcmp(argv[0], "user") != 0 &&
-	    strcmp(argv[0], "key") != 0)
+	    strcmp(argv[0], "key") != 0 && strcmp(argv[0], "org") != 0)
 		usage();
 	c.store = store_open(conf.db_dir, conf.db_cache_mb, init);
 	if (c.store == NULL)
@@ -248,6 +302,8 @@ int main(int argc, char **argv)
 		rc = cmd_client(&c, argc - 1, argv + 1);
 	} else if (strcmp(argv[0], "key") == 0) {
 		rc = cmd_key(&c, argc - 1, argv + 1);
+	} else if (strcmp(argv[0], "org") == 0) {
+		rc = cmd_org(&c, argc - 1, argv + 1);
 	} else {
 		rc = cmd_user(&c, argc - 1, argv + 1);
 	}

@@ -423,7 +423,7 @@ out:
 	 * consume it: those return through abort below.
 	 */
 	if (rc == ERR_USER_NOT_ACTIVE || rc == ERR_USER_NOT_FOUND || rc == ERR_SESSION_NOT_FOUND ||
-	    rc == ERR_INTERNAL)
+	    rc == ERR_ORG_NOT_MEMBER || rc == ERR_INTERNAL)
 		return STORE_REFUSE(rc);
 	return rc;
 }

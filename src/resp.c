@@ -45,6 +45,9 @@ static const struct err_entry err_table[ERR_COUNT] = {
     [ERR_PHONE_MISSING] = {404,
 			   {NULL, "user_phone_number_missing", "404"},
 			   "User has no phone number"},
+    [ERR_ORG_NOT_MEMBER] = {400,
+			    {NULL, "system_invalid_input", "400"},
+			    "User is not a member of the organization"},
     [ERR_SESSION_NOT_FOUND] = {400, {NULL, "system_invalid_input", "400"}, "Session not found"},
 };
 

@@ -37,6 +37,7 @@ enum api_err {
 	ERR_EMAIL_MISSING,     /* 404 user_email_address_missing */
 	ERR_PHONE_MISSING,     /* 404 user_phone_number_missing */
 	ERR_SESSION_NOT_FOUND, /* 400 "Session not found" */
+	ERR_ORG_NOT_MEMBER,    /* 400: org_id names an organization the user is not in */
 	ERR_COUNT
 };
 

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "crypto.h"
+#include "org.h"
 #include "otp.h"
 #include "token.h"
 #include "user.h"
@@ -152,6 +153,8 @@ int session_login_txn(struct store_txn *t, struct ctx *c, json_t *user, json_t *
 	}
 	g->session = s;
 	g->claims = json_incref(opts->claims);
+	if ((rc = session_scope_org(g, opts->org_id)) != ERR_NONE)
+		return rc;
 	if ((rc = user_record_login_txn(t, user, verifies && *verifies ? verifies : NULL)) < 0)
 		return rc;
 	/* The lifetime slides with each authentication, never past the absolute cap. */
@@ -170,10 +173,26 @@ int session_login_txn(struct store_txn *t, struct ctx *c, json_t *user, json_t *
 	return rc < 0 ? rc : ERR_NONE;
 }
 
+int session_scope_org(struct login_grant *g, const char *org_id)
+{
+	json_t *roles;
+
+	if (org_id == NULL)
+		return ERR_NONE;
+	if (!org_member_roles(g->user, org_id, &roles))
+		return ERR_ORG_NOT_MEMBER;
+	free(g->org_id);
+	json_decref(g->org_roles);
+	g->org_id = strdup(org_id);
+	g->org_roles = roles;
+	return g->org_id ? ERR_NONE : STORE_ERR;
+}
+
 struct reauth_state {
 	struct ctx *c;
 	json_t *client;
 	const char *session_id;
+	const char *org_id;
 	const char *aud;
 	struct login_grant *g;
 };
@@ -199,16 +218,18 @@ static int reauth_txn(struct store_txn *t, void *argp)
 	g->user = user;
 	if (!user_is_active(user))
 		return ERR_USER_NOT_ACTIVE;
+	if ((rc = session_scope_org(g, r->org_id)) != ERR_NONE)
+		return rc;
 	g->session_id = strdup(r->session_id);
 	memcpy(g->sid, g->session_key, SESSION_HANDLE_LEN);
 	rc = token_refresh_create_txn(t, r->c, g, r->aud, NULL);
 	return rc < 0 ? rc : ERR_NONE;
 }
 
-int session_reauth(struct ctx *c, json_t *client, const char *session_id, const char *aud,
-		   struct login_grant *g)
+int session_reauth(struct ctx *c, json_t *client, const char *session_id, const char *org_id,
+		   const char *aud, struct login_grant *g)
 {
-	struct reauth_state r = {c, client, session_id, aud, g};
+	struct reauth_state r = {c, client, session_id, org_id, aud, g};
 	int rc;
 
 	memset(g, 0, sizeof(*g));
@@ -447,6 +468,8 @@ void login_grant_free(struct login_grant *g)
 	json_decref(g->session);
 	json_decref(g->extra_claims);
 	json_decref(g->claims);
+	json_decref(g->org_roles);
+	free(g->org_id);
 	crypto_free_str(g->session_id);
 	crypto_free_str(g->refresh_token);
 	free(g->aud);

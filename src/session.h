@@ -28,6 +28,8 @@ struct login_grant {
 	const char *client_id; /* borrowed from the client */
 	json_t *extra_claims;  /* new reference or NULL: approval_data, org_id */
 	json_t *claims;	       /* new reference or NULL: the login's OIDC claims request */
+	char *org_id;	       /* new or NULL: the organization the tokens are for */
+	json_t *org_roles;     /* new reference or NULL: the user roles in it */
 };
 
 /* The optional fields every authenticate accepts (borrowed). */
@@ -55,8 +57,14 @@ int session_login_txn(struct store_txn *t, struct ctx *c, json_t *user, json_t *
  * the client's. Returns ERR_NONE with g filled, ERR_SESSION_NOT_FOUND, ERR_USER_NOT_ACTIVE,
  * or ERR_UNAVAILABLE / ERR_INTERNAL.
  */
-int session_reauth(struct ctx *c, json_t *client, const char *session_id, const char *aud,
-		   struct login_grant *g);
+int session_reauth(struct ctx *c, json_t *client, const char *session_id, const char *org_id,
+		   const char *aud, struct login_grant *g);
+
+/*
+ * Scope g to organization org_id (NULL: none): the user must be a member; g gets org_id and
+ * the user's roles there. ERR_NONE or ERR_ORG_NOT_MEMBER.
+ */
+int session_scope_org(struct login_grant *g, const char *org_id);
 
 /*
  * End a session named by its raw id or its public handle; it must be the client's.

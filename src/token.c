@@ -35,6 +35,8 @@ int token_refresh_create_txn(struct store_txn *t, struct ctx *c, struct login_gr
 	/* A refreshed ID token answers the claims request of the login that began the family. */
 	if (g->claims != NULL)
 		json_object_set(rec, "claims", g->claims);
+	if (g->org_id != NULL)
+		json_object_set_new(rec, "org_id", json_string(g->org_id));
 	rc = store_put(t, TBL_REFRESH, key, strlen(key), rec);
 	json_decref(rec);
 	return rc;
@@ -176,6 +178,12 @@ static int refresh_txn(struct store_txn *t, void *argp)
 	}
 	memcpy(r->g.sid, r->g.session_key, SESSION_HANDLE_LEN);
 	r->g.claims = json_incref(json_object_get(rec, "claims"));
+	/* Roles come from the user's membership now: a removed member's refresh fails. */
+	if (session_scope_org(&r->g, json_string_value(json_object_get(rec, "org_id"))) !=
+	    ERR_NONE) {
+		rc = ERR_BAD_CREDENTIALS;
+		goto out;
+	}
 	rotated = json_object_get(rec, "rotated_at");
 	if (rotated == NULL)
 		rc = rotate(r, t, key, rec);
@@ -274,9 +282,10 @@ static void add_requested_claims(json_t *claims, json_t *user, json_t *request)
 	}
 }
 
-static json_t *roles_of(json_t *user)
+/* The roles tokens carry: the user's, or their roles in the organization the login is for. */
+static json_t *roles_of(const struct login_grant *g)
 {
-	json_t *roles = json_object_get(user, "roles");
+	json_t *roles = g->org_roles ? g->org_roles : json_object_get(g->user, "roles");
 	return json_is_array(roles) ? json_incref(roles) : json_array();
 }
 
@@ -294,7 +303,7 @@ json_t *token_response(struct ctx *c, const struct login_grant *g, const struct 
 		       c->conf->issuer, "sub", sub, "aud", g->aud ? g->aud : g->client_id,
 		       "client_id", g->client_id, "iat", now, "exp",
 		       now + (json_int_t)c->conf->access_ttl, "jti", jti, "sid", g->sid, "roles",
-		       roles_of(g->user), "tid", "default", "scope", "openid");
+		       roles_of(g), "tid", "default", "scope", "openid");
 	idt = json_pack("{s:s, s:s, s:s, s:I, s:I, s:O, s:O, s:s, s:s}", "iss", c->conf->issuer,
 			"sub", sub, "aud", g->client_id, "iat", now, "exp",
 			now + (json_int_t)c->conf->id_ttl, "auth_time",
@@ -306,10 +315,13 @@ json_t *token_response(struct ctx *c, const struct login_grant *g, const struct 
 		add_requested_claims(idt, g->user, json_object_get(o->claims, "id_token"));
 		add_requested_claims(at, g->user, json_object_get(o->claims, "access_token"));
 	}
-	if (g->extra_claims != NULL) {
+	if (g->extra_claims != NULL)
 		json_object_update(idt, g->extra_claims);
-		if (json_object_get(g->extra_claims, "org_id") != NULL)
-			json_object_set(at, "org_id", json_object_get(g->extra_claims, "org_id"));
+	if (g->org_id != NULL) {
+		json_object_set_new(idt, "org_id", json_string(g->org_id));
+		json_object_set_new(at, "org_id", json_string(g->org_id));
+		if (json_object_get(idt, "roles") != NULL)
+			json_object_set_new(idt, "roles", roles_of(g));
 	}
 	access = jwt_sign(key, "at+jwt", at);
 	id = jwt_sign(key, "JWT", idt);
