@@ -14,7 +14,10 @@
 #define SYSCONFDIR "/etc"
 #endif
 
-enum conf_type { T_STR, T_PATH, T_ULONG, T_UINT, T_BOOL, T_LOGLEVEL };
+enum conf_type { T_STR, T_PATH, T_ULONG, T_UINT, T_BOOL, T_LOGLEVEL, T_RATE };
+
+/* The longest period a rate limit may have: a week. */
+#define RATE_MAX_PERIOD 604800ul
 
 struct conf_key {
 	const char *section;
@@ -70,6 +73,13 @@ static const struct conf_key conf_keys[] = {
     {"sms", "default_message", T_STR, O(sms_default_message), 0, 0, "{otp} is your {app} code"},
     {"sms", "sender_id", T_STR, O(sms_sender_id), 0, 0, ""},
     {"sms", "max_segments", T_UINT, O(sms_max_segments), 1, 10, "3"},
+    {"limits", "send_cooldown", T_UINT, O(send_cooldown), 0, 3600, "30"},
+    {"limits", "recipient_sends", T_RATE, O(recipient_sends), 1, 1000000, "10/1h"},
+    {"limits", "client_emails", T_RATE, O(client_emails), 1, 1000000, "1000/1h"},
+    {"limits", "client_sms", T_RATE, O(client_sms), 1, 1000000, "200/1h"},
+    {"limits", "identifier_attempts", T_RATE, O(identifier_attempts), 1, 1000000, "20/1h"},
+    {"limits", "ip_attempts", T_RATE, O(ip_attempts), 1, 1000000, "600/1h"},
+    {"limits", "client_secret_failures", T_RATE, O(client_secret_failures), 1, 1000000, "10/15m"},
 };
 #undef O
 
@@ -83,6 +93,60 @@ static char *resolve_path(const char *value, const char *base_dir)
 	if (asprintf(&out, "%s/%s", base_dir, value) < 0)
 		return NULL;
 	return out;
+}
+
+/*
+ * Parse a rate "COUNT/PERIOD" (PERIOD: seconds, or a number with s, m, h or d; "10/h" is
+ * "10/1h") or "0" / "off" for no limit. Returns 0 or -1 with err set.
+ */
+static int rate_parse(const struct conf_key *k, const char *value, struct conf_rate *out, char *err,
+		      size_t errlen)
+{
+	unsigned long n, len = 1, unit = 1;
+	const char *p = value;
+	char *end;
+
+	if (strcmp(value, "0") == 0 || strcmp(value, "off") == 0) {
+		out->limit = out->period = 0;
+		return 0;
+	}
+	errno = 0;
+	n = isdigit((unsigned char)*p) ? strtoul(p, &end, 10) : 0;
+	if (!isdigit((unsigned char)*p) || errno != 0 || *end != '/')
+		goto bad;
+	p = end + 1;
+	if (*p == '\0')
+		goto bad;
+	if (isdigit((unsigned char)*p)) {
+		len = strtoul(p, &end, 10);
+		if (errno != 0)
+			goto bad;
+		p = end;
+	}
+	if (*p != '\0') {
+		const char *units = "smhd";
+		static const unsigned long mult[] = {1, 60, 3600, 86400};
+		const char *u = strchr(units, *p);
+		if (u == NULL || p[1] != '\0')
+			goto bad;
+		unit = mult[u - units];
+	}
+	if (n < k->min || n > k->max) {
+		snprintf(err, errlen, "%s: count %lu is outside %lu..%lu", k->name, n, k->min,
+			 k->max);
+		return -1;
+	}
+	if (len == 0 || len > RATE_MAX_PERIOD / unit) {
+		snprintf(err, errlen, "%s: the period must be 1 second to 7 days", k->name);
+		return -1;
+	}
+	out->limit = (unsigned)n;
+	out->period = (unsigned)(len * unit);
+	return 0;
+bad:
+	snprintf(err, errlen, "%s: expected COUNT/PERIOD (like 10/1h or 5/30s) or off: \"%s\"",
+		 k->name, value);
+	return -1;
 }
 
 /* Store value into the member described by k. Returns 0 or -1 with err set. */
@@ -117,6 +181,8 @@ static int conf_set(struct conf *c, const struct conf_key *k, const char *value,
 			return -1;
 		}
 		return 0;
+	case T_RATE:
+		return rate_parse(k, value, field, err, errlen);
 	case T_LOGLEVEL: {
 		int level = log_level_parse(value);
 		if (level < 0) {

@@ -8,6 +8,12 @@
 
 #include <stddef.h>
 
+/* A rate limit: at most limit events in any period seconds. limit 0 means no limit. */
+struct conf_rate {
+	unsigned limit;
+	unsigned period;
+};
+
 struct conf {
 	/* [server] */
 	char *public_base_url; /* no trailing slash */
@@ -50,6 +56,14 @@ struct conf {
 	char *sms_default_message;
 	char *sms_sender_id; /* "" for none */
 	unsigned sms_max_segments;
+	/* [limits] (see ratelimit.h; 0 turns a limit off) */
+	unsigned send_cooldown;			 /* seconds between two messages to one recipient */
+	struct conf_rate recipient_sends;	 /* messages to one address or number */
+	struct conf_rate client_emails;		 /* a client's mails (a spend cap) */
+	struct conf_rate client_sms;		 /* a client's SMS (a spend cap) */
+	struct conf_rate identifier_attempts;	 /* authenticates per identifier */
+	struct conf_rate ip_attempts;		 /* authenticates per end-user address */
+	struct conf_rate client_secret_failures; /* wrong secrets per client (/oidc/token) */
 };
 
 /* Fill c with the built-in defaults (allocated strings; release with conf_free). */

@@ -1,0 +1,282 @@
+#include "ratelimit.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "resp.h"
+
+unsigned rl_slot_width(const struct conf_rate *rule)
+{
+	unsigned w = (rule->period + RL_SLOTS - 1) / RL_SLOTS;
+	return w ? w : 1;
+}
+
+/*
+ * The record's slots are [leaves, count] pairs in ascending order of leaves: the time at
+ * which the slot's events stop counting (slot start + width + period). Keeping the end
+ * rather than the start means a changed configuration never shortens what was counted.
+ */
+static json_t *slots_of(json_t *rec)
+{
+	json_t *slots = json_object_get(rec, "slots");
+	return json_is_array(slots) ? slots : NULL;
+}
+
+static json_int_t slot_leaves(json_t *slot)
+{
+	return json_integer_value(json_array_get(slot, 0));
+}
+
+static json_int_t slot_count(json_t *slot)
+{
+	json_int_t n = json_integer_value(json_array_get(slot, 1));
+	return n > 0 ? n : 0;
+}
+
+unsigned rl_window_wait(json_t *rec, const struct conf_rate *rule, time_t now)
+{
+	json_t *slots = slots_of(rec), *slot;
+	json_int_t total = 0, over;
+	size_t i;
+
+	if (rule->limit == 0)
+		return 0;
+	json_array_foreach(slots, i, slot) if (slot_leaves(slot) > (json_int_t)now) total +=
+	    slot_count(slot);
+	over = total + 1 - (json_int_t)rule->limit;
+	if (over <= 0)
+		return 0;
+	/* The oldest slots leave first: wait until enough of them have left. */
+	json_array_foreach(slots, i, slot)
+	{
+		if (slot_leaves(slot) <= (json_int_t)now)
+			continue;
+		over -= slot_count(slot);
+		if (over <= 0)
+			return (unsigned)(slot_leaves(slot) - (json_int_t)now);
+	}
+	/* Not reached when the slots are well formed; a broken record waits a whole period. */
+	return rule->period ? rule->period : 1;
+}
+
+json_t *rl_window_add(json_t *rec, const struct conf_rate *rule, time_t now)
+{
+	json_t *old = slots_of(rec), *slots = json_array(), *slot, *out;
+	json_int_t w = rl_slot_width(rule);
+	json_int_t leaves = ((json_int_t)now / w) * w + w + (json_int_t)rule->period, last = 0;
+	size_t i;
+	int added = 0;
+
+	if (slots == NULL)
+		return NULL;
+	/* Copy what still counts, inserting the new event at its place (the clock may step). */
+	json_array_foreach(old, i, slot)
+	{
+		json_int_t at = slot_leaves(slot), n = slot_count(slot);
+		if (at <= (json_int_t)now || n == 0)
+			continue;
+		if (!added && at >= leaves) {
+			if (at == leaves)
+				n++;
+			else
+				json_array_append_new(slots,
+						      json_pack("[I, I]", leaves, (json_int_t)1));
+			added = 1;
+		}
+		json_array_append_new(slots, json_pack("[I, I]", at, n));
+	}
+	if (!added)
+		json_array_append_new(slots, json_pack("[I, I]", leaves, (json_int_t)1));
+	json_array_foreach(slots, i, slot) if (slot_leaves(slot) > last) last = slot_leaves(slot);
+	out = json_pack("{s:o, s:I}", "slots", slots, "exp", last);
+	return out;
+}
+
+static int ratelimit_key_txn(struct store_txn *t, struct keyring *kr, const struct conf_rate *rule,
+			     int count, unsigned *wait, const char *kind, const char *a,
+			     const char *b, json_t *keys);
+
+int ratelimit_txn(struct store_txn *t, struct keyring *kr, const struct conf_rate *rule, int count,
+		  unsigned *wait, const char *kind, const char *a, const char *b)
+{
+	return ratelimit_key_txn(t, kr, rule, count, wait, kind, a, b, NULL);
+}
+
+/* ratelimit_txn, also appending the record's key to keys when not NULL. */
+static int ratelimit_key_txn(struct store_txn *t, struct keyring *kr, const struct conf_rate *rule,
+			     int count, unsigned *wait, const char *kind, const char *a,
+			     const char *b, json_t *keys)
+{
+	char key[KEYRING_TAG_HEX];
+	time_t now = time(NULL);
+	json_t *rec = NULL, *next;
+	unsigned w;
+	int rc;
+
+	if (rule->limit == 0)
+		return 0;
+	if (keyring_tag(kr, key, "limit", kind, a ? a : "", b, NULL) < 0)
+		return STORE_ERR;
+	if (keys != NULL && json_array_append_new(keys, json_string(key)) < 0)
+		return STORE_ERR;
+	rc = store_get(t, TBL_COUNTERS, key, strlen(key), &rec, 1);
+	if (rc < 0)
+		return rc;
+	w = rl_window_wait(rec, rule, now);
+	if (w > 0) {
+		if (w > *wait)
+			*wait = w;
+		json_decref(rec);
+		return 1;
+	}
+	if (!count) {
+		json_decref(rec);
+		return 0;
+	}
+	next = rl_window_add(rec, rule, now);
+	json_decref(rec);
+	if (next == NULL)
+		return STORE_ERR;
+	rc = store_put(t, TBL_COUNTERS, key, strlen(key), next);
+	json_decref(next);
+	return rc < 0 ? rc : 0;
+}
+
+int ratelimit_send_txn(struct store_txn *t, struct ctx *c, const char *client_id,
+		       const char *channel, const char *a, const char *b, unsigned *wait,
+		       json_t *keys)
+{
+	struct conf_rate cooldown = {c->conf->send_cooldown ? 1 : 0, c->conf->send_cooldown};
+	const struct conf_rate *spend =
+	    strcmp(channel, "sms") == 0 ? &c->conf->client_sms : &c->conf->client_emails;
+	int rc, refused = 0;
+
+	*wait = 0;
+	/*
+	 * Every limit is checked even after one refused, so that Retry-After names the time when
+	 * all of them fit. The recipient's come first and the client's (hot) record last, so it
+	 * is locked for the shortest time; every send takes them in this order.
+	 */
+	rc = ratelimit_key_txn(t, c->keys, &cooldown, 1, wait, "cooldown", a, b, keys);
+	if (rc < 0)
+		return rc;
+	refused |= rc;
+	rc = ratelimit_key_txn(t, c->keys, &c->conf->recipient_sends, 1, wait, "recipient", a, b,
+			       keys);
+	if (rc < 0)
+		return rc;
+	refused |= rc;
+	rc = ratelimit_txn(t, c->keys, spend, 1, wait, "client-sends", client_id, channel);
+	if (rc < 0)
+		return rc;
+	refused |= rc;
+	return refused ? STORE_REFUSE(ERR_RATE_LIMITED) : 0;
+}
+
+int ratelimit_release_txn(struct store_txn *t, json_t *keys)
+{
+	size_t i;
+	json_t *k;
+
+	json_array_foreach(keys, i, k)
+	{
+		const char *key = json_string_value(k);
+		int rc = key ? store_del(t, TBL_COUNTERS, key, strlen(key)) : 0;
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+int ratelimit_auth_txn(struct store_txn *t, struct ctx *c, const char *addr, const char *idtype,
+		       const char *identifier, unsigned *wait)
+{
+	char subject[96];
+	int rc, refused = 0;
+
+	*wait = 0;
+	if (addr != NULL && addr[0] != '\0') {
+		ratelimit_ip_subject(addr, subject, sizeof(subject));
+		rc = ratelimit_txn(t, c->keys, &c->conf->ip_attempts, 1, wait, "ip", subject, NULL);
+		if (rc < 0)
+			return rc;
+		refused |= rc;
+	}
+	if (identifier != NULL) {
+		rc = ratelimit_txn(t, c->keys, &c->conf->identifier_attempts, 1, wait, "identifier",
+				   idtype, identifier);
+		if (rc < 0)
+			return rc;
+		refused |= rc;
+	}
+	return refused ? STORE_REFUSE(ERR_RATE_LIMITED) : 0;
+}
+
+void ratelimit_ip_subject(const char *addr, char *out, size_t outlen)
+{
+	unsigned char raw[16];
+	char text[INET6_ADDRSTRLEN];
+	size_t i;
+
+	if (addr == NULL) {
+		snprintf(out, outlen, "%s", "");
+		return;
+	}
+	if (inet_pton(AF_INET, addr, raw) == 1 && inet_ntop(AF_INET, raw, text, sizeof(text))) {
+		snprintf(out, outlen, "%s", text);
+		return;
+	}
+	if (inet_pton(AF_INET6, addr, raw) == 1) {
+		static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+		if (memcmp(raw, mapped, sizeof(mapped)) == 0 &&
+		    inet_ntop(AF_INET, raw + 12, text, sizeof(text))) {
+			snprintf(out, outlen, "%s", text);
+			return;
+		}
+		memset(raw + 8, 0, 8);
+		if (inet_ntop(AF_INET6, raw, text, sizeof(text))) {
+			snprintf(out, outlen, "%s/64", text);
+			return;
+		}
+	}
+	/* Not an address: the backend's own spelling, case-folded, is the key. */
+	for (i = 0; addr[i] != '\0' && i + 1 < outlen; i++)
+		out[i] = (char)tolower((unsigned char)addr[i]);
+	if (outlen > 0)
+		out[i] = '\0';
+}
+
+/* Per process and channel: a moving average of how long deliveries take, in nanoseconds. */
+static double pace_ns[2];
+
+static double *pace_of(const char *channel)
+{
+	return &pace_ns[strcmp(channel, "sms") == 0];
+}
+
+void ratelimit_delivery_took(const char *channel, const struct timespec *start)
+{
+	struct timespec end;
+	double ns, *avg = pace_of(channel);
+
+	if (clock_gettime(CLOCK_MONOTONIC, &end) < 0)
+		return;
+	ns = (double)(end.tv_sec - start->tv_sec) * 1e9 + (double)(end.tv_nsec - start->tv_nsec);
+	if (ns < 0)
+		return;
+	/* A slow outlier (a relay that timed out and was retried) must not stall the others. */
+	if (ns > 5e9)
+		ns = 5e9;
+	*avg = *avg > 0 ? 0.8 * *avg + 0.2 * ns : ns;
+}
+
+void ratelimit_delivery_pace(const char *channel)
+{
+	double ns = *pace_of(channel);
+	struct timespec ts = {(time_t)(ns / 1e9), (long)(ns - (double)(time_t)(ns / 1e9) * 1e9)};
+
+	if (ns > 0)
+		nanosleep(&ts, NULL);
+}

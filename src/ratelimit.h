@@ -1,0 +1,101 @@
+/*
+ * ratelimit: how often something may happen (sends to a recipient, a client's sends,
+ * authenticate attempts per identifier and per address, wrong client secrets), counted in
+ * TBL_COUNTERS so that every worker, and the next process after a restart, sees the same
+ * counts. Each limit is a sliding window: at most limit events in any period seconds.
+ *
+ * A window record holds event counts per time slot of width w = ceil(period / RL_SLOTS)
+ * seconds. An event is remembered until its slot has wholly left the window, that is for at
+ * least period and at most period + w seconds: the limit holds in every window of period
+ * seconds, and errs towards refusing by at most 1/RL_SLOTS of the period. The record stays
+ * small (at most RL_SLOTS + 1 slots, and never more slots than events) and the time until
+ * the next event is allowed (Retry-After) is exact.
+ *
+ * Records are keyed by keyed-hash tags (keyring_tag), never by the address or identifier
+ * itself, and carry "exp", after which they hold nothing and may be purged.
+ */
+#ifndef OTLOGIN_RATELIMIT_H
+#define OTLOGIN_RATELIMIT_H
+
+#include <jansson.h>
+#include <time.h>
+
+#include "conf.h"
+#include "ctx.h"
+#include "keyring.h"
+#include "store.h"
+
+#define RL_SLOTS 60
+
+/* The slot width of a rule in seconds (>= 1). */
+unsigned rl_slot_width(const struct conf_rate *rule);
+
+/*
+ * The seconds from now until one more event fits the window rec (borrowed; NULL is empty):
+ * 0 when it fits now. A rule with limit 0 always answers 0.
+ */
+unsigned rl_window_wait(json_t *rec, const struct conf_rate *rule, time_t now);
+
+/*
+ * The window rec (borrowed, NULL is empty) with one event added at now and the slots that
+ * left the window dropped, as a new reference; NULL when out of memory.
+ */
+json_t *rl_window_add(json_t *rec, const struct conf_rate *rule, time_t now);
+
+/*
+ * Inside t: check one more event of kind (a short constant such as "recipient") for the
+ * subject a (and b when not NULL) against rule, and when count != 0 and it fits, record it.
+ * Returns 0 when it fits (counted if asked), 1 when it does not (*wait raised to the seconds
+ * until it would, when larger), or a negative store_rc. A rule with limit 0 touches nothing
+ * and returns 0. The record is read for update, so parallel requests are serialised on it
+ * and none can slip past the limit; a caller that refuses must abort (STORE_REFUSE) so that
+ * the limits it already counted in t are rolled back.
+ */
+int ratelimit_txn(struct store_txn *t, struct keyring *kr, const struct conf_rate *rule, int count,
+		  unsigned *wait, const char *kind, const char *a, const char *b);
+
+/*
+ * Inside t, the limits of one message (channel "email" or "sms") of client_id to a recipient
+ * (subject a, b as for ratelimit_txn): the cool-down and the hourly count per recipient, and
+ * the client's spend cap for the channel. Each that fits is counted. Returns 0, or
+ * STORE_REFUSE(ERR_RATE_LIMITED) with *wait the seconds until every one of them fits, or a
+ * negative store_rc. The limit keys of the recipient go into keys (when not NULL) so that a
+ * successful login can release them (ratelimit_release_txn).
+ */
+int ratelimit_send_txn(struct store_txn *t, struct ctx *c, const char *client_id,
+		       const char *channel, const char *a, const char *b, unsigned *wait,
+		       json_t *keys);
+
+/*
+ * Release a recipient's send limits (keys as ratelimit_send_txn listed them; borrowed, NULL
+ * is none): a login that succeeded proves the recipient asked for the message, so the next
+ * one need not wait. Returns 0 or a negative store_rc.
+ */
+int ratelimit_release_txn(struct store_txn *t, json_t *keys);
+
+/*
+ * Inside t, the limits of one authenticate attempt: per end-user address (addr as the backend
+ * reported it, or the backend's own; NULL skips it) and per identifier (idtype and identifier;
+ * NULL skips it). Counted when they fit. Returns 0, STORE_REFUSE(ERR_RATE_LIMITED) with
+ * *wait, or a negative store_rc.
+ */
+int ratelimit_auth_txn(struct store_txn *t, struct ctx *c, const char *addr, const char *idtype,
+		       const char *identifier, unsigned *wait);
+
+/*
+ * The key under which an end-user address is limited, into out (size outlen): an IPv4
+ * address as such, an IPv6 address by its /64 prefix (one host usually holds a whole /64),
+ * an IPv4-mapped IPv6 address as IPv4, anything else as given. addr may be NULL: out is "".
+ */
+void ratelimit_ip_subject(const char *addr, char *out, size_t outlen);
+
+/*
+ * Enumeration hiding: a send that delivers nothing (the client hides whether an identifier
+ * exists) should take as long as one that delivers. ratelimit_delivery_took records how long
+ * a real delivery of a channel ("email" or "sms") took; ratelimit_delivery_pace sleeps for
+ * about as long as they take, an average kept by this process.
+ */
+void ratelimit_delivery_took(const char *channel, const struct timespec *start);
+void ratelimit_delivery_pace(const char *channel);
+
+#endif
