@@ -64,4 +64,13 @@ int api_audience(struct api_call *call, const char *resource, const char **aud);
 /* The optional authenticate fields shared by every authenticate (borrowed from body). */
 void api_login_opts(json_t *body, struct login_opts *opts);
 
+/* Answer 429 with Retry-After: seconds (at least 1). */
+void api_rate_limited(struct api_call *call, unsigned retry_after);
+
+/*
+ * The end user's address for the per-address limits: client_attributes.ip_address of the
+ * body when the backend reports it, else the backend's own REMOTE_ADDR (borrowed; may be NULL).
+ */
+const char *api_end_user_ip(struct api_call *call);
+
 #endif

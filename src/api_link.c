@@ -148,6 +148,10 @@ void api_link_send(struct api_call *call)
 	r.want_request_id = jsonio_true(body, "generate_request_id");
 
 	rc = link_send(call->c, &r, &res);
+	if (rc == ERR_RATE_LIMITED) {
+		api_rate_limited(call, res.retry_after);
+		goto out;
+	}
 	if (rc != ERR_NONE) {
 		api_fail(call, rc, NULL);
 		goto out;
@@ -169,6 +173,7 @@ void api_link_authenticate(struct api_call *call)
 	struct link_auth_req r = {.client = call->client};
 	const char *aud;
 	char err[256];
+	unsigned retry_after = 0;
 	int rc;
 
 	if (jsonio_check(body, authenticate_fields, err, sizeof(err)) < 0) {
@@ -180,9 +185,13 @@ void api_link_authenticate(struct api_call *call)
 	r.code = jsonio_str(body, "code");
 	r.request_id = jsonio_str(body, "request_id");
 	api_login_opts(body, &r.opts);
+	r.ip = api_end_user_ip(call);
+	r.retry_after = &retry_after;
 	rc = link_authenticate(call->c, &r, aud, &tokens);
 	if (rc == ERR_NONE)
 		resp_json(call->resp, 200, tokens);
+	else if (rc == ERR_RATE_LIMITED)
+		api_rate_limited(call, retry_after);
 	else if (rc == ERR_BAD_CREDENTIALS)
 		resp_error(call->resp, ERR_INVALID_INPUT, "Invalid magic link code");
 	else if (rc == ERR_USER_NOT_FOUND)

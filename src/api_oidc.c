@@ -21,6 +21,7 @@ static int token_client(struct api_call *call, json_t **client)
 	const char *form_id = req_form(call->req, "client_id");
 	const char *form_secret = req_form(call->req, "client_secret");
 	int basic = req_basic(call->req, &user, &pass), rc;
+	unsigned retry_after = 0;
 
 	if (basic < 0 || (basic == 1 && form_secret != NULL) ||
 	    (basic == 1 && form_id != NULL && strcmp(form_id, user) != 0)) {
@@ -35,9 +36,13 @@ static int token_client(struct api_call *call, json_t **client)
 		goto out;
 	}
 	rc = client_check_secret(call->c, basic ? user : form_id, basic ? pass : form_secret,
-				 client);
+				 client, &retry_after);
 	if (rc < 0) {
 		api_fail(call, rc, NULL);
+		rc = 0;
+	} else if (rc == CLIENT_THROTTLED) {
+		log_info("client authentication throttled after repeated failures");
+		api_rate_limited(call, retry_after);
 		rc = 0;
 	} else if (rc == 0) {
 		log_info("client authentication failed");

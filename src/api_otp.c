@@ -196,6 +196,10 @@ void api_otp_send(struct api_call *call)
 	r.want_request_id = jsonio_true(body, "generate_request_id");
 
 	rc = otp_send(call->c, &r, &res);
+	if (rc == ERR_RATE_LIMITED) {
+		api_rate_limited(call, res.retry_after);
+		goto out;
+	}
 	if (rc != ERR_NONE) {
 		api_fail(call, rc, NULL);
 		goto out;
@@ -230,6 +234,20 @@ int api_audience(struct api_call *call, const char *resource, const char **aud)
 	return 0;
 }
 
+void api_rate_limited(struct api_call *call, unsigned retry_after)
+{
+	resp_header(call->resp, "Retry-After", "%u", retry_after ? retry_after : 1);
+	resp_error(call->resp, ERR_RATE_LIMITED, NULL);
+}
+
+const char *api_end_user_ip(struct api_call *call)
+{
+	json_t *attrs = json_object_get(call->req->json, "client_attributes");
+	const char *ip = jsonio_str(attrs, "ip_address");
+
+	return ip != NULL && ip[0] != '\0' ? ip : call->req->remote_addr;
+}
+
 void api_login_opts(json_t *body, struct login_opts *opts)
 {
 	opts->session_id = jsonio_str(body, "session_id");
@@ -245,6 +263,7 @@ void api_otp_authenticate(struct api_call *call)
 	struct otp_auth_req r = {.client = call->client};
 	const char *aud;
 	char err[256], *canonical;
+	unsigned retry_after = 0;
 	int rc;
 
 	if (jsonio_check(body, authenticate_fields, err, sizeof(err)) < 0) {
@@ -259,10 +278,14 @@ void api_otp_authenticate(struct api_call *call)
 	r.passcode = jsonio_str(body, "passcode");
 	r.request_id = jsonio_str(body, "request_id");
 	api_login_opts(body, &r.opts);
+	r.ip = api_end_user_ip(call);
+	r.retry_after = &retry_after;
 
 	rc = otp_authenticate(call->c, &r, aud, &tokens);
 	if (rc == ERR_NONE)
 		resp_json(call->resp, 200, tokens);
+	else if (rc == ERR_RATE_LIMITED)
+		api_rate_limited(call, retry_after);
 	else
 		api_fail(call, rc, NULL);
 	free(canonical);

@@ -6,6 +6,7 @@
 #include "crypto.h"
 #include "jwt.h"
 #include "log.h"
+#include "ratelimit.h"
 
 #define CLIENT_ID_BYTES 16
 #define CLIENT_SECRET_BYTES 32
@@ -74,6 +75,7 @@ int client_create(struct ctx *c, json_t *spec, json_t **out, char *err, size_t e
 	char id[2 * CLIENT_ID_BYTES + 1], tag[KEYRING_TAG_HEX], *secret = NULL;
 	const char *name = json_string_value(json_object_get(spec, "name"));
 	const char *signup = json_string_value(json_object_get(spec, "signup"));
+	const char *existence = json_string_value(json_object_get(spec, "existence"));
 	json_t *uris = array_or_empty(spec, "redirect_uris");
 	json_t *resources = array_or_empty(spec, "resources");
 	json_t *perms = array_or_empty(spec, "permissions");
@@ -88,6 +90,12 @@ int client_create(struct ctx *c, json_t *spec, json_t **out, char *err, size_t e
 		signup = "open";
 	if (strcmp(signup, "open") != 0 && strcmp(signup, "closed") != 0) {
 		snprintf(err, errlen, "signup must be open or closed");
+		goto out;
+	}
+	if (existence == NULL)
+		existence = "reveal";
+	if (strcmp(existence, "reveal") != 0 && strcmp(existence, "hide") != 0) {
+		snprintf(err, errlen, "existence must be reveal or hide");
 		goto out;
 	}
 	if (!is_string_array(uris) || !valid_redirect_uris(uris)) {
@@ -110,10 +118,10 @@ int client_create(struct ctx *c, json_t *spec, json_t **out, char *err, size_t e
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
-	arg.rec =
-	    json_pack("{s:s, s:s, s:s, s:O, s:O, s:O, s:s, s:I}", "client_id", id, "name", name,
-		      "secret", tag, "redirect_uris", uris, "resources", resources, "permissions",
-		      perms, "signup", signup, "created_at", (json_int_t)time(NULL));
+	arg.rec = json_pack("{s:s, s:s, s:s, s:O, s:O, s:O, s:s, s:s, s:I}", "client_id", id,
+			    "name", name, "secret", tag, "redirect_uris", uris, "resources",
+			    resources, "permissions", perms, "signup", signup, "existence",
+			    existence, "created_at", (json_int_t)time(NULL));
 	if (arg.rec == NULL || store_run(c->store, put_client_txn, &arg) < 0) {
 		snprintf(err, errlen, "could not store the client");
 		goto out;
@@ -153,31 +161,75 @@ int client_get(struct ctx *c, const char *client_id, json_t **client)
 	return rc;
 }
 
-int client_check_secret(struct ctx *c, const char *client_id, const char *secret, json_t **client)
+struct secret_arg {
+	struct ctx *c;
+	const char *id;
+	const char *secret;
+	json_t *client;
+	unsigned wait;
+};
+
+static int check_secret_txn(struct store_txn *t, void *argp)
 {
+	struct secret_arg *a = argp;
+	const struct conf_rate *rule = &a->c->conf->client_secret_failures;
 	char tag[KEYRING_TAG_HEX];
 	const char *stored;
-	json_t *found = NULL;
 	int rc, ok;
 
-	if (client_id == NULL || secret == NULL || strlen(secret) > 256)
-		return 0;
-	rc = client_get(c, client_id, &found);
+	json_decref(a->client);
+	a->client = NULL;
+	a->wait = 0;
+	rc = store_get(t, TBL_CLIENTS, a->id, strlen(a->id), &a->client, 0);
 	if (rc < 0)
 		return rc;
+	/*
+	 * Only known clients are counted: a guessed client_id never authenticates anyway, and
+	 * counting every id a caller makes up would let it fill the table.
+	 */
+	if (a->client != NULL) {
+		rc = ratelimit_txn(t, a->c->keys, rule, 0, &a->wait, "client-secret", a->id, NULL);
+		if (rc != 0)
+			return rc < 0 ? rc : CLIENT_THROTTLED;
+	}
 	/* The hash is computed whether or not the client exists, so timing tells nothing. */
-	if (keyring_tag(c->keys, tag, "client-secret", client_id, secret, NULL) < 0) {
-		json_decref(found);
+	if (keyring_tag(a->c->keys, tag, "client-secret", a->id, a->secret, NULL) < 0)
 		return STORE_ERR;
-	}
-	stored = found ? json_string_value(json_object_get(found, "secret")) : NULL;
+	stored = a->client ? json_string_value(json_object_get(a->client, "secret")) : NULL;
 	ok = crypto_str_equal(tag, stored ? stored : "");
-	if (!ok || rc != STORE_FOUND) {
-		json_decref(found);
-		return 0;
+	if (ok && a->client != NULL)
+		return 1;
+	if (a->client != NULL) {
+		/* Counted in the transaction that checked: parallel guesses cannot overshoot. */
+		rc = ratelimit_txn(t, a->c->keys, rule, 1, &a->wait, "client-secret", a->id, NULL);
+		if (rc < 0)
+			return rc;
 	}
-	*client = found;
-	return 1;
+	return 0;
+}
+
+int client_check_secret(struct ctx *c, const char *client_id, const char *secret, json_t **client,
+			unsigned *retry_after)
+{
+	struct secret_arg a = {c, client_id, secret, NULL, 0};
+	int rc;
+
+	if (client_id == NULL || secret == NULL || strlen(client_id) > 128 || strlen(secret) > 256)
+		return 0;
+	rc = store_run(c->store, check_secret_txn, &a);
+	if (rc == 1)
+		*client = a.client;
+	else
+		json_decref(a.client);
+	if (rc == CLIENT_THROTTLED)
+		*retry_after = a.wait;
+	return rc;
+}
+
+int client_hides_existence(json_t *client)
+{
+	const char *policy = json_string_value(json_object_get(client, "existence"));
+	return policy != NULL && strcmp(policy, "hide") == 0;
 }
 
 int client_has_permission(json_t *client, const char *perm)

@@ -1,8 +1,9 @@
 /*
  * client: the backends allowed to call otlogin (OAuth clients). A client has a name, a secret
  * stored only as a keyed hash, registered redirect URIs and resources, permissions ("direct",
- * "admin") and a signup policy ("open" or "closed"). Its access tokens are HS256 JWTs under a
- * server-held key that is never published: only otlogin verifies them.
+ * "admin"), a signup policy ("open" or "closed") and an existence policy ("reveal" or "hide":
+ * whether its answers may tell that an identifier has no account). Its access tokens are HS256 JWTs
+ * under a server-held key that is never published: only otlogin verifies them.
  */
 #ifndef OTLOGIN_CLIENT_H
 #define OTLOGIN_CLIENT_H
@@ -13,7 +14,7 @@
 
 /*
  * Create a client. spec (borrowed) holds "name" and optional "redirect_uris", "resources",
- * "permissions" (arrays of strings) and "signup". On 0, *out is a new object
+ * "permissions" (arrays of strings), "signup" and "existence". On 0, *out is a new object
  * {"client_id", "client_secret"}: the only time the secret exists outside the caller.
  * Returns 0, or -1 on a bad spec (message in err) or a store error.
  */
@@ -22,11 +23,24 @@ int client_create(struct ctx *c, json_t *spec, json_t **out, char *err, size_t e
 /* Look a client up. STORE_FOUND with *client a new reference, STORE_NOTFOUND, or < 0. */
 int client_get(struct ctx *c, const char *client_id, json_t **client);
 
+/* client_check_secret's answer for a client with too many recent wrong secrets. */
+#define CLIENT_THROTTLED 2
+
 /*
  * Check a client's secret in constant time (the hash is computed for unknown ids as well).
- * 1 with *client (new reference) when right, 0 when wrong or unknown, < 0 on store errors.
+ * Wrong secrets of a known client are counted against [limits] client_secret_failures; past
+ * it every attempt is refused, the right secret too, until the window has room again.
+ * 1 with *client (new reference) when right, 0 when wrong or unknown, CLIENT_THROTTLED with
+ * *retry_after (seconds), < 0 on store errors.
  */
-int client_check_secret(struct ctx *c, const char *client_id, const char *secret, json_t **client);
+int client_check_secret(struct ctx *c, const char *client_id, const char *secret, json_t **client,
+			unsigned *retry_after);
+
+/*
+ * 1 when the client (borrowed) hides whether an identifier exists: its sends answer alike for
+ * every identifier and deliver only to those that can log in.
+ */
+int client_hides_existence(json_t *client);
 
 /* 1 when the client (borrowed) holds permission perm. */
 int client_has_permission(json_t *client, const char *perm);

@@ -4,9 +4,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "client.h"
 #include "crypto.h"
 #include "log.h"
 #include "otp.h"
+#include "ratelimit.h"
 #include "resp.h"
 #include "token.h"
 
@@ -25,6 +27,8 @@ struct send_state {
 	size_t message_len;
 	char to[256];
 	char key[KEYRING_TAG_HEX];
+	int shadow;	      /* hidden existence: no usable link is stored or mailed */
+	unsigned retry_after; /* ERR_RATE_LIMITED */
 };
 
 static const char *client_id_of(json_t *client)
@@ -94,28 +98,52 @@ static int replace_previous(struct send_state *s, struct store_txn *t)
 	return rc;
 }
 
+/* Why this identifier cannot get a link (an api_err), or ERR_NONE with s->to set. */
+static int deliverable(struct send_state *s, json_t *user, int found)
+{
+	if (!found && !user_signup_allows(s->r->client, s->r->idtype))
+		return ERR_USER_NOT_FOUND;
+	if (user != NULL && !user_is_active(user))
+		return ERR_USER_NOT_ACTIVE;
+	return destination(s, user);
+}
+
 static int send_txn(struct store_txn *t, void *argp)
 {
 	struct send_state *s = argp;
 	const struct link_send_req *r = s->r;
 	unsigned minutes = r->minutes ? r->minutes : s->c->conf->link_ttl_minutes;
 	char rid_tag[KEYRING_TAG_HEX] = "";
-	json_t *user = NULL, *rec;
+	json_t *user = NULL, *rec, *limit_keys = NULL;
 	int rc;
 
 	rc = user_find_txn(t, r->idtype, r->identifier, &user);
 	if (rc < 0)
 		return rc;
-	if (rc == STORE_NOTFOUND && !user_signup_allows(r->client, r->idtype))
-		return ERR_USER_NOT_FOUND;
-	if (user != NULL && !user_is_active(user)) {
-		json_decref(user);
-		return ERR_USER_NOT_ACTIVE;
-	}
-	rc = destination(s, user);
+	s->shadow = 0;
+	rc = deliverable(s, user, rc == STORE_FOUND);
 	json_decref(user);
-	if (rc != ERR_NONE)
-		return rc;
+	if (rc != ERR_NONE) {
+		if (!client_hides_existence(r->client))
+			return rc;
+		/* As in otp.c: the same work as a real send, with a link that is dead. */
+		s->shadow = 1;
+		snprintf(s->to, sizeof(s->to), "%s", s->c->conf->mail_from);
+	}
+	if (!r->direct) {
+		/* A hidden send counts where a real one to this identifier would. */
+		const char *a = s->shadow ? r->identifier : s->to;
+		const char *b = s->shadow && r->idtype != ID_EMAIL && r->idtype != ID_PHONE
+				    ? user_idtype_name(r->idtype)
+				    : NULL;
+		limit_keys = json_array();
+		if (limit_keys == NULL)
+			return STORE_ERR;
+		rc = ratelimit_send_txn(t, s->c, client_id_of(r->client), "email", a, b,
+					&s->retry_after, limit_keys);
+		if (rc < 0)
+			goto out;
+	}
 	if (minutes > s->c->conf->link_max_ttl_minutes)
 		minutes = s->c->conf->link_max_ttl_minutes;
 
@@ -125,29 +153,45 @@ static int send_txn(struct store_txn *t, void *argp)
 	s->token = crypto_random_token(LINK_TOKEN_BYTES);
 	if (s->token == NULL ||
 	    asprintf(&s->url, "%s" OPEN_PATH "%s", s->c->conf->public_base_url, s->token) < 0 ||
-	    keyring_tag(s->c->keys, s->key, "link", s->token, NULL) < 0)
-		return STORE_ERR;
+	    keyring_tag(s->c->keys, s->key, "link", s->token, NULL) < 0) {
+		rc = STORE_ERR;
+		goto out;
+	}
 	if (!r->direct && (rc = compose(s, minutes)) != ERR_NONE)
-		return rc;
+		goto out;
 	if (r->want_request_id) {
 		crypto_free_str(s->request_id);
 		s->request_id = crypto_random_token(REQUEST_ID_BYTES);
 		if (s->request_id == NULL ||
-		    keyring_tag(s->c->keys, rid_tag, "request-id", s->request_id, NULL) < 0)
-			return STORE_ERR;
+		    keyring_tag(s->c->keys, rid_tag, "request-id", s->request_id, NULL) < 0) {
+			rc = STORE_ERR;
+			goto out;
+		}
 	}
 	if ((rc = replace_previous(s, t)) < 0)
-		return rc;
-	rec = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s?, s:I, s:b, s:s}", "client_id",
-			client_id_of(r->client), "idtype", user_idtype_name(r->idtype),
-			"identifier", r->identifier, "to", s->to, "redirect_uri", r->redirect_uri,
-			"state", r->state, "exp", (json_int_t)(time(NULL) + (time_t)minutes * 60),
-			"used", 0, "request_id", rid_tag);
-	if (rec == NULL)
-		return STORE_ERR;
+		goto out;
+	rec = json_pack(
+	    "{s:s, s:s, s:s, s:s, s:s, s:s?, s:I, s:b, s:s}", "client_id", client_id_of(r->client),
+	    "idtype", user_idtype_name(r->idtype), "identifier", r->identifier, "to",
+	    s->shadow ? "" : s->to, "redirect_uri", r->redirect_uri, "state", r->state, "exp",
+	    (json_int_t)(time(NULL) + (time_t)minutes * 60), "used", 0, "request_id", rid_tag);
+	if (rec == NULL) {
+		rc = STORE_ERR;
+		goto out;
+	}
+	/* A dead link opens as an unknown one (open_txn). */
+	if (s->shadow)
+		json_object_set_new(rec, "dead", json_true());
+	/* Opening it and logging in releases the recipient's send limits (see ratelimit.h). */
+	if (limit_keys != NULL && json_array_size(limit_keys) > 0)
+		json_object_set(rec, "limits", limit_keys);
 	rc = store_put(t, TBL_CODES, s->key, strlen(s->key), rec);
 	json_decref(rec);
-	return rc < 0 ? rc : ERR_NONE;
+	rc = rc < 0 ? rc : ERR_NONE;
+out:
+	json_decref(limit_keys);
+	/* A refusal after the limits were counted must not count them. */
+	return rc > 0 ? STORE_REFUSE(rc) : rc;
 }
 
 static int forget_txn(struct store_txn *t, void *argp)
@@ -160,27 +204,39 @@ static int forget_txn(struct store_txn *t, void *argp)
 int link_send(struct ctx *c, const struct link_send_req *r, struct link_send_res *res)
 {
 	struct send_state s = {.c = c, .r = r};
+	struct timespec start;
 	char masked[64];
 	int rc;
 
 	memset(res, 0, sizeof(*res));
 	rc = store_run(c->store, send_txn, &s);
-	if (rc < 0) {
+	if (store_refused(rc) >= 0)
+		rc = store_refused(rc);
+	else if (rc < 0)
 		rc = otp_store_error(rc);
-		goto out;
+	if (rc == ERR_RATE_LIMITED) {
+		res->retry_after = s.retry_after ? s.retry_after : 1;
+		log_info("magic link send for %s refused: rate limit, retry in %u s",
+			 log_mask_addr(r->identifier, masked, sizeof(masked)), res->retry_after);
 	}
 	if (rc != ERR_NONE)
 		goto out;
 	if (r->direct) {
 		res->link = s.url;
 		s.url = NULL;
-	} else if (mail_send(&c->mail, c->conf->mail_from, s.to, s.message, s.message_len) !=
-		   MAIL_OK) {
-		/* A link that was never delivered must not stay usable. */
-		store_run(c->store, forget_txn, s.key);
-		rc = ERR_DELIVERY;
-		goto out;
+	} else if (s.shadow) {
+		/* Nothing goes out; take about as long as a delivery would have. */
+		ratelimit_delivery_pace("email");
 	} else {
+		clock_gettime(CLOCK_MONOTONIC, &start);
+		if (mail_send(&c->mail, c->conf->mail_from, s.to, s.message, s.message_len) !=
+		    MAIL_OK) {
+			/* A link that was never delivered must not stay usable. */
+			store_run(c->store, forget_txn, s.key);
+			rc = ERR_DELIVERY;
+			goto out;
+		}
+		ratelimit_delivery_took("email", &start);
 		log_info("sent a magic link to %s", log_mask_addr(s.to, masked, sizeof(masked)));
 	}
 	res->request_id = s.request_id;
@@ -250,6 +306,8 @@ static int issue_code(struct open_state *o, struct store_txn *t, json_t *link)
 			(json_int_t)(time(NULL) + (time_t)o->c->conf->link_code_ttl));
 	if (rec == NULL)
 		return STORE_ERR;
+	if (json_object_get(link, "limits") != NULL)
+		json_object_set(rec, "limits", json_object_get(link, "limits"));
 	rc = store_put(t, TBL_CODES, key, strlen(key), rec);
 	json_decref(rec);
 	return rc;
@@ -296,6 +354,10 @@ static int open_txn(struct store_txn *t, void *argp)
 	rc = store_get(t, TBL_CODES, key, strlen(key), &rec, o->consume);
 	if (rc <= 0)
 		return rc;
+	if (json_is_true(json_object_get(rec, "dead"))) {
+		json_decref(rec);
+		return 0;
+	}
 	describe(o->v, rec);
 	if (json_is_true(json_object_get(rec, "used")))
 		o->v->state = LINK_USED;
@@ -352,6 +414,7 @@ struct auth_state {
 	const struct link_auth_req *r;
 	const char *aud;
 	struct login_grant grant;
+	unsigned retry_after;
 };
 
 static int auth_txn(struct store_txn *t, void *argp)
@@ -359,12 +422,19 @@ static int auth_txn(struct store_txn *t, void *argp)
 	struct auth_state *a = argp;
 	const struct link_auth_req *r = a->r;
 	char key[KEYRING_TAG_HEX], rtag[KEYRING_TAG_HEX];
-	const char *rid;
+	const char *rid, *idtype, *identifier;
 	enum user_idtype type;
 	json_t *rec = NULL, *user = NULL;
 	int rc;
 
 	login_grant_free(&a->grant);
+	/*
+	 * Only the per-address limit: a code of 256 bits is not guessed, so there is no
+	 * identifier to count against before it is found.
+	 */
+	rc = ratelimit_auth_txn(t, a->c, r->ip, NULL, NULL, &a->retry_after);
+	if (rc < 0)
+		return rc;
 	if (strlen(r->code) > 128 ||
 	    keyring_tag(a->c->keys, key, "link-code", client_id_of(r->client), r->code, NULL) < 0)
 		return ERR_BAD_CREDENTIALS;
@@ -383,9 +453,22 @@ static int auth_txn(struct store_txn *t, void *argp)
 		rc = ERR_BAD_CREDENTIALS;
 		goto out;
 	}
-	type = user_idtype_parse(json_string_value(json_object_get(rec, "idtype")));
-	rc = user_for_login_txn(t, r->client, type,
-				json_string_value(json_object_get(rec, "identifier")), &user);
+	idtype = json_string_value(json_object_get(rec, "idtype"));
+	identifier = json_string_value(json_object_get(rec, "identifier"));
+	if (idtype == NULL || identifier == NULL) {
+		rc = ERR_BAD_CREDENTIALS;
+		goto out;
+	}
+	/*
+	 * An identifier locked by wrong passcodes gets no tokens by this route either: the lock
+	 * says someone is attacking the account, and the mailbox a link proves is the one the
+	 * passcodes go to. The code is used up like any refused one; after the lockout the
+	 * user asks for a new link.
+	 */
+	if ((rc = otp_lockout_txn(t, a->c, idtype, identifier, 0)) != ERR_NONE)
+		goto out;
+	type = user_idtype_parse(idtype);
+	rc = user_for_login_txn(t, r->client, type, identifier, &user);
 	if (rc != ERR_NONE)
 		goto out;
 	if (!user_is_active(user)) {
@@ -394,6 +477,9 @@ static int auth_txn(struct store_txn *t, void *argp)
 	}
 	rc = session_login_txn(t, a->c, user, r->client, "eml", "email", &r->opts, a->aud,
 			       &a->grant);
+	/* A success releases the lockout count and the recipient's send limits. */
+	if (rc == ERR_NONE && (rc = otp_lockout_txn(t, a->c, idtype, identifier, 1)) == ERR_NONE)
+		rc = ratelimit_release_txn(t, json_object_get(rec, "limits"));
 out:
 	json_decref(rec);
 	json_decref(user);
@@ -407,8 +493,12 @@ int link_authenticate(struct ctx *c, const struct link_auth_req *r, const char *
 	struct auth_state a = {.c = c, .r = r, .aud = aud};
 	int rc = store_run(c->store, auth_txn, &a);
 
-	if (rc < 0)
+	if (store_refused(rc) >= 0)
+		rc = store_refused(rc);
+	else if (rc < 0)
 		rc = otp_store_error(rc);
+	if (rc == ERR_RATE_LIMITED && r->retry_after != NULL)
+		*r->retry_after = a.retry_after ? a.retry_after : 1;
 	if (rc == ERR_NONE) {
 		*tokens = token_response(c, &a.grant, &r->opts);
 		if (*tokens == NULL)

@@ -28,11 +28,18 @@ struct link_send_req {
 };
 
 struct link_send_res {
-	char *link;	  /* direct only (new) */
-	char *request_id; /* when asked (new) */
+	char *link;	      /* direct only (new) */
+	char *request_id;     /* when asked (new) */
+	unsigned retry_after; /* ERR_RATE_LIMITED: seconds until a send would be allowed */
 };
 
-/* Send a link. Returns ERR_NONE with res filled (free with link_send_res_free) or an api_err. */
+/*
+ * Send a link. Returns ERR_NONE with res filled (free with link_send_res_free) or an api_err
+ * (ERR_RATE_LIMITED with res->retry_after: nothing stored or sent). Mailed links count
+ * against the [limits] of the recipient and the client like passcodes. When the client hides
+ * existence, an identifier that cannot receive the link answers ERR_NONE after the same work,
+ * but no usable link is stored or mailed (a direct send returns a link that is not valid).
+ */
 int link_send(struct ctx *c, const struct link_send_req *r, struct link_send_res *res);
 void link_send_res_free(struct link_send_res *res);
 
@@ -61,12 +68,16 @@ struct link_auth_req {
 	const char *code;
 	const char *request_id;
 	struct login_opts opts;
+	const char *ip;	       /* the end user's address for [limits] ip_attempts, or NULL */
+	unsigned *retry_after; /* out, ERR_RATE_LIMITED: seconds to wait (NULL: not wanted) */
 };
 
 /*
  * Exchange a code for tokens. ERR_NONE with *tokens (new reference), ERR_BAD_CREDENTIALS for
- * an unknown, used, expired or foreign code, ERR_USER_NOT_FOUND, ERR_USER_NOT_ACTIVE,
- * ERR_SESSION_NOT_FOUND, ERR_UNAVAILABLE or ERR_INTERNAL.
+ * an unknown, used, expired or foreign code, ERR_LOCKED while the identifier is locked out
+ * by wrong passcodes (otp_lockout_txn; the code is used up), ERR_RATE_LIMITED,
+ * ERR_USER_NOT_FOUND, ERR_USER_NOT_ACTIVE, ERR_SESSION_NOT_FOUND, ERR_UNAVAILABLE or
+ * ERR_INTERNAL. A success resets the identifier's failure count, as a passcode's does.
  */
 int link_authenticate(struct ctx *c, const struct link_auth_req *r, const char *aud,
 		      json_t **tokens);

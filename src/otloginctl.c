@@ -28,6 +28,7 @@ static void usage(void)
 		"      create the database environment, the server key and a signing key\n"
 		"  client add --name NAME [--redirect-uri URI]... [--resource URI]...\n"
 		"             [--permission direct|admin]... [--signup open|closed]\n"
+		"             [--existence reveal|hide]\n"
 		"      print {\"client_id\", \"client_secret\"} (the secret is shown only once)\n"
 		"  client list\n"
 		"  user add (--email ADDR | --phone E164) [--phone E164] [--username NAME]\n"
@@ -94,9 +95,13 @@ static json_t *parse_options(int argc, char **argv, const struct ctl_opt *opts)
 static int cmd_client(struct ctx *c, int argc, char **argv)
 {
 	static const struct ctl_opt opts[] = {
-	    {"--name", "name", 0},	    {"--redirect-uri", "redirect_uris", 1},
-	    {"--resource", "resources", 1}, {"--permission", "permissions", 1},
-	    {"--signup", "signup", 0},	    {NULL, NULL, 0},
+	    {"--name", "name", 0},
+	    {"--redirect-uri", "redirect_uris", 1},
+	    {"--resource", "resources", 1},
+	    {"--permission", "permissions", 1},
+	    {"--signup", "signup", 0},
+	    {"--existence", "existence", 0},
+	    {NULL, NULL, 0},
 	};
 	char err[256];
 	json_t *spec, *out;

@@ -7,6 +7,7 @@
 #include "client.h"
 #include "crypto.h"
 #include "log.h"
+#include "ratelimit.h"
 #include "resp.h"
 #include "token.h"
 
@@ -53,6 +54,8 @@ struct send_txn {
 	size_t message_len;
 	char to[256];
 	int sms;
+	int shadow;	      /* hidden existence: nothing usable is stored or delivered */
+	unsigned retry_after; /* ERR_RATE_LIMITED */
 };
 
 /* Where an email passcode goes, or the api_err that says why it cannot go anywhere. */
@@ -134,59 +137,123 @@ static int compose_mail(struct send_txn *s, unsigned minutes)
 	return rc == MAIL_OK ? ERR_NONE : ERR_INTERNAL;
 }
 
+/*
+ * Where the code of this send goes (s->to), or the api_err that says why it cannot go: the
+ * account is unknown and signup closed, disabled, or lacks the address or number.
+ */
+static int destination(struct send_txn *s, json_t *user, int found)
+{
+	const struct otp_send_req *r = s->r;
+
+	if (!found && !user_signup_allows(r->client, r->idtype))
+		return ERR_USER_NOT_FOUND;
+	if (user != NULL && !user_is_active(user))
+		return ERR_USER_NOT_ACTIVE;
+	if (strcmp(r->channel, "email") == 0)
+		return email_destination(s, user);
+	if (s->sms)
+		return sms_destination(s, user);
+	return ERR_NONE;
+}
+
+/*
+ * The send limits of this message, counted in t. The recipient is the address or number it
+ * goes to; a hidden send has none, so it counts where a real one to this identifier would:
+ * the custom destination or the identifier itself (an email address or phone number), so
+ * that the 429s of the two do not differ either.
+ */
+static int send_limits(struct send_txn *s, struct store_txn *t, json_t *keys)
+{
+	const struct otp_send_req *r = s->r;
+	const char *a = s->to, *b = NULL;
+
+	if (s->shadow) {
+		a = s->sms ? r->custom_phone : r->custom_email;
+		if (a == NULL) {
+			a = r->identifier;
+			if (r->idtype != ID_EMAIL && r->idtype != ID_PHONE)
+				b = user_idtype_name(r->idtype);
+		}
+	}
+	return ratelimit_send_txn(t, s->c,
+				  json_string_value(json_object_get(r->client, "client_id")),
+				  r->channel, a, b, &s->retry_after, keys);
+}
+
 static int send_txn(struct store_txn *t, void *argp)
 {
 	struct send_txn *s = argp;
 	const struct otp_send_req *r = s->r;
 	unsigned minutes = r->minutes ? r->minutes : s->c->conf->otp_ttl_minutes;
 	char code_tag[KEYRING_TAG_HEX], rid_tag[KEYRING_TAG_HEX] = "";
-	json_t *user = NULL, *rec;
+	json_t *user = NULL, *rec, *limit_keys = NULL;
 	int rc;
 
 	rc = user_find_txn(t, r->idtype, r->identifier, &user);
 	if (rc < 0)
 		return rc;
-	if (rc == STORE_NOTFOUND && !user_signup_allows(r->client, r->idtype))
-		return ERR_USER_NOT_FOUND;
-	if (user != NULL && !user_is_active(user)) {
-		json_decref(user);
-		return ERR_USER_NOT_ACTIVE;
-	}
-	if (strcmp(r->channel, "email") == 0 && (rc = email_destination(s, user)) != ERR_NONE) {
-		json_decref(user);
-		return rc;
-	}
-	if (s->sms && (rc = sms_destination(s, user)) != ERR_NONE) {
-		json_decref(user);
-		return rc;
-	}
+	s->shadow = 0;
+	rc = destination(s, user, rc == STORE_FOUND);
 	json_decref(user);
+	if (rc != ERR_NONE) {
+		if (!client_hides_existence(r->client))
+			return rc;
+		/*
+		 * The client hides whether this identifier can log in: go on exactly as for one
+		 * that can (same limits, same composing, same writes), but store a code record
+		 * that never matches and deliver nothing. The mail is composed to our own sender
+		 * address, which is valid wherever real mail can be composed at all.
+		 */
+		s->shadow = 1;
+		snprintf(s->to, sizeof(s->to), "%s",
+			 s->sms ? "+10000000000" : s->c->conf->mail_from);
+	}
+	if (strcmp(r->channel, "direct") != 0) {
+		limit_keys = json_array();
+		if (limit_keys == NULL)
+			return STORE_ERR;
+		rc = send_limits(s, t, limit_keys);
+		if (rc < 0) {
+			json_decref(limit_keys);
+			return rc;
+		}
+	}
 
 	if (minutes > s->c->conf->otp_max_ttl_minutes)
 		minutes = s->c->conf->otp_max_ttl_minutes;
 	if (crypto_random_digits(s->code, s->c->conf->otp_length) < 0 ||
 	    code_key(s->c, r->client, r->idtype, r->identifier, s->key) < 0 ||
-	    keyring_tag(s->c->keys, code_tag, "code-value", s->key, s->code, NULL) < 0)
-		return STORE_ERR;
+	    keyring_tag(s->c->keys, code_tag, "code-value", s->key, s->code, NULL) < 0) {
+		rc = STORE_ERR;
+		goto out;
+	}
 	if (strcmp(r->channel, "email") == 0 && (rc = compose_mail(s, minutes)) != ERR_NONE)
-		return rc;
+		goto out;
 	if (s->sms && (rc = compose_sms(s)) != ERR_NONE)
-		return rc;
+		goto out;
 	if (r->want_request_id) {
 		crypto_free_str(s->request_id);
 		s->request_id = crypto_random_token(REQUEST_ID_BYTES);
 		if (s->request_id == NULL ||
-		    keyring_tag(s->c->keys, rid_tag, "request-id", s->request_id, NULL) < 0)
-			return STORE_ERR;
+		    keyring_tag(s->c->keys, rid_tag, "request-id", s->request_id, NULL) < 0) {
+			rc = STORE_ERR;
+			goto out;
+		}
 	}
-	rec = json_pack("{s:s, s:I, s:s, s:s, s:s, s:s}", "code", code_tag, "exp",
+	/* A hidden send's record holds no code tag: no passcode ever matches it. */
+	rec = json_pack("{s:s, s:I, s:s, s:s, s:s, s:s}", "code", s->shadow ? "" : code_tag, "exp",
 			(json_int_t)(time(NULL) + (time_t)minutes * 60), "amr",
 			amr_of_channel(r->channel), "request_id", rid_tag, "idtype",
 			user_idtype_name(r->idtype), "identifier", r->identifier);
-	if (rec == NULL)
-		return STORE_ERR;
+	if (rec == NULL) {
+		rc = STORE_ERR;
+		goto out;
+	}
 	if (r->approval_data != NULL)
 		json_object_set(rec, "approval_data", r->approval_data);
+	/* A login with this code releases the recipient's send limits (see ratelimit.h). */
+	if (limit_keys != NULL && json_array_size(limit_keys) > 0)
+		json_object_set(rec, "limits", limit_keys);
 	/*
 	 * Only a code delivered to the account's own address or number proves that channel:
 	 * one sent to custom_email or custom_phone_number marks nothing verified.
@@ -199,7 +266,11 @@ static int send_txn(struct store_txn *t, void *argp)
 	/* The same key for the same client and identifier: a new send replaces the old code. */
 	rc = store_put(t, TBL_CODES, s->key, strlen(s->key), rec);
 	json_decref(rec);
-	return rc < 0 ? rc : ERR_NONE;
+	rc = rc < 0 ? rc : ERR_NONE;
+out:
+	json_decref(limit_keys);
+	/* A refusal after the limits were counted must not count them. */
+	return rc > 0 ? STORE_REFUSE(rc) : rc;
 }
 
 struct forget_arg {
@@ -239,14 +310,17 @@ static int deliver(struct send_txn *s)
 {
 	char code_tag[KEYRING_TAG_HEX], masked[64];
 	struct forget_arg forget = {s->key, code_tag};
+	struct timespec start;
 	int rc;
 
 	log_mask_addr(s->to, masked, sizeof(masked));
+	clock_gettime(CLOCK_MONOTONIC, &start);
 	if (s->sms) {
 		struct sms_conf sc = ctx_sms_conf(s->c->conf, &s->c->mail);
 		struct sms_message m = {s->to, sms_sender(s), s->message};
 		rc = sms_send(&sc, &m);
 		if (rc == SMS_OK) {
+			ratelimit_delivery_took("sms", &start);
 			log_info("sent a passcode by SMS to %s", masked);
 			return ERR_NONE;
 		}
@@ -255,6 +329,7 @@ static int deliver(struct send_txn *s)
 	} else {
 		if (mail_send(&s->c->mail, s->c->conf->mail_from, s->to, s->message,
 			      s->message_len) == MAIL_OK) {
+			ratelimit_delivery_took("email", &start);
 			log_info("sent a passcode by email to %s", masked);
 			return ERR_NONE;
 		}
@@ -281,14 +356,25 @@ int otp_send(struct ctx *c, const struct otp_send_req *r, struct otp_send_res *r
 			return ERR_INVALID_INPUT;
 	}
 	rc = store_run(c->store, send_txn, &s);
-	if (rc < 0) {
+	if (store_refused(rc) >= 0)
+		rc = store_refused(rc);
+	else if (rc < 0)
 		rc = otp_store_error(rc);
-		goto out;
+	if (rc == ERR_RATE_LIMITED) {
+		char masked[64];
+		res->retry_after = s.retry_after ? s.retry_after : 1;
+		log_info("passcode send for %s refused: rate limit, retry in %u s",
+			 log_mask_addr(r->identifier, masked, sizeof(masked)), res->retry_after);
 	}
 	if (rc != ERR_NONE)
 		goto out;
-	if ((strcmp(r->channel, "email") == 0 || s.sms) && (rc = deliver(&s)) != ERR_NONE)
+	if (s.shadow) {
+		/* Nothing goes out; take about as long as a delivery would have. */
+		if (strcmp(r->channel, "email") == 0 || s.sms)
+			ratelimit_delivery_pace(r->channel);
+	} else if ((strcmp(r->channel, "email") == 0 || s.sms) && (rc = deliver(&s)) != ERR_NONE) {
 		goto out;
+	}
 	if (strcmp(r->channel, "direct") == 0)
 		res->code = strdup(s.code);
 	res->request_id = s.request_id;
@@ -315,6 +401,7 @@ struct auth_txn {
 	const struct otp_auth_req *r;
 	const char *aud;
 	struct login_grant grant;
+	unsigned retry_after;
 };
 
 /* Count one failure for the identifier; lock it once the limit is reached. */
@@ -351,12 +438,17 @@ static int auth_txn(struct store_txn *t, void *argp)
 	json_t *counter = NULL, *rec = NULL, *user = NULL;
 	const char *rid;
 	time_t now = time(NULL);
-	int rc;
+	int rc, expired, hide;
 
 	login_grant_free(&a->grant);
 	if (code_key(a->c, r->client, r->idtype, r->identifier, key) < 0 ||
 	    failure_key(a->c, r->idtype, r->identifier, fkey) < 0)
 		return STORE_ERR;
+	/* Over an attempt limit nothing else happens: no failure is counted, no code consumed. */
+	rc = ratelimit_auth_txn(t, a->c, r->ip, user_idtype_name(r->idtype), r->identifier,
+				&a->retry_after);
+	if (rc < 0)
+		return rc;
 	/* Lock the counter first: every attempt on this identifier is serialised here. */
 	rc = store_get(t, TBL_COUNTERS, fkey, strlen(fkey), &counter, 1);
 	if (rc < 0)
@@ -372,7 +464,14 @@ static int auth_txn(struct store_txn *t, void *argp)
 		rc = count_failure(t, a->c, fkey, counter, key);
 		goto out;
 	}
-	if (json_integer_value(json_object_get(rec, "exp")) <= (json_int_t)now) {
+	/*
+	 * "Expired" tells that a code was sent. A client that hides existence tells it only to
+	 * the holder of the right code; any other passcode is simply wrong, as for an identifier
+	 * that never got one.
+	 */
+	expired = json_integer_value(json_object_get(rec, "exp")) <= (json_int_t)now;
+	hide = client_hides_existence(r->client);
+	if (expired && !hide) {
 		rc = store_del(t, TBL_CODES, key, strlen(key));
 		rc = rc < 0 ? rc : ERR_CODE_EXPIRED;
 		goto out;
@@ -384,6 +483,11 @@ static int auth_txn(struct store_txn *t, void *argp)
 	}
 	if (!crypto_str_equal(tag, json_string_value(json_object_get(rec, "code")) ?: "")) {
 		rc = count_failure(t, a->c, fkey, counter, key);
+		goto out;
+	}
+	if (expired) {
+		rc = store_del(t, TBL_CODES, key, strlen(key));
+		rc = rc < 0 ? rc : ERR_CODE_EXPIRED;
 		goto out;
 	}
 	if (rid != NULL && rid[0] != '\0') {
@@ -412,6 +516,11 @@ static int auth_txn(struct store_txn *t, void *argp)
 	if (rc == ERR_NONE && json_object_get(rec, "approval_data") != NULL)
 		a->grant.extra_claims =
 		    json_pack("{s:O}", "approval_data", json_object_get(rec, "approval_data"));
+	if (rc == ERR_NONE) {
+		int rrc = ratelimit_release_txn(t, json_object_get(rec, "limits"));
+		if (rrc < 0)
+			rc = rrc;
+	}
 out:
 	json_decref(counter);
 	json_decref(rec);
@@ -437,11 +546,41 @@ int otp_authenticate(struct ctx *c, const struct otp_auth_req *r, const char *au
 		rc = store_refused(rc);
 	else if (rc < 0)
 		rc = otp_store_error(rc);
+	if (rc == ERR_RATE_LIMITED) {
+		char masked[64];
+		if (r->retry_after != NULL)
+			*r->retry_after = a.retry_after ? a.retry_after : 1;
+		log_info("authenticate for %s refused: rate limit",
+			 log_mask_addr(r->identifier, masked, sizeof(masked)));
+	}
 	if (rc == ERR_NONE) {
 		*tokens = token_response(c, &a.grant, &r->opts);
 		if (*tokens == NULL)
 			rc = ERR_INTERNAL;
 	}
 	login_grant_free(&a.grant);
+	return rc;
+}
+
+int otp_lockout_txn(struct store_txn *t, struct ctx *c, const char *idtype, const char *identifier,
+		    int clear)
+{
+	char fkey[KEYRING_TAG_HEX];
+	json_t *counter = NULL;
+	int rc;
+
+	if (keyring_tag(c->keys, fkey, "failures", idtype, identifier, NULL) < 0)
+		return STORE_ERR;
+	if (clear) {
+		rc = store_del(t, TBL_COUNTERS, fkey, strlen(fkey));
+		return rc < 0 ? rc : ERR_NONE;
+	}
+	rc = store_get(t, TBL_COUNTERS, fkey, strlen(fkey), &counter, 1);
+	if (rc < 0)
+		return rc;
+	rc = json_integer_value(json_object_get(counter, "locked_until")) > (json_int_t)time(NULL)
+		 ? ERR_LOCKED
+		 : ERR_NONE;
+	json_decref(counter);
 	return rc;
 }

@@ -31,8 +31,9 @@ struct otp_send_req {
 };
 
 struct otp_send_res {
-	char *code;	  /* channel direct only: the passcode (new; wipe and free) */
-	char *request_id; /* when asked (new) */
+	char *code;	      /* channel direct only: the passcode (new; wipe and free) */
+	char *request_id;     /* when asked (new) */
+	unsigned retry_after; /* ERR_RATE_LIMITED: seconds until a send would be allowed */
 };
 
 /*
@@ -41,7 +42,14 @@ struct otp_send_res {
  * usable code is left behind. Returns ERR_NONE with res filled (release with
  * otp_send_res_free), an api_err for the caller to answer (ERR_EMAIL_MISSING,
  * ERR_PHONE_MISSING, ERR_INVALID_INPUT for an SMS that cannot be built or sent from this
- * configuration, ERR_DELIVERY), or ERR_UNAVAILABLE / ERR_INTERNAL on store failures.
+ * configuration, ERR_DELIVERY, ERR_RATE_LIMITED with res->retry_after: nothing was stored or
+ * sent), or ERR_UNAVAILABLE / ERR_INTERNAL on store failures.
+ *
+ * Email and SMS sends count against the [limits] of the recipient and the client; direct
+ * sends deliver nothing and are not limited. When the client hides existence, an identifier
+ * that cannot receive the code (unknown under closed signup, disabled, without the address or
+ * number) gets the same ERR_NONE after the same work, but its code is never stored usable
+ * nor delivered (a direct send returns a code that never works).
  */
 int otp_send(struct ctx *c, const struct otp_send_req *r, struct otp_send_res *res);
 void otp_send_res_free(struct otp_send_res *res);
@@ -53,14 +61,27 @@ struct otp_auth_req {
 	const char *passcode;
 	const char *request_id; /* NULL when not given */
 	struct login_opts opts;
+	const char *ip;	       /* the end user's address for [limits] ip_attempts, or NULL */
+	unsigned *retry_after; /* out, ERR_RATE_LIMITED: seconds to wait (NULL: not wanted) */
 };
 
 /*
  * Check a passcode and log the user in. Returns ERR_NONE with *tokens (new reference), or
- * ERR_BAD_CREDENTIALS, ERR_CODE_EXPIRED, ERR_LOCKED, ERR_USER_NOT_FOUND, ERR_USER_NOT_ACTIVE,
- * ERR_SESSION_NOT_FOUND, ERR_UNAVAILABLE, ERR_INTERNAL.
+ * ERR_BAD_CREDENTIALS, ERR_CODE_EXPIRED, ERR_LOCKED, ERR_RATE_LIMITED (nothing counted),
+ * ERR_USER_NOT_FOUND, ERR_USER_NOT_ACTIVE, ERR_SESSION_NOT_FOUND, ERR_UNAVAILABLE,
+ * ERR_INTERNAL. When the client hides existence, a wrong passcode for an expired code is
+ * ERR_BAD_CREDENTIALS like any wrong passcode (only the right one learns it expired).
  */
 int otp_authenticate(struct ctx *c, const struct otp_auth_req *r, const char *aud, json_t **tokens);
+
+/*
+ * The per-identifier lockout, for every other route that logs an identifier in (magic links):
+ * inside t, with clear == 0 answer ERR_LOCKED while the identifier is locked, else ERR_NONE;
+ * with clear != 0 (the login succeeded) reset its failure count and answer ERR_NONE.
+ * Negative store_rc on errors.
+ */
+int otp_lockout_txn(struct store_txn *t, struct ctx *c, const char *idtype, const char *identifier,
+		    int clear);
 
 /* Map a negative store_rc to ERR_UNAVAILABLE (and mark a fatal one in *fatal when not NULL). */
 int otp_store_error(int rc);

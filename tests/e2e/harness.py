@@ -52,6 +52,10 @@ MAIL_TIMEOUT = 15
 START_TIMEOUT = 30
 CTL_TIMEOUT = 60
 
+# The [limits] keys (otlogin.conf(5)); a Stack turns each off unless asked.
+LIMIT_KEYS = ("send_cooldown", "recipient_sends", "client_emails", "client_sms",
+              "identifier_attempts", "ip_attempts", "client_secret_failures")
+
 # Stacks that are running, so the test runner can show their logs on a failure and stop
 # them if it has to give up.
 RUNNING = []
@@ -255,9 +259,12 @@ class Stack:
     _seq_lock = threading.Lock()
 
     def __init__(self, name="e2e", otp=None, server=None, tokens=None, mail=None, workers=4,
-                 app=None):
+                 app=None, limits=None):
         """app: run this FastCGI program instead of otlogin.fcgi (and skip otloginctl init);
-        test_lighttpd uses it to look at what lighttpd hands to the application."""
+        test_lighttpd uses it to look at what lighttpd hands to the application.
+        limits: [limits] keys to set; every other limit is off ("0"), since the suite sends
+        many codes to one address and every request comes from 127.0.0.1 (test_ratelimit
+        turns on the ones it tests)."""
         self.name = name
         self.workers = workers
         self.app = app or FCGI_BIN
@@ -267,8 +274,10 @@ class Stack:
             "otp": {"length": 6, "ttl_minutes": 10, "max_ttl_minutes": 60,
                     "max_failures": 3, "lockout_minutes": 15},
             "mail": {"from": "otlogin@localhost", "from_name": "otlogin", "smtp_timeout": 5},
+            "limits": {k: 0 for k in LIMIT_KEYS},
         }
-        for sec, vals in (("server", server), ("tokens", tokens), ("otp", otp), ("mail", mail)):
+        for sec, vals in (("server", server), ("tokens", tokens), ("otp", otp), ("mail", mail),
+                          ("limits", limits)):
             self.sections[sec].update(vals or {})
         self.dir = None
         self.port = None
@@ -308,7 +317,7 @@ class Stack:
         s["mail"].setdefault("smtp_port", self.smtp_port)
         s["mail"]["maildir"] = self.path("maildir")
         lines = ["# written by tests/e2e/harness.py"]
-        for sec in ("server", "tokens", "otp", "mail"):
+        for sec in ("server", "tokens", "otp", "mail", "limits"):
             lines.append("[%s]" % sec)
             lines += ["%s = %s" % (k, v) for k, v in s[sec].items()]
             lines.append("")
