@@ -1,0 +1,263 @@
+"""Enumeration (DESIGN security rule 14, issue 6 part 3): a client registered with
+"otloginctl client add --existence hide" gets the same answer (status, body, every header but
+Date) to a send for an identifier that can receive it and for one that cannot (unknown under
+closed signup, unknown username or user_id, disabled, without the address or number), and
+nothing is delivered to the latter; an authenticate for an identifier that has no code
+answers like a wrong passcode; "expired" is told only to the right code. A client with the
+default policy ("reveal") keeps the contract's 404s.
+
+Timing is made alike by doing the same work on both paths (the same limits, composing and
+writes, and a pause as long as recent deliveries took); it is measured and shown here, not
+asserted (a threshold would make the suite flaky)."""
+
+import os
+import statistics
+import time
+import urllib.parse
+
+import harness
+from harness import E2ETestCase, other_code, unique_email
+from test_lockout import ClockStack
+
+REDIRECT = "https://app.example/callback"
+LINK_SEND = "/cis/v1/auth/link/email/send"
+_phone_n = [0]
+
+stack = None
+
+
+def unique_phone():
+    _phone_n[0] += 1
+    return "+49172%03d%04d" % (os.getpid() % 1000, _phone_n[0])
+
+
+class EnumStack(ClockStack):
+    """A clock stack with an smstools [sms] backend writing to <dir>/outgoing."""
+
+    def _write_otlogin_conf(self):
+        super()._write_otlogin_conf()
+        with open(self.conf, "a") as f:
+            f.write("\n[sms]\nbackend = smstools\nspool_dir = %s\n" % self.path("outgoing"))
+
+    def start(self):
+        super().start()
+        os.makedirs(self.path("outgoing"), mode=0o700, exist_ok=True)
+        return self
+
+    def sms_to(self, phone):
+        """Spool files addressed to phone."""
+        out = []
+        for n in os.listdir(self.path("outgoing")):
+            with open(self.path("outgoing", n), "rb") as f:
+                if ("To: %s\n" % phone[1:]).encode() in f.read():
+                    out.append(n)
+        return out
+
+
+def client_with(existence=None, signup=None, permissions=("direct",)):
+    args = ["client", "add", "--name", "enum-%s-%s" % (existence, signup),
+            "--redirect-uri", REDIRECT]
+    for p in permissions:
+        args += ["--permission", p]
+    if existence:
+        args += ["--existence", existence]
+    if signup:
+        args += ["--signup", signup]
+    c = stack.ctl(*args, parse=True)
+    c["token"] = stack.client_token(c["client_id"], c["client_secret"])
+    return c
+
+
+def setUpModule():
+    global stack
+    stack = EnumStack(name="enumeration", limits={"send_cooldown": 30}).start()
+    E2ETestCase.stack = stack
+
+
+def tearDownModule():
+    stack.stop()
+
+
+def headers_but_date(r):
+    return sorted((k.lower(), v) for k, v in r.headers.items() if k.lower() != "date")
+
+
+class Enumeration(E2ETestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.hide = client_with("hide", "closed")
+        cls.hide_open = client_with("hide")
+        cls.reveal = client_with(None, "closed")
+        cls.admin = stack.new_client(permissions=["admin"])
+
+    def assertSame(self, known, unknown, status=200):
+        """Identical status, body and headers (Date aside)."""
+        self.assertEqual(known.status, status, "%r" % (known,))
+        self.assertEqual((unknown.status, unknown.body), (known.status, known.body))
+        self.assertEqual(headers_but_date(unknown), headers_but_date(known))
+
+    def assertNoMailTo(self, addr):
+        """Every mail is handed to SMTP before the answer, so it would be in the sink now."""
+        self.assertNotIn(addr.lower(), stack.mailbox.all_recipients())
+
+    def send(self, client, ident, itype="email", channel="email", **extra):
+        return stack.otp_send(client["token"], ident, itype, channel, **extra)
+
+    def link_send(self, client, ident, itype="email", **extra):
+        body = {"identifier": ident, "identifier_type": itype, "redirect_uri": REDIRECT}
+        body.update(extra)
+        return stack.http("POST", LINK_SEND, json=body, token=client["token"])
+
+    def disable(self, user):
+        r = stack.http("PUT", "/cis/v1/users/%s" % user["user_id"], token=self.admin["token"],
+                       json={"status": "Disabled"})
+        self.assertEqual(r.status, 200, "%r" % (r,))
+
+    def test_otp_send_known_and_unknown_email(self):
+        known = stack.make_user()["email"]["value"]
+        unknown = unique_email("nobody")
+        a, b = self.send(self.hide, known), self.send(self.hide, unknown)
+        self.assertSame(a, b)
+        self.assertEqual(a.json, {"message": "OTP sent"})
+        stack.wait_mail(known)
+        self.assertNoMailTo(unknown)
+        # The default policy tells them apart, as the contract says.
+        r = self.send(self.reveal, unique_email("nobody"))
+        self.assertError(r, 404, "user_not_found")
+
+    def test_otp_send_every_kind_of_undeliverable(self):
+        """Unknown username and user_id, a disabled user, a user without an email address
+        (asked for by phone number): each answers as a deliverable one does."""
+        user = stack.make_user(username="u%s" % os.urandom(5).hex())
+        disabled = stack.make_user()
+        self.disable(disabled)
+        phone_only = stack.make_user(phone=unique_phone())
+        reference = self.send(self.hide, user["username"], "username")
+        stack.wait_mail(user["email"]["value"])
+        cases = [
+            ("unknown username", "nobody%s" % os.urandom(5).hex(), "username"),
+            ("unknown user_id", os.urandom(16).hex(), "user_id"),
+            ("disabled user", disabled["email"]["value"], "email"),
+            ("no email address", phone_only["phone_number"]["value"], "phone_number"),
+        ]
+        for what, ident, itype in cases:
+            with self.subTest(what):
+                self.assertSame(reference, self.send(self.hide, ident, itype))
+        self.assertNoMailTo(disabled["email"]["value"])
+        self.assertEqual(stack.mailbox.pending(), [])
+
+    def test_otp_send_by_sms(self):
+        known = stack.make_user(phone=unique_phone())["phone_number"]["value"]
+        unknown = unique_phone()
+        a = self.send(self.hide, known, "phone_number", "sms")
+        b = self.send(self.hide, unknown, "phone_number", "sms")
+        self.assertSame(a, b)
+        self.assertEqual(len(stack.sms_to(known)), 1)
+        self.assertEqual(stack.sms_to(unknown), [])
+
+    def test_open_signup_still_signs_up(self):
+        """With open signup an unknown address can log in: it gets its code (the answer is
+        the same either way); an unknown username cannot, and gets nothing."""
+        addr = unique_email("newcomer")
+        r = self.send(self.hide_open, addr)
+        self.assertEqual(r.status, 200)
+        code = stack.mail_code(stack.wait_mail(addr))
+        self.assertTokenResponse(stack.otp_authenticate(self.hide_open["token"], addr, code))
+        self.assertSame(r, self.send(self.hide_open, "nobody%s" % os.urandom(5).hex(),
+                                     "username"))
+
+    def test_link_send_known_and_unknown(self):
+        known = stack.make_user()["email"]["value"]
+        unknown = unique_email("nobody")
+        a, b = self.link_send(self.hide, known), self.link_send(self.hide, unknown)
+        self.assertSame(a, b)
+        self.assertEqual(a.json, {"message": "Email sent successfully"})
+        stack.wait_mail(known)
+        self.assertNoMailTo(unknown)
+        r = self.link_send(self.reveal, unique_email("nobody"))
+        self.assertError(r, 404, "404")
+
+    def test_direct_link_for_unknown_is_dead(self):
+        """On the direct channel the unknown identifier's link comes back like any other,
+        and opens as an unknown link."""
+        known = stack.make_user()["email"]["value"]
+        a = self.link_send(self.hide, known, channel="direct")
+        b = self.link_send(self.hide, unique_email("nobody"), channel="direct")
+        self.assertEqual((a.status, sorted(a.json)), (b.status, sorted(b.json)))
+        self.assertEqual(len(a.json["link"]), len(b.json["link"]))
+        for link, status in ((a.json["link"], 200), (b.json["link"], 404)):
+            u = urllib.parse.urlsplit(link)
+            r = stack.http("GET", u.path + "?" + u.query)
+            self.assertEqual(r.status, status, "%r" % (r,))
+
+    def test_authenticate_unknown_like_wrong_code(self):
+        known = stack.make_user()["email"]["value"]
+        code = stack.direct_code(self.hide["token"], known)
+        wrong = stack.otp_authenticate(self.hide["token"], known, other_code(code))
+        for unknown in (unique_email("nobody"), known.replace("@", "x@")):
+            self.assertSame(wrong, stack.otp_authenticate(self.hide["token"], unknown, code),
+                            400)
+        # After a (hidden) send, too; and a direct send hands out a code that never works.
+        unknown = unique_email("nobody")
+        self.assertEqual(self.send(self.hide, unknown).status, 200)
+        for c in (code, "000000"):
+            self.assertSame(wrong, stack.otp_authenticate(self.hide["token"], unknown, c), 400)
+        ghost = unique_email("ghost")
+        dead = stack.direct_code(self.hide["token"], ghost)
+        self.assertRegex(dead, r"^[0-9]{6}$")
+        self.assertSame(wrong, stack.otp_authenticate(self.hide["token"], ghost, dead), 400)
+
+    def test_rate_limited_alike(self):
+        """The cool-down (30 s here) refuses a second send for both, in the same words."""
+        known = stack.make_user()["email"]["value"]
+        unknown = unique_email("nobody")
+        self.assertSame(self.send(self.hide, known), self.send(self.hide, unknown))
+        stack.wait_mail(known)
+        a, b = self.send(self.hide, known), self.send(self.hide, unknown)
+        self.assertEqual((a.status, a.body), (429, b.body))
+        self.assertEqual([h for h in headers_but_date(a) if h[0] != "retry-after"],
+                         [h for h in headers_but_date(b) if h[0] != "retry-after"])
+        self.assertLessEqual(abs(int(a.headers["Retry-After"]) - int(b.headers["Retry-After"])),
+                             1)
+        self.assertEqual(stack.mailbox.pending(), [])
+
+    def test_expired_told_only_to_the_right_code(self):
+        if stack.faketime is None:
+            self.skipTest("libfaketime is not installed")
+        hidden_user = stack.make_user()["email"]["value"]
+        shown_user = stack.make_user()["email"]["value"]
+        hidden = stack.direct_code(self.hide["token"], hidden_user, expires_in=1)
+        shown = stack.direct_code(self.reveal["token"], shown_user, expires_in=1)
+        stack.advance(90)
+        wrong = stack.otp_authenticate(self.hide["token"], hidden_user, other_code(hidden))
+        self.assertError(wrong, 400, "auth_invalid_credentials")
+        self.assertSame(wrong, stack.otp_authenticate(self.hide["token"],
+                                                      unique_email("nobody"), hidden), 400)
+        r = stack.otp_authenticate(self.hide["token"], hidden_user, hidden)
+        self.assertError(r, 400, "auth_otp_passcode_expired")
+        r = stack.otp_authenticate(self.reveal["token"], shown_user, other_code(shown))
+        self.assertError(r, 400, "auth_otp_passcode_expired")
+
+    def test_timing_is_shown(self):
+        """Durations of sends for deliverable and undeliverable identifiers, for the record
+        (no threshold: see the module's docstring)."""
+        known_t, unknown_t = [], []
+        users = [stack.make_user()["email"]["value"] for _ in range(8)]
+        for addr in users:
+            for ident, out in ((addr, known_t), (unique_email("nobody"), unknown_t)):
+                t0 = time.monotonic()
+                self.assertEqual(self.send(self.hide, ident).status, 200)
+                out.append(1000 * (time.monotonic() - t0))
+        harness.note("send ms, median (min-max): deliverable %.1f (%.1f-%.1f), "
+                     "undeliverable %.1f (%.1f-%.1f)"
+                     % (statistics.median(known_t), min(known_t), max(known_t),
+                        statistics.median(unknown_t), min(unknown_t), max(unknown_t)))
+        for addr in users:
+            stack.wait_mail(addr)
+
+    def test_existence_option_checked(self):
+        with self.assertRaises(harness.HarnessError):
+            stack.ctl("client", "add", "--name", "bad", "--existence", "maybe")
+        listed = [c for c in stack.ctl("client", "list", parse=True)
+                  if c["client_id"] in (self.hide["client_id"], self.reveal["client_id"])]
+        self.assertEqual(sorted(c["existence"] for c in listed), ["hide", "reveal"])
