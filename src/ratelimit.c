@@ -43,8 +43,11 @@ unsigned rl_window_wait(json_t *rec, const struct conf_rate *rule, time_t now)
 
 	if (rule->limit == 0)
 		return 0;
-	json_array_foreach(slots, i, slot) if (slot_leaves(slot) > (json_int_t)now) total +=
-	    slot_count(slot);
+	json_array_foreach(slots, i, slot)
+	{
+		if (slot_leaves(slot) > (json_int_t)now)
+			total += slot_count(slot);
+	}
 	over = total + 1 - (json_int_t)rule->limit;
 	if (over <= 0)
 		return 0;
@@ -61,13 +64,19 @@ unsigned rl_window_wait(json_t *rec, const struct conf_rate *rule, time_t now)
 	return rule->period ? rule->period : 1;
 }
 
+/* Append [leaves, n] to slots. 0, or -1 when out of memory. */
+static int slot_append(json_t *slots, json_int_t leaves, json_int_t n)
+{
+	return json_array_append_new(slots, json_pack("[I, I]", leaves, n));
+}
+
 json_t *rl_window_add(json_t *rec, const struct conf_rate *rule, time_t now)
 {
-	json_t *old = slots_of(rec), *slots = json_array(), *slot, *out;
+	json_t *old = slots_of(rec), *slots = json_array(), *slot;
 	json_int_t w = rl_slot_width(rule);
 	json_int_t leaves = ((json_int_t)now / w) * w + w + (json_int_t)rule->period, last = 0;
 	size_t i;
-	int added = 0;
+	int added = 0, rc = 0;
 
 	if (slots == NULL)
 		return NULL;
@@ -81,17 +90,21 @@ json_t *rl_window_add(json_t *rec, const struct conf_rate *rule, time_t now)
 			if (at == leaves)
 				n++;
 			else
-				json_array_append_new(slots,
-						      json_pack("[I, I]", leaves, (json_int_t)1));
+				rc |= slot_append(slots, leaves, 1);
 			added = 1;
 		}
-		json_array_append_new(slots, json_pack("[I, I]", at, n));
+		rc |= slot_append(slots, at, n);
+		last = at > last ? at : last;
 	}
 	if (!added)
-		json_array_append_new(slots, json_pack("[I, I]", leaves, (json_int_t)1));
-	json_array_foreach(slots, i, slot) if (slot_leaves(slot) > last) last = slot_leaves(slot);
-	out = json_pack("{s:o, s:I}", "slots", slots, "exp", last);
-	return out;
+		rc |= slot_append(slots, leaves, 1);
+	last = leaves > last ? leaves : last;
+	if (rc != 0) {
+		/* Losing a count would let an event through unlimited: fail instead. */
+		json_decref(slots);
+		return NULL;
+	}
+	return json_pack("{s:o, s:I}", "slots", slots, "exp", last);
 }
 
 static int ratelimit_key_txn(struct store_txn *t, struct keyring *kr, const struct conf_rate *rule,
