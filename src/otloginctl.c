@@ -20,6 +20,19 @@
 #include "store.h"
 #include "user.h"
 
+/*
+ * The environment this process opened. Every exit closes it (atexit): a process that exits
+ * holding it would make the next opener run recovery under the running workers.
+ */
+static struct store *open_store;
+
+static void close_store(void)
+{
+	if (open_store != NULL)
+		store_close(open_store);
+	open_store = NULL;
+}
+
 static void usage(void)
 {
 	fprintf(stderr,
@@ -296,6 +309,8 @@ int main(int argc, char **argv)
 	if (c.store == NULL)
 		fatal("cannot open the database environment %s%s", conf.db_dir,
 		      init ? "" : " (run otloginctl init first)");
+	open_store = c.store;
+	atexit(close_store);
 	if (init && keyring_create(c.store, conf.db_dir, conf.key_algorithm) < 0)
 		fatal("cannot create the keys");
 	if (keyring_load(&keys, c.store, conf.db_dir, conf.key_overlap) < 0)
@@ -313,7 +328,7 @@ int main(int argc, char **argv)
 		rc = cmd_user(&c, argc - 1, argv + 1);
 	}
 	keyring_free(&keys);
-	store_close(c.store);
+	close_store();
 	conf_free(&conf);
 	return rc;
 }

@@ -318,8 +318,10 @@ json_t *token_response(struct ctx *c, const struct login_grant *g, const struct 
 	if (g->extra_claims != NULL)
 		json_object_update(idt, g->extra_claims);
 	if (g->org_id != NULL) {
+		/* Inside an organization the roles are that organization's, whoever asked. */
 		json_object_set_new(idt, "org_id", json_string(g->org_id));
 		json_object_set_new(at, "org_id", json_string(g->org_id));
+		json_object_set_new(at, "roles", roles_of(g));
 		if (json_object_get(idt, "roles") != NULL)
 			json_object_set_new(idt, "roles", roles_of(g));
 	}
