@@ -9,6 +9,8 @@
 #include <jansson.h>
 
 #include "ctx.h"
+#include "jsonio.h"
+#include "mail.h"
 #include "req.h"
 #include "resp.h"
 #include "session.h"
@@ -51,6 +53,18 @@ void api_users_update(struct api_call *call);
 void api_users_delete(struct api_call *call);
 /* api_ops.c */
 void api_health(struct api_call *call);
+
+/* api_common.c: shared by the handlers. */
+
+/* The members of email_content and client_attributes, for the endpoints' field tables. */
+extern const struct jv_field api_email_content_fields[];
+extern const struct jv_field api_client_attribute_fields[];
+
+/*
+ * Read a validated request's email_content into m (strings borrowed from the request).
+ * Returns 0 when absent, 1 when read, -1 after answering 400 (a bad primaryColor).
+ */
+int api_email_content(struct api_call *call, struct mail_content *m);
 
 /* Shared by handlers: answer a flow's result (an api_err) or a store failure. */
 void api_fail(struct api_call *call, int err, const char *detail);

@@ -18,30 +18,16 @@
 static const char *const channels[] = {"email", "direct", NULL};
 static const char *const idtypes[] = {"email", "phone_number", "user_id", "username", NULL};
 
-static const struct jv_field email_content_fields[] = {
-    JV_F_STRING("subject", 1, 200),	 JV_F_STRING("primaryColor", 0, 7),
-    JV_F_STRING("base64logo", 0, 20000), JV_F_TEXT("headerText", 0, 2000),
-    JV_F_TEXT("bodyText", 0, 5000),	 JV_F_TEXT("linkText", 0, 200),
-    JV_F_TEXT("infoText", 0, 2000),	 JV_F_TEXT("footerText", 0, 2000),
-    JV_F_STRING("senderName", 0, 100),	 JV_END,
-};
-
-static const struct jv_field client_attribute_fields[] = {
-    JV_F_TEXT("user_agent", 0, 1024),
-    JV_F_STRING("ip_address", 0, 64),
-    JV_END,
-};
-
 static const struct jv_field send_fields[] = {
     JV_F_STRING("email", 0, 320),
     JV_F_STRING("identifier", 0, 320),
     JV_F_ENUM("identifier_type", 0, idtypes),
     JV_F_STRING("redirect_uri", 1, 2048),
-    JV_F_OBJECT("email_content", 0, email_content_fields),
+    JV_F_OBJECT("email_content", 0, api_email_content_fields),
     JV_F_STRING("state", 0, 512),
     JV_F_INT("email_expiration", 0, 1, 10080),
     JV_F_ENUM("channel", 0, channels),
-    JV_F_OBJECT("client_attributes", 0, client_attribute_fields),
+    JV_F_OBJECT("client_attributes", 0, api_client_attribute_fields),
     JV_F_STRING("device_id", 0, 80),
     JV_F_BOOL("generate_request_id", 0),
     JV_END,
@@ -52,7 +38,7 @@ static const struct jv_field authenticate_fields[] = {
     JV_F_STRING("resource", 0, 512),
     JV_F_OBJECT("claims", 0, NULL),
     JV_F_STRING("org_id", 0, 128),
-    JV_F_OBJECT("client_attributes", 0, client_attribute_fields),
+    JV_F_OBJECT("client_attributes", 0, api_client_attribute_fields),
     JV_F_STRING("session_id", 0, 256),
     JV_F_STRING("device_id", 0, 80),
     JV_F_STRING("request_id", 0, 256),
@@ -86,28 +72,6 @@ static char *send_identifier(struct api_call *call, enum user_idtype *type)
 	return canonical;
 }
 
-static int read_content(struct api_call *call, struct mail_content *m)
-{
-	json_t *ec = json_object_get(call->req->json, "email_content");
-	if (ec == NULL)
-		return 0;
-	m->subject = jsonio_str(ec, "subject");
-	m->primary_color = jsonio_str(ec, "primaryColor");
-	m->base64logo = jsonio_str(ec, "base64logo");
-	m->header_text = jsonio_str(ec, "headerText");
-	m->body_text = jsonio_str(ec, "bodyText");
-	m->link_text = jsonio_str(ec, "linkText");
-	m->info_text = jsonio_str(ec, "infoText");
-	m->footer_text = jsonio_str(ec, "footerText");
-	m->sender_name = jsonio_str(ec, "senderName");
-	if (m->primary_color != NULL && !mail_color_valid(m->primary_color)) {
-		resp_error(call->resp, ERR_INVALID_INPUT,
-			   "email_content.primaryColor must be #RRGGBB");
-		return -1;
-	}
-	return 1;
-}
-
 void api_link_send(struct api_call *call)
 {
 	json_t *body = call->req->json, *out;
@@ -137,7 +101,7 @@ void api_link_send(struct api_call *call)
 			   "The client lacks the permission for the direct channel");
 		return;
 	}
-	if ((rc = read_content(call, &content)) < 0)
+	if ((rc = api_email_content(call, &content)) < 0)
 		return;
 	r.content = rc ? &content : NULL;
 	if ((canonical = send_identifier(call, &r.idtype)) == NULL)

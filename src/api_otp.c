@@ -15,20 +15,6 @@
 static const char *const channels[] = {"email", "sms", "direct", NULL};
 static const char *const idtypes[] = {"email", "phone_number", "user_id", "username", NULL};
 
-static const struct jv_field email_content_fields[] = {
-    JV_F_STRING("subject", 1, 200),	 JV_F_STRING("primaryColor", 0, 7),
-    JV_F_STRING("base64logo", 0, 20000), JV_F_TEXT("headerText", 0, 2000),
-    JV_F_TEXT("bodyText", 0, 5000),	 JV_F_TEXT("linkText", 0, 200),
-    JV_F_TEXT("infoText", 0, 2000),	 JV_F_TEXT("footerText", 0, 2000),
-    JV_F_STRING("senderName", 0, 100),	 JV_END,
-};
-
-static const struct jv_field client_attribute_fields[] = {
-    JV_F_TEXT("user_agent", 0, 1024),
-    JV_F_STRING("ip_address", 0, 64),
-    JV_END,
-};
-
 /*
  * The JSON limit on custom_message is in bytes: 140 characters of UTF-8 take up to 560.
  * sms_template_valid then counts characters.
@@ -43,12 +29,12 @@ static const struct jv_field send_fields[] = {
     JV_F_ENUM("channel", 1, channels),
     JV_F_ENUM("identifier_type", 1, idtypes),
     JV_F_STRING("identifier", 1, 320),
-    JV_F_OBJECT("email_content", 0, email_content_fields),
+    JV_F_OBJECT("email_content", 0, api_email_content_fields),
     JV_F_OBJECT("custom_sms_input", 0, sms_input_fields),
     JV_F_FLATMAP("approval_data", 0, 10),
     JV_F_STRING("custom_email", 0, 320),
     JV_F_STRING("custom_phone_number", 0, 16),
-    JV_F_OBJECT("client_attributes", 0, client_attribute_fields),
+    JV_F_OBJECT("client_attributes", 0, api_client_attribute_fields),
     JV_F_INT("expires_in", 0, 1, 1440),
     JV_F_STRING("device_id", 0, 80),
     JV_F_BOOL("generate_request_id", 0),
@@ -62,26 +48,12 @@ static const struct jv_field authenticate_fields[] = {
     JV_F_STRING("resource", 0, 512),
     JV_F_OBJECT("claims", 0, NULL),
     JV_F_STRING("org_id", 0, 128),
-    JV_F_OBJECT("client_attributes", 0, client_attribute_fields),
+    JV_F_OBJECT("client_attributes", 0, api_client_attribute_fields),
     JV_F_STRING("session_id", 0, 256),
     JV_F_STRING("device_id", 0, 80),
     JV_F_STRING("request_id", 0, 256),
     JV_END,
 };
-
-/* email_content as the mail module's struct (strings borrowed from the request). */
-static void read_email_content(json_t *ec, struct mail_content *m)
-{
-	m->subject = jsonio_str(ec, "subject");
-	m->primary_color = jsonio_str(ec, "primaryColor");
-	m->base64logo = jsonio_str(ec, "base64logo");
-	m->header_text = jsonio_str(ec, "headerText");
-	m->body_text = jsonio_str(ec, "bodyText");
-	m->link_text = jsonio_str(ec, "linkText");
-	m->info_text = jsonio_str(ec, "infoText");
-	m->footer_text = jsonio_str(ec, "footerText");
-	m->sender_name = jsonio_str(ec, "senderName");
-}
 
 /*
  * The SMS inputs of a send: custom_sms_input checked and copied into r, and the whole message
@@ -148,7 +120,7 @@ static char *canonical_identifier(struct api_call *call, enum user_idtype *type)
 
 void api_otp_send(struct api_call *call)
 {
-	json_t *body = call->req->json, *ec, *out;
+	json_t *body = call->req->json, *out;
 	struct mail_content content = {0};
 	struct otp_send_req r = {.client = call->client};
 	struct otp_send_res res;
@@ -178,16 +150,9 @@ void api_otp_send(struct api_call *call)
 	}
 	if (strcmp(r.channel, "sms") == 0 && check_sms(call, &r) < 0)
 		return;
-	ec = json_object_get(body, "email_content");
-	if (ec != NULL) {
-		read_email_content(ec, &content);
-		if (content.primary_color != NULL && !mail_color_valid(content.primary_color)) {
-			resp_error(call->resp, ERR_INVALID_INPUT,
-				   "email_content.primaryColor must be #RRGGBB");
-			return;
-		}
-		r.content = &content;
-	}
+	if ((rc = api_email_content(call, &content)) < 0)
+		return;
+	r.content = rc ? &content : NULL;
 	if ((canonical = canonical_identifier(call, &r.idtype)) == NULL)
 		return;
 	r.identifier = canonical;
@@ -215,46 +180,6 @@ void api_otp_send(struct api_call *call)
 	otp_send_res_free(&res);
 out:
 	free(canonical);
-}
-
-int api_audience(struct api_call *call, const char *resource, const char **aud)
-{
-	if (resource != NULL) {
-		if (!client_lists(call->client, "resources", resource)) {
-			resp_error(call->resp, ERR_INVALID_INPUT,
-				   "resource is not registered for this client");
-			return -1;
-		}
-		*aud = resource;
-	} else if (call->c->conf->default_audience[0] != '\0') {
-		*aud = call->c->conf->default_audience;
-	} else {
-		*aud = json_string_value(json_object_get(call->client, "client_id"));
-	}
-	return 0;
-}
-
-void api_rate_limited(struct api_call *call, unsigned retry_after)
-{
-	resp_header(call->resp, "Retry-After", "%u", retry_after ? retry_after : 1);
-	resp_error(call->resp, ERR_RATE_LIMITED, NULL);
-}
-
-const char *api_end_user_ip(struct api_call *call)
-{
-	json_t *attrs = json_object_get(call->req->json, "client_attributes");
-	const char *ip = jsonio_str(attrs, "ip_address");
-
-	return ip != NULL && ip[0] != '\0' ? ip : call->req->remote_addr;
-}
-
-void api_login_opts(json_t *body, struct login_opts *opts)
-{
-	opts->session_id = jsonio_str(body, "session_id");
-	opts->resource = jsonio_str(body, "resource");
-	opts->claims = json_object_get(body, "claims");
-	opts->org_id = jsonio_str(body, "org_id");
-	opts->device_id = jsonio_str(body, "device_id");
 }
 
 void api_otp_authenticate(struct api_call *call)

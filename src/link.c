@@ -14,7 +14,6 @@
 
 #define LINK_TOKEN_BYTES 32
 #define LINK_CODE_BYTES 32
-#define REQUEST_ID_BYTES 16
 #define OPEN_PATH "/v1/auth/link/email/open?t="
 
 struct send_state {
@@ -46,30 +45,6 @@ static int destination(struct send_state *s, json_t *user)
 		return ERR_EMAIL_MISSING;
 	snprintf(s->to, sizeof(s->to), "%s", to);
 	return ERR_NONE;
-}
-
-static int compose(struct send_state *s, unsigned minutes)
-{
-	struct mail_request m = {
-	    .kind = MAIL_LINK,
-	    .from_addr = s->c->conf->mail_from,
-	    .from_name = s->c->conf->mail_from_name,
-	    .to_addr = s->to,
-	    .app_name = json_string_value(json_object_get(s->r->client, "name")),
-	    .url = s->url,
-	    .minutes = minutes,
-	    .custom = s->r->content != NULL,
-	};
-	int rc;
-
-	if (s->r->content != NULL)
-		m.content = *s->r->content;
-	free(s->message);
-	s->message = NULL;
-	rc = mail_compose(&m, &s->message, &s->message_len);
-	if (rc == MAIL_EADDR || rc == MAIL_EINPUT)
-		return ERR_INVALID_INPUT;
-	return rc == MAIL_OK ? ERR_NONE : ERR_INTERNAL;
 }
 
 /* Drop the identifier's previous link for this client and point at the new one. */
@@ -157,16 +132,13 @@ static int send_txn(struct store_txn *t, void *argp)
 		rc = STORE_ERR;
 		goto out;
 	}
-	if (!r->direct && (rc = compose(s, minutes)) != ERR_NONE)
+	if (!r->direct &&
+	    (rc = otp_compose_mail(s->c, s->r->client, MAIL_LINK, s->to, s->url, minutes,
+				   s->r->content, &s->message, &s->message_len)) != ERR_NONE)
 		goto out;
-	if (r->want_request_id) {
-		crypto_free_str(s->request_id);
-		s->request_id = crypto_random_token(REQUEST_ID_BYTES);
-		if (s->request_id == NULL ||
-		    keyring_tag(s->c->keys, rid_tag, "request-id", s->request_id, NULL) < 0) {
-			rc = STORE_ERR;
-			goto out;
-		}
+	if (r->want_request_id && otp_new_request_id(s->c, &s->request_id, rid_tag) < 0) {
+		rc = STORE_ERR;
+		goto out;
 	}
 	if ((rc = replace_previous(s, t)) < 0)
 		goto out;
@@ -421,7 +393,7 @@ static int auth_txn(struct store_txn *t, void *argp)
 {
 	struct auth_state *a = argp;
 	const struct link_auth_req *r = a->r;
-	char key[KEYRING_TAG_HEX], rtag[KEYRING_TAG_HEX];
+	char key[KEYRING_TAG_HEX];
 	const char *rid, *idtype, *identifier;
 	enum user_idtype type;
 	json_t *rec = NULL, *user = NULL;
@@ -446,10 +418,7 @@ static int auth_txn(struct store_txn *t, void *argp)
 		goto out;
 	rid = json_string_value(json_object_get(rec, "request_id"));
 	if (json_integer_value(json_object_get(rec, "exp")) <= (json_int_t)time(NULL) ||
-	    (rid != NULL && rid[0] != '\0' &&
-	     (r->request_id == NULL ||
-	      keyring_tag(a->c->keys, rtag, "request-id", r->request_id, NULL) < 0 ||
-	      !crypto_str_equal(rtag, rid)))) {
+	    !otp_request_id_ok(a->c, rid, r->request_id)) {
 		rc = ERR_BAD_CREDENTIALS;
 		goto out;
 	}

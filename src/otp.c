@@ -113,28 +113,52 @@ static int compose_sms(struct send_txn *s)
 	return ERR_NONE;
 }
 
-static int compose_mail(struct send_txn *s, unsigned minutes)
+int otp_compose_mail(struct ctx *c, json_t *client, enum mail_kind kind, const char *to,
+		     const char *secret, unsigned minutes, const struct mail_content *content,
+		     char **msg, size_t *len)
 {
 	struct mail_request m = {
-	    .kind = MAIL_OTP,
-	    .from_addr = s->c->conf->mail_from,
-	    .from_name = s->c->conf->mail_from_name,
-	    .to_addr = s->to,
-	    .app_name = json_string_value(json_object_get(s->r->client, "name")),
-	    .code = s->code,
+	    .kind = kind,
+	    .from_addr = c->conf->mail_from,
+	    .from_name = c->conf->mail_from_name,
+	    .to_addr = to,
+	    .app_name = json_string_value(json_object_get(client, "name")),
+	    .code = kind == MAIL_OTP ? secret : NULL,
+	    .url = kind == MAIL_LINK ? secret : NULL,
 	    .minutes = minutes,
-	    .custom = s->r->content != NULL,
+	    .custom = content != NULL,
 	};
 	int rc;
 
-	if (s->r->content != NULL)
-		m.content = *s->r->content;
-	free(s->message);
-	s->message = NULL;
-	rc = mail_compose(&m, &s->message, &s->message_len);
+	if (content != NULL)
+		m.content = *content;
+	if (*msg != NULL) {
+		crypto_wipe(*msg, *len);
+		free(*msg);
+		*msg = NULL;
+	}
+	rc = mail_compose(&m, msg, len);
 	if (rc == MAIL_EADDR || rc == MAIL_EINPUT)
 		return ERR_INVALID_INPUT;
 	return rc == MAIL_OK ? ERR_NONE : ERR_INTERNAL;
+}
+
+int otp_new_request_id(struct ctx *c, char **raw, char tag[KEYRING_TAG_HEX])
+{
+	crypto_free_str(*raw);
+	*raw = crypto_random_token(REQUEST_ID_BYTES);
+	return *raw != NULL && keyring_tag(c->keys, tag, "request-id", *raw, NULL) == 0 ? 0 : -1;
+}
+
+int otp_request_id_ok(struct ctx *c, const char *stored, const char *presented)
+{
+	char tag[KEYRING_TAG_HEX];
+
+	if (stored == NULL || stored[0] == '\0')
+		return 1; /* the send asked for none */
+	return presented != NULL && strlen(presented) <= 256 &&
+	       keyring_tag(c->keys, tag, "request-id", presented, NULL) == 0 &&
+	       crypto_str_equal(tag, stored);
 }
 
 /*
@@ -227,18 +251,15 @@ static int send_txn(struct store_txn *t, void *argp)
 		rc = STORE_ERR;
 		goto out;
 	}
-	if (strcmp(r->channel, "email") == 0 && (rc = compose_mail(s, minutes)) != ERR_NONE)
+	if (strcmp(r->channel, "email") == 0 &&
+	    (rc = otp_compose_mail(s->c, s->r->client, MAIL_OTP, s->to, s->code, minutes,
+				   s->r->content, &s->message, &s->message_len)) != ERR_NONE)
 		goto out;
 	if (s->sms && (rc = compose_sms(s)) != ERR_NONE)
 		goto out;
-	if (r->want_request_id) {
-		crypto_free_str(s->request_id);
-		s->request_id = crypto_random_token(REQUEST_ID_BYTES);
-		if (s->request_id == NULL ||
-		    keyring_tag(s->c->keys, rid_tag, "request-id", s->request_id, NULL) < 0) {
-			rc = STORE_ERR;
-			goto out;
-		}
+	if (r->want_request_id && otp_new_request_id(s->c, &s->request_id, rid_tag) < 0) {
+		rc = STORE_ERR;
+		goto out;
 	}
 	/* A hidden send's record holds no code tag: no passcode ever matches it. */
 	rec = json_pack("{s:s, s:I, s:s, s:s, s:s, s:s}", "code", s->shadow ? "" : code_tag, "exp",
@@ -490,14 +511,9 @@ static int auth_txn(struct store_txn *t, void *argp)
 		rc = rc < 0 ? rc : ERR_CODE_EXPIRED;
 		goto out;
 	}
-	if (rid != NULL && rid[0] != '\0') {
-		char rtag[KEYRING_TAG_HEX];
-		if (r->request_id == NULL ||
-		    keyring_tag(a->c->keys, rtag, "request-id", r->request_id, NULL) < 0 ||
-		    !crypto_str_equal(rtag, rid)) {
-			rc = count_failure(t, a->c, fkey, counter, key);
-			goto out;
-		}
+	if (!otp_request_id_ok(a->c, rid, r->request_id)) {
+		rc = count_failure(t, a->c, fkey, counter, key);
+		goto out;
 	}
 	/* Right code: it is consumed, and a success clears the failure count. */
 	if ((rc = store_del(t, TBL_CODES, key, strlen(key))) < 0 ||

@@ -86,4 +86,22 @@ int otp_lockout_txn(struct store_txn *t, struct ctx *c, const char *idtype, cons
 /* Map a negative store_rc to ERR_UNAVAILABLE (and mark a fatal one in *fatal when not NULL). */
 int otp_store_error(int rc);
 
+/*
+ * Compose the login mail of kind (MAIL_OTP: secret is the code; MAIL_LINK: the link) to `to`,
+ * replacing (wiping) *msg. ERR_NONE with *msg (new) and *len, ERR_INVALID_INPUT when the mail
+ * module refuses the content, ERR_INTERNAL.
+ */
+int otp_compose_mail(struct ctx *c, json_t *client, enum mail_kind kind, const char *to,
+		     const char *secret, unsigned minutes, const struct mail_content *content,
+		     char **msg, size_t *len);
+
+/* A new request id (replacing *raw) and its keyed hash for the record. 0 or -1. */
+int otp_new_request_id(struct ctx *c, char **raw, char tag[KEYRING_TAG_HEX]);
+
+/*
+ * 1 when a send's stored request id hash (NULL or "": none was asked for) matches the one
+ * presented (constant time), else 0.
+ */
+int otp_request_id_ok(struct ctx *c, const char *stored, const char *presented);
+
 #endif

@@ -99,8 +99,7 @@ static int hexval(int c)
 	return -1;
 }
 
-/* Decode len bytes of form-urlencoded text into a new string; NULL when malformed. */
-static char *form_decode(const char *s, size_t len)
+char *req_percent_decode(const char *s, size_t len, int plus_is_space)
 {
 	char *out = malloc(len + 1), *o = out;
 
@@ -108,7 +107,7 @@ static char *form_decode(const char *s, size_t len)
 		return NULL;
 	for (size_t i = 0; i < len; i++) {
 		int c = (unsigned char)s[i];
-		if (c == '+') {
+		if (c == '+' && plus_is_space) {
 			c = ' ';
 		} else if (c == '%') {
 			int hi, lo;
@@ -131,6 +130,12 @@ bad:
 	crypto_wipe(out, len + 1);
 	free(out);
 	return NULL;
+}
+
+/* Decode len bytes of form-urlencoded text into a new string; NULL when malformed. */
+static char *form_decode(const char *s, size_t len)
+{
+	return req_percent_decode(s, len, 1);
 }
 
 int req_parse_form(struct req *r)

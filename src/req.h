@@ -56,6 +56,12 @@ int req_content_type_is(const struct req *r, const char *type);
  */
 int req_parse_form(struct req *r);
 
+/*
+ * Percent-decode len bytes (with plus_is_space, '+' is a space: form encoding) into a new
+ * string; NULL when an escape is malformed or the result would hold NUL or a control byte.
+ */
+char *req_percent_decode(const char *s, size_t len, int plus_is_space);
+
 /* Borrowed value of a form field, or NULL. */
 const char *req_form(const struct req *r, const char *name);
 

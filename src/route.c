@@ -63,42 +63,6 @@ static int method_matches(const char *want, const char *got)
 	return strcmp(want, got) == 0 || (strcmp(want, "GET") == 0 && strcmp(got, "HEAD") == 0);
 }
 
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* A percent-decoded copy of a path segment; NULL when malformed or holding controls. */
-static char *segment_decode(const char *s, size_t len)
-{
-	char *out = malloc(len + 1), *o = out;
-	if (out == NULL)
-		return NULL;
-	for (size_t i = 0; i < len; i++) {
-		int c = (unsigned char)s[i];
-		if (c == '%') {
-			if (i + 2 >= len || hexval(s[i + 1]) < 0 || hexval(s[i + 2]) < 0)
-				goto bad;
-			c = hexval(s[i + 1]) * 16 + hexval(s[i + 2]);
-			i += 2;
-		}
-		if (c < 0x20 || c == 0x7f)
-			goto bad;
-		*o++ = (char)c;
-	}
-	*o = '\0';
-	return out;
-bad:
-	free(out);
-	return NULL;
-}
-
 static void free_params(char *params[2])
 {
 	for (int i = 0; i < 2; i++) {
@@ -118,7 +82,8 @@ static int path_matches(const char *pattern, const char *path, char *params[2])
 	while (*pattern && *path) {
 		if (strncmp(pattern, "{}", 2) == 0) {
 			size_t len = strcspn(path, "/");
-			if (len == 0 || n == 2 || (params[n] = segment_decode(path, len)) == NULL)
+			if (len == 0 || n == 2 ||
+			    (params[n] = req_percent_decode(path, len, 0)) == NULL)
 				goto no;
 			n++;
 			pattern += 2;

@@ -1,0 +1,97 @@
+/* What the endpoint handlers share: field tables, email_content, audience, errors. */
+#include "api.h"
+
+#include "client.h"
+#include "jsonio.h"
+#include "mail.h"
+#include "store.h"
+
+const struct jv_field api_email_content_fields[] = {
+    JV_F_STRING("subject", 1, 200),	 JV_F_STRING("primaryColor", 0, 7),
+    JV_F_STRING("base64logo", 0, 20000), JV_F_TEXT("headerText", 0, 2000),
+    JV_F_TEXT("bodyText", 0, 5000),	 JV_F_TEXT("linkText", 0, 200),
+    JV_F_TEXT("infoText", 0, 2000),	 JV_F_TEXT("footerText", 0, 2000),
+    JV_F_STRING("senderName", 0, 100),	 JV_END,
+};
+
+const struct jv_field api_client_attribute_fields[] = {
+    JV_F_TEXT("user_agent", 0, 1024),
+    JV_F_STRING("ip_address", 0, 64),
+    JV_END,
+};
+
+int api_email_content(struct api_call *call, struct mail_content *m)
+{
+	json_t *ec = json_object_get(call->req->json, "email_content");
+	if (ec == NULL)
+		return 0;
+	m->subject = jsonio_str(ec, "subject");
+	m->primary_color = jsonio_str(ec, "primaryColor");
+	m->base64logo = jsonio_str(ec, "base64logo");
+	m->header_text = jsonio_str(ec, "headerText");
+	m->body_text = jsonio_str(ec, "bodyText");
+	m->link_text = jsonio_str(ec, "linkText");
+	m->info_text = jsonio_str(ec, "infoText");
+	m->footer_text = jsonio_str(ec, "footerText");
+	m->sender_name = jsonio_str(ec, "senderName");
+	if (m->primary_color != NULL && !mail_color_valid(m->primary_color)) {
+		resp_error(call->resp, ERR_INVALID_INPUT,
+			   "email_content.primaryColor must be #RRGGBB");
+		return -1;
+	}
+	return 1;
+}
+
+int api_audience(struct api_call *call, const char *resource, const char **aud)
+{
+	if (resource != NULL) {
+		if (!client_lists(call->client, "resources", resource)) {
+			resp_error(call->resp, ERR_INVALID_INPUT,
+				   "resource is not registered for this client");
+			return -1;
+		}
+		*aud = resource;
+	} else if (call->c->conf->default_audience[0] != '\0') {
+		*aud = call->c->conf->default_audience;
+	} else {
+		*aud = json_string_value(json_object_get(call->client, "client_id"));
+	}
+	return 0;
+}
+
+void api_login_opts(json_t *body, struct login_opts *opts)
+{
+	opts->session_id = jsonio_str(body, "session_id");
+	opts->resource = jsonio_str(body, "resource");
+	opts->claims = json_object_get(body, "claims");
+	opts->org_id = jsonio_str(body, "org_id");
+	opts->device_id = jsonio_str(body, "device_id");
+}
+
+void api_rate_limited(struct api_call *call, unsigned retry_after)
+{
+	resp_header(call->resp, "Retry-After", "%u", retry_after ? retry_after : 1);
+	resp_error(call->resp, ERR_RATE_LIMITED, NULL);
+}
+
+const char *api_end_user_ip(struct api_call *call)
+{
+	json_t *attrs = json_object_get(call->req->json, "client_attributes");
+	const char *ip = jsonio_str(attrs, "ip_address");
+
+	return ip != NULL && ip[0] != '\0' ? ip : call->req->remote_addr;
+}
+
+void api_fail(struct api_call *call, int err, const char *detail)
+{
+	if (err < 0) {
+		/* A store failure: never a half answer. A fatal one also ends this worker. */
+		if (err == STORE_FATAL || store_failed(call->c->store))
+			call->resp->fatal = 1;
+		resp_error(call->resp, ERR_UNAVAILABLE, NULL);
+		return;
+	}
+	if (err == ERR_UNAVAILABLE && store_failed(call->c->store))
+		call->resp->fatal = 1;
+	resp_error(call->resp, (enum api_err)err, detail);
+}
