@@ -2,9 +2,17 @@
  * otlogin.fcgi: the FastCGI responder. Started by the web server (or spawn-fcgi) with a
  * listening socket on fd 0 it serves requests in a loop; started without one, FCGI_Accept
  * serves exactly one CGI request and the loop ends.
+ *
+ * SIGTERM (how lighttpd and spawn-fcgi stop their workers) ends the loop between requests, so
+ * that the database environment is closed cleanly; it is blocked while a request is served.
+ * When the database needs recovery (another process died inside Berkeley DB), the worker
+ * answers 503 where it must and reopens the environment itself, keeping its socket and the
+ * requests queued on it.
  */
 #include <fcgi_stdio.h>
+#include <fcgiapp.h>
 
+#include <limits.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <stdlib.h>
@@ -18,6 +26,33 @@
 #include "log.h"
 #include "route.h"
 #include "store.h"
+
+/*
+ * Longest a transaction may take before the worker counts itself stuck on a latch held by a
+ * killed process: far above the 2 s lock and 5 s transaction timeouts. (A recovery under a
+ * waiting worker ends it sooner: see store_set_watchdog.)
+ */
+#define WATCHDOG_S 30
+
+/* The environment this process was started with: fcgi_stdio swaps environ per request. */
+extern char **environ;
+static char **startup_environ;
+static char self_exe[PATH_MAX];
+static char *helper_argv[5];
+
+static volatile sig_atomic_t stopping;
+
+static void on_sigterm(int sig)
+{
+	stopping = 1;
+	/* accept() interrupted by this signal then ends FCGI_Accept instead of waiting on... */
+	FCGX_ShutdownPending();
+	/*
+	 * ...and when the signal came just before accept() was entered, the closed listening
+	 * socket makes it fail at once. SIGTERM is unblocked only around FCGI_Accept.
+	 */
+	close(STDIN_FILENO);
+}
 
 static const char *env_get(const char *name, void *ctx)
 {
@@ -40,7 +75,7 @@ static void front_line_error(struct resp *resp, enum req_status st)
 		   st == REQ_BAD_LENGTH ? "Malformed Content-Length or short body" : NULL);
 }
 
-/* Serve one request. Returns 0 to go on, -1 when this worker must exit. */
+/* Serve one request. Returns 0, or -1 when the store failed and must be reopened. */
 static int serve_one(struct ctx *c)
 {
 	struct req req;
@@ -66,8 +101,41 @@ static int serve_one(struct ctx *c)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: otlogin.fcgi [-c otlogin.conf]\n");
+	fprintf(stderr, "usage: otlogin.fcgi [-c otlogin.conf] [-F]\n"
+			"  -F  release what dead processes hold in the database, recover it if\n"
+			"      needed, and exit (the watchdog of a blocked worker starts this)\n");
 	exit(2);
+}
+
+/* otlogin.fcgi -F: one failchk round on the environment, then exit. */
+static int failchk_once(struct conf *conf)
+{
+	struct store *s = store_open(conf->db_dir, conf->db_cache_mb, 0);
+	int rc;
+
+	if (s == NULL)
+		return 1;
+	rc = store_failchk(s);
+	/* Recover now rather than at the next request of some worker. */
+	if (rc == STORE_FATAL)
+		rc = store_reopen(s);
+	store_close(s);
+	return rc < 0 ? 1 : 0;
+}
+
+/* The watchdog's helper: this program with -F, the same configuration file. */
+static void setup_helper(const char *conf_file)
+{
+	ssize_t n = readlink("/proc/self/exe", self_exe, sizeof(self_exe) - 1);
+
+	if (n <= 0)
+		return;
+	self_exe[n] = '\0';
+	helper_argv[0] = self_exe;
+	helper_argv[1] = "-F";
+	helper_argv[2] = "-c";
+	helper_argv[3] = (char *)conf_file;
+	helper_argv[4] = NULL;
 }
 
 int main(int argc, char **argv)
@@ -76,12 +144,17 @@ int main(int argc, char **argv)
 	struct conf conf;
 	struct keyring keys;
 	struct ctx c = {.conf = &conf, .keys = &keys};
+	struct sigaction term = {.sa_handler = on_sigterm};
+	sigset_t termset;
 	char err[512];
-	int opt, failed;
+	int opt, failchk_mode = 0;
 
-	while ((opt = getopt(argc, argv, "c:")) != -1) {
+	startup_environ = environ;
+	while ((opt = getopt(argc, argv, "c:F")) != -1) {
 		if (opt == 'c')
 			conf_file = optarg;
+		else if (opt == 'F')
+			failchk_mode = 1;
 		else
 			usage();
 	}
@@ -89,6 +162,12 @@ int main(int argc, char **argv)
 	umask(077);
 	log_init("otlogin", LOG_LEVEL_INFO);
 	signal(SIGPIPE, SIG_IGN);
+	/* No SA_RESTART: the signal must interrupt accept(). */
+	sigemptyset(&term.sa_mask);
+	sigaction(SIGTERM, &term, NULL);
+	sigemptyset(&termset);
+	sigaddset(&termset, SIGTERM);
+	sigprocmask(SIG_BLOCK, &termset, NULL);
 	/* Everything that can fail is set up before the first request is accepted. */
 	if (crypto_init() < 0)
 		fatal("libgcrypt could not be initialised");
@@ -96,27 +175,39 @@ int main(int argc, char **argv)
 	if (conf_load(&conf, conf_path(conf_file), err, sizeof(err)) < 0)
 		fatal("configuration: %s", err);
 	log_init("otlogin", (enum log_level)conf.log_level);
+	if (failchk_mode)
+		return failchk_once(&conf);
 	c.mail = ctx_mail_conf(&conf);
 	c.store = store_open(conf.db_dir, conf.db_cache_mb, 0);
 	if (c.store == NULL)
 		fatal("cannot open the database environment %s", conf.db_dir);
 	if (keyring_load(&keys, c.store, conf.db_dir, conf.key_overlap) < 0)
 		fatal("cannot load the keys");
+	setup_helper(conf_path(conf_file));
+	store_set_watchdog(c.store, WATCHDOG_S, helper_argv[0] ? helper_argv : NULL,
+			   startup_environ);
 
-	while (FCGI_Accept() >= 0) {
-		keyring_refresh(&keys, c.store);
-		if (serve_one(&c) < 0) {
-			log_err("the database needs recovery: this worker exits to be restarted");
-			FCGI_Finish();
+	for (;;) {
+		int rc;
+
+		sigprocmask(SIG_UNBLOCK, &termset, NULL); /* a pending SIGTERM arrives here */
+		rc = stopping ? -1 : FCGI_Accept();
+		sigprocmask(SIG_BLOCK, &termset, NULL);
+		if (rc < 0)
 			break;
-		}
+		/* A recovery seen while idle: heal before serving, so this request gets an answer.
+		 */
+		if (store_failed(c.store))
+			store_reopen(c.store);
+		keyring_refresh(&keys, c.store);
+		if (serve_one(&c) < 0)
+			log_warn("the database needs recovery: reopening it");
+		/* The client has its whole answer before any maintenance starts. */
+		FCGI_Finish();
 		store_maintain(c.store);
 	}
 	keyring_free(&keys);
-	/* After DB_RUNRECOVERY the handles must not be closed normally; exit is enough. */
-	failed = store_failed(c.store);
-	if (!failed)
-		store_close(c.store);
+	store_close(c.store);
 	conf_free(&conf);
-	return failed ? 1 : 0;
+	return 0;
 }

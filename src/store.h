@@ -6,20 +6,27 @@
  * Lookups return STORE_FOUND (1), STORE_NOTFOUND (0) or a negative error, and set their
  * out-pointer only when found. STORE_RETRY means the transaction lost a deadlock or timed
  * out on a lock and must be aborted and run again (store_run does that); STORE_FATAL means the
- * environment needs recovery: answer 503 and let the worker exit.
+ * environment needs recovery: the handles are dead until store_reopen (store_run reopens and
+ * runs the transaction again by itself when the failure came before the commit).
+ *
+ * Crash safety: a process killed at any point leaves no half-done transaction. When it died
+ * outside Berkeley DB, failchk releases its locks and aborts its transaction and the other
+ * processes go on; when it died inside (holding a latch), the environment is recovered and
+ * every process reopens it (see store_bdb.c).
  */
 #ifndef OTLOGIN_STORE_H
 #define OTLOGIN_STORE_H
 
 #include <jansson.h>
 #include <stddef.h>
+#include <time.h>
 
 enum store_table {
 	TBL_CLIENTS,  /* client_id -> client record */
 	TBL_USERS,    /* user_id -> user record */
 	TBL_USER_IDX, /* "email:<addr>" / "phone:<e164>" / "username:<name>" -> {"user_id"} */
 	TBL_CODES,    /* hex HMAC of (client, identifier) -> pending passcode */
-	TBL_COUNTERS, /* failure counters, lockouts and rate-limit windows */
+	TBL_COUNTERS, /* failure counters, lockouts and rate-limit windows (see store_purge) */
 	TBL_SESSIONS, /* hex HMAC of session id -> session */
 	TBL_REFRESH,  /* hex HMAC of refresh token -> refresh token record */
 	TBL_KEYS,     /* kid -> signing key (private, 0600 files only) */
@@ -42,7 +49,36 @@ struct store_txn;
  * with recovery when a previous process died. Returns a new handle or NULL (logged).
  */
 struct store *store_open(const char *dir, unsigned cache_mb, int create);
+/* Close the handles (after STORE_FATAL: only what a panicked environment allows). */
 void store_close(struct store *s);
+
+/*
+ * After STORE_FATAL: drop the dead handles and open the environment again in this process
+ * (the first process to do so after a crash runs the recovery). The store pointer stays the
+ * same. Returns 0 (also when there was nothing to do) or STORE_FATAL; after a failure, calls
+ * within the next second fail at once.
+ */
+int store_reopen(struct store *s);
+
+/*
+ * A watchdog for workers, on SIGALRM (the process must not use SIGALRM or alarm() otherwise),
+ * armed around each transaction (4x `seconds` around opening and checkpoints). A process can
+ * wait on a lock or latch of a killed process for good: Berkeley DB enforces a lone waiter's
+ * lock timeout only when some process runs the detector, and Debian's pthread latches do not
+ * notice an owner's death. So, 3 s into a wait, it starts helper_argv (with helper_envp; NULL:
+ * none), which is to open the environment and call store_failchk; if a recovery then replaces
+ * the environment under the waiting process, or after `seconds` in any case, the process
+ * exits (status 75) for the web server to start a fresh one. seconds 0 turns it off.
+ */
+void store_set_watchdog(struct store *s, unsigned seconds, char *const helper_argv[],
+			char *const helper_envp[]);
+
+/*
+ * Release what dead processes hold (failchk: their locks, their transactions) and expire
+ * lock waits past their timeout. Returns 0, or STORE_FATAL when a process died inside Berkeley
+ * DB and the environment must be recovered (store_reopen does it).
+ */
+int store_failchk(struct store *s);
 
 /* Begin a transaction. Returns 0 or a negative store_rc. */
 int store_begin(struct store *s, struct store_txn **t);
@@ -89,13 +125,38 @@ static inline int store_refused(int rc)
 	return rc <= -1000 ? -(rc + 1000) : -1;
 }
 
-/* Checkpoint and remove unneeded log files when due (cheap when not). */
+/*
+ * Between requests (cheap when nothing is due, at most one step a second): reopen a failed
+ * environment, run failchk every few seconds, checkpoint once 1 MiB of log was written or a
+ * minute passed (log files a checkpoint made unneeded are removed at the next file switch),
+ * and run a bounded part of the purge pass that one worker claims every ten minutes.
+ */
 void store_maintain(struct store *s);
+
+/* Records are purged this long after they expired: an expired code still says so for a day. */
+#define STORE_PURGE_GRACE_S (24 * 60 * 60)
+
+/*
+ * Delete, in batches of short transactions, the records that are dead at `now` (seconds):
+ * - in TBL_CODES, TBL_REFRESH, TBL_SESSIONS and TBL_COUNTERS: any record with an integer
+ *   "exp" older than now - STORE_PURGE_GRACE_S (rate-limit windows should carry an "exp"
+ *   at their end for this);
+ * - in TBL_COUNTERS without "exp": a record whose "locked_until" is that old and whose
+ *   "failures" is 0 (an expired lockout is the same as no record);
+ * - in TBL_CODES: a pointer {"link": key} whose link is gone;
+ * - in TBL_SESSIONS: a user index entry "u:<user_id>:<session key>" -> {} whose session is
+ *   gone.
+ * Returns the number of records deleted or a negative store_rc.
+ */
+int store_purge(struct store *s, time_t now);
 
 /* 1 when the environment answers a read, else 0 (for /health). */
 int store_ping(struct store *s);
 
-/* 1 once a STORE_FATAL was seen: the process must stop using the environment. */
+/* 1 after a STORE_FATAL until a store_reopen succeeded. */
 int store_failed(const struct store *s);
+
+/* How often this handle was reopened after a recovery. */
+unsigned store_reopens(const struct store *s);
 
 #endif

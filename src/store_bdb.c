@@ -1,16 +1,37 @@
 /*
  * store_bdb: the store on a Berkeley DB 5.3 transactional environment shared by all worker
- * processes. Every process opens it with DB_REGISTER | DB_RECOVER, so that the first process
- * to open it after one died mid-transaction runs recovery automatically; DB_RUNRECOVERY is
- * surfaced as STORE_FATAL so that the worker answers 503 and exits to be restarted.
+ * processes.
+ *
+ * Crash safety. Every process opens the environment with DB_REGISTER | DB_FAILCHK |
+ * DB_RECOVER and tracks its thread of control (set_thread_count, set_thread_id, set_isalive).
+ * When an opening process finds that another one died with the environment open (its
+ * DB_REGISTER slot is no longer locked), Berkeley DB runs failchk first: if the dead process
+ * was outside the library, its transactions are aborted and its locks released, and nobody
+ * else notices. Only when it died inside the library (holding a latch, mid-write) does the
+ * environment panic and get recovered; every other process then sees DB_RUNRECOVERY, drops
+ * its handles and opens the environment again in-process (store_reopen), so that a worker keeps
+ * its FastCGI socket and the requests queued on it.
+ *
+ * Live processes run failchk too (when a lock wait times out, and every few seconds), so a
+ * dead worker's locks do not wait for the web server to start its replacement. A process that
+ * died holding a latch can leave others blocked on it for good (Debian's build uses plain
+ * process-shared pthread mutexes, which do not notice an owner's death): the optional watchdog
+ * (store_set_watchdog) ends such a process, and the environment is recovered around it.
  */
 #include "store.h"
 
 #include <db.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -20,8 +41,41 @@
 /* Lock waits and transactions stay well below a request's budget. */
 #define LOCK_TIMEOUT_US (2 * 1000 * 1000)
 #define TXN_TIMEOUT_US (5 * 1000 * 1000)
-#define RUN_ATTEMPTS 20
-#define CHECKPOINT_EVERY_S 30
+/* How long DB_REGISTER recovery lets live processes notice the panic before it starts. */
+#define REG_TIMEOUT_US (100 * 1000)
+/*
+ * Transactions never wait for a lock (DB_TXN_NOWAIT): a conflict is retried here, with a
+ * growing pause, for at most RUN_BUDGET_MS. Waiting inside Berkeley DB is what a killed process
+ * must not be doing: failchk then destroys the condition variable it waited on, which glibc
+ * (>= 2.25) blocks on for good; and a lone waiter on a dead process's lock is never woken.
+ */
+#define RUN_BUDGET_MS 8000
+#define RUN_MAX_PAUSE_US 20000
+/* After this many conflicts in a row, and every RUN_FAILCHK_EVERY after, run failchk. */
+#define RUN_FAILCHK_AFTER 8
+#define RUN_FAILCHK_EVERY 32
+/* A transaction interrupted by a recovery is run again on the reopened environment. */
+#define REOPEN_ATTEMPTS 3
+/* Thread-of-control slots: the workers, otloginctl runs, and dead ones until reclaimed. */
+#define THREAD_COUNT 200
+/* A checkpoint once this much log was written, or this many minutes passed. */
+#define CHECKPOINT_KB 1024
+#define CHECKPOINT_MIN 1
+/*
+ * Log files of 4 MiB (Berkeley DB's default is 10): files are removed whole, so smaller ones
+ * keep the directory closer to what recovery needs (the log since the last checkpoint).
+ */
+#define LOG_FILE_BYTES (4u * 1024 * 1024)
+#define FAILCHK_EVERY_S 5
+/* Purge: one pass over the tables every PURGE_EVERY_S (one worker does it), in batches. */
+#define PURGE_EVERY_S 600
+#define PURGE_CHECK_S 60
+#define PURGE_BATCH 200
+#define PURGE_BATCHES_PER_CALL 5
+#define PURGE_KEY "store:purge"
+/* After a failed reopen, requests answer 503 at once until this pause is over. */
+#define REOPEN_PAUSE_S 1
+#define OPEN_FLAGS (DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK | DB_INIT_LOG | DB_INIT_MPOOL)
 
 static const char *const table_files[TBL_COUNT] = {
     [TBL_CLIENTS] = "clients.db", [TBL_USERS] = "users.db",	  [TBL_USER_IDX] = "user_idx.db",
@@ -29,11 +83,26 @@ static const char *const table_files[TBL_COUNT] = {
     [TBL_REFRESH] = "refresh.db", [TBL_KEYS] = "keys.db",
 };
 
+/* The tables whose records expire, in the order a purge pass visits them. */
+static const enum store_table purge_tables[] = {TBL_CODES, TBL_REFRESH, TBL_SESSIONS, TBL_COUNTERS};
+#define PURGE_TABLES (int)(sizeof(purge_tables) / sizeof(purge_tables[0]))
+
 struct store {
-	DB_ENV *env;
+	DB_ENV *env; /* NULL after a reopen failed */
 	DB *db[TBL_COUNT];
-	int failed;
-	time_t last_checkpoint;
+	char *dir;
+	char *realdir; /* absolute: how the region files show in /proc/self/maps */
+	unsigned cache_mb;
+	int failed;	   /* DB_RUNRECOVERY seen: the handles are dead until store_reopen */
+	int lock_timedout; /* a lock wait timed out: run failchk soon */
+	unsigned watchdog_s;
+	unsigned reopens;
+	time_t next_reopen, last_maintain, last_failchk, next_purge_check;
+	/* Where the running purge pass is: index into purge_tables (-1: none) and last key. */
+	int purge_table;
+	char *purge_key;
+	size_t purge_klen;
+	unsigned purged;
 };
 
 struct store_txn {
@@ -41,9 +110,93 @@ struct store_txn {
 	DB_TXN *txn;
 };
 
+static void wd_note_region(const struct store *s);
+
 static void bdb_errcall(const DB_ENV *env, const char *prefix, const char *msg)
 {
 	log_err("berkeley db: %s", msg);
+}
+
+/* Closing a panicked handle lists every file it still had open: known, and not news. */
+static void bdb_quiet(const DB_ENV *env, const char *prefix, const char *msg)
+{
+}
+
+/* Informational messages (failchk's "Aborting txn ..."): debug level. */
+static void bdb_msgcall(const DB_ENV *env, const char *msg)
+{
+	log_debug("berkeley db: %s", msg);
+}
+
+/*
+ * The state and start time (clock ticks after boot) of a process from /proc. Returns 0, or -1
+ * when the process does not exist (or /proc cannot tell).
+ */
+static int proc_stat(pid_t pid, char *state, unsigned long long *start)
+{
+	char path[64], buf[1024], *p;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	/* "pid (comm) S ppid ...": the name may hold spaces, so count from the last ')'. */
+	p = strrchr(buf, ')');
+	if (p == NULL || p[1] != ' ')
+		return -1;
+	*state = p[2];
+	for (int i = 0; i < 20 && p != NULL; i++) /* to the space before field 22 */
+		p = strchr(p + 1, ' ');
+	if (p == NULL || sscanf(p, " %llu", start) != 1)
+		return -1;
+	return 0;
+}
+
+static pid_t self_pid;
+static unsigned long long self_start;
+
+/*
+ * Berkeley DB names a thread of control by (pid, tid). No threads here, so the tid slot
+ * carries the process start time instead: with it, is_alive tells a dead worker from a new
+ * process that was given the same pid (pids wrap at 32768 by default), which would otherwise
+ * keep the dead one's locks and transactions alive for good.
+ */
+static void bdb_thread_id(DB_ENV *env, pid_t *pid, db_threadid_t *tid)
+{
+	pid_t me = getpid();
+	char state;
+
+	if (me != self_pid) {
+		self_pid = me;
+		if (proc_stat(me, &state, &self_start) < 0)
+			self_start = 0;
+	}
+	if (pid != NULL)
+		*pid = me;
+	if (tid != NULL)
+		*tid = (db_threadid_t)self_start;
+}
+
+static int bdb_is_alive(DB_ENV *env, pid_t pid, db_threadid_t tid, u_int32_t flags)
+{
+	unsigned long long start;
+	char state;
+
+	if (kill(pid, 0) < 0 && errno != EPERM)
+		return 0;
+	if (proc_stat(pid, &state, &start) < 0)
+		return 1; /* no /proc: kill() is all there is */
+	/* A zombie holds nothing; a different start time is a different process. */
+	if (state == 'Z' || state == 'X')
+		return 0;
+	return tid == 0 || (db_threadid_t)start == tid;
 }
 
 /* Map a Berkeley DB return code to a store_rc, remembering a fatal one. */
@@ -54,12 +207,17 @@ static int map_rc(struct store *s, int rc, const char *what)
 		return 0;
 	case DB_NOTFOUND:
 		return STORE_NOTFOUND;
-	case DB_LOCK_DEADLOCK:
 	case DB_LOCK_NOTGRANTED:
+		/* A timeout of an operation that waited (not a transaction's: they do not). */
+		s->lock_timedout = 1;
+		return STORE_RETRY;
+	case DB_LOCK_DEADLOCK:
+		/* With DB_TXN_NOWAIT: the lock is taken (by a live or a dead process). */
 		return STORE_RETRY;
 	case DB_RUNRECOVERY:
+		if (!s->failed)
+			log_err("%s: %s: the environment needs recovery", what, db_strerror(rc));
 		s->failed = 1;
-		log_err("%s: %s: the environment needs recovery", what, db_strerror(rc));
 		return STORE_FATAL;
 	default:
 		log_err("%s: %s", what, db_strerror(rc));
@@ -67,35 +225,113 @@ static int map_rc(struct store *s, int rc, const char *what)
 	}
 }
 
-static int open_env(struct store *s, const char *dir, unsigned cache_mb)
+/* A configured, unopened environment handle, or NULL (logged). */
+static DB_ENV *new_env(const struct store *s)
 {
 	DB_ENV *env;
 	int rc;
-	const u_int32_t flags = DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK | DB_INIT_LOG |
-				DB_INIT_MPOOL | DB_REGISTER | DB_RECOVER;
 
 	if ((rc = db_env_create(&env, 0)) != 0) {
 		log_err("db_env_create: %s", db_strerror(rc));
-		return -1;
+		return NULL;
 	}
-	s->env = env;
 	env->set_errcall(env, bdb_errcall);
-	if ((rc = env->set_cachesize(env, 0, cache_mb * 1024u * 1024u, 1)) != 0 ||
+	env->set_msgcall(env, bdb_msgcall);
+	/*
+	 * DB_REGION_INIT writes the region files out when they are created, so that a full disk
+	 * shows as an error at open instead of SIGBUS when a page of the mapping is first used.
+	 */
+	if ((rc = env->set_cachesize(env, 0, s->cache_mb * 1024u * 1024u, 1)) != 0 ||
 	    (rc = env->set_lk_detect(env, DB_LOCK_DEFAULT)) != 0 ||
 	    (rc = env->set_timeout(env, LOCK_TIMEOUT_US, DB_SET_LOCK_TIMEOUT)) != 0 ||
 	    (rc = env->set_timeout(env, TXN_TIMEOUT_US, DB_SET_TXN_TIMEOUT)) != 0 ||
+	    (rc = env->set_timeout(env, REG_TIMEOUT_US, DB_SET_REG_TIMEOUT)) != 0 ||
 	    (rc = env->set_lk_max_locks(env, 20000)) != 0 ||
 	    (rc = env->set_lk_max_objects(env, 20000)) != 0 ||
 	    (rc = env->set_lk_max_lockers(env, 5000)) != 0 ||
+	    (rc = env->set_lg_max(env, LOG_FILE_BYTES)) != 0 ||
+	    (rc = env->set_thread_count(env, THREAD_COUNT)) != 0 ||
+	    (rc = env->set_thread_id(env, bdb_thread_id)) != 0 ||
+	    (rc = env->set_isalive(env, bdb_is_alive)) != 0 ||
+	    (rc = env->set_flags(env, DB_REGION_INIT, 1)) != 0 ||
 	    (rc = env->log_set_config(env, DB_LOG_AUTO_REMOVE, 1)) != 0) {
 		log_err("configuring the environment: %s", db_strerror(rc));
+		env->close(env, 0);
+		return NULL;
+	}
+	return env;
+}
+
+/*
+ * Recover the environment when it is panicked but DB_REGISTER sees no dead process (every
+ * process that saw the panic closed its handle, or an I/O error panicked it), or when it was
+ * created without a thread table (by an older otlogin). It holds the registry's exclusive
+ * lock, as DB_REGISTER's own recovery does, so that no process joins halfway; and it checks
+ * first that nobody recovered it while this process waited for the lock.
+ * Returns 0 when the environment is usable again.
+ */
+static int force_recovery(struct store *s)
+{
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 1, .l_len = 1};
+	char path[PATH_MAX];
+	DB_ENV *env;
+	int fd, rc = -1;
+
+	if (snprintf(path, sizeof(path), "%s/__db.register", s->dir) >= (int)sizeof(path))
+		return -1;
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		log_err("%s: %s", path, strerror(errno));
 		return -1;
 	}
-	rc = env->open(env, dir, flags, 0600);
+	while ((rc = fcntl(fd, F_SETLKW, &fl)) < 0 && errno == EINTR)
+		;
+	if (rc < 0) {
+		log_err("locking %s: %s", path, strerror(errno));
+		goto out;
+	}
+	if ((env = new_env(s)) == NULL)
+		goto out;
+	rc = env->open(env, s->dir, OPEN_FLAGS & ~DB_CREATE, 0600);
+	env->close(env, 0);
+	if (rc == 0)
+		goto out;
+	log_warn("running recovery on %s (%s)", s->dir, db_strerror(rc));
+	if ((env = new_env(s)) == NULL) {
+		rc = -1;
+		goto out;
+	}
+	rc = env->open(env, s->dir, OPEN_FLAGS | DB_RECOVER, 0600);
+	if (rc != 0)
+		log_err("recovering %s: %s", s->dir, db_strerror(rc));
+	env->close(env, 0);
+out:
+	/* Also releases the lock; this process has no other descriptor of the file open. */
+	close(fd);
+	return rc == 0 ? 0 : -1;
+}
+
+static int open_env(struct store *s)
+{
+	const u_int32_t flags = OPEN_FLAGS | DB_REGISTER | DB_RECOVER | DB_FAILCHK;
+	DB_ENV *env = new_env(s);
+	int rc;
+
+	if (env == NULL)
+		return -1;
+	rc = env->open(env, s->dir, flags, 0600);
+	if (rc == DB_RUNRECOVERY || rc == EINVAL) {
+		env->close(env, 0);
+		if (force_recovery(s) < 0 || (env = new_env(s)) == NULL)
+			return -1;
+		rc = env->open(env, s->dir, flags, 0600);
+	}
 	if (rc != 0) {
-		log_err("opening the environment %s: %s", dir, db_strerror(rc));
+		log_err("opening the environment %s: %s", s->dir, db_strerror(rc));
+		env->close(env, 0);
 		return -1;
 	}
+	s->env = env;
 	return 0;
 }
 
@@ -107,7 +343,7 @@ static int open_tables(struct store *s, int create)
 
 		if ((rc = db_create(&db, s->env, 0)) != 0) {
 			log_err("db_create: %s", db_strerror(rc));
-			return -1;
+			return rc == DB_RUNRECOVERY ? map_rc(s, rc, "db_create") : -1;
 		}
 		s->db[i] = db;
 		if ((rc = db->set_flags(db, DB_CHKSUM)) != 0 ||
@@ -115,10 +351,72 @@ static int open_tables(struct store *s, int create)
 				   DB_AUTO_COMMIT | (create ? DB_CREATE : 0), 0600)) != 0) {
 			log_err("opening %s: %s%s", table_files[i], db_strerror(rc),
 				rc == ENOENT ? " (run otloginctl init)" : "");
+			if (rc == DB_RUNRECOVERY)
+				s->failed = 1;
 			return -1;
 		}
 	}
 	return 0;
+}
+
+/*
+ * Unmap what is left of a panicked environment's regions: DB_ENV->close on a panicked handle
+ * releases the registry slot and the file descriptors but returns before it detaches the
+ * regions, and after a recovery their files are deleted, so each reopen would otherwise keep
+ * the cache's size of memory and disk mapped.
+ */
+static void unmap_regions(const struct store *s)
+{
+	char line[PATH_MAX + 256], prefix[PATH_MAX + 16];
+	unsigned long lo[16], hi[16];
+	size_t plen;
+	int n = 0;
+	FILE *f;
+
+	if (s->realdir == NULL)
+		return;
+	plen = (size_t)snprintf(prefix, sizeof(prefix), "%s/__db.", s->realdir);
+	if ((f = fopen("/proc/self/maps", "re")) == NULL)
+		return;
+	while (n < 16 && fgets(line, sizeof(line), f) != NULL) {
+		const char *path = strchr(line, '/');
+		if (path != NULL && strncmp(path, prefix, plen) == 0 &&
+		    sscanf(line, "%lx-%lx", &lo[n], &hi[n]) == 2)
+			n++;
+	}
+	fclose(f);
+	for (int i = 0; i < n; i++)
+		munmap((void *)lo[i], hi[i] - lo[i]);
+}
+
+/* Close the handles; after DB_RUNRECOVERY only what a panicked environment allows. */
+static void drop_handles(struct store *s)
+{
+	int panicked = s->failed;
+
+	if (panicked && s->env != NULL) {
+		s->env->set_errcall(s->env, bdb_quiet);
+		/* Make sure the close below takes the panic path and touches no latch. */
+		s->env->set_flags(s->env, DB_PANIC_ENVIRONMENT, 1);
+	}
+	for (int i = 0; i < TBL_COUNT; i++) {
+		if (s->db[i] != NULL && !panicked)
+			s->db[i]->close(s->db[i], 0);
+		s->db[i] = NULL;
+	}
+	if (s->env != NULL)
+		s->env->close(s->env, 0);
+	s->env = NULL;
+	if (panicked)
+		unmap_regions(s);
+}
+
+static void free_store(struct store *s)
+{
+	free(s->dir);
+	free(s->realdir);
+	free(s->purge_key);
+	free(s);
 }
 
 struct store *store_open(const char *dir, unsigned cache_mb, int create)
@@ -127,6 +425,8 @@ struct store *store_open(const char *dir, unsigned cache_mb, int create)
 
 	if (s == NULL)
 		return NULL;
+	s->cache_mb = cache_mb;
+	s->purge_table = -1;
 	if (create) {
 		if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
 			log_err("mkdir %s: %s", dir, strerror(errno));
@@ -135,11 +435,15 @@ struct store *store_open(const char *dir, unsigned cache_mb, int create)
 		}
 		chmod(dir, 0700);
 	}
-	if (open_env(s, dir, cache_mb) < 0 || open_tables(s, create) < 0) {
-		store_close(s);
+	s->dir = strdup(dir);
+	s->realdir = realpath(dir, NULL);
+	if (s->dir == NULL || open_env(s) < 0 || open_tables(s, create) < 0) {
+		drop_handles(s);
+		free_store(s);
 		return NULL;
 	}
-	s->last_checkpoint = time(NULL);
+	s->last_maintain = s->last_failchk = time(NULL);
+	wd_note_region(s);
 	return s;
 }
 
@@ -147,12 +451,168 @@ void store_close(struct store *s)
 {
 	if (s == NULL)
 		return;
-	for (int i = 0; i < TBL_COUNT; i++)
-		if (s->db[i] != NULL)
-			s->db[i]->close(s->db[i], 0);
-	if (s->env != NULL)
-		s->env->close(s->env, 0);
-	free(s);
+	drop_handles(s);
+	free_store(s);
+}
+
+/*
+ * The watchdog (see store_set_watchdog). Process-wide, as signal handlers are: one store per
+ * process arms it. The handler only uses async-signal-safe calls.
+ */
+static struct {
+	unsigned limit_s;	       /* give up after this long (0: disarmed) */
+	char *const *helper_argv;      /* the failchk helper, NULL for none */
+	char *const *helper_envp;      /* its environment (not the per-request one) */
+	char region[PATH_MAX];	       /* the environment's first region file... */
+	dev_t dev;		       /* ...and its identity when this process opened it */
+	ino_t ino;		       /* (0 while opening: a recovery is expected then) */
+	volatile sig_atomic_t elapsed; /* seconds since the watchdog was armed */
+	volatile sig_atomic_t spawned; /* the helper was started for this arming */
+} wd;
+
+#define WD_HELPER_S 3
+
+static void wd_die(const char *why)
+{
+	static const char head[] = "otlogin: error: ";
+	static const char tail[] = ": this worker exits to be restarted\n";
+	ssize_t n = write(STDERR_FILENO, head, sizeof(head) - 1);
+	n = write(STDERR_FILENO, why, strlen(why));
+	n = write(STDERR_FILENO, tail, sizeof(tail) - 1);
+	(void)n;
+	_exit(75);
+}
+
+/* Start the helper detached (double fork, so it is nobody's zombie), stdin/out on /dev/null. */
+static void wd_spawn_helper(void)
+{
+	pid_t pid = _Fork();
+
+	if (pid == 0) {
+		if (_Fork() == 0) {
+			int fd = open("/dev/null", O_RDWR);
+			if (fd >= 0) {
+				dup2(fd, STDIN_FILENO);
+				dup2(fd, STDOUT_FILENO);
+			}
+			/* Not the FastCGI sockets: the web server must see them close with us. */
+			close_range(3, ~0U, 0);
+			execve(wd.helper_argv[0], wd.helper_argv, wd.helper_envp);
+			_exit(127);
+		}
+		_exit(0);
+	}
+	while (pid > 0 && waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+		;
+}
+
+static void wd_tick(int sig)
+{
+	int saved = errno;
+	struct stat st;
+
+	wd.elapsed++;
+	if (wd.elapsed >= WD_HELPER_S) {
+		if (!wd.spawned && wd.helper_argv != NULL) {
+			wd.spawned = 1;
+			wd_spawn_helper();
+		}
+		/*
+		 * A recovery replaced the environment while this process waited in the old one: it
+		 * waits on a latch of a dead process and nobody will ever release it.
+		 */
+		if (wd.ino != 0 &&
+		    (stat(wd.region, &st) < 0 || st.st_ino != wd.ino || st.st_dev != wd.dev))
+			wd_die("the database was recovered while this worker was blocked in it");
+	}
+	if (wd.limit_s != 0 && (unsigned)wd.elapsed >= wd.limit_s)
+		wd_die("a database operation is stuck");
+	errno = saved;
+}
+
+void store_set_watchdog(struct store *s, unsigned seconds, char *const helper_argv[],
+			char *const helper_envp[])
+{
+	struct sigaction sa = {.sa_handler = wd_tick};
+
+	s->watchdog_s = seconds;
+	wd.helper_argv = helper_argv;
+	wd.helper_envp = helper_envp;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGALRM, &sa, NULL);
+}
+
+/* Remember which environment this process has mapped, for the tick's check. */
+static void wd_note_region(const struct store *s)
+{
+	struct stat st;
+
+	wd.ino = 0;
+	if (snprintf(wd.region, sizeof(wd.region), "%s/__db.001", s->dir) <
+		(int)sizeof(wd.region) &&
+	    stat(wd.region, &st) == 0) {
+		wd.dev = st.st_dev;
+		wd.ino = st.st_ino;
+	}
+}
+
+static void watchdog_arm(const struct store *s, unsigned factor)
+{
+	struct itimerval it = {{1, 0}, {1, 0}};
+
+	if (s->watchdog_s == 0)
+		return;
+	wd.elapsed = 0;
+	wd.spawned = 0;
+	wd.limit_s = s->watchdog_s * factor;
+	setitimer(ITIMER_REAL, &it, NULL);
+}
+
+static void watchdog_disarm(const struct store *s)
+{
+	struct itimerval it = {{0, 0}, {0, 0}};
+
+	if (s->watchdog_s != 0)
+		setitimer(ITIMER_REAL, &it, NULL);
+}
+
+int store_reopen(struct store *s)
+{
+	time_t now = time(NULL);
+	struct timespec t0, t1;
+	int rc;
+
+	if (s->env != NULL && !s->failed)
+		return 0;
+	if (now < s->next_reopen)
+		return STORE_FATAL;
+	drop_handles(s);
+	s->failed = 1;
+	/* Opening may wait for (or run) a recovery: a longer leash than one transaction. */
+	wd.ino = 0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	watchdog_arm(s, 4);
+	rc = open_env(s);
+	if (rc == 0)
+		rc = open_tables(s, 0);
+	watchdog_disarm(s);
+	wd_note_region(s);
+	if (rc < 0) {
+		drop_handles(s);
+		s->failed = 1;
+		s->next_reopen = now + REOPEN_PAUSE_S;
+		log_err("the database environment could not be reopened; retrying in %d s",
+			REOPEN_PAUSE_S);
+		return STORE_FATAL;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	s->failed = 0;
+	s->lock_timedout = 0;
+	s->reopens++;
+	log_info("the database environment was reopened after a recovery in %ld ms (%u so far)",
+		 (long)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000),
+		 s->reopens);
+	return 0;
 }
 
 int store_begin(struct store *s, struct store_txn **t)
@@ -160,13 +620,13 @@ int store_begin(struct store *s, struct store_txn **t)
 	struct store_txn *txn;
 	int rc;
 
-	if (s->failed)
+	if (s->failed || s->env == NULL)
 		return STORE_FATAL;
 	txn = calloc(1, sizeof(*txn));
 	if (txn == NULL)
 		return STORE_ERR;
 	txn->s = s;
-	rc = s->env->txn_begin(s->env, NULL, &txn->txn, 0);
+	rc = s->env->txn_begin(s->env, NULL, &txn->txn, DB_TXN_NOWAIT);
 	if (rc != 0) {
 		free(txn);
 		return map_rc(s, rc, "txn_begin");
@@ -290,37 +750,372 @@ int store_each(struct store_txn *t, enum store_table tbl, const void *start, siz
 	return out < 0 ? out : 0;
 }
 
-/* A short random pause before a retry, so that two losers of a deadlock do not collide again. */
-static void backoff(int attempt)
+/*
+ * A random pause before a retry, growing with the attempts, so that the losers of a conflict
+ * do not collide again. Returns the microseconds slept.
+ */
+static unsigned backoff(int attempt)
 {
-	unsigned r;
+	unsigned r, cap = 250u << (attempt < 7 ? attempt : 7), us;
+
 	crypto_random(&r, sizeof(r));
-	usleep(500 + r % (1000u * (unsigned)(attempt + 1)));
+	if (cap > RUN_MAX_PAUSE_US)
+		cap = RUN_MAX_PAUSE_US;
+	us = cap / 2 + r % (cap / 2 + 1);
+	usleep(us);
+	return us;
+}
+
+/*
+ * Release what dead processes hold (their locks, their open transactions). Cheap: it walks
+ * the thread table and asks is_alive only about processes that are in it.
+ */
+static void run_failchk(struct store *s)
+{
+	int rc;
+
+	s->lock_timedout = 0;
+	s->last_failchk = time(NULL);
+	if (s->failed || s->env == NULL)
+		return;
+	rc = s->env->failchk(s->env, 0);
+	if (rc != 0)
+		map_rc(s, rc, "failchk");
+}
+
+int store_failchk(struct store *s)
+{
+	int rc;
+
+	run_failchk(s);
+	if (s->failed || s->env == NULL)
+		return STORE_FATAL;
+	/* A lone waiter's lock timeout is only enforced when some process runs the detector. */
+	rc = s->env->lock_detect(s->env, 0, DB_LOCK_EXPIRE, NULL);
+	return rc == 0 ? 0 : map_rc(s, rc, "lock_detect");
 }
 
 int store_run(struct store *s, int (*fn)(struct store_txn *t, void *arg), void *arg)
 {
-	for (int attempt = 0; attempt < RUN_ATTEMPTS; attempt++) {
-		struct store_txn *t;
-		int rc = store_begin(s, &t), result;
+	unsigned long slept_us = 0;
+	int reopens = 0, conflicts = 0;
 
-		if (rc < 0)
-			return rc;
-		result = fn(t, arg);
-		if (result >= 0) {
-			rc = store_commit(t);
-			if (rc == 0)
-				return result;
-		} else {
-			store_abort(t);
-			rc = result;
+	for (int attempt = 0;; attempt++) {
+		struct store_txn *t;
+		int rc, result = 0, committed = 0;
+
+		watchdog_arm(s, 1);
+		rc = store_begin(s, &t);
+		if (rc == 0) {
+			result = fn(t, arg);
+			if (result >= 0) {
+				rc = store_commit(t);
+				committed = 1;
+			} else {
+				store_abort(t);
+				rc = result;
+			}
 		}
+		watchdog_disarm(s);
+		if (committed && rc == 0)
+			return result;
+		/*
+		 * A recovery interrupted the transaction before its commit: it is as if it had
+		 * aborted, so run it again on the reopened environment. A failed commit is not
+		 * retried: whether it reached the log is unknown, and the caller answers 503.
+		 */
+		if (rc == STORE_FATAL && !committed && reopens++ < REOPEN_ATTEMPTS &&
+		    store_reopen(s) == 0)
+			continue;
 		if (rc != STORE_RETRY)
 			return rc;
-		backoff(attempt);
+		/* Held that long, a lock may belong to a killed process: release what they hold. */
+		conflicts++;
+		if (s->lock_timedout || conflicts == RUN_FAILCHK_AFTER ||
+		    (conflicts > RUN_FAILCHK_AFTER && conflicts % RUN_FAILCHK_EVERY == 0))
+			run_failchk(s);
+		if (slept_us / 1000 >= RUN_BUDGET_MS)
+			break;
+		slept_us += backoff(attempt);
 	}
-	log_warn("a transaction lost %d deadlocks in a row", RUN_ATTEMPTS);
+	log_warn("a transaction lost every lock conflict for %d ms", RUN_BUDGET_MS);
 	return STORE_RETRY;
+}
+
+/* ---- purge -------------------------------------------------------------------------------- */
+
+/*
+ * Whether the record a reference points at is gone or dead itself (this pass deletes it too):
+ * 1 or 0, or -1 after a Berkeley DB error (stored in *err).
+ */
+static int target_dead(struct store *s, DB_TXN *txn, enum store_table tbl, const void *key,
+		       size_t klen, time_t cutoff, int *err)
+{
+	json_t *val, *exp;
+	DBT k, d;
+	int rc;
+
+	set_key(&k, key, klen);
+	memset(&d, 0, sizeof(d));
+	d.flags = DB_DBT_MALLOC;
+	rc = s->db[tbl]->get(s->db[tbl], txn, &k, &d, 0);
+	if (rc == DB_NOTFOUND)
+		return 1;
+	if (rc != 0) {
+		*err = rc;
+		return -1;
+	}
+	val = json_loadb(d.data, d.size, 0, NULL);
+	free(d.data);
+	exp = json_object_get(val, "exp");
+	rc = json_is_integer(exp) && json_integer_value(exp) <= (json_int_t)cutoff;
+	json_decref(val);
+	return rc;
+}
+
+/*
+ * Whether a record is dead (see store_purge for the rules): 1 or 0, or -1 after a Berkeley DB
+ * error (stored in *err).
+ */
+static int purge_dead(struct store *s, DB_TXN *txn, enum store_table tbl, const char *key,
+		      size_t klen, json_t *val, time_t cutoff, int *err)
+{
+	json_t *exp = json_object_get(val, "exp"), *v;
+	const char *colon;
+
+	if (json_is_integer(exp))
+		return json_integer_value(exp) <= (json_int_t)cutoff;
+	switch (tbl) {
+	case TBL_COUNTERS:
+		v = json_object_get(val, "locked_until");
+		return json_is_integer(v) && json_integer_value(v) <= (json_int_t)cutoff &&
+		       json_integer_value(json_object_get(val, "failures")) == 0;
+	case TBL_CODES:
+		/* {"link": key}: the identifier's current link, dead with the link. */
+		v = json_object_get(val, "link");
+		if (json_object_size(val) != 1 || !json_is_string(v))
+			return 0;
+		return target_dead(s, txn, TBL_CODES, json_string_value(v), json_string_length(v),
+				   cutoff, err);
+	case TBL_SESSIONS:
+		/* "u:<user_id>:<session key>" -> {}: a user's session, dead with the session. */
+		if (klen < 3 || memcmp(key, "u:", 2) != 0 || json_object_size(val) != 0)
+			return 0;
+		colon = memrchr(key, ':', klen);
+		if (colon == NULL || colon < key + 2)
+			return 0;
+		return target_dead(s, txn, TBL_SESSIONS, colon + 1,
+				   klen - (size_t)(colon + 1 - key), cutoff, err);
+	default:
+		return 0;
+	}
+}
+
+/* Remember key as the place where the running pass goes on. */
+static int purge_save_pos(struct store *s, const void *key, size_t klen)
+{
+	char *copy = malloc(klen ? klen : 1);
+	if (copy == NULL)
+		return -1;
+	memcpy(copy, key, klen);
+	free(s->purge_key);
+	s->purge_key = copy;
+	s->purge_klen = klen;
+	return 0;
+}
+
+struct purge_victim {
+	char *key;
+	size_t klen;
+};
+
+/*
+ * One transaction of the running pass: look at up to PURGE_BATCH records of the current table
+ * after the saved position (a read-committed cursor, so that the scan holds no locks on what
+ * it passed), then delete those found dead, each read again with a write lock and judged
+ * again, since a worker may have replaced it meanwhile. Moves the position on. Returns the
+ * number deleted or a negative store_rc.
+ */
+static int purge_batch(struct store *s, time_t cutoff)
+{
+	enum store_table tbl = purge_tables[s->purge_table];
+	struct purge_victim victims[PURGE_BATCH];
+	DB *db = s->db[tbl];
+	DB_TXN *txn = NULL;
+	DBC *cur = NULL;
+	DBT k, d;
+	int rc, nvictims = 0, seen = 0, deleted = 0, end = 0;
+	u_int32_t flag = DB_FIRST;
+
+	if (s->failed || s->env == NULL)
+		return STORE_FATAL;
+	if ((rc = s->env->txn_begin(s->env, NULL, &txn, DB_TXN_NOWAIT)) != 0)
+		goto out;
+	if ((rc = db->cursor(db, txn, &cur, DB_READ_COMMITTED)) != 0)
+		goto out;
+	memset(&k, 0, sizeof(k));
+	memset(&d, 0, sizeof(d));
+	if (s->purge_key != NULL) {
+		set_key(&k, s->purge_key, s->purge_klen);
+		flag = DB_SET_RANGE;
+	}
+	while (seen < PURGE_BATCH && (rc = cur->get(cur, &k, &d, flag)) == 0) {
+		json_t *val;
+		int dead;
+
+		flag = DB_NEXT;
+		/* The saved position itself was judged by the previous batch. */
+		if (s->purge_key != NULL && k.size == s->purge_klen &&
+		    memcmp(k.data, s->purge_key, k.size) == 0)
+			continue;
+		seen++;
+		if (purge_save_pos(s, k.data, k.size) < 0) {
+			rc = ENOMEM;
+			goto out;
+		}
+		if (tbl == TBL_COUNTERS && k.size == strlen(PURGE_KEY) &&
+		    memcmp(k.data, PURGE_KEY, k.size) == 0)
+			continue;
+		val = json_loadb(d.data, d.size, 0, NULL);
+		if (val == NULL)
+			continue; /* not ours to judge */
+		dead = purge_dead(s, txn, tbl, k.data, k.size, val, cutoff, &rc);
+		json_decref(val);
+		if (dead < 0)
+			goto out;
+		if (dead) {
+			victims[nvictims].key = malloc(k.size ? k.size : 1);
+			if (victims[nvictims].key == NULL) {
+				rc = ENOMEM;
+				goto out;
+			}
+			memcpy(victims[nvictims].key, k.data, k.size);
+			victims[nvictims++].klen = k.size;
+		}
+	}
+	if (rc == DB_NOTFOUND) {
+		end = 1;
+		rc = 0;
+	}
+	cur->close(cur);
+	cur = NULL;
+	if (rc != 0)
+		goto out;
+	for (int i = 0; i < nvictims; i++) {
+		json_t *val;
+		int dead;
+
+		set_key(&k, victims[i].key, victims[i].klen);
+		memset(&d, 0, sizeof(d));
+		d.flags = DB_DBT_MALLOC;
+		rc = db->get(db, txn, &k, &d, DB_RMW);
+		if (rc == DB_NOTFOUND) {
+			rc = 0;
+			continue;
+		}
+		if (rc != 0)
+			goto out;
+		val = json_loadb(d.data, d.size, 0, NULL);
+		free(d.data);
+		dead = val == NULL ? 0
+				   : purge_dead(s, txn, tbl, victims[i].key, victims[i].klen, val,
+						cutoff, &rc);
+		json_decref(val);
+		if (dead < 0)
+			goto out;
+		if (dead && (rc = db->del(db, txn, &k, 0)) != 0 && rc != DB_NOTFOUND)
+			goto out;
+		rc = 0;
+		deleted += dead;
+	}
+	rc = txn->commit(txn, 0);
+	txn = NULL;
+	if (rc == 0 && end) {
+		free(s->purge_key);
+		s->purge_key = NULL;
+		if (++s->purge_table >= PURGE_TABLES)
+			s->purge_table = -1;
+	}
+out:
+	if (cur != NULL)
+		cur->close(cur);
+	if (txn != NULL)
+		txn->abort(txn);
+	for (int i = 0; i < nvictims; i++)
+		free(victims[i].key);
+	if (rc != 0)
+		return map_rc(s, rc, "purge");
+	s->purged += (unsigned)deleted;
+	return deleted;
+}
+
+/* Claim this period's pass: 1 when this process should run it, 0 when it is not due. */
+static int purge_claim_txn(struct store_txn *t, void *arg)
+{
+	time_t now = *(const time_t *)arg;
+	json_t *v;
+	int rc = store_get(t, TBL_COUNTERS, PURGE_KEY, strlen(PURGE_KEY), &v, 1);
+
+	if (rc < 0)
+		return rc;
+	if (rc == STORE_FOUND) {
+		json_int_t next = json_integer_value(json_object_get(v, "next"));
+		json_decref(v);
+		/* A clock set back by more than a period must not stop the purge for long. */
+		if (next > (json_int_t)now && next <= (json_int_t)now + PURGE_EVERY_S)
+			return 0;
+	}
+	v = json_pack("{s:I}", "next", (json_int_t)(now + PURGE_EVERY_S));
+	rc = v == NULL ? STORE_ERR : store_put(t, TBL_COUNTERS, PURGE_KEY, strlen(PURGE_KEY), v);
+	json_decref(v);
+	return rc < 0 ? rc : 1;
+}
+
+int store_purge(struct store *s, time_t now)
+{
+	int total = 0, rc, failures = 0;
+
+	free(s->purge_key);
+	s->purge_key = NULL;
+	s->purge_table = 0;
+	while (s->purge_table >= 0) {
+		rc = purge_batch(s, now - STORE_PURGE_GRACE_S);
+		if (rc == STORE_RETRY && failures++ < 200) {
+			backoff(failures);
+			continue;
+		}
+		if (rc < 0) {
+			s->purge_table = -1;
+			return rc;
+		}
+		total += rc;
+	}
+	return total;
+}
+
+/* A bounded step of the periodic purge: starts a pass when due, then a few batches of it. */
+static void purge_step(struct store *s, time_t now)
+{
+	if (s->purge_table < 0) {
+		if (now < s->next_purge_check)
+			return;
+		s->next_purge_check = now + PURGE_CHECK_S;
+		if (store_run(s, purge_claim_txn, &now) != 1)
+			return;
+		s->purge_table = 0;
+		s->purged = 0;
+		free(s->purge_key);
+		s->purge_key = NULL;
+	}
+	for (int i = 0; i < PURGE_BATCHES_PER_CALL && s->purge_table >= 0; i++) {
+		watchdog_arm(s, 1);
+		int rc = purge_batch(s, now - STORE_PURGE_GRACE_S);
+		watchdog_disarm(s);
+		if (rc < 0)
+			return; /* a deadlock or worse: the next call goes on from here */
+	}
+	if (s->purge_table < 0 && s->purged > 0)
+		log_info("purge: %u expired records removed", s->purged);
 }
 
 void store_maintain(struct store *s)
@@ -328,13 +1123,28 @@ void store_maintain(struct store *s)
 	time_t now = time(NULL);
 	int rc;
 
-	if (s->failed || now - s->last_checkpoint < CHECKPOINT_EVERY_S)
+	if (s->failed || s->env == NULL) {
+		store_reopen(s);
 		return;
-	s->last_checkpoint = now;
-	/* With DB_LOG_AUTO_REMOVE, log files a checkpoint makes unneeded are removed. */
-	rc = s->env->txn_checkpoint(s->env, 1024, 1, 0);
+	}
+	/* At most once a second: each step is cheap when there is nothing to do. */
+	if (now == s->last_maintain)
+		return;
+	s->last_maintain = now;
+	if (s->lock_timedout || now - s->last_failchk >= FAILCHK_EVERY_S)
+		run_failchk(s);
+	/*
+	 * A checkpoint once CHECKPOINT_KB of log was written (or a minute passed): it bounds the
+	 * work of a recovery, and DB_LOG_AUTO_REMOVE deletes the log files it made unneeded at
+	 * the next file switch, so the log directory stays bounded.
+	 */
+	watchdog_arm(s, 4);
+	rc = s->failed ? 0 : s->env->txn_checkpoint(s->env, CHECKPOINT_KB, CHECKPOINT_MIN, 0);
+	watchdog_disarm(s);
 	if (rc != 0)
 		map_rc(s, rc, "checkpoint");
+	if (!s->failed)
+		purge_step(s, now);
 }
 
 static int ping_fn(struct store_txn *t, void *arg)
@@ -354,4 +1164,9 @@ int store_ping(struct store *s)
 int store_failed(const struct store *s)
 {
 	return s->failed;
+}
+
+unsigned store_reopens(const struct store *s)
+{
+	return s->reopens;
 }
