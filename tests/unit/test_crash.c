@@ -1,0 +1,248 @@
+/*
+ * crash: processes killed (SIGKILL) while they use the store. One killed between Berkeley DB
+ * calls with a transaction open is cleaned up by failchk, without a recovery; one killed inside
+ * Berkeley DB leads to a recovery that the survivor goes through by reopening, and every
+ * transaction the killed one had committed is still there. Also the purge rules.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "crypto.h"
+#include "log.h"
+#include "store.h"
+
+static char dir[64];
+
+struct kv {
+	enum store_table tbl;
+	const char *key;
+	const char *json;
+};
+
+static int put_kv(struct store_txn *t, void *arg)
+{
+	const struct kv *kv = arg;
+	json_t *v = json_loads(kv->json, 0, NULL);
+	int rc = v == NULL ? STORE_ERR : store_put(t, kv->tbl, kv->key, strlen(kv->key), v);
+	json_decref(v);
+	return rc;
+}
+
+struct probe {
+	enum store_table tbl;
+	const char *key;
+	char value[64];
+};
+
+/* Read kv->key: value of its "v" member into p->value; returns 1/0 or a store error. */
+static int get_probe(struct store_txn *t, void *arg)
+{
+	struct probe *p = arg;
+	json_t *v;
+	int rc = store_get(t, p->tbl, p->key, strlen(p->key), &v, 0);
+
+	p->value[0] = '\0';
+	if (rc == STORE_FOUND) {
+		snprintf(p->value, sizeof(p->value), "%s",
+			 json_string_value(json_object_get(v, "v")) ?: "");
+		json_decref(v);
+	}
+	return rc;
+}
+
+static int exists(struct store *s, enum store_table tbl, const char *key)
+{
+	struct probe p = {tbl, key, ""};
+	return store_run(s, get_probe, &p);
+}
+
+/*
+ * A process that dies between Berkeley DB calls, holding the write lock of a record in an
+ * open transaction: the survivor's write of that record goes through (failchk releases the
+ * lock and aborts the dead transaction), and no recovery was needed.
+ */
+static void killed_outside(struct store *s)
+{
+	struct kv mine = {TBL_USERS, "shared", "{\"v\":\"survivor\"}"};
+	struct probe p = {TBL_USERS, "shared", ""};
+	int pipefd[2];
+	pid_t child;
+	char c;
+
+	check(store_run(s, put_kv, &(struct kv){TBL_USERS, "shared", "{\"v\":\"before\"}"}) == 0);
+	check(pipe(pipefd) == 0);
+	child = fork();
+	if (child == 0) {
+		struct store *cs = store_open(dir, 4, 0);
+		struct store_txn *t;
+		if (cs == NULL || store_begin(cs, &t) != 0 ||
+		    put_kv(t, &(struct kv){TBL_USERS, "shared", "{\"v\":\"dead\"}"}) != 0)
+			_exit(1);
+		if (write(pipefd[1], "x", 1) != 1)
+			_exit(1);
+		pause();
+		_exit(0);
+	}
+	check(read(pipefd[0], &c, 1) == 1);
+	kill(child, SIGKILL);
+	waitpid(child, NULL, 0);
+	close(pipefd[0]);
+	close(pipefd[1]);
+
+	check(store_run(s, put_kv, &mine) == 0);
+	check(store_run(s, get_probe, &p) == STORE_FOUND && strcmp(p.value, "survivor") == 0);
+	check(store_reopens(s) == 0);
+	check(store_failed(s) == 0);
+}
+
+/*
+ * Processes killed at a random moment of a loop of durable commits, most of the time inside
+ * Berkeley DB (writing or syncing the log): until one of them forces a recovery, which the
+ * survivor goes through by reopening. Every key a killed process reported as committed exists
+ * afterwards.
+ */
+static void killed_inside(struct store *s)
+{
+	char(*committed)[32] = calloc(20000, sizeof(*committed));
+	size_t ncommitted = 0;
+	int rounds = 0, missing = 0;
+
+	while (store_reopens(s) == 0 && rounds < 100 && ncommitted < 19000) {
+		int pipefd[2];
+		pid_t child;
+		char buf[32];
+		size_t got = 0;
+		unsigned wanted;
+
+		rounds++;
+		crypto_random(&wanted, sizeof(wanted));
+		wanted = 1 + wanted % 25;
+		if (pipe(pipefd) != 0)
+			break;
+		child = fork();
+		if (child == 0) {
+			struct store *cs = store_open(dir, 4, 0);
+			close(pipefd[0]);
+			for (int n = 0; cs != NULL; n++) {
+				char key[32], json[64];
+				snprintf(key, sizeof(key), "r%d-%d", rounds, n);
+				snprintf(json, sizeof(json), "{\"v\":\"%s\"}", key);
+				if (store_run(cs, put_kv, &(struct kv){TBL_CODES, key, json}) != 0)
+					_exit(1);
+				/* Reported only after the commit returned. */
+				if (write(pipefd[1], key, sizeof(key)) != (ssize_t)sizeof(key))
+					_exit(1);
+			}
+			_exit(1);
+		}
+		close(pipefd[1]);
+		while (got < wanted && read(pipefd[0], buf, sizeof(buf)) == (ssize_t)sizeof(buf)) {
+			memcpy(committed[ncommitted++], buf, sizeof(buf));
+			got++;
+		}
+		kill(child, SIGKILL);
+		/* What it reported between the last read and the kill counts too. */
+		while (ncommitted < 20000 &&
+		       read(pipefd[0], buf, sizeof(buf)) == (ssize_t)sizeof(buf))
+			memcpy(committed[ncommitted++], buf, sizeof(buf));
+		waitpid(child, NULL, 0);
+		close(pipefd[0]);
+		/* As a worker's maintenance would: notice the dead process. */
+		store_failchk(s);
+		exists(s, TBL_CODES, committed[0]);
+	}
+	check_msg(store_reopens(s) > 0, "no recovery after %d killed processes", rounds);
+	check(store_failed(s) == 0);
+	for (size_t i = 0; i < ncommitted; i++)
+		if (exists(s, TBL_CODES, committed[i]) != STORE_FOUND)
+			missing++;
+	check_msg(missing == 0, "%d of %zu committed records lost", missing, ncommitted);
+	printf("# %d processes killed, %zu commits checked, %u recoveries\n", rounds, ncommitted,
+	       store_reopens(s));
+	free(committed);
+}
+
+/* The purge deletes what store.h says, and only that. */
+static void purge(struct store *s)
+{
+	time_t now = 1700000000;
+	char old[96], recent[96], live[96];
+	const time_t long_ago = now - STORE_PURGE_GRACE_S - 10, lately = now - 60;
+	struct kv records[] = {
+	    {TBL_CODES, "code-old", old},
+	    {TBL_CODES, "code-recent", recent},
+	    {TBL_CODES, "code-live", live},
+	    {TBL_CODES, "ptr-dangling", "{\"link\":\"link-gone\"}"},
+	    {TBL_CODES, "ptr-live", "{\"link\":\"code-live\"}"},
+	    {TBL_REFRESH, "rt-old", old},
+	    {TBL_REFRESH, "rt-live", live},
+	    {TBL_SESSIONS, "sess-old", old},
+	    {TBL_SESSIONS, "sess-live", live},
+	    {TBL_SESSIONS, "u:user-1:sess-old", "{}"},
+	    {TBL_SESSIONS, "u:user-1:sess-live", "{}"},
+	    {TBL_SESSIONS, "u:user-2:sess-never", "{}"},
+	    {TBL_COUNTERS, "lock-over", NULL},
+	    {TBL_COUNTERS, "lock-counting", NULL},
+	    {TBL_COUNTERS, "window-old", old},
+	    {TBL_USERS, "user-with-exp", old},
+	};
+	const char *gone[] = {"code-old",  "ptr-dangling",	"rt-old",
+			      "sess-old",  "u:user-1:sess-old", "u:user-2:sess-never",
+			      "lock-over", "window-old"};
+	char lock_over[96], lock_counting[96];
+	int deleted;
+
+	snprintf(old, sizeof(old), "{\"v\":\"x\",\"exp\":%lld}", (long long)long_ago);
+	snprintf(recent, sizeof(recent), "{\"v\":\"x\",\"exp\":%lld}", (long long)lately);
+	snprintf(live, sizeof(live), "{\"v\":\"x\",\"exp\":%lld}", (long long)(now + 600));
+	snprintf(lock_over, sizeof(lock_over), "{\"failures\":0,\"locked_until\":%lld}",
+		 (long long)long_ago);
+	snprintf(lock_counting, sizeof(lock_counting), "{\"failures\":2,\"locked_until\":0}");
+	records[12].json = lock_over;
+	records[13].json = lock_counting;
+	for (size_t i = 0; i < sizeof(records) / sizeof(records[0]); i++)
+		check(store_run(s, put_kv, &records[i]) == 0);
+
+	deleted = store_purge(s, now);
+	check_msg(deleted == (int)(sizeof(gone) / sizeof(gone[0])), "deleted %d", deleted);
+	for (size_t i = 0; i < sizeof(records) / sizeof(records[0]); i++) {
+		int dead = 0;
+		for (size_t j = 0; j < sizeof(gone) / sizeof(gone[0]); j++)
+			dead |= strcmp(gone[j], records[i].key) == 0;
+		check_msg(exists(s, records[i].tbl, records[i].key) ==
+			      (dead ? STORE_NOTFOUND : STORE_FOUND),
+			  "%s should be %s", records[i].key, dead ? "purged" : "kept");
+	}
+	/* A second pass finds nothing more. */
+	check(store_purge(s, now) == 0);
+}
+
+int main(void)
+{
+	struct store *s;
+	char cmd[128];
+
+	crypto_init();
+	/* Berkeley DB's messages about the killed processes are expected here. */
+	log_init("test_crash", LOG_LEVEL_ERR);
+	snprintf(dir, sizeof(dir), "/tmp/otlogin-test-crash-%d", (int)getpid());
+	umask(077);
+	s = store_open(dir, 4, 1);
+	check(s != NULL);
+	if (s == NULL)
+		return check_done();
+	killed_outside(s);
+	killed_inside(s);
+	purge(s);
+	store_close(s);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	check(system(cmd) == 0);
+	return check_done();
+}
