@@ -12,7 +12,6 @@
 #include <fcgi_stdio.h>
 #include <fcgiapp.h>
 
-#include <limits.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <stdlib.h>
@@ -29,16 +28,10 @@
 
 /*
  * Longest a transaction may take before the worker counts itself stuck on a latch held by a
- * killed process: far above the 2 s lock and 5 s transaction timeouts. (A recovery under a
- * waiting worker ends it sooner: see store_set_watchdog.)
+ * killed process (a durable commit takes about a millisecond; a recovery under a waiting worker
+ * ends it sooner: see store_watchdog).
  */
-#define WATCHDOG_S 30
-
-/* The environment this process was started with: fcgi_stdio swaps environ per request. */
-extern char **environ;
-static char **startup_environ;
-static char self_exe[PATH_MAX];
-static char *helper_argv[5];
+#define WATCHDOG_S 10
 
 static volatile sig_atomic_t stopping;
 
@@ -101,41 +94,8 @@ static int serve_one(struct ctx *c)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: otlogin.fcgi [-c otlogin.conf] [-F]\n"
-			"  -F  release what dead processes hold in the database, recover it if\n"
-			"      needed, and exit (the watchdog of a blocked worker starts this)\n");
+	fprintf(stderr, "usage: otlogin.fcgi [-c otlogin.conf]\n");
 	exit(2);
-}
-
-/* otlogin.fcgi -F: one failchk round on the environment, then exit. */
-static int failchk_once(struct conf *conf)
-{
-	struct store *s = store_open(conf->db_dir, conf->db_cache_mb, 0);
-	int rc;
-
-	if (s == NULL)
-		return 1;
-	rc = store_failchk(s);
-	/* Recover now rather than at the next request of some worker. */
-	if (rc == STORE_FATAL)
-		rc = store_reopen(s);
-	store_close(s);
-	return rc < 0 ? 1 : 0;
-}
-
-/* The watchdog's helper: this program with -F, the same configuration file. */
-static void setup_helper(const char *conf_file)
-{
-	ssize_t n = readlink("/proc/self/exe", self_exe, sizeof(self_exe) - 1);
-
-	if (n <= 0)
-		return;
-	self_exe[n] = '\0';
-	helper_argv[0] = self_exe;
-	helper_argv[1] = "-F";
-	helper_argv[2] = "-c";
-	helper_argv[3] = (char *)conf_file;
-	helper_argv[4] = NULL;
 }
 
 int main(int argc, char **argv)
@@ -147,14 +107,11 @@ int main(int argc, char **argv)
 	struct sigaction term = {.sa_handler = on_sigterm};
 	sigset_t termset;
 	char err[512];
-	int opt, failchk_mode = 0;
+	int opt;
 
-	startup_environ = environ;
-	while ((opt = getopt(argc, argv, "c:F")) != -1) {
+	while ((opt = getopt(argc, argv, "c:")) != -1) {
 		if (opt == 'c')
 			conf_file = optarg;
-		else if (opt == 'F')
-			failchk_mode = 1;
 		else
 			usage();
 	}
@@ -175,17 +132,13 @@ int main(int argc, char **argv)
 	if (conf_load(&conf, conf_path(conf_file), err, sizeof(err)) < 0)
 		fatal("configuration: %s", err);
 	log_init("otlogin", (enum log_level)conf.log_level);
-	if (failchk_mode)
-		return failchk_once(&conf);
 	c.mail = ctx_mail_conf(&conf);
+	store_watchdog(WATCHDOG_S);
 	c.store = store_open(conf.db_dir, conf.db_cache_mb, 0);
 	if (c.store == NULL)
 		fatal("cannot open the database environment %s", conf.db_dir);
 	if (keyring_load(&keys, c.store, conf.db_dir, conf.key_overlap) < 0)
 		fatal("cannot load the keys");
-	setup_helper(conf_path(conf_file));
-	store_set_watchdog(c.store, WATCHDOG_S, helper_argv[0] ? helper_argv : NULL,
-			   startup_environ);
 
 	for (;;) {
 		int rc;
@@ -195,8 +148,7 @@ int main(int argc, char **argv)
 		sigprocmask(SIG_BLOCK, &termset, NULL);
 		if (rc < 0)
 			break;
-		/* A recovery seen while idle: heal before serving, so this request gets an answer.
-		 */
+		/* Heal a recovery seen while idle first: this request gets an answer. */
 		if (store_failed(c.store))
 			store_reopen(c.store);
 		keyring_refresh(&keys, c.store);

@@ -61,17 +61,15 @@ void store_close(struct store *s);
 int store_reopen(struct store *s);
 
 /*
- * A watchdog for workers, on SIGALRM (the process must not use SIGALRM or alarm() otherwise),
- * armed around each transaction (4x `seconds` around opening and checkpoints). A process can
- * wait on a lock or latch of a killed process for good: Berkeley DB enforces a lone waiter's
- * lock timeout only when some process runs the detector, and Debian's pthread latches do not
- * notice an owner's death. So, 3 s into a wait, it starts helper_argv (with helper_envp; NULL:
- * none), which is to open the environment and call store_failchk; if a recovery then replaces
- * the environment under the waiting process, or after `seconds` in any case, the process
- * exits (status 75) for the web server to start a fresh one. seconds 0 turns it off.
+ * A watchdog for worker processes, on SIGALRM (the process must not use SIGALRM or alarm()
+ * otherwise): call it before store_open. A process can wait for good on a latch that a killed
+ * process held (Debian's Berkeley DB uses plain process-shared pthread mutexes, which do not
+ * notice an owner's death). So each transaction, failchk or purge step gets `seconds`, and
+ * opening (which may run a recovery) or a checkpoint 6x that; past it, or 2 s into it when a
+ * recovery has replaced the environment under the process, it exits (status 75) for the web
+ * server to start a fresh one. 0 turns it off.
  */
-void store_set_watchdog(struct store *s, unsigned seconds, char *const helper_argv[],
-			char *const helper_envp[]);
+void store_watchdog(unsigned seconds);
 
 /*
  * Release what dead processes hold (failchk: their locks, their transactions) and expire

@@ -12,11 +12,12 @@
  * its handles and opens the environment again in-process (store_reopen), so that a worker keeps
  * its FastCGI socket and the requests queued on it.
  *
- * Live processes run failchk too (when a lock wait times out, and every few seconds), so a
- * dead worker's locks do not wait for the web server to start its replacement. A process that
- * died holding a latch can leave others blocked on it for good (Debian's build uses plain
+ * Transactions never wait for locks (DB_TXN_NOWAIT): a conflict is retried here, and after
+ * repeated conflicts (and every few seconds) live processes run failchk too, so a dead
+ * worker's locks do not wait for the web server to start its replacement. A process that died
+ * holding a latch can leave others blocked on it for good (Debian's build uses plain
  * process-shared pthread mutexes, which do not notice an owner's death): the optional watchdog
- * (store_set_watchdog) ends such a process, and the environment is recovered around it.
+ * (store_watchdog) ends such a process, and the environment is recovered around it.
  */
 #include "store.h"
 
@@ -31,7 +32,6 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/time.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -75,6 +75,8 @@
 #define PURGE_KEY "store:purge"
 /* After a failed reopen, requests answer 503 at once until this pause is over. */
 #define REOPEN_PAUSE_S 1
+/* The watchdog's deadline for opening (which may wait for or run a recovery) and checkpoints. */
+#define WD_SLOW_FACTOR 6
 #define OPEN_FLAGS (DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK | DB_INIT_LOG | DB_INIT_MPOOL)
 
 static const char *const table_files[TBL_COUNT] = {
@@ -95,7 +97,6 @@ struct store {
 	unsigned cache_mb;
 	int failed;	   /* DB_RUNRECOVERY seen: the handles are dead until store_reopen */
 	int lock_timedout; /* a lock wait timed out: run failchk soon */
-	unsigned watchdog_s;
 	unsigned reopens;
 	time_t next_reopen, last_maintain, last_failchk, next_purge_check;
 	/* Where the running purge pass is: index into purge_tables (-1: none) and last key. */
@@ -111,6 +112,8 @@ struct store_txn {
 };
 
 static void wd_note_region(const struct store *s);
+static void watchdog_arm(unsigned factor);
+static void watchdog_disarm(void);
 
 static void bdb_errcall(const DB_ENV *env, const char *prefix, const char *msg)
 {
@@ -437,11 +440,14 @@ struct store *store_open(const char *dir, unsigned cache_mb, int create)
 	}
 	s->dir = strdup(dir);
 	s->realdir = realpath(dir, NULL);
+	watchdog_arm(WD_SLOW_FACTOR);
 	if (s->dir == NULL || open_env(s) < 0 || open_tables(s, create) < 0) {
+		watchdog_disarm();
 		drop_handles(s);
 		free_store(s);
 		return NULL;
 	}
+	watchdog_disarm();
 	s->last_maintain = s->last_failchk = time(NULL);
 	wd_note_region(s);
 	return s;
@@ -456,21 +462,18 @@ void store_close(struct store *s)
 }
 
 /*
- * The watchdog (see store_set_watchdog). Process-wide, as signal handlers are: one store per
- * process arms it. The handler only uses async-signal-safe calls.
+ * The watchdog (see store_watchdog). Process-wide, as signal handlers are. The handler only
+ * uses async-signal-safe calls.
  */
 static struct {
-	unsigned limit_s;	       /* give up after this long (0: disarmed) */
-	char *const *helper_argv;      /* the failchk helper, NULL for none */
-	char *const *helper_envp;      /* its environment (not the per-request one) */
+	unsigned seconds;	       /* the deadline of a transaction (0: off) */
+	unsigned limit_s;	       /* the deadline of what is running now */
+	int depth;		       /* nested arming: only the outermost counts */
 	char region[PATH_MAX];	       /* the environment's first region file... */
 	dev_t dev;		       /* ...and its identity when this process opened it */
 	ino_t ino;		       /* (0 while opening: a recovery is expected then) */
 	volatile sig_atomic_t elapsed; /* seconds since the watchdog was armed */
-	volatile sig_atomic_t spawned; /* the helper was started for this arming */
 } wd;
-
-#define WD_HELPER_S 3
 
 static void wd_die(const char *why)
 {
@@ -483,61 +486,30 @@ static void wd_die(const char *why)
 	_exit(75);
 }
 
-/* Start the helper detached (double fork, so it is nobody's zombie), stdin/out on /dev/null. */
-static void wd_spawn_helper(void)
-{
-	pid_t pid = _Fork();
-
-	if (pid == 0) {
-		if (_Fork() == 0) {
-			int fd = open("/dev/null", O_RDWR);
-			if (fd >= 0) {
-				dup2(fd, STDIN_FILENO);
-				dup2(fd, STDOUT_FILENO);
-			}
-			/* Not the FastCGI sockets: the web server must see them close with us. */
-			close_range(3, ~0U, 0);
-			execve(wd.helper_argv[0], wd.helper_argv, wd.helper_envp);
-			_exit(127);
-		}
-		_exit(0);
-	}
-	while (pid > 0 && waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-		;
-}
-
 static void wd_tick(int sig)
 {
 	int saved = errno;
 	struct stat st;
 
 	wd.elapsed++;
-	if (wd.elapsed >= WD_HELPER_S) {
-		if (!wd.spawned && wd.helper_argv != NULL) {
-			wd.spawned = 1;
-			wd_spawn_helper();
-		}
-		/*
-		 * A recovery replaced the environment while this process waited in the old one: it
-		 * waits on a latch of a dead process and nobody will ever release it.
-		 */
-		if (wd.ino != 0 &&
-		    (stat(wd.region, &st) < 0 || st.st_ino != wd.ino || st.st_dev != wd.dev))
-			wd_die("the database was recovered while this worker was blocked in it");
-	}
+	/*
+	 * A recovery replaced the environment while this process was still in the old one: it is
+	 * waiting on a latch of a dead process, and nobody will ever release that.
+	 */
+	if (wd.elapsed >= 2 && wd.ino != 0 &&
+	    (stat(wd.region, &st) < 0 || st.st_ino != wd.ino || st.st_dev != wd.dev))
+		wd_die("the database was recovered while this worker was blocked in it");
 	if (wd.limit_s != 0 && (unsigned)wd.elapsed >= wd.limit_s)
 		wd_die("a database operation is stuck");
 	errno = saved;
 }
 
-void store_set_watchdog(struct store *s, unsigned seconds, char *const helper_argv[],
-			char *const helper_envp[])
+void store_watchdog(unsigned seconds)
 {
-	struct sigaction sa = {.sa_handler = wd_tick};
+	/* SA_RESTART: the ticks must not fail Berkeley DB's waits for a registry lock (EINTR). */
+	struct sigaction sa = {.sa_handler = wd_tick, .sa_flags = SA_RESTART};
 
-	s->watchdog_s = seconds;
-	wd.helper_argv = helper_argv;
-	wd.helper_envp = helper_envp;
+	wd.seconds = seconds;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGALRM, &sa, NULL);
 }
@@ -556,24 +528,24 @@ static void wd_note_region(const struct store *s)
 	}
 }
 
-static void watchdog_arm(const struct store *s, unsigned factor)
+static void watchdog_arm(unsigned factor)
 {
 	struct itimerval it = {{1, 0}, {1, 0}};
 
-	if (s->watchdog_s == 0)
+	if (wd.seconds == 0 || wd.depth++ > 0)
 		return;
 	wd.elapsed = 0;
-	wd.spawned = 0;
-	wd.limit_s = s->watchdog_s * factor;
+	wd.limit_s = wd.seconds * factor;
 	setitimer(ITIMER_REAL, &it, NULL);
 }
 
-static void watchdog_disarm(const struct store *s)
+static void watchdog_disarm(void)
 {
 	struct itimerval it = {{0, 0}, {0, 0}};
 
-	if (s->watchdog_s != 0)
-		setitimer(ITIMER_REAL, &it, NULL);
+	if (wd.seconds == 0 || --wd.depth > 0)
+		return;
+	setitimer(ITIMER_REAL, &it, NULL);
 }
 
 int store_reopen(struct store *s)
@@ -591,11 +563,11 @@ int store_reopen(struct store *s)
 	/* Opening may wait for (or run) a recovery: a longer leash than one transaction. */
 	wd.ino = 0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	watchdog_arm(s, 4);
+	watchdog_arm(WD_SLOW_FACTOR);
 	rc = open_env(s);
 	if (rc == 0)
 		rc = open_tables(s, 0);
-	watchdog_disarm(s);
+	watchdog_disarm();
 	wd_note_region(s);
 	if (rc < 0) {
 		drop_handles(s);
@@ -778,7 +750,10 @@ static void run_failchk(struct store *s)
 	s->last_failchk = time(NULL);
 	if (s->failed || s->env == NULL)
 		return;
+	/* It spins while a live process holds a latch it needs: bounded like a transaction. */
+	watchdog_arm(1);
 	rc = s->env->failchk(s->env, 0);
+	watchdog_disarm();
 	if (rc != 0)
 		map_rc(s, rc, "failchk");
 }
@@ -804,7 +779,7 @@ int store_run(struct store *s, int (*fn)(struct store_txn *t, void *arg), void *
 		struct store_txn *t;
 		int rc, result = 0, committed = 0;
 
-		watchdog_arm(s, 1);
+		watchdog_arm(1);
 		rc = store_begin(s, &t);
 		if (rc == 0) {
 			result = fn(t, arg);
@@ -816,7 +791,7 @@ int store_run(struct store *s, int (*fn)(struct store_txn *t, void *arg), void *
 				rc = result;
 			}
 		}
-		watchdog_disarm(s);
+		watchdog_disarm();
 		if (committed && rc == 0)
 			return result;
 		/*
@@ -1108,9 +1083,9 @@ static void purge_step(struct store *s, time_t now)
 		s->purge_key = NULL;
 	}
 	for (int i = 0; i < PURGE_BATCHES_PER_CALL && s->purge_table >= 0; i++) {
-		watchdog_arm(s, 1);
+		watchdog_arm(1);
 		int rc = purge_batch(s, now - STORE_PURGE_GRACE_S);
-		watchdog_disarm(s);
+		watchdog_disarm();
 		if (rc < 0)
 			return; /* a deadlock or worse: the next call goes on from here */
 	}
@@ -1138,9 +1113,9 @@ void store_maintain(struct store *s)
 	 * work of a recovery, and DB_LOG_AUTO_REMOVE deletes the log files it made unneeded at
 	 * the next file switch, so the log directory stays bounded.
 	 */
-	watchdog_arm(s, 4);
+	watchdog_arm(WD_SLOW_FACTOR);
 	rc = s->failed ? 0 : s->env->txn_checkpoint(s->env, CHECKPOINT_KB, CHECKPOINT_MIN, 0);
-	watchdog_disarm(s);
+	watchdog_disarm();
 	if (rc != 0)
 		map_rc(s, rc, "checkpoint");
 	if (!s->failed)
