@@ -1,7 +1,8 @@
 """A worker dies (SIGKILL, as the OOM killer or a crash would do it): the service comes back on
-its own and nothing committed is lost (DESIGN "Storage rules": the next process to open the
-environment runs recovery (DB_REGISTER), and a worker that then sees DB_RUNRECOVERY answers
-503 and exits so that lighttpd restarts it).
+its own and nothing committed is lost (DESIGN "Storage rules"). The next process to open the
+environment (or a worker's periodic failchk) finds the dead one through DB_REGISTER and releases
+its locks and transaction; had it died inside Berkeley DB, the environment would be recovered
+and every worker would reopen it in place (test_crash covers that).
 
 Bounded by attempt counts, not by timing thresholds: each round is a burst of concurrent
 requests (so that every worker gets some) and a short pause, at most ROUNDS of them, which
