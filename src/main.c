@@ -35,6 +35,9 @@
 
 static volatile sig_atomic_t stopping;
 
+/* fcgi_stdio points environ at each request's parameters, and at nothing between requests. */
+extern char **environ;
+
 static void on_sigterm(int sig)
 {
 	stopping = 1;
@@ -106,6 +109,7 @@ int main(int argc, char **argv)
 	struct ctx c = {.conf = &conf, .keys = &keys};
 	struct sigaction term = {.sa_handler = on_sigterm};
 	sigset_t termset;
+	char **startup_environ = environ;
 	char err[512];
 	int opt;
 
@@ -154,8 +158,10 @@ int main(int argc, char **argv)
 		keyring_refresh(&keys, c.store);
 		if (serve_one(&c) < 0)
 			log_warn("the database needs recovery: reopening it");
-		/* The client has its whole answer before any maintenance starts. */
+		/* The client has its whole answer before any maintenance starts... */
 		FCGI_Finish();
+		/* ...which sees the process's own environment (TZ, libfaketime in the tests). */
+		environ = startup_environ;
 		store_maintain(c.store);
 	}
 	keyring_free(&keys);
