@@ -6,6 +6,7 @@
   and service again once there is space.
 - The log directory stays bounded under load (5000 logins).
 - A worker stopped by lighttpd (SIGTERM) closes the environment: its registry slot is empty.
+- With the workers' clock moved a day past every expiry, one worker purges the records.
 
 The assertions do not depend on timing: every answer a client was given is checked afterwards.
 A code answered as sent can still be used once, a code answered as consumed cannot be used
@@ -20,6 +21,7 @@ each login four times as expensive.
 """
 
 import collections
+import glob
 import http.client
 import os
 import random
@@ -60,6 +62,14 @@ class CrashStack(harness.Stack):
             text = text.replace("db_dir = %s\n" % self.path("db"), "db_dir = %s\n" % self.db_dir)
         with open(self.conf, "w") as f:
             f.write(text + "\n[keys]\nalgorithm = EdDSA\n")
+
+    def dump_count(self, table):
+        """How many records a table holds (db5.3_dump; the stack must be stopped)."""
+        dump = shutil.which("db5.3_dump") or shutil.which("db_dump")
+        r = subprocess.run([dump, "-h", self.db, table], capture_output=True, text=True,
+                           timeout=harness.CTL_TIMEOUT, check=True)
+        body = r.stdout.split("HEADER=END\n", 1)[1].split("DATA=END", 1)[0]
+        return len(body.splitlines()) // 2
 
     def server_log(self, pattern):
         """How many lines of the server log match pattern."""
@@ -389,3 +399,94 @@ class Stop(CrashCase):
         self.assertEqual(len(live), stack.workers, "registered workers")
         self.stop_and_verify(stack)
         self.assertEqual(stack.server_log(r"Thread died|Freeing|recovery"), 0, stack.log_tail(10))
+
+
+def faketime_library():
+    found = sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1")
+                   + glob.glob("/usr/lib/faketime/libfaketime.so.1"))
+    return found[0] if found else None
+
+
+class ClockedStack(CrashStack):
+    """The workers on a clock the test moves (libfaketime, as in test_link: preloaded for
+    otlogin.fcgi only, its settings also passed as request variables since fcgi_stdio swaps
+    environ for each request)."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.clock_dir = tempfile.mkdtemp(prefix="otlogin-e2e-clock-")
+        self.clock_file = os.path.join(self.clock_dir, "offset")
+        self.advance(0)
+
+    def fake_env(self):
+        return {"FAKETIME_TIMESTAMP_FILE": self.clock_file, "FAKETIME_NO_CACHE": "1",
+                "FAKETIME_DISABLE_SHM": "1"}
+
+    def advance(self, seconds, _offset=[0]):
+        _offset[0] += int(seconds)
+        with open(self.clock_file + ".tmp", "w") as f:
+            f.write("%+d\n" % _offset[0])
+        os.replace(self.clock_file + ".tmp", self.clock_file)
+
+    def _write_lighttpd_conf(self):
+        super()._write_lighttpd_conf()
+        with open(self.lighttpd_conf, "a") as f:
+            f.write('server.modules += ( "mod_setenv" )\nsetenv.add-environment = ( %s )\n'
+                    % ", ".join('"%s" => "%s"' % kv for kv in self.fake_env().items()))
+
+    def start(self):
+        saved = dict(os.environ)
+        os.environ.update(self.fake_env())
+        os.environ.update({"LD_PRELOAD": faketime_library(), "FAKETIME_ONLY_CMDS": "otlogin.fcgi"})
+        try:
+            return super().start()
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+    def stop(self):
+        try:
+            super().stop()
+        finally:
+            shutil.rmtree(self.clock_dir, ignore_errors=True)
+
+
+class Purge(CrashCase):
+
+    def test_expired_records_are_purged(self):
+        """Pending codes, sessions (with their user index entries) and refresh tokens, all
+        expired more than a day ago by the workers' clock: the periodic purge of one worker
+        deletes them all, while the service goes on."""
+        if faketime_library() is None:
+            self.skipTest("libfaketime (Debian package faketime) is not installed")
+        stack = ClockedStack(name="purge", server={"log_level": "info"},
+                             tokens={"session_ttl": 3600, "refresh_ttl": 3600})
+        stack.start()
+        self.addCleanup(stack.stop)
+        client = stack.new_client(permissions=["direct"], signup="open")
+        token = client["token"]
+        for i in range(10):
+            addr = harness.unique_email("purge")
+            self.assertTokenResponse(stack.otp_authenticate(token, addr,
+                                                            stack.direct_code(token, addr)))
+            stack.direct_code(token, harness.unique_email("pending"))
+        stack.advance(2 * 86400)
+        # Each worker's maintenance runs after a request (at most once a second); one of them
+        # claims the purge. Bounded by attempts.
+        for _ in range(60):
+            stack.parallel([lambda: stack.http("GET", "/cis/health")] * 8, threads=8)
+            if stack.server_log(r"purge: \d+ expired records removed"):
+                break
+            time.sleep(0.5)
+        removed = [int(n) for n in re.findall(r"purge: (\d+) expired records removed",
+                                              stack.log_text())]
+        harness.note("purged: %r" % removed)
+        # 10 pending codes, 10 sessions, their 10 index entries, 10 refresh tokens.
+        self.assertEqual(sum(removed), 40)
+        token = stack.client_token(client["client_id"], client["client_secret"])
+        addr = harness.unique_email("after")
+        self.assertTokenResponse(stack.otp_authenticate(token, addr,
+                                                        stack.direct_code(token, addr)))
+        self.stop_and_verify(stack)
+        self.assertEqual(stack.dump_count("codes.db"), 0)
+        self.assertEqual(stack.dump_count("refresh.db"), 1)  # the last login's
