@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "conf.h"
@@ -32,6 +33,12 @@
  * ends it sooner: see store_watchdog).
  */
 #define WATCHDOG_S 10
+
+/*
+ * A worker that cannot reopen the environment for this long exits, so that the web server
+ * starts a fresh process: one whose pid no dead process's registry slot carries.
+ */
+#define REOPEN_GIVE_UP_S 30
 
 static volatile sig_atomic_t stopping;
 
@@ -110,6 +117,7 @@ int main(int argc, char **argv)
 	struct sigaction term = {.sa_handler = on_sigterm};
 	sigset_t termset;
 	char **startup_environ = environ;
+	time_t failing_since = 0;
 	char err[512];
 	int opt;
 
@@ -123,12 +131,6 @@ int main(int argc, char **argv)
 	umask(077);
 	log_init("otlogin", LOG_LEVEL_INFO);
 	signal(SIGPIPE, SIG_IGN);
-	/* No SA_RESTART: the signal must interrupt accept(). */
-	sigemptyset(&term.sa_mask);
-	sigaction(SIGTERM, &term, NULL);
-	sigemptyset(&termset);
-	sigaddset(&termset, SIGTERM);
-	sigprocmask(SIG_BLOCK, &termset, NULL);
 	/* Everything that can fail is set up before the first request is accepted. */
 	if (crypto_init() < 0)
 		fatal("libgcrypt could not be initialised");
@@ -143,6 +145,16 @@ int main(int argc, char **argv)
 		fatal("cannot open the database environment %s", conf.db_dir);
 	if (keyring_load(&keys, c.store, conf.db_dir, conf.key_overlap) < 0)
 		fatal("cannot load the keys");
+	/*
+	 * Until here SIGTERM simply ends the process (a slow open must not hold up a shutdown);
+	 * from here on it ends the loop between requests. No SA_RESTART: it must interrupt
+	 * accept().
+	 */
+	sigemptyset(&term.sa_mask);
+	sigaction(SIGTERM, &term, NULL);
+	sigemptyset(&termset);
+	sigaddset(&termset, SIGTERM);
+	sigprocmask(SIG_BLOCK, &termset, NULL);
 
 	for (;;) {
 		int rc;
@@ -153,8 +165,17 @@ int main(int argc, char **argv)
 		if (rc < 0)
 			break;
 		/* Heal a recovery seen while idle first: this request gets an answer. */
-		if (store_failed(c.store))
-			store_reopen(c.store);
+		if (store_failed(c.store) && store_reopen(c.store) < 0) {
+			if (failing_since == 0)
+				failing_since = time(NULL);
+			else if (time(NULL) - failing_since >= REOPEN_GIVE_UP_S) {
+				log_err("the database cannot be reopened: this worker exits to be "
+					"restarted");
+				break;
+			}
+		} else {
+			failing_since = 0;
+		}
 		keyring_refresh(&keys, c.store);
 		if (serve_one(&c) < 0)
 			log_warn("the database needs recovery: reopening it");

@@ -65,7 +65,7 @@ int store_reopen(struct store *s);
  * otherwise): call it before store_open. A process can wait for good on a latch that a killed
  * process held (Debian's Berkeley DB uses plain process-shared pthread mutexes, which do not
  * notice an owner's death). So each transaction, failchk or purge step gets `seconds`, and
- * opening (which may run a recovery) or a checkpoint 6x that; past it, or 2 s into it when a
+ * opening (which may run a recovery) or a checkpoint twice that; past it, or 2 s into it when a
  * recovery has replaced the environment under the process, it exits (status 75) for the web
  * server to start a fresh one. 0 turns it off.
  */

@@ -22,6 +22,7 @@
 #include "store.h"
 
 #include <db.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -31,6 +32,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -76,7 +78,7 @@
 /* After a failed reopen, requests answer 503 at once until this pause is over. */
 #define REOPEN_PAUSE_S 1
 /* The watchdog's deadline for opening (which may wait for or run a recovery) and checkpoints. */
-#define WD_SLOW_FACTOR 6
+#define WD_SLOW_FACTOR 2
 #define OPEN_FLAGS (DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK | DB_INIT_LOG | DB_INIT_MPOOL)
 
 static const char *const table_files[TBL_COUNT] = {
@@ -89,6 +91,40 @@ static const char *const table_files[TBL_COUNT] = {
 static const enum store_table purge_tables[] = {TBL_CODES, TBL_REFRESH, TBL_SESSIONS, TBL_COUNTERS};
 #define PURGE_TABLES (int)(sizeof(purge_tables) / sizeof(purge_tables[0]))
 
+/*
+ * Which file a region file is: a recovery deletes and recreates them, and ext4 may give the new
+ * file the old inode number at once, so its birth time counts too.
+ */
+struct region_id {
+	dev_t dev;
+	ino_t ino; /* 0: unknown */
+	long long btime_s, btime_ns;
+};
+
+/* Async-signal-safe: the watchdog's handler calls it. Returns 0, or -1 when path is gone. */
+static int region_id_of(const char *path, struct region_id *id)
+{
+	struct statx sx;
+
+	if (statx(AT_FDCWD, path, 0, STATX_INO | STATX_BTIME, &sx) != 0)
+		return -1;
+	id->dev = makedev(sx.stx_dev_major, sx.stx_dev_minor);
+	id->ino = sx.stx_ino;
+	id->btime_s = (sx.stx_mask & STATX_BTIME) ? sx.stx_btime.tv_sec : 0;
+	id->btime_ns = (sx.stx_mask & STATX_BTIME) ? sx.stx_btime.tv_nsec : 0;
+	return 0;
+}
+
+static int region_id_differs(const char *path, const struct region_id *then)
+{
+	struct region_id now;
+
+	if (then->ino == 0)
+		return 0;
+	return region_id_of(path, &now) != 0 || now.ino != then->ino || now.dev != then->dev ||
+	       now.btime_s != then->btime_s || now.btime_ns != then->btime_ns;
+}
+
 struct store {
 	DB_ENV *env; /* NULL after a reopen failed */
 	DB *db[TBL_COUNT];
@@ -100,6 +136,8 @@ struct store {
 	unsigned reopens;
 	time_t next_reopen, last_maintain, last_failchk, next_purge_check;
 	/* Where the running purge pass is: index into purge_tables (-1: none) and last key. */
+	char *region; /* the first region file, and its identity at open */
+	struct region_id region_id;
 	int purge_table;
 	char *purge_key;
 	size_t purge_klen;
@@ -111,12 +149,17 @@ struct store_txn {
 	DB_TXN *txn;
 };
 
-static void wd_note_region(const struct store *s);
+static void wd_note_region(struct store *s);
 static void watchdog_arm(unsigned factor);
 static void watchdog_disarm(void);
 
+/* Set when an open failed because the environment has no thread table (an older otlogin). */
+static int no_thread_table;
+
 static void bdb_errcall(const DB_ENV *env, const char *prefix, const char *msg)
 {
+	if (strncmp(msg, "BDB1505 ", 8) == 0)
+		no_thread_table = 1;
 	log_err("berkeley db: %s", msg);
 }
 
@@ -266,14 +309,16 @@ static DB_ENV *new_env(const struct store *s)
 }
 
 /*
- * Recover the environment when it is panicked but DB_REGISTER sees no dead process (every
- * process that saw the panic closed its handle, or an I/O error panicked it), or when it was
+ * Recover the environment in the two cases DB_REGISTER does not: it is panicked but no dead
+ * process is registered (every process that saw the panic closed its handle), or it was
  * created without a thread table (by an older otlogin). It holds the registry's exclusive
- * lock, as DB_REGISTER's own recovery does, so that no process joins halfway; and it checks
- * first that nobody recovered it while this process waited for the lock.
+ * lock, as DB_REGISTER's own recovery does, and first checks, by joining, that the cause is
+ * still there: a recovery under processes that still use the environment would let them
+ * write log records that the recovery does not see. (EINVAL for another reason, such as a
+ * dead registry slot that carries this process's pid, is not a case for it.)
  * Returns 0 when the environment is usable again.
  */
-static int force_recovery(struct store *s)
+static int force_recovery(struct store *s, int panicked)
 {
 	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 1, .l_len = 1};
 	char path[PATH_MAX];
@@ -293,13 +338,33 @@ static int force_recovery(struct store *s)
 		log_err("locking %s: %s", path, strerror(errno));
 		goto out;
 	}
-	if ((env = new_env(s)) == NULL)
+	no_thread_table = 0;
+	if ((env = new_env(s)) == NULL) {
+		rc = -1;
 		goto out;
+	}
 	rc = env->open(env, s->dir, OPEN_FLAGS & ~DB_CREATE, 0600);
 	env->close(env, 0);
 	if (rc == 0)
 		goto out;
-	log_warn("running recovery on %s (%s)", s->dir, db_strerror(rc));
+	if (panicked ? rc != DB_RUNRECOVERY : !(rc == EINVAL && no_thread_table)) {
+		log_warn("not recovering %s: %s", s->dir, db_strerror(rc));
+		rc = -1;
+		goto out;
+	}
+	if (!panicked && db_env_create(&env, 0) == 0) {
+		/*
+		 * Panic the old environment for the older processes still in it, and give them
+		 * time to notice, as DB_REGISTER's recovery does.
+		 */
+		env->set_errcall(env, bdb_quiet);
+		if (env->open(env, s->dir, OPEN_FLAGS & ~DB_CREATE, 0600) == 0)
+			env->set_flags(env, DB_PANIC_ENVIRONMENT, 1);
+		env->close(env, 0);
+		usleep(REG_TIMEOUT_US);
+	}
+	log_warn("running recovery on %s (%s)", s->dir,
+		 panicked ? "panicked, and no dead process registered" : "no thread table");
 	if ((env = new_env(s)) == NULL) {
 		rc = -1;
 		goto out;
@@ -314,21 +379,72 @@ out:
 	return rc == 0 ? 0 : -1;
 }
 
+/*
+ * Whether an earlier opener died (or was ended by the watchdog) while it opened with
+ * DB_FAILCHK: it leaves "otlogin-open.<pid>" behind. Such markers are removed.
+ */
+static int failchk_open_died(const struct store *s)
+{
+	DIR *d = opendir(s->dir);
+	struct dirent *e;
+	int died = 0;
+
+	if (d == NULL)
+		return 0;
+	while ((e = readdir(d)) != NULL) {
+		char *end, path[PATH_MAX];
+		long pid;
+
+		if (strncmp(e->d_name, "otlogin-open.", 13) != 0)
+			continue;
+		pid = strtol(e->d_name + 13, &end, 10);
+		if (*end != '\0' || pid <= 0 || bdb_is_alive(NULL, (pid_t)pid, 0, 0))
+			continue;
+		died = 1;
+		if (snprintf(path, sizeof(path), "%s/%s", s->dir, e->d_name) < (int)sizeof(path))
+			unlink(path);
+	}
+	closedir(d);
+	return died;
+}
+
 static int open_env(struct store *s)
 {
-	const u_int32_t flags = OPEN_FLAGS | DB_REGISTER | DB_RECOVER | DB_FAILCHK;
+	u_int32_t flags = OPEN_FLAGS | DB_REGISTER | DB_RECOVER | DB_FAILCHK;
 	DB_ENV *env = new_env(s);
-	int rc;
+	char marker[PATH_MAX];
+	int rc, fd = -1;
 
 	if (env == NULL)
 		return -1;
-	rc = env->open(env, s->dir, flags, 0600);
-	if (rc == DB_RUNRECOVERY || rc == EINVAL) {
-		env->close(env, 0);
-		if (force_recovery(s) < 0 || (env = new_env(s)) == NULL)
-			return -1;
-		rc = env->open(env, s->dir, flags, 0600);
+	/*
+	 * With DB_FAILCHK, an opener that finds a dead process releases what it held instead of
+	 * recovering the environment. But when the dead process held the environment region's
+	 * latch, Berkeley DB 5.3.28 spins in that failchk for good. So an opener leaves a marker
+	 * while it opens; the next one, finding the marker of a dead opener, opens without
+	 * DB_FAILCHK, and DB_REGISTER recovers the environment instead.
+	 */
+	if (failchk_open_died(s)) {
+		log_warn("an earlier open did not finish: recovering the environment");
+		flags &= ~(u_int32_t)DB_FAILCHK;
+	} else if (snprintf(marker, sizeof(marker), "%s/otlogin-open.%ld", s->dir, (long)getpid()) <
+		   (int)sizeof(marker)) {
+		fd = open(marker, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
 	}
+	no_thread_table = 0;
+	rc = env->open(env, s->dir, flags, 0600);
+	if (rc == DB_RUNRECOVERY || (rc == EINVAL && no_thread_table)) {
+		env->close(env, 0);
+		env = NULL;
+		if (force_recovery(s, rc == DB_RUNRECOVERY) == 0 && (env = new_env(s)) != NULL)
+			rc = env->open(env, s->dir, flags, 0600);
+	}
+	if (fd >= 0) {
+		close(fd);
+		unlink(marker);
+	}
+	if (env == NULL)
+		return -1;
 	if (rc != 0) {
 		log_err("opening the environment %s: %s", s->dir, db_strerror(rc));
 		env->close(env, 0);
@@ -416,6 +532,7 @@ static void drop_handles(struct store *s)
 
 static void free_store(struct store *s)
 {
+	free(s->region);
 	free(s->dir);
 	free(s->realdir);
 	free(s->purge_key);
@@ -470,8 +587,7 @@ static struct {
 	unsigned limit_s;	       /* the deadline of what is running now */
 	int depth;		       /* nested arming: only the outermost counts */
 	char region[PATH_MAX];	       /* the environment's first region file... */
-	dev_t dev;		       /* ...and its identity when this process opened it */
-	ino_t ino;		       /* (0 while opening: a recovery is expected then) */
+	struct region_id id;	       /* ...when this process opened it (ino 0 while opening) */
 	volatile sig_atomic_t elapsed; /* seconds since the watchdog was armed */
 } wd;
 
@@ -489,15 +605,12 @@ static void wd_die(const char *why)
 static void wd_tick(int sig)
 {
 	int saved = errno;
-	struct stat st;
-
 	wd.elapsed++;
 	/*
 	 * A recovery replaced the environment while this process was still in the old one: it is
 	 * waiting on a latch of a dead process, and nobody will ever release that.
 	 */
-	if (wd.elapsed >= 2 && wd.ino != 0 &&
-	    (stat(wd.region, &st) < 0 || st.st_ino != wd.ino || st.st_dev != wd.dev))
+	if (wd.elapsed >= 2 && region_id_differs(wd.region, &wd.id))
 		wd_die("the database was recovered while this worker was blocked in it");
 	if (wd.limit_s != 0 && (unsigned)wd.elapsed >= wd.limit_s)
 		wd_die("a database operation is stuck");
@@ -514,18 +627,16 @@ void store_watchdog(unsigned seconds)
 	sigaction(SIGALRM, &sa, NULL);
 }
 
-/* Remember which environment this process has mapped, for the tick's check. */
-static void wd_note_region(const struct store *s)
+/* Remember which environment this process has mapped: for store_commit and the watchdog. */
+static void wd_note_region(struct store *s)
 {
-	struct stat st;
-
-	wd.ino = 0;
-	if (snprintf(wd.region, sizeof(wd.region), "%s/__db.001", s->dir) <
-		(int)sizeof(wd.region) &&
-	    stat(wd.region, &st) == 0) {
-		wd.dev = st.st_dev;
-		wd.ino = st.st_ino;
-	}
+	wd.id.ino = s->region_id.ino = 0;
+	if (s->region == NULL && asprintf(&s->region, "%s/__db.001", s->dir) < 0)
+		s->region = NULL;
+	if (s->region == NULL || region_id_of(s->region, &s->region_id) != 0)
+		return;
+	if (snprintf(wd.region, sizeof(wd.region), "%s", s->region) < (int)sizeof(wd.region))
+		wd.id = s->region_id;
 }
 
 static void watchdog_arm(unsigned factor)
@@ -561,7 +672,7 @@ int store_reopen(struct store *s)
 	drop_handles(s);
 	s->failed = 1;
 	/* Opening may wait for (or run) a recovery: a longer leash than one transaction. */
-	wd.ino = 0;
+	wd.id.ino = 0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	watchdog_arm(WD_SLOW_FACTOR);
 	rc = open_env(s);
@@ -607,12 +718,33 @@ int store_begin(struct store *s, struct store_txn **t)
 	return 0;
 }
 
+/*
+ * 1 when a recovery has begun replacing the environment this process has open: it removes the
+ * region files before it reads the log.
+ */
+static int region_replaced(const struct store *s)
+{
+	return s->region != NULL && region_id_differs(s->region, &s->region_id);
+}
+
 int store_commit(struct store_txn *t)
 {
 	/* Flags 0: a synchronous commit (the environment does not set DB_TXN_NOSYNC). */
 	int rc = t->txn->commit(t->txn, 0);
 	struct store *s = t->s;
+
 	free(t);
+	/*
+	 * Berkeley DB's DB_REGISTER window: a commit can be written after a recovery (started by
+	 * another process) has read the log, and be lost. Such a commit returns after the
+	 * recovery removed the region files: its outcome is unknown, and the caller must not
+	 * answer as if it were stored.
+	 */
+	if (rc == 0 && region_replaced(s)) {
+		log_err("commit: the environment was recovered meanwhile; outcome unknown");
+		s->failed = 1;
+		return STORE_FATAL;
+	}
 	return map_rc(s, rc, "commit");
 }
 
