@@ -729,7 +729,7 @@ static int region_replaced(const struct store *s)
 
 int store_commit(struct store_txn *t)
 {
-	/* Flags 0: a synchronous commit (the environment does not set DB_TXN_NOSYNC). */
+	/* Flags 0: a synchronous, durable commit (no no-sync flag anywhere in the environment). */
 	int rc = t->txn->commit(t->txn, 0);
 	struct store *s = t->s;
 
