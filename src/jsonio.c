@@ -4,6 +4,17 @@
 #include <stdio.h>
 #include <string.h>
 
+/*
+ * Jansson's error text quotes the offending input ("near '...'"), which may be any bytes, and
+ * snprintf may cut a UTF-8 sequence in two: an error message must stay a valid JSON string.
+ */
+static void printable_ascii(char *s)
+{
+	for (unsigned char *p = (unsigned char *)s; *p; p++)
+		if (*p < 0x20 || *p >= 0x7f)
+			*p = '?';
+}
+
 json_t *jsonio_parse(const char *body, size_t len, char *err, size_t errlen)
 {
 	json_error_t jerr;
@@ -17,6 +28,7 @@ json_t *jsonio_parse(const char *body, size_t len, char *err, size_t errlen)
 	root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (root == NULL) {
 		snprintf(err, errlen, "Malformed JSON: %s", jerr.text);
+		printable_ascii(err);
 		return NULL;
 	}
 	if (!json_is_object(root)) {

@@ -122,13 +122,16 @@ void resp_error(struct resp *r, enum api_err err, const char *detail)
 {
 	const struct err_entry *e = &err_table[err];
 	const char *code = e->code[r->dialect];
-	const char *message = detail ? detail : e->message;
+	/* A detail that is not valid UTF-8 cannot be a JSON string: the table's text stands. */
+	json_t *message = detail ? json_string(detail) : NULL;
 	json_t *body;
 
-	body = json_pack("{s:o, s:o}", "message",
-			 r->dialect == DIALECT_USERS && e->status == 400 ? json_pack("[s]", message)
-									 : json_string(message),
-			 "error_code", code ? json_string(code) : json_integer(e->status));
+	if (message == NULL)
+		message = json_string(e->message);
+	if (r->dialect == DIALECT_USERS && e->status == 400)
+		message = json_pack("[o]", message);
+	body = json_pack("{s:o, s:o}", "message", message, "error_code",
+			 code ? json_string(code) : json_integer(e->status));
 	if (err == ERR_INVALID_TOKEN)
 		resp_header(r, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
 	resp_json(r, e->status, body);

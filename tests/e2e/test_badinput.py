@@ -83,6 +83,14 @@ class BadInput(E2ETestCase):
                     r = self.post_raw(path, body.encode("latin-1"))
                     self.assertError(r, 400, "system_invalid_input")
 
+    def test_malformed_json_quoting_half_a_character(self):
+        # Jansson's error quotes the input up to the bad byte: here the first half of "Л".
+        for path in (SEND, AUTH):
+            with self.subTest(path=path):
+                body = self.assertError(self.post_raw(path, '"\\Л'.encode()), 400,
+                                        "system_invalid_input")
+                self.assertTrue(body["message"].startswith("Malformed JSON"), body)
+
     def test_invalid_utf8_and_nul(self):
         for path, base in ((SEND, self.send_body()), (AUTH, self.auth_body())):
             raw = json.dumps(base)
