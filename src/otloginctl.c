@@ -33,7 +33,7 @@ static void close_store(void)
 	open_store = NULL;
 }
 
-static void usage(void)
+static _Noreturn void usage(void)
 {
 	fprintf(stderr,
 		"usage: otloginctl [-c otlogin.conf] command\n"
