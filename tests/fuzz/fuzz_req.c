@@ -24,12 +24,11 @@
 #define MAX_BODY 65536
 #define NVARS 8
 
+/* The CGI variables (values[i] is var_names[i]'s, NULL when unset) and the body. */
 struct input {
-	const char *names[NVARS];
 	char *values[NVARS];
 	const uint8_t *body;
 	size_t body_len, pos;
-	char length[32];
 };
 
 static const char *const var_names[NVARS] = {"REQUEST_METHOD", "PATH_INFO",	     "CONTENT_TYPE",
@@ -91,8 +90,9 @@ static void parse_input(const uint8_t *data, size_t size, struct input *in)
 	in->body = data + p;
 	in->body_len = size - p;
 	if (in->values[3] == NULL) {
-		snprintf(in->length, sizeof(in->length), "%zu", in->body_len);
-		in->values[3] = strdup(in->length);
+		char length[32];
+		snprintf(length, sizeof(length), "%zu", in->body_len);
+		in->values[3] = strdup(length);
 	}
 }
 
