@@ -41,6 +41,7 @@
 #include <auth-client.h>
 #include <libesmtp.h>
 
+#include "clock.h"
 #include "log.h"
 
 #define SMTP_DEFAULT_TIMEOUT 10
@@ -368,13 +369,6 @@ out:
 	if (use_auth)
 		auth_client_exit();
 	return rc;
-}
-
-static long ms_since(const struct timespec *t0)
-{
-	struct timespec now;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (long)(now.tv_sec - t0->tv_sec) * 1000L + (now.tv_nsec - t0->tv_nsec) / 1000000L;
 }
 
 /*

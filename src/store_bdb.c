@@ -37,14 +37,19 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "crypto.h"
 #include "log.h"
 
 /* Lock waits and transactions stay well below a request's budget. */
 #define LOCK_TIMEOUT_US (2 * 1000 * 1000)
 #define TXN_TIMEOUT_US (5 * 1000 * 1000)
-/* How long DB_REGISTER recovery lets live processes notice the panic before it starts. */
-#define REG_TIMEOUT_US (100 * 1000)
+/*
+ * How long a recovery lets live processes notice the panic (at their next Berkeley DB call)
+ * before it starts: one that writes a log record after recovery began corrupts the log
+ * ("Recovery function ... failed on forward pass"). 100 ms was too short on a loaded machine.
+ */
+#define REG_TIMEOUT_US (1000 * 1000)
 /*
  * Transactions never wait for a lock (DB_TXN_NOWAIT): a conflict is retried here, with a
  * growing pause, for at most RUN_BUDGET_MS. Waiting inside Berkeley DB is what a killed process
@@ -79,6 +84,8 @@
 #define REOPEN_PAUSE_S 1
 /* The watchdog's deadline for opening (which may wait for or run a recovery) and checkpoints. */
 #define WD_SLOW_FACTOR 2
+/* A slot of DB_REGISTER's registry file, __db.register: a pid in 24 columns and a newline. */
+#define REG_SLOT_LEN 25
 #define OPEN_FLAGS (DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK | DB_INIT_LOG | DB_INIT_MPOOL)
 
 static const char *const table_files[TBL_COUNT] = {
@@ -314,8 +321,8 @@ static DB_ENV *new_env(const struct store *s)
  * created without a thread table (by an older otlogin). It holds the registry's exclusive
  * lock, as DB_REGISTER's own recovery does, and first checks, by joining, that the cause is
  * still there: a recovery under processes that still use the environment would let them
- * write log records that the recovery does not see. (EINVAL for another reason, such as a
- * dead registry slot that carries this process's pid, is not a case for it.)
+ * write log records that the recovery does not see. (EINVAL for another reason is not a case
+ * for it; forget_own_slots prevents the one seen so far.)
  * Returns 0 when the environment is usable again.
  */
 static int force_recovery(struct store *s, int panicked)
@@ -353,16 +360,14 @@ static int force_recovery(struct store *s, int panicked)
 		goto out;
 	}
 	if (!panicked && db_env_create(&env, 0) == 0) {
-		/*
-		 * Panic the old environment for the older processes still in it, and give them
-		 * time to notice, as DB_REGISTER's recovery does.
-		 */
+		/* Panic the old environment for the older processes still in it. */
 		env->set_errcall(env, bdb_quiet);
 		if (env->open(env, s->dir, OPEN_FLAGS & ~DB_CREATE, 0600) == 0)
 			env->set_flags(env, DB_PANIC_ENVIRONMENT, 1);
 		env->close(env, 0);
-		usleep(REG_TIMEOUT_US);
 	}
+	/* Give the processes still in it time to notice, as DB_REGISTER's recovery does. */
+	usleep(REG_TIMEOUT_US);
 	log_warn("running recovery on %s (%s)", s->dir,
 		 panicked ? "panicked, and no dead process registered" : "no thread table");
 	if ((env = new_env(s)) == NULL) {
@@ -408,6 +413,40 @@ static int failchk_open_died(const struct store *s)
 	return died;
 }
 
+/*
+ * DB_REGISTER refuses a process whose pid is in the registry already ("one open DB_ENV handle
+ * per environment", EINVAL), dead slot or not. Closing a panicked handle leaves this process's
+ * slot filled in (Berkeley DB keeps the slot when a handle ends in failure), so a reopen in
+ * place would be refused for as long as no recovery empties the registry. Before it opens, a
+ * process that has no handle open empties the slots with its own pid, under the registry's
+ * exclusive lock, as a registering process holds it.
+ */
+static void forget_own_slots(const struct store *s)
+{
+	static const char empty[REG_SLOT_LEN + 1] = "X                      0\n";
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 1, .l_len = 1};
+	char path[PATH_MAX], mine[REG_SLOT_LEN + 1], slot[REG_SLOT_LEN];
+	int fd;
+
+	if (snprintf(path, sizeof(path), "%s/__db.register", s->dir) >= (int)sizeof(path))
+		return;
+	if ((fd = open(path, O_RDWR | O_CLOEXEC)) < 0)
+		return;
+	snprintf(mine, sizeof(mine), "%24lu\n", (unsigned long)getpid());
+	while (fcntl(fd, F_SETLKW, &fl) < 0)
+		if (errno != EINTR)
+			goto out;
+	for (off_t pos = 0; pread(fd, slot, REG_SLOT_LEN, pos) == REG_SLOT_LEN; pos += REG_SLOT_LEN)
+		if (memcmp(slot, mine, REG_SLOT_LEN) == 0) {
+			log_debug("emptying this process's registry slot at %ld", (long)pos);
+			if (pwrite(fd, empty, REG_SLOT_LEN, pos) != REG_SLOT_LEN)
+				log_err("%s: %s", path, strerror(errno));
+		}
+out:
+	/* Also releases the lock; this process has no other descriptor of the file open. */
+	close(fd);
+}
+
 static int open_env(struct store *s)
 {
 	u_int32_t flags = OPEN_FLAGS | DB_REGISTER | DB_RECOVER | DB_FAILCHK;
@@ -431,6 +470,7 @@ static int open_env(struct store *s)
 		   (int)sizeof(marker)) {
 		fd = open(marker, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
 	}
+	forget_own_slots(s);
 	no_thread_table = 0;
 	rc = env->open(env, s->dir, flags, 0600);
 	if (rc == DB_RUNRECOVERY || (rc == EINVAL && no_thread_table)) {
@@ -662,7 +702,7 @@ static void watchdog_disarm(void)
 int store_reopen(struct store *s)
 {
 	time_t now = time(NULL);
-	struct timespec t0, t1;
+	struct timespec t0;
 	int rc;
 
 	if (s->env != NULL && !s->failed)
@@ -688,13 +728,11 @@ int store_reopen(struct store *s)
 			REOPEN_PAUSE_S);
 		return STORE_FATAL;
 	}
-	clock_gettime(CLOCK_MONOTONIC, &t1);
 	s->failed = 0;
 	s->lock_timedout = 0;
 	s->reopens++;
 	log_info("the database environment was reopened after a recovery in %ld ms (%u so far)",
-		 (long)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000),
-		 s->reopens);
+		 ms_since(&t0), s->reopens);
 	return 0;
 }
 
@@ -858,7 +896,7 @@ int store_each(struct store_txn *t, enum store_table tbl, const void *start, siz
  * A random pause before a retry, growing with the attempts, so that the losers of a conflict
  * do not collide again. Returns the microseconds slept.
  */
-static unsigned backoff(int attempt)
+static void backoff(int attempt)
 {
 	unsigned r, cap = 250u << (attempt < 7 ? attempt : 7), us;
 
@@ -867,7 +905,6 @@ static unsigned backoff(int attempt)
 		cap = RUN_MAX_PAUSE_US;
 	us = cap / 2 + r % (cap / 2 + 1);
 	usleep(us);
-	return us;
 }
 
 /*
@@ -904,8 +941,15 @@ int store_failchk(struct store *s)
 
 int store_run(struct store *s, int (*fn)(struct store_txn *t, void *arg), void *arg)
 {
-	unsigned long slept_us = 0;
+	struct timespec start;
 	int reopens = 0, conflicts = 0;
+
+	/*
+	 * The budget is time since the start, not the pauses' sum: when every attempt is slow
+	 * (a loaded machine, valgrind), losers that only counted their pauses retried for minutes
+	 * and took the CPU from the transaction that held the lock.
+	 */
+	clock_gettime(CLOCK_MONOTONIC, &start);
 
 	for (int attempt = 0;; attempt++) {
 		struct store_txn *t;
@@ -941,9 +985,9 @@ int store_run(struct store *s, int (*fn)(struct store_txn *t, void *arg), void *
 		if (s->lock_timedout || conflicts == RUN_FAILCHK_AFTER ||
 		    (conflicts > RUN_FAILCHK_AFTER && conflicts % RUN_FAILCHK_EVERY == 0))
 			run_failchk(s);
-		if (slept_us / 1000 >= RUN_BUDGET_MS)
+		if (ms_since(&start) >= RUN_BUDGET_MS)
 			break;
-		slept_us += backoff(attempt);
+		backoff(attempt);
 	}
 	log_warn("a transaction lost every lock conflict for %d ms", RUN_BUDGET_MS);
 	return STORE_RETRY;

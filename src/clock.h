@@ -1,0 +1,16 @@
+/* clock: elapsed time on the monotonic clock, for deadlines and budgets. */
+#ifndef OTLOGIN_CLOCK_H
+#define OTLOGIN_CLOCK_H
+
+#include <time.h>
+
+/* Milliseconds since *t0 (taken with clock_gettime(CLOCK_MONOTONIC)). */
+static inline long ms_since(const struct timespec *t0)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (long)(now.tv_sec - t0->tv_sec) * 1000L + (now.tv_nsec - t0->tv_nsec) / 1000000L;
+}
+
+#endif
