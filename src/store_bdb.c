@@ -315,17 +315,85 @@ static DB_ENV *new_env(const struct store *s)
 	return env;
 }
 
+/* Why an environment needs a recovery that DB_REGISTER does not run (force_recovery). */
+enum stuck {
+	NOT_STUCK,
+	STUCK_PANICKED,	  /* panicked, and no dead process registered (all saw it and left) */
+	STUCK_NO_THREADS, /* created without a thread table (by an older otlogin) */
+	STUCK_HALF_MADE,  /* region files half made: their creator was killed making them */
+	STUCK_OPEN_DIED,  /* a process died opening it: the region files may be half made */
+};
+
+static const char *const stuck_why[] = {
+    [NOT_STUCK] = "not stuck",
+    [STUCK_PANICKED] = "panicked, and no dead process registered",
+    [STUCK_NO_THREADS] = "no thread table",
+    [STUCK_HALF_MADE] = "region files half made by a process that died",
+    [STUCK_OPEN_DIED] = "a process died opening it",
+};
+
 /*
- * Recover the environment in the two cases DB_REGISTER does not: it is panicked but no dead
- * process is registered (every process that saw the panic closed its handle), or it was
- * created without a thread table (by an older otlogin). It holds the registry's exclusive
- * lock, as DB_REGISTER's own recovery does, and first checks, by joining, that the cause is
- * still there: a recovery under processes that still use the environment would let them
- * write log records that the recovery does not see. (EINVAL for another reason is not a case
- * for it; forget_own_slots prevents the one seen so far.)
+ * What an open's failure says. A region file whose creator died before it was initialised
+ * makes every later join fail with EINVAL ("mmap: Invalid argument") or EAGAIN ("unable to
+ * join the environment") and, its creator not being registered any more, DB_REGISTER never
+ * recovers it.
+ */
+static enum stuck stuck_by(int rc)
+{
+	if (rc == DB_RUNRECOVERY)
+		return STUCK_PANICKED;
+	if (rc == EINVAL && no_thread_table)
+		return STUCK_NO_THREADS;
+	if (rc == EINVAL || rc == EAGAIN)
+		return STUCK_HALF_MADE;
+	return NOT_STUCK;
+}
+
+/* Whether a live process holds a slot of the registry (DB_REGISTER locks a byte per slot). */
+static int registry_in_use(int fd)
+{
+	char slot[REG_SLOT_LEN];
+
+	for (off_t pos = 0; pread(fd, slot, REG_SLOT_LEN, pos) == REG_SLOT_LEN;
+	     pos += REG_SLOT_LEN) {
+		struct flock fl = {
+		    .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = pos, .l_len = 1};
+		if (slot[0] != 'X' && fcntl(fd, F_GETLK, &fl) == 0 && fl.l_type != F_UNLCK)
+			return 1;
+	}
+	return 0;
+}
+
+/* Delete the region files (__db.001 ...): what a recovery builds anew, not the data or log. */
+static void remove_regions(const struct store *s)
+{
+	DIR *d = opendir(s->dir);
+	struct dirent *e;
+
+	if (d == NULL)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		char path[PATH_MAX];
+		if (strncmp(e->d_name, "__db.", 5) != 0 ||
+		    strspn(e->d_name + 5, "0123456789") != strlen(e->d_name + 5) ||
+		    e->d_name[5] == '\0')
+			continue;
+		if (snprintf(path, sizeof(path), "%s/%s", s->dir, e->d_name) < (int)sizeof(path))
+			unlink(path);
+	}
+	closedir(d);
+}
+
+/*
+ * Recover the environment in the cases DB_REGISTER does not (enum stuck). It holds the
+ * registry's exclusive lock, as DB_REGISTER's own recovery does, and first checks, by joining,
+ * that the cause is still there: a recovery under processes that still use the environment
+ * would let them write log records that the recovery does not see. Region files that may be
+ * half made are deleted first, and only when no live process is registered; after an opener
+ * died there is no joining to check (a region file cut short is SIGBUS), only that.
  * Returns 0 when the environment is usable again.
  */
-static int force_recovery(struct store *s, int panicked)
+static int force_recovery(struct store *s, enum stuck why)
 {
 	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 1, .l_len = 1};
 	char path[PATH_MAX];
@@ -345,21 +413,28 @@ static int force_recovery(struct store *s, int panicked)
 		log_err("locking %s: %s", path, strerror(errno));
 		goto out;
 	}
-	no_thread_table = 0;
-	if ((env = new_env(s)) == NULL) {
-		rc = -1;
-		goto out;
+	if (why == STUCK_OPEN_DIED) {
+		if (registry_in_use(fd)) {
+			rc = -1; /* in use: DB_REGISTER recovers it if that open left a dead slot */
+			goto out;
+		}
+	} else {
+		no_thread_table = 0;
+		if ((env = new_env(s)) == NULL) {
+			rc = -1;
+			goto out;
+		}
+		rc = env->open(env, s->dir, OPEN_FLAGS & ~DB_CREATE, 0600);
+		env->close(env, 0);
+		if (rc == 0)
+			goto out;
+		if (stuck_by(rc) != why || (why == STUCK_HALF_MADE && registry_in_use(fd))) {
+			log_warn("not recovering %s: %s", s->dir, db_strerror(rc));
+			rc = -1;
+			goto out;
+		}
 	}
-	rc = env->open(env, s->dir, OPEN_FLAGS & ~DB_CREATE, 0600);
-	env->close(env, 0);
-	if (rc == 0)
-		goto out;
-	if (panicked ? rc != DB_RUNRECOVERY : !(rc == EINVAL && no_thread_table)) {
-		log_warn("not recovering %s: %s", s->dir, db_strerror(rc));
-		rc = -1;
-		goto out;
-	}
-	if (!panicked && db_env_create(&env, 0) == 0) {
+	if (why == STUCK_NO_THREADS && db_env_create(&env, 0) == 0) {
 		/* Panic the old environment for the older processes still in it. */
 		env->set_errcall(env, bdb_quiet);
 		if (env->open(env, s->dir, OPEN_FLAGS & ~DB_CREATE, 0600) == 0)
@@ -367,9 +442,11 @@ static int force_recovery(struct store *s, int panicked)
 		env->close(env, 0);
 	}
 	/* Give the processes still in it time to notice, as DB_REGISTER's recovery does. */
-	usleep(REG_TIMEOUT_US);
-	log_warn("running recovery on %s (%s)", s->dir,
-		 panicked ? "panicked, and no dead process registered" : "no thread table");
+	if (why == STUCK_PANICKED || why == STUCK_NO_THREADS)
+		usleep(REG_TIMEOUT_US);
+	log_warn("running recovery on %s (%s)", s->dir, stuck_why[why]);
+	if (why == STUCK_HALF_MADE || why == STUCK_OPEN_DIED)
+		remove_regions(s);
 	if ((env = new_env(s)) == NULL) {
 		rc = -1;
 		goto out;
@@ -452,6 +529,7 @@ static int open_env(struct store *s)
 	u_int32_t flags = OPEN_FLAGS | DB_REGISTER | DB_RECOVER | DB_FAILCHK;
 	DB_ENV *env = new_env(s);
 	char marker[PATH_MAX];
+	enum stuck why;
 	int rc, fd = -1;
 
 	if (env == NULL)
@@ -459,24 +537,27 @@ static int open_env(struct store *s)
 	/*
 	 * With DB_FAILCHK, an opener that finds a dead process releases what it held instead of
 	 * recovering the environment. But when the dead process held the environment region's
-	 * latch, Berkeley DB 5.3.28 spins in that failchk for good. So an opener leaves a marker
-	 * while it opens; the next one, finding the marker of a dead opener, opens without
-	 * DB_FAILCHK, and DB_REGISTER recovers the environment instead.
+	 * latch, Berkeley DB 5.3.28 spins in that failchk for good; and an opener killed while it
+	 * created the region files (in a recovery) leaves them half made, which no later join gets
+	 * past. So an opener leaves a marker while it opens; the next one, finding the marker of a
+	 * dead opener, recovers the environment from scratch if nobody else is in it, and opens
+	 * without DB_FAILCHK in any case, so that DB_REGISTER recovers it instead.
 	 */
 	if (failchk_open_died(s)) {
 		log_warn("an earlier open did not finish: recovering the environment");
 		flags &= ~(u_int32_t)DB_FAILCHK;
-	} else if (snprintf(marker, sizeof(marker), "%s/otlogin-open.%ld", s->dir, (long)getpid()) <
-		   (int)sizeof(marker)) {
-		fd = open(marker, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+		force_recovery(s, STUCK_OPEN_DIED);
 	}
+	if (snprintf(marker, sizeof(marker), "%s/otlogin-open.%ld", s->dir, (long)getpid()) <
+	    (int)sizeof(marker))
+		fd = open(marker, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
 	forget_own_slots(s);
 	no_thread_table = 0;
 	rc = env->open(env, s->dir, flags, 0600);
-	if (rc == DB_RUNRECOVERY || (rc == EINVAL && no_thread_table)) {
+	if ((why = stuck_by(rc)) != NOT_STUCK) {
 		env->close(env, 0);
 		env = NULL;
-		if (force_recovery(s, rc == DB_RUNRECOVERY) == 0 && (env = new_env(s)) != NULL)
+		if (force_recovery(s, why) == 0 && (env = new_env(s)) != NULL)
 			rc = env->open(env, s->dir, flags, 0600);
 	}
 	if (fd >= 0) {
