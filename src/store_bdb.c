@@ -349,7 +349,12 @@ static enum stuck stuck_by(int rc)
 	return NOT_STUCK;
 }
 
-/* Whether a live process holds a slot of the registry (DB_REGISTER locks a byte per slot). */
+/*
+ * Whether a live process holds a slot of the registry: DB_REGISTER locks a byte per slot for
+ * as long as the process has the environment open. Slots marked empty count too: a recovery
+ * marks every slot empty, also those of processes that are still in the old environment and
+ * have not noticed its panic yet.
+ */
 static int registry_in_use(int fd)
 {
 	char slot[REG_SLOT_LEN];
@@ -358,7 +363,7 @@ static int registry_in_use(int fd)
 	     pos += REG_SLOT_LEN) {
 		struct flock fl = {
 		    .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = pos, .l_len = 1};
-		if (slot[0] != 'X' && fcntl(fd, F_GETLK, &fl) == 0 && fl.l_type != F_UNLCK)
+		if (fcntl(fd, F_GETLK, &fl) != 0 || fl.l_type != F_UNLCK)
 			return 1;
 	}
 	return 0;
