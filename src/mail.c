@@ -304,12 +304,18 @@ static void put_encoded_words(struct sbuf *b, size_t *col, const char *s)
 	}
 }
 
-/* Longest run of non-space characters in s. */
-static size_t longest_word(const char *s)
+/*
+ * Longest piece of s that put_folded_ascii cannot fold: it folds only before a run of spaces
+ * that a word follows, so a piece is such a run with its word, and trailing spaces belong to
+ * the last word (folding before them would leave a blank continuation line).
+ */
+static size_t longest_unfoldable(const char *s)
 {
 	size_t best = 0, cur = 0;
-	for (; *s; s++) {
-		cur = *s == ' ' ? 0 : cur + 1;
+	for (const char *p = s; *p; p++) {
+		if (*p == ' ' && p > s && p[-1] != ' ' && p[strspn(p, " ")] != '\0')
+			cur = 0;
+		cur++;
 		if (cur > best)
 			best = cur;
 	}
@@ -318,12 +324,12 @@ static size_t longest_word(const char *s)
 
 /*
  * Whether an unstructured ASCII value can be written as is: printable ASCII, nothing a reader
- * could take for an encoded-word, and no word so long that folding could not keep lines well
- * under the 998-octet hard limit.
+ * could take for an encoded-word, and no piece so long that folding could not keep lines well
+ * under the 998-octet hard limit (990 spaces made a 992-octet Subject line).
  */
 static int plain_header_ok(const char *s)
 {
-	return is_ascii_printable(s) && strstr(s, "=?") == NULL && longest_word(s) <= 900;
+	return is_ascii_printable(s) && strstr(s, "=?") == NULL && longest_unfoldable(s) <= 900;
 }
 
 /*
