@@ -851,6 +851,21 @@ static int region_replaced(const struct store *s)
 	return s->region != NULL && region_id_differs(s->region, &s->region_id);
 }
 
+/*
+ * Whether the environment is panicked, that is, whether a recovery has begun: DB_REGISTER's
+ * recovery panics it before it waits for live processes and reads the log. Any call that
+ * enters the environment answers DB_RUNRECOVERY then; a locker id is about the cheapest.
+ */
+static int env_panicked(const struct store *s)
+{
+	u_int32_t id;
+	int rc = s->env->lock_id(s->env, &id);
+
+	if (rc == 0)
+		s->env->lock_id_free(s->env, id);
+	return rc == DB_RUNRECOVERY;
+}
+
 int store_commit(struct store_txn *t)
 {
 	/* Flags 0: a synchronous, durable commit (no no-sync flag anywhere in the environment). */
@@ -860,11 +875,12 @@ int store_commit(struct store_txn *t)
 	free(t);
 	/*
 	 * Berkeley DB's DB_REGISTER window: a commit can be written after a recovery (started by
-	 * another process) has read the log, and be lost. Such a commit returns after the
-	 * recovery removed the region files: its outcome is unknown, and the caller must not
-	 * answer as if it were stored.
+	 * another process) has read the log, and be lost. Such a commit returns after that
+	 * recovery panicked the environment (and maybe removed its region files): its outcome is
+	 * unknown, and the caller must not answer as if it were stored. A commit that returns
+	 * before the panic was flushed before the recovery reads the log.
 	 */
-	if (rc == 0 && region_replaced(s)) {
+	if (rc == 0 && (region_replaced(s) || env_panicked(s))) {
 		log_err("commit: the environment was recovered meanwhile; outcome unknown");
 		s->failed = 1;
 		return STORE_FATAL;
