@@ -996,7 +996,7 @@ int store_each(struct store_txn *t, enum store_table tbl, const void *start, siz
 
 /*
  * A random pause before a retry, growing with the attempts, so that the losers of a conflict
- * do not collide again. Returns the microseconds slept.
+ * do not collide again.
  */
 static void backoff(int attempt)
 {
