@@ -131,7 +131,7 @@ static void killed_inside(struct store *s)
 			struct store *cs = store_open(dir, 4, 0);
 			close(pipefd[0]);
 			for (int n = 0; cs != NULL; n++) {
-				char key[32], json[64];
+				char key[32] = "", json[64]; /* all 32 bytes go to the pipe */
 				snprintf(key, sizeof(key), "r%d-%d", rounds, n);
 				snprintf(json, sizeof(json), "{\"v\":\"%s\"}", key);
 				if (store_run(cs, put_kv, &(struct kv){TBL_CODES, key, json}) != 0)
@@ -250,13 +250,14 @@ static int child_reads(const struct kv *kv)
 	if (child == 0) {
 		struct store *cs;
 		struct probe p = {kv->tbl, kv->key, ""};
+		int found;
 		/* Die of it, as a worker would, rather than have a sanitizer report it. */
 		signal(SIGBUS, SIG_DFL);
 		cs = store_open(dir, 4, 0);
-		_exit(cs != NULL && store_run(cs, get_probe, &p) == STORE_FOUND &&
-			      strstr(kv->json, p.value) != NULL
-			  ? 0
-			  : 1);
+		found = cs != NULL && store_run(cs, get_probe, &p) == STORE_FOUND &&
+			strstr(kv->json, p.value) != NULL;
+		store_close(cs);
+		_exit(found ? 0 : 1);
 	}
 	if (waitpid(child, &status, 0) != child)
 		return -1;
