@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -605,6 +606,29 @@ static int open_tables(struct store *s, int create)
 }
 
 /*
+ * Open the environment and the tables, one process at a time (an flock on otlogin.lock in the
+ * directory; the kernel drops it when its holder dies). Berkeley DB 5.3's deadlock detector,
+ * which runs when lock requests block, crashed (SEGV writing past its own buffer, in
+ * __lock_detect under __db_open) with eight processes opening the tables at once, and the
+ * others then hung on the latch it died holding. Opens are rare and short; transactions never
+ * block on locks (DB_TXN_NOWAIT), so opening is where requests blocked.
+ */
+static int open_all(struct store *s, int create)
+{
+	char path[PATH_MAX];
+	int fd = -1, rc;
+
+	if (snprintf(path, sizeof(path), "%s/otlogin.lock", s->dir) < (int)sizeof(path) &&
+	    (fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) >= 0)
+		while (flock(fd, LOCK_EX) < 0 && errno == EINTR)
+			;
+	rc = open_env(s) < 0 || open_tables(s, create) < 0 ? -1 : 0;
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+/*
  * Unmap what is left of a panicked environment's regions: DB_ENV->close on a panicked handle
  * releases the registry slot and the file descriptors but returns before it detaches the
  * regions, and after a recovery their files are deleted, so each reopen would otherwise keep
@@ -684,7 +708,7 @@ struct store *store_open(const char *dir, unsigned cache_mb, int create)
 	s->dir = strdup(dir);
 	s->realdir = realpath(dir, NULL);
 	watchdog_arm(WD_SLOW_FACTOR);
-	if (s->dir == NULL || open_env(s) < 0 || open_tables(s, create) < 0) {
+	if (s->dir == NULL || open_all(s, create) < 0) {
 		watchdog_disarm();
 		drop_handles(s);
 		free_store(s);
@@ -801,9 +825,7 @@ int store_reopen(struct store *s)
 	wd.id.ino = 0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	watchdog_arm(WD_SLOW_FACTOR);
-	rc = open_env(s);
-	if (rc == 0)
-		rc = open_tables(s, 0);
+	rc = open_all(s, 0);
 	watchdog_disarm();
 	wd_note_region(s);
 	if (rc < 0) {
