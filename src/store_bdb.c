@@ -468,35 +468,6 @@ out:
 }
 
 /*
- * Whether an earlier opener died (or was ended by the watchdog) while it opened with
- * DB_FAILCHK: it leaves "otlogin-open.<pid>" behind. Such markers are removed.
- */
-static int failchk_open_died(const struct store *s)
-{
-	DIR *d = opendir(s->dir);
-	struct dirent *e;
-	int died = 0;
-
-	if (d == NULL)
-		return 0;
-	while ((e = readdir(d)) != NULL) {
-		char *end, path[PATH_MAX];
-		long pid;
-
-		if (strncmp(e->d_name, "otlogin-open.", 13) != 0)
-			continue;
-		pid = strtol(e->d_name + 13, &end, 10);
-		if (*end != '\0' || pid <= 0 || bdb_is_alive(NULL, (pid_t)pid, 0, 0))
-			continue;
-		died = 1;
-		if (snprintf(path, sizeof(path), "%s/%s", s->dir, e->d_name) < (int)sizeof(path))
-			unlink(path);
-	}
-	closedir(d);
-	return died;
-}
-
-/*
  * DB_REGISTER refuses a process whose pid is in the registry already ("one open DB_ENV handle
  * per environment", EINVAL), dead slot or not. Closing a panicked handle leaves this process's
  * slot filled in (Berkeley DB keeps the slot when a handle ends in failure), so a reopen in
@@ -530,13 +501,13 @@ out:
 	close(fd);
 }
 
-static int open_env(struct store *s)
+/* Open the environment; opener_died: the previous opener died before it finished (open_all). */
+static int open_env(struct store *s, int opener_died)
 {
 	u_int32_t flags = OPEN_FLAGS | DB_REGISTER | DB_RECOVER | DB_FAILCHK;
 	DB_ENV *env = new_env(s);
-	char marker[PATH_MAX];
 	enum stuck why;
-	int rc, fd = -1;
+	int rc;
 
 	if (env == NULL)
 		return -1;
@@ -545,18 +516,14 @@ static int open_env(struct store *s)
 	 * recovering the environment. But when the dead process held the environment region's
 	 * latch, Berkeley DB 5.3.28 spins in that failchk for good; and an opener killed while it
 	 * created the region files (in a recovery) leaves them half made, which no later join gets
-	 * past. So an opener leaves a marker while it opens; the next one, finding the marker of a
-	 * dead opener, recovers the environment from scratch if nobody else is in it, and opens
-	 * without DB_FAILCHK in any case, so that DB_REGISTER recovers it instead.
+	 * past. So after an opener died, the environment is recovered from scratch if nobody else
+	 * is in it, and opened without DB_FAILCHK in any case, so that DB_REGISTER recovers it.
 	 */
-	if (failchk_open_died(s)) {
+	if (opener_died) {
 		log_warn("an earlier open did not finish: recovering the environment");
 		flags &= ~(u_int32_t)DB_FAILCHK;
 		force_recovery(s, STUCK_OPEN_DIED);
 	}
-	if (snprintf(marker, sizeof(marker), "%s/otlogin-open.%ld", s->dir, (long)getpid()) <
-	    (int)sizeof(marker))
-		fd = open(marker, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
 	forget_own_slots(s);
 	no_thread_table = 0;
 	rc = env->open(env, s->dir, flags, 0600);
@@ -565,10 +532,6 @@ static int open_env(struct store *s)
 		env = NULL;
 		if (force_recovery(s, why) == 0 && (env = new_env(s)) != NULL)
 			rc = env->open(env, s->dir, flags, 0600);
-	}
-	if (fd >= 0) {
-		close(fd);
-		unlink(marker);
 	}
 	if (env == NULL)
 		return -1;
@@ -606,25 +569,37 @@ static int open_tables(struct store *s, int create)
 }
 
 /*
- * Open the environment and the tables, one process at a time (an flock on otlogin.lock in the
- * directory; the kernel drops it when its holder dies). Berkeley DB 5.3's deadlock detector,
+ * Open the environment and the tables, one process at a time: an flock on otlogin.lock in the
+ * directory, which the kernel drops when its holder dies. Berkeley DB 5.3's deadlock detector,
  * which runs when lock requests block, crashed (SEGV writing past its own buffer, in
  * __lock_detect under __db_open) with eight processes opening the tables at once, and the
  * others then hung on the latch it died holding. Opens are rare and short; transactions never
  * block on locks (DB_TXN_NOWAIT), so opening is where requests blocked.
+ *
+ * The holder writes its pid into the file and empties it when done, so the next holder that
+ * finds a pid there knows an opener died (killed, SIGBUS on a half-made region, or ended by
+ * the watchdog) before it finished.
  */
 static int open_all(struct store *s, int create)
 {
-	char path[PATH_MAX];
-	int fd = -1, rc;
+	char path[PATH_MAX], pid[24];
+	int fd = -1, died = 0, rc;
 
 	if (snprintf(path, sizeof(path), "%s/otlogin.lock", s->dir) < (int)sizeof(path) &&
-	    (fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) >= 0)
+	    (fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) >= 0) {
 		while (flock(fd, LOCK_EX) < 0 && errno == EINTR)
 			;
-	rc = open_env(s) < 0 || open_tables(s, create) < 0 ? -1 : 0;
-	if (fd >= 0)
+		died = pread(fd, pid, 1, 0) == 1;
+		snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+		if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, strlen(pid), 0) < 0)
+			log_warn("%s: %s", path, strerror(errno));
+	}
+	rc = open_env(s, died) < 0 || open_tables(s, create) < 0 ? -1 : 0;
+	if (fd >= 0) {
+		if (ftruncate(fd, 0) < 0)
+			log_warn("%s: %s", path, strerror(errno));
 		close(fd);
+	}
 	return rc;
 }
 
