@@ -391,6 +391,35 @@ static void remove_regions(const struct store *s)
 }
 
 /*
+ * DB_REGISTER's registry file, open and with its exclusive lock (byte 1), which a process
+ * holds while it registers or recovers: a descriptor, or -1 (logged). Closing it releases the
+ * lock, and any other lock this process holds on the file, so only a process without the
+ * environment open may call this.
+ */
+static int registry_lock(const struct store *s)
+{
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 1, .l_len = 1};
+	char path[PATH_MAX];
+	int fd;
+
+	if (snprintf(path, sizeof(path), "%s/__db.register", s->dir) >= (int)sizeof(path))
+		return -1;
+	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
+		/* No directory: opening the environment says so, in the words of the caller. */
+		if (errno != ENOENT)
+			log_err("%s: %s", path, strerror(errno));
+		return -1;
+	}
+	while (fcntl(fd, F_SETLKW, &fl) < 0)
+		if (errno != EINTR) {
+			log_err("locking %s: %s", path, strerror(errno));
+			close(fd);
+			return -1;
+		}
+	return fd;
+}
+
+/*
  * Recover the environment in the cases DB_REGISTER does not (enum stuck). It holds the
  * registry's exclusive lock, as DB_REGISTER's own recovery does, and first checks, by joining,
  * that the cause is still there: a recovery under processes that still use the environment
@@ -401,24 +430,11 @@ static void remove_regions(const struct store *s)
  */
 static int force_recovery(struct store *s, enum stuck why)
 {
-	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 1, .l_len = 1};
-	char path[PATH_MAX];
 	DB_ENV *env;
-	int fd, rc = -1;
+	int fd = registry_lock(s), rc = -1;
 
-	if (snprintf(path, sizeof(path), "%s/__db.register", s->dir) >= (int)sizeof(path))
+	if (fd < 0)
 		return -1;
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		log_err("%s: %s", path, strerror(errno));
-		return -1;
-	}
-	while ((rc = fcntl(fd, F_SETLKW, &fl)) < 0 && errno == EINTR)
-		;
-	if (rc < 0) {
-		log_err("locking %s: %s", path, strerror(errno));
-		goto out;
-	}
 	if (why == STUCK_OPEN_DIED) {
 		if (registry_in_use(fd)) {
 			rc = -1; /* in use: DB_REGISTER recovers it if that open left a dead slot */
@@ -478,25 +494,18 @@ out:
 static void forget_own_slots(const struct store *s)
 {
 	static const char empty[REG_SLOT_LEN + 1] = "X                      0\n";
-	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 1, .l_len = 1};
-	char path[PATH_MAX], mine[REG_SLOT_LEN + 1], slot[REG_SLOT_LEN];
-	int fd;
+	char mine[REG_SLOT_LEN + 1], slot[REG_SLOT_LEN];
+	int fd = registry_lock(s);
 
-	if (snprintf(path, sizeof(path), "%s/__db.register", s->dir) >= (int)sizeof(path))
-		return;
-	if ((fd = open(path, O_RDWR | O_CLOEXEC)) < 0)
+	if (fd < 0)
 		return;
 	snprintf(mine, sizeof(mine), "%24lu\n", (unsigned long)getpid());
-	while (fcntl(fd, F_SETLKW, &fl) < 0)
-		if (errno != EINTR)
-			goto out;
 	for (off_t pos = 0; pread(fd, slot, REG_SLOT_LEN, pos) == REG_SLOT_LEN; pos += REG_SLOT_LEN)
 		if (memcmp(slot, mine, REG_SLOT_LEN) == 0) {
 			log_debug("emptying this process's registry slot at %ld", (long)pos);
 			if (pwrite(fd, empty, REG_SLOT_LEN, pos) != REG_SLOT_LEN)
-				log_err("%s: %s", path, strerror(errno));
+				log_err("emptying a registry slot: %s", strerror(errno));
 		}
-out:
 	/* Also releases the lock; this process has no other descriptor of the file open. */
 	close(fd);
 }
