@@ -36,7 +36,8 @@
 
 /*
  * A worker that cannot reopen the environment for this long exits, so that the web server
- * starts a fresh process: one whose pid no dead process's registry slot carries.
+ * starts a fresh process: a last resort for whatever keeps this one out (the refusal of its
+ * own stale registry slot, the case seen, is now mended in store_bdb.c).
  */
 #define REOPEN_GIVE_UP_S 30
 
