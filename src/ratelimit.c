@@ -2,8 +2,10 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "resp.h"
 
@@ -285,11 +287,19 @@ void ratelimit_delivery_took(const char *channel, const struct timespec *start)
 	*avg = *avg > 0 ? 0.8 * *avg + 0.2 * ns : ns;
 }
 
-void ratelimit_delivery_pace(const char *channel)
+void ratelimit_delivery_pace(const char *channel, const struct timespec *start)
 {
 	double ns = *pace_of(channel);
-	struct timespec ts = {(time_t)(ns / 1e9), (long)(ns - (double)(time_t)(ns / 1e9) * 1e9)};
+	struct timespec until = *start;
 
-	if (ns > 0)
-		nanosleep(&ts, NULL);
+	if (ns <= 0)
+		return;
+	until.tv_sec += (time_t)(ns / 1e9);
+	until.tv_nsec += (long)(ns - (double)(time_t)(ns / 1e9) * 1e9);
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, NULL) == EINTR)
+		;
 }

@@ -92,10 +92,11 @@ void ratelimit_ip_subject(const char *addr, char *out, size_t outlen);
 /*
  * Enumeration hiding: a send that delivers nothing (the client hides whether an identifier
  * exists) should take as long as one that delivers. ratelimit_delivery_took records how long
- * a real delivery of a channel ("email" or "sms") took; ratelimit_delivery_pace sleeps for
- * about as long as they take, an average kept by this process.
+ * a real delivery of a channel ("email" or "sms") took; ratelimit_delivery_pace sleeps until
+ * about that long (an average kept by this process) has passed since start (CLOCK_MONOTONIC),
+ * so that a delivery that failed early takes as long as one that went out.
  */
 void ratelimit_delivery_took(const char *channel, const struct timespec *start);
-void ratelimit_delivery_pace(const char *channel);
+void ratelimit_delivery_pace(const char *channel, const struct timespec *start);
 
 #endif

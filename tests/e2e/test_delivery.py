@@ -14,6 +14,7 @@ import time
 
 import harness
 from harness import E2ETestCase, unique_email
+from test_enumeration import headers_but_date
 from test_sms import SMSStack, unique_phone
 
 SMTP_TIMEOUT = 2
@@ -21,6 +22,8 @@ SMTP_TIMEOUT = 2
 # are only asserted to end well inside the HTTP client's 30 s: a generous limit whose sole job
 # is to tell a bounded failure from a hang on a loaded machine. No timing is asserted beyond.
 HANG_LIMIT = 25
+REDIRECT = "https://app.example/callback"
+LINK_SEND = "/cis/v1/auth/link/email/send"
 
 
 class _Handler(socketserver.StreamRequestHandler):
@@ -113,6 +116,15 @@ fake = None
 stack = None
 
 
+def code_of(raw):
+    """The code in the text/plain part of a message the relay received, or None (a relay
+    that refused every recipient may still be sent an empty DATA)."""
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    text = harness.mail_parts(msg).get("text/plain", "")
+    found = re.findall(r"(?<![0-9])[0-9]{%d}(?![0-9])" % stack.otp_length, text)
+    return found[0] if found else None
+
+
 def setUpModule():
     global fake, stack
     fake = FakeSMTP()
@@ -150,14 +162,6 @@ class Delivery(E2ETestCase):
         workers = set(stack.worker_pids())
         return [p for p in stack.worker_pids(descendants=True) if p not in workers]
 
-    def code_of(self, raw):
-        """The code in the text/plain part of a message the relay received, or None (a relay
-        that refused every recipient may still be sent an empty DATA)."""
-        msg = email.message_from_bytes(raw, policy=email.policy.default)
-        text = harness.mail_parts(msg).get("text/plain", "")
-        found = re.findall(r"(?<![0-9])[0-9]{%d}(?![0-9])" % stack.otp_length, text)
-        return found[0] if found else None
-
     def assertFailsCleanly(self, channel="email", log_has=None):
         """One send against the scripted relay: 502 within the bound, the reason logged, no
         usable code; then a normal send works and no delivery process is left."""
@@ -177,7 +181,7 @@ class Delivery(E2ETestCase):
             self.assertIn(log_has, stack.log_text())
         # The relay may have seen the whole message (refused at the end): that code is dead.
         # Otherwise no code was ever shown, and there is none to use either.
-        code = self.code_of(fake.messages[-1]) if fake.messages else None
+        code = code_of(fake.messages[-1]) if fake.messages else None
         code = code or "0" * stack.otp_length
         r = stack.otp_authenticate(self.client["token"], ident, code, idtype)
         self.assertError(r, 400, "auth_invalid_credentials")
@@ -192,7 +196,7 @@ class Delivery(E2ETestCase):
         del fake.messages[:]
         r = stack.otp_send(self.client["token"], ident, idtype, channel)
         self.assertEqual(self.assertJSON(r, 200).get("message"), "OTP sent")
-        code = self.code_of(fake.messages[-1])
+        code = code_of(fake.messages[-1])
         r = stack.otp_authenticate(self.client["token"], ident, code, idtype)
         self.assertTokenResponse(r)
         deadline = time.monotonic() + 10
@@ -275,6 +279,73 @@ class Delivery(E2ETestCase):
         fake.plan = {}
         r = stack.otp_send(self.client["token"], addr)
         self.assertEqual(self.assertJSON(r, 200), {"message": "OTP sent"})
+
+
+class HiddenExistence(E2ETestCase):
+    """A client that hides existence (DESIGN security rule 14) against a failing relay. A
+    send for an identifier that cannot receive never reaches the relay, so a 502 for one that
+    can would tell the two apart: both answer the same 200, the failure is logged and the code
+    or link withdrawn. A revealing client keeps its 502 (Delivery above)."""
+
+    @classmethod
+    def setUpClass(cls):
+        c = stack.ctl("client", "add", "--name", "Hider", "--existence", "hide", "--signup",
+                      "closed", "--redirect-uri", REDIRECT, parse=True)
+        cls.client = dict(c, token=stack.client_token(c["client_id"], c["client_secret"]))
+
+    def setUp(self):
+        fake.plan = {}
+        del fake.messages[:]
+
+    def tearDown(self):
+        fake.plan = {}
+        if fake.server is None:
+            fake.start()
+
+    def assertSame(self, known, unknown):
+        self.assertEqual(known.status, 200, "%r" % (known,))
+        self.assertEqual((unknown.status, unknown.body), (known.status, known.body))
+        self.assertEqual(headers_but_date(unknown), headers_but_date(known))
+
+    def fail_relay(self, how):
+        if how == "down":
+            fake.stop()
+        else:
+            fake.plan = how
+
+    def test_passcode_send(self):
+        for how in ("down", {"greeting": "554 go away"}, {"rcpt": "550 no such user"},
+                    {"eom": "554 content rejected"}):
+            with self.subTest(how):
+                known, unknown = unique_email("hidden"), unique_email("nobody")
+                stack.make_user(email=known)
+                del fake.messages[:]
+                self.fail_relay(how)
+                a = stack.otp_send(self.client["token"], known)
+                b = stack.otp_send(self.client["token"], unknown)
+                self.assertSame(a, b)
+                self.assertEqual(a.json, {"message": "OTP sent"})
+                self.assertIn("no passcode went out by email", stack.log_text())
+                self.assertIn("answered as sent: the client hides existence", stack.log_text())
+                # A relay that refused only at the end saw the code: it was withdrawn.
+                code = code_of(fake.messages[-1]) if fake.messages else None
+                r = stack.otp_authenticate(self.client["token"], known,
+                                           code or "0" * stack.otp_length)
+                self.assertError(r, 400, "auth_invalid_credentials")
+                self.tearDown()
+
+    def test_link_send(self):
+        for how in ("down", {"rcpt": "550 no such user"}):
+            with self.subTest(how):
+                known, unknown = unique_email("hidden"), unique_email("nobody")
+                stack.make_user(email=known)
+                self.fail_relay(how)
+                a, b = [stack.http("POST", LINK_SEND, token=self.client["token"],
+                                   json={"identifier": i, "identifier_type": "email",
+                                         "redirect_uri": REDIRECT}) for i in (known, unknown)]
+                self.assertSame(a, b)
+                self.assertIn("no magic link went out", stack.log_text())
+                self.tearDown()
 
 
 class NoSMSBackend(E2ETestCase):
