@@ -192,7 +192,7 @@ struct reauth_state {
 	struct ctx *c;
 	json_t *client;
 	const char *session_id;
-	const char *org_id;
+	const struct login_opts *opts;
 	const char *aud;
 	struct login_grant *g;
 };
@@ -218,18 +218,19 @@ static int reauth_txn(struct store_txn *t, void *argp)
 	g->user = user;
 	if (!user_is_active(user))
 		return ERR_USER_NOT_ACTIVE;
-	if ((rc = session_scope_org(g, r->org_id)) != ERR_NONE)
+	if ((rc = session_scope_org(g, r->opts->org_id)) != ERR_NONE)
 		return rc;
 	g->session_id = strdup(r->session_id);
 	memcpy(g->sid, g->session_key, SESSION_HANDLE_LEN);
+	g->claims = json_incref(r->opts->claims);
 	rc = token_refresh_create_txn(t, r->c, g, r->aud, NULL);
 	return rc < 0 ? rc : ERR_NONE;
 }
 
-int session_reauth(struct ctx *c, json_t *client, const char *session_id, const char *org_id,
-		   const char *aud, struct login_grant *g)
+int session_reauth(struct ctx *c, json_t *client, const char *session_id,
+		   const struct login_opts *opts, const char *aud, struct login_grant *g)
 {
-	struct reauth_state r = {c, client, session_id, org_id, aud, g};
+	struct reauth_state r = {c, client, session_id, opts, aud, g};
 	int rc;
 
 	memset(g, 0, sizeof(*g));

@@ -344,9 +344,10 @@ class SilentSignIn(SessionCase):
         self.assertEqual(atc["aud"], RESOURCE)
         self.assertEqual(idc["email"], addr_of(user))
         self.assertEqual(idc["roles"], ["reader"])
-        # Refreshing keeps the audience the refresh token was issued for.
+        # Refreshing keeps the audience the refresh token was issued for, and the claims.
         b = self.assertJSON(refresh_v1(self.client, body["refresh_token"]), 200)
-        self.verify(b, self.client, user, aud=RESOURCE)
+        idc, _ = self.verify(b, self.client, user, aud=RESOURCE)
+        self.assertEqual((idc["email"], idc["roles"]), (addr_of(user), ["reader"]))
 
     def test_unregistered_resource(self):
         user = stack.make_user()
