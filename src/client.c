@@ -263,8 +263,8 @@ char *client_token_issue(struct ctx *c, json_t *client, const char *aud)
 		      "aud", aud, "client_id", id, "iat", (json_int_t)now, "exp",
 		      (json_int_t)(now + (time_t)c->conf->access_ttl), "jti", jti, "scope", "");
 	if (claims != NULL)
-		token = jwt_sign_hs256(c->keys->client_token_key, sizeof(c->keys->client_token_key),
-				       c->keys->client_token_kid, "at+jwt", claims);
+		token = jwt_sign_hs256(c->keys->client_token_mac, c->keys->client_token_kid,
+				       "at+jwt", claims);
 	json_decref(claims);
 	free(jti);
 	return token;
@@ -279,8 +279,7 @@ int client_token_verify(struct ctx *c, const char *token, json_t **client)
 
 	if (strlen(token) > 4096)
 		return 0;
-	rc = jwt_verify_hs256(token, c->keys->client_token_key, sizeof(c->keys->client_token_key),
-			      "at+jwt", &claims);
+	rc = jwt_verify_hs256(token, c->keys->client_token_mac, "at+jwt", &claims);
 	if (rc != 1)
 		return rc < 0 ? STORE_ERR : 0;
 	iss = json_string_value(json_object_get(claims, "iss"));

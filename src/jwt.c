@@ -265,15 +265,14 @@ char *jwt_sign(const jwk_t *key, const char *typ, json_t *claims)
 	return token;
 }
 
-char *jwt_sign_hs256(const void *key, size_t keylen, const char *kid, const char *typ,
-		     json_t *claims)
+char *jwt_sign_hs256(crypto_hmac_t *hmac, const char *kid, const char *typ, json_t *claims)
 {
 	unsigned char mac[CRYPTO_HASH_LEN];
 	char *input, *token = NULL;
 
 	if ((input = signing_input(JWT_HS256, typ, kid, claims)) == NULL)
 		return NULL;
-	if (crypto_hmac_once(key, keylen, input, strlen(input), mac) == 0)
+	if (crypto_hmac(hmac, input, strlen(input), mac) == 0)
 		token = append_sig(input, mac, sizeof(mac));
 	free(input);
 	return token;
@@ -372,8 +371,7 @@ static json_t *parsed_claims(const struct parsed *p)
 	return decode_object(p->payload, p->payloadlen);
 }
 
-int jwt_verify_hs256(const char *token, const void *key, size_t keylen, const char *typ,
-		     json_t **claims)
+int jwt_verify_hs256(const char *token, crypto_hmac_t *hmac, const char *typ, json_t **claims)
 {
 	unsigned char mac[CRYPTO_HASH_LEN];
 	struct parsed p;
@@ -386,7 +384,7 @@ int jwt_verify_hs256(const char *token, const void *key, size_t keylen, const ch
 	/* The algorithm is pinned: an RS256, ES256, EdDSA or "none" header is refused here. */
 	if (strcmp(p.alg, JWT_HS256) != 0 || p.siglen != sizeof(mac))
 		goto out;
-	if (crypto_hmac_once(key, keylen, p.token, p.inputlen, mac) != 0) {
+	if (crypto_hmac(hmac, p.token, p.inputlen, mac) != 0) {
 		ret = -1;
 		goto out;
 	}

@@ -273,7 +273,7 @@ static int load_signing_keys(struct keyring *kr, struct store *s)
 int keyring_load(struct keyring *kr, struct store *s, const char *db_dir, unsigned overlap)
 {
 	unsigned char server_key[SERVER_KEY_LEN], tag_key[CRYPTO_HASH_LEN],
-	    kid_raw[CRYPTO_HASH_LEN];
+	    token_key[CRYPTO_HASH_LEN], kid_raw[CRYPTO_HASH_LEN];
 	int rc = -1;
 
 	memset(kr, 0, sizeof(*kr));
@@ -282,19 +282,21 @@ int keyring_load(struct keyring *kr, struct store *s, const char *db_dir, unsign
 		return -1;
 	/* Independent keys per purpose, derived from the one server key. */
 	if (crypto_hmac_once(server_key, sizeof(server_key), "record-tag-v1", 13, tag_key) < 0 ||
-	    crypto_hmac_once(server_key, sizeof(server_key), "client-token-v1", 15,
-			     kr->client_token_key) < 0 ||
+	    crypto_hmac_once(server_key, sizeof(server_key), "client-token-v1", 15, token_key) <
+		0 ||
 	    crypto_hmac_once(server_key, sizeof(server_key), "client-token-kid", 16, kid_raw) < 0)
 		goto out;
 	crypto_hex(kid_raw, 8, kr->client_token_kid);
 	kr->tagger = crypto_hmac_open(tag_key, sizeof(tag_key));
-	if (kr->tagger == NULL || load_signing_keys(kr, s) < 0)
+	kr->client_token_mac = crypto_hmac_open(token_key, sizeof(token_key));
+	if (kr->tagger == NULL || kr->client_token_mac == NULL || load_signing_keys(kr, s) < 0)
 		goto out;
 	kr->next_check = time(NULL) + POLL_SECONDS;
 	rc = 0;
 out:
 	crypto_wipe(server_key, sizeof(server_key));
 	crypto_wipe(tag_key, sizeof(tag_key));
+	crypto_wipe(token_key, sizeof(token_key));
 	return rc;
 }
 
@@ -349,6 +351,7 @@ int keyring_tag(struct keyring *kr, char out[KEYRING_TAG_HEX], const char *purpo
 void keyring_free(struct keyring *kr)
 {
 	crypto_hmac_close(kr->tagger);
+	crypto_hmac_close(kr->client_token_mac);
 	drop_signing_keys(kr);
 	crypto_wipe(kr, sizeof(*kr));
 }

@@ -17,8 +17,8 @@
 #define KEYRING_TAG_HEX (2 * CRYPTO_HASH_LEN + 1)
 
 struct keyring {
-	crypto_hmac_t *tagger;		    /* keyed with the derived record-tag key */
-	unsigned char client_token_key[32]; /* HS256 key of client access tokens */
+	crypto_hmac_t *tagger;		 /* keyed with the derived record-tag key */
+	crypto_hmac_t *client_token_mac; /* keyed with the HS256 key of client access tokens */
 	char client_token_kid[17];
 	jwk_t *signing;	   /* the current signing key */
 	jwk_t **published; /* every key in the JWKS (includes signing) */

@@ -299,10 +299,23 @@ static int verify1(const char *token, jwk_t *key, const char *typ)
 static int verify_hs(const char *token, const void *key, size_t keylen, const char *typ)
 {
 	json_t *claims = NULL;
-	int rc = jwt_verify_hs256(token, key, keylen, typ, &claims);
+	crypto_hmac_t *mac = crypto_hmac_open(key, keylen);
+	int rc = jwt_verify_hs256(token, mac, typ, &claims);
 
+	crypto_hmac_close(mac);
 	json_decref(claims);
 	return rc;
+}
+
+/* HS256 signing under a raw key, as a test has it. */
+static char *sign_hs(const void *key, size_t keylen, const char *kid, const char *typ,
+		     json_t *claims)
+{
+	crypto_hmac_t *mac = crypto_hmac_open(key, keylen);
+	char *token = jwt_sign_hs256(mac, kid, typ, claims);
+
+	crypto_hmac_close(mac);
+	return token;
 }
 
 /* The decoded header segment of token as a new string. */
@@ -323,12 +336,15 @@ static void test_rfc_a1(void)
 	unsigned char *key = unb64(A1_KEY, &keylen), *want = unb64(A1_SIG, &siglen);
 	unsigned char mac[CRYPTO_HASH_LEN];
 	json_t *claims = NULL;
+	crypto_hmac_t *mac_handle;
 	const char *token = A1_INPUT "." A1_SIG;
 
 	check(crypto_hmac_once(key, keylen, A1_INPUT, strlen(A1_INPUT), mac) == 0);
 	check(siglen == 32 && memcmp(mac, want, 32) == 0);
 
-	check(jwt_verify_hs256(token, key, keylen, NULL, &claims) == 1);
+	mac_handle = crypto_hmac_open(key, keylen);
+	check(jwt_verify_hs256(token, mac_handle, NULL, &claims) == 1);
+	crypto_hmac_close(mac_handle);
 	check(member_is(claims, "iss", "joe"));
 	check(json_integer_value(json_object_get(claims, "exp")) == 1300819380);
 	check(json_is_true(json_object_get(claims, "http://example.com/is_root")));
@@ -759,7 +775,7 @@ static void test_roundtrips(void)
 		json_decref(c);
 		c = json_pack("[s]", "x");
 		check(jwt_sign(ec, "JWT", c) == NULL);
-		check(jwt_sign_hs256("k", 1, "k1", "JWT", c) == NULL);
+		check(sign_hs("k", 1, "k1", "JWT", c) == NULL);
 		check(jwt_sign(ec, "JWT", NULL) == NULL);
 		json_decref(c);
 	}
@@ -1117,18 +1133,24 @@ static void test_hs256(void)
 {
 	unsigned char key[32], other[32];
 	json_t *c = json_pack("{s:s,s:i}", "client_id", "app", "exp", 1900000000), *got = NULL;
+	crypto_hmac_t *mac;
 	char *t, *h;
 
 	crypto_random(key, sizeof(key));
 	memcpy(other, key, sizeof(other));
 	other[31] ^= 1;
-	t = jwt_sign_hs256(key, sizeof(key), "srv-1", "at+jwt", c);
+	t = sign_hs(key, sizeof(key), "srv-1", "at+jwt", c);
 	check(t != NULL);
 	h = header_text(t);
 	check(h != NULL &&
 	      strcmp(h, "{\"alg\":\"HS256\",\"typ\":\"at+jwt\",\"kid\":\"srv-1\"}") == 0);
 	free(h);
-	check(jwt_verify_hs256(t, key, sizeof(key), "at+jwt", &got) == 1 && json_equal(got, c));
+	mac = crypto_hmac_open(key, sizeof(key));
+	check(jwt_verify_hs256(t, mac, "at+jwt", &got) == 1 && json_equal(got, c));
+	/* The handle is reused: a second verify on it gives the same answer. */
+	json_decref(got);
+	check(jwt_verify_hs256(t, mac, "at+jwt", &got) == 1 && json_equal(got, c));
+	crypto_hmac_close(mac);
 	json_decref(got);
 	check(verify_hs(t, key, sizeof(key), NULL) == 1);
 	check(verify_hs(t, key, sizeof(key), "JWT") == 0);
@@ -1142,7 +1164,7 @@ static void test_hs256(void)
 	check(verify1(t, ec, NULL) == 0);
 	free(t);
 	/* Without kid. */
-	t = jwt_sign_hs256(key, sizeof(key), NULL, "at+jwt", c);
+	t = sign_hs(key, sizeof(key), NULL, "at+jwt", c);
 	h = header_text(t);
 	check(h != NULL && strcmp(h, "{\"alg\":\"HS256\",\"typ\":\"at+jwt\"}") == 0);
 	check(verify_hs(t, key, sizeof(key), "at+jwt") == 1);
