@@ -143,11 +143,8 @@ def tearDownModule():
         fake.stop()
 
 
-class Delivery(E2ETestCase):
-    @classmethod
-    def setUpClass(cls):
-        fake.plan = {}
-        cls.client = stack.new_client(name="Delivery")
+class RelayCase(E2ETestCase):
+    """Each test starts with a relay that answers normally and leaves one behind."""
 
     def setUp(self):
         fake.plan = {}
@@ -157,6 +154,13 @@ class Delivery(E2ETestCase):
         fake.plan = {}
         if fake.server is None:
             fake.start()
+
+
+class Delivery(RelayCase):
+    @classmethod
+    def setUpClass(cls):
+        fake.plan = {}
+        cls.client = stack.new_client(name="Delivery")
 
     def extra_processes(self):
         workers = set(stack.worker_pids())
@@ -281,7 +285,7 @@ class Delivery(E2ETestCase):
         self.assertEqual(self.assertJSON(r, 200), {"message": "OTP sent"})
 
 
-class HiddenExistence(E2ETestCase):
+class HiddenExistence(RelayCase):
     """A client that hides existence (DESIGN security rule 14) against a failing relay. A
     send for an identifier that cannot receive never reaches the relay, so a 502 for one that
     can would tell the two apart: both answer the same 200, the failure is logged and the code
@@ -292,15 +296,6 @@ class HiddenExistence(E2ETestCase):
         c = stack.ctl("client", "add", "--name", "Hider", "--existence", "hide", "--signup",
                       "closed", "--redirect-uri", REDIRECT, parse=True)
         cls.client = dict(c, token=stack.client_token(c["client_id"], c["client_secret"]))
-
-    def setUp(self):
-        fake.plan = {}
-        del fake.messages[:]
-
-    def tearDown(self):
-        fake.plan = {}
-        if fake.server is None:
-            fake.start()
 
     def assertSame(self, known, unknown):
         self.assertEqual(known.status, 200, "%r" % (known,))
@@ -332,7 +327,7 @@ class HiddenExistence(E2ETestCase):
                 r = stack.otp_authenticate(self.client["token"], known,
                                            code or "0" * stack.otp_length)
                 self.assertError(r, 400, "auth_invalid_credentials")
-                self.tearDown()
+                self.tearDown()  # the next subtest starts with a working relay
 
     def test_link_send(self):
         for how in ("down", {"rcpt": "550 no such user"}):
@@ -345,7 +340,7 @@ class HiddenExistence(E2ETestCase):
                                          "redirect_uri": REDIRECT}) for i in (known, unknown)]
                 self.assertSame(a, b)
                 self.assertIn("no magic link went out", stack.log_text())
-                self.tearDown()
+                self.tearDown()  # the next subtest starts with a working relay
 
 
 class NoSMSBackend(E2ETestCase):
