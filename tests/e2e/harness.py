@@ -45,6 +45,13 @@ FCGI_BIN = os.path.join(TOP_BUILDDIR, "src", "otlogin.fcgi")
 CTL_BIN = os.path.join(TOP_BUILDDIR, "src", "otloginctl")
 LIGHTTPD_SNIPPET = os.path.join(TOP_SRCDIR, "etc", "lighttpd", "otlogin.conf")
 LIGHTTPD = shutil.which("lighttpd") or "/usr/sbin/lighttpd"
+# The other servers otlogin ships configurations for (test_servers.py).
+NGINX_SNIPPET = os.path.join(TOP_SRCDIR, "etc", "nginx", "otlogin.conf")
+APACHE_SNIPPET = os.path.join(TOP_SRCDIR, "etc", "apache2", "otlogin.conf")
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+SPAWN_FCGI = shutil.which("spawn-fcgi") or "/usr/bin/spawn-fcgi"
+APACHE2 = shutil.which("apache2") or "/usr/sbin/apache2"
+APACHE_MODULES = "/usr/lib/apache2/modules"
 
 # Every wait in the suite is bounded by one of these (seconds).
 HTTP_TIMEOUT = 30
@@ -99,6 +106,26 @@ def missing_prerequisites():
             __import__(mod)
         except ImportError:
             why.append("python module %s missing" % mod)
+    return why
+
+
+def missing_server_tools(server):
+    """Reasons a stack behind `server` ("nginx" or "apache2") cannot run here. The suite as a
+    whole needs only lighttpd (missing_prerequisites); a module that runs another server
+    calls this and fails, rather than skips, when the server is missing."""
+    why = []
+    if server == "nginx":
+        if not os.access(NGINX, os.X_OK):
+            why.append("nginx not installed")
+        if not os.access(SPAWN_FCGI, os.X_OK):
+            why.append("spawn-fcgi not installed")
+    elif server == "apache2":
+        if not os.access(APACHE2, os.X_OK):
+            why.append("apache2 not installed")
+        if not os.path.exists(os.path.join(APACHE_MODULES, "mod_fcgid.so")):
+            why.append("mod_fcgid not installed (libapache2-mod-fcgid)")
+    else:
+        raise ValueError(server)
     return why
 
 
@@ -368,32 +395,60 @@ class Stack:
             for attempt in range(3):
                 self.port = free_port()
                 self._write_otlogin_conf()
-                if attempt == 0 and self.app == FCGI_BIN:
-                    self.ctl("init")
-                self._write_lighttpd_conf()
-                r = subprocess.run([LIGHTTPD, "-tt", "-f", self.lighttpd_conf],
-                                   capture_output=True, text=True, timeout=CTL_TIMEOUT)
+                if attempt == 0:
+                    self._prepare_dir()
+                    if self.app == FCGI_BIN:
+                        self.ctl("init")
+                self._write_server_conf()
+                r = subprocess.run(self._server_check_argv(), capture_output=True, text=True,
+                                   timeout=CTL_TIMEOUT)
                 if r.returncode != 0:
-                    raise HarnessError("lighttpd -tt: %s%s" % (r.stdout, r.stderr))
-                if self._start_lighttpd():
+                    raise HarnessError("%s: %s%s" % (" ".join(self._server_check_argv()),
+                                                     r.stdout, r.stderr))
+                if self._start_server():
                     return self
-            raise HarnessError("lighttpd did not start (port races?)")
+            raise HarnessError("%s did not start (port races?)" % self.server)
         except BaseException:
             self.stop()
             raise
 
-    def _start_lighttpd(self):
-        """Start lighttpd and wait for GET /cis/health; False when it exited (port taken)."""
-        self._lighttpd_out = open(self.path("lighttpd.out"), "ab")
-        self.proc = subprocess.Popen([LIGHTTPD, "-D", "-f", self.lighttpd_conf],
+    # ---- the web server (lighttpd here; test_servers.py overrides these for others) -------
+
+    server = "lighttpd"
+    # (uid, gid) otloginctl runs as, when the workers run as another account than the tests.
+    run_as = None
+    # Files under the stack's directory that log_text() shows.
+    log_files = ("lighttpd-error.log", "lighttpd.out")
+
+    def _prepare_dir(self):
+        """Called once, after otlogin.conf is written and before otloginctl init."""
+
+    def _write_server_conf(self):
+        self._write_lighttpd_conf()
+
+    def _server_check_argv(self):
+        """A command that checks the server's configuration (exit 0: fine)."""
+        return [LIGHTTPD, "-tt", "-f", self.lighttpd_conf]
+
+    def _server_argv(self):
+        """The server, in the foreground."""
+        return [LIGHTTPD, "-D", "-f", self.lighttpd_conf]
+
+    def _start_server(self):
+        """Start the server and wait for GET /cis/health; False when it exited (port taken)."""
+        self._lighttpd_out = open(self.path(self.server + ".out"), "ab")
+        self.proc = subprocess.Popen(self._server_argv(),
                                      stdin=subprocess.DEVNULL, stdout=self._lighttpd_out,
                                      stderr=subprocess.STDOUT, cwd=self.dir)
         deadline = time.monotonic() + START_TIMEOUT
         last = None
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                log("lighttpd exited with %s: %s" % (self.proc.returncode, self.log_tail(10)))
+                log("%s exited with %s: %s" % (self.server, self.proc.returncode,
+                                               self.log_tail(10)))
                 self.proc = None
+                self._lighttpd_out.close()
+                self._lighttpd_out = None
                 return False
             try:
                 r = self.http("GET", "/cis/health", timeout=5)
@@ -433,12 +488,14 @@ class Stack:
                 return out
             parents.update(pid for pid, _ in found)
 
-    def stop(self):
-        """Stop lighttpd (it stops its workers), make sure no worker survives, stop the sink.
-        Raises HarnessError when a worker had to be killed by force."""
-        leaked = []
+    def _after_stop(self):
+        """Called when the server and its workers are gone, before the directory is removed;
+        returns pids of workers that had to be killed after all."""
+        return []
+
+    def _stop_server(self):
+        """Stop the server; the workers are expected to go with it."""
         if self.proc is not None:
-            workers = self.worker_pids(descendants=True)
             self.proc.terminate()
             try:
                 self.proc.wait(timeout=15)
@@ -446,6 +503,14 @@ class Stack:
                 self.proc.kill()
                 self.proc.wait(timeout=15)
             self.proc = None
+
+    def stop(self):
+        """Stop the server (it stops its workers), make sure no worker survives, stop the
+        sink. Raises HarnessError when a worker had to be killed by force."""
+        leaked = []
+        if self.dir is not None:
+            workers = self.worker_pids(descendants=True)
+            self._stop_server()
             for pid, start in workers:
                 deadline = time.monotonic() + 10
                 while time.monotonic() < deadline:
@@ -462,6 +527,8 @@ class Stack:
         if self._lighttpd_out is not None:
             self._lighttpd_out.close()
             self._lighttpd_out = None
+        if self.dir is not None:
+            leaked += self._after_stop()
         if self.smtp is not None:
             try:
                 self.smtp.stop()
@@ -477,7 +544,7 @@ class Stack:
                 shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None
         if leaked:
-            raise HarnessError("otlogin.fcgi workers survived lighttpd: %r" % leaked)
+            raise HarnessError("otlogin.fcgi workers survived %s: %r" % (self.server, leaked))
 
     def __enter__(self):
         return self.start()
@@ -486,10 +553,10 @@ class Stack:
         self.stop()
 
     def log_text(self):
-        """Everything the server side logged so far (lighttpd's error log and the workers'
+        """Everything the server side logged so far (the server's error log and the workers'
         stderr, which lighttpd passes through)."""
         out = []
-        for name in ("lighttpd-error.log", "lighttpd.out"):
+        for name in self.log_files:
             try:
                 with open(self.path(name), "rb") as f:
                     out.append(f.read().decode("utf-8", "replace"))
@@ -506,7 +573,10 @@ class Stack:
     def ctl(self, *args, parse=False):
         """Run otloginctl -c CONF args...; stdout (parsed as JSON if asked)."""
         cmd = [CTL_BIN, "-c", self.conf] + [str(a) for a in args]
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=CTL_TIMEOUT)
+        kw = {}
+        if self.run_as is not None:  # the account the workers run as: it owns the database
+            kw = {"user": self.run_as[0], "group": self.run_as[1], "extra_groups": []}
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=CTL_TIMEOUT, **kw)
         if r.returncode != 0:
             raise HarnessError("%s: exit %d\n%s%s" % (" ".join(cmd[3:]), r.returncode,
                                                     r.stdout, r.stderr))

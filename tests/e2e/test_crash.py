@@ -298,7 +298,7 @@ class CrashLoop(CrashCase):
             stack.proc.wait(timeout=30)
             time.sleep(1)
             stack._lighttpd_out.close()
-            self.assertTrue(stack._start_lighttpd(), "lighttpd did not start again")
+            self.assertTrue(stack._start_server(), "lighttpd did not start again")
             time.sleep(3)
         finally:
             load.finish()

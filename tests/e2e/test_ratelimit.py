@@ -67,7 +67,7 @@ class LimitStack(harness.Stack):
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and any(harness._proc_stat(p) for p, _ in workers):
             time.sleep(0.05)
-        if not self._start_lighttpd():
+        if not self._start_server():
             raise harness.HarnessError("lighttpd did not start again")
 
 
