@@ -1,0 +1,494 @@
+"""otlogin behind the other servers it ships configurations for: nginx with its workers started
+by spawn-fcgi (etc/nginx/otlogin.conf) and Apache with mod_fcgid (etc/apache2/otlogin.conf).
+Each runs the real otlogin.fcgi on a free 127.0.0.1 port with everything under the stack's
+temporary directory, and gets the same checks: the /cis mount and its PATH_INFO, the root
+rewrites, Authorization reaching the application, a whole email passcode login through the
+SMTP sink, bodies (bad, chunked, over max_body, over the server's own limit), concurrent
+logins across the workers, and no worker left behind once the server stops.
+
+Run as root (as CI does), the workers run as www-data: Apache refuses to serve as root, and a
+real installation runs them unprivileged. The stack's directory then belongs to www-data and
+otloginctl runs as www-data too, so that the database files stay the workers'. A missing
+server fails this module (harness.missing_server_tools), it is not skipped."""
+
+import base64
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+
+import harness
+from harness import E2ETestCase
+
+SERVICE_USER = "www-data"
+
+
+def _all_procs():
+    """{pid: (state, ppid, starttime)} of the live processes."""
+    procs = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            st = harness._proc_stat(int(name))
+            if st and st[0] not in ("Z", "X"):
+                procs[int(name)] = st
+    return procs
+
+
+def _descendants(roots, procs):
+    """Pids of every process below `roots` (not the roots themselves)."""
+    out, parents = [], set(roots)
+    while True:
+        found = [pid for pid, st in procs.items() if st[1] in parents and pid not in parents]
+        if not found:
+            return out
+        out += found
+        parents.update(found)
+
+
+def _environ(pid):
+    try:
+        with open("/proc/%d/environ" % pid, "rb") as f:
+            return f.read().split(b"\0")
+    except OSError:
+        return []
+
+
+class ServerStack(harness.Stack):
+    """What the nginx and Apache stacks share: the service account, the per-stack directories,
+    the environment of the workers and the check that none survives."""
+
+    @property
+    def uid(self):
+        """The uid the workers run as."""
+        return self.run_as[0] if self.run_as else os.geteuid()
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.user = None
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam(SERVICE_USER)
+            self.user = SERVICE_USER
+            self.run_as = (pw.pw_uid, pw.pw_gid)
+
+    def start(self):
+        why = harness.missing_server_tools(self.server)
+        if why:
+            raise harness.HarnessError("; ".join(why))
+        return super().start()
+
+    def _prepare_dir(self):
+        for d in ("www", "sock", "tmp", "san"):
+            os.makedirs(self.path(d), mode=0o700, exist_ok=True)
+        if self.run_as is None:
+            return
+        # The workers and otloginctl run as the service account: the stack's directory (the
+        # database, the sockets, the sanitizer reports) is its. Root, running the tests and
+        # the servers' master processes, writes there all the same.
+        for root, dirs, files in os.walk(self.dir):
+            for name in [root] + [os.path.join(root, n) for n in dirs + files]:
+                os.chown(name, *self.run_as)
+        for prog in (self.app, harness.CTL_BIN):
+            r = subprocess.run(["test", "-x", prog], user=self.run_as[0], group=self.run_as[1],
+                               extra_groups=[])
+            if r.returncode != 0:
+                raise harness.HarnessError("%s cannot run %s: the build tree must be readable "
+                                           "by that account" % (self.user, prog))
+
+    def worker_env(self):
+        """The workers' environment besides OTLOGIN_CONF: make check's sanitizer options, with
+        the reports written under the stack's directory. The service account cannot write
+        the build tree's tests/sanitizer-logs, and Apache does not hand its own environment
+        to its FastCGI programs; _after_stop moves the reports there."""
+        env = {}
+        logdir = os.environ.get("SANITIZER_LOG_DIR")
+        for var, tag in (("ASAN_OPTIONS", "asan"), ("LSAN_OPTIONS", None),
+                         ("UBSAN_OPTIONS", "ubsan")):
+            if var in os.environ:
+                env[var] = os.environ[var]
+                if tag and logdir:
+                    env[var] += ":log_path=%s" % self.path("san", tag)
+        return env
+
+    def stray_workers(self):
+        """Live processes of the application that run with this stack's OTLOGIN_CONF, however
+        they were started."""
+        mark = ("OTLOGIN_CONF=%s" % self.conf).encode()
+        prog = os.path.basename(self.app).encode()
+        return [pid for pid in _all_procs()
+                if mark in _environ(pid)
+                and any(os.path.basename(a) == prog for a in harness._cmdline(pid)[:2])]
+
+    def _after_stop(self):
+        leaked = self.stray_workers()
+        for pid in leaked:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        logdir = os.environ.get("SANITIZER_LOG_DIR")
+        if logdir and os.path.isdir(self.path("san")):
+            for name in os.listdir(self.path("san")):
+                shutil.move(self.path("san", name),
+                            os.path.join(logdir, "%s.%s" % (name, self.server)))
+        return leaked
+
+
+class NginxStack(ServerStack):
+    """nginx (one worker process) with etc/nginx/otlogin.conf in its server block, and
+    `workers` otlogin.fcgi processes started by spawn-fcgi on a Unix socket."""
+
+    server = "nginx"
+    log_files = ("nginx-error.log", "nginx.out", "spawn-fcgi.out")
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.spawned = False
+
+    @property
+    def socket(self):
+        return self.path("sock", "otlogin.sock")
+
+    @property
+    def fcgi_pidfile(self):
+        return self.path("spawn-fcgi.pid")
+
+    def _write_server_conf(self):
+        d = self.dir
+        conf = [
+            "# written by tests/e2e/test_servers.py",
+            "user %s;" % self.user if self.user else "",
+            "worker_processes 1;",
+            "pid %s/nginx.pid;" % d,
+            "error_log %s/nginx-error.log warn;" % d,
+            "events { worker_connections 256; }",
+            "http {",
+            "  access_log %s/nginx-access.log;" % d,
+            "  client_body_temp_path %s/tmp/body;" % d,
+            "  fastcgi_temp_path %s/tmp/fastcgi;" % d,
+            "  proxy_temp_path %s/tmp/proxy;" % d,
+            "  uwsgi_temp_path %s/tmp/uwsgi;" % d,
+            "  scgi_temp_path %s/tmp/scgi;" % d,
+            "  upstream otlogin { server unix:%s; }" % self.socket,
+            "  server {",
+            "    listen 127.0.0.1:%d;" % self.port,
+            "    server_name localhost;",
+            "    root %s/www;" % d,
+            "    include %s;" % harness.NGINX_SNIPPET,
+            "  }",
+            "}",
+            "",
+        ]
+        self.nginx_conf = self.path("nginx.conf")
+        with open(self.nginx_conf, "w") as f:
+            f.write("\n".join(conf))
+
+    def _nginx_argv(self, *extra):
+        return [harness.NGINX, "-p", self.dir, "-c", self.nginx_conf,
+                "-e", self.path("nginx-error.log")] + list(extra)
+
+    def _server_check_argv(self):
+        return self._nginx_argv("-t", "-q")
+
+    def _server_argv(self):
+        return self._nginx_argv("-g", "daemon off;")
+
+    def _spawn_workers(self):
+        """spawn-fcgi forks the workers and exits; they keep its stdout and stderr (our log)."""
+        argv = [harness.SPAWN_FCGI, "-s", self.socket, "-M", "0600", "-F", str(self.workers),
+                "-P", self.fcgi_pidfile]
+        if self.user:
+            argv += ["-u", self.user, "-g", self.user, "-U", self.user, "-G", self.user]
+        env = dict(os.environ, OTLOGIN_CONF=self.conf, **self.worker_env())
+        with open(self.path("spawn-fcgi.out"), "ab") as out:
+            r = subprocess.run(argv + ["--", self.app], env=env, stdin=subprocess.DEVNULL,
+                               stdout=out, stderr=subprocess.STDOUT, cwd=self.dir,
+                               timeout=harness.CTL_TIMEOUT)
+        self.spawned = True
+        if r.returncode != 0:
+            raise harness.HarnessError("spawn-fcgi exited with %d:\n%s"
+                                       % (r.returncode, self.log_tail(10)))
+
+    def _start_server(self):
+        if not self.spawned:  # once: a retry on another port keeps the workers
+            self._spawn_workers()
+        return super()._start_server()
+
+    def spawned_pids(self):
+        try:
+            with open(self.fcgi_pidfile) as f:
+                return [int(p) for p in f.read().split()]
+        except (OSError, TypeError):
+            return []
+
+    def worker_pids(self, descendants=False):
+        """The workers spawn-fcgi wrote to its pid file that still run the application (with
+        descendants=True also whatever they forked)."""
+        procs = _all_procs()
+        prog = os.path.basename(self.app).encode()
+        out = [pid for pid in self.spawned_pids() if pid in procs
+               and any(os.path.basename(a) == prog for a in harness._cmdline(pid)[:2])]
+        if descendants:
+            out += _descendants(out, procs)
+        return [(pid, procs[pid][2]) for pid in out if pid in procs]
+
+    def _stop_server(self):
+        """nginx first (no new requests), then SIGTERM to each worker, as an admin would
+        (kill $(cat PIDFILE)): nothing else stops spawn-fcgi's workers."""
+        super()._stop_server()
+        for pid, _ in self.worker_pids():
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except OSError:
+                pass
+
+
+class ApacheStack(ServerStack):
+    """Apache (event MPM) with etc/apache2/otlogin.conf in a virtual host; mod_fcgid starts
+    up to `workers` otlogin.fcgi processes on demand."""
+
+    server = "apache2"
+    log_files = ("apache2-error.log", "apache2.out")
+    MODULES = ("mpm_event", "authz_core", "alias", "rewrite", "fcgid")
+
+    def _write_server_conf(self):
+        d = self.dir
+        q = lambda v: '"%s"' % v
+        conf = ["# written by tests/e2e/test_servers.py", "ServerRoot %s" % q(d)]
+        conf += ["LoadModule %s_module %s" % (m, q(os.path.join(harness.APACHE_MODULES,
+                                                                 "mod_%s.so" % m)))
+                 for m in self.MODULES]
+        if self.user:
+            conf += ["User %s" % self.user, "Group %s" % self.user]
+        conf += [
+            "Listen 127.0.0.1:%d" % self.port,
+            "ServerName 127.0.0.1",
+            "PidFile %s" % q(self.path("apache2.pid")),
+            "ErrorLog %s" % q(self.path("apache2-error.log")),
+            "LogLevel info",
+            "DefaultRuntimeDir %s" % q(self.path("tmp")),
+            "FcgidIPCDir %s" % q(self.path("sock")),
+            "FcgidProcessTableFile %s" % q(self.path("tmp", "fcgid-shm")),
+            "DocumentRoot %s" % q(self.path("www")),
+            # as a distribution's apache2.conf does: nothing outside the document root
+            "<Directory />", "  Require all denied", "  AllowOverride None", "</Directory>",
+            "<Directory %s>" % q(self.path("www")), "  Require all granted", "</Directory>",
+        ]
+        conf += [
+            "Define OTLOGIN_BIN %s" % self.app,
+            "Define OTLOGIN_CONF %s" % self.conf,
+            "Define OTLOGIN_WORKERS %d" % self.workers,
+            "<VirtualHost 127.0.0.1:%d>" % self.port,
+        ]
+        conf += ["  FcgidInitialEnv %s %s" % (k, q(v)) for k, v in self.worker_env().items()]
+        conf += [
+            "  Include %s" % q(harness.APACHE_SNIPPET),
+            "</VirtualHost>",
+            "",
+        ]
+        self.apache_conf = self.path("apache2.conf")
+        with open(self.apache_conf, "w") as f:
+            f.write("\n".join(conf))
+
+    def _server_check_argv(self):
+        return [harness.APACHE2, "-t", "-f", self.apache_conf]
+
+    def _server_argv(self):
+        return [harness.APACHE2, "-DFOREGROUND", "-f", self.apache_conf]
+
+    def worker_pids(self, descendants=False):
+        """The application processes below Apache (mod_fcgid's process manager, a child of
+        Apache's main process, forks them), with descendants=True also what they forked."""
+        if self.proc is None:
+            return []
+        procs = _all_procs()
+        prog = os.path.basename(self.app).encode()
+        out = [pid for pid in _descendants([self.proc.pid], procs)
+               if any(os.path.basename(a) == prog for a in harness._cmdline(pid)[:2])]
+        if descendants:
+            out += _descendants(out, procs)
+        return [(pid, procs[pid][2]) for pid in out if pid in procs]
+
+
+class ServerChecks:
+    """The checks every server gets; a subclass names the stack class in `stack_class`."""
+
+    stack_class = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.stack = cls.stack_class(name="servers-%s" % cls.stack_class.server).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        """Stopping the server leaves no worker behind: stop() fails when one had to be killed
+        (it checks both the pids it knew and any process running with this stack's
+        OTLOGIN_CONF)."""
+        cls.stack.stop()
+
+    def test_health(self):
+        body = self.assertJSON(self.stack.http("GET", "/cis/health"), 200)
+        self.assertIsInstance(body, dict)
+
+    def test_discovery_and_jwks_at_the_root(self):
+        """/.well-known/ and /oidc/ at the host root are rewritten to the application."""
+        disc = self.assertJSON(self.stack.http("GET", "/.well-known/openid-configuration"), 200)
+        self.assertEqual(disc.get("issuer"), self.stack.issuer)
+        self.assertEqual(
+            self.assertJSON(self.stack.http("GET", "/cis/.well-known/openid-configuration"),
+                            200), disc)
+        keys = self.assertJSON(self.stack.http("GET", "/oidc/jwks?x=1"), 200)
+        self.assertTrue(keys.get("keys"), keys)
+
+    def test_client_credentials_with_basic_auth(self):
+        """The client secret travels only in the Authorization header here: a 200 proves the
+        server passes it to the application, at the root and under /cis."""
+        c = self.stack.make_client()
+        for path in ("/oidc/token", "/cis/oidc/token"):
+            with self.subTest(path=path):
+                r = self.stack.token_request(c["client_id"], c["client_secret"], path=path)
+                body = self.assertJSON(r, 200)
+                self.assertEqual(body.get("token_type"), "Bearer")
+                self.assertTrue(body.get("access_token"))
+        r = self.stack.token_request(c["client_id"], c["client_secret"] + "x")
+        self.assertOAuthError(r, 401, "invalid_client")
+
+    def test_email_passcode_login(self):
+        """The whole flow: bearer token in Authorization, mail through the real SMTP sink, the
+        code from the mail exchanged for tokens that verify against the JWKS."""
+        st = self.stack
+        client = st.new_client()
+        user = st.make_user()
+        addr = user["email"]["value"]
+        code = st.send_and_read_code(client["token"], addr)
+        body = self.assertTokenResponse(st.otp_authenticate(client["token"], addr, code))
+        _, claims = st.verify_jwt(body["id_token"], "JWT", client["client_id"])
+        self.assertEqual(claims["sub"], user["user_id"])
+        # single use, whichever worker gets the second try
+        self.assertError(st.otp_authenticate(client["token"], addr, code), 400,
+                         "auth_invalid_credentials")
+
+    def test_only_cis_is_the_application(self):
+        """The server itself answers outside /cis (not JSON); the application answers any path
+        under it, an unknown one with its JSON 404."""
+        for path in ("/cisco", "/cisco/health", "/ci", "/x/cis/health", "/oidcx/token",
+                     "/x/oidc/token"):
+            with self.subTest(path=path):
+                r = self.stack.http("GET", path)
+                self.assertIn(r.status, (403, 404), "%s: %r" % (path, r))
+                self.assertFalse(r.content_type.startswith("application/json"),
+                                 "%s reached the application: %r" % (path, r))
+        for path in ("/cis/no/such/endpoint", "/cis/", "/cis", "/cis/v1/auth/otp"):
+            with self.subTest(path=path):
+                self.assertError(self.stack.http("GET", path), 404)
+
+    def test_bad_body(self):
+        token = self.stack.new_client()["token"]
+        r = self.stack.http("POST", "/cis/v1/auth/otp/send", body=b'{"channel": "email",',
+                            headers={"Content-Type": "application/json"}, token=token)
+        self.assertError(r, 400, "system_invalid_input")
+
+    def test_body_limits(self):
+        """A body over otlogin's max_body (64 KiB) reaches it and gets its JSON 413: the
+        server's own limit is above it. One far beyond is refused by the server itself."""
+        token = self.stack.new_client()["token"]
+        r = self.stack.http("POST", "/cis/v1/auth/otp/send", body=self.padded(100000),
+                            headers={"Content-Type": "application/json"}, token=token)
+        self.assertError(r, 413)
+        r = self.huge_body(token)
+        self.assertEqual(r.status, self.server_refusal, "%r" % (r,))
+        self.assertFalse(r.content_type.startswith("application/json"),
+                         "the application answered: %r" % (r,))
+
+    @staticmethod
+    def padded(n):
+        return b'{"channel": "email", "pad": "' + b"x" * n + b'"}'
+
+    def test_chunked_body(self):
+        """A chunked body (no Content-Length from the client) reaches the application whole."""
+        import http.client
+
+        c = self.stack.make_client()
+        cred = base64.b64encode(("%s:%s" % (c["client_id"], c["client_secret"])).encode())
+        conn = http.client.HTTPConnection("127.0.0.1", self.stack.port,
+                                          timeout=harness.HTTP_TIMEOUT)
+        try:
+            conn.request("POST", "/oidc/token", body=iter([b"grant_type=", b"client_credentials"]),
+                         headers={"Content-Type": "application/x-www-form-urlencoded",
+                                  "Authorization": "Basic " + cred.decode()},
+                         encode_chunked=True)
+            resp = conn.getresponse()
+            r = harness.Response(resp.status, resp.headers, resp.read())
+        finally:
+            conn.close()
+        self.assertTrue(self.assertJSON(r, 200).get("access_token"), r)
+
+    def test_concurrent_logins(self):
+        """Passcode logins of several users at once, spread over the workers: each code sent by
+        one worker is accepted by whichever worker gets the authenticate."""
+        st = self.stack
+        client = st.new_client()
+        users = [st.make_user() for _ in range(8)]
+        addrs = [u["email"]["value"] for u in users]
+        sent = st.parallel([lambda a=a: st.otp_send(client["token"], a) for a in addrs],
+                           threads=8)
+        for r in sent:
+            self.assertJSON(r, 200)
+        codes = [st.mail_code(st.wait_mail(a)) for a in addrs]
+        done = st.parallel([lambda a=a, c=c: st.otp_authenticate(client["token"], a, c)
+                            for a, c in zip(addrs, codes)], threads=8)
+        for u, r in zip(users, done):
+            body = self.assertTokenResponse(r)
+            _, claims = st.verify_jwt(body["id_token"], "JWT", client["client_id"])
+            self.assertEqual(claims["sub"], u["user_id"])
+        for r in st.parallel([lambda: st.http("GET", "/cis/health")] * 40, threads=8):
+            self.assertJSON(r, 200)
+        pids = st.worker_pids()
+        harness.note("%s workers: %d" % (st.server, len(pids)))
+        self.check_worker_count(len(pids))
+
+
+class Nginx(ServerChecks, E2ETestCase):
+    stack_class = NginxStack
+    server_refusal = 413  # client_max_body_size
+
+    def huge_body(self, token):
+        """nginx refuses on the Content-Length alone, before it reads the body."""
+        return self.stack.http("POST", "/cis/v1/auth/otp/send", body=b"{}",
+                               headers={"Content-Type": "application/json",
+                                        "Content-Length": "10000000"}, token=token)
+
+    def check_worker_count(self, n):
+        """spawn-fcgi started exactly `workers`, and every one is still serving."""
+        self.assertEqual(n, self.stack.workers)
+
+    def test_workers_run_as_the_service_account(self):
+        """spawn-fcgi -u: www-data when the tests run as root (else the tests' own user)."""
+        pids = [p for p, _ in self.stack.worker_pids()]
+        self.assertEqual(len(pids), self.stack.workers)
+        for pid in pids:
+            self.assertEqual(os.stat("/proc/%d" % pid).st_uid, self.stack.uid)
+
+
+class Apache(ServerChecks, E2ETestCase):
+    stack_class = ApacheStack
+    server_refusal = 500  # what mod_fcgid answers past FcgidMaxRequestLen
+
+    def huge_body(self, token):
+        """mod_fcgid counts what it reads, so the body must really be there."""
+        return self.stack.http("POST", "/cis/v1/auth/otp/send", body=self.padded(300000),
+                               headers={"Content-Type": "application/json"}, token=token)
+
+    def check_worker_count(self, n):
+        """mod_fcgid starts workers on demand: at least one, never more than MaxProcesses."""
+        self.assertGreaterEqual(n, 1)
+        self.assertLessEqual(n, self.stack.workers)
+
+    def test_workers_get_the_configuration(self):
+        """FcgidInitialEnv hands OTLOGIN_CONF to the workers, which run as Apache's User."""
+        self.assertJSON(self.stack.http("GET", "/cis/health"), 200)
+        pids = [p for p, _ in self.stack.worker_pids()]
+        self.assertTrue(pids)
+        self.assertEqual(sorted(self.stack.stray_workers()), sorted(pids))
+        for pid in pids:
+            self.assertEqual(os.stat("/proc/%d" % pid).st_uid, self.stack.uid)
