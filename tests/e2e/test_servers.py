@@ -99,15 +99,19 @@ class ServerStack(harness.Stack):
         """The workers' environment besides OTLOGIN_CONF: make check's sanitizer options, with
         the reports written under the stack's directory. The service account cannot write
         the build tree's tests/sanitizer-logs, and Apache does not hand its own environment
-        to its FastCGI programs; _after_stop moves the reports there."""
+        to its FastCGI programs; _after_stop moves the reports there. Each variable is
+        include=FILE: mod_fcgid cuts FcgidInitialEnv values at 127 characters."""
         env = {}
         logdir = os.environ.get("SANITIZER_LOG_DIR")
         for var, tag in (("ASAN_OPTIONS", "asan"), ("LSAN_OPTIONS", None),
                          ("UBSAN_OPTIONS", "ubsan")):
             if var in os.environ:
-                env[var] = os.environ[var]
+                opts = os.environ[var]
                 if tag and logdir:
-                    env[var] += ":log_path=%s" % self.path("san", tag)
+                    opts += ":log_path=%s" % self.path("san", tag)
+                with open(self.path("tmp", var), "w") as f:
+                    f.write(opts + "\n")
+                env[var] = "include=%s" % self.path("tmp", var)
         return env
 
     def stray_workers(self):
