@@ -295,6 +295,7 @@ class Stack:
         self.name = name
         self.workers = workers
         self.app = app or FCGI_BIN
+        self.ctl_bin = CTL_BIN
         self.sections = {
             "server": {"log_level": "debug"},
             "tokens": {},
@@ -383,7 +384,8 @@ class Stack:
     def start(self):
         from aiosmtpd.controller import Controller
 
-        missing = missing_programs() if self.app == FCGI_BIN else []
+        ours = self.app == FCGI_BIN  # otlogin itself, not a test_lighttpd probe
+        missing = missing_programs() if ours else []
         if missing:
             raise HarnessError("not built: %s" % ", ".join(missing))
         self.dir = tempfile.mkdtemp(prefix="otlogin-e2e-")
@@ -397,7 +399,7 @@ class Stack:
                 self._write_otlogin_conf()
                 if attempt == 0:
                     self._prepare_dir()
-                    if self.app == FCGI_BIN:
+                    if ours:
                         self.ctl("init")
                 self._write_server_conf()
                 r = subprocess.run(self._server_check_argv(), capture_output=True, text=True,
@@ -572,7 +574,7 @@ class Stack:
 
     def ctl(self, *args, parse=False):
         """Run otloginctl -c CONF args...; stdout (parsed as JSON if asked)."""
-        cmd = [CTL_BIN, "-c", self.conf] + [str(a) for a in args]
+        cmd = [self.ctl_bin, "-c", self.conf] + [str(a) for a in args]
         kw = {}
         if self.run_as is not None:  # the account the workers run as: it owns the database
             kw = {"user": self.run_as[0], "group": self.run_as[1], "extra_groups": []}
