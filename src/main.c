@@ -1,7 +1,8 @@
 /*
  * otlogin.fcgi: the FastCGI responder. Started by the web server (or spawn-fcgi) with a
  * listening socket on fd 0 it serves requests in a loop; started without one, FCGI_Accept
- * serves exactly one CGI request and the loop ends.
+ * serves exactly one CGI request and the loop ends. With -w N it supervises N such workers
+ * on its socket (supervise.h), for spawn-fcgi, which starts workers but never restarts one.
  *
  * SIGTERM (how lighttpd and spawn-fcgi stop their workers) ends the loop between requests, so
  * that the database environment is closed cleanly; it is blocked while a request is served.
@@ -12,6 +13,7 @@
 #include <fcgi_stdio.h>
 #include <fcgiapp.h>
 
+#include <errno.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <stdlib.h>
@@ -26,6 +28,7 @@
 #include "log.h"
 #include "route.h"
 #include "store.h"
+#include "supervise.h"
 
 /*
  * Longest a transaction may take before the worker counts itself stuck on a latch held by a
@@ -103,10 +106,28 @@ static int serve_one(struct ctx *c)
 	return fatal ? -1 : 0;
 }
 
-static void usage(void)
+/* Most workers -w starts: far more than two cores' worth, far fewer than a mistake. */
+#define MAX_WORKERS 256
+
+/* Through log.c: fcgi_stdio's stderr writes nothing before the first request. */
+static _Noreturn void usage(void)
 {
-	fprintf(stderr, "usage: otlogin.fcgi [-c otlogin.conf]\n");
+	log_err("usage: otlogin.fcgi [-c otlogin.conf] [-w workers]");
 	exit(2);
+}
+
+static unsigned parse_workers(const char *s)
+{
+	char *end;
+	unsigned long n;
+
+	errno = 0;
+	n = strtoul(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || *s == '-' || n < 1 || n > MAX_WORKERS) {
+		log_err("-w takes a number of workers from 1 to %d", MAX_WORKERS);
+		usage();
+	}
+	return (unsigned)n;
 }
 
 int main(int argc, char **argv)
@@ -119,26 +140,37 @@ int main(int argc, char **argv)
 	sigset_t termset;
 	char **startup_environ = environ;
 	time_t failing_since = 0;
+	unsigned workers = 0;
 	char err[512];
 	int opt;
 
-	while ((opt = getopt(argc, argv, "c:")) != -1) {
+	while ((opt = getopt(argc, argv, "c:w:")) != -1) {
 		if (opt == 'c')
 			conf_file = optarg;
+		else if (opt == 'w')
+			workers = parse_workers(optarg);
 		else
 			usage();
 	}
+	if (optind < argc)
+		usage();
 	/* Database, key and mail files are private to the service. */
 	umask(077);
 	log_init("otlogin", LOG_LEVEL_INFO);
 	signal(SIGPIPE, SIG_IGN);
 	/* Everything that can fail is set up before the first request is accepted. */
-	if (crypto_init() < 0)
-		fatal("libgcrypt could not be initialised");
 	conf_defaults(&conf);
 	if (conf_load(&conf, conf_path(conf_file), err, sizeof(err)) < 0)
 		fatal("configuration: %s", err);
 	log_init("otlogin", (enum log_level)conf.log_level);
+	/* The supervisor opens nothing of its own: each worker sets itself up, from here. */
+	if (workers > 0) {
+		if (FCGX_IsCGI())
+			fatal("-w needs a FastCGI listening socket as standard input (spawn-fcgi)");
+		supervise(workers);
+	}
+	if (crypto_init() < 0)
+		fatal("libgcrypt could not be initialised");
 	c.mail = ctx_mail_conf(&conf);
 	store_watchdog(WATCHDOG_S);
 	c.store = store_open(conf.db_dir, conf.db_cache_mb, 0);

@@ -17,6 +17,8 @@ import pwd
 import shutil
 import signal
 import subprocess
+import tempfile
+import time
 
 import harness
 from harness import E2ETestCase
@@ -139,22 +141,20 @@ class ServerStack(harness.Stack):
 
 class NginxStack(ServerStack):
     """nginx (one worker process) with etc/nginx/otlogin.conf in its server block, and
-    `workers` otlogin.fcgi processes started by spawn-fcgi on a Unix socket."""
+    otlogin.fcgi -w `workers` started by spawn-fcgi on a Unix socket: one supervisor that
+    keeps that many workers running."""
 
     server = "nginx"
     log_files = ("nginx-error.log", "nginx.out", "spawn-fcgi.out")
 
     def __init__(self, **kw):
         super().__init__(**kw)
-        self.spawned = False
+        self.supervisor = None  # spawn-fcgi -n, which becomes otlogin.fcgi -w N
+        self._fcgi_out = None
 
     @property
     def socket(self):
         return self.path("sock", "otlogin.sock")
-
-    @property
-    def fcgi_pidfile(self):
-        return self.path("spawn-fcgi.pid")
 
     def _write_server_conf(self):
         d = self.dir
@@ -197,51 +197,66 @@ class NginxStack(ServerStack):
         return self._nginx_argv("-g", "daemon off;")
 
     def _spawn_workers(self):
-        """spawn-fcgi forks the workers and exits; they keep its stdout and stderr (our log)."""
-        argv = [harness.SPAWN_FCGI, "-s", self.socket, "-M", "0600", "-F", str(self.workers),
-                "-P", self.fcgi_pidfile]
+        """spawn-fcgi -n binds the socket and becomes otlogin.fcgi -w N, as under a service
+        manager: the supervisor and its workers write their log to our file. (Forking, as
+        without -n, spawn-fcgi would send their stderr to /dev/null.)"""
+        argv = [harness.SPAWN_FCGI, "-n", "-s", self.socket, "-M", "0600"]
         if self.user:
             argv += ["-u", self.user, "-g", self.user, "-U", self.user, "-G", self.user]
+        argv += ["--", self.app, "-w", str(self.workers)]
         env = dict(os.environ, OTLOGIN_CONF=self.conf, **self.worker_env())
-        with open(self.path("spawn-fcgi.out"), "ab") as out:
-            r = subprocess.run(argv + ["--", self.app], env=env, stdin=subprocess.DEVNULL,
-                               stdout=out, stderr=subprocess.STDOUT, cwd=self.dir,
-                               timeout=harness.CTL_TIMEOUT)
-        self.spawned = True
-        if r.returncode != 0:
-            raise harness.HarnessError("spawn-fcgi exited with %d:\n%s"
-                                       % (r.returncode, self.log_tail(10)))
+        self._fcgi_out = open(self.path("spawn-fcgi.out"), "ab")
+        self.supervisor = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL,
+                                           stdout=self._fcgi_out, stderr=subprocess.STDOUT,
+                                           cwd=self.dir)
+        deadline = time.monotonic() + harness.CTL_TIMEOUT
+        while not os.path.exists(self.socket):
+            if self.supervisor.poll() is not None or time.monotonic() > deadline:
+                raise harness.HarnessError("spawn-fcgi did not bind %s:\n%s"
+                                           % (self.socket, self.log_tail(10)))
+            time.sleep(0.05)
 
     def _start_server(self):
-        if not self.spawned:  # once: a retry on another port keeps the workers
+        if self.supervisor is None:  # once: a retry on another port keeps the workers
             self._spawn_workers()
         return super()._start_server()
 
-    def spawned_pids(self):
-        try:
-            with open(self.fcgi_pidfile) as f:
-                return [int(p) for p in f.read().split()]
-        except (OSError, TypeError):
-            return []
+    def _after_stop(self):
+        if self.supervisor is not None:
+            if self.supervisor.poll() is None:  # stop() has counted it as leaked
+                self.supervisor.kill()
+            self.supervisor.wait()
+        if self._fcgi_out is not None:
+            self._fcgi_out.close()
+            self._fcgi_out = None
+        return super()._after_stop()
+
+    def supervisor_pid(self):
+        """The supervisor's pid while it runs, else None."""
+        if self.supervisor is None or self.supervisor.poll() is not None:
+            return None
+        return self.supervisor.pid
 
     def worker_pids(self, descendants=False):
-        """The workers spawn-fcgi wrote to its pid file that still run the application (with
-        descendants=True also whatever they forked)."""
+        """The supervisor's children (with descendants=True also whatever they forked, and
+        the supervisor itself, so that stop() waits for it too)."""
         procs = _all_procs()
-        prog = os.path.basename(self.app).encode()
-        out = [pid for pid in self.spawned_pids() if pid in procs
-               and any(os.path.basename(a) == prog for a in harness._cmdline(pid)[:2])]
+        sup = self.supervisor_pid()
+        if sup not in procs:
+            return []
+        out = [pid for pid, st in procs.items() if st[1] == sup]
         if descendants:
-            out += _descendants(out, procs)
+            out += _descendants(out, procs) + [sup]
         return [(pid, procs[pid][2]) for pid in out if pid in procs]
 
     def _stop_server(self):
-        """nginx first (no new requests), then SIGTERM to each worker, as an admin would
-        (kill $(cat PIDFILE)): nothing else stops spawn-fcgi's workers."""
+        """nginx first (no new requests), then SIGTERM to the supervisor, as an admin would
+        (kill $(cat PIDFILE)): it stops its workers and waits for them."""
         super()._stop_server()
-        for pid, _ in self.worker_pids():
+        sup = self.supervisor_pid()
+        if sup is not None:
             try:
-                os.kill(pid, signal.SIGTERM)
+                os.kill(sup, signal.SIGTERM)
             except OSError:
                 pass
 
@@ -462,15 +477,92 @@ class Nginx(ServerChecks, E2ETestCase):
                                         "Content-Length": "10000000"}, token=token)
 
     def check_worker_count(self, n):
-        """spawn-fcgi started exactly `workers`, and every one is still serving."""
+        """The supervisor keeps exactly `workers`, and every one is still serving."""
         self.assertEqual(n, self.stack.workers)
 
     def test_workers_run_as_the_service_account(self):
         """spawn-fcgi -u: www-data when the tests run as root (else the tests' own user)."""
         pids = [p for p, _ in self.stack.worker_pids()]
         self.assertEqual(len(pids), self.stack.workers)
-        for pid in pids:
+        for pid in pids + [self.stack.supervisor_pid()]:
             self.assertEqual(os.stat("/proc/%d" % pid).st_uid, self.stack.uid)
+
+    def wait_workers(self, gone=()):
+        """The supervisor's workers once there are `workers` of them and none of `gone`; a
+        bound only for a supervisor that never replaces one."""
+        deadline = time.monotonic() + 30
+        while True:
+            pids = [p for p, _ in self.stack.worker_pids()]
+            if len(pids) == self.stack.workers and not set(pids) & set(gone):
+                return pids
+            if time.monotonic() > deadline:
+                self.fail("workers %r, %r gone: not replaced" % (pids, list(gone)))
+            time.sleep(0.1)
+
+    def test_killed_worker_is_replaced(self):
+        """kill -9 workers, one of them during a login: the supervisor starts others, the
+        database needs no hand, and every worker serves."""
+        st = self.stack
+        client = st.new_client()
+        before = self.wait_workers()
+        victims = before[:2]
+        for pid in victims:
+            os.kill(pid, signal.SIGKILL)
+        after = self.wait_workers(gone=victims)
+        self.assertIn("was killed by signal 9: starting another", st.log_text())
+        addrs = [st.make_user()["email"]["value"] for _ in range(8)]
+        for r in st.parallel([lambda a=a: st.otp_send(client["token"], a) for a in addrs],
+                             threads=8):
+            self.assertJSON(r, 200)
+        for a in addrs:
+            code = st.mail_code(st.wait_mail(a))
+            self.assertTokenResponse(st.otp_authenticate(client["token"], a, code))
+        self.assertEqual(sorted(after), sorted(p for p, _ in st.worker_pids()))
+
+
+class SupervisorOption(E2ETestCase):
+    """otlogin.fcgi -w: a count from 1 to 256, and only with a listening socket to share."""
+
+    def run_fcgi(self, *args):
+        return subprocess.run([harness.FCGI_BIN] + list(args), stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=harness.CTL_TIMEOUT)
+
+    def test_bad_counts(self):
+        for arg in ("0", "257", "-1", "4x", "", "99999999999999999999"):
+            with self.subTest(arg=arg):
+                r = self.run_fcgi("-w", arg)
+                self.assertEqual(r.returncode, 2, r.stderr)
+                self.assertIn("-w takes a number of workers from 1 to 256", r.stderr)
+
+    def test_needs_a_socket(self):
+        """Standard input is not a socket (CGI): refused at start, not at the first request."""
+        d = tempfile.mkdtemp(prefix="otlogin-e2e-")
+        self.addCleanup(shutil.rmtree, d)
+        conf = os.path.join(d, "otlogin.conf")
+        with open(conf, "w") as f:
+            f.write("[server]\ndb_dir = %s\n" % os.path.dirname(conf))
+        r = self.run_fcgi("-c", conf, "-w", "2")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("-w needs a FastCGI listening socket", r.stderr)
+
+
+class NginxSupervisorKilled(E2ETestCase):
+    """The supervisor itself killed (kill -9): its workers end with it (PR_SET_PDEATHSIG),
+    none is left holding the socket, and the database is clean for the next start."""
+
+    def test_workers_end_with_the_supervisor(self):
+        st = NginxStack(name="servers-nginx-supervisor").start()
+        try:
+            sup = st.supervisor_pid()
+            workers = [p for p, _ in st.worker_pids()]
+            self.assertEqual(len(workers), st.workers)
+            os.kill(sup, signal.SIGKILL)
+            deadline = time.monotonic() + 30
+            while st.stray_workers() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            self.assertEqual(st.stray_workers(), [])
+        finally:
+            st.stop()
 
 
 class Apache(ServerChecks, E2ETestCase):
