@@ -500,8 +500,8 @@ class Nginx(ServerChecks, E2ETestCase):
             time.sleep(0.1)
 
     def test_killed_worker_is_replaced(self):
-        """kill -9 workers, one of them during a login: the supervisor starts others, the
-        database needs no hand, and every worker serves."""
+        """kill -9 two workers: the supervisor starts two others, the database needs no hand
+        (test_crash kills them under load), and the logins that follow all succeed."""
         st = self.stack
         client = st.new_client()
         before = self.wait_workers()
