@@ -271,12 +271,17 @@ def _proc_stat(pid):
     return rest[0], int(rest[1]), int(rest[19])
 
 
-def _cmdline(pid):
+def _proc_strings(pid, name):
+    """/proc/PID/NAME (cmdline, environ) split at its NULs; [] once the process is gone."""
     try:
-        with open("/proc/%d/cmdline" % pid, "rb") as f:
+        with open("/proc/%d/%s" % (pid, name), "rb") as f:
             return f.read().split(b"\0")
     except OSError:
         return []
+
+
+def _cmdline(pid):
+    return _proc_strings(pid, "cmdline")
 
 
 class Stack:

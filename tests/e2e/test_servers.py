@@ -49,11 +49,7 @@ def _descendants(roots, procs):
 
 
 def _environ(pid):
-    try:
-        with open("/proc/%d/environ" % pid, "rb") as f:
-            return f.read().split(b"\0")
-    except OSError:
-        return []
+    return harness._proc_strings(pid, "environ")
 
 
 class ServerStack(harness.Stack):
