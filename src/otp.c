@@ -323,10 +323,9 @@ static const char *sms_sender(struct send_txn *s)
 }
 
 /*
- * Deliver the composed message, started at start; the code record is already committed. On
- * failure it is
- * deleted again (no usable code may stay behind a delivery that failed) and ERR_DELIVERY
- * (ERR_INVALID_INPUT for an SMS the module refused to attempt) is returned.
+ * Deliver the composed message, begun at start; the code record is already committed. On
+ * failure it is deleted again (no usable code may stay behind a delivery that failed) and
+ * ERR_DELIVERY (ERR_INVALID_INPUT for an SMS the module refused to attempt) is returned.
  */
 static int deliver(struct send_txn *s, const struct timespec *start)
 {
@@ -366,7 +365,7 @@ static int deliver(struct send_txn *s, const struct timespec *start)
 int otp_send(struct ctx *c, const struct otp_send_req *r, struct otp_send_res *res)
 {
 	struct send_txn s = {.c = c, .r = r, .sms = strcmp(r->channel, "sms") == 0};
-	int delivered = s.sms || strcmp(r->channel, "email") == 0;
+	int delivers = s.sms || strcmp(r->channel, "email") == 0; /* not "direct" */
 	struct timespec start;
 	int rc;
 
@@ -393,9 +392,9 @@ int otp_send(struct ctx *c, const struct otp_send_req *r, struct otp_send_res *r
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	if (s.shadow) {
 		/* Nothing goes out; take about as long as a delivery would have. */
-		if (delivered)
+		if (delivers)
 			ratelimit_delivery_pace(r->channel, &start);
-	} else if (delivered && (rc = deliver(&s, &start)) != ERR_NONE) {
+	} else if (delivers && (rc = deliver(&s, &start)) != ERR_NONE) {
 		if (!client_hides_existence(r->client))
 			goto out;
 		/*
