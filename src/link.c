@@ -211,13 +211,9 @@ int link_send(struct ctx *c, const struct link_send_req *r, struct link_send_res
 			/* A link that was never delivered must not stay usable. */
 			log_err("no magic link went out to %s: the link is withdrawn", masked);
 			store_run(c->store, forget_txn, s.key);
-			if (!client_hides_existence(r->client)) {
-				rc = ERR_DELIVERY;
+			rc = otp_failed_delivery_answer(r->client, "email", &start, ERR_DELIVERY);
+			if (rc != ERR_NONE)
 				goto out;
-			}
-			/* As in otp_send: a hiding client's failure is answered as a send. */
-			log_warn("the failed send is answered as sent: the client hides existence");
-			ratelimit_delivery_pace("email", &start);
 		}
 	}
 	res->request_id = s.request_id;

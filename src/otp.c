@@ -28,6 +28,16 @@ int otp_store_error(int rc)
 									 : ERR_INTERNAL;
 }
 
+int otp_failed_delivery_answer(json_t *client, const char *channel, const struct timespec *start,
+			       int rc)
+{
+	if (!client_hides_existence(client))
+		return rc;
+	log_warn("the failed send is answered as sent: the client hides existence");
+	ratelimit_delivery_pace(channel, start);
+	return ERR_NONE;
+}
+
 /* The database key of the pending code of (client, identifier). */
 static int code_key(struct ctx *c, json_t *client, enum user_idtype type, const char *ident,
 		    char key[KEYRING_TAG_HEX])
@@ -394,17 +404,10 @@ int otp_send(struct ctx *c, const struct otp_send_req *r, struct otp_send_res *r
 		/* Nothing goes out; take about as long as a delivery would have. */
 		if (delivers)
 			ratelimit_delivery_pace(r->channel, &start);
-	} else if (delivers && (rc = deliver(&s, &start)) != ERR_NONE) {
-		if (!client_hides_existence(r->client))
-			goto out;
-		/*
-		 * A failure would tell this identifier from one that cannot receive (those never
-		 * try), so under a hiding client it is answered as a send, no sooner, and only
-		 * logged.
-		 */
-		log_warn("the failed send is answered as sent: the client hides existence");
-		ratelimit_delivery_pace(r->channel, &start);
-		rc = ERR_NONE;
+	} else if (delivers && (rc = deliver(&s, &start)) != ERR_NONE &&
+		   (rc = otp_failed_delivery_answer(r->client, r->channel, &start, rc)) !=
+		       ERR_NONE) {
+		goto out;
 	}
 	if (strcmp(r->channel, "direct") == 0)
 		res->code = strdup(s.code);

@@ -8,6 +8,7 @@
 #define OTLOGIN_OTP_H
 
 #include <jansson.h>
+#include <time.h>
 
 #include "ctx.h"
 #include "mail.h"
@@ -94,6 +95,16 @@ int otp_store_error(int rc);
 int otp_compose_mail(struct ctx *c, json_t *client, enum mail_kind kind, const char *to,
 		     const char *secret, unsigned minutes, const struct mail_content *content,
 		     char **msg, size_t *len);
+
+/*
+ * The answer to a send whose delivery by channel ("email" or "sms"), begun at start, failed
+ * with rc (the code or link is withdrawn already): rc, unless the client hides existence. A
+ * failure would then tell a deliverable identifier from one that cannot receive (those never
+ * try), so it is answered as a send, ERR_NONE, no sooner than such a delivery usually takes,
+ * and only logged.
+ */
+int otp_failed_delivery_answer(json_t *client, const char *channel, const struct timespec *start,
+			       int rc);
 
 /* A new request id (replacing *raw) and its keyed hash for the record. 0 or -1. */
 int otp_new_request_id(struct ctx *c, char **raw, char tag[KEYRING_TAG_HEX]);

@@ -289,13 +289,13 @@ void ratelimit_delivery_took(const char *channel, const struct timespec *start)
 
 void ratelimit_delivery_pace(const char *channel, const struct timespec *start)
 {
-	double ns = *pace_of(channel);
+	long long ns = (long long)*pace_of(channel);
 	struct timespec until = *start;
 
 	if (ns <= 0)
 		return;
-	until.tv_sec += (time_t)(ns / 1e9);
-	until.tv_nsec += (long)(ns - (double)(time_t)(ns / 1e9) * 1e9);
+	until.tv_sec += (time_t)(ns / 1000000000LL);
+	until.tv_nsec += (long)(ns % 1000000000LL);
 	if (until.tv_nsec >= 1000000000L) {
 		until.tv_sec++;
 		until.tv_nsec -= 1000000000L;
