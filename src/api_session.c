@@ -48,7 +48,7 @@ void api_session_authenticate(struct api_call *call)
 	    api_audience(call, jsonio_str(body, "resource"), &aud) < 0)
 		return;
 	api_login_opts(body, &opts);
-	rc = session_reauth(call->c, call->client, jsonio_str(body, "session_id"), &opts, aud, &g);
+	rc = session_reauth(call->c, call->client, &opts, aud, &g);
 	if (rc == ERR_NONE) {
 		tokens = token_response(call->c, &g, &opts);
 		if (tokens != NULL)

@@ -191,7 +191,6 @@ int session_scope_org(struct login_grant *g, const char *org_id)
 struct reauth_state {
 	struct ctx *c;
 	json_t *client;
-	const char *session_id;
 	const struct login_opts *opts;
 	const char *aud;
 	struct login_grant *g;
@@ -207,7 +206,7 @@ static int reauth_txn(struct store_txn *t, void *argp)
 
 	login_grant_free(g);
 	g->client_id = json_string_value(json_object_get(r->client, "client_id"));
-	rc = session_by_id(t, r->c, r->session_id, NULL, g->client_id, g->session_key, &s);
+	rc = session_by_id(t, r->c, r->opts->session_id, NULL, g->client_id, g->session_key, &s);
 	if (rc <= 0)
 		return rc < 0 ? rc : ERR_SESSION_NOT_FOUND;
 	g->session = s;
@@ -220,17 +219,17 @@ static int reauth_txn(struct store_txn *t, void *argp)
 		return ERR_USER_NOT_ACTIVE;
 	if ((rc = session_scope_org(g, r->opts->org_id)) != ERR_NONE)
 		return rc;
-	g->session_id = strdup(r->session_id);
+	g->session_id = strdup(r->opts->session_id);
 	memcpy(g->sid, g->session_key, SESSION_HANDLE_LEN);
 	g->claims = json_incref(r->opts->claims);
 	rc = token_refresh_create_txn(t, r->c, g, r->aud, NULL);
 	return rc < 0 ? rc : ERR_NONE;
 }
 
-int session_reauth(struct ctx *c, json_t *client, const char *session_id,
-		   const struct login_opts *opts, const char *aud, struct login_grant *g)
+int session_reauth(struct ctx *c, json_t *client, const struct login_opts *opts, const char *aud,
+		   struct login_grant *g)
 {
-	struct reauth_state r = {c, client, session_id, opts, aud, g};
+	struct reauth_state r = {c, client, opts, aud, g};
 	int rc;
 
 	memset(g, 0, sizeof(*g));

@@ -53,13 +53,13 @@ int session_login_txn(struct store_txn *t, struct ctx *c, json_t *user, json_t *
 		      const char *aud, struct login_grant *g);
 
 /*
- * Silent sign-in: tokens for the session named by the raw session_id, which must be alive and
- * the client's, scoped to opts->org_id; the refresh family it begins keeps opts->claims.
- * Returns ERR_NONE with g filled, ERR_SESSION_NOT_FOUND, ERR_USER_NOT_ACTIVE, or
+ * Silent sign-in: tokens for the session named by the raw opts->session_id, which must be
+ * alive and the client's, scoped to opts->org_id; the refresh family it begins keeps
+ * opts->claims. Returns ERR_NONE with g filled, ERR_SESSION_NOT_FOUND, ERR_USER_NOT_ACTIVE, or
  * ERR_UNAVAILABLE / ERR_INTERNAL.
  */
-int session_reauth(struct ctx *c, json_t *client, const char *session_id,
-		   const struct login_opts *opts, const char *aud, struct login_grant *g);
+int session_reauth(struct ctx *c, json_t *client, const struct login_opts *opts, const char *aud,
+		   struct login_grant *g);
 
 /*
  * Scope g to organization org_id (NULL: none): the user must be a member; g gets org_id and
