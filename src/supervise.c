@@ -150,7 +150,8 @@ void supervise(unsigned n)
 	sigprocmask(SIG_BLOCK, &block, &callers.mask);
 	wait_mask = callers.mask;
 	for (int i = 0; i < NSIGNALS; i++) {
-		struct sigaction sa = {.sa_handler = i < 2 ? on_stop : on_wake};
+		int stops = handled[i] == SIGTERM || handled[i] == SIGINT;
+		struct sigaction sa = {.sa_handler = stops ? on_stop : on_wake};
 		sigemptyset(&sa.sa_mask);
 		sigaction(handled[i], &sa, &callers.act[i]);
 		sigdelset(&wait_mask, handled[i]);
