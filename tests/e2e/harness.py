@@ -271,6 +271,28 @@ def _proc_stat(pid):
     return rest[0], int(rest[1]), int(rest[19])
 
 
+def _all_procs():
+    """{pid: (state, ppid, starttime)} of the live processes."""
+    procs = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            st = _proc_stat(int(name))
+            if st and st[0] not in ("Z", "X"):
+                procs[int(name)] = st
+    return procs
+
+
+def _descendants(roots, procs):
+    """Pids of every process below `roots` (not the roots themselves)."""
+    out, parents = [], set(roots)
+    while True:
+        found = [pid for pid, st in procs.items() if st[1] in parents and pid not in parents]
+        if not found:
+            return out
+        out += found
+        parents.update(found)
+
+
 def _proc_strings(pid, name):
     """/proc/PID/NAME (cmdline, environ) split at its NULs; [] once the process is gone."""
     try:
@@ -317,7 +339,7 @@ class Stack:
         self.mailbox = Mailbox()
         self.smtp = None
         self.proc = None
-        self._lighttpd_out = None
+        self._server_out = None
         self._jwks = None
 
     # ---- configuration -------------------------------------------------------------------
@@ -442,10 +464,13 @@ class Stack:
         return [LIGHTTPD, "-D", "-f", self.lighttpd_conf]
 
     def _start_server(self):
-        """Start the server and wait for GET /cis/health; False when it exited (port taken)."""
-        self._lighttpd_out = open(self.path(self.server + ".out"), "ab")
+        """Start the server and wait for GET /cis/health; False when it exited (port taken).
+        Also starts it again after a test killed or stopped it."""
+        if self._server_out is not None:
+            self._server_out.close()
+        self._server_out = open(self.path(self.server + ".out"), "ab")
         self.proc = subprocess.Popen(self._server_argv(),
-                                     stdin=subprocess.DEVNULL, stdout=self._lighttpd_out,
+                                     stdin=subprocess.DEVNULL, stdout=self._server_out,
                                      stderr=subprocess.STDOUT, cwd=self.dir)
         deadline = time.monotonic() + START_TIMEOUT
         last = None
@@ -454,8 +479,8 @@ class Stack:
                 log("%s exited with %s: %s" % (self.server, self.proc.returncode,
                                                self.log_tail(10)))
                 self.proc = None
-                self._lighttpd_out.close()
-                self._lighttpd_out = None
+                self._server_out.close()
+                self._server_out = None
                 return False
             try:
                 r = self.http("GET", "/cis/health", timeout=5)
@@ -473,21 +498,12 @@ class Stack:
         descendants=True also what those forked, e.g. a mail sender)."""
         if self.proc is None:
             return []
-        procs = {}
-        for name in os.listdir("/proc"):
-            if name.isdigit():
-                st = _proc_stat(int(name))
-                if st and st[0] not in ("Z", "X"):
-                    procs[int(name)] = st
+        procs = _all_procs()
         parents = {self.proc.pid}
         out = []
-        prog = os.path.basename(self.app).encode()
         while True:
             found = [(pid, st) for pid, st in procs.items()
-                     if st[1] in parents and pid not in parents]
-            found = [(pid, st) for pid, st in found
-                     # the program, or an interpreter and its script
-                     if any(os.path.basename(a) == prog for a in _cmdline(pid)[:2])]
+                     if st[1] in parents and pid not in parents and self.runs_app(pid)]
             if not found:
                 return out
             out += [(pid, st[2]) for pid, st in found]
@@ -511,6 +527,12 @@ class Stack:
                 self.proc.wait(timeout=15)
             self.proc = None
 
+    def runs_app(self, pid):
+        """Whether pid runs this stack's application: the program, or an interpreter and its
+        script (test_lighttpd's probe)."""
+        prog = os.path.basename(self.app).encode()
+        return any(os.path.basename(a) == prog for a in _cmdline(pid)[:2])
+
     def stop(self):
         """Stop the server (it stops its workers), make sure no worker survives, stop the
         sink. Raises HarnessError when a worker had to be killed by force."""
@@ -531,9 +553,9 @@ class Stack:
                         os.kill(pid, signal.SIGKILL)
                     except OSError:
                         pass
-        if self._lighttpd_out is not None:
-            self._lighttpd_out.close()
-            self._lighttpd_out = None
+        if self._server_out is not None:
+            self._server_out.close()
+            self._server_out = None
         if self.dir is not None:
             leaked += self._after_stop()
         if self.smtp is not None:

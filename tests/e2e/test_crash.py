@@ -291,7 +291,6 @@ class CrashLoop(CrashCase):
                 os.kill(pid, signal.SIGKILL)
             stack.proc.wait(timeout=30)
             time.sleep(1)
-            stack._lighttpd_out.close()
             self.assertTrue(stack._start_server(), "lighttpd did not start again")
             time.sleep(3)
         finally:

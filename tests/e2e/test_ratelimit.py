@@ -62,8 +62,6 @@ class LimitStack(harness.Stack):
         self.proc.terminate()
         self.proc.wait(timeout=15)
         self.proc = None
-        self._lighttpd_out.close()
-        self._lighttpd_out = None
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and any(harness._proc_stat(p) for p, _ in workers):
             time.sleep(0.05)

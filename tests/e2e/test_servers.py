@@ -26,28 +26,6 @@ from harness import E2ETestCase
 SERVICE_USER = "www-data"
 
 
-def _all_procs():
-    """{pid: (state, ppid, starttime)} of the live processes."""
-    procs = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            st = harness._proc_stat(int(name))
-            if st and st[0] not in ("Z", "X"):
-                procs[int(name)] = st
-    return procs
-
-
-def _descendants(roots, procs):
-    """Pids of every process below `roots` (not the roots themselves)."""
-    out, parents = [], set(roots)
-    while True:
-        found = [pid for pid, st in procs.items() if st[1] in parents and pid not in parents]
-        if not found:
-            return out
-        out += found
-        parents.update(found)
-
-
 def _environ(pid):
     return harness._proc_strings(pid, "environ")
 
@@ -115,10 +93,8 @@ class ServerStack(harness.Stack):
         """Live processes of the application that run with this stack's OTLOGIN_CONF, however
         they were started."""
         mark = ("OTLOGIN_CONF=%s" % self.conf).encode()
-        prog = os.path.basename(self.app).encode()
-        return [pid for pid in _all_procs()
-                if mark in _environ(pid)
-                and any(os.path.basename(a) == prog for a in harness._cmdline(pid)[:2])]
+        return [pid for pid in harness._all_procs()
+                if mark in _environ(pid) and self.runs_app(pid)]
 
     def _after_stop(self):
         leaked = self.stray_workers()
@@ -236,13 +212,13 @@ class NginxStack(ServerStack):
     def worker_pids(self, descendants=False):
         """The supervisor's children (with descendants=True also whatever they forked, and
         the supervisor itself, so that stop() waits for it too)."""
-        procs = _all_procs()
+        procs = harness._all_procs()
         sup = self.supervisor_pid()
         if sup not in procs:
             return []
         out = [pid for pid, st in procs.items() if st[1] == sup]
         if descendants:
-            out += _descendants(out, procs) + [sup]
+            out += harness._descendants(out, procs) + [sup]
         return [(pid, procs[pid][2]) for pid in out if pid in procs]
 
     def _stop_server(self):
@@ -315,12 +291,11 @@ class ApacheStack(ServerStack):
         Apache's main process, forks them), with descendants=True also what they forked."""
         if self.proc is None:
             return []
-        procs = _all_procs()
-        prog = os.path.basename(self.app).encode()
-        out = [pid for pid in _descendants([self.proc.pid], procs)
-               if any(os.path.basename(a) == prog for a in harness._cmdline(pid)[:2])]
+        procs = harness._all_procs()
+        out = [pid for pid in harness._descendants([self.proc.pid], procs)
+               if self.runs_app(pid)]
         if descendants:
-            out += _descendants(out, procs)
+            out += harness._descendants(out, procs)
         return [(pid, procs[pid][2]) for pid in out if pid in procs]
 
 
