@@ -577,6 +577,85 @@ static int open_tables(struct store *s, int create)
 	return 0;
 }
 
+/* One mapping of a region file in this process. */
+struct region_map {
+	unsigned long lo, hi;
+	char path[PATH_MAX];
+};
+
+#define MAX_REGION_MAPS 16
+
+/* This process's mappings of the environment's region files (from /proc/self/maps): how many. */
+static int region_maps(const struct store *s, struct region_map m[MAX_REGION_MAPS])
+{
+	char line[PATH_MAX + 256], prefix[PATH_MAX + 16];
+	size_t plen;
+	int n = 0;
+	FILE *f;
+
+	if (s->realdir == NULL)
+		return 0;
+	plen = (size_t)snprintf(prefix, sizeof(prefix), "%s/__db.", s->realdir);
+	if ((f = fopen("/proc/self/maps", "re")) == NULL)
+		return 0;
+	while (n < MAX_REGION_MAPS && fgets(line, sizeof(line), f) != NULL) {
+		const char *path = strchr(line, '/');
+		if (path != NULL && strncmp(path, prefix, plen) == 0 &&
+		    sscanf(line, "%lx-%lx", &m[n].lo, &m[n].hi) == 2) {
+			snprintf(m[n].path, sizeof(m[n].path), "%.*s", (int)strcspn(path, "\n"),
+				 path);
+			n++;
+		}
+	}
+	fclose(f);
+	return n;
+}
+
+/*
+ * Unmap what is left of a panicked environment's regions: DB_ENV->close on a panicked handle
+ * releases the registry slot and the file descriptors but returns before it detaches the
+ * regions, and after a recovery their files are deleted, so each reopen would otherwise keep
+ * the cache's size of memory and disk mapped.
+ */
+static void unmap_regions(const struct store *s)
+{
+	struct region_map m[MAX_REGION_MAPS];
+	int n = region_maps(s, m);
+
+	for (int i = 0; i < n; i++)
+		munmap((void *)m[i].lo, m[i].hi - m[i].lo);
+}
+
+/*
+ * Berkeley DB grows a region, up to the size it maps, by writing the new last byte of its
+ * file: the pages in between are holes, and on a full disk the first write to one is SIGBUS
+ * (seen on tmpfs, in __env_alloc under __memp_fget). DB_REGION_INIT covers only the size a
+ * region is created with. So the blocks of every region's whole mapping are reserved here,
+ * without changing the file's size, and a full disk is an error at open instead. Blocks that
+ * an earlier opener reserved cost nothing; file systems without fallocate stay as they are.
+ */
+static int reserve_regions(const struct store *s)
+{
+	struct region_map m[MAX_REGION_MAPS];
+	int n = region_maps(s, m);
+
+	for (int i = 0; i < n; i++) {
+		int fd = open(m[i].path, O_RDWR | O_CLOEXEC), rc, err;
+
+		if (fd < 0)
+			continue;
+		rc = fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)(m[i].hi - m[i].lo));
+		err = errno;
+		close(fd);
+		if (rc == 0 || err == EOPNOTSUPP)
+			continue;
+		log_err("reserving room for region %s to grow: %s", m[i].path, strerror(err));
+		if (err == ENOSPC)
+			return -1;
+	}
+	return 0;
+}
+
 /*
  * Open the environment and the tables, one process at a time: an flock on otlogin.lock in the
  * directory, which the kernel drops when its holder dies. Berkeley DB 5.3's deadlock detector,
@@ -603,43 +682,13 @@ static int open_all(struct store *s, int create)
 		if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, strlen(pid), 0) < 0)
 			log_warn("%s: %s", path, strerror(errno));
 	}
-	rc = open_env(s, died) < 0 || open_tables(s, create) < 0 ? -1 : 0;
+	rc = open_env(s, died) < 0 || reserve_regions(s) < 0 || open_tables(s, create) < 0 ? -1 : 0;
 	if (fd >= 0) {
 		if (ftruncate(fd, 0) < 0)
 			log_warn("%s: %s", path, strerror(errno));
 		close(fd);
 	}
 	return rc;
-}
-
-/*
- * Unmap what is left of a panicked environment's regions: DB_ENV->close on a panicked handle
- * releases the registry slot and the file descriptors but returns before it detaches the
- * regions, and after a recovery their files are deleted, so each reopen would otherwise keep
- * the cache's size of memory and disk mapped.
- */
-static void unmap_regions(const struct store *s)
-{
-	char line[PATH_MAX + 256], prefix[PATH_MAX + 16];
-	unsigned long lo[16], hi[16];
-	size_t plen;
-	int n = 0;
-	FILE *f;
-
-	if (s->realdir == NULL)
-		return;
-	plen = (size_t)snprintf(prefix, sizeof(prefix), "%s/__db.", s->realdir);
-	if ((f = fopen("/proc/self/maps", "re")) == NULL)
-		return;
-	while (n < 16 && fgets(line, sizeof(line), f) != NULL) {
-		const char *path = strchr(line, '/');
-		if (path != NULL && strncmp(path, prefix, plen) == 0 &&
-		    sscanf(line, "%lx-%lx", &lo[n], &hi[n]) == 2)
-			n++;
-	}
-	fclose(f);
-	for (int i = 0; i < n; i++)
-		munmap((void *)lo[i], hi[i] - lo[i]);
 }
 
 /* Close the handles; after DB_RUNRECOVERY only what a panicked environment allows. */
