@@ -80,10 +80,12 @@ void api_login_opts(json_t *body, struct login_opts *opts);
 
 /* Answer 429 with Retry-After: seconds (at least 1). */
 void api_rate_limited(struct api_call *call, unsigned retry_after);
+/* Answer err (ERR_RATE_LIMITED, ERR_LOCKED) with Retry-After: seconds (at least 1). */
+void api_retry_later(struct api_call *call, int err, unsigned retry_after);
 
 /*
  * The end user's address for the per-address limits: client_attributes.ip_address of the
- * body when the backend reports it, else the backend's own REMOTE_ADDR (borrowed; may be NULL).
+ * body (validated as an IP address by the field table), or NULL when the backend reports none.
  */
 const char *api_end_user_ip(struct api_call *call);
 

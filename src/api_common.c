@@ -16,7 +16,7 @@ const struct jv_field api_email_content_fields[] = {
 
 const struct jv_field api_client_attribute_fields[] = {
     JV_F_TEXT("user_agent", 0, 1024),
-    JV_F_STRING("ip_address", 0, 64),
+    JV_F_IPADDR("ip_address", 0),
     JV_END,
 };
 
@@ -68,10 +68,15 @@ void api_login_opts(json_t *body, struct login_opts *opts)
 	opts->device_id = jsonio_str(body, "device_id");
 }
 
-void api_rate_limited(struct api_call *call, unsigned retry_after)
+void api_retry_later(struct api_call *call, int err, unsigned retry_after)
 {
 	resp_header(call->resp, "Retry-After", "%u", retry_after ? retry_after : 1);
-	resp_error(call->resp, ERR_RATE_LIMITED, NULL);
+	resp_error(call->resp, (enum api_err)err, NULL);
+}
+
+void api_rate_limited(struct api_call *call, unsigned retry_after)
+{
+	api_retry_later(call, ERR_RATE_LIMITED, retry_after);
 }
 
 const char *api_end_user_ip(struct api_call *call)
@@ -79,7 +84,11 @@ const char *api_end_user_ip(struct api_call *call)
 	json_t *attrs = json_object_get(call->req->json, "client_attributes");
 	const char *ip = jsonio_str(attrs, "ip_address");
 
-	return ip != NULL && ip[0] != '\0' ? ip : call->req->remote_addr;
+	/*
+	 * Only an address the backend reports for its end user: without one, the peer is the
+	 * backend itself, shared by all its users, and limiting it would stop the whole site.
+	 */
+	return ip;
 }
 
 void api_fail(struct api_call *call, int err, const char *detail)

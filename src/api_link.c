@@ -154,8 +154,8 @@ void api_link_authenticate(struct api_call *call)
 	rc = link_authenticate(call->c, &r, aud, &tokens);
 	if (rc == ERR_NONE)
 		resp_json(call->resp, 200, tokens);
-	else if (rc == ERR_RATE_LIMITED)
-		api_rate_limited(call, retry_after);
+	else if (rc == ERR_RATE_LIMITED || rc == ERR_LOCKED)
+		api_retry_later(call, rc, retry_after);
 	else if (rc == ERR_BAD_CREDENTIALS)
 		resp_error(call->resp, ERR_INVALID_INPUT, "Invalid magic link code");
 	else if (rc == ERR_USER_NOT_FOUND)

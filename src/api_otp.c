@@ -209,8 +209,8 @@ void api_otp_authenticate(struct api_call *call)
 	rc = otp_authenticate(call->c, &r, aud, &tokens);
 	if (rc == ERR_NONE)
 		resp_json(call->resp, 200, tokens);
-	else if (rc == ERR_RATE_LIMITED)
-		api_rate_limited(call, retry_after);
+	else if (rc == ERR_RATE_LIMITED || rc == ERR_LOCKED)
+		api_retry_later(call, rc, retry_after);
 	else
 		api_fail(call, rc, NULL);
 	free(canonical);

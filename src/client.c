@@ -319,3 +319,8 @@ json_t *client_list(struct ctx *c)
 	}
 	return list;
 }
+
+const char *client_id_of(json_t *client)
+{
+	return json_string_value(json_object_get(client, "client_id"));
+}

@@ -23,6 +23,9 @@ int client_create(struct ctx *c, json_t *spec, json_t **out, char *err, size_t e
 /* Look a client up. STORE_FOUND with *client a new reference, STORE_NOTFOUND, or < 0. */
 int client_get(struct ctx *c, const char *client_id, json_t **client);
 
+/* The client_id of a client record (borrowed). */
+const char *client_id_of(json_t *client);
+
 /* client_check_secret's answer for a client with too many recent wrong secrets. */
 #define CLIENT_THROTTLED 2
 

@@ -49,6 +49,8 @@ static const struct conf_key conf_keys[] = {
     {"otp", "max_ttl_minutes", T_UINT, O(otp_max_ttl_minutes), 1, 1440, "60"},
     {"otp", "max_failures", T_UINT, O(otp_max_failures), 1, 100, "3"},
     {"otp", "lockout_minutes", T_UINT, O(otp_lockout_minutes), 1, 10080, "15"},
+    {"otp", "account_failures", T_RATE, O(account_failures), 1, 1000000, "10/1h"},
+    {"otp", "backoff_seconds", T_UINT, O(otp_backoff), 1, 3600, "30"},
     {"keys", "algorithm", T_STR, O(key_algorithm), 0, 0, "RS256"},
     {"keys", "publish_ahead", T_UINT, O(key_publish_ahead), 0, 604800, "600"},
     {"keys", "overlap", T_UINT, O(key_overlap), 0, 2592000, "7800"},
@@ -79,6 +81,7 @@ static const struct conf_key conf_keys[] = {
     {"limits", "client_sms", T_RATE, O(client_sms), 1, 1000000, "200/1h"},
     {"limits", "identifier_attempts", T_RATE, O(identifier_attempts), 1, 1000000, "20/1h"},
     {"limits", "ip_attempts", T_RATE, O(ip_attempts), 1, 1000000, "600/1h"},
+    {"limits", "client_attempts", T_RATE, O(client_attempts), 1, 1000000, "off"},
     {"limits", "client_secret_failures", T_RATE, O(client_secret_failures), 1, 1000000, "10/15m"},
 };
 #undef O

@@ -30,8 +30,10 @@ struct conf {
 	/* [otp] */
 	unsigned otp_length;
 	unsigned otp_ttl_minutes, otp_max_ttl_minutes;
-	unsigned otp_max_failures;
-	unsigned otp_lockout_minutes;
+	unsigned otp_max_failures;	   /* wrong passcodes that kill one code */
+	struct conf_rate account_failures; /* wrong passcodes per account before delays */
+	unsigned otp_backoff;		   /* the first delay (s); it doubles per failure */
+	unsigned otp_lockout_minutes;	   /* the longest delay */
 	/* [keys] */
 	char *key_algorithm;	    /* RS256, ES256 or EdDSA: for init and rotate */
 	unsigned key_publish_ahead; /* seconds a rotated-in key is published before it signs */
@@ -61,8 +63,9 @@ struct conf {
 	struct conf_rate recipient_sends;	 /* messages to one address or number */
 	struct conf_rate client_emails;		 /* a client's mails (a spend cap) */
 	struct conf_rate client_sms;		 /* a client's SMS (a spend cap) */
-	struct conf_rate identifier_attempts;	 /* authenticates per identifier */
-	struct conf_rate ip_attempts;		 /* authenticates per end-user address */
+	struct conf_rate identifier_attempts;	 /* failed authenticates per identifier */
+	struct conf_rate ip_attempts;		 /* failed authenticates per end-user address */
+	struct conf_rate client_attempts;	 /* failed authenticates per client */
 	struct conf_rate client_secret_failures; /* wrong secrets per client (/oidc/token) */
 };
 

@@ -1,5 +1,6 @@
 #include "jsonio.h"
 
+#include <arpa/inet.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -85,6 +86,12 @@ static int check_flatmap(json_t *v, const struct jv_field *f, char *err, size_t 
 	return 0;
 }
 
+static int is_ip_address(const char *s)
+{
+	unsigned char raw[16];
+	return inet_pton(AF_INET, s, raw) == 1 || inet_pton(AF_INET6, s, raw) == 1;
+}
+
 static int check_string(json_t *v, const struct jv_field *f, char *err, size_t errlen)
 {
 	size_t max = f->maxlen ? f->maxlen : 1024;
@@ -106,6 +113,10 @@ static int check_string(json_t *v, const struct jv_field *f, char *err, size_t e
 	}
 	if (has_controls(s, f->type == JV_TEXT)) {
 		snprintf(err, errlen, "%s contains control characters", f->name);
+		return -1;
+	}
+	if (f->type == JV_IPADDR && !is_ip_address(s)) {
+		snprintf(err, errlen, "%s must be an IPv4 or IPv6 address", f->name);
 		return -1;
 	}
 	if (f->type == JV_ENUM) {
@@ -160,6 +171,7 @@ int jsonio_check(json_t *obj, const struct jv_field *fields, char *err, size_t e
 		case JV_STRING:
 		case JV_TEXT:
 		case JV_ENUM:
+		case JV_IPADDR:
 			rc = check_string(v, f, err, errlen);
 			break;
 		case JV_BOOL:

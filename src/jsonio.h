@@ -12,10 +12,11 @@ enum jv_type {
 	JV_STRING, /* non-empty string, at most maxlen bytes, no control characters */
 	JV_TEXT,   /* string that may be empty and may hold newlines/tabs (mail texts) */
 	JV_BOOL,
-	JV_INT,	   /* integer (or a real with an integral value) within min..max */
-	JV_ENUM,   /* one of the strings in values */
-	JV_OBJECT, /* any object; its members are checked by sub when sub is not NULL */
-	JV_FLATMAP /* object of at most maxlen string members, keys [A-Za-z0-9_.-] */
+	JV_INT,	    /* integer (or a real with an integral value) within min..max */
+	JV_ENUM,    /* one of the strings in values */
+	JV_OBJECT,  /* any object; its members are checked by sub when sub is not NULL */
+	JV_FLATMAP, /* object of at most maxlen string members, keys [A-Za-z0-9_.-] */
+	JV_IPADDR   /* an IPv4 or IPv6 address in its textual form */
 };
 
 struct jv_field {
@@ -56,6 +57,10 @@ struct jv_field {
 #define JV_F_FLATMAP(n, req, max)                                                                  \
 	{                                                                                          \
 		.name = (n), .type = JV_FLATMAP, .required = (req), .maxlen = (max)                \
+	}
+#define JV_F_IPADDR(n, req)                                                                        \
+	{                                                                                          \
+		.name = (n), .type = JV_IPADDR, .required = (req), .maxlen = 64                    \
 	}
 #define JV_END                                                                                     \
 	{                                                                                          \

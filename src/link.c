@@ -6,6 +6,7 @@
 
 #include "client.h"
 #include "crypto.h"
+#include "lockout.h"
 #include "log.h"
 #include "otp.h"
 #include "ratelimit.h"
@@ -29,11 +30,6 @@ struct send_state {
 	int shadow;	      /* hidden existence: no usable link is stored or mailed */
 	unsigned retry_after; /* ERR_RATE_LIMITED */
 };
-
-static const char *client_id_of(json_t *client)
-{
-	return json_string_value(json_object_get(client, "client_id"));
-}
 
 /* The address a link goes to, or the api_err that says why there is none. */
 static int destination(struct send_state *s, json_t *user)
@@ -394,70 +390,98 @@ struct auth_state {
 	unsigned retry_after;
 };
 
+/*
+ * A code of 256 bits is not guessed, so an unknown one counts only toward the address and
+ * client limits (there is no identifier to count against before one is found) and never
+ * toward an account.
+ */
+static int unknown_code(struct store_txn *t, struct auth_state *a)
+{
+	int rc = ratelimit_auth_fail_txn(t, a->c, client_id_of(a->r->client), a->r->ip, NULL, NULL,
+					 &a->retry_after);
+	if (rc < 0)
+		return rc;
+	return rc ? ERR_RATE_LIMITED : ERR_BAD_CREDENTIALS;
+}
+
+/*
+ * The account of (type, identifier) is throttled by wrong passcodes (lockout.h): the mailbox a
+ * link proves is the one the passcodes go to, so it waits out the same delay. ERR_NONE,
+ * ERR_LOCKED (a->retry_after) or a negative store_rc.
+ */
+static int account_throttled(struct store_txn *t, struct auth_state *a, enum user_idtype type,
+			     const char *identifier)
+{
+	struct lockout l;
+	json_t *known = NULL;
+	int rc = user_find_txn(t, type, identifier, &known);
+
+	if (rc >= 0) {
+		rc =
+		    lockout_begin_txn(t, a->c, json_string_value(json_object_get(known, "user_id")),
+				      user_idtype_name(type), identifier, &l, &a->retry_after);
+		lockout_done(&l);
+	}
+	json_decref(known);
+	return rc;
+}
+
+/* Log in the user of the link record rec (its code consumed already). */
+static int login(struct store_txn *t, struct auth_state *a, enum user_idtype type,
+		 const char *identifier, json_t *rec)
+{
+	json_t *user = NULL;
+	int rc = user_for_login_txn(t, a->r->client, type, identifier, &user);
+
+	if (rc != ERR_NONE)
+		return rc;
+	rc = user_is_active(user) ? ERR_NONE : ERR_USER_NOT_ACTIVE;
+	if (rc == ERR_NONE)
+		rc = session_login_txn(t, a->c, user, a->r->client, "eml", "email", &a->r->opts,
+				       a->aud, &a->grant);
+	json_decref(user);
+	/* A success releases the identifier's failed attempts and the recipient's send limits. */
+	if (rc == ERR_NONE &&
+	    (rc = ratelimit_auth_success_txn(t, a->c, user_idtype_name(type), identifier)) == 0)
+		rc = ratelimit_release_txn(t, json_object_get(rec, "limits"));
+	return rc;
+}
+
 static int auth_txn(struct store_txn *t, void *argp)
 {
 	struct auth_state *a = argp;
 	const struct link_auth_req *r = a->r;
 	char key[KEYRING_TAG_HEX];
-	const char *rid, *idtype, *identifier;
+	const char *identifier;
 	enum user_idtype type;
-	json_t *rec = NULL, *user = NULL;
+	json_t *rec = NULL;
 	int rc;
 
 	login_grant_free(&a->grant);
-	/*
-	 * Only the per-address limit: a code of 256 bits is not guessed, so there is no
-	 * identifier to count against before it is found.
-	 */
-	rc = ratelimit_auth_txn(t, a->c, r->ip, NULL, NULL, &a->retry_after);
-	if (rc < 0)
-		return rc;
+	a->retry_after = 0;
 	if (strlen(r->code) > 128 ||
 	    keyring_tag(a->c->keys, key, "link-code", client_id_of(r->client), r->code, NULL) < 0)
-		return ERR_BAD_CREDENTIALS;
+		return unknown_code(t, a);
 	rc = store_get(t, TBL_CODES, key, strlen(key), &rec, 1);
 	if (rc <= 0)
-		return rc < 0 ? rc : ERR_BAD_CREDENTIALS;
-	/* Consumed whatever follows: a code is good for one attempt. */
-	if ((rc = store_del(t, TBL_CODES, key, strlen(key))) < 0)
-		goto out;
-	rid = json_string_value(json_object_get(rec, "request_id"));
-	if (json_integer_value(json_object_get(rec, "exp")) <= (json_int_t)time(NULL) ||
-	    !otp_request_id_ok(a->c, rid, r->request_id)) {
-		rc = ERR_BAD_CREDENTIALS;
-		goto out;
-	}
-	idtype = json_string_value(json_object_get(rec, "idtype"));
+		return rc < 0 ? rc : unknown_code(t, a);
+	type = user_idtype_parse(json_string_value(json_object_get(rec, "idtype")) ?: "");
 	identifier = json_string_value(json_object_get(rec, "identifier"));
-	if (idtype == NULL || identifier == NULL) {
-		rc = ERR_BAD_CREDENTIALS;
-		goto out;
+	if (json_integer_value(json_object_get(rec, "exp")) <= (json_int_t)time(NULL) ||
+	    !otp_request_id_ok(a->c, json_string_value(json_object_get(rec, "request_id")),
+			       r->request_id) ||
+	    type == ID_INVALID || identifier == NULL) {
+		/* A code is good for one attempt: a refused one is used up. */
+		rc = store_del(t, TBL_CODES, key, strlen(key));
+		rc = rc < 0 ? rc : ERR_BAD_CREDENTIALS;
+	} else if ((rc = account_throttled(t, a, type, identifier)) == ERR_LOCKED) {
+		/* Not used up: the user may come back with it once the delay is over. */
+		rc = STORE_REFUSE(ERR_LOCKED);
+	} else if (rc == ERR_NONE && (rc = store_del(t, TBL_CODES, key, strlen(key))) >= 0) {
+		/* Consumed whatever follows (user disabled, session gone): commit. */
+		rc = login(t, a, type, identifier, rec);
 	}
-	/*
-	 * An identifier locked by wrong passcodes gets no tokens by this route either: the lock
-	 * says someone is attacking the account, and the mailbox a link proves is the one the
-	 * passcodes go to. The code is used up like any refused one; after the lockout the
-	 * user asks for a new link.
-	 */
-	if ((rc = otp_lockout_txn(t, a->c, idtype, identifier, 0)) != ERR_NONE)
-		goto out;
-	type = user_idtype_parse(idtype);
-	rc = user_for_login_txn(t, r->client, type, identifier, &user);
-	if (rc != ERR_NONE)
-		goto out;
-	if (!user_is_active(user)) {
-		rc = ERR_USER_NOT_ACTIVE;
-		goto out;
-	}
-	rc = session_login_txn(t, a->c, user, r->client, "eml", "email", &r->opts, a->aud,
-			       &a->grant);
-	/* A success releases the lockout count and the recipient's send limits. */
-	if (rc == ERR_NONE && (rc = otp_lockout_txn(t, a->c, idtype, identifier, 1)) == ERR_NONE)
-		rc = ratelimit_release_txn(t, json_object_get(rec, "limits"));
-out:
 	json_decref(rec);
-	json_decref(user);
-	/* A refusal after the code was found still consumes it: commit (rc >= 0). */
 	return rc;
 }
 
@@ -471,7 +495,7 @@ int link_authenticate(struct ctx *c, const struct link_auth_req *r, const char *
 		rc = store_refused(rc);
 	else if (rc < 0)
 		rc = otp_store_error(rc);
-	if (rc == ERR_RATE_LIMITED && r->retry_after != NULL)
+	if ((rc == ERR_RATE_LIMITED || rc == ERR_LOCKED) && r->retry_after != NULL)
 		*r->retry_after = a.retry_after ? a.retry_after : 1;
 	if (rc == ERR_NONE) {
 		*tokens = token_response(c, &a.grant, &r->opts);

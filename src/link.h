@@ -69,15 +69,16 @@ struct link_auth_req {
 	const char *request_id;
 	struct login_opts opts;
 	const char *ip;	       /* the end user's address for [limits] ip_attempts, or NULL */
-	unsigned *retry_after; /* out, ERR_RATE_LIMITED: seconds to wait (NULL: not wanted) */
+	unsigned *retry_after; /* out, ERR_RATE_LIMITED, ERR_LOCKED: seconds (NULL: not wanted) */
 };
 
 /*
  * Exchange a code for tokens. ERR_NONE with *tokens (new reference), ERR_BAD_CREDENTIALS for
- * an unknown, used, expired or foreign code, ERR_LOCKED while the identifier is locked out
- * by wrong passcodes (otp_lockout_txn; the code is used up), ERR_RATE_LIMITED,
- * ERR_USER_NOT_FOUND, ERR_USER_NOT_ACTIVE, ERR_SESSION_NOT_FOUND, ERR_UNAVAILABLE or
- * ERR_INTERNAL. A success resets the identifier's failure count, as a passcode's does.
+ * an unknown, used, expired or foreign code, ERR_LOCKED while the account waits out a delay
+ * of its throttle (lockout.h; the code stays usable, *retry_after), ERR_RATE_LIMITED (an
+ * unknown code past an attempt limit), ERR_USER_NOT_FOUND, ERR_USER_NOT_ACTIVE,
+ * ERR_SESSION_NOT_FOUND, ERR_UNAVAILABLE or ERR_INTERNAL. A success ends the count of the
+ * identifier's failed attempts, as a passcode's does.
  */
 int link_authenticate(struct ctx *c, const struct link_auth_req *r, const char *aud,
 		      json_t **tokens);

@@ -6,6 +6,7 @@
 
 #include "client.h"
 #include "crypto.h"
+#include "lockout.h"
 #include "log.h"
 #include "ratelimit.h"
 #include "resp.h"
@@ -13,11 +14,17 @@
 
 #define REQUEST_ID_BYTES 16
 
-static const char *amr_of_channel(const char *channel)
+/*
+ * What a login with this send's code proves (RFC 8176): possession of the account's mailbox
+ * or phone when the code went there; a code sent to custom_email or custom_phone_number (never
+ * verified as the user's) or handed to the backend proves only a one-time code, "otp", which
+ * names no channel and so never makes "mfa" either.
+ */
+static const char *amr_of(const struct otp_send_req *r)
 {
-	if (strcmp(channel, "email") == 0)
+	if (strcmp(r->channel, "email") == 0 && r->custom_email == NULL)
 		return "eotp";
-	if (strcmp(channel, "sms") == 0)
+	if (strcmp(r->channel, "sms") == 0 && r->custom_phone == NULL)
 		return "sms";
 	return "otp";
 }
@@ -45,13 +52,6 @@ static int code_key(struct ctx *c, json_t *client, enum user_idtype type, const 
 	return keyring_tag(c->keys, key, "code",
 			   json_string_value(json_object_get(client, "client_id")),
 			   user_idtype_name(type), ident, NULL);
-}
-
-/* The database key of the failure counter of an identifier (shared by all clients). */
-static int failure_key(struct ctx *c, enum user_idtype type, const char *ident,
-		       char key[KEYRING_TAG_HEX])
-{
-	return keyring_tag(c->keys, key, "failures", user_idtype_name(type), ident, NULL);
 }
 
 struct send_txn {
@@ -273,9 +273,9 @@ static int send_txn(struct store_txn *t, void *argp)
 	}
 	/* A hidden send's record holds no code tag: no passcode ever matches it. */
 	rec = json_pack("{s:s, s:I, s:s, s:s, s:s, s:s}", "code", s->shadow ? "" : code_tag, "exp",
-			(json_int_t)(time(NULL) + (time_t)minutes * 60), "amr",
-			amr_of_channel(r->channel), "request_id", rid_tag, "idtype",
-			user_idtype_name(r->idtype), "identifier", r->identifier);
+			(json_int_t)(time(NULL) + (time_t)minutes * 60), "amr", amr_of(r),
+			"request_id", rid_tag, "idtype", user_idtype_name(r->idtype), "identifier",
+			r->identifier);
 	if (rec == NULL) {
 		rc = STORE_ERR;
 		goto out;
@@ -438,64 +438,92 @@ struct auth_txn {
 	unsigned retry_after;
 };
 
-/* Count one failure for the identifier; lock it once the limit is reached. */
-static int count_failure(struct store_txn *t, struct ctx *c, const char *fkey, json_t *counter,
-			 const char *code_key_hex)
+/* A failed attempt: it counts toward the attempt limits, and past one of them answers 429. */
+static int failed_attempt(struct store_txn *t, struct auth_txn *a)
 {
-	json_int_t n = json_integer_value(json_object_get(counter, "failures")) + 1;
-	time_t now = time(NULL);
-	json_t *rec;
-	int rc;
+	const struct otp_auth_req *r = a->r;
+	int rc =
+	    ratelimit_auth_fail_txn(t, a->c, client_id_of(r->client), r->ip,
+				    user_idtype_name(r->idtype), r->identifier, &a->retry_after);
 
-	if (n >= (json_int_t)c->conf->otp_max_failures) {
-		/* The limit is reached: the code dies and the identifier is locked. */
-		rc = store_del(t, TBL_CODES, code_key_hex, strlen(code_key_hex));
-		if (rc < 0)
-			return rc;
-		rec = json_pack("{s:I, s:I}", "failures", (json_int_t)0, "locked_until",
-				(json_int_t)(now + (time_t)c->conf->otp_lockout_minutes * 60));
-	} else {
-		rec = json_pack("{s:I, s:I}", "failures", n, "locked_until", (json_int_t)0);
-	}
-	if (rec == NULL)
-		return STORE_ERR;
-	rc = store_put(t, TBL_COUNTERS, fkey, strlen(fkey), rec);
-	json_decref(rec);
-	return rc < 0 ? rc : ERR_BAD_CREDENTIALS;
+	if (rc < 0)
+		return rc;
+	return rc ? ERR_RATE_LIMITED : ERR_BAD_CREDENTIALS;
 }
 
+/*
+ * A wrong passcode aimed at the live code rec (under key): the code dies at its
+ * max_failures'th, and the account's throttle counts it.
+ */
+static int wrong_guess(struct store_txn *t, struct auth_txn *a, const char *key, json_t *rec,
+		       struct lockout *l)
+{
+	json_int_t n = json_integer_value(json_object_get(rec, "failures")) + 1;
+	int rc;
+
+	if (n >= (json_int_t)a->c->conf->otp_max_failures) {
+		rc = store_del(t, TBL_CODES, key, strlen(key));
+	} else {
+		json_object_set_new(rec, "failures", json_integer(n));
+		rc = store_put(t, TBL_CODES, key, strlen(key), rec);
+	}
+	if (rc < 0 || (rc = lockout_fail_txn(t, a->c, l)) < 0)
+		return rc;
+	return failed_attempt(t, a);
+}
+
+/* The right passcode for the live code rec (under key): consume it and log the user in. */
+static int login(struct store_txn *t, struct auth_txn *a, const char *key, json_t *rec)
+{
+	const struct otp_auth_req *r = a->r;
+	json_t *user = NULL;
+	int rc;
+
+	if ((rc = store_del(t, TBL_CODES, key, strlen(key))) < 0 ||
+	    (rc = ratelimit_auth_success_txn(t, a->c, user_idtype_name(r->idtype), r->identifier)) <
+		0)
+		return rc;
+	rc = user_for_login_txn(t, r->client, r->idtype, r->identifier, &user);
+	if (rc != ERR_NONE)
+		return rc;
+	rc = user_is_active(user) ? ERR_NONE : ERR_USER_NOT_ACTIVE;
+	if (rc == ERR_NONE)
+		rc = session_login_txn(t, a->c, user, r->client,
+				       json_string_value(json_object_get(rec, "amr")),
+				       json_string_value(json_object_get(rec, "verifies")),
+				       &r->opts, a->aud, &a->grant);
+	json_decref(user);
+	if (rc == ERR_NONE && json_object_get(rec, "approval_data") != NULL)
+		a->grant.extra_claims =
+		    json_pack("{s:O}", "approval_data", json_object_get(rec, "approval_data"));
+	if (rc == ERR_NONE)
+		rc = ratelimit_release_txn(t, json_object_get(rec, "limits"));
+	return rc;
+}
+
+/*
+ * Only a guess at a live code of this (client, identifier), made with its request_id when the
+ * send asked for one, counts against that code and the account (lockout.h): a guess where no
+ * code is outstanding, from another client or outside the code's flow harms nobody's login.
+ */
 static int auth_txn(struct store_txn *t, void *argp)
 {
 	struct auth_txn *a = argp;
 	const struct otp_auth_req *r = a->r;
-	char key[KEYRING_TAG_HEX], fkey[KEYRING_TAG_HEX], tag[KEYRING_TAG_HEX];
-	json_t *counter = NULL, *rec = NULL, *user = NULL;
-	const char *rid;
-	time_t now = time(NULL);
-	int rc, expired, hide;
+	char key[KEYRING_TAG_HEX], tag[KEYRING_TAG_HEX];
+	struct lockout l = {.rec = NULL};
+	json_t *rec = NULL, *known = NULL;
+	int rc, expired;
 
 	login_grant_free(&a->grant);
-	if (code_key(a->c, r->client, r->idtype, r->identifier, key) < 0 ||
-	    failure_key(a->c, r->idtype, r->identifier, fkey) < 0)
+	a->retry_after = 0;
+	if (code_key(a->c, r->client, r->idtype, r->identifier, key) < 0)
 		return STORE_ERR;
-	/* Over an attempt limit nothing else happens: no failure is counted, no code consumed. */
-	rc = ratelimit_auth_txn(t, a->c, r->ip, user_idtype_name(r->idtype), r->identifier,
-				&a->retry_after);
-	if (rc < 0)
-		return rc;
-	/* Lock the counter first: every attempt on this identifier is serialised here. */
-	rc = store_get(t, TBL_COUNTERS, fkey, strlen(fkey), &counter, 1);
-	if (rc < 0)
-		return rc;
-	if (json_integer_value(json_object_get(counter, "locked_until")) > (json_int_t)now) {
-		rc = ERR_LOCKED;
-		goto out;
-	}
 	rc = store_get(t, TBL_CODES, key, strlen(key), &rec, 1);
 	if (rc < 0)
-		goto out;
+		return rc;
 	if (rc == STORE_NOTFOUND) {
-		rc = count_failure(t, a->c, fkey, counter, key);
+		rc = failed_attempt(t, a);
 		goto out;
 	}
 	/*
@@ -503,62 +531,40 @@ static int auth_txn(struct store_txn *t, void *argp)
 	 * the holder of the right code; any other passcode is simply wrong, as for an identifier
 	 * that never got one.
 	 */
-	expired = json_integer_value(json_object_get(rec, "exp")) <= (json_int_t)now;
-	hide = client_hides_existence(r->client);
-	if (expired && !hide) {
+	expired = json_integer_value(json_object_get(rec, "exp")) <= (json_int_t)time(NULL);
+	if (expired && !client_hides_existence(r->client)) {
 		rc = store_del(t, TBL_CODES, key, strlen(key));
 		rc = rc < 0 ? rc : ERR_CODE_EXPIRED;
 		goto out;
 	}
-	rid = json_string_value(json_object_get(rec, "request_id"));
+	if (!otp_request_id_ok(a->c, json_string_value(json_object_get(rec, "request_id")),
+			       r->request_id)) {
+		rc = failed_attempt(t, a);
+		goto out;
+	}
+	if ((rc = user_find_txn(t, r->idtype, r->identifier, &known)) < 0 ||
+	    (rc = lockout_begin_txn(t, a->c, json_string_value(json_object_get(known, "user_id")),
+				    user_idtype_name(r->idtype), r->identifier, &l,
+				    &a->retry_after)) != ERR_NONE)
+		goto out;
 	if (keyring_tag(a->c->keys, tag, "code-value", key, r->passcode, NULL) < 0) {
 		rc = STORE_ERR;
 		goto out;
 	}
-	if (!crypto_str_equal(tag, json_string_value(json_object_get(rec, "code")) ?: "")) {
-		rc = count_failure(t, a->c, fkey, counter, key);
-		goto out;
-	}
-	if (expired) {
-		rc = store_del(t, TBL_CODES, key, strlen(key));
-		rc = rc < 0 ? rc : ERR_CODE_EXPIRED;
-		goto out;
-	}
-	if (!otp_request_id_ok(a->c, rid, r->request_id)) {
-		rc = count_failure(t, a->c, fkey, counter, key);
-		goto out;
-	}
-	/* Right code: it is consumed, and a success clears the failure count. */
-	if ((rc = store_del(t, TBL_CODES, key, strlen(key))) < 0 ||
-	    (counter != NULL && (rc = store_del(t, TBL_COUNTERS, fkey, strlen(fkey))) < 0))
-		goto out;
-	rc = user_for_login_txn(t, r->client, r->idtype, r->identifier, &user);
-	if (rc != ERR_NONE)
-		goto out;
-	if (!user_is_active(user)) {
-		rc = ERR_USER_NOT_ACTIVE;
-		goto out;
-	}
-	rc = session_login_txn(
-	    t, a->c, user, r->client, json_string_value(json_object_get(rec, "amr")),
-	    json_string_value(json_object_get(rec, "verifies")), &r->opts, a->aud, &a->grant);
-	if (rc == ERR_NONE && json_object_get(rec, "approval_data") != NULL)
-		a->grant.extra_claims =
-		    json_pack("{s:O}", "approval_data", json_object_get(rec, "approval_data"));
-	if (rc == ERR_NONE) {
-		int rrc = ratelimit_release_txn(t, json_object_get(rec, "limits"));
-		if (rrc < 0)
-			rc = rrc;
-	}
+	if (!crypto_str_equal(tag, json_string_value(json_object_get(rec, "code")) ?: ""))
+		rc = wrong_guess(t, a, key, rec, &l);
+	else if (expired)
+		rc = (rc = store_del(t, TBL_CODES, key, strlen(key))) < 0 ? rc : ERR_CODE_EXPIRED;
+	else
+		rc = login(t, a, key, rec);
 out:
-	json_decref(counter);
+	lockout_done(&l);
+	json_decref(known);
 	json_decref(rec);
-	json_decref(user);
 	/*
-	 * A failure that was counted must be committed; any other refusal (locked, expired,
-	 * session not found) commits what it changed too, which is at most a dead code.
-	 * A refusal after the code was consumed (user disabled, session not found) must not
-	 * consume it: those return through abort below.
+	 * A failure that was counted must be committed, and so may a refusal that changed at
+	 * most a dead code (expired, locked). A refusal after the code was consumed (user
+	 * disabled, session not found) must not consume it: those abort.
 	 */
 	if (rc == ERR_USER_NOT_ACTIVE || rc == ERR_USER_NOT_FOUND || rc == ERR_SESSION_NOT_FOUND ||
 	    rc == ERR_ORG_NOT_MEMBER || rc == ERR_INTERNAL)
@@ -575,12 +581,14 @@ int otp_authenticate(struct ctx *c, const struct otp_auth_req *r, const char *au
 		rc = store_refused(rc);
 	else if (rc < 0)
 		rc = otp_store_error(rc);
-	if (rc == ERR_RATE_LIMITED) {
+	if (rc == ERR_RATE_LIMITED || rc == ERR_LOCKED) {
 		char masked[64];
 		if (r->retry_after != NULL)
 			*r->retry_after = a.retry_after ? a.retry_after : 1;
-		log_info("authenticate for %s refused: rate limit",
-			 log_mask_addr(r->identifier, masked, sizeof(masked)));
+		log_info("authenticate for %s refused: %s, retry in %u s",
+			 log_mask_addr(r->identifier, masked, sizeof(masked)),
+			 rc == ERR_LOCKED ? "the account is throttled" : "rate limit",
+			 a.retry_after ? a.retry_after : 1);
 	}
 	if (rc == ERR_NONE) {
 		*tokens = token_response(c, &a.grant, &r->opts);
@@ -588,28 +596,5 @@ int otp_authenticate(struct ctx *c, const struct otp_auth_req *r, const char *au
 			rc = ERR_INTERNAL;
 	}
 	login_grant_free(&a.grant);
-	return rc;
-}
-
-int otp_lockout_txn(struct store_txn *t, struct ctx *c, const char *idtype, const char *identifier,
-		    int clear)
-{
-	char fkey[KEYRING_TAG_HEX];
-	json_t *counter = NULL;
-	int rc;
-
-	if (keyring_tag(c->keys, fkey, "failures", idtype, identifier, NULL) < 0)
-		return STORE_ERR;
-	if (clear) {
-		rc = store_del(t, TBL_COUNTERS, fkey, strlen(fkey));
-		return rc < 0 ? rc : ERR_NONE;
-	}
-	rc = store_get(t, TBL_COUNTERS, fkey, strlen(fkey), &counter, 1);
-	if (rc < 0)
-		return rc;
-	rc = json_integer_value(json_object_get(counter, "locked_until")) > (json_int_t)time(NULL)
-		 ? ERR_LOCKED
-		 : ERR_NONE;
-	json_decref(counter);
 	return rc;
 }

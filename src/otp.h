@@ -1,8 +1,8 @@
 /*
  * otp: one-time passcodes. A send stores the passcode's keyed hash under (client, identifier),
  * replacing any earlier one, then delivers it; an authenticate checks it in one transaction
- * with the per-identifier failure counter, so that parallel guesses cannot exceed the limit
- * and a code succeeds at most once.
+ * with the code's own failure count and the account's throttle (lockout.h), so that parallel
+ * guesses cannot exceed either and a code succeeds at most once.
  */
 #ifndef OTLOGIN_OTP_H
 #define OTLOGIN_OTP_H
@@ -63,26 +63,19 @@ struct otp_auth_req {
 	const char *request_id; /* NULL when not given */
 	struct login_opts opts;
 	const char *ip;	       /* the end user's address for [limits] ip_attempts, or NULL */
-	unsigned *retry_after; /* out, ERR_RATE_LIMITED: seconds to wait (NULL: not wanted) */
+	unsigned *retry_after; /* out, ERR_RATE_LIMITED, ERR_LOCKED: seconds (NULL: not wanted) */
 };
 
 /*
  * Check a passcode and log the user in. Returns ERR_NONE with *tokens (new reference), or
- * ERR_BAD_CREDENTIALS, ERR_CODE_EXPIRED, ERR_LOCKED, ERR_RATE_LIMITED (nothing counted),
- * ERR_USER_NOT_FOUND, ERR_USER_NOT_ACTIVE, ERR_SESSION_NOT_FOUND, ERR_UNAVAILABLE,
- * ERR_INTERNAL. When the client hides existence, a wrong passcode for an expired code is
- * ERR_BAD_CREDENTIALS like any wrong passcode (only the right one learns it expired).
+ * ERR_BAD_CREDENTIALS, ERR_CODE_EXPIRED, ERR_LOCKED (the account is throttled: nothing was
+ * checked; *retry_after), ERR_RATE_LIMITED (a wrong passcode past an attempt limit; counted
+ * like any wrong one; *retry_after), ERR_USER_NOT_FOUND, ERR_USER_NOT_ACTIVE,
+ * ERR_SESSION_NOT_FOUND, ERR_UNAVAILABLE, ERR_INTERNAL. When the client hides existence, a wrong
+ * passcode for an expired code is ERR_BAD_CREDENTIALS like any wrong passcode (only the right one
+ * learns it expired).
  */
 int otp_authenticate(struct ctx *c, const struct otp_auth_req *r, const char *aud, json_t **tokens);
-
-/*
- * The per-identifier lockout, for every other route that logs an identifier in (magic links):
- * inside t, with clear == 0 answer ERR_LOCKED while the identifier is locked, else ERR_NONE;
- * with clear != 0 (the login succeeded) reset its failure count and answer ERR_NONE.
- * Negative store_rc on errors.
- */
-int otp_lockout_txn(struct store_txn *t, struct ctx *c, const char *idtype, const char *identifier,
-		    int clear);
 
 /* Map a negative store_rc to ERR_UNAVAILABLE (and mark a fatal one in *fatal when not NULL). */
 int otp_store_error(int rc);

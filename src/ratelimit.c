@@ -37,20 +37,35 @@ static json_int_t slot_count(json_t *slot)
 	return n > 0 ? n : 0;
 }
 
-unsigned rl_window_wait(json_t *rec, const struct conf_rate *rule, time_t now)
+static json_int_t window_total(json_t *slots, time_t now)
 {
-	json_t *slots = slots_of(rec), *slot;
-	json_int_t total = 0, over;
+	json_t *slot;
+	json_int_t total = 0;
 	size_t i;
 
-	if (rule->limit == 0)
-		return 0;
 	json_array_foreach(slots, i, slot)
 	{
 		if (slot_leaves(slot) > (json_int_t)now)
 			total += slot_count(slot);
 	}
-	over = total + 1 - (json_int_t)rule->limit;
+	return total;
+}
+
+unsigned rl_window_count(json_t *rec, time_t now)
+{
+	json_int_t n = window_total(slots_of(rec), now);
+	return n > 0xffffff ? 0xffffff : (unsigned)n;
+}
+
+unsigned rl_window_wait(json_t *rec, const struct conf_rate *rule, time_t now)
+{
+	json_t *slots = slots_of(rec), *slot;
+	json_int_t over;
+	size_t i;
+
+	if (rule->limit == 0)
+		return 0;
+	over = window_total(slots, now) + 1 - (json_int_t)rule->limit;
 	if (over <= 0)
 		return 0;
 	/* The oldest slots leave first: wait until enough of them have left. */
@@ -113,6 +128,13 @@ static int ratelimit_key_txn(struct store_txn *t, struct keyring *kr, const stru
 			     int count, unsigned *wait, const char *kind, const char *a,
 			     const char *b, json_t *keys);
 
+/* The key of the window of kind for subject a (and b when not NULL). 0 or -1. */
+static int limit_key(struct keyring *kr, char key[KEYRING_TAG_HEX], const char *kind, const char *a,
+		     const char *b)
+{
+	return keyring_tag(kr, key, "limit", kind, a ? a : "", b, NULL);
+}
+
 int ratelimit_txn(struct store_txn *t, struct keyring *kr, const struct conf_rate *rule, int count,
 		  unsigned *wait, const char *kind, const char *a, const char *b)
 {
@@ -132,7 +154,7 @@ static int ratelimit_key_txn(struct store_txn *t, struct keyring *kr, const stru
 
 	if (rule->limit == 0)
 		return 0;
-	if (keyring_tag(kr, key, "limit", kind, a ? a : "", b, NULL) < 0)
+	if (limit_key(kr, key, kind, a, b) < 0)
 		return STORE_ERR;
 	if (keys != NULL && json_array_append_new(keys, json_string(key)) < 0)
 		return STORE_ERR;
@@ -205,14 +227,15 @@ int ratelimit_release_txn(struct store_txn *t, json_t *keys)
 	return 0;
 }
 
-int ratelimit_auth_txn(struct store_txn *t, struct ctx *c, const char *addr, const char *idtype,
-		       const char *identifier, unsigned *wait)
+int ratelimit_auth_fail_txn(struct store_txn *t, struct ctx *c, const char *client_id,
+			    const char *addr, const char *idtype, const char *identifier,
+			    unsigned *wait)
 {
 	char subject[96];
 	int rc, refused = 0;
 
 	*wait = 0;
-	if (addr != NULL && addr[0] != '\0') {
+	if (addr != NULL) {
 		ratelimit_ip_subject(addr, subject, sizeof(subject));
 		rc = ratelimit_txn(t, c->keys, &c->conf->ip_attempts, 1, wait, "ip", subject, NULL);
 		if (rc < 0)
@@ -226,7 +249,24 @@ int ratelimit_auth_txn(struct store_txn *t, struct ctx *c, const char *addr, con
 			return rc;
 		refused |= rc;
 	}
-	return refused ? STORE_REFUSE(ERR_RATE_LIMITED) : 0;
+	/* The client's record is the hot one: last, so it is locked for the shortest time. */
+	rc = ratelimit_txn(t, c->keys, &c->conf->client_attempts, 1, wait, "client-attempts",
+			   client_id, NULL);
+	if (rc < 0)
+		return rc;
+	return refused | rc;
+}
+
+int ratelimit_auth_success_txn(struct store_txn *t, struct ctx *c, const char *idtype,
+			       const char *identifier)
+{
+	char key[KEYRING_TAG_HEX];
+	int rc;
+
+	if (limit_key(c->keys, key, "identifier", idtype, identifier) < 0)
+		return STORE_ERR;
+	rc = store_del(t, TBL_COUNTERS, key, strlen(key));
+	return rc < 0 ? rc : 0;
 }
 
 void ratelimit_ip_subject(const char *addr, char *out, size_t outlen)

@@ -1,8 +1,8 @@
 /*
  * ratelimit: how often something may happen (sends to a recipient, a client's sends,
- * authenticate attempts per identifier and per address, wrong client secrets), counted in
- * TBL_COUNTERS so that every worker, and the next process after a restart, sees the same
- * counts. Each limit is a sliding window: at most limit events in any period seconds.
+ * failed authenticates per identifier, end-user address and client, wrong client secrets), counted
+ * in TBL_COUNTERS so that every worker, and the next process after a restart, sees the same counts.
+ * Each limit is a sliding window: at most limit events in any period seconds.
  *
  * A window record holds event counts per time slot of width w = ceil(period / RL_SLOTS)
  * seconds. An event is remembered until its slot has wholly left the window, that is for at
@@ -35,6 +35,9 @@ unsigned rl_slot_width(const struct conf_rate *rule);
  * 0 when it fits now. A rule with limit 0 always answers 0.
  */
 unsigned rl_window_wait(json_t *rec, const struct conf_rate *rule, time_t now);
+
+/* The events that count in the window rec (borrowed; NULL is empty) at now. */
+unsigned rl_window_count(json_t *rec, time_t now);
 
 /*
  * The window rec (borrowed, NULL is empty) with one event added at now and the slots that
@@ -74,13 +77,20 @@ int ratelimit_send_txn(struct store_txn *t, struct ctx *c, const char *client_id
 int ratelimit_release_txn(struct store_txn *t, json_t *keys);
 
 /*
- * Inside t, the limits of one authenticate attempt: per end-user address (addr as the backend
- * reported it, or the backend's own; NULL skips it) and per identifier (idtype and identifier;
- * NULL skips it). Counted when they fit. Returns 0, STORE_REFUSE(ERR_RATE_LIMITED) with
- * *wait, or a negative store_rc.
+ * Inside t, count one failed authenticate: per end-user address (addr as the backend reported
+ * it; NULL skips it: a backend's own address is shared by all its users), per identifier
+ * (idtype and identifier; NULL skips it) and per client. Each limit that still fits counts
+ * it. Returns 0, 1 when one of them was already reached (the failure is answered 429 with
+ * *wait), or a negative store_rc. Only failures count, and these limits never stop a right
+ * code: what bounds guessing is a code's own failure count and the account throttle (lockout.h).
  */
-int ratelimit_auth_txn(struct store_txn *t, struct ctx *c, const char *addr, const char *idtype,
-		       const char *identifier, unsigned *wait);
+int ratelimit_auth_fail_txn(struct store_txn *t, struct ctx *c, const char *client_id,
+			    const char *addr, const char *idtype, const char *identifier,
+			    unsigned *wait);
+
+/* Inside t, a login of (idtype, identifier) succeeded: its failures stop counting. */
+int ratelimit_auth_success_txn(struct store_txn *t, struct ctx *c, const char *idtype,
+			       const char *identifier);
 
 /*
  * The key under which an end-user address is limited, into out (size outlen): an IPv4

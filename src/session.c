@@ -15,7 +15,8 @@
 #define USER_INDEX_MAX 200
 
 /*
- * The channel an amr value proves possession of: "mfa" is earned by two channels, not by two
+ * The channel an amr value proves possession of, or NULL for none ("otp": a code that went to
+ * an address never verified as the user's): "mfa" is earned by two channels, not by two
  * methods over the same one (a magic link and an email passcode both prove the mailbox).
  */
 static const char *amr_channel(const char *amr)
@@ -24,7 +25,7 @@ static const char *amr_channel(const char *amr)
 		return "email";
 	if (strcmp(amr, "sms") == 0)
 		return "phone";
-	return amr;
+	return strcmp(amr, "otp") == 0 ? NULL : amr;
 }
 
 /* Add amr to the session's list, and "mfa" once two different channels are present. */
@@ -48,6 +49,8 @@ static int amr_add(json_t *amrs, const char *amr)
 	json_array_foreach(amrs, i, v)
 	{
 		const char *ch = amr_channel(json_string_value(v));
+		if (ch == NULL)
+			continue;
 		if (first == NULL)
 			first = ch;
 		else if (strcmp(first, ch) != 0)

@@ -1,7 +1,9 @@
 """Rate limits (DESIGN security rules 6 and 13, otlogin.conf(5) [limits]): for each limit the
 request just under it succeeds and the one over it gets 429 with Retry-After and the
-contract's error body, and nothing happens (no mail, no SMS, no code replaced, no attempt
-counted). The limits live in the database: they hold across the four workers hit in
+contract's error body, and nothing happens (no mail, no SMS, no code replaced). The attempt
+limits count failed authenticates only and never refuse a right code; without a reported
+end-user address there is no per-address limit. A stack on the built-in defaults carries a
+busy site's traffic. The limits live in the database: they hold across the four workers hit in
 parallel, and across a restart of every worker.
 
 The harness turns every limit off; these stacks turn on the ones they test, with small
@@ -184,35 +186,47 @@ class SendLimits(LimitCase):
 
 class AuthLimits(LimitCase):
     def test_identifier_attempts(self):
-        """3 attempts an hour per identifier: the third (right) one succeeds, the fourth is
-        refused whatever it holds; other identifiers are not affected."""
+        """3 failed attempts an hour per identifier: the fourth wrong one is refused, but the
+        right code is never refused; a success ends the count; other identifiers are not
+        affected."""
         client = stack.new_client(permissions=["direct"])
         addr = stack.make_user()["email"]["value"]
         code = stack.direct_code(client["token"], addr)
-        for _ in range(2):
+        for _ in range(3):
             self.assertError(self.auth(client, addr, other_code(code)), 400,
                              "auth_invalid_credentials")
+        self.assertLimited(self.auth(client, addr, other_code(code)), 3600 + 60)
         self.assertTokenResponse(self.auth(client, addr, code))
         code = stack.direct_code(client["token"], addr)
-        self.assertLimited(self.auth(client, addr, code), 3600 + 60)
+        self.assertError(self.auth(client, addr, other_code(code)), 400,
+                         "auth_invalid_credentials")
+        self.assertTokenResponse(self.auth(client, addr, code))
         other = unique_email()
         self.assertTokenResponse(
             self.auth(client, other, stack.direct_code(client["token"], other)))
 
+    def test_successes_do_not_count(self):
+        """A success is no attempt against the limit: 10 logins of one user in a row."""
+        client = stack.new_client(permissions=["direct"])
+        addr = stack.make_user()["email"]["value"]
+        for _ in range(10):
+            self.assertTokenResponse(
+                self.auth(client, addr, stack.direct_code(client["token"], addr)))
+
     def test_ip_attempts(self):
-        """4 attempts an hour per end-user address, whatever the identifier: the fifth is
-        refused; another address is not; IPv6 addresses count per /64."""
+        """4 failed attempts an hour per end-user address, whatever the identifier: the fifth
+        is refused, but a right code from that address is not; another address is not
+        affected; IPv6 addresses count per /64."""
         client = stack.new_client(permissions=["direct"])
         ip = fresh_ip()
         for _ in range(4):
             addr = unique_email()
             self.assertError(self.auth(client, addr, "000000", ip=ip), 400)
+        self.assertLimited(self.auth(client, unique_email(), "000000", ip=ip), 3600 + 60)
         addr = unique_email()
-        code = stack.direct_code(client["token"], addr)
-        self.assertLimited(self.auth(client, addr, code, ip=ip), 3600 + 60)
-        # The refusal consumed nothing: the code works from another address.
-        self.assertTokenResponse(self.auth(client, addr, code))
-        # A magic link's authenticate counts against the address too.
+        self.assertTokenResponse(
+            self.auth(client, addr, stack.direct_code(client["token"], addr), ip=ip))
+        # A magic link's unknown code counts against the address too.
         r = stack.http("POST", LINK_AUTH, token=client["token"],
                        json=dict(code="x" * 43, **attrs(ip)))
         self.assertLimited(r, 3600 + 60)
@@ -223,26 +237,80 @@ class AuthLimits(LimitCase):
                            3600 + 60)
         self.assertError(self.auth(client, unique_email(), "000000", ip="2001:db8:77:2::1"), 400)
 
-    def test_backend_address_when_none_reported(self):
-        """Without client_attributes.ip_address the backend's own address (127.0.0.1) is the
-        key: its attempts share one budget."""
+    def test_no_address_reported(self):
+        """Without client_attributes.ip_address there is no per-address limit: the backend's
+        own address (127.0.0.1, shared by all its users) is never the key."""
         client = stack.new_client()
-        for _ in range(4):
+        for _ in range(10):
             r = stack.otp_authenticate(client["token"], unique_email(), "000000")
             self.assertError(r, 400)
-        r = stack.otp_authenticate(client["token"], unique_email(), "000000")
-        self.assertLimited(r, 3600 + 60)
         r = stack.otp_authenticate(client["token"], unique_email(), "000000",
                                    client_attributes={})
-        self.assertLimited(r, 3600 + 60)
+        self.assertError(r, 400)
+
+    def test_address_must_be_an_ip_address(self):
+        """ip_address is an IPv4 or IPv6 address, or 400: a caller cannot invent buckets."""
+        client = stack.new_client()
+        for bad in ("backend-1", "1.2.3.4.5", "::g", "198.51.100.1/24", " 198.51.100.1"):
+            r = stack.otp_authenticate(client["token"], unique_email(), "000000",
+                                       client_attributes={"ip_address": bad})
+            self.assertError(r, 400, "system_invalid_input")
+            r = self.send(client, unique_email(), client_attributes={"ip_address": bad})
+            self.assertError(r, 400, "system_invalid_input")
+        r = stack.otp_authenticate(client["token"], unique_email(), "000000",
+                                   client_attributes={"ip_address": "::ffff:198.51.100.7"})
+        self.assertError(r, 400, "auth_invalid_credentials")
 
     def test_parallel_attempts_across_workers(self):
-        """30 attempts from one address at once: exactly 4 are let through."""
+        """30 failed attempts from one address at once: exactly 4 are counted, the rest get
+        429."""
         client = stack.new_client()
         ip = fresh_ip()
         results = stack.parallel(
             [lambda: self.auth(client, unique_email(), "000000", ip=ip)] * 30, threads=30)
         self.assertEqual(sorted(r.status for r in results), [400] * 4 + [429] * 26)
+
+
+class BusySite(LimitCase):
+    """The built-in defaults on a stack of their own: a busy site's ordinary traffic through
+    one backend that reports no end-user address never meets a limit."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.stack = LimitStack(name="ratelimit-defaults", workers=4)
+        cls.stack.sections["limits"].clear()
+        cls.stack.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.stack.stop()
+
+    def test_700_users_through_one_backend(self):
+        """700 users, each with one typo and then the right code, all get in (before, the
+        backend's address was one bucket of 600 attempts an hour for all of them)."""
+        st = self.stack
+        client = st.new_client(permissions=["direct"])
+
+        def login(n):
+            addr = "busy-%d-%s@example.org" % (n, os.urandom(3).hex())
+            code = st.direct_code(client["token"], addr)
+            wrong = st.otp_authenticate(client["token"], addr, other_code(code))
+            right = st.otp_authenticate(client["token"], addr, code)
+            return wrong.status, right.status
+
+        results = st.parallel([lambda n=n: login(n) for n in range(700)], threads=8)
+        self.assertEqual(results, [(400, 200)] * 700)
+
+    def test_one_user_logs_in_30_times(self):
+        """The quickstart demo's user logs in by mail 30 times within the hour: every send and
+        every login succeeds (a login releases the send limits and ends the attempt count)."""
+        st = self.stack
+        client = st.new_client()
+        addr = st.make_user()["email"]["value"]
+        for _ in range(30):
+            self.assertEqual(self.send(client, addr).status, 200)
+            self.assertTokenResponse(
+                st.otp_authenticate(client["token"], addr, st.mail_code(st.wait_mail(addr))))
 
 
 class ClientSecretLimit(LimitCase):

@@ -43,6 +43,9 @@ int main(void)
 	check(c.otp_ttl_minutes == 10);
 	check(c.otp_max_failures == 3);
 	check(c.otp_lockout_minutes == 15);
+	check(c.account_failures.limit == 10 && c.account_failures.period == 3600);
+	check(c.otp_backoff == 30);
+	check(c.client_attempts.limit == 0);
 	check(c.access_ttl == 3600);
 	check(c.max_body == 65536);
 	check(strcmp(c.smtp_host, "") == 0);

@@ -1,7 +1,8 @@
 /*
  * otp: the passcode rules of DESIGN.md (1 to 5) on a real store: strong uniform codes, single
- * use (also across processes racing for one code), failures counted across re-sent codes with
- * lockout, a new send replacing the old code, codes bound to client and identifier, expiry.
+ * use (also across processes racing for one code), failures counted against the live code and
+ * the account's throttle (never against a guess at no code), a new send replacing the old code,
+ * codes bound to client and identifier, expiry.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include "crypto.h"
 #include "ctx.h"
 #include "keyring.h"
+#include "lockout.h"
 #include "otp.h"
 #include "user.h"
 
@@ -50,16 +52,42 @@ static int send_code(json_t *client, const char *email, char *code)
 	return rc;
 }
 
-static int auth(json_t *client, const char *email, const char *code)
+/* send_code, asking for a request id (new, into *rid). */
+static int send_code_rid(json_t *client, const char *email, char *code, char **rid)
 {
-	struct otp_auth_req r = {
-	    .client = client, .idtype = ID_EMAIL, .identifier = email, .passcode = code};
+	struct otp_send_req r = {.client = client,
+				 .channel = "direct",
+				 .idtype = ID_EMAIL,
+				 .identifier = email,
+				 .want_request_id = 1};
+	struct otp_send_res res;
+	int rc = otp_send(&c, &r, &res);
+	if (rc == ERR_NONE) {
+		snprintf(code, 16, "%s", res.code);
+		*rid = strdup(res.request_id);
+		otp_send_res_free(&res);
+	}
+	return rc;
+}
+
+static int auth_rid(json_t *client, const char *email, const char *code, const char *rid)
+{
+	struct otp_auth_req r = {.client = client,
+				 .idtype = ID_EMAIL,
+				 .identifier = email,
+				 .passcode = code,
+				 .request_id = rid};
 	json_t *tokens = NULL;
 	int rc = otp_authenticate(&c, &r, "aud", &tokens);
 	if (rc == ERR_NONE)
 		check(json_string_value(json_object_get(tokens, "refresh_token")) != NULL);
 	json_decref(tokens);
 	return rc;
+}
+
+static int auth(json_t *client, const char *email, const char *code)
+{
+	return auth_rid(client, email, code, NULL);
 }
 
 static void wrong_code(const char *code, char *wrong)
@@ -174,24 +202,60 @@ int main(void)
 		check_msg(wins == 1, "wins = %d", wins);
 	}
 
-	/* Rule 3: failures count per identifier across re-sent codes; then locked. */
-	check(send_code(a, "lock@example.com", code) == ERR_NONE);
+	/* Rule 3: wrong passcodes count against the live code; the third kills it. */
+	check(send_code(a, "dies@example.com", code) == ERR_NONE);
 	wrong_code(code, wrong);
-	check(auth(a, "lock@example.com", wrong) == ERR_BAD_CREDENTIALS);
-	check(auth(a, "lock@example.com", wrong) == ERR_BAD_CREDENTIALS);
-	check(send_code(a, "lock@example.com", code) == ERR_NONE); /* resend: count stays */
+	for (int i = 0; i < 3; i++)
+		check(auth(a, "dies@example.com", wrong) == ERR_BAD_CREDENTIALS);
+	check(auth(a, "dies@example.com", code) == ERR_BAD_CREDENTIALS); /* dead */
+	check(send_code(a, "dies@example.com", code) == ERR_NONE);	 /* a new one works */
+	check(auth(a, "dies@example.com", code) == ERR_NONE);
+
+	/*
+	 * Guesses where no code is outstanding, or from another client, harm nobody: past
+	 * [limits] identifier_attempts (20) they answer 429, and the right code still works.
+	 */
+	for (int i = 0; i < 15; i++)
+		check(auth(b, "victim@example.com", "000000") == ERR_BAD_CREDENTIALS);
+	check(send_code(a, "victim@example.com", code) == ERR_NONE);
 	wrong_code(code, wrong);
-	check(auth(a, "lock@example.com", wrong) == ERR_BAD_CREDENTIALS); /* third: limit */
-	check(auth(a, "lock@example.com", code) == ERR_LOCKED);		  /* the right code too */
+	for (int i = 15; i < 25; i++)
+		check(auth(b, "victim@example.com", wrong) ==
+		      (i < 20 ? ERR_BAD_CREDENTIALS : ERR_RATE_LIMITED));
+	check(auth(a, "victim@example.com", code) == ERR_NONE);
+	/* The success ended the count: wrong ones are plain wrong again. */
+	check(auth(b, "victim@example.com", wrong) == ERR_BAD_CREDENTIALS);
+
+	/* A code sent with a request_id is burnt only by guesses that present it. */
+	{
+		char *rid = NULL;
+		check(send_code_rid(a, "bound-rid@example.com", code, &rid) == ERR_NONE);
+		wrong_code(code, wrong);
+		for (int i = 0; i < 5; i++)
+			check(auth_rid(a, "bound-rid@example.com", wrong, NULL) ==
+			      ERR_BAD_CREDENTIALS);
+		check(auth_rid(a, "bound-rid@example.com", code, NULL) == ERR_BAD_CREDENTIALS);
+		check(auth_rid(a, "bound-rid@example.com", code, rid) == ERR_NONE);
+		free(rid);
+	}
+
+	/*
+	 * The account throttle: the 10th failure against live codes in an hour starts a delay
+	 * of 30 s, doubling per failure up to lockout_minutes; during it even the right code
+	 * waits; after it the right code works.
+	 */
+	check(lockout_delay(&conf, 9) == 0 && lockout_delay(&conf, 10) == 30 &&
+	      lockout_delay(&conf, 11) == 60 && lockout_delay(&conf, 14) == 480 &&
+	      lockout_delay(&conf, 15) == 900 && lockout_delay(&conf, 1000) == 900);
+	for (int i = 0; i < 10; i++) {
+		if (i % 3 == 0)
+			check(send_code(a, "lock@example.com", code) == ERR_NONE);
+		wrong_code(code, wrong);
+		check(auth(a, "lock@example.com", wrong) == ERR_BAD_CREDENTIALS);
+	}
 	check(send_code(a, "lock@example.com", code) == ERR_NONE);
 	check(auth(a, "lock@example.com", code) == ERR_LOCKED);
-	age(TBL_COUNTERS, "locked_until"); /* the lockout time passes */
-	check(auth(a, "lock@example.com", code) == ERR_NONE);
-	/* A success resets the count: two more failures do not lock. */
-	check(send_code(a, "lock@example.com", code) == ERR_NONE);
-	wrong_code(code, wrong);
-	check(auth(a, "lock@example.com", wrong) == ERR_BAD_CREDENTIALS);
-	check(auth(a, "lock@example.com", wrong) == ERR_BAD_CREDENTIALS);
+	age(TBL_COUNTERS, "until"); /* the delay passes */
 	check(auth(a, "lock@example.com", code) == ERR_NONE);
 
 	/* Rule 4: a new send replaces the previous code. */
