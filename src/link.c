@@ -437,8 +437,8 @@ static int login(struct store_txn *t, struct auth_state *a, enum user_idtype typ
 		return rc;
 	rc = user_is_active(user) ? ERR_NONE : ERR_USER_NOT_ACTIVE;
 	if (rc == ERR_NONE)
-		rc = session_login_txn(t, a->c, user, a->r->client, "eml", "email", &a->r->opts,
-				       a->aud, &a->grant);
+		rc = session_login_txn(t, a->c, user, a->r->client, "eml", "email", "email",
+				       &a->r->opts, a->aud, &a->grant);
 	json_decref(user);
 	/* A success releases the identifier's failed attempts and the recipient's send limits. */
 	if (rc == ERR_NONE &&

@@ -15,10 +15,11 @@
 #define REQUEST_ID_BYTES 16
 
 /*
- * What a login with this send's code proves (RFC 8176): possession of the account's mailbox
- * or phone when the code went there; a code sent to custom_email or custom_phone_number (never
- * verified as the user's) or handed to the backend proves only a one-time code, "otp", which
- * names no channel and so never makes "mfa" either.
+ * What a login with this send's code claims (RFC 8176 amr) and the channel it proves: the
+ * account's mailbox ("eotp") or phone ("sms") when the code went there, the backend's own
+ * delivery ("otp") for a direct send. A code sent to custom_email or custom_phone_number went
+ * to an address never verified as the user's: it claims a one-time code, "otp", and proves
+ * no channel, so it never makes "mfa".
  */
 static const char *amr_of(const struct otp_send_req *r)
 {
@@ -26,6 +27,15 @@ static const char *amr_of(const struct otp_send_req *r)
 		return "eotp";
 	if (strcmp(r->channel, "sms") == 0 && r->custom_phone == NULL)
 		return "sms";
+	return "otp";
+}
+
+static const char *channel_of(const struct otp_send_req *r)
+{
+	if (strcmp(r->channel, "email") == 0)
+		return r->custom_email == NULL ? "email" : NULL;
+	if (strcmp(r->channel, "sms") == 0)
+		return r->custom_phone == NULL ? "phone" : NULL;
 	return "otp";
 }
 
@@ -282,6 +292,8 @@ static int send_txn(struct store_txn *t, void *argp)
 	}
 	if (r->approval_data != NULL)
 		json_object_set(rec, "approval_data", r->approval_data);
+	json_object_set_new(rec, "channel",
+			    channel_of(r) ? json_string(channel_of(r)) : json_null());
 	/* A login with this code releases the recipient's send limits (see ratelimit.h). */
 	if (limit_keys != NULL && json_array_size(limit_keys) > 0)
 		json_object_set(rec, "limits", limit_keys);
@@ -476,6 +488,11 @@ static int wrong_guess(struct store_txn *t, struct auth_txn *a, const char *key,
 static int login(struct store_txn *t, struct auth_txn *a, const char *key, json_t *rec)
 {
 	const struct otp_auth_req *r = a->r;
+	const char *amr = json_string_value(json_object_get(rec, "amr")) ?: "otp";
+	/* null: the code proved no channel; absent (a code sent before channels were kept). */
+	const char *channel = json_object_get(rec, "channel") != NULL
+				  ? json_string_value(json_object_get(rec, "channel"))
+				  : session_amr_channel(amr);
 	json_t *user = NULL;
 	int rc;
 
@@ -488,8 +505,7 @@ static int login(struct store_txn *t, struct auth_txn *a, const char *key, json_
 		return rc;
 	rc = user_is_active(user) ? ERR_NONE : ERR_USER_NOT_ACTIVE;
 	if (rc == ERR_NONE)
-		rc = session_login_txn(t, a->c, user, r->client,
-				       json_string_value(json_object_get(rec, "amr")),
+		rc = session_login_txn(t, a->c, user, r->client, amr, channel,
 				       json_string_value(json_object_get(rec, "verifies")),
 				       &r->opts, a->aud, &a->grant);
 	json_decref(user);

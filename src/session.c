@@ -14,49 +14,56 @@
 #define SESSION_ID_BYTES 32
 #define USER_INDEX_MAX 200
 
-/*
- * The channel an amr value proves possession of, or NULL for none ("otp": a code that went to
- * an address never verified as the user's): "mfa" is earned by two channels, not by two
- * methods over the same one (a magic link and an email passcode both prove the mailbox).
- */
-static const char *amr_channel(const char *amr)
+const char *session_amr_channel(const char *amr)
 {
 	if (strcmp(amr, "eml") == 0 || strcmp(amr, "eotp") == 0)
 		return "email";
 	if (strcmp(amr, "sms") == 0)
 		return "phone";
-	return strcmp(amr, "otp") == 0 ? NULL : amr;
+	return amr;
 }
 
-/* Add amr to the session's list, and "mfa" once two different channels are present. */
-static int amr_add(json_t *amrs, const char *amr)
+/* Append s to the array a unless it holds it already. 0 or -1. */
+static int add_once(json_t *a, const char *s)
 {
-	const char *first = NULL;
-	int mfa = 0, seen = 0;
 	size_t i;
 	json_t *v;
 
-	json_array_foreach(amrs, i, v)
+	json_array_foreach(a, i, v)
 	{
-		const char *a = json_string_value(v);
-		seen |= strcmp(a, amr) == 0;
-		mfa |= strcmp(a, "mfa") == 0;
+		if (strcmp(json_string_value(v) ?: "", s) == 0)
+			return 0;
 	}
-	if (!seen && json_array_append_new(amrs, json_string(amr)) < 0)
+	return json_array_append_new(a, json_string(s));
+}
+
+/*
+ * Add amr to the session's list and channel (NULL: the login proved none, as a code sent to an
+ * address never verified as the user's) to its channels, and "mfa" to the list once two
+ * different channels are present.
+ */
+static int amr_add(json_t *session, const char *amr, const char *channel)
+{
+	json_t *amrs = json_object_get(session, "amr"),
+	       *chans = json_object_get(session, "channels");
+	size_t i;
+	json_t *v;
+
+	if (!json_is_array(chans)) {
+		/* A session from before channels were kept: what its amr values prove. */
+		chans = json_array();
+		if (chans == NULL || json_object_set_new(session, "channels", chans) < 0)
+			return -1;
+		json_array_foreach(amrs, i, v)
+		{
+			const char *a = json_string_value(v) ?: "mfa";
+			if (strcmp(a, "mfa") != 0 && add_once(chans, session_amr_channel(a)) < 0)
+				return -1;
+		}
+	}
+	if (add_once(amrs, amr) < 0 || (channel != NULL && add_once(chans, channel) < 0))
 		return -1;
-	if (mfa)
-		return 0;
-	json_array_foreach(amrs, i, v)
-	{
-		const char *ch = amr_channel(json_string_value(v));
-		if (ch == NULL)
-			continue;
-		if (first == NULL)
-			first = ch;
-		else if (strcmp(first, ch) != 0)
-			return json_array_append_new(amrs, json_string("mfa"));
-	}
-	return 0;
+	return json_array_size(chans) >= 2 ? add_once(amrs, "mfa") : 0;
 }
 
 static int user_index_key(char *out, size_t outlen, const char *user_id, const char *key)
@@ -117,9 +124,10 @@ static int new_session(struct store_txn *t, struct ctx *c, json_t *user, struct 
 	if (g->session_id == NULL ||
 	    keyring_tag(c->keys, g->session_key, "session", g->session_id, NULL) < 0)
 		return STORE_ERR;
-	*session = json_pack("{s:s, s:s, s:I, s:I, s:[]}", "user_id", user_id, "client_id",
-			     g->client_id, "created", (json_int_t)now, "max_exp",
-			     (json_int_t)(now + (time_t)c->conf->session_max_ttl), "amr");
+	*session =
+	    json_pack("{s:s, s:s, s:I, s:I, s:[], s:[]}", "user_id", user_id, "client_id",
+		      g->client_id, "created", (json_int_t)now, "max_exp",
+		      (json_int_t)(now + (time_t)c->conf->session_max_ttl), "amr", "channels");
 	n = user_index_key(ikey, sizeof(ikey), user_id, g->session_key);
 	if (*session == NULL || n < 0)
 		return STORE_ERR;
@@ -130,8 +138,8 @@ static int new_session(struct store_txn *t, struct ctx *c, json_t *user, struct 
 }
 
 int session_login_txn(struct store_txn *t, struct ctx *c, json_t *user, json_t *client,
-		      const char *amr, const char *verifies, const struct login_opts *opts,
-		      const char *aud, struct login_grant *g)
+		      const char *amr, const char *channel, const char *verifies,
+		      const struct login_opts *opts, const char *aud, struct login_grant *g)
 {
 	const char *user_id = json_string_value(json_object_get(user, "user_id"));
 	time_t now = time(NULL);
@@ -165,7 +173,7 @@ int session_login_txn(struct store_txn *t, struct ctx *c, json_t *user, json_t *
 	exp = (json_int_t)(now + (time_t)c->conf->session_ttl);
 	json_object_set_new(s, "exp", json_integer(exp < max_exp ? exp : max_exp));
 	json_object_set_new(s, "auth_time", json_integer((json_int_t)now));
-	if (amr_add(json_object_get(s, "amr"), amr) < 0)
+	if (amr_add(s, amr, channel) < 0)
 		return STORE_ERR;
 	rc = store_put(t, TBL_SESSIONS, g->session_key, strlen(g->session_key), s);
 	if (rc < 0)

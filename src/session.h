@@ -42,15 +42,25 @@ struct login_opts {
 };
 
 /*
+ * The channel an amr value proves possession of ("email" for "eml" and "eotp", "phone" for
+ * "sms", else the value itself), for sessions and code records written before logins named
+ * their channel: "mfa" is earned by two channels, not by two methods over the same one (a
+ * magic link and an email passcode both prove the mailbox).
+ */
+const char *session_amr_channel(const char *amr);
+
+/*
  * Finish a login inside the caller's transaction: open a session, or add amr to
- * opts->session_id's (which must be alive, the same user's and the same client's), record the
+ * opts->session_id's (which must be alive, the same user's and the same client's) with the
+ * channel it proved ("email", "phone", "otp" for a code the backend delivered; NULL for none:
+ * "mfa" takes two different channels), record the
  * login on the user (marking verifies, "email" or "phone_number", verified; NULL or "" for
  * none), and issue a refresh token for audience aud. Returns ERR_NONE with g filled,
  * ERR_SESSION_NOT_FOUND, or a negative store_rc. The caller releases g with login_grant_free.
  */
 int session_login_txn(struct store_txn *t, struct ctx *c, json_t *user, json_t *client,
-		      const char *amr, const char *verifies, const struct login_opts *opts,
-		      const char *aud, struct login_grant *g);
+		      const char *amr, const char *channel, const char *verifies,
+		      const struct login_opts *opts, const char *aud, struct login_grant *g);
 
 /*
  * Silent sign-in: tokens for the session named by the raw opts->session_id, which must be

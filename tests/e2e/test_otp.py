@@ -126,7 +126,9 @@ class EmailFlow(OTPCase):
         code = stack.mail_code(stack.wait_mail(other))
         self.assertEqual(stack.mailbox.pending(addr), [], "also mailed to the user")
         r = stack.otp_authenticate(self.client["token"], addr, code)
-        self.check_tokens(r, self.client, user["user_id"], "eotp")
+        # The address was never verified as the user's: amr claims a one-time code only.
+        _, idc, _ = self.check_tokens(r, self.client, user["user_id"], "otp")
+        self.assertEqual(idc["amr"], ["otp"])
 
     def test_unknown_identifier_authenticate(self):
         """Authenticate for an identifier nobody sent a code to: the same answer as a wrong

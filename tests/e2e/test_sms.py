@@ -173,7 +173,16 @@ class Smstools(SMSCase):
                                         code_in(text), "email")
         body = self.assertTokenResponse(r)
         _, idc = self.stack.verify_jwt(body["id_token"], "JWT", self.client["client_id"])
-        self.assertIn("sms", idc["amr"])
+        # The number was never verified as the user's: a one-time code, no phone channel,
+        # so an emailed code into the same session is one channel, not "mfa".
+        self.assertEqual(idc["amr"], ["otp"])
+        addr = user["email"]["value"]
+        code = self.stack.send_and_read_code(self.client["token"], addr)
+        r = self.stack.otp_authenticate(self.client["token"], addr, code,
+                                        session_id=body["session_id"])
+        _, idc = self.stack.verify_jwt(self.assertTokenResponse(r)["id_token"], "JWT",
+                                       self.client["client_id"])
+        self.assertEqual(sorted(idc["amr"]), ["eotp", "otp"])
 
     def test_user_without_phone(self):
         user = self.stack.make_user(email=unique_email())
