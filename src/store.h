@@ -139,8 +139,8 @@ void store_maintain(struct store *s);
  * - in TBL_CODES, TBL_REFRESH, TBL_SESSIONS and TBL_COUNTERS: any record with an integer
  *   "exp" older than now - STORE_PURGE_GRACE_S (rate-limit windows should carry an "exp"
  *   at their end for this);
- * - in TBL_COUNTERS without "exp": a record whose "locked_until" is that old and whose
- *   "failures" is 0 (an expired lockout is the same as no record);
+ * - in TBL_COUNTERS without "exp": a record whose "locked_until" is that old (the per-identifier
+ *   failure counters of older versions, which nothing reads any more);
  * - in TBL_CODES: a pointer {"link": key} whose link is gone;
  * - in TBL_SESSIONS: a user index entry "u:<user_id>:<session key>" -> {} whose session is
  *   gone.

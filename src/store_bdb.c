@@ -1195,9 +1195,9 @@ static int purge_dead(struct store *s, DB_TXN *txn, enum store_table tbl, const 
 		return json_integer_value(exp) <= (json_int_t)cutoff;
 	switch (tbl) {
 	case TBL_COUNTERS:
+		/* A failure counter of an older version: nothing reads them any more. */
 		v = json_object_get(val, "locked_until");
-		return json_is_integer(v) && json_integer_value(v) <= (json_int_t)cutoff &&
-		       json_integer_value(json_object_get(val, "failures")) == 0;
+		return json_is_integer(v) && json_integer_value(v) <= (json_int_t)cutoff;
 	case TBL_CODES:
 		/* {"link": key}: the identifier's current link, dead with the link. */
 		v = json_object_get(val, "link");
