@@ -568,7 +568,7 @@ static int auth_txn(struct store_txn *t, void *argp)
 		goto out;
 	}
 	if (!crypto_str_equal(tag, json_string_value(json_object_get(rec, "code")) ?: ""))
-		rc = wrong_guess(t, a, key, rec, &l);
+		rc = expired ? failed_attempt(t, a) : wrong_guess(t, a, key, rec, &l);
 	else if (expired)
 		rc = (rc = store_del(t, TBL_CODES, key, strlen(key))) < 0 ? rc : ERR_CODE_EXPIRED;
 	else
