@@ -65,6 +65,7 @@ struct send_txn {
 	char to[256];
 	int sms;
 	int shadow;	      /* hidden existence: nothing usable is stored or delivered */
+	int over;	      /* the recipient's own limits hold it back: a shadow send too */
 	unsigned retry_after; /* ERR_RATE_LIMITED */
 };
 
@@ -191,27 +192,24 @@ static int destination(struct send_txn *s, json_t *user, int found)
 }
 
 /*
- * The send limits of this message, counted in t. The recipient is the address or number it
- * goes to; a hidden send has none, so it counts where a real one to this identifier would:
- * the custom destination or the identifier itself (an email address or phone number), so
- * that the 429s of the two do not differ either.
+ * The send limits of this message, counted in t. A revealing client's are those of the
+ * recipient, the address or number it goes to. A hiding client's that can refuse are keyed by
+ * the request alone, so that they answer alike whether or not there is a recipient; the
+ * recipient's own are then kept silently (s->over, see ratelimit_hidden_send_txn).
  */
 static int send_limits(struct send_txn *s, struct store_txn *t, json_t *keys)
 {
 	const struct otp_send_req *r = s->r;
-	const char *a = s->to, *b = NULL;
+	const char *client_id = json_string_value(json_object_get(r->client, "client_id"));
 
-	if (s->shadow) {
-		a = s->sms ? r->custom_phone : r->custom_email;
-		if (a == NULL) {
-			a = r->identifier;
-			if (r->idtype != ID_EMAIL && r->idtype != ID_PHONE)
-				b = user_idtype_name(r->idtype);
-		}
-	}
-	return ratelimit_send_txn(t, s->c,
-				  json_string_value(json_object_get(r->client, "client_id")),
-				  r->channel, a, b, &s->retry_after, keys);
+	s->over = 0;
+	if (!client_hides_existence(r->client))
+		return ratelimit_send_txn(t, s->c, client_id, r->channel, s->to, NULL,
+					  &s->retry_after, keys);
+	return ratelimit_hidden_send_txn(t, s->c, client_id, r->channel,
+					 user_idtype_name(r->idtype), r->identifier,
+					 s->sms ? r->custom_phone : r->custom_email,
+					 s->shadow ? NULL : s->to, &s->over, &s->retry_after, keys);
 }
 
 static int send_txn(struct store_txn *t, void *argp)
@@ -251,6 +249,9 @@ static int send_txn(struct store_txn *t, void *argp)
 			json_decref(limit_keys);
 			return rc;
 		}
+		/* Over the recipient's own limits: answered as sent, and nothing goes out. */
+		if (s->over)
+			s->shadow = 1;
 	}
 
 	if (minutes > s->c->conf->otp_max_ttl_minutes)
@@ -399,6 +400,12 @@ int otp_send(struct ctx *c, const struct otp_send_req *r, struct otp_send_res *r
 	}
 	if (rc != ERR_NONE)
 		goto out;
+	if (s.over) {
+		char masked[64];
+		log_info("passcode to %s not sent: the recipient's send limit is reached (answered "
+			 "as sent: the client hides existence)",
+			 log_mask_addr(s.to, masked, sizeof(masked)));
+	}
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	if (s.shadow) {
 		/* Nothing goes out; take about as long as a delivery would have. */

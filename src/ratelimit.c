@@ -159,11 +159,18 @@ static int ratelimit_key_txn(struct store_txn *t, struct keyring *kr, const stru
 	return rc < 0 ? rc : 0;
 }
 
+/* The recipient's limits: its cool-down and recipient_sends. */
+static struct conf_rate cooldown_rule(struct ctx *c)
+{
+	struct conf_rate r = {c->conf->send_cooldown ? 1 : 0, c->conf->send_cooldown};
+	return r;
+}
+
 int ratelimit_send_txn(struct store_txn *t, struct ctx *c, const char *client_id,
 		       const char *channel, const char *a, const char *b, unsigned *wait,
 		       json_t *keys)
 {
-	struct conf_rate cooldown = {c->conf->send_cooldown ? 1 : 0, c->conf->send_cooldown};
+	struct conf_rate cooldown = cooldown_rule(c);
 	const struct conf_rate *spend =
 	    strcmp(channel, "sms") == 0 ? &c->conf->client_sms : &c->conf->client_emails;
 	int rc, refused = 0;
@@ -183,6 +190,78 @@ int ratelimit_send_txn(struct store_txn *t, struct ctx *c, const char *client_id
 	if (rc < 0)
 		return rc;
 	refused |= rc;
+	rc = ratelimit_txn(t, c->keys, spend, 1, wait, "client-sends", client_id, channel);
+	if (rc < 0)
+		return rc;
+	refused |= rc;
+	return refused ? STORE_REFUSE(ERR_RATE_LIMITED) : 0;
+}
+
+/*
+ * The recipient to's own limits, checked before any is counted: 0 when all fit (then each is
+ * counted and its key listed in keys), 1 when one does not (nothing is counted), or a
+ * negative store_rc.
+ */
+static int recipient_silent_txn(struct store_txn *t, struct ctx *c, const char *to, json_t *keys)
+{
+	struct conf_rate cooldown = cooldown_rule(c);
+	unsigned ignored = 0;
+	int rc;
+
+	rc = ratelimit_key_txn(t, c->keys, &cooldown, 0, &ignored, "cooldown", to, NULL, NULL);
+	if (rc != 0)
+		return rc;
+	rc = ratelimit_key_txn(t, c->keys, &c->conf->recipient_sends, 0, &ignored, "recipient", to,
+			       NULL, NULL);
+	if (rc != 0)
+		return rc;
+	rc = ratelimit_key_txn(t, c->keys, &cooldown, 1, &ignored, "cooldown", to, NULL, keys);
+	if (rc != 0)
+		return rc;
+	return ratelimit_key_txn(t, c->keys, &c->conf->recipient_sends, 1, &ignored, "recipient",
+				 to, NULL, keys);
+}
+
+int ratelimit_hidden_send_txn(struct store_txn *t, struct ctx *c, const char *client_id,
+			      const char *channel, const char *idtype, const char *identifier,
+			      const char *custom, const char *to, int *over, unsigned *wait,
+			      json_t *keys)
+{
+	struct conf_rate cooldown = cooldown_rule(c);
+	const struct conf_rate *spend =
+	    strcmp(channel, "sms") == 0 ? &c->conf->client_sms : &c->conf->client_emails;
+	char what[64];
+	const char *a = custom ? custom : identifier;
+	int rc, refused = 0;
+
+	*wait = 0;
+	*over = 0;
+	/*
+	 * The request's subject has a namespace of its own ("request", the channel, and the
+	 * identifier type or "custom"), so it is never the recipient's record: an email address
+	 * asked for by itself is counted once under each.
+	 */
+	snprintf(what, sizeof(what), "request/%s/%s", channel, custom ? "custom" : idtype);
+	rc = ratelimit_key_txn(t, c->keys, &cooldown, 1, wait, "cooldown", a, what, keys);
+	if (rc < 0)
+		return rc;
+	refused |= rc;
+	rc = ratelimit_key_txn(t, c->keys, &c->conf->recipient_sends, 1, wait, "recipient", a, what,
+			       keys);
+	if (rc < 0)
+		return rc;
+	refused |= rc;
+	/*
+	 * The real recipient is looked at only when the request may go on: a refusal does the
+	 * same work whether or not there is one. Same order as ratelimit_send_txn: the client's
+	 * record last.
+	 */
+	if (!refused && to != NULL) {
+		rc = recipient_silent_txn(t, c, to, keys);
+		if (rc < 0)
+			return rc;
+		*over = rc;
+	}
 	rc = ratelimit_txn(t, c->keys, spend, 1, wait, "client-sends", client_id, channel);
 	if (rc < 0)
 		return rc;

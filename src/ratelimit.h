@@ -67,6 +67,21 @@ int ratelimit_send_txn(struct store_txn *t, struct ctx *c, const char *client_id
 		       json_t *keys);
 
 /*
+ * ratelimit_send_txn for a client that hides existence, whose answers must be the same
+ * function of the request whether or not the identifier exists or can receive. The limits
+ * that may refuse (and so set *wait, Retry-After) are keyed only by what the request says:
+ * the channel, and the custom destination when not NULL, else idtype and identifier; plus the
+ * client's spend cap. The real recipient to (the address or number the message would go to;
+ * NULL when nothing would be delivered) is then held to its own cool-down and recipient_sends
+ * silently: over them, *over is set to 1, nothing is counted for it, and the caller must
+ * deliver nothing and answer as for a send. Keys as for ratelimit_send_txn.
+ */
+int ratelimit_hidden_send_txn(struct store_txn *t, struct ctx *c, const char *client_id,
+			      const char *channel, const char *idtype, const char *identifier,
+			      const char *custom, const char *to, int *over, unsigned *wait,
+			      json_t *keys);
+
+/*
  * Release a recipient's send limits (keys as ratelimit_send_txn listed them; borrowed, NULL
  * is none): a login that succeeded proves the recipient asked for the message, so the next
  * one need not wait. Returns 0 or a negative store_rc.
