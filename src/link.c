@@ -210,19 +210,20 @@ int link_send(struct ctx *c, const struct link_send_req *r, struct link_send_res
 			log_info("magic link to %s not sent: the recipient's send limit is reached "
 				 "(answered as sent: the client hides existence)",
 				 log_mask_addr(s.to, masked, sizeof(masked)));
-		ratelimit_delivery_pace("email", &start);
+		ratelimit_delivery_pace(c, "email", &start);
 	} else {
 		clock_gettime(CLOCK_MONOTONIC, &start);
 		log_mask_addr(s.to, masked, sizeof(masked));
 		if (mail_send(&c->mail, c->conf->mail_from, s.to, s.message, s.message_len) ==
 		    MAIL_OK) {
-			ratelimit_delivery_took("email", &start);
+			ratelimit_delivery_took(c, "email", &start);
 			log_info("sent a magic link to %s", masked);
 		} else {
 			/* A link that was never delivered must not stay usable. */
 			log_err("no magic link went out to %s: the link is withdrawn", masked);
 			store_run(c->store, forget_txn, s.key);
-			rc = otp_failed_delivery_answer(r->client, "email", &start, ERR_DELIVERY);
+			rc =
+			    otp_failed_delivery_answer(c, r->client, "email", &start, ERR_DELIVERY);
 			if (rc != ERR_NONE)
 				goto out;
 		}

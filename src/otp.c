@@ -28,13 +28,13 @@ int otp_store_error(int rc)
 									 : ERR_INTERNAL;
 }
 
-int otp_failed_delivery_answer(json_t *client, const char *channel, const struct timespec *start,
-			       int rc)
+int otp_failed_delivery_answer(struct ctx *c, json_t *client, const char *channel,
+			       const struct timespec *start, int rc)
 {
 	if (!client_hides_existence(client))
 		return rc;
 	log_warn("the failed send is answered as sent: the client hides existence");
-	ratelimit_delivery_pace(channel, start);
+	ratelimit_delivery_pace(c, channel, start);
 	return ERR_NONE;
 }
 
@@ -350,7 +350,7 @@ static int deliver(struct send_txn *s, const struct timespec *start)
 		struct sms_message m = {s->to, sms_sender(s), s->message};
 		rc = sms_send(&sc, &m);
 		if (rc == SMS_OK) {
-			ratelimit_delivery_took("sms", start);
+			ratelimit_delivery_took(s->c, "sms", start);
 			log_info("sent a passcode by SMS to %s", masked);
 			return ERR_NONE;
 		}
@@ -359,7 +359,7 @@ static int deliver(struct send_txn *s, const struct timespec *start)
 	} else {
 		if (mail_send(&s->c->mail, s->c->conf->mail_from, s->to, s->message,
 			      s->message_len) == MAIL_OK) {
-			ratelimit_delivery_took("email", start);
+			ratelimit_delivery_took(s->c, "email", start);
 			log_info("sent a passcode by email to %s", masked);
 			return ERR_NONE;
 		}
@@ -410,9 +410,9 @@ int otp_send(struct ctx *c, const struct otp_send_req *r, struct otp_send_res *r
 	if (s.shadow) {
 		/* Nothing goes out; take about as long as a delivery would have. */
 		if (delivers)
-			ratelimit_delivery_pace(r->channel, &start);
+			ratelimit_delivery_pace(c, r->channel, &start);
 	} else if (delivers && (rc = deliver(&s, &start)) != ERR_NONE &&
-		   (rc = otp_failed_delivery_answer(r->client, r->channel, &start, rc)) !=
+		   (rc = otp_failed_delivery_answer(c, r->client, r->channel, &start, rc)) !=
 		       ERR_NONE) {
 		goto out;
 	}

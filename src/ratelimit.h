@@ -110,8 +110,13 @@ void ratelimit_ip_subject(const char *addr, char *out, size_t outlen);
  * a real delivery of a channel ("email" or "sms") took; ratelimit_delivery_pace sleeps until
  * about that long (an average kept by this process) has passed since start (CLOCK_MONOTONIC),
  * so that a delivery that failed early takes as long as one that went out.
+ *
+ * The average is shared through c's store (c may be NULL: this process only): a process
+ * starts from the shared estimate, so that its first hidden send is padded too, and writes
+ * its own at its first delivery and then at most once a minute. The record carries "exp"
+ * (a week on): an estimate no delivery refreshed is purged.
  */
-void ratelimit_delivery_took(const char *channel, const struct timespec *start);
-void ratelimit_delivery_pace(const char *channel, const struct timespec *start);
+void ratelimit_delivery_took(struct ctx *c, const char *channel, const struct timespec *start);
+void ratelimit_delivery_pace(struct ctx *c, const char *channel, const struct timespec *start);
 
 #endif

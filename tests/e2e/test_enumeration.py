@@ -8,8 +8,10 @@ default policy ("reveal") keeps the contract's 404s.
 
 Timing is made alike by doing the same work on both paths (the same limits, composing and
 writes, and a pause as long as recent deliveries took); it is measured and shown here, not
-asserted (a threshold would make the suite flaky)."""
+asserted (a threshold would make the suite flaky), except against a delay the test itself
+puts into the SMTP sink (ColdWorker)."""
 
+import asyncio
 import os
 import statistics
 import time
@@ -387,3 +389,87 @@ class CrossChannel(E2ETestCase):
         b = stack.otp_send(self.reveal["token"], addr, "email", "email")
         self.assertError(b, 429)
         self.assertIn("Retry-After", b.headers)
+
+
+# How long the cold-worker stack's SMTP sink takes to accept a message (seconds).
+SLOW_SINK = 0.5
+
+
+class SlowMailbox(harness.Mailbox):
+    """The sink, taking SLOW_SINK seconds over each message: every real delivery takes at
+    least that long, which a send that delivers nothing cannot without padding."""
+
+    async def handle_DATA(self, server, session, envelope):
+        await asyncio.sleep(SLOW_SINK)
+        return await super().handle_DATA(server, session, envelope)
+
+
+class ColdWorker(E2ETestCase):
+    """Audit item 5: the pause that makes a hidden send take as long as a delivery starts, in
+    a worker that has delivered nothing yet (just started, or started again after an idle
+    reaper such as mod_fcgid's), from the estimate shared in the database, so that its first
+    answer for an unknown identifier is not the fast one. No wall-clock threshold of the
+    machine's: the sink here takes SLOW_SINK s per message, a real delivery measured here
+    takes at least that, and a hidden send (which does no I/O) must take nearly as long."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.stack = harness.Stack(name="cold-worker", workers=2)
+        cls.stack.mailbox = SlowMailbox()
+        cls.stack.start()
+        c = cls.stack.ctl("client", "add", "--name", "cold", "--existence", "hide", "--signup",
+                          "closed", "--redirect-uri", REDIRECT, parse=True)
+        cls.client = dict(c, token=cls.stack.client_token(c["client_id"], c["client_secret"]))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.stack.stop()
+
+    def restart(self):
+        """Stop lighttpd and its workers, then start them again on the same database."""
+        s = self.stack
+        workers = s.worker_pids()
+        s.proc.terminate()
+        s.proc.wait(timeout=15)
+        s.proc = None
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and any(harness._proc_stat(p) for p, _ in workers):
+            time.sleep(0.05)
+        self.assertTrue(s._start_server(), "lighttpd did not start again")
+        self.assertFalse(set(workers) & set(s.worker_pids()), "the workers are not new")
+
+    def timed(self, call):
+        t0 = time.monotonic()
+        r = call()
+        return r, time.monotonic() - t0
+
+    def test_fresh_worker_pads_hidden_sends(self):
+        s, token = self.stack, self.client["token"]
+        addr = s.make_user()["email"]["value"]
+        r, real = self.timed(lambda: s.otp_send(token, addr))
+        self.assertEqual(r.status, 200, "%r" % (r,))
+        s.wait_mail(addr)
+        self.assertGreaterEqual(real, SLOW_SINK)
+        cases = [
+            ("passcode", lambda: s.otp_send(token, unique_email("nobody"))),
+            ("magic link", lambda: s.http("POST", LINK_SEND, token=token,
+                                          json={"identifier": unique_email("nobody"),
+                                                "identifier_type": "email",
+                                                "redirect_uri": REDIRECT})),
+        ]
+        for what, call in cases:
+            with self.subTest(what):
+                self.restart()
+                # Both workers are new: whichever answers has delivered nothing.
+                times = []
+                for _ in range(3):
+                    r, took = self.timed(call)
+                    self.assertEqual(r.status, 200, "%r" % (r,))
+                    times.append(took)
+                harness.note("%s: real delivery %.0f ms, hidden sends on fresh workers %s ms"
+                             % (what, 1000 * real, ", ".join("%.0f" % (1000 * t)
+                                                              for t in times)))
+                self.assertGreaterEqual(min(times), 0.8 * SLOW_SINK,
+                                        "a fresh worker answered a hidden send in %.0f ms"
+                                        % (1000 * min(times)))
+        self.assertEqual(s.mailbox.pending(), [])

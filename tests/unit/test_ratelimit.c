@@ -316,6 +316,78 @@ static void on_a_store(const char *dir)
 	}
 }
 
+/* The shared delivery time estimate of channel: put rec (borrowed) there, or get it (*out). */
+struct pace_rec {
+	const char *channel;
+	json_t *put, *got;
+};
+
+static int pace_rec_txn(struct store_txn *t, void *argp)
+{
+	struct pace_rec *p = argp;
+	char key[KEYRING_TAG_HEX];
+	int rc;
+
+	if (keyring_tag(&keys, key, "delivery-pace", p->channel, NULL) < 0)
+		return STORE_ERR;
+	if (p->put != NULL)
+		return store_put(t, TBL_COUNTERS, key, strlen(key), p->put);
+	json_decref(p->got);
+	p->got = NULL;
+	rc = store_get(t, TBL_COUNTERS, key, strlen(key), &p->got, 0);
+	return rc < 0 ? rc : 0;
+}
+
+static double since_ms(const struct timespec *start)
+{
+	struct timespec end;
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	return (double)(end.tv_sec - start->tv_sec) * 1e3 +
+	       (double)(end.tv_nsec - start->tv_nsec) / 1e6;
+}
+
+/*
+ * The pause of a send that delivers nothing, in a process that has delivered nothing yet: it
+ * starts from the estimate shared in the store (when it has not expired), and a delivery
+ * shares this process's estimate with an expiry.
+ */
+static void delivery_pace(void)
+{
+	struct pace_rec p = {"sms", NULL, NULL};
+	struct timespec start;
+	time_t now = time(NULL);
+	json_int_t exp;
+
+	/* A shared estimate of 80 ms: this process, which has none, pauses that long. */
+	p.put = json_pack("{s:I, s:I}", "ns", (json_int_t)80000000, "exp", (json_int_t)now + 60);
+	check(store_run(c.store, pace_rec_txn, &p) == 0);
+	json_decref(p.put);
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	ratelimit_delivery_pace(&c, "sms", &start);
+	check_msg(since_ms(&start) >= 80, "paused %.1f ms", since_ms(&start));
+
+	/* An expired one (of 3 s) is not used. */
+	p = (struct pace_rec){"email", NULL, NULL};
+	p.put = json_pack("{s:I, s:I}", "ns", (json_int_t)3000000000, "exp", (json_int_t)now - 1);
+	check(store_run(c.store, pace_rec_txn, &p) == 0);
+	json_decref(p.put);
+	p.put = NULL;
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	ratelimit_delivery_pace(&c, "email", &start);
+	check_msg(since_ms(&start) < 1500, "paused %.1f ms", since_ms(&start));
+
+	/* A delivery (of 20 ms or more) shares its time, with an expiry. */
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	nanosleep(&(struct timespec){0, 20000000}, NULL);
+	ratelimit_delivery_took(&c, "email", &start);
+	check(store_run(c.store, pace_rec_txn, &p) == 0);
+	check(json_integer_value(json_object_get(p.got, "ns")) >= 20000000);
+	exp = json_integer_value(json_object_get(p.got, "exp"));
+	check_msg(exp > (json_int_t)time(NULL) && exp <= (json_int_t)time(NULL) + 7 * 86400 + 1,
+		  "exp %lld", (long long)exp);
+	json_decref(p.got);
+}
+
 int main(void)
 {
 	char dir[64], cmd[128];
@@ -334,6 +406,7 @@ int main(void)
 	check(keyring_create(c.store, dir, JWK_RS256) == 0);
 	check(keyring_load(&keys, c.store, dir, 3600) == 0);
 	on_a_store(dir);
+	delivery_pace();
 	keyring_free(&keys);
 	store_close(c.store);
 	conf_free(&conf);
