@@ -188,6 +188,8 @@ int link_send(struct ctx *c, const struct link_send_req *r, struct link_send_res
 	int rc;
 
 	memset(res, 0, sizeof(*res));
+	/* As in otp_send: a send's time counts from before its transaction. */
+	clock_gettime(CLOCK_MONOTONIC, &start);
 	rc = store_run(c->store, send_txn, &s);
 	if (store_refused(rc) >= 0)
 		rc = store_refused(rc);
@@ -205,14 +207,12 @@ int link_send(struct ctx *c, const struct link_send_req *r, struct link_send_res
 		s.url = NULL;
 	} else if (s.shadow) {
 		/* Nothing goes out; take about as long as a delivery would have. */
-		clock_gettime(CLOCK_MONOTONIC, &start);
 		if (s.over)
 			log_info("magic link to %s not sent: the recipient's send limit is reached "
 				 "(answered as sent: the client hides existence)",
 				 log_mask_addr(s.to, masked, sizeof(masked)));
 		ratelimit_delivery_pace(c, "email", &start);
 	} else {
-		clock_gettime(CLOCK_MONOTONIC, &start);
 		log_mask_addr(s.to, masked, sizeof(masked));
 		if (mail_send(&c->mail, c->conf->mail_from, s.to, s.message, s.message_len) ==
 		    MAIL_OK) {

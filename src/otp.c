@@ -387,6 +387,12 @@ int otp_send(struct ctx *c, const struct otp_send_req *r, struct otp_send_res *r
 		if (sms_backend_for(&sc) == NULL)
 			return ERR_INVALID_INPUT;
 	}
+	/*
+	 * The time of a send is counted from here, before the transaction: a real send's
+	 * (which counts the recipient's limits too) is in its delivery time, and a send that
+	 * delivers nothing is paced from here, so the two transactions cannot differ visibly.
+	 */
+	clock_gettime(CLOCK_MONOTONIC, &start);
 	rc = store_run(c->store, send_txn, &s);
 	if (store_refused(rc) >= 0)
 		rc = store_refused(rc);
@@ -406,7 +412,6 @@ int otp_send(struct ctx *c, const struct otp_send_req *r, struct otp_send_res *r
 			 "as sent: the client hides existence)",
 			 log_mask_addr(s.to, masked, sizeof(masked)));
 	}
-	clock_gettime(CLOCK_MONOTONIC, &start);
 	if (s.shadow) {
 		/* Nothing goes out; take about as long as a delivery would have. */
 		if (delivers)

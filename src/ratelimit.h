@@ -107,9 +107,10 @@ void ratelimit_ip_subject(const char *addr, char *out, size_t outlen);
 /*
  * Enumeration hiding: a send that delivers nothing (the client hides whether an identifier
  * exists) should take as long as one that delivers. ratelimit_delivery_took records how long
- * a real delivery of a channel ("email" or "sms") took; ratelimit_delivery_pace sleeps until
- * about that long (an average kept by this process) has passed since start (CLOCK_MONOTONIC),
- * so that a delivery that failed early takes as long as one that went out.
+ * a real send of a channel ("email" or "sms") took from start (CLOCK_MONOTONIC, taken before
+ * the send's transaction) to the end of its delivery; ratelimit_delivery_pace sleeps until
+ * about that long (an average kept by this process) has passed since start, so that a send
+ * that delivers nothing, or whose delivery failed early, takes as long as one that went out.
  *
  * The average is shared through c's store (c may be NULL: this process only): a process
  * starts from the shared estimate, so that its first hidden send is padded too, and writes
