@@ -412,7 +412,7 @@ static double *pace_of(struct ctx *c, const char *channel)
 void ratelimit_delivery_took(struct ctx *c, const char *channel, const struct timespec *start)
 {
 	struct timespec end;
-	double ns, *avg = pace_of(c, channel);
+	double ns, *avg;
 	time_t now = time(NULL), *shared = &pace_shared_at[pace_index(channel)];
 
 	if (clock_gettime(CLOCK_MONOTONIC, &end) < 0)
@@ -420,6 +420,8 @@ void ratelimit_delivery_took(struct ctx *c, const char *channel, const struct ti
 	ns = (double)(end.tv_sec - start->tv_sec) * 1e9 + (double)(end.tv_nsec - start->tv_nsec);
 	if (ns < 0)
 		return;
+	/* Read only now, so that reading the shared estimate is not counted as delivery time. */
+	avg = pace_of(c, channel);
 	/* A slow outlier (a relay that timed out and was retried) must not stall the others. */
 	if (ns > 5e9)
 		ns = 5e9;
