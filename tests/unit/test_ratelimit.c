@@ -316,6 +316,87 @@ static void on_a_store(const char *dir)
 	}
 }
 
+struct hidden_arg {
+	const char *idtype, *identifier, *to;
+	int over;
+	unsigned wait;
+};
+
+static int hidden_txn(struct store_txn *t, void *argp)
+{
+	struct hidden_arg *a = argp;
+	return ratelimit_hidden_send_txn(t, &c, "client-h", "email", a->idtype, a->identifier, NULL,
+					 a->to, &a->over, &a->wait, NULL);
+}
+
+struct count_arg {
+	struct conf_rate rule;
+	const char *kind, *subject;
+};
+
+static int count_txn(struct store_txn *t, void *argp)
+{
+	struct count_arg *a = argp;
+	unsigned wait = 0;
+	return ratelimit_txn(t, &keys, &a->rule, 0, &wait, a->kind, a->subject, NULL);
+}
+
+/* How many events of kind ("cooldown", "recipient") are counted for a recipient (<= 9). */
+static int counted(const char *kind, const char *subject)
+{
+	for (unsigned n = 1; n <= 10; n++) {
+		struct count_arg a = {{n, 3600}, kind, subject};
+		if (store_run(c.store, count_txn, &a) == 0)
+			return (int)n - 1;
+	}
+	return -1;
+}
+
+/*
+ * A hiding client's send: what may refuse is keyed by the request, and the real recipient's
+ * limits are kept silently: over them, *over is set, nothing is counted for it, and the
+ * answer is no refusal.
+ */
+static void hidden_sends(void)
+{
+	struct hidden_arg a = {"email", "h@example.com", "h@example.com", 0, 0};
+
+	conf.send_cooldown = 30;
+	conf.recipient_sends = (struct conf_rate){5, 3600};
+	conf.client_emails = (struct conf_rate){100, 3600};
+	check(store_run(c.store, hidden_txn, &a) == 0 && a.over == 0);
+	check(counted("cooldown", "h@example.com") == 1 &&
+	      counted("recipient", "h@example.com") == 1);
+	/* Asked for by another identifier: the request fits, the recipient is over, silently. */
+	a = (struct hidden_arg){"username", "h", "h@example.com", 0, 0};
+	check(store_run(c.store, hidden_txn, &a) == 0 && a.over == 1 && a.wait == 0);
+	check(counted("cooldown", "h@example.com") == 1 &&
+	      counted("recipient", "h@example.com") == 1);
+	/* The same request again is refused, with nothing to deliver or not. */
+	check(store_refused(store_run(c.store, hidden_txn, &a)) == ERR_RATE_LIMITED);
+	check(a.wait > 0 && a.wait <= 31);
+	a = (struct hidden_arg){"username", "h", NULL, 0, 0};
+	check(store_refused(store_run(c.store, hidden_txn, &a)) == ERR_RATE_LIMITED);
+	check(a.wait > 0 && a.wait <= 31);
+	/* Nothing to deliver: only the request is counted. */
+	a = (struct hidden_arg){"email", "nobody@example.com", NULL, 0, 0};
+	check(store_run(c.store, hidden_txn, &a) == 0 && a.over == 0);
+	check(counted("cooldown", "nobody@example.com") == 0);
+	check(store_refused(store_run(c.store, hidden_txn, &a)) == ERR_RATE_LIMITED);
+	/* Over one of the recipient's limits, the other is not counted either. */
+	conf.send_cooldown = 1;
+	conf.recipient_sends = (struct conf_rate){1, 3600};
+	a = (struct hidden_arg){"email", "r@example.com", "r@example.com", 0, 0};
+	check(store_run(c.store, hidden_txn, &a) == 0 && a.over == 0);
+	nanosleep(&(struct timespec){2, 500000000}, NULL); /* the 1 s cool-down is over */
+	check(counted("cooldown", "r@example.com") == 0);
+	a = (struct hidden_arg){"username", "r", "r@example.com", 0, 0};
+	check(store_run(c.store, hidden_txn, &a) == 0 && a.over == 1);
+	check(counted("cooldown", "r@example.com") == 0 &&
+	      counted("recipient", "r@example.com") == 1);
+	conf.send_cooldown = 0;
+}
+
 /* The shared delivery time estimate of channel: put rec (borrowed) there, or get it (*out). */
 struct pace_rec {
 	const char *channel;
@@ -406,6 +487,7 @@ int main(void)
 	check(keyring_create(c.store, dir, JWK_RS256) == 0);
 	check(keyring_load(&keys, c.store, dir, 3600) == 0);
 	on_a_store(dir);
+	hidden_sends();
 	delivery_pace();
 	keyring_free(&keys);
 	store_close(c.store);
