@@ -28,6 +28,7 @@ struct send_state {
 	char to[256];
 	char key[KEYRING_TAG_HEX];
 	int shadow;	      /* hidden existence: no usable link is stored or mailed */
+	int over;	      /* the recipient's own limits hold it back: a shadow send too */
 	unsigned retry_after; /* ERR_RATE_LIMITED */
 };
 
@@ -101,19 +102,25 @@ static int send_txn(struct store_txn *t, void *argp)
 		s->shadow = 1;
 		snprintf(s->to, sizeof(s->to), "%s", s->c->conf->mail_from);
 	}
+	s->over = 0;
 	if (!r->direct) {
-		/* A hidden send counts where a real one to this identifier would. */
-		const char *a = s->shadow ? r->identifier : s->to;
-		const char *b = s->shadow && r->idtype != ID_EMAIL && r->idtype != ID_PHONE
-				    ? user_idtype_name(r->idtype)
-				    : NULL;
 		limit_keys = json_array();
 		if (limit_keys == NULL)
 			return STORE_ERR;
-		rc = ratelimit_send_txn(t, s->c, client_id_of(r->client), "email", a, b,
-					&s->retry_after, limit_keys);
+		/* As in otp.c (send_limits): a hiding client's 429s depend on the request only. */
+		if (client_hides_existence(r->client))
+			rc = ratelimit_hidden_send_txn(t, s->c, client_id_of(r->client), "email",
+						       user_idtype_name(r->idtype), r->identifier,
+						       NULL, s->shadow ? NULL : s->to, &s->over,
+						       &s->retry_after, limit_keys);
+		else
+			rc = ratelimit_send_txn(t, s->c, client_id_of(r->client), "email", s->to,
+						NULL, &s->retry_after, limit_keys);
 		if (rc < 0)
 			goto out;
+		/* Over the recipient's own limits: answered as sent, and nothing goes out. */
+		if (s->over)
+			s->shadow = 1;
 	}
 	if (minutes > s->c->conf->link_max_ttl_minutes)
 		minutes = s->c->conf->link_max_ttl_minutes;
@@ -177,6 +184,8 @@ int link_send(struct ctx *c, const struct link_send_req *r, struct link_send_res
 	int rc;
 
 	memset(res, 0, sizeof(*res));
+	/* As in otp_send: a send's time counts from before its transaction. */
+	clock_gettime(CLOCK_MONOTONIC, &start);
 	rc = store_run(c->store, send_txn, &s);
 	if (store_refused(rc) >= 0)
 		rc = store_refused(rc);
@@ -194,20 +203,23 @@ int link_send(struct ctx *c, const struct link_send_req *r, struct link_send_res
 		s.url = NULL;
 	} else if (s.shadow) {
 		/* Nothing goes out; take about as long as a delivery would have. */
-		clock_gettime(CLOCK_MONOTONIC, &start);
-		ratelimit_delivery_pace("email", &start);
+		if (s.over)
+			log_info("magic link to %s not sent: the recipient's send limit is reached "
+				 "(answered as sent: the client hides existence)",
+				 log_mask_addr(s.to, masked, sizeof(masked)));
+		ratelimit_delivery_pace(c, "email", &start);
 	} else {
-		clock_gettime(CLOCK_MONOTONIC, &start);
 		log_mask_addr(s.to, masked, sizeof(masked));
 		if (mail_send(&c->mail, c->conf->mail_from, s.to, s.message, s.message_len) ==
 		    MAIL_OK) {
-			ratelimit_delivery_took("email", &start);
+			ratelimit_delivery_took(c, "email", &start);
 			log_info("sent a magic link to %s", masked);
 		} else {
 			/* A link that was never delivered must not stay usable. */
 			log_err("no magic link went out to %s: the link is withdrawn", masked);
 			store_run(c->store, forget_txn, s.key);
-			rc = otp_failed_delivery_answer(r->client, "email", &start, ERR_DELIVERY);
+			rc =
+			    otp_failed_delivery_answer(c, r->client, "email", &start, ERR_DELIVERY);
 			if (rc != ERR_NONE)
 				goto out;
 		}

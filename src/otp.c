@@ -45,13 +45,13 @@ int otp_store_error(int rc)
 									 : ERR_INTERNAL;
 }
 
-int otp_failed_delivery_answer(json_t *client, const char *channel, const struct timespec *start,
-			       int rc)
+int otp_failed_delivery_answer(struct ctx *c, json_t *client, const char *channel,
+			       const struct timespec *start, int rc)
 {
 	if (!client_hides_existence(client))
 		return rc;
 	log_warn("the failed send is answered as sent: the client hides existence");
-	ratelimit_delivery_pace(channel, start);
+	ratelimit_delivery_pace(c, channel, start);
 	return ERR_NONE;
 }
 
@@ -75,6 +75,7 @@ struct send_txn {
 	char to[256];
 	int sms;
 	int shadow;	      /* hidden existence: nothing usable is stored or delivered */
+	int over;	      /* the recipient's own limits hold it back: a shadow send too */
 	unsigned retry_after; /* ERR_RATE_LIMITED */
 };
 
@@ -201,27 +202,24 @@ static int destination(struct send_txn *s, json_t *user, int found)
 }
 
 /*
- * The send limits of this message, counted in t. The recipient is the address or number it
- * goes to; a hidden send has none, so it counts where a real one to this identifier would:
- * the custom destination or the identifier itself (an email address or phone number), so
- * that the 429s of the two do not differ either.
+ * The send limits of this message, counted in t. A revealing client's are those of the
+ * recipient, the address or number it goes to. A hiding client's that can refuse are keyed by
+ * the request alone, so that they answer alike whether or not there is a recipient; the
+ * recipient's own are then kept silently (s->over, see ratelimit_hidden_send_txn).
  */
 static int send_limits(struct send_txn *s, struct store_txn *t, json_t *keys)
 {
 	const struct otp_send_req *r = s->r;
-	const char *a = s->to, *b = NULL;
+	const char *client_id = json_string_value(json_object_get(r->client, "client_id"));
 
-	if (s->shadow) {
-		a = s->sms ? r->custom_phone : r->custom_email;
-		if (a == NULL) {
-			a = r->identifier;
-			if (r->idtype != ID_EMAIL && r->idtype != ID_PHONE)
-				b = user_idtype_name(r->idtype);
-		}
-	}
-	return ratelimit_send_txn(t, s->c,
-				  json_string_value(json_object_get(r->client, "client_id")),
-				  r->channel, a, b, &s->retry_after, keys);
+	s->over = 0;
+	if (!client_hides_existence(r->client))
+		return ratelimit_send_txn(t, s->c, client_id, r->channel, s->to, NULL,
+					  &s->retry_after, keys);
+	return ratelimit_hidden_send_txn(t, s->c, client_id, r->channel,
+					 user_idtype_name(r->idtype), r->identifier,
+					 s->sms ? r->custom_phone : r->custom_email,
+					 s->shadow ? NULL : s->to, &s->over, &s->retry_after, keys);
 }
 
 static int send_txn(struct store_txn *t, void *argp)
@@ -261,6 +259,9 @@ static int send_txn(struct store_txn *t, void *argp)
 			json_decref(limit_keys);
 			return rc;
 		}
+		/* Over the recipient's own limits: answered as sent, and nothing goes out. */
+		if (s->over)
+			s->shadow = 1;
 	}
 
 	if (minutes > s->c->conf->otp_max_ttl_minutes)
@@ -361,7 +362,7 @@ static int deliver(struct send_txn *s, const struct timespec *start)
 		struct sms_message m = {s->to, sms_sender(s), s->message};
 		rc = sms_send(&sc, &m);
 		if (rc == SMS_OK) {
-			ratelimit_delivery_took("sms", start);
+			ratelimit_delivery_took(s->c, "sms", start);
 			log_info("sent a passcode by SMS to %s", masked);
 			return ERR_NONE;
 		}
@@ -370,7 +371,7 @@ static int deliver(struct send_txn *s, const struct timespec *start)
 	} else {
 		if (mail_send(&s->c->mail, s->c->conf->mail_from, s->to, s->message,
 			      s->message_len) == MAIL_OK) {
-			ratelimit_delivery_took("email", start);
+			ratelimit_delivery_took(s->c, "email", start);
 			log_info("sent a passcode by email to %s", masked);
 			return ERR_NONE;
 		}
@@ -398,6 +399,12 @@ int otp_send(struct ctx *c, const struct otp_send_req *r, struct otp_send_res *r
 		if (sms_backend_for(&sc) == NULL)
 			return ERR_INVALID_INPUT;
 	}
+	/*
+	 * The time of a send is counted from here, before the transaction: a real send's
+	 * (which counts the recipient's limits too) is in its delivery time, and a send that
+	 * delivers nothing is paced from here, so the two transactions cannot differ visibly.
+	 */
+	clock_gettime(CLOCK_MONOTONIC, &start);
 	rc = store_run(c->store, send_txn, &s);
 	if (store_refused(rc) >= 0)
 		rc = store_refused(rc);
@@ -411,13 +418,18 @@ int otp_send(struct ctx *c, const struct otp_send_req *r, struct otp_send_res *r
 	}
 	if (rc != ERR_NONE)
 		goto out;
-	clock_gettime(CLOCK_MONOTONIC, &start);
+	if (s.over) {
+		char masked[64];
+		log_info("passcode to %s not sent: the recipient's send limit is reached (answered "
+			 "as sent: the client hides existence)",
+			 log_mask_addr(s.to, masked, sizeof(masked)));
+	}
 	if (s.shadow) {
 		/* Nothing goes out; take about as long as a delivery would have. */
 		if (delivers)
-			ratelimit_delivery_pace(r->channel, &start);
+			ratelimit_delivery_pace(c, r->channel, &start);
 	} else if (delivers && (rc = deliver(&s, &start)) != ERR_NONE &&
-		   (rc = otp_failed_delivery_answer(r->client, r->channel, &start, rc)) !=
+		   (rc = otp_failed_delivery_answer(c, r->client, r->channel, &start, rc)) !=
 		       ERR_NONE) {
 		goto out;
 	}

@@ -96,8 +96,8 @@ int otp_compose_mail(struct ctx *c, json_t *client, enum mail_kind kind, const c
  * try), so it is answered as a send, ERR_NONE, no sooner than such a delivery usually takes,
  * and only logged.
  */
-int otp_failed_delivery_answer(json_t *client, const char *channel, const struct timespec *start,
-			       int rc);
+int otp_failed_delivery_answer(struct ctx *c, json_t *client, const char *channel,
+			       const struct timespec *start, int rc);
 
 /* A new request id (replacing *raw) and its keyed hash for the record. 0 or -1. */
 int otp_new_request_id(struct ctx *c, char **raw, char tag[KEYRING_TAG_HEX]);

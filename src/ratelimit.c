@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "log.h"
 #include "resp.h"
 
 unsigned rl_slot_width(const struct conf_rate *rule)
@@ -181,11 +182,18 @@ static int ratelimit_key_txn(struct store_txn *t, struct keyring *kr, const stru
 	return rc < 0 ? rc : 0;
 }
 
+/* The recipient's limits: its cool-down and recipient_sends. */
+static struct conf_rate cooldown_rule(struct ctx *c)
+{
+	struct conf_rate r = {c->conf->send_cooldown ? 1 : 0, c->conf->send_cooldown};
+	return r;
+}
+
 int ratelimit_send_txn(struct store_txn *t, struct ctx *c, const char *client_id,
 		       const char *channel, const char *a, const char *b, unsigned *wait,
 		       json_t *keys)
 {
-	struct conf_rate cooldown = {c->conf->send_cooldown ? 1 : 0, c->conf->send_cooldown};
+	struct conf_rate cooldown = cooldown_rule(c);
 	const struct conf_rate *spend =
 	    strcmp(channel, "sms") == 0 ? &c->conf->client_sms : &c->conf->client_emails;
 	int rc, refused = 0;
@@ -205,6 +213,78 @@ int ratelimit_send_txn(struct store_txn *t, struct ctx *c, const char *client_id
 	if (rc < 0)
 		return rc;
 	refused |= rc;
+	rc = ratelimit_txn(t, c->keys, spend, 1, wait, "client-sends", client_id, channel);
+	if (rc < 0)
+		return rc;
+	refused |= rc;
+	return refused ? STORE_REFUSE(ERR_RATE_LIMITED) : 0;
+}
+
+/*
+ * The recipient to's own limits, checked before any is counted: 0 when all fit (then each is
+ * counted and its key listed in keys), 1 when one does not (nothing is counted), or a
+ * negative store_rc.
+ */
+static int recipient_silent_txn(struct store_txn *t, struct ctx *c, const char *to, json_t *keys)
+{
+	struct conf_rate cooldown = cooldown_rule(c);
+	unsigned ignored = 0;
+	int rc;
+
+	rc = ratelimit_key_txn(t, c->keys, &cooldown, 0, &ignored, "cooldown", to, NULL, NULL);
+	if (rc != 0)
+		return rc;
+	rc = ratelimit_key_txn(t, c->keys, &c->conf->recipient_sends, 0, &ignored, "recipient", to,
+			       NULL, NULL);
+	if (rc != 0)
+		return rc;
+	rc = ratelimit_key_txn(t, c->keys, &cooldown, 1, &ignored, "cooldown", to, NULL, keys);
+	if (rc != 0)
+		return rc;
+	return ratelimit_key_txn(t, c->keys, &c->conf->recipient_sends, 1, &ignored, "recipient",
+				 to, NULL, keys);
+}
+
+int ratelimit_hidden_send_txn(struct store_txn *t, struct ctx *c, const char *client_id,
+			      const char *channel, const char *idtype, const char *identifier,
+			      const char *custom, const char *to, int *over, unsigned *wait,
+			      json_t *keys)
+{
+	struct conf_rate cooldown = cooldown_rule(c);
+	const struct conf_rate *spend =
+	    strcmp(channel, "sms") == 0 ? &c->conf->client_sms : &c->conf->client_emails;
+	char what[64];
+	const char *a = custom ? custom : identifier;
+	int rc, refused = 0;
+
+	*wait = 0;
+	*over = 0;
+	/*
+	 * The request's subject has a namespace of its own ("request", the channel, and the
+	 * identifier type or "custom"), so it is never the recipient's record: an email address
+	 * asked for by itself is counted once under each.
+	 */
+	snprintf(what, sizeof(what), "request/%s/%s", channel, custom ? "custom" : idtype);
+	rc = ratelimit_key_txn(t, c->keys, &cooldown, 1, wait, "cooldown", a, what, keys);
+	if (rc < 0)
+		return rc;
+	refused |= rc;
+	rc = ratelimit_key_txn(t, c->keys, &c->conf->recipient_sends, 1, wait, "recipient", a, what,
+			       keys);
+	if (rc < 0)
+		return rc;
+	refused |= rc;
+	/*
+	 * The real recipient is looked at only when the request may go on: a refusal does the
+	 * same work whether or not there is one. Same order as ratelimit_send_txn: the client's
+	 * record last.
+	 */
+	if (!refused && to != NULL) {
+		rc = recipient_silent_txn(t, c, to, keys);
+		if (rc < 0)
+			return rc;
+		*over = rc;
+	}
 	rc = ratelimit_txn(t, c->keys, spend, 1, wait, "client-sends", client_id, channel);
 	if (rc < 0)
 		return rc;
@@ -303,33 +383,102 @@ void ratelimit_ip_subject(const char *addr, char *out, size_t outlen)
 		out[i] = '\0';
 }
 
-/* Per process and channel: a moving average of how long deliveries take, in nanoseconds. */
-static double pace_ns[2];
+/*
+ * Per process and channel: a moving average of how long deliveries take, in nanoseconds. It
+ * starts from, and now and then updates, an estimate shared through TBL_COUNTERS, so that a
+ * process that has delivered nothing yet (a worker just started) pads like the others.
+ */
+#define PACE_SHARE_EVERY 60	       /* seconds between two writes of one process */
+#define PACE_SHARE_TTL (7 * 24 * 3600) /* an estimate nobody refreshed is purged */
 
-static double *pace_of(const char *channel)
+static double pace_ns[2];
+static time_t pace_shared_at[2];
+
+static int pace_index(const char *channel)
 {
-	return &pace_ns[strcmp(channel, "sms") == 0];
+	return strcmp(channel, "sms") == 0;
 }
 
-void ratelimit_delivery_took(const char *channel, const struct timespec *start)
+struct pace_arg {
+	struct ctx *c;
+	const char *channel;
+	double ns; /* in: what to write (write != 0); out: what was read, 0 for none */
+	int write;
+};
+
+static int pace_txn(struct store_txn *t, void *argp)
+{
+	struct pace_arg *p = argp;
+	char key[KEYRING_TAG_HEX];
+	time_t now = time(NULL);
+	json_t *rec;
+	int rc;
+
+	if (keyring_tag(p->c->keys, key, "delivery-pace", p->channel, NULL) < 0)
+		return STORE_ERR;
+	if (p->write) {
+		rec = json_pack("{s:I, s:I}", "ns", (json_int_t)p->ns, "exp",
+				(json_int_t)(now + PACE_SHARE_TTL));
+		if (rec == NULL)
+			return STORE_ERR;
+		rc = store_put(t, TBL_COUNTERS, key, strlen(key), rec);
+		json_decref(rec);
+		return rc < 0 ? rc : 0;
+	}
+	p->ns = 0;
+	rc = store_get(t, TBL_COUNTERS, key, strlen(key), &rec, 0);
+	if (rc != STORE_FOUND)
+		return rc < 0 ? rc : 0;
+	if (json_integer_value(json_object_get(rec, "exp")) > (json_int_t)now &&
+	    json_integer_value(json_object_get(rec, "ns")) > 0)
+		p->ns = (double)json_integer_value(json_object_get(rec, "ns"));
+	json_decref(rec);
+	return 0;
+}
+
+/* The process's estimate for channel, taken from the shared one while it has none. */
+static double *pace_of(struct ctx *c, const char *channel)
+{
+	double *avg = &pace_ns[pace_index(channel)];
+
+	if (*avg <= 0 && c != NULL && c->store != NULL) {
+		struct pace_arg p = {c, channel, 0, 0};
+		if (store_run(c->store, pace_txn, &p) >= 0 && p.ns > 0)
+			*avg = p.ns > 5e9 ? 5e9 : p.ns;
+	}
+	return avg;
+}
+
+void ratelimit_delivery_took(struct ctx *c, const char *channel, const struct timespec *start)
 {
 	struct timespec end;
-	double ns, *avg = pace_of(channel);
+	double ns, *avg;
+	time_t now = time(NULL), *shared = &pace_shared_at[pace_index(channel)];
 
 	if (clock_gettime(CLOCK_MONOTONIC, &end) < 0)
 		return;
 	ns = (double)(end.tv_sec - start->tv_sec) * 1e9 + (double)(end.tv_nsec - start->tv_nsec);
 	if (ns < 0)
 		return;
+	/* Read only now, so that reading the shared estimate is not counted as delivery time. */
+	avg = pace_of(c, channel);
 	/* A slow outlier (a relay that timed out and was retried) must not stall the others. */
 	if (ns > 5e9)
 		ns = 5e9;
 	*avg = *avg > 0 ? 0.8 * *avg + 0.2 * ns : ns;
+	/* Shared at a process's first delivery, then at most once a minute. */
+	if (c != NULL && c->store != NULL &&
+	    (*shared == 0 || now < *shared || now - *shared >= PACE_SHARE_EVERY)) {
+		struct pace_arg p = {c, channel, *avg, 1};
+		*shared = now;
+		if (store_run(c->store, pace_txn, &p) < 0)
+			log_warn("the delivery time estimate could not be shared");
+	}
 }
 
-void ratelimit_delivery_pace(const char *channel, const struct timespec *start)
+void ratelimit_delivery_pace(struct ctx *c, const char *channel, const struct timespec *start)
 {
-	long long ns = (long long)*pace_of(channel);
+	long long ns = (long long)*pace_of(c, channel);
 	struct timespec until = *start;
 
 	if (ns <= 0)

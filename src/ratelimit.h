@@ -70,6 +70,21 @@ int ratelimit_send_txn(struct store_txn *t, struct ctx *c, const char *client_id
 		       json_t *keys);
 
 /*
+ * ratelimit_send_txn for a client that hides existence, whose answers must be the same
+ * function of the request whether or not the identifier exists or can receive. The limits
+ * that may refuse (and so set *wait, Retry-After) are keyed only by what the request says:
+ * the channel, and the custom destination when not NULL, else idtype and identifier; plus the
+ * client's spend cap. The real recipient to (the address or number the message would go to;
+ * NULL when nothing would be delivered) is then held to its own cool-down and recipient_sends
+ * silently: over them, *over is set to 1, nothing is counted for it, and the caller must
+ * deliver nothing and answer as for a send. Keys as for ratelimit_send_txn.
+ */
+int ratelimit_hidden_send_txn(struct store_txn *t, struct ctx *c, const char *client_id,
+			      const char *channel, const char *idtype, const char *identifier,
+			      const char *custom, const char *to, int *over, unsigned *wait,
+			      json_t *keys);
+
+/*
  * Release a recipient's send limits (keys as ratelimit_send_txn listed them; borrowed, NULL
  * is none): a login that succeeded proves the recipient asked for the message, so the next
  * one need not wait. Returns 0 or a negative store_rc.
@@ -102,11 +117,17 @@ void ratelimit_ip_subject(const char *addr, char *out, size_t outlen);
 /*
  * Enumeration hiding: a send that delivers nothing (the client hides whether an identifier
  * exists) should take as long as one that delivers. ratelimit_delivery_took records how long
- * a real delivery of a channel ("email" or "sms") took; ratelimit_delivery_pace sleeps until
- * about that long (an average kept by this process) has passed since start (CLOCK_MONOTONIC),
- * so that a delivery that failed early takes as long as one that went out.
+ * a real send of a channel ("email" or "sms") took from start (CLOCK_MONOTONIC, taken before
+ * the send's transaction) to the end of its delivery; ratelimit_delivery_pace sleeps until
+ * about that long (an average kept by this process) has passed since start, so that a send
+ * that delivers nothing, or whose delivery failed early, takes as long as one that went out.
+ *
+ * The average is shared through c's store (c may be NULL: this process only): a process
+ * starts from the shared estimate, so that its first hidden send is padded too, and writes
+ * its own at its first delivery and then at most once a minute. The record carries "exp"
+ * (a week on): an estimate no delivery refreshed is purged.
  */
-void ratelimit_delivery_took(const char *channel, const struct timespec *start);
-void ratelimit_delivery_pace(const char *channel, const struct timespec *start);
+void ratelimit_delivery_took(struct ctx *c, const char *channel, const struct timespec *start);
+void ratelimit_delivery_pace(struct ctx *c, const char *channel, const struct timespec *start);
 
 #endif

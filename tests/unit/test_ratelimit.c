@@ -316,6 +316,159 @@ static void on_a_store(const char *dir)
 	}
 }
 
+struct hidden_arg {
+	const char *idtype, *identifier, *to;
+	int over;
+	unsigned wait;
+};
+
+static int hidden_txn(struct store_txn *t, void *argp)
+{
+	struct hidden_arg *a = argp;
+	return ratelimit_hidden_send_txn(t, &c, "client-h", "email", a->idtype, a->identifier, NULL,
+					 a->to, &a->over, &a->wait, NULL);
+}
+
+struct count_arg {
+	struct conf_rate rule;
+	const char *kind, *subject;
+};
+
+static int count_txn(struct store_txn *t, void *argp)
+{
+	struct count_arg *a = argp;
+	unsigned wait = 0;
+	return ratelimit_txn(t, &keys, &a->rule, 0, &wait, a->kind, a->subject, NULL);
+}
+
+/* How many events of kind ("cooldown", "recipient") are counted for a recipient (<= 9). */
+static int counted(const char *kind, const char *subject)
+{
+	for (unsigned n = 1; n <= 10; n++) {
+		struct count_arg a = {{n, 3600}, kind, subject};
+		if (store_run(c.store, count_txn, &a) == 0)
+			return (int)n - 1;
+	}
+	return -1;
+}
+
+/*
+ * A hiding client's send: what may refuse is keyed by the request, and the real recipient's
+ * limits are kept silently: over them, *over is set, nothing is counted for it, and the
+ * answer is no refusal.
+ */
+static void hidden_sends(void)
+{
+	struct hidden_arg a = {"email", "h@example.com", "h@example.com", 0, 0};
+
+	conf.send_cooldown = 30;
+	conf.recipient_sends = (struct conf_rate){5, 3600};
+	conf.client_emails = (struct conf_rate){100, 3600};
+	check(store_run(c.store, hidden_txn, &a) == 0 && a.over == 0);
+	check(counted("cooldown", "h@example.com") == 1 &&
+	      counted("recipient", "h@example.com") == 1);
+	/* Asked for by another identifier: the request fits, the recipient is over, silently. */
+	a = (struct hidden_arg){"username", "h", "h@example.com", 0, 0};
+	check(store_run(c.store, hidden_txn, &a) == 0 && a.over == 1 && a.wait == 0);
+	check(counted("cooldown", "h@example.com") == 1 &&
+	      counted("recipient", "h@example.com") == 1);
+	/* The same request again is refused, with nothing to deliver or not. */
+	check(store_refused(store_run(c.store, hidden_txn, &a)) == ERR_RATE_LIMITED);
+	check(a.wait > 0 && a.wait <= 31);
+	a = (struct hidden_arg){"username", "h", NULL, 0, 0};
+	check(store_refused(store_run(c.store, hidden_txn, &a)) == ERR_RATE_LIMITED);
+	check(a.wait > 0 && a.wait <= 31);
+	/* Nothing to deliver: only the request is counted. */
+	a = (struct hidden_arg){"email", "nobody@example.com", NULL, 0, 0};
+	check(store_run(c.store, hidden_txn, &a) == 0 && a.over == 0);
+	check(counted("cooldown", "nobody@example.com") == 0);
+	check(store_refused(store_run(c.store, hidden_txn, &a)) == ERR_RATE_LIMITED);
+	/* Over one of the recipient's limits, the other is not counted either. */
+	conf.send_cooldown = 1;
+	conf.recipient_sends = (struct conf_rate){1, 3600};
+	a = (struct hidden_arg){"email", "r@example.com", "r@example.com", 0, 0};
+	check(store_run(c.store, hidden_txn, &a) == 0 && a.over == 0);
+	nanosleep(&(struct timespec){2, 500000000}, NULL); /* the 1 s cool-down is over */
+	check(counted("cooldown", "r@example.com") == 0);
+	a = (struct hidden_arg){"username", "r", "r@example.com", 0, 0};
+	check(store_run(c.store, hidden_txn, &a) == 0 && a.over == 1);
+	check(counted("cooldown", "r@example.com") == 0 &&
+	      counted("recipient", "r@example.com") == 1);
+	conf.send_cooldown = 0;
+}
+
+/* The shared delivery time estimate of channel: put rec (borrowed) there, or get it (*out). */
+struct pace_rec {
+	const char *channel;
+	json_t *put, *got;
+};
+
+static int pace_rec_txn(struct store_txn *t, void *argp)
+{
+	struct pace_rec *p = argp;
+	char key[KEYRING_TAG_HEX];
+	int rc;
+
+	if (keyring_tag(&keys, key, "delivery-pace", p->channel, NULL) < 0)
+		return STORE_ERR;
+	if (p->put != NULL)
+		return store_put(t, TBL_COUNTERS, key, strlen(key), p->put);
+	json_decref(p->got);
+	p->got = NULL;
+	rc = store_get(t, TBL_COUNTERS, key, strlen(key), &p->got, 0);
+	return rc < 0 ? rc : 0;
+}
+
+static double since_ms(const struct timespec *start)
+{
+	struct timespec end;
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	return (double)(end.tv_sec - start->tv_sec) * 1e3 +
+	       (double)(end.tv_nsec - start->tv_nsec) / 1e6;
+}
+
+/*
+ * The pause of a send that delivers nothing, in a process that has delivered nothing yet: it
+ * starts from the estimate shared in the store (when it has not expired), and a delivery
+ * shares this process's estimate with an expiry.
+ */
+static void delivery_pace(void)
+{
+	struct pace_rec p = {"sms", NULL, NULL};
+	struct timespec start;
+	time_t now = time(NULL);
+	json_int_t exp;
+
+	/* A shared estimate of 80 ms: this process, which has none, pauses that long. */
+	p.put = json_pack("{s:I, s:I}", "ns", (json_int_t)80000000, "exp", (json_int_t)now + 60);
+	check(store_run(c.store, pace_rec_txn, &p) == 0);
+	json_decref(p.put);
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	ratelimit_delivery_pace(&c, "sms", &start);
+	check_msg(since_ms(&start) >= 80, "paused %.1f ms", since_ms(&start));
+
+	/* An expired one (of 3 s) is not used. */
+	p = (struct pace_rec){"email", NULL, NULL};
+	p.put = json_pack("{s:I, s:I}", "ns", (json_int_t)3000000000, "exp", (json_int_t)now - 1);
+	check(store_run(c.store, pace_rec_txn, &p) == 0);
+	json_decref(p.put);
+	p.put = NULL;
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	ratelimit_delivery_pace(&c, "email", &start);
+	check_msg(since_ms(&start) < 1500, "paused %.1f ms", since_ms(&start));
+
+	/* A delivery (of 20 ms or more) shares its time, with an expiry. */
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	nanosleep(&(struct timespec){0, 20000000}, NULL);
+	ratelimit_delivery_took(&c, "email", &start);
+	check(store_run(c.store, pace_rec_txn, &p) == 0);
+	check(json_integer_value(json_object_get(p.got, "ns")) >= 20000000);
+	exp = json_integer_value(json_object_get(p.got, "exp"));
+	check_msg(exp > (json_int_t)time(NULL) && exp <= (json_int_t)time(NULL) + 7 * 86400 + 1,
+		  "exp %lld", (long long)exp);
+	json_decref(p.got);
+}
+
 int main(void)
 {
 	char dir[64], cmd[128];
@@ -334,6 +487,8 @@ int main(void)
 	check(keyring_create(c.store, dir, JWK_RS256) == 0);
 	check(keyring_load(&keys, c.store, dir, 3600) == 0);
 	on_a_store(dir);
+	hidden_sends();
+	delivery_pace();
 	keyring_free(&keys);
 	store_close(c.store);
 	conf_free(&conf);
