@@ -319,8 +319,7 @@ static int smtp_session_run(const struct mail_conf *conf, unsigned timeout, cons
 			rc = MAIL_ENOMEM;
 			goto fail;
 		}
-		/* Only with smtp_starttls (auth_allowed), which makes TLS required: any mechanism.
-		 */
+		/* Reached only with STARTTLS required (auth_allowed): any mechanism. */
 		auth_set_mechanism_flags(actx, AUTH_PLUGIN_PLAIN, 0);
 		auth_set_interact_cb(actx, auth_interact, (void *)conf);
 		if (!smtp_auth_set_context(s, actx))
