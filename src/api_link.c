@@ -94,6 +94,14 @@ void api_link_send(struct api_call *call)
 			   "this app");
 		return;
 	}
+	if (!link_redirect_fits(r.redirect_uri, jsonio_str(body, "state"))) {
+		snprintf(err, sizeof(err),
+			 "redirect_uri and state are too long for the redirect: with the code and "
+			 "state percent-encoded they must fit %d bytes",
+			 RESP_HEADER_MAX);
+		resp_error(call->resp, ERR_INVALID_INPUT, err);
+		return;
+	}
 	channel = jsonio_str(body, "channel");
 	r.direct = channel != NULL && strcmp(channel, "direct") == 0;
 	if (r.direct && !client_has_permission(call->client, "direct")) {

@@ -716,6 +716,58 @@ class SendRefusals(LinkCase):
         self.assertNoMail(addr)
 
 
+
+class RedirectLength(LinkCase):
+    """The redirect's Location (redirect_uri, the code, state percent-encoded) is at most 2047
+    bytes: otlogin's limit on a header value, well inside what lighttpd, nginx and Apache pass
+    on. A redirect_uri plus state that would not fit is refused when the link is sent (400),
+    never cut short when it is opened."""
+
+    LIMIT = 2047
+    CODE = 43  # 32 random bytes, base64url
+    FIXED = len("?code=") + CODE + len("&state=")
+    URI_LEN = 1500
+
+    @classmethod
+    def setUpClass(cls):
+        base = "https://app.example/cb/"
+        cls.uri = base + "a" * (cls.URI_LEN - len(base))
+        cls.client = stack.new_client(redirect_uris=[cls.uri], permissions=["direct"])
+
+    def test_longest_that_fits(self):
+        state = "s" * (self.LIMIT - self.URI_LEN - self.FIXED)
+        addr = stack.make_user()["email"]["value"]
+        body = self.send_ok(self.client, addr, redirect_uri=self.uri, state=state,
+                            channel="direct")
+        params = self.click(body["link"], redirect_uri=self.uri)
+        self.assertEqual(params.get("state"), state)
+
+    def test_longer_is_refused_at_send(self):
+        fits = self.LIMIT - self.URI_LEN - self.FIXED
+        states = {
+            "one byte more": "s" * (fits + 1),
+            # Each byte outside the unreserved set takes three: 2 * 3 * 80 = 480 bytes.
+            "percent-encoded": "\u00e9" * 80 + "s" * (fits - 480 + 1),
+        }
+        addr = stack.make_user()["email"]["value"]
+        for name, state in states.items():
+            for channel in ("email", "direct"):
+                with self.subTest(name, channel=channel):
+                    r = self.send(self.client, addr, redirect_uri=self.uri, state=state,
+                                  channel=channel)
+                    body = self.assertRefused(r, addr=addr)
+                    self.assertIn("too long", body["message"])
+
+    def test_origin_too_long_for_the_page(self):
+        """The landing page's form-action names the redirect's origin (at most 255 bytes):
+        a longer one would be cut short there, so such a link is refused at send too."""
+        uri = "https://" + "a" * 250 + ".example/cb"
+        client = stack.new_client(redirect_uris=[uri], permissions=["direct"])
+        addr = stack.make_user()["email"]["value"]
+        r = self.send(client, addr, redirect_uri=uri, channel="direct")
+        self.assertIn("too long", self.assertRefused(r, addr=addr)["message"])
+
+
 # ---- the mail ------------------------------------------------------------------------------
 
 class MailCase(LinkCase):
