@@ -236,11 +236,7 @@ void link_send_res_free(struct link_send_res *res)
 	memset(res, 0, sizeof(*res));
 }
 
-/*
- * scheme://authority of a URI, for the landing page's form-action policy. Returns 0, or -1
- * when it does not fit outlen (out is then 'none': a cut origin would name another site).
- */
-static int origin_of(const char *uri, char *out, size_t outlen)
+int link_origin(const char *uri, char *out, size_t outlen)
 {
 	const char *p = strstr(uri, "://");
 	size_t n;
@@ -267,8 +263,8 @@ struct open_state {
 static void describe(struct link_view *v, json_t *rec)
 {
 	log_mask_addr(json_string_value(json_object_get(rec, "to")), v->masked, sizeof(v->masked));
-	origin_of(json_string_value(json_object_get(rec, "redirect_uri")) ?: "", v->redirect_origin,
-		  sizeof(v->redirect_origin));
+	link_origin(json_string_value(json_object_get(rec, "redirect_uri")) ?: "",
+		    v->redirect_origin, sizeof(v->redirect_origin));
 }
 
 /* The code record a consumed link hands to its client. */
@@ -328,7 +324,7 @@ int link_redirect_fits(const char *redirect_uri, const char *state)
 
 	/* The landing page's form-action names the origin: it must not be cut short either. */
 	return redirect_len(redirect_uri, state) <= RESP_HEADER_MAX &&
-	       origin_of(redirect_uri, origin, sizeof(origin)) == 0;
+	       link_origin(redirect_uri, origin, sizeof(origin)) == 0;
 }
 
 /*
