@@ -7,13 +7,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "client.h"
 #include "crypto.h"
 #include "jsonio.h"
 #include "link.h"
+#include "log.h"
 #include "mail.h"
 #include "user.h"
+
+/* The landing page's form: the hidden field with the form proof, and the nonce's size. */
+#define FORM_FIELD "f"
+#define NONCE_BYTES 16
 
 static const char *const channels[] = {"email", "direct", NULL};
 static const char *const idtypes[] = {"email", "phone_number", "user_id", "username", NULL};
@@ -92,6 +98,14 @@ void api_link_send(struct api_call *call)
 		resp_error(call->resp, ERR_INVALID_INPUT,
 			   "redirect_uri is not one of the allowed redirect URIs configured for "
 			   "this app");
+		return;
+	}
+	if (!link_redirect_fits(r.redirect_uri, jsonio_str(body, "state"))) {
+		snprintf(err, sizeof(err),
+			 "redirect_uri and state are too long for the redirect: with the code and "
+			 "state percent-encoded they must fit %d bytes",
+			 RESP_HEADER_MAX);
+		resp_error(call->resp, ERR_INVALID_INPUT, err);
 		return;
 	}
 	channel = jsonio_str(body, "channel");
@@ -200,8 +214,29 @@ static char *html_escape(const char *s)
 	return out;
 }
 
-/* The page's body after the heading: the text, and the button's form when there is one. */
-static char *page_html(const char *title, const char *text, const char *form_token)
+/* The button's form: posts the link token back with the form proof (escaped; new string). */
+static char *form_html(const char *form_token, const char *proof)
+{
+	char *tok = html_escape(form_token), *f = html_escape(proof ? proof : ""), *html = NULL;
+
+	if (tok != NULL && f != NULL &&
+	    asprintf(&html,
+		     "<form method=\"post\" action=\"?t=%s\"><input type=\"hidden\" "
+		     "name=\"" FORM_FIELD "\" value=\"%s\"><button type=\"submit\">Continue"
+		     "</button></form>",
+		     tok, f) < 0)
+		html = NULL;
+	free(tok);
+	free(f);
+	return html;
+}
+
+/*
+ * The page's body after the heading: the text, and the button's form when there is one (it
+ * posts the link token back, with the form proof in a hidden field).
+ */
+static char *page_html(const char *title, const char *text, const char *form_token,
+		       const char *proof)
 {
 	static const char *const fmt =
 	    "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -213,26 +248,25 @@ static char *page_html(const char *title, const char *text, const char *form_tok
 	    "h1{font-size:1.4rem;margin:0 0 1rem}p{line-height:1.5}"
 	    "button{background:#6981FF;color:#fff;border:0;border-radius:8px;font-size:1rem;"
 	    "padding:.8rem 2.4rem;cursor:pointer}</style></head><body><main><h1>%s</h1><p>%s</p>"
-	    "%s%s%s</main></body></html>";
-	char *t = html_escape(title), *x = html_escape(text);
-	char *tok = form_token ? html_escape(form_token) : NULL, *html = NULL;
+	    "%s</main></body></html>";
+	char *t = html_escape(title), *x = html_escape(text), *form = NULL, *html = NULL;
 
-	if (t != NULL && x != NULL && (form_token == NULL || tok != NULL) &&
-	    asprintf(&html, fmt, t, t, x, tok ? "<form method=\"post\" action=\"?t=" : "",
-		     tok ? tok : "",
-		     tok ? "\"><button type=\"submit\">Continue</button></form>" : "") < 0)
+	if (form_token != NULL && (form = form_html(form_token, proof)) == NULL)
+		goto out;
+	if (t != NULL && x != NULL && asprintf(&html, fmt, t, t, x, form ? form : "") < 0)
 		html = NULL;
+out:
 	free(t);
 	free(x);
-	free(tok);
+	free(form);
 	return html;
 }
 
 /* A small self-contained page: nothing loaded from elsewhere, no script. */
 static void page(struct api_call *call, int status, const char *title, const char *text,
-		 const char *form_token, const char *form_origin)
+		 const char *form_token, const char *proof, const char *form_origin)
 {
-	char *html = page_html(title, text, form_token);
+	char *html = page_html(title, text, form_token, proof);
 
 	resp_header(call->resp, "Referrer-Policy", "no-referrer");
 	resp_header(call->resp, "X-Frame-Options", "DENY");
@@ -255,33 +289,157 @@ static void state_page(struct api_call *call, const struct link_view *v)
 		page(call, 410, "This link has expired",
 		     "Sign-in links work for a limited time. Go back to the app and ask for a new "
 		     "one.",
-		     NULL, NULL);
+		     NULL, NULL, NULL);
 		break;
 	case LINK_USED:
 		page(
 		    call, 410, "This link was already used",
 		    "Each sign-in link works once. Go back to the app and ask for a new one if you "
 		    "still need to sign in.",
-		    NULL, NULL);
+		    NULL, NULL, NULL);
 		break;
 	default:
 		page(
 		    call, 404, "This link is not valid",
 		    "The link is incomplete or unknown. Copy the whole link from the email, or ask "
 		    "the app for a new one.",
-		    NULL, NULL);
+		    NULL, NULL, NULL);
 	}
+}
+
+/*
+ * Cross-site POSTs. The landing page's POST consumes the link, so a third-party page must not
+ * be able to make a browser send it (logging the victim in as whoever the link belongs to, or
+ * spending the victim's link). A POST is taken as the page's own when the browser says so:
+ * Sec-Fetch-Site (which pages cannot set) is same-origin, else Origin, when it is not "null",
+ * is public_base_url's. A browser that sends neither (or only Origin: null: the page's
+ * no-referrer policy makes some send that) must present the form proof: an HMAC of the link
+ * token and a random nonce that the GET set as a SameSite=Strict cookie. Another site can
+ * fetch the page itself, but not with this browser's cookie, and cannot read the cookie.
+ */
+static int service_is_https(struct ctx *c)
+{
+	return strncasecmp(c->conf->public_base_url, "https://", 8) == 0;
+}
+
+/* __Host- (Secure, Path=/, no Domain) keeps sibling hosts from setting it, where https. */
+static const char *nonce_cookie(struct ctx *c)
+{
+	return service_is_https(c) ? "__Host-otlogin-link" : "otlogin-link";
+}
+
+/* The browser's nonce (new string): its cookie's when usable, so tabs share it, else new. */
+static char *page_nonce(struct api_call *call)
+{
+	static const char b64url[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	char *nonce = req_cookie(call->req, nonce_cookie(call->c));
+	size_t n = nonce ? strlen(nonce) : 0;
+
+	if (n < 22 || n > 64 || strspn(nonce, b64url) != n) {
+		free(nonce);
+		nonce = crypto_random_token(NONCE_BYTES);
+	}
+	return nonce;
+}
+
+/* out = the form proof of a link token for a nonce. Returns 0 or -1. */
+static int form_proof(struct api_call *call, const char *token, const char *nonce,
+		      char out[KEYRING_TAG_HEX])
+{
+	return keyring_tag(call->c->keys, out, "link-form", token, nonce, NULL);
+}
+
+/* The form proof and the POST's cookie agree. */
+static int proof_ok(struct api_call *call, const char *token)
+{
+	char want[KEYRING_TAG_HEX], *nonce = req_cookie(call->req, nonce_cookie(call->c));
+	const char *got;
+	int ok = 0;
+
+	if (req_content_type_is(call->req, "application/x-www-form-urlencoded") &&
+	    req_parse_form(call->req) == 0 && (got = req_form(call->req, FORM_FIELD)) != NULL &&
+	    nonce != NULL && form_proof(call, token, nonce, want) == 0)
+		ok = crypto_str_equal(got, want);
+	free(nonce);
+	return ok;
+}
+
+/* 1 when the POST came from the landing page itself (see above), else 0 (logged). */
+static int post_from_page(struct api_call *call, const char *token)
+{
+	const char *site = call->req->sec_fetch_site, *origin = call->req->origin, *why;
+	char ours[256];
+
+	if (site != NULL) {
+		if (strcmp(site, "same-origin") == 0)
+			return 1;
+		why = "Sec-Fetch-Site is not same-origin";
+	} else if (origin != NULL && strcmp(origin, "null") != 0) {
+		if (link_origin(call->c->conf->public_base_url, ours, sizeof(ours)) == 0 &&
+		    strcasecmp(origin, ours) == 0)
+			return 1;
+		why = "Origin is not public_base_url's";
+	} else if (proof_ok(call, token)) {
+		return 1;
+	} else {
+		why = "no Sec-Fetch-Site or Origin, and no valid form proof with its cookie";
+	}
+	log_warn("refused a magic link POST that did not come from its page: %s", why);
+	return 0;
+}
+
+/* The landing page of a valid link, with its form, its proof and the nonce cookie. */
+static void landing_page(struct api_call *call, const char *token, const struct link_view *v)
+{
+	char text[160], proof[KEYRING_TAG_HEX], *nonce = page_nonce(call);
+
+	if (nonce == NULL || form_proof(call, token, nonce, proof) < 0) {
+		resp_error(call->resp, ERR_INTERNAL, NULL);
+		free(nonce);
+		return;
+	}
+	/* A session cookie, HttpOnly, sent back only from this site (SameSite=Strict). */
+	resp_header(call->resp, "Set-Cookie", "%s=%s; Path=/; HttpOnly; SameSite=Strict%s",
+		    nonce_cookie(call->c), nonce, service_is_https(call->c) ? "; Secure" : "");
+	snprintf(text, sizeof(text), "Continue to sign in as %s.", v->masked);
+	page(call, 200, "Sign in", text, token, proof, v->redirect_origin);
+	free(nonce);
+}
+
+/* A POST refused by post_from_page: a spent or unknown link still says so (as GET would). */
+static void refused_post(struct api_call *call, const char *token)
+{
+	struct link_view v;
+	int rc = link_peek(call->c, token, &v);
+
+	if (rc < 0)
+		api_fail(call, rc, NULL);
+	else if (v.state != LINK_VALID)
+		state_page(call, &v);
+	else
+		page(call, 403, "Open the link from your email",
+		     "This request did not come from the sign-in page, so the link was not used. "
+		     "Open the link from your email again and press Continue (cookies must be "
+		     "allowed for this site).",
+		     NULL, NULL, NULL);
+	link_view_free(&v);
 }
 
 void api_link_open(struct api_call *call)
 {
-	char *token = req_query_param(call->req, "t"), text[160];
+	char *token = req_query_param(call->req, "t");
 	struct link_view v;
 	int consume = strcmp(call->req->method, "POST") == 0, rc;
 
 	if (token == NULL) {
 		v.state = LINK_UNKNOWN;
 		state_page(call, &v);
+		return;
+	}
+	if (consume && !post_from_page(call, token)) {
+		refused_post(call, token);
+		crypto_free_str(token);
 		return;
 	}
 	rc = consume ? link_open(call->c, token, &v) : link_peek(call->c, token, &v);
@@ -296,8 +454,7 @@ void api_link_open(struct api_call *call)
 	} else {
 		/* GET and HEAD only show the page: mail scanners may fetch links any number of
 		 * times. */
-		snprintf(text, sizeof(text), "Continue to sign in as %s.", v.masked);
-		page(call, 200, "Sign in", text, token, v.redirect_origin);
+		landing_page(call, token, &v);
 	}
 	link_view_free(&v);
 	crypto_free_str(token);

@@ -270,11 +270,54 @@ char *client_token_issue(struct ctx *c, json_t *client, const char *aud)
 	return token;
 }
 
+/*
+ * Seconds iat and nbf may lie ahead: every worker reads the same host clock, so this only
+ * absorbs the clock being stepped back a little after a token was issued.
+ */
+#define CLIENT_TOKEN_LEEWAY 60
+
+/* 1 when aud (a string, or an array of strings: RFC 7519 4.1.3) names want. */
+static int audience_has(json_t *aud, const char *want)
+{
+	size_t i;
+	json_t *v;
+
+	if (json_is_string(aud))
+		return strcmp(json_string_value(aud), want) == 0;
+	json_array_foreach(aud, i, v)
+	{
+		if (json_is_string(v) && strcmp(json_string_value(v), want) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * The claims of a correctly signed client token: issued by this otlogin for itself (aud is the
+ * issuer: a token asked for with resource is for that resource, not for this API), already
+ * valid (iat, and nbf when present, not ahead of now) and not yet expired.
+ */
+static int client_claims_valid(struct ctx *c, json_t *claims, time_t now)
+{
+	const char *iss = json_string_value(json_object_get(claims, "iss"));
+	json_t *iat = json_object_get(claims, "iat"), *exp = json_object_get(claims, "exp");
+	json_t *nbf = json_object_get(claims, "nbf");
+	json_int_t soon = (json_int_t)now + CLIENT_TOKEN_LEEWAY;
+
+	if (iss == NULL || strcmp(iss, c->conf->issuer) != 0 ||
+	    !audience_has(json_object_get(claims, "aud"), c->conf->issuer))
+		return 0;
+	if (!json_is_integer(iat) || !json_is_integer(exp) || json_integer_value(iat) > soon ||
+	    json_integer_value(exp) <= (json_int_t)now ||
+	    json_integer_value(exp) <= json_integer_value(iat))
+		return 0;
+	return nbf == NULL || (json_is_integer(nbf) && json_integer_value(nbf) <= soon);
+}
+
 int client_token_verify(struct ctx *c, const char *token, json_t **client)
 {
 	json_t *claims = NULL;
-	const char *iss, *id;
-	json_int_t exp;
+	const char *id;
 	int rc;
 
 	if (strlen(token) > 4096)
@@ -282,11 +325,8 @@ int client_token_verify(struct ctx *c, const char *token, json_t **client)
 	rc = jwt_verify_hs256(token, c->keys->client_token_mac, "at+jwt", &claims);
 	if (rc != 1)
 		return rc < 0 ? STORE_ERR : 0;
-	iss = json_string_value(json_object_get(claims, "iss"));
 	id = json_string_value(json_object_get(claims, "client_id"));
-	exp = json_integer_value(json_object_get(claims, "exp"));
-	if (iss == NULL || strcmp(iss, c->conf->issuer) != 0 || id == NULL ||
-	    !json_is_integer(json_object_get(claims, "exp")) || exp <= (json_int_t)time(NULL)) {
+	if (id == NULL || !client_claims_valid(c, claims, time(NULL))) {
 		rc = 0;
 		goto out;
 	}

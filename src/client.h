@@ -55,8 +55,9 @@ int client_lists(json_t *client, const char *list, const char *value);
 char *client_token_issue(struct ctx *c, json_t *client, const char *aud);
 
 /*
- * Verify a client access token: signature (HS256 only), typ at+jwt, iss, exp, and that the
- * client still exists. 1 with *client (new reference), 0 when invalid, < 0 on store errors.
+ * Verify a client access token: signature (HS256 only), typ at+jwt, iss, aud (the issuer),
+ * iat and nbf (not ahead of now), exp, and that the client still exists. 1 with *client (new
+ * reference), 0 when invalid, < 0 on store errors.
  */
 int client_token_verify(struct ctx *c, const char *token, json_t **client);
 

@@ -22,9 +22,42 @@ static char *server_key_path(const char *db_dir)
 	return path;
 }
 
+/*
+ * ssh's rule for private keys: a secret others may read is refused, and the message says how
+ * to make it private. Whoever can read server.key can forge client tokens and reverse record
+ * tags; whoever can enter db_dir can read the database and its log. Returns 0 or -1 (logged).
+ */
+static int check_private(const char *what, const char *path, mode_t mode, const char *fix)
+{
+	if ((mode & 077) == 0)
+		return 0;
+	log_err("%s %s is accessible by group or others (mode %04o): it must be private to the "
+		"account otlogin runs as; run: chmod %s %s",
+		what, path, (unsigned)(mode & 07777), fix, path);
+	return -1;
+}
+
+int keyring_check_private(const char *db_dir)
+{
+	char *path = server_key_path(db_dir);
+	struct stat st;
+	int rc = 0;
+
+	if (path == NULL)
+		return -1;
+	if (stat(db_dir, &st) == 0 && check_private("db_dir", db_dir, st.st_mode, "700") < 0)
+		rc = -1;
+	/* A missing key is read_server_key's to report. */
+	if (stat(path, &st) == 0 && check_private("the server key", path, st.st_mode, "600") < 0)
+		rc = -1;
+	free(path);
+	return rc;
+}
+
 static int read_server_key(const char *db_dir, unsigned char key[SERVER_KEY_LEN])
 {
 	char *path = server_key_path(db_dir);
+	struct stat st;
 	int fd, rc = -1;
 	ssize_t n;
 
@@ -33,6 +66,11 @@ static int read_server_key(const char *db_dir, unsigned char key[SERVER_KEY_LEN]
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		log_err("%s: %s (run otloginctl init)", path, strerror(errno));
+		goto out;
+	}
+	/* The file actually read, whatever was checked before the database was opened. */
+	if (fstat(fd, &st) < 0 || check_private("the server key", path, st.st_mode, "600") < 0) {
+		close(fd);
 		goto out;
 	}
 	n = read(fd, key, SERVER_KEY_LEN);

@@ -30,6 +30,14 @@ struct keyring {
 };
 
 /*
+ * Refuse secrets open to others, before the database is opened: db_dir must not be accessible
+ * by group or others, nor <db_dir>/server.key readable by them (a missing key is not checked
+ * here). Returns 0, or -1 after logging which file and the chmod that fixes it. keyring_load
+ * checks the key file it reads as well.
+ */
+int keyring_check_private(const char *db_dir);
+
+/*
  * Create <db_dir>/server.key if missing and a first signing key of alg if the store has none.
  * For otloginctl init. Returns 0 or -1 (logged).
  */
@@ -37,8 +45,8 @@ int keyring_create(struct store *s, const char *db_dir, const char *alg);
 
 /*
  * Load the server key and the signing keys; a replaced key stays published for overlap
- * seconds after its successor activates. Returns 0, or -1 (logged) when a key is missing or
- * unreadable. Release with keyring_free.
+ * seconds after its successor activates. Returns 0, or -1 (logged) when a key is missing,
+ * unreadable, or the server key is readable by group or others. Release with keyring_free.
  */
 int keyring_load(struct keyring *kr, struct store *s, const char *db_dir, unsigned overlap);
 

@@ -244,17 +244,20 @@ void link_send_res_free(struct link_send_res *res)
 	memset(res, 0, sizeof(*res));
 }
 
-/* scheme://authority of a URI, for the landing page's form-action policy. */
-static void origin_of(const char *uri, char *out, size_t outlen)
+int link_origin(const char *uri, char *out, size_t outlen)
 {
 	const char *p = strstr(uri, "://");
 	size_t n;
-	if (p == NULL) {
-		snprintf(out, outlen, "'none'");
-		return;
+
+	if (p != NULL) {
+		n = (size_t)(p + 3 - uri) + strcspn(p + 3, "/?#");
+		if (n < outlen) {
+			snprintf(out, outlen, "%.*s", (int)n, uri);
+			return 0;
+		}
 	}
-	n = (size_t)(p + 3 - uri) + strcspn(p + 3, "/?#");
-	snprintf(out, outlen, "%.*s", (int)n, uri);
+	snprintf(out, outlen, "'none'");
+	return p == NULL ? 0 : -1;
 }
 
 struct open_state {
@@ -268,8 +271,8 @@ struct open_state {
 static void describe(struct link_view *v, json_t *rec)
 {
 	log_mask_addr(json_string_value(json_object_get(rec, "to")), v->masked, sizeof(v->masked));
-	origin_of(json_string_value(json_object_get(rec, "redirect_uri")) ?: "", v->redirect_origin,
-		  sizeof(v->redirect_origin));
+	link_origin(json_string_value(json_object_get(rec, "redirect_uri")) ?: "",
+		    v->redirect_origin, sizeof(v->redirect_origin));
 }
 
 /* The code record a consumed link hands to its client. */
@@ -298,7 +301,44 @@ static int issue_code(struct open_state *o, struct store_txn *t, json_t *link)
 	return rc;
 }
 
-/* redirect_uri?code=..&state=.. (or &code= when the registered URI has a query). */
+/* The code in a redirect: LINK_CODE_BYTES random bytes, base64url without padding. */
+#define LINK_CODE_CHARS ((LINK_CODE_BYTES * 4 + 2) / 3)
+
+static int unreserved(unsigned char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+	       (ch != '\0' && strchr("-._~", ch) != NULL);
+}
+
+/* Bytes of state once percent-encoded (0 for none). */
+static size_t encoded_len(const char *state)
+{
+	size_t n = 0;
+	for (const unsigned char *p = (const unsigned char *)(state ? state : ""); *p; p++)
+		n += unreserved(*p) ? 1 : 3;
+	return n;
+}
+
+/* Bytes of redirect_url's result for a link of uri and state. */
+static size_t redirect_len(const char *uri, const char *state)
+{
+	return strlen(uri) + strlen("?code=") + LINK_CODE_CHARS +
+	       (state ? strlen("&state=") + encoded_len(state) : 0);
+}
+
+int link_redirect_fits(const char *redirect_uri, const char *state)
+{
+	char origin[sizeof(((struct link_view *)0)->redirect_origin)];
+
+	/* The landing page's form-action names the origin: it must not be cut short either. */
+	return redirect_len(redirect_uri, state) <= RESP_HEADER_MAX &&
+	       link_origin(redirect_uri, origin, sizeof(origin)) == 0;
+}
+
+/*
+ * redirect_uri?code=..&state=.. (or &code= when the registered URI has a query); NULL when it
+ * would not fit a header (a link sent before sends checked it): never a shortened redirect.
+ */
 static char *redirect_url(json_t *link, const char *code)
 {
 	const char *uri = json_string_value(json_object_get(link, "redirect_uri"));
@@ -306,13 +346,16 @@ static char *redirect_url(json_t *link, const char *code)
 	char *out = NULL, *enc = NULL;
 	size_t n = 0;
 
+	if (redirect_len(uri, state) > RESP_HEADER_MAX || strlen(code) != LINK_CODE_CHARS) {
+		log_err("a magic link's redirect is too long for the Location header");
+		return NULL;
+	}
 	if (state != NULL) {
-		enc = malloc(3 * strlen(state) + 1);
+		enc = malloc(encoded_len(state) + 1);
 		if (enc == NULL)
 			return NULL;
 		for (const unsigned char *p = (const unsigned char *)state; *p; p++) {
-			if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-			    (*p >= '0' && *p <= '9') || strchr("-._~", *p))
+			if (unreserved(*p))
 				enc[n++] = (char)*p;
 			else
 				n += (size_t)sprintf(enc + n, "%%%02X", *p);

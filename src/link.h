@@ -43,6 +43,21 @@ struct link_send_res {
 int link_send(struct ctx *c, const struct link_send_req *r, struct link_send_res *res);
 void link_send_res_free(struct link_send_res *res);
 
+/*
+ * scheme://authority of a URI (the landing page's form-action policy names the redirect's;
+ * a POST's Origin is compared with public_base_url's). Returns 0, or -1 when it does not fit
+ * outlen: out is then 'none', as for a URI without "://" (a cut origin would name another
+ * site).
+ */
+int link_origin(const char *uri, char *out, size_t outlen);
+
+/*
+ * 1 when a link to redirect_uri with state (NULL: none) can redirect: the Location, with the
+ * code and state percent-encoded, fits RESP_HEADER_MAX, and the page can name the URI's
+ * origin. Checked at send time, so that no link is sent whose redirect would be cut short.
+ */
+int link_redirect_fits(const char *redirect_uri, const char *state);
+
 enum link_state { LINK_VALID, LINK_EXPIRED, LINK_USED, LINK_UNKNOWN };
 
 struct link_view {

@@ -319,8 +319,8 @@ static int smtp_session_run(const struct mail_conf *conf, unsigned timeout, cons
 			rc = MAIL_ENOMEM;
 			goto fail;
 		}
-		/* Plain-text mechanisms (PLAIN, LOGIN) only inside TLS; CRAM-MD5 always. */
-		auth_set_mechanism_flags(actx, conf->smtp_starttls ? AUTH_PLUGIN_PLAIN : 0, 0);
+		/* Reached only with STARTTLS required (auth_allowed): any mechanism. */
+		auth_set_mechanism_flags(actx, AUTH_PLUGIN_PLAIN, 0);
 		auth_set_interact_cb(actx, auth_interact, (void *)conf);
 		if (!smtp_auth_set_context(s, actx))
 			goto fail;
@@ -432,6 +432,21 @@ static int wait_child(pid_t pid, int fd, unsigned timeout, const char *host)
 	return result;
 }
 
+/*
+ * SMTP AUTH only inside TLS: without smtp_starttls the connection is in the clear, and every
+ * mechanism would hand the relay's password (PLAIN, LOGIN) or an offline-crackable hash of it
+ * (CRAM-MD5) to anyone on the path. Such a delivery is refused before connecting, so the
+ * credentials never leave the host. Returns 1 when the session may go ahead.
+ */
+static int auth_allowed(const struct mail_conf *conf)
+{
+	if (conf->smtp_user == NULL || conf->smtp_user[0] == '\0' || conf->smtp_starttls)
+		return 1;
+	log_err("mail_smtp: smtp_user is set but smtp_starttls is not: SMTP AUTH is only sent "
+		"inside TLS, so nothing is delivered (set smtp_starttls = yes)");
+	return 0;
+}
+
 static int smtp_send(const struct mail_conf *conf, const char *from, const char *to,
 		     const char *msg, size_t len)
 {
@@ -445,6 +460,8 @@ static int smtp_send(const struct mail_conf *conf, const char *from, const char 
 	}
 	if (len > INT32_MAX)
 		return MAIL_EINPUT;
+	if (!auth_allowed(conf))
+		return MAIL_EDELIVER;
 	timeout = conf->smtp_timeout ? conf->smtp_timeout : SMTP_DEFAULT_TIMEOUT;
 	if (timeout > 3600)
 		timeout = 3600;

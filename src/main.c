@@ -173,6 +173,8 @@ int main(int argc, char **argv)
 		fatal("libgcrypt could not be initialised");
 	c.mail = ctx_mail_conf(&conf);
 	store_watchdog(WATCHDOG_S);
+	if (keyring_check_private(conf.db_dir) < 0)
+		fatal("refusing to start with secrets others can read");
 	c.store = store_open(conf.db_dir, conf.db_cache_mb, 0);
 	if (c.store == NULL)
 		fatal("cannot open the database environment %s", conf.db_dir);

@@ -305,6 +305,9 @@ int main(int argc, char **argv)
 	if (!init && strcmp(argv[0], "client") != 0 && strcmp(argv[0], "user") != 0 &&
 	    strcmp(argv[0], "key") != 0 && strcmp(argv[0], "org") != 0)
 		usage();
+	/* init makes db_dir 0700 itself; keyring_load checks the key in every case. */
+	if (!init && keyring_check_private(conf.db_dir) < 0)
+		fatal("refusing to run with secrets others can read");
 	c.store = store_open(conf.db_dir, conf.db_cache_mb, init);
 	if (c.store == NULL)
 		fatal("cannot open the database environment %s%s", conf.db_dir,

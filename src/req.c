@@ -53,6 +53,9 @@ enum req_status req_read(struct req *r, req_env_fn env, req_read_fn read, void *
 	r->authorization = env("HTTP_AUTHORIZATION", ctx);
 	r->query = env("QUERY_STRING", ctx);
 	r->remote_addr = env("REMOTE_ADDR", ctx);
+	r->origin = env("HTTP_ORIGIN", ctx);
+	r->sec_fetch_site = env("HTTP_SEC_FETCH_SITE", ctx);
+	r->cookie = env("HTTP_COOKIE", ctx);
 	r->path = strip_mount(env("PATH_INFO", ctx));
 	if (r->path == NULL || r->method == NULL)
 		return REQ_NO_METHOD;
@@ -245,6 +248,28 @@ char *req_query_param(const struct req *r, const char *name)
 		p = amp ? amp + 1 : NULL;
 	}
 	return NULL;
+}
+
+char *req_cookie(const struct req *r, const char *name)
+{
+	const char *p = r->cookie, *found = NULL;
+	size_t nlen = strlen(name), found_len = 0;
+
+	while (p != NULL && *p) {
+		size_t seglen;
+		p += strspn(p, " \t");
+		seglen = strcspn(p, ";");
+		if (seglen > nlen && strncmp(p, name, nlen) == 0 && p[nlen] == '=') {
+			if (found != NULL)
+				return NULL;
+			found = p + nlen + 1;
+			found_len = seglen - nlen - 1;
+		}
+		p = p[seglen] == ';' ? p + seglen + 1 : NULL;
+	}
+	while (found_len > 0 && (found[found_len - 1] == ' ' || found[found_len - 1] == '\t'))
+		found_len--;
+	return found ? strndup(found, found_len) : NULL;
 }
 
 void req_free(struct req *r)

@@ -33,7 +33,11 @@ struct req {
 	const char *authorization;
 	const char *query; /* QUERY_STRING, borrowed, may be NULL */
 	const char *remote_addr;
-	char *body; /* NUL-terminated, body_len bytes (may be 0) */
+	/* Browser headers the magic-link landing page judges a POST by (borrowed, may be NULL). */
+	const char *origin;	    /* Origin */
+	const char *sec_fetch_site; /* Sec-Fetch-Site */
+	const char *cookie;	    /* Cookie */
+	char *body;		    /* NUL-terminated, body_len bytes (may be 0) */
 	size_t body_len;
 	struct req_form_pair *form; /* parsed by req_parse_form */
 	size_t nform;
@@ -80,6 +84,12 @@ int req_basic(const struct req *r, char **user, char **pass);
 
 /* Decode one query-string parameter (new string, caller frees) or NULL when absent/malformed. */
 char *req_query_param(const struct req *r, const char *name);
+
+/*
+ * The value of cookie name in the Cookie header (RFC 6265 5.4: "a=b; c=d"), as a new string;
+ * NULL when absent or given more than once (a second copy may come from a sibling host).
+ */
+char *req_cookie(const struct req *r, const char *name);
 
 void req_free(struct req *r);
 

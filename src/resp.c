@@ -66,13 +66,19 @@ void resp_free(struct resp *r)
 
 void resp_header(struct resp *r, const char *name, const char *fmt, ...)
 {
-	char value[2048], *grown;
+	char value[RESP_HEADER_MAX + 1], *grown;
 	size_t add;
 	va_list ap;
+	int n;
 
 	va_start(ap, fmt);
-	vsnprintf(value, sizeof(value), fmt, ap);
+	n = vsnprintf(value, sizeof(value), fmt, ap);
 	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(value)) {
+		log_err("refused a response header longer than %d bytes: %s", RESP_HEADER_MAX,
+			name);
+		return;
+	}
 	if (strpbrk(value, "\r\n") != NULL) {
 		log_err("refused a response header with CR/LF: %s", name);
 		return;

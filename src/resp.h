@@ -56,7 +56,17 @@ struct resp {
 void resp_init(struct resp *r);
 void resp_free(struct resp *r);
 
-/* Add a header line "name: value" (value formatted). CR/LF in the value are refused. */
+/*
+ * The longest header value resp_header passes on, in bytes: far below what lighttpd, nginx
+ * (fastcgi_buffer_size, 4 KiB for the whole header) and Apache accept from the application.
+ */
+#define RESP_HEADER_MAX 2047
+
+/*
+ * Add a header line "name: value" (value formatted). A value with CR/LF or longer than
+ * RESP_HEADER_MAX is refused (logged), never cut short: callers that build long values (the
+ * link's redirect) check their length first.
+ */
 void resp_header(struct resp *r, const char *name, const char *fmt, ...)
     __attribute__((format(__printf__, 3, 4)));
 

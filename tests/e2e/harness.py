@@ -691,6 +691,43 @@ class Stack:
             futures = [ex.submit(c) for c in calls]
             return [f.result(timeout=HTTP_TIMEOUT * 4) for f in futures]
 
+    # ---- magic links ---------------------------------------------------------------------
+
+    def landing_form(self, link):
+        """GET a magic link's landing page as a browser does: (path to POST to, form fields,
+        Cookie header value) of its button's form, or None when the page has no form."""
+        u = urllib.parse.urlsplit(link)
+        path = u.path + ("?" + u.query if u.query else "")
+        r = self.http("GET", path)
+        html = r.body.decode("utf-8", "replace")
+        form = re.search(r'<form method="post" action="([^"]*)">(.*?)</form>', html, re.S)
+        if r.status != 200 or form is None:
+            return None
+        fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">',
+                                 form.group(2)))
+        cookies = [c.split(";", 1)[0].strip() for c in r.headers.get_all("Set-Cookie") or []]
+        action = urllib.parse.urljoin(path, form.group(1).replace("&amp;", "&"))
+        return action, fields, "; ".join(cookies)
+
+    def open_link(self, link, headers=None):
+        """Open a magic link as a browser that sends no Sec-Fetch-Site or Origin does: GET
+        the landing page, then POST its form with the cookie the page set. The POST's
+        Response (303 to the redirect for a valid link). Without a form on the page (a used,
+        expired or unknown link) the POST goes out bare, as a same-origin one."""
+        u = urllib.parse.urlsplit(link)
+        path = u.path + ("?" + u.query if u.query else "")
+        found = self.landing_form(link)
+        hdrs = {}
+        fields = {}
+        if found is None:
+            hdrs["Sec-Fetch-Site"] = "same-origin"
+        else:
+            path, fields, cookie = found
+            if cookie:
+                hdrs["Cookie"] = cookie
+        hdrs.update(headers or {})
+        return self.http("POST", path, form=fields, headers=hdrs)
+
     # ---- OAuth / OIDC --------------------------------------------------------------------
 
     def token_request(self, client_id, secret, auth="basic", path="/oidc/token", **fields):

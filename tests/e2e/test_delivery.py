@@ -365,3 +365,83 @@ class NoSMSBackend(E2ETestCase):
         r = self.stack.otp_authenticate(self.client["token"], phone, "0" * 6, "phone_number")
         self.assertError(r, 400, "auth_invalid_credentials")
         self.assertNotIn("test_mode", self.stack.http("GET", "/cis/health").json)
+
+
+class _RecordingSMTP:
+    """An aiosmtpd relay on loopback that offers AUTH PLAIN and LOGIN in the clear (no
+    STARTTLS) and accepts mail without authentication: it records every AUTH command and
+    every credential it is handed, and the messages."""
+
+    def __init__(self):
+        from aiosmtpd.controller import Controller
+        from aiosmtpd.smtp import SMTP, AuthResult
+
+        relay = self
+        self.auth_commands = []
+        self.credentials = []
+        self.mailbox = harness.Mailbox()
+
+        def authenticator(server, session, envelope, mechanism, auth_data):
+            relay.credentials.append((mechanism, auth_data))
+            return AuthResult(success=True)
+
+        class Recording(SMTP):
+            async def smtp_AUTH(self, arg):
+                relay.auth_commands.append(arg)
+                return await super().smtp_AUTH(arg)
+
+        class RecordingController(Controller):
+            def factory(self):
+                return Recording(self.handler, auth_require_tls=False, auth_required=False,
+                                 authenticator=authenticator)
+
+        self.port = harness.free_port()
+        self.controller = RecordingController(self.mailbox, hostname="127.0.0.1",
+                                              port=self.port)
+
+    def start(self):
+        self.controller.start()
+
+    def stop(self):
+        self.controller.stop()
+
+
+class SMTPAuthNeedsTLS(E2ETestCase):
+    """smtp_user is set and the relay offers AUTH PLAIN without STARTTLS: otlogin never sends
+    the credentials over the clear connection. The delivery fails (502) and the log says
+    why; the password is neither on the wire nor in the log."""
+
+    PASSWORD = "relay-pw-" + "7f3a9c21e5"
+
+    @classmethod
+    def setUpClass(cls):
+        cls.relay = _RecordingSMTP()
+        cls.relay.start()
+        cls.stack = harness.Stack(name="smtp-auth", mail={
+            "smtp_port": cls.relay.port, "smtp_user": "otlogin",
+            "smtp_password": cls.PASSWORD, "smtp_timeout": SMTP_TIMEOUT})
+        try:
+            cls.stack.start()
+        except BaseException:
+            cls.relay.stop()
+            raise
+        cls.client = cls.stack.new_client(name="SMTP AUTH")
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.stack.stop()
+        finally:
+            cls.relay.stop()
+
+    def test_no_auth_in_the_clear(self):
+        addr = unique_email("auth")
+        self.stack.make_user(email=addr)
+        r = self.stack.otp_send(self.client["token"], addr)
+        self.assertError(r, 502, "external_provider_configuration_error")
+        self.assertEqual(self.relay.auth_commands, [], "AUTH sent without TLS")
+        self.assertEqual(self.relay.credentials, [], "credentials sent without TLS")
+        self.assertEqual(self.relay.mailbox.pending(), [], "mail sent unauthenticated")
+        log = self.stack.log_text()
+        self.assertIn("smtp_starttls", log)
+        self.assertNotIn(self.PASSWORD, log)

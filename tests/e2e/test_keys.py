@@ -712,3 +712,67 @@ class RotationUnderLoad(KeyCase):
 
     def test_rotate_to_eddsa_under_load(self):
         self.rotate_under_load("EdDSA")
+
+
+class PrivateFiles(E2ETestCase):
+    """server.key (the secret every record tag and client token is keyed with) and db_dir are
+    the service account's alone: with either open to group or others, the workers and
+    otloginctl refuse to start and say how to fix it, as ssh does for a private key."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.stack = harness.Stack(name="private-files", workers=1).start()
+        cls.key = cls.stack.path("db", "server.key")
+        cls.db = cls.stack.path("db")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.stack.stop()
+
+    def tearDown(self):
+        import os
+        os.chmod(self.key, 0o600)
+        os.chmod(self.db, 0o700)
+
+    def ctl(self, *args):
+        return subprocess.run([harness.CTL_BIN, "-c", self.stack.conf] + list(args),
+                              capture_output=True, text=True, timeout=harness.CTL_TIMEOUT)
+
+    def worker(self):
+        """otlogin.fcgi started without a FastCGI socket: one CGI request, GET /health."""
+        import os
+        env = dict(os.environ, OTLOGIN_CONF=self.stack.conf, REQUEST_METHOD="GET",
+                   PATH_INFO="/health", GATEWAY_INTERFACE="CGI/1.1")
+        return subprocess.run([harness.FCGI_BIN], capture_output=True, text=True, env=env,
+                              stdin=subprocess.DEVNULL, timeout=harness.CTL_TIMEOUT)
+
+    def assertRefused(self, r, fix):
+        self.assertNotEqual(r.returncode, 0, "started anyway: %s%s" % (r.stdout, r.stderr))
+        self.assertNotIn("Status: 200", r.stdout)
+        self.assertIn(fix, r.stderr)
+
+    def test_private_modes_start(self):
+        """The control: as otloginctl init made them (0600, 0700) both start."""
+        self.assertEqual(self.ctl("client", "list").returncode, 0)
+        r = self.worker()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("Status: 200", r.stdout)
+
+    def test_server_key_readable_by_others(self):
+        import os
+        for mode in (0o640, 0o604, 0o660, 0o644):
+            with self.subTest(mode=oct(mode)):
+                os.chmod(self.key, mode)
+                fix = "chmod 600 %s" % self.key
+                self.assertRefused(self.ctl("client", "list"), fix)
+                self.assertRefused(self.ctl("init"), fix)
+                self.assertRefused(self.worker(), fix)
+
+    def test_db_dir_open_to_others(self):
+        import os
+        for mode in (0o750, 0o705, 0o710, 0o755):
+            with self.subTest(mode=oct(mode)):
+                os.chmod(self.db, mode)
+                fix = "chmod 700 %s" % self.db
+                self.assertRefused(self.ctl("client", "list"), fix)
+                self.assertRefused(self.worker(), fix)

@@ -324,8 +324,9 @@ class LinkCase(E2ETestCase):
         return html
 
     def click(self, link, redirect_uri=REDIRECT, headers=None):
-        """POST the link as the page's button does; the 303's query parameters."""
-        r = self.open(link, "POST", headers=headers)
+        """POST the link as the page's button does (form proof and cookie); the 303's query
+        parameters."""
+        r = self.st.open_link(link, headers=headers)
         self.assertEqual(r.status, 303, "%r" % (r,))
         self.assertIn("no-store", r.headers.get("Cache-Control", "").lower())
         self.assertEqual(r.headers.get("Referrer-Policy"), "no-referrer")
@@ -714,6 +715,164 @@ class SendRefusals(LinkCase):
         self.assertInvalidToken(self.st.http("POST", SEND, json=body, token="x.y.z"))
         self.assertInvalidToken(self.st.http("POST", AUTH, json={"code": "abc"}))
         self.assertNoMail(addr)
+
+
+
+class RedirectLength(LinkCase):
+    """The redirect's Location (redirect_uri, the code, state percent-encoded) is at most 2047
+    bytes: otlogin's limit on a header value, well inside what lighttpd, nginx and Apache pass
+    on. A redirect_uri plus state that would not fit is refused when the link is sent (400),
+    never cut short when it is opened."""
+
+    LIMIT = 2047
+    CODE = 43  # 32 random bytes, base64url
+    FIXED = len("?code=") + CODE + len("&state=")
+    URI_LEN = 1500
+
+    @classmethod
+    def setUpClass(cls):
+        base = "https://app.example/cb/"
+        cls.uri = base + "a" * (cls.URI_LEN - len(base))
+        cls.client = stack.new_client(redirect_uris=[cls.uri], permissions=["direct"])
+
+    def test_longest_that_fits(self):
+        state = "s" * (self.LIMIT - self.URI_LEN - self.FIXED)
+        addr = stack.make_user()["email"]["value"]
+        body = self.send_ok(self.client, addr, redirect_uri=self.uri, state=state,
+                            channel="direct")
+        params = self.click(body["link"], redirect_uri=self.uri)
+        self.assertEqual(params.get("state"), state)
+
+    def test_longer_is_refused_at_send(self):
+        fits = self.LIMIT - self.URI_LEN - self.FIXED
+        states = {
+            "one byte more": "s" * (fits + 1),
+            # Each byte outside the unreserved set takes three: 2 * 3 * 80 = 480 bytes.
+            "percent-encoded": "\u00e9" * 80 + "s" * (fits - 480 + 1),
+        }
+        addr = stack.make_user()["email"]["value"]
+        for name, state in states.items():
+            for channel in ("email", "direct"):
+                with self.subTest(name, channel=channel):
+                    r = self.send(self.client, addr, redirect_uri=self.uri, state=state,
+                                  channel=channel)
+                    body = self.assertRefused(r, addr=addr)
+                    self.assertIn("too long", body["message"])
+
+    def test_origin_too_long_for_the_page(self):
+        """The landing page's form-action names the redirect's origin (at most 255 bytes):
+        a longer one would be cut short there, so such a link is refused at send too."""
+        uri = "https://" + "a" * 250 + ".example/cb"
+        client = stack.new_client(redirect_uris=[uri], permissions=["direct"])
+        addr = stack.make_user()["email"]["value"]
+        r = self.send(client, addr, redirect_uri=uri, channel="direct")
+        self.assertIn("too long", self.assertRefused(r, addr=addr)["message"])
+
+
+
+class LandingCrossSite(LinkCase):
+    """The landing page's POST consumes the link, so another site must not be able to make a
+    browser send it: a POST counts only when Sec-Fetch-Site says same-origin, else when Origin
+    is otlogin's own, else (a browser sending neither, or Origin: null) with the page's form
+    proof and the cookie the page set. A refused POST leaves the link usable."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.client = stack.new_client(redirect_uris=[REDIRECT], permissions=["direct"])
+
+    def new_link(self):
+        addr = stack.make_user()["email"]["value"]
+        return self.send_ok(self.client, addr, channel="direct")["link"]
+
+    def post(self, link, headers, form=None):
+        return self.st.http("POST", self.path_of(link), form=form or {}, headers=headers)
+
+    def assertRefusedPost(self, r, link):
+        self.assertPage(r, 403, "did not come from the sign-in page")
+        self.assertNotIn("Location", r.headers)
+        # Nothing was spent: a real click still works.
+        self.click(link)
+
+    @property
+    def origin(self):
+        return "http://127.0.0.1:%d" % self.st.port
+
+    def test_cross_site_fetch_metadata_refused(self):
+        for site in ("cross-site", "same-site", "none", "CROSS-SITE"):
+            with self.subTest(sec_fetch_site=site):
+                link = self.new_link()
+                r = self.post(link, {"Sec-Fetch-Site": site, "Origin": self.origin})
+                self.assertRefusedPost(r, link)
+
+    def test_foreign_origin_refused(self):
+        for origin in ("https://evil.example", "http://127.0.0.1", self.origin + ".evil.example",
+                       "http://127.0.0.1:%d" % (self.st.port + 1), "https://127.0.0.1:%d"
+                       % self.st.port):
+            with self.subTest(origin=origin):
+                link = self.new_link()
+                self.assertRefusedPost(self.post(link, {"Origin": origin}), link)
+
+    def test_without_headers_the_form_proof_is_required(self):
+        link = self.new_link()
+        action, fields, cookie = self.st.landing_form(link)
+        other_action, other_fields, other_cookie = self.st.landing_form(self.new_link())
+        cases = {
+            "nothing": ({}, {}),
+            "Origin null, nothing else": ({"Origin": "null"}, {}),
+            "proof without its cookie": ({}, fields),
+            "cookie without the proof": ({"Cookie": cookie}, {}),
+            "another browser's cookie": ({"Cookie": other_cookie}, fields),
+            "another link's proof": ({"Cookie": other_cookie}, other_fields),
+            "a wrong proof": ({"Cookie": cookie}, {"f": "0" * 64}),
+        }
+        for name, (headers, form) in cases.items():
+            with self.subTest(name):
+                self.assertPage(self.post(link, headers, form), 403,
+                                "did not come from the sign-in page")
+        self.click(link)
+
+    def test_form_proof_with_its_cookie_works(self):
+        """A browser sending neither Sec-Fetch-Site nor a usable Origin (Origin: null, as the
+        page's no-referrer policy makes some send) opens the link with the page's form."""
+        for headers in ({}, {"Origin": "null"}):
+            with self.subTest(headers=headers):
+                link = self.new_link()
+                r = self.st.open_link(link, headers=headers)
+                self.assertEqual(r.status, 303, "%r" % (r,))
+                self.assertTrue(r.headers["Location"].startswith(REDIRECT + "?code="))
+
+    def test_pages_share_the_browser_cookie(self):
+        """A browser that already has the cookie keeps it: two tabs' forms both work."""
+        link = self.new_link()
+        _, fields, cookie = self.st.landing_form(link)
+        r = self.st.http("GET", self.path_of(link), headers={"Cookie": cookie})
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.headers.get("Set-Cookie", "").split(";")[0], cookie)
+        self.assertEqual(self.post(link, {"Cookie": cookie}, fields).status, 303)
+
+    def test_cookie_attributes(self):
+        r = self.st.http("GET", self.path_of(self.new_link()))
+        attrs = [a.strip().lower() for a in r.headers["Set-Cookie"].split(";")]
+        self.assertTrue(attrs[0].startswith("otlogin-link="))
+        for a in ("path=/", "httponly", "samesite=strict"):
+            self.assertIn(a, attrs)
+        self.assertNotIn("secure", attrs)  # http://127.0.0.1: a Secure cookie would be lost
+
+    def test_same_origin_posts_work(self):
+        for headers in ({"Sec-Fetch-Site": "same-origin"},
+                        {"Sec-Fetch-Site": "same-origin", "Origin": "null"},
+                        {"Sec-Fetch-Site": "same-origin", "Origin": self.origin},
+                        {"Origin": self.origin}):
+            with self.subTest(headers=headers):
+                link = self.new_link()
+                r = self.post(link, headers)
+                self.assertEqual(r.status, 303, "%r" % (r,))
+
+    def test_spent_link_says_so_to_any_post(self):
+        link = self.new_link()
+        self.click(link)
+        self.assertPage(self.post(link, {"Sec-Fetch-Site": "cross-site"}), 410, "already used")
+        self.assertPage(self.post(link, {}), 410, "already used")
 
 
 # ---- the mail ------------------------------------------------------------------------------
@@ -1133,8 +1292,10 @@ class LinkRules(LinkCase):
         """20 concurrent button presses: one 303, the others are told the link was used."""
         user = stack.make_user()
         link = self.send_and_link(self.client, user["email"]["value"])
-        results = stack.parallel([lambda: self.open(link, "POST") for _ in range(20)],
-                                 threads=20)
+        action, fields, cookie = stack.landing_form(link)
+        results = stack.parallel([lambda: stack.http("POST", action, form=fields,
+                                                     headers={"Cookie": cookie})
+                                  for _ in range(20)], threads=20)
         redirects = [r for r in results if r.status == 303]
         self.assertEqual(len(redirects), 1, "statuses: %r" % [r.status for r in results])
         for r in results:

@@ -92,15 +92,14 @@ def direct_login(client, user, **extra):
 
 
 def link_code(client, user):
-    """A magic link by the direct channel, opened (POST); the redirect's single-use code."""
+    """A magic link by the direct channel, opened (GET, then POST of its form); the
+    redirect's single-use code."""
     r = stack.http("POST", "/cis/v1/auth/link/email/send",
                    json={"email": addr_of(user), "redirect_uri": REDIRECT, "channel": "direct"},
                    token=client["token"])
     if r.status != 200 or "link" not in r.json:
         raise HarnessError("link/email/send direct: %r" % (r,))
-    link = urllib.parse.urlsplit(r.json["link"])
-    r = stack.http("POST", "%s?%s" % (link.path, link.query), body=b"",
-                   headers={"Content-Length": "0"})
+    r = stack.open_link(r.json["link"])
     loc = r.headers.get("Location", "")
     if r.status != 303 or not loc.startswith(REDIRECT + "?"):
         raise HarnessError("opening the link: %r Location %r" % (r, loc))

@@ -4,7 +4,12 @@ can already show of rules 7 and 9 (no secrets or full addresses in the logs, mai
 
 Every test uses users of its own, so one test's lockout cannot touch another."""
 
+import base64
+import hashlib
+import hmac
+import json
 import re
+import time
 
 import harness
 from harness import E2ETestCase, other_code, unique_email
@@ -385,3 +390,75 @@ class Rule9SmtpFailure(E2ETestCase):
 
     def test_relay_never_answers(self):
         self.check_relay(self.silent.getsockname()[1])
+
+
+def b64u(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class ClientTokenClaims(E2ETestCase):
+    """Client access tokens: a signature under the real key is not enough, the claims must fit
+    too (aud is otlogin's issuer, iat and nbf are not in the future, exp is). The tokens are
+    forged with the key otlogin derives from server.key, which the tests can read."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.client = stack.new_client(permissions=["direct"])
+        with open(stack.path("db", "server.key"), "rb") as f:
+            server_key = f.read()
+        cls.mac_key = hmac.new(server_key, b"client-token-v1", hashlib.sha256).digest()
+        cls.header, cls.claims = harness.jwt_parts(cls.client["token"])
+
+    def forge(self, **changes):
+        """The client's own token with claims changed (None: removed), signed with the real
+        key."""
+        claims = dict(self.claims)
+        for k, v in changes.items():
+            if v is None:
+                claims.pop(k, None)
+            else:
+                claims[k] = v
+        signing_input = "%s.%s" % (b64u(json.dumps(self.header).encode()),
+                                   b64u(json.dumps(claims).encode()))
+        sig = hmac.new(self.mac_key, signing_input.encode(), hashlib.sha256).digest()
+        return "%s.%s" % (signing_input, b64u(sig))
+
+    def call(self, token):
+        body = {"channel": "direct", "identifier_type": "email", "identifier": unique_email()}
+        return stack.http("POST", "/cis/v1/auth/otp/send", json=body, token=token)
+
+    def test_forgery_with_unchanged_claims_is_accepted(self):
+        """The control: the forging itself is right."""
+        self.assertEqual(self.call(self.forge()).status, 200)
+        self.assertEqual(self.call(self.forge(jti="another")).status, 200)
+        self.assertEqual(self.call(self.forge(aud=[stack.issuer])).status, 200)
+
+    def test_wrong_or_missing_claims_are_refused(self):
+        now = int(time.time())
+        day = 86400
+        cases = {
+            "aud another API": {"aud": "https://api.example.org/orders"},
+            "aud the issuer plus a slash": {"aud": stack.issuer + "/"},
+            "aud missing": {"aud": None},
+            "aud a number": {"aud": 1},
+            "aud list without the issuer": {"aud": ["https://api.example.org/orders"]},
+            "iat a day ahead": {"iat": now + day, "exp": now + 2 * day},
+            "iat missing": {"iat": None},
+            "iat a string": {"iat": str(now)},
+            "nbf a day ahead": {"nbf": now + day},
+            "nbf a string": {"nbf": str(now)},
+            "exp missing": {"exp": None},
+            "exp before iat": {"iat": now, "exp": now - 1},
+        }
+        for name, changes in cases.items():
+            with self.subTest(name):
+                self.assertInvalidToken(self.call(self.forge(**changes)))
+
+    def test_token_for_a_resource_is_not_for_otlogin(self):
+        """client_credentials with resource gives a token whose aud is that resource: it is
+        for that API, and otlogin's own API refuses it."""
+        api = "https://api.example.org/orders"
+        c = stack.make_client(permissions=["direct"], resources=[api])
+        r = stack.token_request(c["client_id"], c["client_secret"], resource=api)
+        self.assertEqual(r.status, 200, "%r" % (r,))
+        self.assertInvalidToken(self.call(r.json["access_token"]))

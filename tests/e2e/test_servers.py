@@ -19,6 +19,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import urllib.parse
 
 import harness
 from harness import E2ETestCase
@@ -356,6 +357,25 @@ class ServerChecks:
         # single use, whichever worker gets the second try
         self.assertError(st.otp_authenticate(client["token"], addr, code), 400,
                          "auth_invalid_credentials")
+
+    def test_magic_link_landing_headers(self):
+        """The landing page judges a POST by Cookie, Sec-Fetch-Site and Origin: the server
+        passes all three on. A cross-site POST is refused (403) and leaves the link usable;
+        the page's own form, with its cookie, opens it (303)."""
+        redirect = "https://app.example/callback"
+        c = self.stack.new_client(redirect_uris=[redirect], permissions=["direct"])
+        r = self.stack.http("POST", "/cis/v1/auth/link/email/send", token=c["token"],
+                            json={"email": harness.unique_email(), "redirect_uri": redirect,
+                                  "channel": "direct"})
+        link = self.assertJSON(r, 200)["link"]
+        u = urllib.parse.urlsplit(link)
+        for headers in ({"Sec-Fetch-Site": "cross-site"}, {"Origin": "https://evil.example"}):
+            with self.subTest(headers=headers):
+                r = self.stack.http("POST", u.path + "?" + u.query, form={}, headers=headers)
+                self.assertEqual(r.status, 403, "%r" % (r,))
+        r = self.stack.open_link(link)
+        self.assertEqual(r.status, 303, "%r" % (r,))
+        self.assertTrue(r.headers.get("Location", "").startswith(redirect + "?code="))
 
     def test_only_cis_is_the_application(self):
         """The server itself answers outside /cis (not JSON); the application answers any path

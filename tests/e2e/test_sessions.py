@@ -65,7 +65,8 @@ def email_otp_login(client, user, **extra):
 
 
 def link_code(client, addr):
-    """A magic link by the direct channel, opened (POST, empty body); the redirect's code."""
+    """A magic link by the direct channel, opened (GET, then POST of its form); the
+    redirect's code."""
     r = stack.http("POST", "/cis/v1/auth/link/email/send",
                    json={"email": addr, "redirect_uri": REDIRECT, "channel": "direct"},
                    token=client["token"])
@@ -74,8 +75,7 @@ def link_code(client, addr):
     link = urllib.parse.urlsplit(r.json["link"])
     if link.netloc != "127.0.0.1:%d" % stack.port:
         raise HarnessError("link points elsewhere: %r" % r.json["link"])
-    r = stack.http("POST", "%s?%s" % (link.path, link.query), body=b"",
-                   headers={"Content-Length": "0"})
+    r = stack.open_link(r.json["link"])
     loc = r.headers.get("Location", "")
     if r.status != 303 or not loc.startswith(REDIRECT + "?"):
         raise HarnessError("opening the link: %r Location %r" % (r, loc))

@@ -41,5 +41,5 @@ const struct fuzz_endpoint fuzz_link_endpoints[2] = {
 
 char *fuzz_link_page(const char *text, const char *token)
 {
-	return page_html("Sign in", text, token);
+	return page_html("Sign in", text, token, token);
 }

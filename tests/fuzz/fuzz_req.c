@@ -5,8 +5,8 @@
  * the handler's checks before it touches the store).
  *
  * Input: lines NAME=VALUE (REQUEST_METHOD, PATH_INFO, CONTENT_TYPE, CONTENT_LENGTH,
- * HTTP_AUTHORIZATION, QUERY_STRING, REMOTE_ADDR), an empty line, then the body. Without a
- * CONTENT_LENGTH line the body's own length is announced.
+ * HTTP_AUTHORIZATION, QUERY_STRING, REMOTE_ADDR, SCRIPT_NAME, HTTP_COOKIE), an empty line, then the
+ * body. Without a CONTENT_LENGTH line the body's own length is announced.
  *
  * What must hold: nothing crashes or leaks; a body jsonio_check accepts really has the shape
  * its table declares (checked here independently); every error answer is the contract's JSON
@@ -22,7 +22,7 @@
 #include "resp.h"
 
 #define MAX_BODY 65536
-#define NVARS 8
+#define NVARS 9
 
 /* The CGI variables (values[i] is var_names[i]'s, NULL when unset) and the body. */
 struct input {
@@ -33,7 +33,7 @@ struct input {
 
 static const char *const var_names[NVARS] = {"REQUEST_METHOD", "PATH_INFO",	     "CONTENT_TYPE",
 					     "CONTENT_LENGTH", "HTTP_AUTHORIZATION", "QUERY_STRING",
-					     "REMOTE_ADDR",    "SCRIPT_NAME"};
+					     "REMOTE_ADDR",    "SCRIPT_NAME",	     "HTTP_COOKIE"};
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -334,6 +334,10 @@ static void check_credentials(struct req *r)
 		FUZZ_ASSERT(user == NULL && pass == NULL);
 	}
 	FUZZ_ASSERT(bearer == NULL || rc == 0);
+	/* A cookie's value is a piece of the header, without the separator. */
+	q = req_cookie(r, "otlogin-link");
+	FUZZ_ASSERT(q == NULL || (strstr(r->cookie, q) != NULL && strchr(q, ';') == NULL));
+	free(q);
 	for (const char *const *n = (const char *const[]){"t", "code", "state", NULL}; *n; n++) {
 		q = req_query_param(r, *n);
 		no_controls(q);

@@ -193,5 +193,37 @@ int main(void)
 		check(req_query_param(&r, "b") == NULL);
 		req_free(&r);
 	}
+	/* Cookie, Origin and Sec-Fetch-Site reach the request (the landing page's POST check). */
+	{
+		const char *env[] = {"REQUEST_METHOD",
+				     "POST",
+				     "HTTP_COOKIE",
+				     "a=1; otlogin-link=abc ;x-otlogin-link=no; b",
+				     "HTTP_ORIGIN",
+				     "https://id.example",
+				     "HTTP_SEC_FETCH_SITE",
+				     "same-origin",
+				     NULL};
+		read_req(&r, env, "", 10);
+		check(strcmp(r.origin, "https://id.example") == 0);
+		check(strcmp(r.sec_fetch_site, "same-origin") == 0);
+		q = req_cookie(&r, "otlogin-link");
+		check(q != NULL && strcmp(q, "abc") == 0);
+		free(q);
+		q = req_cookie(&r, "a");
+		check(q != NULL && strcmp(q, "1") == 0);
+		free(q);
+		check(req_cookie(&r, "b") == NULL);
+		check(req_cookie(&r, "otlogin") == NULL);
+		req_free(&r);
+	}
+	{
+		/* Twice (one may come from a sibling host): neither is trusted. */
+		const char *env[] = {"REQUEST_METHOD", "POST", "HTTP_COOKIE", "n=1; n=2", NULL};
+		read_req(&r, env, "", 10);
+		check(req_cookie(&r, "n") == NULL);
+		check(r.origin == NULL && r.sec_fetch_site == NULL);
+		req_free(&r);
+	}
 	return check_done();
 }
