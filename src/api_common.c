@@ -71,7 +71,7 @@ void api_login_opts(json_t *body, struct login_opts *opts)
 void api_retry_later(struct api_call *call, int err, unsigned retry_after)
 {
 	resp_header(call->resp, "Retry-After", "%u", retry_after ? retry_after : 1);
-	resp_error(call->resp, (enum api_err)err, NULL);
+	resp_error(call->resp, (enum err)err, NULL);
 }
 
 void api_rate_limited(struct api_call *call, unsigned retry_after)
@@ -102,5 +102,5 @@ void api_fail(struct api_call *call, int err, const char *detail)
 	}
 	if (err == ERR_UNAVAILABLE && store_failed(call->c->store))
 		call->resp->fatal = 1;
-	resp_error(call->resp, (enum api_err)err, detail);
+	resp_error(call->resp, (enum err)err, detail);
 }

@@ -6,11 +6,12 @@
 
 #include "client.h"
 #include "crypto.h"
+#include "err.h"
 #include "lockout.h"
 #include "log.h"
 #include "otp.h"
 #include "ratelimit.h"
-#include "resp.h"
+#include "resp.h" /* RESP_HEADER_MAX: a redirect must fit its Location header */
 #include "token.h"
 
 #define LINK_TOKEN_BYTES 32

@@ -3,8 +3,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "err.h"
 #include "ratelimit.h"
-#include "resp.h"
 
 unsigned lockout_delay(const struct conf *conf, unsigned n)
 {

@@ -6,10 +6,10 @@
 
 #include "client.h"
 #include "crypto.h"
+#include "err.h"
 #include "lockout.h"
 #include "log.h"
 #include "ratelimit.h"
-#include "resp.h"
 #include "token.h"
 
 #define REQUEST_ID_BYTES 16

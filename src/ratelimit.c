@@ -7,8 +7,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "err.h"
 #include "log.h"
-#include "resp.h"
 
 unsigned rl_slot_width(const struct conf_rate *rule)
 {

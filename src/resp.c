@@ -124,7 +124,7 @@ void resp_html(struct resp *r, int status, const char *html)
 		      copy ? strlen(copy) : 0);
 }
 
-void resp_error(struct resp *r, enum api_err err, const char *detail)
+void resp_error(struct resp *r, enum err err, const char *detail)
 {
 	const struct err_entry *e = &err_table[err];
 	const char *code = e->code[r->dialect];

@@ -8,38 +8,14 @@
 #include <jansson.h>
 #include <stddef.h>
 
+#include "err.h"
+
 /*
  * Which error_code spelling an endpoint family uses (API.md: Transmit mixes them):
  * symbolic strings for OTP, "400"-style strings for magic links, numbers elsewhere; the users
  * API also wraps a 400's message in an array.
  */
 enum resp_dialect { DIALECT_PLAIN = 0, DIALECT_OTP, DIALECT_LINK, DIALECT_USERS };
-
-enum api_err {
-	ERR_NONE = 0,	       /* success: flows return it, the table has no entry */
-	ERR_INVALID_INPUT,     /* 400; code per dialect */
-	ERR_INVALID_TOKEN,     /* 401 + WWW-Authenticate */
-	ERR_FORBIDDEN,	       /* 403: the client lacks the permission */
-	ERR_NOT_FOUND,	       /* 404: unknown path or object */
-	ERR_METHOD,	       /* 405: caller adds Allow */
-	ERR_TOO_LARGE,	       /* 413 */
-	ERR_MEDIA_TYPE,	       /* 415 */
-	ERR_CONFLICT,	       /* 409 */
-	ERR_RATE_LIMITED,      /* 429: caller adds Retry-After */
-	ERR_INTERNAL,	       /* 500 */
-	ERR_DELIVERY,	       /* 502 external_provider_configuration_error */
-	ERR_UNAVAILABLE,       /* 503 */
-	ERR_BAD_CREDENTIALS,   /* 400 auth_invalid_credentials */
-	ERR_CODE_EXPIRED,      /* 400 auth_otp_passcode_expired */
-	ERR_LOCKED,	       /* 403 auth_locked */
-	ERR_USER_NOT_FOUND,    /* 404 user_not_found */
-	ERR_USER_NOT_ACTIVE,   /* 403 user_not_active */
-	ERR_EMAIL_MISSING,     /* 404 user_email_address_missing */
-	ERR_PHONE_MISSING,     /* 404 user_phone_number_missing */
-	ERR_SESSION_NOT_FOUND, /* 400 "Session not found" */
-	ERR_ORG_NOT_MEMBER,    /* 400: org_id names an organization the user is not in */
-	ERR_COUNT
-};
 
 struct resp {
 	int status;
@@ -77,7 +53,7 @@ void resp_json(struct resp *r, int status, json_t *body);
 void resp_html(struct resp *r, int status, const char *html);
 
 /* Answer err from the table; detail (may be NULL) replaces the table's message. */
-void resp_error(struct resp *r, enum api_err err, const char *detail);
+void resp_error(struct resp *r, enum err err, const char *detail);
 
 /* RFC 6749 error for the token endpoints: {"error":..., "error_description":...}. */
 void resp_oauth_error(struct resp *r, int status, const char *error, const char *description);

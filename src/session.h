@@ -11,7 +11,7 @@
 #include <jansson.h>
 
 #include "ctx.h"
-#include "resp.h"
+#include "err.h"
 #include "store.h"
 
 #define SESSION_HANDLE_LEN 32

@@ -8,8 +8,8 @@
 #include <time.h>
 
 #include "crypto.h"
+#include "err.h"
 #include "mail.h"
-#include "resp.h"
 #include "session.h"
 
 static const char *const idtype_names[] = {"email", "phone_number", "user_id", "username"};
