@@ -1,4 +1,7 @@
-/* clock: elapsed time on the monotonic clock, for deadlines and budgets. */
+/*
+ * clock: elapsed time on the monotonic clock, for deadlines and budgets, and the wall clock in
+ * milliseconds, for the users API's timestamps.
+ */
 #ifndef OTLOGIN_CLOCK_H
 #define OTLOGIN_CLOCK_H
 
@@ -11,6 +14,15 @@ static inline long ms_since(const struct timespec *t0)
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	return (long)(now.tv_sec - t0->tv_sec) * 1000L + (now.tv_nsec - t0->tv_nsec) / 1000000L;
+}
+
+/* Milliseconds since the epoch (wall clock). */
+static inline long long clock_now_ms(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 }
 
 #endif

@@ -188,10 +188,7 @@ int link_send(struct ctx *c, const struct link_send_req *r, struct link_send_res
 	/* As in otp_send: a send's time counts from before its transaction. */
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	rc = store_run(c->store, send_txn, &s);
-	if (store_refused(rc) >= 0)
-		rc = store_refused(rc);
-	else if (rc < 0)
-		rc = otp_store_error(rc);
+	rc = store_outcome(rc, ERR_UNAVAILABLE);
 	if (rc == ERR_RATE_LIMITED) {
 		res->retry_after = s.retry_after ? s.retry_after : 1;
 		log_info("magic link send for %s refused: rate limit, retry in %u s",
@@ -547,10 +544,7 @@ int link_authenticate(struct ctx *c, const struct link_auth_req *r, const char *
 	struct auth_state a = {.c = c, .r = r, .aud = aud};
 	int rc = store_run(c->store, auth_txn, &a);
 
-	if (store_refused(rc) >= 0)
-		rc = store_refused(rc);
-	else if (rc < 0)
-		rc = otp_store_error(rc);
+	rc = store_outcome(rc, ERR_UNAVAILABLE);
 	if ((rc == ERR_RATE_LIMITED || rc == ERR_LOCKED) && r->retry_after != NULL)
 		*r->retry_after = a.retry_after ? a.retry_after : 1;
 	if (rc == ERR_NONE) {

@@ -4,8 +4,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "crypto.h"
-#include "user.h"
 
 #define ORG_PREFIX "org:"
 
@@ -141,7 +141,7 @@ static int member_txn(struct store_txn *t, void *argp)
 	if (!json_is_object(org_roles))
 		json_object_set_new(user, "org_roles", org_roles = json_object());
 	json_object_set(org_roles, a->org_id, a->roles);
-	json_object_set_new(user, "updated_at", json_integer(user_now_ms()));
+	json_object_set_new(user, "updated_at", json_integer(clock_now_ms()));
 	rc = store_put(t, TBL_USERS, a->user_id, strlen(a->user_id), user);
 	json_decref(user);
 	return rc < 0 ? rc : 0;

@@ -39,12 +39,6 @@ static const char *channel_of(const struct otp_send_req *r)
 	return "otp";
 }
 
-int otp_store_error(int rc)
-{
-	return rc == STORE_FATAL || rc == STORE_RETRY || rc == STORE_ERR ? ERR_UNAVAILABLE
-									 : ERR_INTERNAL;
-}
-
 int otp_failed_delivery_answer(struct ctx *c, json_t *client, const char *channel,
 			       const struct timespec *start, int rc)
 {
@@ -406,10 +400,7 @@ int otp_send(struct ctx *c, const struct otp_send_req *r, struct otp_send_res *r
 	 */
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	rc = store_run(c->store, send_txn, &s);
-	if (store_refused(rc) >= 0)
-		rc = store_refused(rc);
-	else if (rc < 0)
-		rc = otp_store_error(rc);
+	rc = store_outcome(rc, ERR_UNAVAILABLE);
 	if (rc == ERR_RATE_LIMITED) {
 		char masked[64];
 		res->retry_after = s.retry_after ? s.retry_after : 1;
@@ -605,10 +596,7 @@ int otp_authenticate(struct ctx *c, const struct otp_auth_req *r, const char *au
 	struct auth_txn a = {.c = c, .r = r, .aud = aud};
 	int rc = store_run(c->store, auth_txn, &a);
 
-	if (store_refused(rc) >= 0)
-		rc = store_refused(rc);
-	else if (rc < 0)
-		rc = otp_store_error(rc);
+	rc = store_outcome(rc, ERR_UNAVAILABLE);
 	if (rc == ERR_RATE_LIMITED || rc == ERR_LOCKED) {
 		char masked[64];
 		if (r->retry_after != NULL)

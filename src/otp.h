@@ -77,9 +77,6 @@ struct otp_auth_req {
  */
 int otp_authenticate(struct ctx *c, const struct otp_auth_req *r, const char *aud, json_t **tokens);
 
-/* Map a negative store_rc to ERR_UNAVAILABLE (and mark a fatal one in *fatal when not NULL). */
-int otp_store_error(int rc);
-
 /*
  * Compose the login mail of kind (MAIL_OTP: secret is the code; MAIL_LINK: the link) to `to`,
  * replacing (wiping) *msg. ERR_NONE with *msg (new) and *len, ERR_INVALID_INPUT when the mail

@@ -7,7 +7,6 @@
 
 #include "crypto.h"
 #include "org.h"
-#include "otp.h"
 #include "token.h"
 #include "user.h"
 
@@ -245,7 +244,7 @@ int session_reauth(struct ctx *c, json_t *client, const struct login_opts *opts,
 
 	memset(g, 0, sizeof(*g));
 	rc = store_run(c->store, reauth_txn, &r);
-	return rc < 0 ? otp_store_error(rc) : rc;
+	return store_outcome(rc, ERR_UNAVAILABLE);
 }
 
 int session_end_txn(struct store_txn *t, const char *key)
@@ -319,7 +318,7 @@ int session_logout(struct ctx *c, json_t *client, const char *id_or_handle)
 	struct logout_state l = {c, json_string_value(json_object_get(client, "client_id")),
 				 id_or_handle};
 	int rc = store_run(c->store, logout_txn, &l);
-	return rc < 0 ? otp_store_error(rc) : rc;
+	return store_outcome(rc, ERR_UNAVAILABLE);
 }
 
 struct user_sessions {
@@ -407,7 +406,7 @@ int session_end_all(struct ctx *c, const char *user_id, const char *client_id)
 {
 	struct end_all e = {user_id, client_id};
 	int rc = store_run(c->store, end_all_txn, &e);
-	return rc < 0 ? otp_store_error(rc) : ERR_NONE;
+	return rc < 0 ? ERR_UNAVAILABLE : ERR_NONE;
 }
 
 static json_t *rfc3339(json_int_t when)

@@ -124,6 +124,17 @@ static inline int store_refused(int rc)
 }
 
 /*
+ * The outcome of a store_run whose function returns outcomes (>= 0) or refusals: the
+ * refusal's outcome, `failed` (the caller's "try again") when the store failed, else rc.
+ */
+static inline int store_outcome(int rc, int failed)
+{
+	if (store_refused(rc) >= 0)
+		return store_refused(rc);
+	return rc < 0 ? failed : rc;
+}
+
+/*
  * Between requests (cheap when nothing is due, at most one step a second): reopen a failed
  * environment, run failchk every few seconds, checkpoint once 1 MiB of log was written or a
  * minute passed (log files a checkpoint made unneeded are removed at the next file switch),

@@ -8,7 +8,6 @@
 #include "crypto.h"
 #include "jwt.h"
 #include "log.h"
-#include "otp.h"
 #include "user.h"
 
 int token_refresh_create_txn(struct store_txn *t, struct ctx *c, struct login_grant *g,
@@ -205,8 +204,7 @@ int token_refresh(struct ctx *c, json_t *client, const char *refresh_token, json
 	struct login_opts opts = {0};
 	int rc = store_run(c->store, refresh_txn, &r);
 
-	if (rc < 0)
-		rc = otp_store_error(rc);
+	rc = store_outcome(rc, ERR_UNAVAILABLE);
 	if (rc == ERR_NONE) {
 		opts.claims = r.g.claims;
 		*tokens = token_response(c, &r.g, &opts);
@@ -250,7 +248,7 @@ int token_revoke(struct ctx *c, json_t *client, const char *refresh_token)
 	struct revoke_state r = {c, json_string_value(json_object_get(client, "client_id")),
 				 refresh_token};
 	int rc = store_run(c->store, revoke_txn, &r);
-	return rc < 0 ? otp_store_error(rc) : ERR_NONE;
+	return rc < 0 ? ERR_UNAVAILABLE : ERR_NONE;
 }
 
 /* Claims of the user the OIDC "claims" request may select for a token. */

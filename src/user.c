@@ -7,6 +7,7 @@
 #include <sys/time.h>
 #include <time.h>
 
+#include "clock.h"
 #include "crypto.h"
 #include "err.h"
 #include "mail.h"
@@ -71,13 +72,6 @@ char *user_normalize(enum user_idtype type, const char *value)
 	default:
 		return NULL;
 	}
-}
-
-long long user_now_ms(void)
-{
-	struct timeval tv;
-	gettimeofday(&tv, NULL);
-	return (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
 static void rfc3339_now(char out[32])
@@ -226,7 +220,7 @@ int user_create_txn(struct store_txn *t, json_t *spec, json_t **user, char *err,
 {
 	char *email = NULL, *phone = NULL, *username = NULL, id[33];
 	unsigned char raw[16];
-	long long now = user_now_ms();
+	long long now = clock_now_ms();
 	json_t *u = NULL;
 	int rc = USER_INVALID;
 
@@ -288,7 +282,7 @@ int user_record_login_txn(struct store_txn *t, json_t *user, const char *channel
 		}
 	}
 	json_object_set_new(user, "last_auth", json_string(when));
-	json_object_set_new(user, "updated_at", json_integer(user_now_ms()));
+	json_object_set_new(user, "updated_at", json_integer(clock_now_ms()));
 	return store_put(t, TBL_USERS, id, strlen(id), user);
 }
 
@@ -478,7 +472,8 @@ static int patch_plain(json_t *user, json_t *patch, char *err, size_t errlen)
 		}
 		if (strcmp(*s, json_string_value(json_object_get(user, "status")) ?: "") != 0) {
 			json_object_set_new(user, "status", json_string(*s));
-			json_object_set_new(user, "status_changed_at", json_integer(user_now_ms()));
+			json_object_set_new(user, "status_changed_at",
+					    json_integer(clock_now_ms()));
 		}
 	}
 	for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++)
@@ -516,7 +511,7 @@ static int update_txn(struct store_txn *t, void *argp)
 		rc = USER_INVALID;
 		goto out;
 	}
-	json_object_set_new(user, "updated_at", json_integer(user_now_ms()));
+	json_object_set_new(user, "updated_at", json_integer(clock_now_ms()));
 	if ((rc = store_put(t, TBL_USERS, a->id, strlen(a->id), user)) < 0)
 		goto out;
 	/* A user who may not log in keeps no session: re-enabling must not revive old tokens. */

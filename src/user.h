@@ -98,7 +98,4 @@ json_t *user_page(struct ctx *c, const char *cursor, size_t page_size);
 /* The name of an identifier type as the API spells it. */
 const char *user_idtype_name(enum user_idtype type);
 
-/* Milliseconds since the epoch. */
-long long user_now_ms(void);
-
 #endif
