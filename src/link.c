@@ -7,9 +7,10 @@
 #include "client.h"
 #include "crypto.h"
 #include "err.h"
+#include "jsonio.h"
 #include "lockout.h"
+#include "login.h"
 #include "log.h"
-#include "otp.h"
 #include "ratelimit.h"
 #include "resp.h" /* RESP_HEADER_MAX: a redirect must fit its Location header */
 #include "token.h"
@@ -18,27 +19,26 @@
 #define LINK_CODE_BYTES 32
 #define OPEN_PATH "/v1/auth/link/email/open?t="
 
-struct send_state {
-	struct ctx *c;
+/* A link send's own state, behind login_send.state. */
+struct link_send_state {
 	const struct link_send_req *r;
 	char *token; /* the link token (new) */
 	char *url;   /* the link (new) */
-	char *request_id;
-	char *message;
-	size_t message_len;
-	char to[256];
 	char key[KEYRING_TAG_HEX];
-	int shadow;	      /* hidden existence: no usable link is stored or mailed */
-	int over;	      /* the recipient's own limits hold it back: a shadow send too */
-	unsigned retry_after; /* ERR_RATE_LIMITED */
 };
 
-/* The address a link goes to, or the api_err that says why there is none. */
-static int destination(struct send_state *s, json_t *user)
+static struct link_send_state *link_of(struct login_send *s)
+{
+	return s->state;
+}
+
+/* The address a link goes to, or the err that says why there is none. */
+static int destination(struct login_send *s, json_t *user)
 {
 	const char *to = user ? user_email(user) : NULL;
-	if (to == NULL && user == NULL && s->r->idtype == ID_EMAIL)
-		to = s->r->identifier;
+
+	if (to == NULL && user == NULL && s->idtype == ID_EMAIL)
+		to = s->identifier;
 	if (to == NULL)
 		return ERR_EMAIL_MISSING;
 	snprintf(s->to, sizeof(s->to), "%s", to);
@@ -46,14 +46,14 @@ static int destination(struct send_state *s, json_t *user)
 }
 
 /* Drop the identifier's previous link for this client and point at the new one. */
-static int replace_previous(struct send_state *s, struct store_txn *t)
+static int replace_previous(struct login_send *s, struct store_txn *t)
 {
 	char ptr[KEYRING_TAG_HEX];
 	json_t *old, *rec;
 	int rc;
 
-	if (keyring_tag(s->c->keys, ptr, "link-for", client_id_of(s->r->client),
-			user_idtype_name(s->r->idtype), s->r->identifier, NULL) < 0)
+	if (keyring_tag(s->c->keys, ptr, "link-for", client_id_of(s->client),
+			user_idtype_name(s->idtype), s->identifier, NULL) < 0)
 		return STORE_ERR;
 	rc = store_get(t, TBL_CODES, ptr, strlen(ptr), &old, 1);
 	if (rc < 0)
@@ -65,173 +65,111 @@ static int replace_previous(struct send_state *s, struct store_txn *t)
 		if (rc < 0)
 			return rc;
 	}
-	rec = json_pack("{s:s}", "link", s->key);
+	rec = json_pack("{s:s}", "link", link_of(s)->key);
 	rc = store_put(t, TBL_CODES, ptr, strlen(ptr), rec);
 	json_decref(rec);
 	return rc;
 }
 
-/* Why this identifier cannot get a link (an api_err), or ERR_NONE with s->to set. */
-static int deliverable(struct send_state *s, json_t *user, int found)
+/* A new link token, its URL and its record key. 0 or -1. */
+static int new_link(struct login_send *s)
 {
-	if (!found && !user_signup_allows(s->r->client, s->r->idtype))
-		return ERR_USER_NOT_FOUND;
-	if (user != NULL && !user_is_active(user))
-		return ERR_USER_NOT_ACTIVE;
-	return destination(s, user);
+	struct link_send_state *l = link_of(s);
+
+	crypto_free_str(l->token);
+	free(l->url);
+	l->url = NULL;
+	l->token = crypto_random_token(LINK_TOKEN_BYTES);
+	if (l->token == NULL ||
+	    asprintf(&l->url, "%s" OPEN_PATH "%s", s->c->conf->public_base_url, l->token) < 0) {
+		l->url = NULL;
+		return -1;
+	}
+	return keyring_tag(s->c->keys, l->key, "link", l->token, NULL);
 }
 
-static int send_txn(struct store_txn *t, void *argp)
+static int issue(struct login_send *s, struct store_txn *t, const char *rid_tag, json_t *limit_keys)
 {
-	struct send_state *s = argp;
-	const struct link_send_req *r = s->r;
+	struct link_send_state *l = link_of(s);
+	const struct link_send_req *r = l->r;
 	unsigned minutes = r->minutes ? r->minutes : s->c->conf->link_ttl_minutes;
-	char rid_tag[KEYRING_TAG_HEX] = "";
-	json_t *user = NULL, *rec, *limit_keys = NULL;
+	json_t *rec;
 	int rc;
 
-	rc = user_find_txn(t, r->idtype, r->identifier, &user);
-	if (rc < 0)
-		return rc;
-	s->shadow = 0;
-	rc = deliverable(s, user, rc == STORE_FOUND);
-	json_decref(user);
-	if (rc != ERR_NONE) {
-		if (!client_hides_existence(r->client))
-			return rc;
-		/* As in otp.c: the same work as a real send, with a link that is dead. */
-		s->shadow = 1;
-		snprintf(s->to, sizeof(s->to), "%s", s->c->conf->mail_from);
-	}
-	s->over = 0;
-	if (!r->direct) {
-		limit_keys = json_array();
-		if (limit_keys == NULL)
-			return STORE_ERR;
-		/* As in otp.c (send_limits): a hiding client's 429s depend on the request only. */
-		if (client_hides_existence(r->client))
-			rc = ratelimit_hidden_send_txn(t, s->c, client_id_of(r->client), "email",
-						       user_idtype_name(r->idtype), r->identifier,
-						       NULL, s->shadow ? NULL : s->to, &s->over,
-						       &s->retry_after, limit_keys);
-		else
-			rc = ratelimit_send_txn(t, s->c, client_id_of(r->client), "email", s->to,
-						NULL, &s->retry_after, limit_keys);
-		if (rc < 0)
-			goto out;
-		/* Over the recipient's own limits: answered as sent, and nothing goes out. */
-		if (s->over)
-			s->shadow = 1;
-	}
 	if (minutes > s->c->conf->link_max_ttl_minutes)
 		minutes = s->c->conf->link_max_ttl_minutes;
-
-	crypto_free_str(s->token);
-	free(s->url);
-	s->url = NULL;
-	s->token = crypto_random_token(LINK_TOKEN_BYTES);
-	if (s->token == NULL ||
-	    asprintf(&s->url, "%s" OPEN_PATH "%s", s->c->conf->public_base_url, s->token) < 0 ||
-	    keyring_tag(s->c->keys, s->key, "link", s->token, NULL) < 0) {
-		rc = STORE_ERR;
-		goto out;
-	}
-	if (!r->direct &&
-	    (rc = otp_compose_mail(s->c, s->r->client, MAIL_LINK, s->to, s->url, minutes,
-				   s->r->content, &s->message, &s->message_len)) != ERR_NONE)
-		goto out;
-	if (r->want_request_id && otp_new_request_id(s->c, &s->request_id, rid_tag) < 0) {
-		rc = STORE_ERR;
-		goto out;
-	}
+	if (new_link(s) < 0)
+		return STORE_ERR;
+	if (s->channel != NULL &&
+	    (rc = login_compose_mail(s->c, s->client, MAIL_LINK, s->to, l->url, minutes, r->content,
+				     &s->message, &s->message_len)) != ERR_NONE)
+		return rc;
 	if ((rc = replace_previous(s, t)) < 0)
-		goto out;
+		return rc;
 	rec = json_pack(
-	    "{s:s, s:s, s:s, s:s, s:s, s:s?, s:I, s:b, s:s}", "client_id", client_id_of(r->client),
-	    "idtype", user_idtype_name(r->idtype), "identifier", r->identifier, "to",
+	    "{s:s, s:s, s:s, s:s, s:s, s:s?, s:I, s:b, s:s}", "client_id", client_id_of(s->client),
+	    "idtype", user_idtype_name(s->idtype), "identifier", s->identifier, "to",
 	    s->shadow ? "" : s->to, "redirect_uri", r->redirect_uri, "state", r->state, "exp",
 	    (json_int_t)(time(NULL) + (time_t)minutes * 60), "used", 0, "request_id", rid_tag);
-	if (rec == NULL) {
-		rc = STORE_ERR;
-		goto out;
-	}
+	if (rec == NULL)
+		return STORE_ERR;
 	/* A dead link opens as an unknown one (open_txn). */
 	if (s->shadow)
 		json_object_set_new(rec, "dead", json_true());
 	/* Opening it and logging in releases the recipient's send limits (see ratelimit.h). */
-	if (limit_keys != NULL && json_array_size(limit_keys) > 0)
+	if (limit_keys != NULL)
 		json_object_set(rec, "limits", limit_keys);
-	rc = store_put(t, TBL_CODES, s->key, strlen(s->key), rec);
+	rc = store_put(t, TBL_CODES, l->key, strlen(l->key), rec);
 	json_decref(rec);
-	rc = rc < 0 ? rc : ERR_NONE;
-out:
-	json_decref(limit_keys);
-	/* A refusal after the limits were counted must not count them. */
-	return rc > 0 ? STORE_REFUSE(rc) : rc;
+	return rc < 0 ? rc : ERR_NONE;
 }
 
-static int forget_txn(struct store_txn *t, void *argp)
+static int deliver(struct login_send *s)
 {
-	const char *key = argp;
+	return mail_send(&s->c->mail, s->c->conf->mail_from, s->to, s->message, s->message_len) ==
+		       MAIL_OK
+		   ? ERR_NONE
+		   : ERR_DELIVERY;
+}
+
+/* A link that was never delivered must not stay usable. */
+static int withdraw(struct login_send *s, struct store_txn *t)
+{
+	const char *key = link_of(s)->key;
 	int rc = store_del(t, TBL_CODES, key, strlen(key));
 	return rc < 0 ? rc : 0;
 }
 
+static const struct login_kind email_link = {"magic link", "link",  destination,
+					     issue,	   deliver, withdraw};
+
 int link_send(struct ctx *c, const struct link_send_req *r, struct link_send_res *res)
 {
-	struct send_state s = {.c = c, .r = r};
-	struct timespec start;
-	char masked[64];
+	struct link_send_state l = {.r = r};
+	struct login_send s = {.c = c,
+			       .kind = &email_link,
+			       .client = r->client,
+			       .idtype = r->idtype,
+			       .identifier = r->identifier,
+			       .channel = r->direct ? NULL : "email",
+			       .want_request_id = r->want_request_id,
+			       .state = &l};
 	int rc;
 
 	memset(res, 0, sizeof(*res));
-	/* As in otp_send: a send's time counts from before its transaction. */
-	clock_gettime(CLOCK_MONOTONIC, &start);
-	rc = store_run(c->store, send_txn, &s);
-	rc = store_outcome(rc, ERR_UNAVAILABLE);
-	if (rc == ERR_RATE_LIMITED) {
-		res->retry_after = s.retry_after ? s.retry_after : 1;
-		log_info("magic link send for %s refused: rate limit, retry in %u s",
-			 log_mask_addr(r->identifier, masked, sizeof(masked)), res->retry_after);
-	}
-	if (rc != ERR_NONE)
-		goto out;
-	if (r->direct) {
-		res->link = s.url;
-		s.url = NULL;
-	} else if (s.shadow) {
-		/* Nothing goes out; take about as long as a delivery would have. */
-		if (s.over)
-			log_info("magic link to %s not sent: the recipient's send limit is reached "
-				 "(answered as sent: the client hides existence)",
-				 log_mask_addr(s.to, masked, sizeof(masked)));
-		ratelimit_delivery_pace(c, "email", &start);
-	} else {
-		log_mask_addr(s.to, masked, sizeof(masked));
-		if (mail_send(&c->mail, c->conf->mail_from, s.to, s.message, s.message_len) ==
-		    MAIL_OK) {
-			ratelimit_delivery_took(c, "email", &start);
-			log_info("sent a magic link to %s", masked);
-		} else {
-			/* A link that was never delivered must not stay usable. */
-			log_err("no magic link went out to %s: the link is withdrawn", masked);
-			store_run(c->store, forget_txn, s.key);
-			rc =
-			    otp_failed_delivery_answer(c, r->client, "email", &start, ERR_DELIVERY);
-			if (rc != ERR_NONE)
-				goto out;
+	rc = login_send(&s);
+	res->retry_after = s.retry_after;
+	if (rc == ERR_NONE) {
+		if (r->direct) {
+			res->link = l.url;
+			l.url = NULL;
 		}
+		res->request_id = s.request_id;
+		s.request_id = NULL;
 	}
-	res->request_id = s.request_id;
-	s.request_id = NULL;
-out:
-	crypto_free_str(s.token);
-	crypto_free_str(s.url);
-	crypto_free_str(s.request_id);
-	if (s.message != NULL) {
-		crypto_wipe(s.message, s.message_len);
-		free(s.message);
-	}
+	crypto_free_str(l.token);
+	crypto_free_str(l.url);
+	login_send_done(&s);
 	return rc;
 }
 
@@ -436,104 +374,53 @@ void link_view_free(struct link_view *v)
 }
 
 struct auth_state {
-	struct ctx *c;
+	struct login_attempt a;
 	const struct link_auth_req *r;
 	const char *aud;
-	struct login_grant grant;
-	unsigned retry_after;
+	char idtype[16], identifier[256]; /* the link's, for a.idtype and a.identifier */
 };
 
 /*
- * A code of 256 bits is not guessed, so an unknown one counts only toward the address and
- * client limits (there is no identifier to count against before one is found) and never
- * toward an account.
+ * A code of 256 bits is not guessed: a wrong one is an unknown one, and it counts only toward
+ * the address and client limits (there is no identifier before a code is found), never toward
+ * an account. A known one proves the mailbox the passcodes go to: it waits out the account's
+ * throttle like them (lockout.h), and is kept meanwhile, so that the user may come back with it.
  */
-static int unknown_code(struct store_txn *t, struct auth_state *a)
+static int auth_txn(struct store_txn *t, void *arg)
 {
-	int rc = ratelimit_auth_fail_txn(t, a->c, client_id_of(a->r->client), a->r->ip, NULL, NULL,
-					 &a->retry_after);
-	if (rc < 0)
-		return rc;
-	return rc ? ERR_RATE_LIMITED : ERR_BAD_CREDENTIALS;
-}
-
-/*
- * The account of (type, identifier) is throttled by wrong passcodes (lockout.h): the mailbox a
- * link proves is the one the passcodes go to, so it waits out the same delay. ERR_NONE,
- * ERR_LOCKED (a->retry_after) or a negative store_rc.
- */
-static int account_throttled(struct store_txn *t, struct auth_state *a, enum user_idtype type,
-			     const char *identifier)
-{
-	struct lockout l;
-	json_t *known = NULL;
-	int rc = user_find_txn(t, type, identifier, &known);
-
-	if (rc >= 0) {
-		rc =
-		    lockout_begin_txn(t, a->c, json_string_value(json_object_get(known, "user_id")),
-				      user_idtype_name(type), identifier, &l, &a->retry_after);
-		lockout_done(&l);
-	}
-	json_decref(known);
-	return rc;
-}
-
-/* Log in the user of the link record rec (its code consumed already). */
-static int login(struct store_txn *t, struct auth_state *a, enum user_idtype type,
-		 const char *identifier, json_t *rec)
-{
-	json_t *user = NULL;
-	int rc = user_for_login_txn(t, a->r->client, type, identifier, &user);
-
-	if (rc != ERR_NONE)
-		return rc;
-	rc = user_is_active(user) ? ERR_NONE : ERR_USER_NOT_ACTIVE;
-	if (rc == ERR_NONE)
-		rc = session_login_txn(t, a->c, user, a->r->client, "eml", "email", "email",
-				       &a->r->opts, a->aud, &a->grant);
-	json_decref(user);
-	/* A success releases the identifier's failed attempts and the recipient's send limits. */
-	if (rc == ERR_NONE &&
-	    (rc = ratelimit_auth_success_txn(t, a->c, user_idtype_name(type), identifier)) == 0)
-		rc = ratelimit_release_txn(t, json_object_get(rec, "limits"));
-	return rc;
-}
-
-static int auth_txn(struct store_txn *t, void *argp)
-{
-	struct auth_state *a = argp;
-	const struct link_auth_req *r = a->r;
+	struct auth_state *x = arg;
+	const struct link_auth_req *r = x->r;
 	char key[KEYRING_TAG_HEX];
-	const char *identifier;
-	enum user_idtype type;
+	struct lockout l = {.rec = NULL};
 	json_t *rec = NULL;
 	int rc;
 
-	login_grant_free(&a->grant);
-	a->retry_after = 0;
+	x->a.retry_after = 0;
+	x->a.idtype = x->a.identifier = NULL;
 	if (strlen(r->code) > 128 ||
-	    keyring_tag(a->c->keys, key, "link-code", client_id_of(r->client), r->code, NULL) < 0)
-		return unknown_code(t, a);
+	    keyring_tag(x->a.c->keys, key, "link-code", client_id_of(r->client), r->code, NULL) < 0)
+		return login_failed_txn(t, &x->a);
 	rc = store_get(t, TBL_CODES, key, strlen(key), &rec, 1);
 	if (rc <= 0)
-		return rc < 0 ? rc : unknown_code(t, a);
-	type = user_idtype_parse(json_string_value(json_object_get(rec, "idtype")) ?: "");
-	identifier = json_string_value(json_object_get(rec, "identifier"));
+		return rc < 0 ? rc : login_failed_txn(t, &x->a);
+	snprintf(x->idtype, sizeof(x->idtype), "%s", jsonio_str(rec, "idtype") ?: "");
+	snprintf(x->identifier, sizeof(x->identifier), "%s", jsonio_str(rec, "identifier") ?: "");
+	x->a.idtype = x->idtype;
+	x->a.identifier = x->identifier;
 	if (json_integer_value(json_object_get(rec, "exp")) <= (json_int_t)time(NULL) ||
-	    !otp_request_id_ok(a->c, json_string_value(json_object_get(rec, "request_id")),
-			       r->request_id) ||
-	    type == ID_INVALID || identifier == NULL) {
+	    !login_request_id_ok(x->a.c, jsonio_str(rec, "request_id"), r->request_id) ||
+	    user_idtype_parse(x->idtype) == ID_INVALID || x->identifier[0] == '\0') {
 		/* A code is good for one attempt: a refused one is used up. */
 		rc = store_del(t, TBL_CODES, key, strlen(key));
 		rc = rc < 0 ? rc : ERR_BAD_CREDENTIALS;
-	} else if ((rc = account_throttled(t, a, type, identifier)) == ERR_LOCKED) {
-		/* Not used up: the user may come back with it once the delay is over. */
+	} else if ((rc = login_throttle_txn(t, &x->a, &l)) == ERR_LOCKED) {
 		rc = STORE_REFUSE(ERR_LOCKED);
 	} else if (rc == ERR_NONE && (rc = store_del(t, TBL_CODES, key, strlen(key))) >= 0) {
-		/* Consumed whatever follows (user disabled, session gone): commit. */
-		rc = login(t, a, type, identifier, rec);
+		rc = login_txn_end(login_finish_txn(t, &x->a, "eml", "email", "email",
+						    json_object_get(rec, "limits"), &r->opts,
+						    x->aud));
 	}
+	lockout_done(&l);
 	json_decref(rec);
 	return rc;
 }
@@ -541,17 +428,8 @@ static int auth_txn(struct store_txn *t, void *argp)
 int link_authenticate(struct ctx *c, const struct link_auth_req *r, const char *aud,
 		      json_t **tokens)
 {
-	struct auth_state a = {.c = c, .r = r, .aud = aud};
-	int rc = store_run(c->store, auth_txn, &a);
+	struct auth_state x = {.a = {.c = c, .client = r->client, .ip = r->ip}, .r = r, .aud = aud};
+	int rc = store_outcome(store_run(c->store, auth_txn, &x), ERR_UNAVAILABLE);
 
-	rc = store_outcome(rc, ERR_UNAVAILABLE);
-	if ((rc == ERR_RATE_LIMITED || rc == ERR_LOCKED) && r->retry_after != NULL)
-		*r->retry_after = a.retry_after ? a.retry_after : 1;
-	if (rc == ERR_NONE) {
-		*tokens = token_response(c, &a.grant, &r->opts);
-		if (*tokens == NULL)
-			rc = ERR_INTERNAL;
-	}
-	login_grant_free(&a.grant);
-	return rc;
+	return login_tokens(&x.a, rc, &r->opts, r->retry_after, tokens);
 }

@@ -1,5 +1,6 @@
 /*
- * otp: one-time passcodes. A send stores the passcode's keyed hash under (client, identifier),
+ * otp: one-time passcodes, three login kinds over login.h (by email, by SMS, or direct: handed
+ * to the backend). A send stores the passcode's keyed hash under (client, identifier),
  * replacing any earlier one, then delivers it; an authenticate checks it in one transaction
  * with the code's own failure count and the account's throttle (lockout.h), so that parallel
  * guesses cannot exceed either and a code succeeds at most once.
@@ -76,33 +77,5 @@ struct otp_auth_req {
  * learns it expired).
  */
 int otp_authenticate(struct ctx *c, const struct otp_auth_req *r, const char *aud, json_t **tokens);
-
-/*
- * Compose the login mail of kind (MAIL_OTP: secret is the code; MAIL_LINK: the link) to `to`,
- * replacing (wiping) *msg. ERR_NONE with *msg (new) and *len, ERR_INVALID_INPUT when the mail
- * module refuses the content, ERR_INTERNAL.
- */
-int otp_compose_mail(struct ctx *c, json_t *client, enum mail_kind kind, const char *to,
-		     const char *secret, unsigned minutes, const struct mail_content *content,
-		     char **msg, size_t *len);
-
-/*
- * The answer to a send whose delivery by channel ("email" or "sms"), begun at start, failed
- * with rc (the code or link is withdrawn already): rc, unless the client hides existence. A
- * failure would then tell a deliverable identifier from one that cannot receive (those never
- * try), so it is answered as a send, ERR_NONE, no sooner than such a delivery usually takes,
- * and only logged.
- */
-int otp_failed_delivery_answer(struct ctx *c, json_t *client, const char *channel,
-			       const struct timespec *start, int rc);
-
-/* A new request id (replacing *raw) and its keyed hash for the record. 0 or -1. */
-int otp_new_request_id(struct ctx *c, char **raw, char tag[KEYRING_TAG_HEX]);
-
-/*
- * 1 when a send's stored request id hash (NULL or "": none was asked for) matches the one
- * presented (constant time), else 0.
- */
-int otp_request_id_ok(struct ctx *c, const char *stored, const char *presented);
 
 #endif
