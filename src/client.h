@@ -30,10 +30,10 @@ int client_get(struct ctx *c, const char *client_id, json_t **client);
  * Check a client's secret in constant time (the hash is computed for unknown ids as well).
  * The right secret is always accepted. Wrong secrets of a known client are throttled per
  * (client, caller address addr): [limits] client_secret_failures are free, each further one
- * makes that address wait client_secret_delay seconds, doubling up to client_secret_max_delay,
- * before its next wrong secret is even checked. 1 with *client (new reference) when right, 0
- * when wrong or unknown, CLIENT_THROTTLED with *retry_after (seconds) for a wrong secret sent
- * during a delay, < 0 on store errors.
+ * makes that address wait client_secret_delay seconds, doubling up to client_secret_max_delay;
+ * a wrong secret sent during the wait is refused without being counted. 1 with *client (new
+ * reference) when right, 0 when wrong or unknown, CLIENT_THROTTLED with *retry_after
+ * (seconds) for a wrong secret sent during a wait, < 0 on store errors.
  */
 int client_check_secret(struct ctx *c, const char *client_id, const char *secret, const char *addr,
 			json_t **client, unsigned *retry_after);

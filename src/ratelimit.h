@@ -44,9 +44,10 @@ json_t *rl_window_add(json_t *rec, const struct conf_rate *rule, time_t now);
 
 /*
  * Growing delays, a throttle rather than a wall: the first `free` failures of a subject cost
- * nothing; each further one makes the subject wait before its next attempt is even checked,
- * `first` seconds after the first of them, twice as long after each next, at most `max`. The
- * count is forgotten `forget` seconds after the last wait ended. free 0 turns it off.
+ * nothing; each further one makes the subject wait before its next failure is counted (one
+ * during the wait is refused), `first` seconds after the first of them, twice as long after
+ * each next, at most `max`. The count is forgotten `forget` seconds after the last wait ended.
+ * free 0 turns it off.
  */
 struct rl_backoff {
 	unsigned free, forget, first, max;
