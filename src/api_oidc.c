@@ -8,7 +8,6 @@
 #include "crypto.h"
 #include "jwk.h"
 #include "log.h"
-#include "otp.h"
 #include "token.h"
 
 /*
@@ -35,14 +34,17 @@ static int token_client(struct api_call *call, json_t **client)
 		rc = 0;
 		goto out;
 	}
+	/* The caller is the backend itself, so the HTTP peer is the address to throttle. */
 	rc = client_check_secret(call->c, basic ? user : form_id, basic ? pass : form_secret,
-				 client, &retry_after);
+				 call->req->remote_addr, client, &retry_after);
 	if (rc < 0) {
 		api_fail(call, rc, NULL);
 		rc = 0;
 	} else if (rc == CLIENT_THROTTLED) {
-		log_info("client authentication throttled after repeated failures");
-		api_rate_limited(call, retry_after);
+		log_info("client authentication failed during a delay after repeated failures");
+		resp_header(call->resp, "Retry-After", "%u", retry_after ? retry_after : 1);
+		resp_oauth_error(call->resp, 429, "slow_down",
+				 "Too many wrong client secrets from this address; retry later");
 		rc = 0;
 	} else if (rc == 0) {
 		log_info("client authentication failed");

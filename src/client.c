@@ -165,6 +165,7 @@ struct secret_arg {
 	struct ctx *c;
 	const char *id;
 	const char *secret;
+	const char *addr; /* the rate-limit subject of the caller's address */
 	json_t *client;
 	unsigned wait;
 };
@@ -172,7 +173,10 @@ struct secret_arg {
 static int check_secret_txn(struct store_txn *t, void *argp)
 {
 	struct secret_arg *a = argp;
-	const struct conf_rate *rule = &a->c->conf->client_secret_failures;
+	const struct conf *conf = a->c->conf;
+	const struct rl_backoff delays = {conf->client_secret_failures.limit,
+					  conf->client_secret_failures.period,
+					  conf->client_secret_delay, conf->client_secret_max_delay};
 	char tag[KEYRING_TAG_HEX];
 	const char *stored;
 	int rc, ok;
@@ -184,38 +188,40 @@ static int check_secret_txn(struct store_txn *t, void *argp)
 	if (rc < 0)
 		return rc;
 	/*
-	 * Only known clients are counted: a guessed client_id never authenticates anyway, and
-	 * counting every id a caller makes up would let it fill the table.
+	 * The secret is checked before anything else: the right one is accepted whatever wrong
+	 * ones anybody sent, so that guessing cannot lock the backend out. The hash is computed
+	 * whether or not the client exists, so timing tells nothing.
 	 */
-	if (a->client != NULL) {
-		rc = ratelimit_txn(t, a->c->keys, rule, 0, &a->wait, "client-secret", a->id, NULL);
-		if (rc != 0)
-			return rc < 0 ? rc : CLIENT_THROTTLED;
-	}
-	/* The hash is computed whether or not the client exists, so timing tells nothing. */
 	if (keyring_tag(a->c->keys, tag, "client-secret", a->id, a->secret, NULL) < 0)
 		return STORE_ERR;
 	stored = a->client ? json_string_value(json_object_get(a->client, "secret")) : NULL;
 	ok = crypto_str_equal(tag, stored ? stored : "");
 	if (ok && a->client != NULL)
 		return 1;
-	if (a->client != NULL) {
-		/* Counted in the transaction that checked: parallel guesses cannot overshoot. */
-		rc = ratelimit_txn(t, a->c->keys, rule, 1, &a->wait, "client-secret", a->id, NULL);
-		if (rc < 0)
-			return rc;
-	}
+	/*
+	 * Wrong secrets are throttled per client and caller address, with growing delays. Only
+	 * known clients are counted: a guessed client_id never authenticates anyway, and counting
+	 * every id a caller makes up would let it fill the table.
+	 */
+	if (a->client == NULL)
+		return 0;
+	rc = ratelimit_backoff_txn(t, a->c->keys, &delays, &a->wait, "client-secret-delay", a->id,
+				   a->addr);
+	if (rc != 0)
+		return rc < 0 ? rc : CLIENT_THROTTLED;
 	return 0;
 }
 
-int client_check_secret(struct ctx *c, const char *client_id, const char *secret, json_t **client,
-			unsigned *retry_after)
+int client_check_secret(struct ctx *c, const char *client_id, const char *secret, const char *addr,
+			json_t **client, unsigned *retry_after)
 {
-	struct secret_arg a = {c, client_id, secret, NULL, 0};
+	char subject[96];
+	struct secret_arg a = {c, client_id, secret, subject, NULL, 0};
 	int rc;
 
 	if (client_id == NULL || secret == NULL || strlen(client_id) > 128 || strlen(secret) > 256)
 		return 0;
+	ratelimit_ip_subject(addr ? addr : "", subject, sizeof(subject));
 	rc = store_run(c->store, check_secret_txn, &a);
 	if (rc == 1)
 		*client = a.client;

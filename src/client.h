@@ -26,18 +26,20 @@ int client_get(struct ctx *c, const char *client_id, json_t **client);
 /* The client_id of a client record (borrowed). */
 const char *client_id_of(json_t *client);
 
-/* client_check_secret's answer for a client with too many recent wrong secrets. */
+/* client_check_secret's answer for a wrong secret sent while its address must wait. */
 #define CLIENT_THROTTLED 2
 
 /*
  * Check a client's secret in constant time (the hash is computed for unknown ids as well).
- * Wrong secrets of a known client are counted against [limits] client_secret_failures; past
- * it every attempt is refused, the right secret too, until the window has room again.
- * 1 with *client (new reference) when right, 0 when wrong or unknown, CLIENT_THROTTLED with
- * *retry_after (seconds), < 0 on store errors.
+ * The right secret is always accepted. Wrong secrets of a known client are throttled per
+ * (client, caller address addr): [limits] client_secret_failures are free, each further one
+ * makes that address wait client_secret_delay seconds, doubling up to client_secret_max_delay;
+ * a wrong secret sent during the wait is refused without being counted. 1 with *client (new
+ * reference) when right, 0 when wrong or unknown, CLIENT_THROTTLED with *retry_after
+ * (seconds) for a wrong secret sent during a wait, < 0 on store errors.
  */
-int client_check_secret(struct ctx *c, const char *client_id, const char *secret, json_t **client,
-			unsigned *retry_after);
+int client_check_secret(struct ctx *c, const char *client_id, const char *secret, const char *addr,
+			json_t **client, unsigned *retry_after);
 
 /*
  * 1 when the client (borrowed) hides whether an identifier exists: its sends answer alike for

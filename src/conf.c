@@ -83,6 +83,8 @@ static const struct conf_key conf_keys[] = {
     {"limits", "ip_attempts", T_RATE, O(ip_attempts), 1, 1000000, "600/1h"},
     {"limits", "client_attempts", T_RATE, O(client_attempts), 1, 1000000, "off"},
     {"limits", "client_secret_failures", T_RATE, O(client_secret_failures), 1, 1000000, "10/15m"},
+    {"limits", "client_secret_delay", T_UINT, O(client_secret_delay), 1, 3600, "1"},
+    {"limits", "client_secret_max_delay", T_UINT, O(client_secret_max_delay), 1, 86400, "900"},
 };
 #undef O
 

@@ -66,7 +66,9 @@ struct conf {
 	struct conf_rate identifier_attempts;	 /* failed authenticates per identifier */
 	struct conf_rate ip_attempts;		 /* failed authenticates per end-user address */
 	struct conf_rate client_attempts;	 /* failed authenticates per client */
-	struct conf_rate client_secret_failures; /* wrong secrets per client (/oidc/token) */
+	struct conf_rate client_secret_failures; /* free wrong secrets per client and address */
+	unsigned client_secret_delay;		 /* then the first delay (s), doubling */
+	unsigned client_secret_max_delay;	 /* up to this (s) */
 };
 
 /* Fill c with the built-in defaults (allocated strings; release with conf_free). */

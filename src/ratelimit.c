@@ -125,6 +125,75 @@ json_t *rl_window_add(json_t *rec, const struct conf_rate *rule, time_t now)
 	return json_pack("{s:o, s:I}", "slots", slots, "exp", last);
 }
 
+/*
+ * A backoff record is {"failures": n, "next": t, "exp": e}: n failures of its subject, the
+ * next attempt is checked from t on, and at e (a quiet period after t) it is forgotten.
+ */
+static json_int_t backoff_int(json_t *rec, const char *name)
+{
+	json_int_t v = json_integer_value(json_object_get(rec, name));
+	return v > 0 ? v : 0;
+}
+
+unsigned rl_backoff_wait(json_t *rec, time_t now)
+{
+	json_int_t next = backoff_int(rec, "next");
+
+	if (backoff_int(rec, "exp") <= (json_int_t)now || next <= (json_int_t)now)
+		return 0;
+	return (unsigned)(next - (json_int_t)now);
+}
+
+json_t *rl_backoff_fail(json_t *rec, const struct rl_backoff *b, time_t now)
+{
+	json_int_t n = backoff_int(rec, "exp") > (json_int_t)now ? backoff_int(rec, "failures") : 0;
+	json_int_t delay = 0, next;
+
+	n++;
+	if (n >= (json_int_t)b->free) {
+		/* Each failure past the free ones waits twice as long as the one before. */
+		delay = b->first < b->max ? b->first : b->max;
+		for (json_int_t i = (json_int_t)b->free; i < n && delay < (json_int_t)b->max; i++)
+			delay *= 2;
+		if (delay > (json_int_t)b->max)
+			delay = b->max;
+	}
+	next = (json_int_t)now + delay;
+	return json_pack("{s:I, s:I, s:I}", "failures", n, "next", next, "exp",
+			 next + (json_int_t)b->forget);
+}
+
+int ratelimit_backoff_txn(struct store_txn *t, struct keyring *kr, const struct rl_backoff *b,
+			  unsigned *wait, const char *kind, const char *a, const char *sub)
+{
+	char key[KEYRING_TAG_HEX];
+	time_t now = time(NULL);
+	json_t *rec = NULL, *next;
+	int rc;
+
+	*wait = 0;
+	if (b->free == 0)
+		return 0;
+	if (keyring_tag(kr, key, "limit", kind, a ? a : "", sub, NULL) < 0)
+		return STORE_ERR;
+	rc = store_get(t, TBL_COUNTERS, key, strlen(key), &rec, 1);
+	if (rc < 0)
+		return rc;
+	*wait = rl_backoff_wait(rec, now);
+	if (*wait > 0) {
+		/* Not counted: waiting out the delay is all that is asked of the subject. */
+		json_decref(rec);
+		return 1;
+	}
+	next = rl_backoff_fail(rec, b, now);
+	json_decref(rec);
+	if (next == NULL)
+		return STORE_ERR;
+	rc = store_put(t, TBL_COUNTERS, key, strlen(key), next);
+	json_decref(next);
+	return rc < 0 ? rc : 0;
+}
+
 static int ratelimit_key_txn(struct store_txn *t, struct keyring *kr, const struct conf_rate *rule,
 			     int count, unsigned *wait, const char *kind, const char *a,
 			     const char *b, json_t *keys);

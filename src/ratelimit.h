@@ -46,6 +46,32 @@ unsigned rl_window_count(json_t *rec, time_t now);
 json_t *rl_window_add(json_t *rec, const struct conf_rate *rule, time_t now);
 
 /*
+ * Growing delays, a throttle rather than a wall: the first `free` failures of a subject cost
+ * nothing; each further one makes the subject wait before its next failure is counted (one
+ * during the wait is refused), `first` seconds after the first of them, twice as long after
+ * each next, at most `max`. The count is forgotten `forget` seconds after the last wait ended.
+ * free 0 turns it off.
+ */
+struct rl_backoff {
+	unsigned free, forget, first, max;
+};
+
+/* The seconds until the subject of backoff record rec (borrowed; NULL: none) may try again. */
+unsigned rl_backoff_wait(json_t *rec, time_t now);
+
+/* rec (borrowed; NULL: none) after one more failure at now, as a new reference (NULL: ENOMEM). */
+json_t *rl_backoff_fail(json_t *rec, const struct rl_backoff *b, time_t now);
+
+/*
+ * Inside t, one failure of the subject a (and sub when not NULL) of kind: 1 with *wait (the
+ * seconds left) while an earlier failure's delay runs, and nothing counted; else the failure
+ * is counted and 0 returned (*wait 0). A negative store_rc on errors. Only failures may be
+ * passed here: whatever succeeds must be answered before, so that a delay never refuses it.
+ */
+int ratelimit_backoff_txn(struct store_txn *t, struct keyring *kr, const struct rl_backoff *b,
+			  unsigned *wait, const char *kind, const char *a, const char *sub);
+
+/*
  * Inside t: check one more event of kind (a short constant such as "recipient") for the
  * subject a (and b when not NULL) against rule, and when count != 0 and it fits, record it.
  * Returns 0 when it fits (counted if asked), 1 when it does not (*wait raised to the seconds

@@ -11,7 +11,11 @@
 #include "user.h"
 
 #define SESSION_ID_BYTES 32
-#define USER_INDEX_MAX 200
+/*
+ * Index entries a transaction looks at when ending a user's sessions: a user may hold any
+ * number of sessions, so they are ended in transactions of bounded size (locks, log, time).
+ */
+#define SESSION_BATCH 100
 
 const char *session_amr_channel(const char *amr)
 {
@@ -321,91 +325,155 @@ int session_logout(struct ctx *c, json_t *client, const char *id_or_handle)
 	return store_outcome(rc, ERR_UNAVAILABLE);
 }
 
-struct user_sessions {
+/*
+ * A walk over a user's index entries "u:<user_id>:<session key>" in key order, from start,
+ * collecting at most limit session keys per pass.
+ */
+struct user_scan {
 	char prefix[300];
 	size_t prefix_len;
-	json_t *keys;
+	char start[400]; /* the first key a pass may look at */
+	size_t start_len;
+	size_t limit;
+	json_t *keys; /* this pass's session keys */
+	int more;     /* entries beyond the limit remain */
 };
 
-static int collect_cb(const void *k, size_t klen, json_t *val, void *arg)
+static int scan_cb(const void *k, size_t klen, json_t *val, void *arg)
 {
-	struct user_sessions *u = arg;
+	struct user_scan *u = arg;
 	if (klen < u->prefix_len || memcmp(k, u->prefix, u->prefix_len) != 0)
 		return 1;
-	if (json_array_size(u->keys) >= USER_INDEX_MAX)
+	if (json_array_size(u->keys) >= u->limit) {
+		u->more = 1;
 		return 1;
+	}
 	return json_array_append_new(
 		   u->keys, json_stringn((const char *)k + u->prefix_len, klen - u->prefix_len)) < 0
 		   ? STORE_ERR
 		   : 0;
 }
 
-static int collect_user_sessions(struct store_txn *t, const char *user_id, struct user_sessions *u)
+/*
+ * Set u up for user_id's entries at or after "u:<user_id>:<from>" (from: fromlen bytes, may be
+ * empty), limit keys per pass. 0, or -1 when the key does not fit.
+ */
+static int scan_init(struct user_scan *u, const char *user_id, const char *from, size_t fromlen,
+		     size_t limit)
 {
 	int n = user_index_key(u->prefix, sizeof(u->prefix), user_id, NULL);
-	if (n < 0)
-		return STORE_ERR;
+
+	if (n < 0 || (size_t)n + fromlen > sizeof(u->start))
+		return -1;
 	u->prefix_len = (size_t)n;
-	json_array_clear(u->keys);
-	return store_each(t, TBL_SESSIONS, u->prefix, u->prefix_len, collect_cb, u);
+	memcpy(u->start, u->prefix, u->prefix_len);
+	memcpy(u->start + u->prefix_len, from, fromlen);
+	u->start_len = u->prefix_len + fromlen;
+	u->limit = limit;
+	return 0;
 }
 
-/* 1 when the session under key belongs to client_id (or client_id is NULL). */
-static int session_of_client(struct store_txn *t, const char *key, const char *client_id,
-			     json_t **session)
+/* Continue u right after the last key of its pass (none: it stays). 0 or -1. */
+static int scan_advance(struct user_scan *u)
 {
-	json_t *s;
-	int rc = store_get(t, TBL_SESSIONS, key, strlen(key), &s, 0);
+	const char *last = json_string_value(json_array_get(u->keys, json_array_size(u->keys) - 1));
+	size_t len = last ? strlen(last) : 0;
 
-	if (rc <= 0)
-		return rc;
-	if (client_id != NULL &&
-	    strcmp(json_string_value(json_object_get(s, "client_id")) ?: "", client_id) != 0) {
-		json_decref(s);
+	if (last == NULL)
 		return 0;
-	}
-	if (session != NULL)
-		*session = s;
-	else
-		json_decref(s);
-	return 1;
+	if (u->prefix_len + len + 1 > sizeof(u->start))
+		return -1;
+	/* key + NUL is the first key after key: session keys never hold a NUL. */
+	memcpy(u->start + u->prefix_len, last, len);
+	u->start[u->prefix_len + len] = '\0';
+	u->start_len = u->prefix_len + len + 1;
+	return 0;
 }
 
-int session_end_all_txn(struct store_txn *t, const char *user_id, const char *client_id)
+/* One pass of u inside t; it starts over when the transaction runs again. */
+static int scan_txn(struct store_txn *t, struct user_scan *u)
 {
-	struct user_sessions u = {.keys = json_array()};
-	size_t i;
-	json_t *k;
-	int rc = collect_user_sessions(t, user_id, &u);
+	u->more = 0;
+	json_array_clear(u->keys);
+	return store_each(t, TBL_SESSIONS, u->start, u->start_len, scan_cb, u);
+}
 
-	json_array_foreach(u.keys, i, k)
-	{
-		const char *key = json_string_value(k);
-		if (rc < 0)
-			break;
-		rc = session_of_client(t, key, client_id, NULL);
-		if (rc == 1)
-			rc = session_end_txn(t, key);
+/*
+ * End the session under key, listed in user_id's index, when it is client_id's (NULL: any
+ * client's). An index entry whose session is already gone goes as well. 0 or < 0.
+ */
+static int end_listed_txn(struct store_txn *t, const char *user_id, const char *key,
+			  const char *client_id)
+{
+	char ikey[300];
+	json_t *s;
+	int n, mine, rc = store_get(t, TBL_SESSIONS, key, strlen(key), &s, 1);
+
+	if (rc < 0)
+		return rc;
+	if (rc == STORE_NOTFOUND) {
+		n = user_index_key(ikey, sizeof(ikey), user_id, key);
+		rc = n < 0 ? 0 : store_del(t, TBL_SESSIONS, ikey, (size_t)n);
+		return rc < 0 ? rc : 0;
 	}
-	json_decref(u.keys);
-	return rc < 0 ? rc : 0;
+	mine = client_id == NULL ||
+	       strcmp(json_string_value(json_object_get(s, "client_id")) ?: "", client_id) == 0;
+	json_decref(s);
+	return mine ? session_end_txn(t, key) : 0;
 }
 
 struct end_all {
 	const char *user_id;
 	const char *client_id;
+	struct user_scan u;
 };
 
-static int end_all_txn(struct store_txn *t, void *arg)
+/* One bounded pass: 1 when entries beyond it remain, 0 when it reached the end, or < 0. */
+static int end_batch_txn(struct store_txn *t, void *arg)
 {
 	struct end_all *e = arg;
-	return session_end_all_txn(t, e->user_id, e->client_id);
+	size_t i;
+	json_t *k;
+	int rc = scan_txn(t, &e->u);
+
+	json_array_foreach(e->u.keys, i, k)
+	{
+		if (rc < 0)
+			break;
+		rc = end_listed_txn(t, e->user_id, json_string_value(k), e->client_id);
+	}
+	return rc < 0 ? rc : e->u.more;
+}
+
+int session_end_all_txn(struct store_txn *t, const char *user_id, const char *client_id)
+{
+	struct end_all e = {user_id, client_id, {.keys = json_array()}};
+	int rc = e.u.keys != NULL && scan_init(&e.u, user_id, "", 0, SESSION_BATCH) == 0
+		     ? end_batch_txn(t, &e)
+		     : STORE_ERR;
+
+	json_decref(e.u.keys);
+	return rc;
 }
 
 int session_end_all(struct ctx *c, const char *user_id, const char *client_id)
 {
-	struct end_all e = {user_id, client_id};
-	int rc = store_run(c->store, end_all_txn, &e);
+	struct end_all e = {user_id, client_id, {.keys = json_array()}};
+	int rc = STORE_ERR;
+
+	if (e.u.keys == NULL || scan_init(&e.u, user_id, "", 0, SESSION_BATCH) < 0)
+		goto out;
+	/*
+	 * Each pass commits on its own and the next one starts after the last entry it looked
+	 * at, so the walk ends even when the sessions of other clients stay behind.
+	 */
+	while ((rc = store_run(c->store, end_batch_txn, &e)) == 1)
+		if (scan_advance(&e.u) < 0) {
+			rc = STORE_ERR;
+			break;
+		}
+out:
+	json_decref(e.u.keys);
 	return rc < 0 ? ERR_UNAVAILABLE : ERR_NONE;
 }
 
@@ -422,53 +490,87 @@ static json_t *rfc3339(json_int_t when)
 struct list_state {
 	const char *user_id;
 	const char *client_id;
+	const char *after; /* the handle the page starts after, or NULL */
+	size_t page_size;
 	json_t *out;
+	int more;
 };
+
+/* The list entry of session s under key. New reference. */
+static json_t *list_entry(const char *key, json_t *s)
+{
+	char handle[SESSION_HANDLE_LEN + 1];
+
+	snprintf(handle, sizeof(handle), "%s", key);
+	return json_pack("{s:s, s:o, s:o}", "session_id", handle, "start_time",
+			 rfc3339(json_integer_value(json_object_get(s, "created"))),
+			 "expiration_time", rfc3339(json_integer_value(json_object_get(s, "exp"))));
+}
+
+/*
+ * Add the listed session under key to the page when it is alive and the client's; once the
+ * page is full, one more such session sets l->more. 1 to stop, 0 to go on, or < 0.
+ */
+static int list_one(struct store_txn *t, struct list_state *l, const char *key)
+{
+	json_t *s;
+	int rc = session_get_live_txn(t, key, &s), mine;
+
+	if (rc != STORE_FOUND)
+		return rc < 0 ? rc : 0;
+	mine = l->client_id == NULL ||
+	       strcmp(json_string_value(json_object_get(s, "client_id")) ?: "", l->client_id) == 0;
+	if (mine && json_array_size(l->out) >= l->page_size)
+		l->more = 1;
+	else if (mine && json_array_append_new(l->out, list_entry(key, s)) < 0)
+		rc = STORE_ERR;
+	json_decref(s);
+	return rc < 0 ? rc : l->more;
+}
 
 static int list_txn(struct store_txn *t, void *argp)
 {
 	struct list_state *l = argp;
-	struct user_sessions u = {.keys = json_array()};
+	/* After handle H come the keys at or after "Hg": every key H... sorts below it. */
+	char from[SESSION_HANDLE_LEN + 2];
+	struct user_scan u = {.keys = json_array()};
 	size_t i;
-	json_t *k, *s;
-	int rc = collect_user_sessions(t, l->user_id, &u);
+	json_t *k;
+	int rc;
 
+	snprintf(from, sizeof(from), "%s%s", l->after ? l->after : "", l->after ? "g" : "");
 	json_array_clear(l->out);
-	json_array_foreach(u.keys, i, k)
-	{
-		const char *key = json_string_value(k);
-		if (rc < 0)
-			break;
-		rc = session_get_live_txn(t, key, &s);
-		if (rc == STORE_FOUND && l->client_id != NULL &&
-		    strcmp(json_string_value(json_object_get(s, "client_id")) ?: "",
-			   l->client_id)) {
-			json_decref(s);
-			continue;
+	l->more = 0;
+	rc = u.keys != NULL && scan_init(&u, l->user_id, from, strlen(from), SESSION_BATCH) == 0
+		 ? 0
+		 : STORE_ERR;
+	/* The walk goes on in bounded passes (the list filters) until the page and one more. */
+	do {
+		if (rc == 0)
+			rc = scan_txn(t, &u);
+		json_array_foreach(u.keys, i, k)
+		{
+			if (rc != 0)
+				break;
+			rc = list_one(t, l, json_string_value(k));
 		}
-		if (rc == STORE_FOUND) {
-			char handle[SESSION_HANDLE_LEN + 1];
-			snprintf(handle, sizeof(handle), "%s", key);
-			json_array_append_new(
-			    l->out,
-			    json_pack("{s:s, s:o, s:o}", "session_id", handle, "start_time",
-				      rfc3339(json_integer_value(json_object_get(s, "created"))),
-				      "expiration_time",
-				      rfc3339(json_integer_value(json_object_get(s, "exp")))));
-			json_decref(s);
-		}
-	}
+		if (rc == 0 && u.more && scan_advance(&u) < 0)
+			rc = STORE_ERR;
+	} while (rc == 0 && u.more);
 	json_decref(u.keys);
 	return rc < 0 ? rc : 0;
 }
 
-json_t *session_list(struct ctx *c, const char *user_id, const char *client_id)
+json_t *session_list(struct ctx *c, const char *user_id, const char *client_id, const char *after,
+		     size_t page_size, int *more)
 {
-	struct list_state l = {user_id, client_id, json_array()};
-	if (store_run(c->store, list_txn, &l) < 0) {
+	struct list_state l = {user_id, client_id, after, page_size, json_array(), 0};
+
+	if (l.out == NULL || store_run(c->store, list_txn, &l) < 0) {
 		json_decref(l.out);
 		return NULL;
 	}
+	*more = l.more;
 	return l.out;
 }
 

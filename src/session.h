@@ -84,15 +84,27 @@ int session_scope_org(struct login_grant *g, const char *org_id);
 int session_logout(struct ctx *c, json_t *client, const char *id_or_handle);
 
 /*
- * The user's live sessions (only those of client_id unless it is NULL) as a new array of
- * {session_id (handle), start_time, expiration_time} (RFC 3339). NULL on a store error.
+ * A page of the user's live sessions (only those of client_id unless it is NULL), in handle
+ * order, starting after the session handle `after` (NULL: from the first): at most page_size
+ * (>= 1) of {session_id (handle), start_time, expiration_time} (RFC 3339), as a new array.
+ * *more is 1 when further sessions follow (the next page starts after the last handle of
+ * this one), else 0. NULL on a store error.
  */
-json_t *session_list(struct ctx *c, const char *user_id, const char *client_id);
+json_t *session_list(struct ctx *c, const char *user_id, const char *client_id, const char *after,
+		     size_t page_size, int *more);
 
-/* End every session of the user (of client_id only, unless NULL) inside t. 0 or < 0. */
+/*
+ * Inside t, end the first of the user's sessions (of client_id only, unless NULL): as many as
+ * one bounded transaction should hold. 0 when that was all of them, 1 when more may remain
+ * (session_end_all, after the commit, ends them), or < 0.
+ */
 int session_end_all_txn(struct store_txn *t, const char *user_id, const char *client_id);
 
-/* End every session of the user (of client_id only, unless NULL). ERR_NONE or ERR_UNAVAILABLE. */
+/*
+ * End every session of the user (of client_id only, unless NULL), each transaction ending a
+ * bounded number of them; sessions that start meanwhile may be ended or not. ERR_NONE, or
+ * ERR_UNAVAILABLE when a transaction failed (those before it stay committed: call it again).
+ */
 int session_end_all(struct ctx *c, const char *user_id, const char *client_id);
 
 /*

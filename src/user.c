@@ -487,18 +487,24 @@ struct update_arg {
 	json_t *patch, *user;
 	char *err;
 	size_t errlen;
+	int sessions_left; /* sessions beyond the transaction's batch may remain */
 };
+
+/* update_txn's refusal when a user would become Active while sessions of it remain. */
+#define UPDATE_SESSIONS_LEFT 100
 
 static int update_txn(struct store_txn *t, void *argp)
 {
 	struct update_arg *a = argp;
 	json_t *user;
-	int rc = store_get(t, TBL_USERS, a->id, strlen(a->id), &user, 1);
+	int rc = store_get(t, TBL_USERS, a->id, strlen(a->id), &user, 1), was_active;
 
 	json_decref(a->user);
 	a->user = NULL;
+	a->sessions_left = 0;
 	if (rc <= 0)
 		return rc;
+	was_active = user_is_active(user);
 	if ((rc = patch_identifier(t, user, a->patch, "email", ID_EMAIL, a->err, a->errlen)) ||
 	    (rc = patch_identifier(t, user, a->patch, "phone_number", ID_PHONE, a->err,
 				   a->errlen)) ||
@@ -514,9 +520,22 @@ static int update_txn(struct store_txn *t, void *argp)
 	json_object_set_new(user, "updated_at", json_integer(clock_now_ms()));
 	if ((rc = store_put(t, TBL_USERS, a->id, strlen(a->id), user)) < 0)
 		goto out;
-	/* A user who may not log in keeps no session: re-enabling must not revive old tokens. */
-	if (!user_is_active(user) && (rc = session_end_all_txn(t, a->id, NULL)) < 0)
-		goto out;
+	/*
+	 * A user who may not log in keeps no session: the first batch ends here, the rest after
+	 * the commit (none of them works meanwhile: refresh and sign-in need an active user).
+	 * Re-enabling must not revive old tokens, so a user becomes Active again only in a
+	 * transaction that finds no session left (say, a disable was interrupted before it ended
+	 * them all).
+	 */
+	if (!user_is_active(user) || !was_active) {
+		if ((rc = session_end_all_txn(t, a->id, NULL)) < 0)
+			goto out;
+		if (rc == 1 && user_is_active(user)) {
+			rc = UPDATE_SESSIONS_LEFT;
+			goto out;
+		}
+		a->sessions_left = rc;
+	}
 	a->user = user;
 	return USER_CREATED;
 out:
@@ -527,13 +546,23 @@ out:
 int user_update(struct ctx *c, const char *user_id, json_t *patch, json_t **user, char *err,
 		size_t errlen)
 {
-	struct update_arg a = {user_id, patch, NULL, err, errlen};
-	int rc = store_run(c->store, update_txn, &a);
+	struct update_arg a = {user_id, patch, NULL, err, errlen, 0};
+	int rc, rounds = 0;
 
+	/* Re-enabling with sessions left: end them while the user is still disabled, then flip. */
+	while (store_refused(rc = store_run(c->store, update_txn, &a)) == UPDATE_SESSIONS_LEFT)
+		if (++rounds > 3 || session_end_all(c, user_id, NULL) != ERR_NONE)
+			return STORE_ERR;
 	if (store_refused(rc) >= 0)
 		return store_refused(rc);
-	if (rc == USER_CREATED)
-		*user = a.user;
+	if (rc != USER_CREATED)
+		return rc;
+	/* Committed; when ending the rest fails, a retry of the same update ends them. */
+	if (a.sessions_left && session_end_all(c, user_id, NULL) != ERR_NONE) {
+		json_decref(a.user);
+		return STORE_ERR;
+	}
+	*user = a.user;
 	return rc;
 }
 
@@ -548,18 +577,31 @@ static int delete_txn(struct store_txn *t, void *arg)
 	if ((rc = drop_index(t, user, "email", ID_EMAIL)) < 0 ||
 	    (rc = drop_index(t, user, "phone_number", ID_PHONE)) < 0 ||
 	    (rc = drop_index(t, user, "username", ID_USERNAME)) < 0 ||
-	    (rc = session_end_all_txn(t, id, NULL)) < 0 ||
-	    (rc = store_del(t, TBL_USERS, id, strlen(id))) < 0) {
+	    (rc = store_del(t, TBL_USERS, id, strlen(id))) < 0 ||
+	    (rc = session_end_all_txn(t, id, NULL)) < 0) {
 		json_decref(user);
 		return rc;
 	}
 	json_decref(user);
-	return STORE_FOUND;
+	/* STORE_FOUND, or one more when sessions beyond this transaction's batch remain. */
+	return STORE_FOUND + rc;
 }
 
 int user_delete(struct ctx *c, const char *user_id)
 {
-	return store_run(c->store, delete_txn, (void *)user_id);
+	int rc;
+
+	/*
+	 * The sessions end first, in bounded transactions, while the user still exists: should
+	 * that fail, the user is still there to delete again. The last transaction removes the
+	 * user with what sessions started meanwhile (rarely more than one batch: the rest after).
+	 */
+	if (session_end_all(c, user_id, NULL) != ERR_NONE)
+		return STORE_ERR;
+	rc = store_run(c->store, delete_txn, (void *)user_id);
+	if (rc == STORE_FOUND + 1)
+		rc = session_end_all(c, user_id, NULL) == ERR_NONE ? STORE_FOUND : STORE_ERR;
+	return rc;
 }
 
 struct page_arg {

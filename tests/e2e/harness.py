@@ -658,9 +658,11 @@ class Stack:
     # ---- HTTP ----------------------------------------------------------------------------
 
     def http(self, method, path, body=None, json=None, form=None, headers=None, token=None,
-             timeout=HTTP_TIMEOUT):
+             timeout=HTTP_TIMEOUT, source=None):
         """One request on a fresh connection. json= / form= set the body and its Content-Type;
-        token= adds "Authorization: Bearer". headers= wins over both (None removes a header)."""
+        token= adds "Authorization: Bearer". headers= wins over both (None removes a header).
+        source= connects from another loopback address (such as 127.0.0.2): the server's
+        REMOTE_ADDR."""
         hdrs = {}
         if json is not None:
             body = jsonlib.dumps(json).encode()
@@ -676,7 +678,8 @@ class Stack:
             hdrs.pop(k, None)
             if v is not None:
                 hdrs[k] = v
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout,
+                                          source_address=(source, 0) if source else None)
         try:
             conn.request(method, path, body=body, headers=hdrs)
             r = conn.getresponse()
@@ -730,8 +733,10 @@ class Stack:
 
     # ---- OAuth / OIDC --------------------------------------------------------------------
 
-    def token_request(self, client_id, secret, auth="basic", path="/oidc/token", **fields):
-        """POST the token endpoint with client_secret_basic or client_secret_post."""
+    def token_request(self, client_id, secret, auth="basic", path="/oidc/token", source=None,
+                      **fields):
+        """POST the token endpoint with client_secret_basic or client_secret_post (from the
+        loopback address source, when given)."""
         form = {"grant_type": "client_credentials"}
         form.update(fields)
         headers = {}
@@ -744,7 +749,7 @@ class Stack:
             form["client_secret"] = secret
         else:
             raise ValueError(auth)
-        return self.http("POST", path, form=form, headers=headers)
+        return self.http("POST", path, form=form, headers=headers, source=source)
 
     def client_token(self, client_id, secret, auth="basic"):
         r = self.token_request(client_id, secret, auth=auth)

@@ -76,7 +76,8 @@ def setUpModule():
     stack = LimitStack(name="ratelimit", otp={"max_failures": 10}, limits={
         "recipient_sends": "3/1h", "client_emails": "5/1h", "client_sms": "2/1h",
         "identifier_attempts": "3/1h", "ip_attempts": "4/1h",
-        "client_secret_failures": "3/15m"}).start()
+        "client_secret_failures": "3/15m", "client_secret_delay": 600,
+        "client_secret_max_delay": 3600}).start()
     E2ETestCase.stack = stack
 
 
@@ -92,6 +93,15 @@ class LimitCase(E2ETestCase):
         self.assertRegex(retry, r"^[0-9]+$", "Retry-After of %r" % (r,))
         self.assertTrue(1 <= int(retry) <= longest, "Retry-After %s > %d" % (retry, longest))
         return int(retry)
+
+    def assertSlowDown(self, r, longest):
+        """429 in the token endpoint's OAuth error shape, with Retry-After 1..longest."""
+        body = self.assertJSON(r, 429)
+        self.assertEqual(sorted(body), ["error", "error_description"], "body %r" % (body,))
+        self.assertEqual(body["error"], "slow_down")
+        retry = r.headers.get("Retry-After", "")
+        self.assertRegex(retry, r"^[0-9]+$", "Retry-After of %r" % (r,))
+        self.assertTrue(1 <= int(retry) <= longest, "Retry-After %s > %d" % (retry, longest))
 
     def assertNoMail(self, addr=None):
         """The server hands a message to SMTP before it answers, so any mail the request
@@ -314,30 +324,74 @@ class BusySite(LimitCase):
 
 
 class ClientSecretLimit(LimitCase):
-    def test_wrong_secrets(self):
-        """3 wrong secrets in 15 minutes: the fourth request is refused, with the right secret
-        too; other clients are not affected; unknown client ids are not counted."""
+    """DESIGN rules 13 and 15: wrong client secrets are throttled per (client, caller
+    address) with growing delays, and the right secret is always accepted, so that nobody who
+    knows a client_id (the aud of every ID token) can lock its backend out. Here 3 wrong
+    secrets are free, then the address waits 600 s (the growth is in test_ratelimit.c)."""
+
+    def test_wrong_secrets_are_delayed(self):
+        """The fourth wrong secret from one address waits, at both endpoints and with either
+        authentication method; other clients are not affected; unknown ids are not counted."""
         client, other = stack.make_client(), stack.make_client()
         for _ in range(3):
             r = stack.token_request(client["client_id"], "wrong-secret")
             self.assertOAuthError(r, 401, "invalid_client")
-        r = stack.token_request(client["client_id"], client["client_secret"], auth="post")
-        self.assertLimited(r, 900 + 15)
+        self.assertSlowDown(stack.token_request(client["client_id"], "wrong-secret"), 600)
+        self.assertSlowDown(stack.token_request(client["client_id"], "wrong", auth="post"), 600)
         r = stack.http("POST", "/oidc/token/revocation",
                        form={"token": "x", "client_id": client["client_id"],
-                             "client_secret": client["client_secret"]})
-        self.assertLimited(r, 900 + 15)
-        stack.client_token(other["client_id"], other["client_secret"])
+                             "client_secret": "wrong"})
+        self.assertSlowDown(r, 600)
+        r = stack.token_request(other["client_id"], "wrong-secret")
+        self.assertOAuthError(r, 401, "invalid_client")
         for _ in range(5):
             r = stack.token_request("0" * 32, "wrong-secret")
             self.assertOAuthError(r, 401, "invalid_client")
 
-    def test_parallel_wrong_secrets(self):
-        """30 wrong secrets at once across the workers: exactly 3 are checked."""
+    def test_right_secret_always_accepted(self):
+        """Wrong secrets from the backend's own address, far past the free ones, do not keep
+        the right secret out: token and revocation, Basic and form, all answer."""
         client = stack.make_client()
-        results = stack.parallel(
-            [lambda: stack.token_request(client["client_id"], "wrong")] * 30, threads=30)
-        self.assertEqual(sorted(r.status for r in results), [401] * 3 + [429] * 27)
+        statuses = [stack.token_request(client["client_id"], "guess-%d" % i).status
+                    for i in range(12)]
+        self.assertEqual(statuses, [401] * 3 + [429] * 9)
+        for auth in ("basic", "post"):
+            r = stack.token_request(client["client_id"], client["client_secret"], auth=auth)
+            self.assertEqual(self.assertJSON(r, 200)["token_type"], "Bearer")
+        r = stack.http("POST", "/oidc/token/revocation",
+                       form={"token": "x", "client_id": client["client_id"],
+                             "client_secret": client["client_secret"]})
+        self.assertEqual(r.status, 200, "%r" % (r,))
+        # The right secret did not lift the delay for the wrong ones.
+        self.assertSlowDown(stack.token_request(client["client_id"], "guess"), 600)
+
+    def test_delay_is_per_address(self):
+        """Wrong secrets from one address do not delay another address of the same client."""
+        client = stack.make_client()
+        for _ in range(3):
+            r = stack.token_request(client["client_id"], "wrong", source="127.0.0.3")
+            self.assertOAuthError(r, 401, "invalid_client")
+        self.assertSlowDown(
+            stack.token_request(client["client_id"], "wrong", source="127.0.0.3"), 600)
+        r = stack.token_request(client["client_id"], "wrong", source="127.0.0.4")
+        self.assertOAuthError(r, 401, "invalid_client")
+        r = stack.token_request(client["client_id"], client["client_secret"],
+                                source="127.0.0.3")
+        self.assertJSON(r, 200)
+
+    def test_parallel_wrong_secrets(self):
+        """30 wrong secrets at once across the workers: exactly 3 are checked; 10 right ones
+        sent among them all get their token."""
+        client = stack.make_client()
+        wrong = lambda: stack.token_request(client["client_id"], "wrong")
+        right = lambda: stack.token_request(client["client_id"], client["client_secret"])
+        results = stack.parallel([wrong] * 15 + [right] * 10 + [wrong] * 15, threads=40)
+        self.assertEqual([r.status for r in results[15:25]], [200] * 10)
+        bad = results[:15] + results[25:]
+        self.assertEqual(sorted(r.status for r in bad), [401] * 3 + [429] * 27)
+        for r in bad:
+            if r.status == 429:
+                self.assertSlowDown(r, 600)
 
 
 class Restart(LimitCase):
@@ -359,8 +413,10 @@ class Restart(LimitCase):
         self.assertFalse(before & set(stack.worker_pids()), "the workers were not replaced")
         self.assertLimited(self.send(client, addr), 3600 + 60)
         self.assertNoMail(addr)
-        self.assertLimited(stack.token_request(secret_client["client_id"],
-                                               secret_client["client_secret"]), 900 + 15)
+        self.assertSlowDown(
+            stack.token_request(secret_client["client_id"], "wrong"), 600)
+        self.assertJSON(stack.token_request(secret_client["client_id"],
+                                            secret_client["client_secret"]), 200)
         self.assertLimited(self.auth(client, unique_email(), "000000", ip=ip), 3600 + 60)
 
 

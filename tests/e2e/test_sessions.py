@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import unittest
 import urllib.parse
+from collections import Counter
 from datetime import datetime, timedelta
 
 import harness
@@ -536,6 +537,167 @@ class UserSessions(SessionCase):
         self.assertEqual(r.status, 405)
         allow = {m.strip() for m in r.headers.get("Allow", "").split(",")}
         self.assertEqual(allow, {"GET", "HEAD", "DELETE"})
+
+
+# ---- a user with many sessions ------------------------------------------------------------------
+
+class EdDSAStack(harness.Stack):
+    """A stack that signs with EdDSA (about 10x cheaper than RS256 here): for tests that log
+    in a thousand times."""
+
+    def _write_otlogin_conf(self):
+        super()._write_otlogin_conf()
+        with open(self.conf, "a") as f:
+            f.write("\n[keys]\nalgorithm = EdDSA\n")
+
+
+_many = iter(range(1, 10 ** 6))
+
+
+def many_user(st):
+    """A user reachable by four identifier types: four logins of one client can run at once
+    (a new send replaces the client's outstanding code for the same identifier only)."""
+    n = next(_many)
+    return st.make_user(email=unique_email("many"), username="many-%d-%d" % (os.getpid(), n),
+                        phone="+4915%03d%06d" % (os.getpid() % 1000, n))
+
+
+def many_logins(st, client, user, count):
+    """count direct-passcode logins of user with client, in four parallel lanes (one per
+    identifier type): the token responses. 1000 take about 3 s here."""
+    lanes = [("email", user["email"]["value"]), ("phone_number", user["phone_number"]["value"]),
+             ("username", user["username"]), ("user_id", user["user_id"])]
+
+    def lane(i):
+        idtype, ident = lanes[i]
+        out = []
+        for _ in range(i, count, len(lanes)):
+            code = st.direct_code(client["token"], ident, idtype)
+            r = st.otp_authenticate(client["token"], ident, code, identifier_type=idtype)
+            if r.status != 200:
+                raise HarnessError("login %s: %r" % (idtype, r))
+            out.append(r.json)
+        return out
+
+    results = st.parallel([lambda i=i: lane(i) for i in range(len(lanes))], threads=len(lanes))
+    return [body for lane_out in results for body in lane_out]
+
+
+def sids(bodies):
+    return sorted(harness.jwt_parts(b["id_token"])[1]["sid"] for b in bodies)
+
+
+class ManySessions(E2ETestCase):
+    """A user may hold any number of sessions (each login opens one): ending them all ends
+    every one, however many (it used to stop at 200), and the list pages through them instead
+    of stopping silently. 1000+ sessions per test, made by direct-passcode logins."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.st = EdDSAStack(name="many-sessions").start()
+        cls.client = cls.st.new_client(permissions=["direct"])
+        cls.other = cls.st.new_client(permissions=["direct"])
+        cls.admin = cls.st.new_client(permissions=["admin"])
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.st.stop()
+
+    def refresh_statuses(self, client, bodies):
+        """The status of a refresh with each body's refresh token (all at once)."""
+        calls = [lambda b=b: self.st.http("POST", "/cis/v1/auth/token/refresh",
+                                          json={"refresh_token": b["refresh_token"]},
+                                          token=client["token"]) for b in bodies]
+        return [r.status for r in self.st.parallel(calls, threads=16)]
+
+    def walk(self, client, user, page_size=None):
+        """Every page of the user's sessions as client sees them, following Link rel=next."""
+        path = sessions_path(user["user_id"])
+        if page_size is not None:
+            path += "?page_size=%d" % page_size
+        pages = []
+        while path is not None:
+            r = self.st.http("GET", path, token=client["token"])
+            pages.append(self.assertJSON(r, 200))
+            link = r.headers.get("Link")
+            m = re.match(r'^<([^>]+)>; rel="next"$', link or "")
+            self.assertEqual(m is None, link is None, "Link %r" % link)
+            path = None
+            if m:
+                self.assertTrue(m.group(1).startswith(self.st.base_url), m.group(1))
+                path = "/cis" + m.group(1)[len(self.st.base_url):]
+            self.assertLess(len(pages), 100, "the pages do not end")
+        return pages
+
+    def handles(self, pages):
+        return sorted(s["session_id"] for p in pages for s in p)
+
+    # Lists of a thousand are compared by hand: unittest's diff of them takes minutes.
+    def assertSameHandles(self, got, want):
+        if got != want:
+            self.fail("%d handles listed, %d expected: %d missing, %d extra, %d repeated" % (
+                len(got), len(want), len(set(want) - set(got)), len(set(got) - set(want)),
+                len(got) - len(set(got))))
+
+    def assertAll(self, statuses, status):
+        counts = Counter(statuses)
+        self.assertEqual(counts, {status: len(statuses)}, "statuses %r" % dict(counts))
+
+    def test_list_pages_through_every_session(self):
+        user = many_user(self.st)
+        mine = many_logins(self.st, self.client, user, 1005)
+        theirs = many_logins(self.st, self.other, user, 8)
+        pages = self.walk(self.client, user)
+        self.assertEqual([len(p) for p in pages], [200] * 5 + [5])
+        self.assertSameHandles(self.handles(pages), sids(mine))
+        pages = self.walk(self.admin, user, page_size=1000)
+        self.assertEqual([len(p) for p in pages], [1000, 13])
+        self.assertSameHandles(self.handles(pages), sorted(sids(mine) + sids(theirs)))
+        pages = self.walk(self.other, user, page_size=3)
+        self.assertEqual([len(p) for p in pages], [3, 3, 2])
+        self.assertSameHandles(self.handles(pages), sids(theirs))
+        for query in ("page_size=0", "page_size=1001", "page_size=x", "cursor=zz",
+                      "cursor=" + "A" * 32, "page_size=1&cursor=" + "0" * 31):
+            with self.subTest(query=query):
+                r = self.st.http("GET", sessions_path(user["user_id"]) + "?" + query,
+                                 token=self.client["token"])
+                self.assertError(r, 400)
+
+    def test_delete_ends_every_session(self):
+        """A backend's DELETE ends all its 1000+ sessions of the user, and no other's."""
+        user = many_user(self.st)
+        mine = many_logins(self.st, self.client, user, 1005)
+        theirs = many_logins(self.st, self.other, user, 5)
+        r = self.st.http("DELETE", sessions_path(user["user_id"]), token=self.client["token"])
+        self.assertEqual(r.status, 204, r)
+        self.assertAll(self.refresh_statuses(self.client, mine), 400)
+        self.assertEqual([len(p) for p in self.walk(self.client, user)], [0])
+        # The other backend's sessions of the same user are not the caller's to end.
+        self.assertAll(self.refresh_statuses(self.other, theirs), 200)
+        self.assertSameHandles(self.handles(self.walk(self.admin, user)), sids(theirs))
+
+    def test_disable_then_enable_revives_none(self):
+        """Disabling ends all 1000+ sessions: enabling again brings none back."""
+        user = many_user(self.st)
+        bodies = many_logins(self.st, self.client, user, 1005)
+        path = "/cis/v1/users/%s" % user["user_id"]
+        for status in ("Disabled", "Active"):
+            r = self.st.http("PUT", path, json={"status": status}, token=self.admin["token"])
+            self.assertEqual(self.assertJSON(r, 200)["result"]["status"], status)
+        self.assertAll(self.refresh_statuses(self.client, bodies), 400)
+        self.assertEqual([len(p) for p in self.walk(self.admin, user)], [0])
+        # The user logs in again as before.
+        self.assertEqual(len(many_logins(self.st, self.client, user, 4)), 4)
+        self.assertEqual(len(self.walk(self.admin, user)[0]), 4)
+
+    def test_delete_user_ends_every_session(self):
+        user = many_user(self.st)
+        bodies = many_logins(self.st, self.client, user, 1005)
+        r = self.st.http("DELETE", "/cis/v1/manage/users/%s" % user["user_id"],
+                         token=self.admin["token"])
+        self.assertEqual(r.status, 204, r)
+        self.assertEqual([len(p) for p in self.walk(self.admin, user)], [0])
+        self.assertAll(self.refresh_statuses(self.client, bodies), 400)
 
 
 # ---- RFC 7009 revocation ---------------------------------------------------------------------

@@ -195,6 +195,7 @@ static void syntax(void)
 	check(conf.identifier_attempts.limit == 20 && conf.identifier_attempts.period == 3600);
 	check(conf.ip_attempts.limit == 600 && conf.ip_attempts.period == 3600);
 	check(conf.client_secret_failures.limit == 10 && conf.client_secret_failures.period == 900);
+	check(conf.client_secret_delay == 1 && conf.client_secret_max_delay == 900);
 
 	check(rate_of("10/1h", &r) == 0 && r.limit == 10 && r.period == 3600);
 	check(rate_of("5/30s", &r) == 0 && r.limit == 5 && r.period == 30);
@@ -205,6 +206,49 @@ static void syntax(void)
 	check(rate_of("0", &r) == 0 && r.limit == 0);
 	for (int i = 0; bad[i] != NULL; i++)
 		check_msg(rate_of(bad[i], &r) < 0, "\"%s\" accepted", bad[i]);
+}
+
+/* The delays after each failure of a subject failing once a second: 0 while free, doubling. */
+static void backoff_arithmetic(void)
+{
+	const struct rl_backoff b = {3, 900, 2, 60};
+	static const unsigned expect[] = {0, 0, 2, 4, 8, 16, 32, 60, 60};
+	json_t *rec = NULL, *next;
+	time_t now = 1000000;
+
+	for (size_t i = 0; i < sizeof(expect) / sizeof(expect[0]); i++) {
+		check_msg(rl_backoff_wait(rec, now) == 0, "failure %zu had to wait", i + 1);
+		next = rl_backoff_fail(rec, &b, now);
+		json_decref(rec);
+		rec = next;
+		check_msg(rl_backoff_wait(rec, now) == expect[i], "failure %zu: wait %u, not %u",
+			  i + 1, rl_backoff_wait(rec, now), expect[i]);
+		if (expect[i] > 1)
+			check(rl_backoff_wait(rec, now + 1) == expect[i] - 1);
+		/* The next attempt comes once the delay is over. */
+		now += expect[i] ? expect[i] : 1;
+	}
+	/* Forgotten a quiet period after the last delay ended: the free failures are back. */
+	check(rl_backoff_wait(rec, now + 900) == 0);
+	next = rl_backoff_fail(rec, &b, now + 900);
+	check(json_integer_value(json_object_get(next, "failures")) == 1);
+	check(rl_backoff_wait(next, now + 900) == 0);
+	json_decref(next);
+	/* Just before that, the count goes on at the cap. */
+	next = rl_backoff_fail(rec, &b, now + 899);
+	check(rl_backoff_wait(next, now + 899) == 60);
+	check(json_integer_value(json_object_get(next, "exp")) == now + 899 + 60 + 900);
+	json_decref(next);
+	json_decref(rec);
+	/* A first delay above the cap is the cap; no overflow after many failures. */
+	rec = NULL;
+	for (int i = 0; i < 100; i++) {
+		next = rl_backoff_fail(rec, &(struct rl_backoff){1, 60, 100, 30}, now);
+		json_decref(rec);
+		rec = next;
+	}
+	check(rl_backoff_wait(rec, now) == 30);
+	json_decref(rec);
 }
 
 static void addresses(void)
@@ -251,6 +295,30 @@ static int send_txn(struct store_txn *t, void *argp)
 {
 	struct hit_arg *a = argp;
 	return ratelimit_send_txn(t, &c, "client-1", "email", a->subject, NULL, &a->wait, NULL);
+}
+
+struct backoff_arg {
+	const char *subject;
+	unsigned wait;
+};
+
+static int backoff_txn(struct store_txn *t, void *argp)
+{
+	struct backoff_arg *a = argp;
+	const struct rl_backoff b = {2, 600, 300, 3600};
+	return ratelimit_backoff_txn(t, &keys, &b, &a->wait, "test-delay", "client", a->subject);
+}
+
+/* On the store: free failures, then a delay during which nothing is counted; per subject. */
+static void backoff_on_a_store(void)
+{
+	struct backoff_arg a = {"addr-1", 0}, other = {"addr-2", 0};
+
+	check(store_run(c.store, backoff_txn, &a) == 0 && a.wait == 0);
+	check(store_run(c.store, backoff_txn, &a) == 0 && a.wait == 0);
+	for (int i = 0; i < 5; i++)
+		check(store_run(c.store, backoff_txn, &a) == 1 && a.wait >= 1 && a.wait <= 300);
+	check(store_run(c.store, backoff_txn, &other) == 0 && other.wait == 0);
 }
 
 static void on_a_store(const char *dir)
@@ -476,6 +544,7 @@ int main(void)
 	crypto_init();
 	umask(077);
 	window_arithmetic();
+	backoff_arithmetic();
 	syntax();
 	addresses();
 
@@ -489,6 +558,7 @@ int main(void)
 	on_a_store(dir);
 	hidden_sends();
 	delivery_pace();
+	backoff_on_a_store();
 	keyring_free(&keys);
 	store_close(c.store);
 	conf_free(&conf);
