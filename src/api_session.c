@@ -8,6 +8,7 @@
 
 #include "client.h"
 #include "jsonio.h"
+#include "login.h"
 #include "session.h"
 #include "token.h"
 
@@ -51,7 +52,7 @@ void api_session_authenticate(struct api_call *call)
 	    api_audience(call, jsonio_str(body, "resource"), &aud) < 0)
 		return;
 	api_login_opts(body, &opts);
-	rc = session_reauth(call->c, call->client, &opts, aud, &g);
+	rc = login_reauth(call->c, call->client, &opts, aud, &g);
 	if (rc == ERR_NONE) {
 		tokens = token_response(call->c, &g, &opts);
 		if (tokens != NULL)

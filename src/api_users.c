@@ -1,6 +1,8 @@
 /* The users API (clients with the admin permission), shaped like Transmit's. */
 #include "api.h"
 
+#include "account.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,7 +17,7 @@ static void answer_user(struct api_call *call, int status, json_t *user)
 	resp_json(call->resp, status, json_pack("{s:o}", "result", user));
 }
 
-/* The answer for a user_create/user_update result that is not a success. */
+/* The answer for a user_create/account_update result that is not a success. */
 static void answer_user_error(struct api_call *call, int rc, const char *err)
 {
 	if (rc == USER_CONFLICT)
@@ -101,7 +103,7 @@ void api_users_update(struct api_call *call)
 {
 	char err[256] = "";
 	json_t *user;
-	int rc = user_update(call->c, call->params[0], call->req->json, &user, err, sizeof(err));
+	int rc = account_update(call->c, call->params[0], call->req->json, &user, err, sizeof(err));
 
 	if (rc == USER_CREATED)
 		answer_user(call, 200, user);
@@ -111,7 +113,7 @@ void api_users_update(struct api_call *call)
 
 void api_users_delete(struct api_call *call)
 {
-	int rc = user_delete(call->c, call->params[0]);
+	int rc = account_delete(call->c, call->params[0]);
 
 	if (rc == STORE_FOUND)
 		resp_json(call->resp, 204, NULL);

@@ -259,9 +259,11 @@ int login_finish_txn(struct store_txn *t, struct login_attempt *a, const char *a
 		return rc;
 	rc = user_is_active(user) ? ERR_NONE : ERR_USER_NOT_ACTIVE;
 	if (rc == ERR_NONE)
-		rc = session_login_txn(t, a->c, user, a->client, amr, channel, verifies, opts, aud,
+		rc = session_login_txn(t, a->c, user, a->client, amr, channel, verifies, opts,
 				       &a->grant);
 	json_decref(user);
+	if (rc == ERR_NONE)
+		rc = token_refresh_create_txn(t, a->c, &a->grant, aud, NULL);
 	if (rc == ERR_NONE)
 		rc = ratelimit_auth_success_txn(t, a->c, a->idtype, a->identifier);
 	if (rc == ERR_NONE)
@@ -298,4 +300,31 @@ int login_tokens(struct login_attempt *a, int rc, const struct login_opts *opts,
 	}
 	login_grant_free(&a->grant);
 	return rc;
+}
+
+struct reauth_state {
+	struct ctx *c;
+	json_t *client;
+	const struct login_opts *opts;
+	const char *aud;
+	struct login_grant *g;
+};
+
+static int reauth_txn(struct store_txn *t, void *arg)
+{
+	struct reauth_state *r = arg;
+	int rc = session_reauth_txn(t, r->c, r->client, r->opts, r->g);
+
+	if (rc == ERR_NONE)
+		rc = token_refresh_create_txn(t, r->c, r->g, r->aud, NULL);
+	return rc;
+}
+
+int login_reauth(struct ctx *c, json_t *client, const struct login_opts *opts, const char *aud,
+		 struct login_grant *g)
+{
+	struct reauth_state r = {c, client, opts, aud, g};
+
+	memset(g, 0, sizeof(*g));
+	return store_outcome(store_run(c->store, reauth_txn, &r), ERR_UNAVAILABLE);
 }

@@ -146,4 +146,13 @@ int login_txn_end(int rc);
 int login_tokens(struct login_attempt *a, int rc, const struct login_opts *opts,
 		 unsigned *retry_after, json_t **tokens);
 
+/*
+ * Silent sign-in (a login kind of its own: the session is the proof): tokens for the session
+ * named by the raw opts->session_id, which must be alive and the client's, scoped to
+ * opts->org_id; the refresh family it begins keeps opts->claims. Returns ERR_NONE with g
+ * filled, ERR_SESSION_NOT_FOUND, ERR_USER_NOT_ACTIVE, ERR_ORG_NOT_MEMBER or ERR_UNAVAILABLE.
+ */
+int login_reauth(struct ctx *c, json_t *client, const struct login_opts *opts, const char *aud,
+		 struct login_grant *g);
+
 #endif

@@ -7,7 +7,6 @@
 
 #include "crypto.h"
 #include "org.h"
-#include "token.h"
 #include "user.h"
 
 #define SESSION_ID_BYTES 32
@@ -142,7 +141,7 @@ static int new_session(struct store_txn *t, struct ctx *c, json_t *user, struct 
 
 int session_login_txn(struct store_txn *t, struct ctx *c, json_t *user, json_t *client,
 		      const char *amr, const char *channel, const char *verifies,
-		      const struct login_opts *opts, const char *aud, struct login_grant *g)
+		      const struct login_opts *opts, struct login_grant *g)
 {
 	const char *user_id = json_string_value(json_object_get(user, "user_id"));
 	time_t now = time(NULL);
@@ -183,8 +182,7 @@ int session_login_txn(struct store_txn *t, struct ctx *c, json_t *user, json_t *
 		return rc;
 	memcpy(g->sid, g->session_key, SESSION_HANDLE_LEN);
 	g->sid[SESSION_HANDLE_LEN] = '\0';
-	rc = token_refresh_create_txn(t, c, g, aud, NULL);
-	return rc < 0 ? rc : ERR_NONE;
+	return ERR_NONE;
 }
 
 int session_scope_org(struct login_grant *g, const char *org_id)
@@ -202,25 +200,16 @@ int session_scope_org(struct login_grant *g, const char *org_id)
 	return g->org_id ? ERR_NONE : STORE_ERR;
 }
 
-struct reauth_state {
-	struct ctx *c;
-	json_t *client;
-	const struct login_opts *opts;
-	const char *aud;
-	struct login_grant *g;
-};
-
-static int reauth_txn(struct store_txn *t, void *argp)
+int session_reauth_txn(struct store_txn *t, struct ctx *c, json_t *client,
+		       const struct login_opts *opts, struct login_grant *g)
 {
-	struct reauth_state *r = argp;
-	struct login_grant *g = r->g;
 	json_t *s = NULL, *user = NULL;
 	const char *user_id;
 	int rc;
 
 	login_grant_free(g);
-	g->client_id = json_string_value(json_object_get(r->client, "client_id"));
-	rc = session_by_id(t, r->c, r->opts->session_id, NULL, g->client_id, g->session_key, &s);
+	g->client_id = json_string_value(json_object_get(client, "client_id"));
+	rc = session_by_id(t, c, opts->session_id, NULL, g->client_id, g->session_key, &s);
 	if (rc <= 0)
 		return rc < 0 ? rc : ERR_SESSION_NOT_FOUND;
 	g->session = s;
@@ -231,24 +220,13 @@ static int reauth_txn(struct store_txn *t, void *argp)
 	g->user = user;
 	if (!user_is_active(user))
 		return ERR_USER_NOT_ACTIVE;
-	if ((rc = session_scope_org(g, r->opts->org_id)) != ERR_NONE)
+	if ((rc = session_scope_org(g, opts->org_id)) != ERR_NONE)
 		return rc;
-	g->session_id = strdup(r->opts->session_id);
+	if ((g->session_id = strdup(opts->session_id)) == NULL)
+		return STORE_ERR;
 	memcpy(g->sid, g->session_key, SESSION_HANDLE_LEN);
-	g->claims = json_incref(r->opts->claims);
-	rc = token_refresh_create_txn(t, r->c, g, r->aud, NULL);
-	return rc < 0 ? rc : ERR_NONE;
-}
-
-int session_reauth(struct ctx *c, json_t *client, const struct login_opts *opts, const char *aud,
-		   struct login_grant *g)
-{
-	struct reauth_state r = {c, client, opts, aud, g};
-	int rc;
-
-	memset(g, 0, sizeof(*g));
-	rc = store_run(c->store, reauth_txn, &r);
-	return store_outcome(rc, ERR_UNAVAILABLE);
+	g->claims = json_incref(opts->claims);
+	return ERR_NONE;
 }
 
 int session_end_txn(struct store_txn *t, const char *key)

@@ -53,23 +53,23 @@ const char *session_amr_channel(const char *amr);
  * Finish a login inside the caller's transaction: open a session, or add amr to
  * opts->session_id's (which must be alive, the same user's and the same client's) with the
  * channel it proved ("email", "phone", "otp" for a code the backend delivered; NULL for none:
- * "mfa" takes two different channels), record the
- * login on the user (marking verifies, "email" or "phone_number", verified; NULL or "" for
- * none), and issue a refresh token for audience aud. Returns ERR_NONE with g filled,
- * ERR_SESSION_NOT_FOUND, or a negative store_rc. The caller releases g with login_grant_free.
+ * "mfa" takes two different channels), and record the login on the user (marking verifies,
+ * "email" or "phone_number", verified; NULL or "" for none). Returns ERR_NONE with g filled
+ * (the refresh token is the caller's: login.h), ERR_SESSION_NOT_FOUND, ERR_ORG_NOT_MEMBER, or
+ * a negative store_rc. The caller releases g with login_grant_free.
  */
 int session_login_txn(struct store_txn *t, struct ctx *c, json_t *user, json_t *client,
 		      const char *amr, const char *channel, const char *verifies,
-		      const struct login_opts *opts, const char *aud, struct login_grant *g);
+		      const struct login_opts *opts, struct login_grant *g);
 
 /*
- * Silent sign-in: tokens for the session named by the raw opts->session_id, which must be
- * alive and the client's, scoped to opts->org_id; the refresh family it begins keeps
- * opts->claims. Returns ERR_NONE with g filled, ERR_SESSION_NOT_FOUND, ERR_USER_NOT_ACTIVE, or
- * ERR_UNAVAILABLE / ERR_INTERNAL.
+ * Silent sign-in inside t: g for the session named by the raw opts->session_id, which must be
+ * alive and the client's, its user active, scoped to opts->org_id, with opts->claims. Returns
+ * ERR_NONE with g filled, ERR_SESSION_NOT_FOUND, ERR_USER_NOT_ACTIVE, ERR_ORG_NOT_MEMBER or a
+ * negative store_rc.
  */
-int session_reauth(struct ctx *c, json_t *client, const struct login_opts *opts, const char *aud,
-		   struct login_grant *g);
+int session_reauth_txn(struct store_txn *t, struct ctx *c, json_t *client,
+		       const struct login_opts *opts, struct login_grant *g);
 
 /*
  * Scope g to organization org_id (NULL: none): the user must be a member; g gets org_id and

@@ -11,7 +11,6 @@
 #include "crypto.h"
 #include "err.h"
 #include "mail.h"
-#include "session.h"
 
 static const char *const idtype_names[] = {"email", "phone_number", "user_id", "username"};
 
@@ -482,126 +481,48 @@ static int patch_plain(json_t *user, json_t *patch, char *err, size_t errlen)
 	return 0;
 }
 
-struct update_arg {
-	const char *id;
-	json_t *patch, *user;
-	char *err;
-	size_t errlen;
-	int sessions_left; /* sessions beyond the transaction's batch may remain */
-};
-
-/* update_txn's refusal when a user would become Active while sessions of it remain. */
-#define UPDATE_SESSIONS_LEFT 100
-
-static int update_txn(struct store_txn *t, void *argp)
+int user_update_txn(struct store_txn *t, const char *user_id, json_t *patch, json_t **user,
+		    int *was_active, char *err, size_t errlen)
 {
-	struct update_arg *a = argp;
-	json_t *user;
-	int rc = store_get(t, TBL_USERS, a->id, strlen(a->id), &user, 1), was_active;
+	json_t *u;
+	int rc = store_get(t, TBL_USERS, user_id, strlen(user_id), &u, 1);
 
-	json_decref(a->user);
-	a->user = NULL;
-	a->sessions_left = 0;
 	if (rc <= 0)
 		return rc;
-	was_active = user_is_active(user);
-	if ((rc = patch_identifier(t, user, a->patch, "email", ID_EMAIL, a->err, a->errlen)) ||
-	    (rc = patch_identifier(t, user, a->patch, "phone_number", ID_PHONE, a->err,
-				   a->errlen)) ||
-	    (rc =
-		 patch_identifier(t, user, a->patch, "username", ID_USERNAME, a->err, a->errlen)) ||
-	    (rc = patch_plain(user, a->patch, a->err, a->errlen)))
+	*was_active = user_is_active(u);
+	if ((rc = patch_identifier(t, u, patch, "email", ID_EMAIL, err, errlen)) ||
+	    (rc = patch_identifier(t, u, patch, "phone_number", ID_PHONE, err, errlen)) ||
+	    (rc = patch_identifier(t, u, patch, "username", ID_USERNAME, err, errlen)) ||
+	    (rc = patch_plain(u, patch, err, errlen)))
 		goto out;
-	if (user_email(user) == NULL && user_phone(user) == NULL) {
-		snprintf(a->err, a->errlen, "a user needs an email or a phone_number");
+	if (user_email(u) == NULL && user_phone(u) == NULL) {
+		snprintf(err, errlen, "a user needs an email or a phone_number");
 		rc = USER_INVALID;
 		goto out;
 	}
-	json_object_set_new(user, "updated_at", json_integer(clock_now_ms()));
-	if ((rc = store_put(t, TBL_USERS, a->id, strlen(a->id), user)) < 0)
+	json_object_set_new(u, "updated_at", json_integer(clock_now_ms()));
+	if ((rc = store_put(t, TBL_USERS, user_id, strlen(user_id), u)) < 0)
 		goto out;
-	/*
-	 * A user who may not log in keeps no session: the first batch ends here, the rest after
-	 * the commit (none of them works meanwhile: refresh and sign-in need an active user).
-	 * Re-enabling must not revive old tokens, so a user becomes Active again only in a
-	 * transaction that finds no session left (say, a disable was interrupted before it ended
-	 * them all).
-	 */
-	if (!user_is_active(user) || !was_active) {
-		if ((rc = session_end_all_txn(t, a->id, NULL)) < 0)
-			goto out;
-		if (rc == 1 && user_is_active(user)) {
-			rc = UPDATE_SESSIONS_LEFT;
-			goto out;
-		}
-		a->sessions_left = rc;
-	}
-	a->user = user;
+	*user = u;
 	return USER_CREATED;
 out:
-	json_decref(user);
-	return rc < 0 ? rc : STORE_REFUSE(rc);
-}
-
-int user_update(struct ctx *c, const char *user_id, json_t *patch, json_t **user, char *err,
-		size_t errlen)
-{
-	struct update_arg a = {user_id, patch, NULL, err, errlen, 0};
-	int rc, rounds = 0;
-
-	/* Re-enabling with sessions left: end them while the user is still disabled, then flip. */
-	while (store_refused(rc = store_run(c->store, update_txn, &a)) == UPDATE_SESSIONS_LEFT)
-		if (++rounds > 3 || session_end_all(c, user_id, NULL) != ERR_NONE)
-			return STORE_ERR;
-	if (store_refused(rc) >= 0)
-		return store_refused(rc);
-	if (rc != USER_CREATED)
-		return rc;
-	/* Committed; when ending the rest fails, a retry of the same update ends them. */
-	if (a.sessions_left && session_end_all(c, user_id, NULL) != ERR_NONE) {
-		json_decref(a.user);
-		return STORE_ERR;
-	}
-	*user = a.user;
+	json_decref(u);
 	return rc;
 }
 
-static int delete_txn(struct store_txn *t, void *arg)
+int user_delete_txn(struct store_txn *t, const char *user_id)
 {
-	const char *id = arg;
 	json_t *user;
-	int rc = store_get(t, TBL_USERS, id, strlen(id), &user, 1);
+	int rc = store_get(t, TBL_USERS, user_id, strlen(user_id), &user, 1);
 
 	if (rc <= 0)
 		return rc;
-	if ((rc = drop_index(t, user, "email", ID_EMAIL)) < 0 ||
-	    (rc = drop_index(t, user, "phone_number", ID_PHONE)) < 0 ||
-	    (rc = drop_index(t, user, "username", ID_USERNAME)) < 0 ||
-	    (rc = store_del(t, TBL_USERS, id, strlen(id))) < 0 ||
-	    (rc = session_end_all_txn(t, id, NULL)) < 0) {
-		json_decref(user);
-		return rc;
-	}
+	if ((rc = drop_index(t, user, "email", ID_EMAIL)) >= 0 &&
+	    (rc = drop_index(t, user, "phone_number", ID_PHONE)) >= 0 &&
+	    (rc = drop_index(t, user, "username", ID_USERNAME)) >= 0)
+		rc = store_del(t, TBL_USERS, user_id, strlen(user_id));
 	json_decref(user);
-	/* STORE_FOUND, or one more when sessions beyond this transaction's batch remain. */
-	return STORE_FOUND + rc;
-}
-
-int user_delete(struct ctx *c, const char *user_id)
-{
-	int rc;
-
-	/*
-	 * The sessions end first, in bounded transactions, while the user still exists: should
-	 * that fail, the user is still there to delete again. The last transaction removes the
-	 * user with what sessions started meanwhile (rarely more than one batch: the rest after).
-	 */
-	if (session_end_all(c, user_id, NULL) != ERR_NONE)
-		return STORE_ERR;
-	rc = store_run(c->store, delete_txn, (void *)user_id);
-	if (rc == STORE_FOUND + 1)
-		rc = session_end_all(c, user_id, NULL) == ERR_NONE ? STORE_FOUND : STORE_ERR;
-	return rc;
+	return rc < 0 ? rc : STORE_FOUND;
 }
 
 struct page_arg {

@@ -77,21 +77,19 @@ json_t *user_list(struct ctx *c);
 int user_get(struct ctx *c, enum user_idtype type, const char *canonical, json_t **user);
 
 /*
- * Change only the members patch (borrowed) holds: email, phone_number, username (reindexed;
- * null removes), name, custom_data, external_account_id, roles, status (Active, Disabled,
- * Pending). A user who is not Active keeps no session, and becomes Active again only once
- * none is left: every one is ended (in bounded transactions). Returns USER_CREATED (meaning
- * updated) with *user, USER_CONFLICT, USER_INVALID (message in err), STORE_NOTFOUND, or a
- * negative store_rc (the update may have been stored: the same update again finishes it).
+ * Inside t, change only the members patch (borrowed) holds: email, phone_number, username
+ * (reindexed; null removes), name, custom_data, external_account_id, roles, status (Active,
+ * Disabled, Pending). Returns USER_CREATED (meaning updated and stored) with *user (new
+ * reference) and *was_active, USER_CONFLICT, USER_INVALID (message in err), STORE_NOTFOUND,
+ * or a negative store_rc. The sessions of a user who may no longer log in are the caller's
+ * (account.h).
  */
-int user_update(struct ctx *c, const char *user_id, json_t *patch, json_t **user, char *err,
-		size_t errlen);
+int user_update_txn(struct store_txn *t, const char *user_id, json_t *patch, json_t **user,
+		    int *was_active, char *err, size_t errlen);
 
-/*
- * Delete a user, its indexes and every one of its sessions (in bounded transactions).
- * STORE_FOUND, STORE_NOTFOUND or < 0.
+/* Inside t, delete a user and its indexes (not its sessions). STORE_FOUND, STORE_NOTFOUND or < 0.
  */
-int user_delete(struct ctx *c, const char *user_id);
+int user_delete_txn(struct store_txn *t, const char *user_id);
 
 /*
  * A page of users after the user id cursor (NULL: from the start), at most page_size, as
