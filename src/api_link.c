@@ -11,6 +11,7 @@
 
 #include "client.h"
 #include "crypto.h"
+#include "html.h"
 #include "jsonio.h"
 #include "link.h"
 #include "log.h"
@@ -176,42 +177,6 @@ void api_link_authenticate(struct api_call *call)
 		resp_error(call->resp, ERR_INVALID_INPUT, "User not found");
 	else
 		api_fail(call, rc, NULL);
-}
-
-/* A new HTML-escaped copy of s. */
-static char *html_escape(const char *s)
-{
-	size_t n = 0;
-	char *out, *o;
-
-	for (const char *p = s; *p; p++)
-		n += strchr("&<>\"'", *p) ? 6 : 1;
-	out = o = malloc(n + 1);
-	if (out == NULL)
-		return NULL;
-	for (; *s; s++) {
-		switch (*s) {
-		case '&':
-			o = stpcpy(o, "&amp;");
-			break;
-		case '<':
-			o = stpcpy(o, "&lt;");
-			break;
-		case '>':
-			o = stpcpy(o, "&gt;");
-			break;
-		case '"':
-			o = stpcpy(o, "&quot;");
-			break;
-		case '\'':
-			o = stpcpy(o, "&#39;");
-			break;
-		default:
-			*o++ = *s;
-		}
-	}
-	*o = '\0';
-	return out;
 }
 
 /* The button's form: posts the link token back with the form proof (escaped; new string). */

@@ -42,7 +42,8 @@ static size_t encode_into(const unsigned char *in, size_t len, const char *alpha
 	return o;
 }
 
-char *b64url_encode(const void *data, size_t len)
+/* A new NUL-terminated string of len bytes in the alphabet, padded when pad is set. */
+static char *encode(const void *data, size_t len, const char *alpha, int pad)
 {
 	size_t outlen;
 	char *out;
@@ -50,12 +51,25 @@ char *b64url_encode(const void *data, size_t len)
 	/* Guard the size computation against overflow before allocating. */
 	if (len > (SIZE_MAX - 4) / 4 * 3)
 		return NULL;
-	outlen = len / 3 * 4 + (len % 3 ? len % 3 + 1 : 0);
+	if (pad)
+		outlen = (len + 2) / 3 * 4;
+	else
+		outlen = len / 3 * 4 + (len % 3 ? len % 3 + 1 : 0);
 	if ((out = malloc(outlen + 1)) == NULL)
 		return NULL;
-	encode_into(data, len, alpha_url, 0, out);
+	encode_into(data, len, alpha, pad, out);
 	out[outlen] = '\0';
 	return out;
+}
+
+char *b64url_encode(const void *data, size_t len)
+{
+	return encode(data, len, alpha_url, 0);
+}
+
+char *b64_encode(const void *data, size_t len)
+{
+	return encode(data, len, alpha_std, 1);
 }
 
 /* The 6-bit value of c in the alphabet (url selects base64url), or -1 when c is not in it. */

@@ -1,4 +1,7 @@
-/* b64url: base64url without padding (RFC 4648 section 5), as JWS (RFC 7515) uses it. */
+/*
+ * b64url: base64url without padding (RFC 4648 section 5), as JWS (RFC 7515) uses it, and
+ * standard base64 with padding (section 4), as Basic auth, email logos and MIME use it.
+ */
 #ifndef OTLOGIN_B64URL_H
 #define OTLOGIN_B64URL_H
 
@@ -21,6 +24,9 @@ int b64url_decode(const char *in, size_t inlen, unsigned char **out, size_t *out
  * Same contract as b64url_decode. Used for email logos sent as base64.
  */
 int b64_decode(const char *in, size_t inlen, unsigned char **out, size_t *outlen);
+
+/* Standard base64 with padding, one line: a new NUL-terminated string (caller frees), or NULL. */
+char *b64_encode(const void *data, size_t len);
 
 /* Standard base64 with padding, folded into lines of at most 76 chars joined by CRLF (MIME). */
 char *b64_encode_mime(const void *data, size_t len);

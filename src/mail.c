@@ -1,102 +1,34 @@
 /*
- * mail: address validation, message composition (RFC 5322 + MIME) and backend selection.
+ * mail: the login mails and their gate. What may be sent (addresses, colours, content) is
+ * checked here, the one-time passcode and magic link messages are written from their
+ * templates (text/plain and HTML, an optional inline logo) and handed to mime.c to be encoded,
+ * and mail_send picks the delivery backend.
  *
- * Everything that reaches libesmtp or a mail client passes through here first: libesmtp writes
- * addresses verbatim into RCPT TO and checks no header for CR/LF, so addresses are held to a
- * strict addr-spec subset and every header value with a control character is refused rather
- * than cleaned. Non-ASCII header text is sent as RFC 2047 encoded-words, bodies as
- * quoted-printable, so the message is 7-bit clean and needs no 8BITMIME.
+ * libesmtp writes addresses verbatim into RCPT TO, so they are held to a strict addr-spec
+ * subset; every header value with a control character is refused rather than cleaned.
  */
 #include "mail.h"
 
-#include <stdarg.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "b64url.h"
-#include "crypto.h"
+#include "html.h"
 #include "log.h"
+#include "mime.h"
+#include "sbuf.h"
 
 #define LOCAL_MAX 64
 #define DOMAIN_MAX 253
 #define ADDR_MAX 254
 #define LABEL_MAX 63
 #define LOGO_MAX 20000
-#define HDR_SOFT 78 /* RFC 5322 2.1.1: lines SHOULD be at most 78 characters */
 #define DEFAULT_COLOR "#6981FF"
 #define DEFAULT_FOOTER "If you didn't request this email, you can safely ignore it."
 
-/* ---- a growable buffer; an allocation failure sticks and is checked once at the end ---- */
-
-struct sbuf {
-	char *p;
-	size_t len, cap;
-	int oom;
-};
-
-static void sb_add(struct sbuf *b, const char *s, size_t n)
-{
-	if (b->oom)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 1024;
-		char *np;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		np = realloc(b->p, cap);
-		if (np == NULL) {
-			b->oom = 1;
-			return;
-		}
-		b->p = np;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-static void sb_puts(struct sbuf *b, const char *s)
-{
-	sb_add(b, s, strlen(s));
-}
-
-static void sb_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(struct sbuf *b, const char *fmt, ...)
-{
-	char tmp[1024];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-	va_end(ap);
-	/* Only short, fixed-shape lines are formatted; anything longer is a bug, not input. */
-	if (n < 0 || (size_t)n >= sizeof(tmp)) {
-		b->oom = 1;
-		return;
-	}
-	sb_add(b, tmp, (size_t)n);
-}
-
-static void sb_free(struct sbuf *b)
-{
-	free(b->p);
-	b->p = NULL;
-	b->len = b->cap = 0;
-}
-
 /* ---- addresses ---- */
-
-static int is_atext(unsigned char c)
-{
-	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-		return 1;
-	return c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL;
-}
 
 static int is_ldh(unsigned char c)
 {
@@ -136,7 +68,7 @@ int mail_address_valid(const char *addr)
 		if (*p == '.') {
 			if (p[1] == '.')
 				return 0;
-		} else if (!is_atext((unsigned char)*p)) {
+		} else if (!mime_is_atext((unsigned char)*p)) {
 			return 0;
 		}
 	}
@@ -179,330 +111,7 @@ int mail_color_valid(const char *s)
 	return 1;
 }
 
-/* ---- text checks ---- */
-
-/* Length of the well-formed UTF-8 sequence at s (no overlongs, surrogates or > U+10FFFF), 0 if bad.
- */
-static size_t utf8_len(const unsigned char *s)
-{
-	unsigned c = s[0];
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xC2 && c <= 0xDF)
-		return (s[1] & 0xC0) == 0x80 ? 2 : 0;
-	if (c >= 0xE0 && c <= 0xEF) {
-		if ((s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80)
-			return 0;
-		if ((c == 0xE0 && s[1] < 0xA0) || (c == 0xED && s[1] >= 0xA0))
-			return 0;
-		return 3;
-	}
-	if (c >= 0xF0 && c <= 0xF4) {
-		if ((s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80)
-			return 0;
-		if ((c == 0xF0 && s[1] < 0x90) || (c == 0xF4 && s[1] >= 0x90))
-			return 0;
-		return 4;
-	}
-	return 0;
-}
-
-/*
- * 1 when s is well-formed UTF-8 without control characters (C0, DEL, C1). Line breaks and tabs
- * are allowed only in body text (multiline), never in a header value: a header is refused,
- * not cleaned, so an injection attempt fails loudly.
- */
-static int text_ok(const char *s, int multiline)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	while (*p) {
-		size_t n = utf8_len(p);
-		if (n == 0)
-			return 0;
-		if (n == 1 && (*p < 0x20 || *p == 0x7F)) {
-			if (!multiline || (*p != '\n' && *p != '\r' && *p != '\t'))
-				return 0;
-		}
-		if (n == 2 && p[0] == 0xC2 && p[1] < 0xA0) /* U+0080..U+009F */
-			return 0;
-		p += n;
-	}
-	return 1;
-}
-
-static int is_ascii_printable(const char *s)
-{
-	for (; *s; s++)
-		if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7E)
-			return 0;
-	return 1;
-}
-
-/* ---- headers ---- */
-
-static const char b64chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static void b64_small(struct sbuf *b, const unsigned char *in, size_t n)
-{
-	char out[4];
-	for (size_t i = 0; i < n; i += 3) {
-		unsigned v = (unsigned)in[i] << 16;
-		if (i + 1 < n)
-			v |= (unsigned)in[i + 1] << 8;
-		if (i + 2 < n)
-			v |= in[i + 2];
-		out[0] = b64chars[(v >> 18) & 63];
-		out[1] = b64chars[(v >> 12) & 63];
-		out[2] = i + 1 < n ? b64chars[(v >> 6) & 63] : '=';
-		out[3] = i + 2 < n ? b64chars[v & 63] : '=';
-		sb_add(b, out, 4);
-	}
-}
-
-/*
- * Append s as RFC 2047 "B" encoded-words, each preceded by a space (which doubles as the
- * folding point), never splitting a UTF-8 sequence, each word at most 75 characters and each
- * line at most 78. *col is the current column and is updated.
- */
-static void put_encoded_words(struct sbuf *b, size_t *col, const char *s)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	size_t left = strlen(s);
-	static const size_t overhead = 12; /* "=?UTF-8?B?" + "?=" */
-
-	while (left > 0) {
-		size_t room, maxbytes, take = 0;
-
-		room = *col + 1 + overhead < HDR_SOFT ? HDR_SOFT - *col - 1 - overhead : 0;
-		maxbytes = room / 4 * 3;
-		if (maxbytes > 45) /* 60 base64 characters keep the word within 75 */
-			maxbytes = 45;
-		if (maxbytes < 4) { /* not even one character fits: fold first */
-			sb_add(b, "\r\n", 2);
-			*col = 0;
-			continue;
-		}
-		while (take < left) {
-			size_t n = utf8_len(p + take);
-			if (n == 0)
-				n = 1; /* callers validated UTF-8; be safe anyway */
-			if (take + n > maxbytes)
-				break;
-			take += n;
-		}
-		if (take == 0) { /* a 4-byte sequence that does not fit on this line */
-			sb_add(b, "\r\n", 2);
-			*col = 0;
-			continue;
-		}
-		sb_puts(b, " =?UTF-8?B?");
-		b64_small(b, p, take);
-		sb_puts(b, "?=");
-		*col += 1 + overhead + (take + 2) / 3 * 4;
-		p += take;
-		left -= take;
-	}
-}
-
-/*
- * Longest piece of s that put_folded_ascii cannot fold: it folds only before a run of spaces
- * that a word follows, so a piece is such a run with its word, and trailing spaces belong to
- * the last word (folding before them would leave a blank continuation line).
- */
-static size_t longest_unfoldable(const char *s)
-{
-	size_t best = 0, cur = 0;
-	for (const char *p = s; *p; p++) {
-		if (*p == ' ' && p > s && p[-1] != ' ' && p[strspn(p, " ")] != '\0')
-			cur = 0;
-		cur++;
-		if (cur > best)
-			best = cur;
-	}
-	return best;
-}
-
-/*
- * Whether an unstructured ASCII value can be written as is: printable ASCII, nothing a reader
- * could take for an encoded-word, and no piece so long that folding could not keep lines well
- * under the 998-octet hard limit (990 spaces made a 992-octet Subject line).
- */
-static int plain_header_ok(const char *s)
-{
-	return is_ascii_printable(s) && strstr(s, "=?") == NULL && longest_unfoldable(s) <= 900;
-}
-
-/*
- * Append " " + s (printable ASCII) folding before a run of spaces when the line would pass 78
- * characters. Folding only before spaces followed by a word keeps every continuation line
- * non-blank, as RFC 5322 3.2.2 requires.
- */
-static void put_folded_ascii(struct sbuf *b, size_t *col, const char *s)
-{
-	const char *p = s;
-	int first = 1;
-
-	sb_add(b, " ", 1);
-	(*col)++;
-	while (*p) {
-		const char *q = p;
-		size_t n;
-		while (*q == ' ')
-			q++;
-		while (*q && *q != ' ')
-			q++;
-		n = (size_t)(q - p);
-		if (!first && *col + n > HDR_SOFT && *p == ' ' && n > 0 && p[n - 1] != ' ') {
-			sb_add(b, "\r\n", 2);
-			*col = 0;
-		}
-		sb_add(b, p, n);
-		*col += n;
-		first = 0;
-		p = q;
-	}
-}
-
-/* An unstructured header (Subject): plain when possible, encoded-words otherwise. */
-static void put_unstructured(struct sbuf *b, const char *name, const char *value)
-{
-	size_t col = strlen(name) + 1;
-
-	sb_puts(b, name);
-	sb_add(b, ":", 1);
-	if (value[0] == '\0')
-		;
-	else if (plain_header_ok(value))
-		put_folded_ascii(b, &col, value);
-	else
-		put_encoded_words(b, &col, value);
-	sb_add(b, "\r\n", 2);
-}
-
-static int is_phrase_safe(const char *s)
-{
-	/* atoms separated by single spaces need no quoting */
-	if (s[0] == ' ' || s[strlen(s) - 1] == ' ' || strstr(s, "  ") != NULL)
-		return 0;
-	for (; *s; s++)
-		if (*s != ' ' && !is_atext((unsigned char)*s))
-			return 0;
-	return 1;
-}
-
-/* "From: display-name <addr>" with the name as atoms, a quoted-string or encoded-words. */
-static void put_mailbox(struct sbuf *b, const char *name, const char *display, const char *addr)
-{
-	size_t col = strlen(name) + 1;
-
-	sb_puts(b, name);
-	sb_add(b, ":", 1);
-	if (display != NULL && display[0] != '\0') {
-		if (is_ascii_printable(display) && strstr(display, "=?") == NULL &&
-		    strlen(display) <= 200) {
-			sb_add(b, " ", 1);
-			col++;
-			if (is_phrase_safe(display)) {
-				sb_puts(b, display);
-				col += strlen(display);
-			} else {
-				sb_add(b, "\"", 1);
-				col++;
-				for (const char *p = display; *p; p++) {
-					if (*p == '"' || *p == '\\') {
-						sb_add(b, "\\", 1);
-						col++;
-					}
-					sb_add(b, p, 1);
-					col++;
-				}
-				sb_add(b, "\"", 1);
-				col++;
-			}
-		} else {
-			put_encoded_words(b, &col, display);
-		}
-		if (col + 3 + strlen(addr) > HDR_SOFT) {
-			sb_add(b, "\r\n", 2);
-			col = 0;
-		}
-		sb_printf(b, " <%s>\r\n", addr);
-	} else {
-		sb_printf(b, " %s\r\n", addr);
-	}
-}
-
-static void put_date(struct sbuf *b)
-{
-	static const char *const wday[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-	static const char *const mon[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-					  "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-	time_t now = time(NULL);
-	struct tm tm;
-
-	/* Our own names: strftime's %a/%b would follow the locale. */
-	gmtime_r(&now, &tm);
-	sb_printf(b, "Date: %s, %02d %s %04d %02d:%02d:%02d +0000\r\n", wday[tm.tm_wday],
-		  tm.tm_mday, mon[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
-}
-
-static void random_hex(char *out, size_t nbytes)
-{
-	unsigned char r[32];
-	if (nbytes > sizeof(r))
-		nbytes = sizeof(r);
-	crypto_random(r, nbytes);
-	crypto_hex(r, nbytes, out);
-}
-
-/* ---- bodies ---- */
-
-/*
- * Quoted-printable (RFC 2045 6.7) of UTF-8 text whose line breaks are "\n": CRLF line ends,
- * lines at most 76 characters with soft breaks, '=' and non-ASCII encoded, whitespace before a
- * line break encoded so transports cannot strip it, and a '.' starting a line encoded so no
- * line of the body can end an SMTP DATA or be eaten by a transport without dot-stuffing.
- */
-static void qp_encode(struct sbuf *b, const char *s)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	size_t col = 0;
-
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		char tok[3];
-		size_t n;
-
-		if (*p == '\n') {
-			sb_add(b, "\r\n", 2);
-			col = 0;
-			continue;
-		}
-		if ((*p >= 33 && *p <= 126 && *p != '=' && !(*p == '.' && col == 0)) ||
-		    ((*p == ' ' || *p == '\t') && p[1] != '\n' && p[1] != '\0')) {
-			tok[0] = (char)*p;
-			n = 1;
-		} else {
-			tok[0] = '=';
-			tok[1] = hex[*p >> 4];
-			tok[2] = hex[*p & 15];
-			n = 3;
-		}
-		if (col + n > 75) {
-			sb_add(b, "=\r\n", 3);
-			col = 0;
-			if (n == 1 && tok[0] == '.') { /* now at the start of a line */
-				tok[0] = '=';
-				tok[1] = '2';
-				tok[2] = 'E';
-				n = 3;
-			}
-		}
-		sb_add(b, tok, n);
-		col += n;
-	}
-	if (col > 0)
-		sb_add(b, "\r\n", 2);
-}
+/* ---- templates ---- */
 
 /* Append user text to a plain-text body, turning CRLF and lone CR into "\n". */
 static void text_add(struct sbuf *b, const char *s)
@@ -511,42 +120,9 @@ static void text_add(struct sbuf *b, const char *s)
 		if (*s == '\r') {
 			if (s[1] == '\n')
 				s++;
-			sb_add(b, "\n", 1);
+			sbuf_add(b, "\n", 1);
 		} else {
-			sb_add(b, s, 1);
-		}
-	}
-}
-
-/* Append s HTML-escaped (& < > " '); with br, line breaks become <br>. */
-static void html_add(struct sbuf *b, const char *s, int br)
-{
-	for (; *s; s++) {
-		switch (*s) {
-		case '&':
-			sb_puts(b, "&amp;");
-			break;
-		case '<':
-			sb_puts(b, "&lt;");
-			break;
-		case '>':
-			sb_puts(b, "&gt;");
-			break;
-		case '"':
-			sb_puts(b, "&quot;");
-			break;
-		case '\'':
-			sb_puts(b, "&#39;");
-			break;
-		case '\r':
-			if (s[1] == '\n')
-				s++;
-			/* fall through */
-		case '\n':
-			sb_puts(b, br ? "<br>\n" : " ");
-			break;
-		default:
-			sb_add(b, s, 1);
+			sbuf_add(b, s, 1);
 		}
 	}
 }
@@ -615,35 +191,35 @@ static void build_text(struct sbuf *b, const struct mail_request *r, const struc
 {
 	if (t->header[0]) {
 		text_add(b, t->header);
-		sb_puts(b, "\n\n");
+		sbuf_puts(b, "\n\n");
 	}
 	if (t->body[0]) {
 		text_add(b, t->body);
-		sb_puts(b, "\n\n");
+		sbuf_puts(b, "\n\n");
 	}
 	if (r->kind == MAIL_OTP) {
-		sb_puts(b, "    ");
-		sb_puts(b, r->code);
-		sb_puts(b, "\n\n");
+		sbuf_puts(b, "    ");
+		sbuf_puts(b, r->code);
+		sbuf_puts(b, "\n\n");
 	} else {
 		if (t->link[0]) {
 			text_add(b, t->link);
-			sb_puts(b, ":\n");
+			sbuf_puts(b, ":\n");
 		} else if (t->link_hint[0]) {
-			sb_puts(b, t->link_hint);
-			sb_puts(b, "\n");
+			sbuf_puts(b, t->link_hint);
+			sbuf_puts(b, "\n");
 		}
-		sb_puts(b, r->url);
-		sb_puts(b, "\n\n");
+		sbuf_puts(b, r->url);
+		sbuf_puts(b, "\n\n");
 	}
 	if (t->info[0]) {
 		text_add(b, t->info);
-		sb_puts(b, "\n\n");
+		sbuf_puts(b, "\n\n");
 	}
 	if (t->footer[0]) {
-		sb_puts(b, "-- \n");
+		sbuf_puts(b, "-- \n");
 		text_add(b, t->footer);
-		sb_puts(b, "\n");
+		sbuf_puts(b, "\n");
 	}
 }
 
@@ -666,98 +242,99 @@ static int is_light(const char *color)
 static void build_html(struct sbuf *b, const struct mail_request *r, const struct texts *t,
 		       const char *logo_cid)
 {
-	sb_puts(b, "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n"
-		   "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-		   "<title>");
-	html_add(b, t->subject, 0);
-	sb_puts(b,
-		"</title>\n</head>\n"
-		"<body style=\"margin:0;padding:0;background-color:#f4f5f7;\">\n"
-		"<table role=\"presentation\" width=\"100%\" cellpadding=\"0\" cellspacing=\"0\" "
-		"border=\"0\" style=\"background-color:#f4f5f7;\">\n"
-		"<tr><td align=\"center\" style=\"padding:32px 16px;\">\n"
-		"<table role=\"presentation\" width=\"560\" cellpadding=\"0\" cellspacing=\"0\" "
-		"border=\"0\" style=\"width:100%;max-width:560px;background-color:#ffffff;"
-		"border-radius:8px;\">\n");
-	sb_printf(b,
-		  "<tr><td style=\"height:6px;background-color:%s;"
-		  "border-radius:8px 8px 0 0;font-size:0;line-height:0;\">&nbsp;</td></tr>\n",
-		  t->color);
+	sbuf_puts(b, "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n"
+		     "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+		     "<title>");
+	html_add(b, t->subject, HTML_BREAK_SPACE);
+	sbuf_puts(b,
+		  "</title>\n</head>\n"
+		  "<body style=\"margin:0;padding:0;background-color:#f4f5f7;\">\n"
+		  "<table role=\"presentation\" width=\"100%\" cellpadding=\"0\" cellspacing=\"0\" "
+		  "border=\"0\" style=\"background-color:#f4f5f7;\">\n"
+		  "<tr><td align=\"center\" style=\"padding:32px 16px;\">\n"
+		  "<table role=\"presentation\" width=\"560\" cellpadding=\"0\" cellspacing=\"0\" "
+		  "border=\"0\" style=\"width:100%;max-width:560px;background-color:#ffffff;"
+		  "border-radius:8px;\">\n");
+	sbuf_printf(b,
+		    "<tr><td style=\"height:6px;background-color:%s;"
+		    "border-radius:8px 8px 0 0;font-size:0;line-height:0;\">&nbsp;</td></tr>\n",
+		    t->color);
 	if (logo_cid != NULL) {
-		sb_printf(b,
-			  "<tr><td align=\"center\" style=\"padding:32px 32px 0 32px;\">"
-			  "<img src=\"cid:%s\" alt=\"",
-			  logo_cid);
-		html_add(b, r->app_name ? r->app_name : "", 0);
-		sb_puts(b, "\" height=\"48\" style=\"display:block;border:0;height:48px;"
-			   "max-width:240px;margin:0 auto;\"></td></tr>\n");
+		sbuf_printf(b,
+			    "<tr><td align=\"center\" style=\"padding:32px 32px 0 32px;\">"
+			    "<img src=\"cid:%s\" alt=\"",
+			    logo_cid);
+		html_add(b, r->app_name ? r->app_name : "", HTML_BREAK_SPACE);
+		sbuf_puts(b, "\" height=\"48\" style=\"display:block;border:0;height:48px;"
+			     "max-width:240px;margin:0 auto;\"></td></tr>\n");
 	}
 	if (t->header[0]) {
-		sb_puts(b, "<tr><td style=\"padding:32px 32px 0 32px;" FONT "font-size:22px;"
-			   "line-height:30px;font-weight:bold;color:#1f2330;\">");
-		html_add(b, t->header, 1);
-		sb_puts(b, "</td></tr>\n");
+		sbuf_puts(b, "<tr><td style=\"padding:32px 32px 0 32px;" FONT "font-size:22px;"
+			     "line-height:30px;font-weight:bold;color:#1f2330;\">");
+		html_add(b, t->header, HTML_BREAK_BR);
+		sbuf_puts(b, "</td></tr>\n");
 	}
 	if (t->body[0]) {
-		sb_puts(b, "<tr><td style=\"padding:16px 32px 0 32px;" FONT "font-size:16px;"
-			   "line-height:24px;color:#3c4150;\">");
-		html_add(b, t->body, 1);
-		sb_puts(b, "</td></tr>\n");
+		sbuf_puts(b, "<tr><td style=\"padding:16px 32px 0 32px;" FONT "font-size:16px;"
+			     "line-height:24px;color:#3c4150;\">");
+		html_add(b, t->body, HTML_BREAK_BR);
+		sbuf_puts(b, "</td></tr>\n");
 	}
 	if (r->kind == MAIL_OTP) {
-		sb_printf(b,
-			  "<tr><td align=\"center\" style=\"padding:24px 32px 0 32px;\">\n"
-			  "<table role=\"presentation\" cellpadding=\"0\" cellspacing=\"0\" "
-			  "border=\"0\"><tr><td style=\"padding:16px 28px;background-color:"
-			  "#f4f5f7;border:2px solid %s;border-radius:8px;font-family:"
-			  "'SFMono-Regular',Consolas,'Courier New',monospace;font-size:32px;"
-			  "line-height:40px;letter-spacing:8px;font-weight:bold;color:#1f2330;\">",
-			  t->color);
-		html_add(b, r->code, 0);
-		sb_puts(b, "</td></tr></table>\n</td></tr>\n");
+		sbuf_printf(
+		    b,
+		    "<tr><td align=\"center\" style=\"padding:24px 32px 0 32px;\">\n"
+		    "<table role=\"presentation\" cellpadding=\"0\" cellspacing=\"0\" "
+		    "border=\"0\"><tr><td style=\"padding:16px 28px;background-color:"
+		    "#f4f5f7;border:2px solid %s;border-radius:8px;font-family:"
+		    "'SFMono-Regular',Consolas,'Courier New',monospace;font-size:32px;"
+		    "line-height:40px;letter-spacing:8px;font-weight:bold;color:#1f2330;\">",
+		    t->color);
+		html_add(b, r->code, HTML_BREAK_SPACE);
+		sbuf_puts(b, "</td></tr></table>\n</td></tr>\n");
 	} else {
 		if (t->link[0]) {
-			sb_printf(
+			sbuf_printf(
 			    b,
 			    "<tr><td align=\"center\" style=\"padding:24px 32px 0 32px;\">\n"
 			    "<table role=\"presentation\" cellpadding=\"0\" cellspacing=\"0\" "
 			    "border=\"0\"><tr><td bgcolor=\"%s\" style=\"border-radius:6px;"
 			    "background-color:%s;\">",
 			    t->color, t->color);
-			sb_puts(b, "<a href=\"");
-			html_add(b, r->url, 0);
-			sb_printf(b,
-				  "\" target=\"_blank\" style=\"display:inline-block;"
-				  "padding:14px 32px;" FONT "font-size:16px;font-weight:bold;"
-				  "color:%s;text-decoration:none;border-radius:6px;\">",
-				  is_light(t->color) ? "#111111" : "#ffffff");
-			html_add(b, t->link, 0);
-			sb_puts(b, "</a></td></tr></table>\n</td></tr>\n");
+			sbuf_puts(b, "<a href=\"");
+			html_add(b, r->url, HTML_BREAK_SPACE);
+			sbuf_printf(b,
+				    "\" target=\"_blank\" style=\"display:inline-block;"
+				    "padding:14px 32px;" FONT "font-size:16px;font-weight:bold;"
+				    "color:%s;text-decoration:none;border-radius:6px;\">",
+				    is_light(t->color) ? "#111111" : "#ffffff");
+			html_add(b, t->link, HTML_BREAK_SPACE);
+			sbuf_puts(b, "</a></td></tr></table>\n</td></tr>\n");
 		}
-		sb_puts(b, "<tr><td style=\"padding:24px 32px 0 32px;" FONT "font-size:13px;"
-			   "line-height:20px;color:#6b7080;\">");
+		sbuf_puts(b, "<tr><td style=\"padding:24px 32px 0 32px;" FONT "font-size:13px;"
+			     "line-height:20px;color:#6b7080;\">");
 		if (t->link_hint[0]) {
-			html_add(b, t->link_hint, 0);
-			sb_puts(b, "<br>\n");
+			html_add(b, t->link_hint, HTML_BREAK_SPACE);
+			sbuf_puts(b, "<br>\n");
 		}
-		sb_puts(b, "<a href=\"");
-		html_add(b, r->url, 0);
+		sbuf_puts(b, "<a href=\"");
+		html_add(b, r->url, HTML_BREAK_SPACE);
 		/* A light brand colour would make the link unreadable on white. */
-		sb_printf(b, "\" target=\"_blank\" style=\"color:%s;word-break:break-all;\">",
-			  is_light(t->color) ? "#3c4150" : t->color);
-		html_add(b, r->url, 0);
-		sb_puts(b, "</a></td></tr>\n");
+		sbuf_printf(b, "\" target=\"_blank\" style=\"color:%s;word-break:break-all;\">",
+			    is_light(t->color) ? "#3c4150" : t->color);
+		html_add(b, r->url, HTML_BREAK_SPACE);
+		sbuf_puts(b, "</a></td></tr>\n");
 	}
 	if (t->info[0]) {
-		sb_puts(b, "<tr><td style=\"padding:24px 32px 0 32px;" FONT "font-size:14px;"
-			   "line-height:22px;color:#3c4150;\">");
-		html_add(b, t->info, 1);
-		sb_puts(b, "</td></tr>\n");
+		sbuf_puts(b, "<tr><td style=\"padding:24px 32px 0 32px;" FONT "font-size:14px;"
+			     "line-height:22px;color:#3c4150;\">");
+		html_add(b, t->info, HTML_BREAK_BR);
+		sbuf_puts(b, "</td></tr>\n");
 	}
-	sb_puts(b, "<tr><td style=\"padding:32px 32px 32px 32px;" FONT "font-size:12px;"
-		   "line-height:18px;color:#8a8f9c;\">");
-	html_add(b, t->footer, 1);
-	sb_puts(b, "</td></tr>\n</table>\n</td></tr>\n</table>\n</body>\n</html>\n");
+	sbuf_puts(b, "<tr><td style=\"padding:32px 32px 32px 32px;" FONT "font-size:12px;"
+		     "line-height:18px;color:#8a8f9c;\">");
+	html_add(b, t->footer, HTML_BREAK_BR);
+	sbuf_puts(b, "</td></tr>\n</table>\n</td></tr>\n</table>\n</body>\n</html>\n");
 }
 
 /* ---- logo ---- */
@@ -806,10 +383,10 @@ static int request_ok(const struct mail_request *r)
 				c->footer_text};
 
 	for (size_t i = 0; i < sizeof(headers) / sizeof(headers[0]); i++)
-		if (headers[i] != NULL && !text_ok(headers[i], 0))
+		if (headers[i] != NULL && !mime_header_text_ok(headers[i]))
 			return 0;
 	for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++)
-		if (bodies[i] != NULL && !text_ok(bodies[i], 1))
+		if (bodies[i] != NULL && !mime_body_text_ok(bodies[i]))
 			return 0;
 	if (r->custom && c->subject == NULL)
 		return 0;
@@ -820,19 +397,11 @@ static int request_ok(const struct mail_request *r)
 		return 0;
 	/* The code and the URL are ours, not the caller's, but they land in the body verbatim. */
 	if (r->kind == MAIL_OTP)
-		return r->code != NULL && r->code[0] && is_ascii_printable(r->code);
+		return r->code != NULL && r->code[0] && mime_printable_ascii(r->code);
 	if (r->kind == MAIL_LINK)
-		return r->url != NULL && r->url[0] && is_ascii_printable(r->url) &&
+		return r->url != NULL && r->url[0] && mime_printable_ascii(r->url) &&
 		       strchr(r->url, ' ') == NULL;
 	return 0;
-}
-
-static void put_part_headers(struct sbuf *b, const char *boundary, const char *type)
-{
-	sb_printf(b,
-		  "--%s\r\nContent-Type: %s; charset=utf-8\r\n"
-		  "Content-Transfer-Encoding: quoted-printable\r\n\r\n",
-		  boundary, type);
 }
 
 /*
@@ -846,8 +415,9 @@ int mail_compose(const struct mail_request *r, char **out, size_t *outlen)
 	struct sbuf msg = {0}, text = {0}, html = {0};
 	struct texts *t = NULL;
 	struct logo lg = {0};
-	char alt[48], rel[48], msgid[40], cid[80], *logo_b64 = NULL;
-	const char *domain, *display;
+	struct mime_image image = {0};
+	char cid[80], filename[16], id[MIME_UNIQUE_SIZE];
+	const char *display;
 	int rc;
 
 	if (r == NULL || out == NULL || outlen == NULL)
@@ -866,21 +436,11 @@ int mail_compose(const struct mail_request *r, char **out, size_t *outlen)
 	if (t == NULL)
 		goto out;
 	fill_texts(r, t);
-
-	domain = strchr(r->from_addr, '@') + 1;
-	/* "=_" cannot occur in quoted-printable or base64 output, so no body line can match. */
-	memcpy(alt, "=_alt_", 6);
-	random_hex(alt + 6, 16);
-	memcpy(rel, "=_rel_", 6);
-	random_hex(rel + 6, 16);
-	random_hex(msgid, 16);
 	if (lg.data != NULL) {
-		char h[33];
-		random_hex(h, 16);
-		snprintf(cid, sizeof(cid), "logo.%s@otlogin", h);
-		logo_b64 = b64_encode_mime(lg.data, lg.len);
-		if (logo_b64 == NULL)
-			goto out;
+		mime_unique(id);
+		snprintf(cid, sizeof(cid), "logo.%s@otlogin", id);
+		snprintf(filename, sizeof(filename), "logo.%s", lg.ext);
+		image = (struct mime_image){lg.data, lg.len, lg.type, filename, cid};
 	}
 
 	build_text(&text, r, t);
@@ -889,62 +449,31 @@ int mail_compose(const struct mail_request *r, char **out, size_t *outlen)
 		goto out;
 
 	display = r->content.sender_name != NULL ? r->content.sender_name : r->from_name;
-	put_mailbox(&msg, "From", display, r->from_addr);
-	sb_printf(&msg, "To: %s\r\n", r->to_addr);
-	put_unstructured(&msg, "Subject", t->subject);
-	put_date(&msg);
-	sb_printf(&msg, "Message-ID: <%s@%s>\r\n", msgid, domain);
-	sb_puts(&msg, "MIME-Version: 1.0\r\n"
-		      "Auto-Submitted: auto-generated\r\n"
-		      "X-Auto-Response-Suppress: All\r\n");
-	if (lg.data != NULL) {
-		sb_printf(&msg,
-			  "Content-Type: multipart/related;\r\n"
-			  " type=\"multipart/alternative\";\r\n boundary=\"%s\"\r\n\r\n"
-			  "This is a multi-part message in MIME format.\r\n\r\n--%s\r\n"
-			  "Content-Type: multipart/alternative;\r\n boundary=\"%s\"\r\n\r\n",
-			  rel, rel, alt);
-	} else {
-		sb_printf(&msg,
-			  "Content-Type: multipart/alternative;\r\n boundary=\"%s\"\r\n\r\n"
-			  "This is a multi-part message in MIME format.\r\n\r\n",
-			  alt);
-	}
-	put_part_headers(&msg, alt, "text/plain");
-	qp_encode(&msg, text.p);
-	put_part_headers(&msg, alt, "text/html");
-	qp_encode(&msg, html.p);
-	sb_printf(&msg, "--%s--\r\n", alt);
-	if (lg.data != NULL) {
-		sb_printf(&msg,
-			  "\r\n--%s\r\nContent-Type: %s\r\nContent-Transfer-Encoding: base64\r\n"
-			  "Content-ID: <%s>\r\nContent-Disposition: inline; "
-			  "filename=\"logo.%s\"\r\n\r\n",
-			  rel, lg.type, cid, lg.ext);
-		sb_puts(&msg, logo_b64);
-		sb_printf(&msg, "\r\n--%s--\r\n", rel);
-	}
+	mime_put_mailbox(&msg, "From", display, r->from_addr);
+	sbuf_printf(&msg, "To: %s\r\n", r->to_addr);
+	mime_put_unstructured(&msg, "Subject", t->subject);
+	mime_put_date(&msg, time(NULL));
+	mime_put_message_id(&msg, strchr(r->from_addr, '@') + 1);
+	sbuf_puts(&msg, "MIME-Version: 1.0\r\n"
+			"Auto-Submitted: auto-generated\r\n"
+			"X-Auto-Response-Suppress: All\r\n");
+	mime_put_alternative(&msg, text.p, html.p, lg.data != NULL ? &image : NULL);
 	if (msg.oom)
 		goto out;
 
-	*out = msg.p;
 	*outlen = msg.len;
-	msg.p = NULL;
+	if ((*out = sbuf_take(&msg)) == NULL)
+		goto out;
 	rc = MAIL_OK;
 out:
 	if (rc == MAIL_ENOMEM)
 		log_err("mail: out of memory composing a message");
-	sb_free(&msg);
-	/* The bodies carry the code or link: wipe them before they go back to the heap. */
-	if (text.p != NULL)
-		crypto_wipe(text.p, text.len);
-	if (html.p != NULL)
-		crypto_wipe(html.p, html.len);
-	sb_free(&text);
-	sb_free(&html);
+	/* The buffers carry the code or link: sbuf_free wipes them before they go back. */
+	sbuf_free(&msg);
+	sbuf_free(&text);
+	sbuf_free(&html);
 	free(t);
 	free(lg.data);
-	free(logo_b64);
 	return rc;
 }
 

@@ -1,7 +1,8 @@
 /*
  * mail: validates addresses, composes the one-time login messages (text/plain beside HTML,
- * optional inline logo) and hands them to a delivery backend: mail_smtp (libesmtp, to the
- * configured relay) or mail_maildir (a local Maildir, the development and demo default).
+ * optional inline logo; encoded by mime.c) and hands them to a delivery backend: mail_smtp
+ * (libesmtp, to the configured relay) or mail_maildir (a local Maildir, the development and
+ * demo default).
  */
 #ifndef OTLOGIN_MAIL_H
 #define OTLOGIN_MAIL_H

@@ -12,11 +12,11 @@
 
 #include <errno.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "log.h"
+#include "sbuf.h"
 
 long sms_utf8_next(const char **p)
 {
@@ -195,53 +195,18 @@ int sms_template_valid(const char *tmpl, char *err, size_t errlen)
 	return 1;
 }
 
-/* A growing NUL-terminated buffer; ok drops to 0 when an allocation failed. */
-struct buf {
-	char *p;
-	size_t len, cap;
-	int ok;
-};
-
-static void buf_add(struct buf *b, const char *s, size_t n)
-{
-	char *grown;
-	size_t cap;
-
-	if (!b->ok)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		cap = (b->len + n + 1) * 2;
-		grown = malloc(cap);
-		if (grown == NULL) {
-			b->ok = 0;
-			return;
-		}
-		/* Copy instead of realloc so the old buffer (it may hold the code) is wiped. */
-		if (b->p != NULL) {
-			memcpy(grown, b->p, b->len);
-			memset(b->p, 0, b->cap);
-			free(b->p);
-		}
-		b->p = grown;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
 /* Add a value from outside the template: control characters (line breaks too) become spaces. */
-static void buf_add_value(struct buf *b, const char *s)
+static void buf_add_value(struct sbuf *b, const char *s)
 {
 	for (; s != NULL && *s; s++) {
 		char c = ((unsigned char)*s < 0x20 || *s == 0x7f) ? ' ' : *s;
-		buf_add(b, &c, 1);
+		sbuf_add(b, &c, 1);
 	}
 }
 
 int sms_compose(const struct sms_compose_req *r, char **text, char *err, size_t errlen)
 {
-	struct buf b = {NULL, 0, 0, 1};
+	struct sbuf b = {0};
 	struct sms_size size;
 	const char *p = r->tmpl, *key;
 	json_t *value;
@@ -249,20 +214,20 @@ int sms_compose(const struct sms_compose_req *r, char **text, char *err, size_t 
 	*text = NULL;
 	if (!sms_template_valid(r->tmpl, err, errlen))
 		return -1;
-	buf_add(&b, "", 0);
+	sbuf_add(&b, "", 0);
 	while (*p) {
 		if (strncmp(p, "{otp}", 5) == 0) {
-			buf_add(&b, r->code, strlen(r->code));
+			sbuf_add(&b, r->code, strlen(r->code));
 			p += 5;
 		} else if (strncmp(p, "{app}", 5) == 0) {
 			buf_add_value(&b, r->app);
 			p += 5;
 		} else if (*p == '\r') {
 			/* CR LF or a lone CR: one line break, as phones (and smsd) expect LF. */
-			buf_add(&b, "\n", 1);
+			sbuf_add(&b, "\n", 1);
 			p += p[1] == '\n' ? 2 : 1;
 		} else {
-			buf_add(&b, p, 1);
+			sbuf_add(&b, p, 1);
 			p++;
 		}
 	}
@@ -270,13 +235,13 @@ int sms_compose(const struct sms_compose_req *r, char **text, char *err, size_t 
 	if (r->approval_data != NULL && json_object_size(r->approval_data) > 0) {
 		json_object_foreach(r->approval_data, key, value)
 		{
-			buf_add(&b, "\n", 1);
+			sbuf_add(&b, "\n", 1);
 			buf_add_value(&b, key);
-			buf_add(&b, ": ", 2);
+			sbuf_add(&b, ": ", 2);
 			buf_add_value(&b, json_string_value(value));
 		}
 	}
-	if (!b.ok) {
+	if (b.oom) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
@@ -291,13 +256,10 @@ int sms_compose(const struct sms_compose_req *r, char **text, char *err, size_t 
 			 r->max_segments);
 		goto fail;
 	}
-	*text = b.p;
+	*text = sbuf_take(&b);
 	return 0;
 fail:
-	if (b.p != NULL) {
-		memset(b.p, 0, b.cap);
-		free(b.p);
-	}
+	sbuf_free(&b);
 	return -1;
 }
 

@@ -15,6 +15,8 @@
 #include "b64url.h"
 #include "crypto.h"
 #include "log.h"
+#include "mime.h"
+#include "sbuf.h"
 
 /* The gateway address for number ("+" and digits), or -1 when the template cannot make one. */
 static int gateway_address(const char *tmpl, const char *number, char *out, size_t outlen)
@@ -32,61 +34,37 @@ static int gateway_address(const char *tmpl, const char *number, char *out, size
 /* The complete message (CRLF line ends): a text/plain body, 7bit when ASCII, else base64. */
 static char *compose(const char *from, const char *to, const char *text, size_t *len)
 {
-	static const char *const wday[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-	static const char *const mon[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-					  "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-	const char *domain = strrchr(from, '@') + 1, *p;
-	char head[1024], id[33], *body, *msg, *o;
-	unsigned char rnd[16];
+	struct sbuf b = {0};
+	char *body;
 	int ascii = 1;
-	time_t now = time(NULL);
-	struct tm tm;
-	size_t head_len, body_len;
 
-	for (p = text; *p; p++)
+	for (const char *p = text; *p; p++)
 		if ((unsigned char)*p >= 0x80)
 			ascii = 0;
+	mime_put_date(&b, time(NULL));
+	sbuf_printf(&b, "From: %s\r\nTo: %s\r\n", from, to);
+	mime_put_message_id(&b, strrchr(from, '@') + 1);
+	sbuf_printf(&b,
+		    "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+		    "Content-Transfer-Encoding: %s\r\n\r\n",
+		    ascii ? "7bit" : "base64");
 	if (ascii) {
-		/* LF becomes CRLF: at most twice the size. */
-		body = malloc(strlen(text) * 2 + 3);
-		if (body == NULL)
-			return NULL;
-		for (o = body, p = text; *p; p++) {
+		/* LF becomes CRLF. */
+		for (const char *p = text; *p; p++) {
 			if (*p == '\n')
-				*o++ = '\r';
-			*o++ = *p;
+				sbuf_add(&b, "\r", 1);
+			sbuf_add(&b, p, 1);
 		}
-		*o++ = '\r', *o++ = '\n', *o = '\0';
-	} else if ((body = b64_encode_mime(text, strlen(text))) == NULL) {
-		return NULL;
+	} else if ((body = b64_encode_mime(text, strlen(text))) != NULL) {
+		sbuf_puts(&b, body);
+		crypto_wipe(body, strlen(body));
+		free(body);
+	} else {
+		b.oom = 1;
 	}
-	body_len = strlen(body);
-
-	gmtime_r(&now, &tm);
-	crypto_random(rnd, sizeof(rnd));
-	crypto_hex(rnd, sizeof(rnd), id);
-	/* Our own day and month names: strftime's would follow the locale. */
-	head_len = (size_t)snprintf(
-	    head, sizeof(head),
-	    "Date: %s, %02d %s %04d %02d:%02d:%02d +0000\r\nFrom: %s\r\nTo: %s\r\n"
-	    "Message-ID: <%s@%s>\r\nMIME-Version: 1.0\r\n"
-	    "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: %s\r\n\r\n",
-	    wday[tm.tm_wday], tm.tm_mday, mon[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
-	    tm.tm_sec, from, to, id, domain, ascii ? "7bit" : "base64");
-	msg = head_len < sizeof(head) ? malloc(head_len + body_len + 3) : NULL;
-	if (msg != NULL) {
-		memcpy(msg, head, head_len);
-		memcpy(msg + head_len, body, body_len);
-		*len = head_len + body_len;
-		if (!ascii) {
-			memcpy(msg + *len, "\r\n", 2);
-			*len += 2;
-		}
-		msg[*len] = '\0';
-	}
-	crypto_wipe(body, body_len);
-	free(body);
-	return msg;
+	sbuf_add(&b, "\r\n", 2);
+	*len = b.len;
+	return sbuf_take(&b);
 }
 
 static int email_send(const struct sms_conf *conf, const struct sms_message *msg)

@@ -42,6 +42,9 @@ static void test_rfc4648(void)
 		char *e = b64url_encode("foobar", n);
 		check_msg(e != NULL && strcmp(e, url[n]) == 0, "n=%zu got %s", n, e ? e : "NULL");
 		free(e);
+		e = b64_encode("foobar", n);
+		check_msg(e != NULL && strcmp(e, std[n]) == 0, "n=%zu got %s", n, e ? e : "NULL");
+		free(e);
 		check(decodes_to(b64url_decode, url[n], "foobar", n));
 		check(decodes_to(b64_decode, std[n], "foobar", n));
 	}
@@ -60,12 +63,21 @@ static void test_roundtrip(void)
 	free(e);
 	check(decodes_to(b64url_decode, "-_-_", hi, sizeof(hi)));
 	check(decodes_to(b64_decode, "+/+/", hi, sizeof(hi)));
+	e = b64_encode(hi, sizeof(hi));
+	check(e != NULL && strcmp(e, "+/+/") == 0);
+	free(e);
 
 	for (size_t len = 0; len < sizeof(buf); len++) {
 		crypto_random(buf, len);
 		e = b64url_encode(buf, len);
 		if (e == NULL || strchr(e, '=') || strchr(e, '+') || strchr(e, '/') ||
 		    !decodes_to(b64url_decode, e, buf, len))
+			all_ok = 0;
+		free(e);
+		/* Standard base64: padded, on one line however long, and MIME's lines joined. */
+		e = b64_encode(buf, len);
+		if (e == NULL || strlen(e) != (len + 2) / 3 * 4 || strchr(e, '\r') ||
+		    !decodes_to(b64_decode, e, buf, len))
 			all_ok = 0;
 		free(e);
 	}
