@@ -150,6 +150,8 @@ struct store {
 	char *purge_key;
 	size_t purge_klen;
 	unsigned purged;
+	/* What the modules say about their records without "exp" (store_purge_rule). */
+	store_purge_fn purge_rules[TBL_COUNT][STORE_PURGE_RULES];
 };
 
 struct store_txn {
@@ -1152,12 +1154,22 @@ int store_run(struct store *s, int (*fn)(struct store_txn *t, void *arg), void *
 
 /* ---- purge -------------------------------------------------------------------------------- */
 
-/*
- * Whether the record a reference points at is gone or dead itself (this pass deletes it too):
- * 1 or 0, or -1 after a Berkeley DB error (stored in *err).
- */
-static int target_dead(struct store *s, DB_TXN *txn, enum store_table tbl, const void *key,
-		       size_t klen, time_t cutoff, int *err)
+int store_purge_rule(struct store *s, enum store_table tbl, store_purge_fn fn)
+{
+	for (int i = 0; i < PURGE_TABLES; i++) {
+		if (purge_tables[i] != tbl)
+			continue;
+		for (int j = 0; j < STORE_PURGE_RULES; j++)
+			if (s->purge_rules[tbl][j] == NULL) {
+				s->purge_rules[tbl][j] = fn;
+				return 0;
+			}
+	}
+	return -1;
+}
+
+int store_dead(struct store_txn *t, enum store_table tbl, const void *key, size_t klen,
+	       time_t cutoff)
 {
 	json_t *val, *exp;
 	DBT k, d;
@@ -1166,13 +1178,11 @@ static int target_dead(struct store *s, DB_TXN *txn, enum store_table tbl, const
 	set_key(&k, key, klen);
 	memset(&d, 0, sizeof(d));
 	d.flags = DB_DBT_MALLOC;
-	rc = s->db[tbl]->get(s->db[tbl], txn, &k, &d, 0);
+	rc = t->s->db[tbl]->get(t->s->db[tbl], t->txn, &k, &d, 0);
 	if (rc == DB_NOTFOUND)
 		return 1;
-	if (rc != 0) {
-		*err = rc;
-		return -1;
-	}
+	if (rc != 0)
+		return map_rc(t->s, rc, "purge");
 	val = json_loadb(d.data, d.size, 0, NULL);
 	free(d.data);
 	exp = json_object_get(val, "exp");
@@ -1182,41 +1192,21 @@ static int target_dead(struct store *s, DB_TXN *txn, enum store_table tbl, const
 }
 
 /*
- * Whether a record is dead (see store_purge for the rules): 1 or 0, or -1 after a Berkeley DB
- * error (stored in *err).
+ * Whether a record is dead (see store_purge): by its "exp", else by the rules of its table.
+ * 1 or 0, or a negative store_rc.
  */
-static int purge_dead(struct store *s, DB_TXN *txn, enum store_table tbl, const char *key,
-		      size_t klen, json_t *val, time_t cutoff, int *err)
+static int purge_dead(struct store *s, DB_TXN *txn, enum store_table tbl, const void *key,
+		      size_t klen, json_t *val, time_t cutoff)
 {
-	json_t *exp = json_object_get(val, "exp"), *v;
-	const char *colon;
+	struct store_txn t = {s, txn};
+	json_t *exp = json_object_get(val, "exp");
+	int rc = 0;
 
 	if (json_is_integer(exp))
 		return json_integer_value(exp) <= (json_int_t)cutoff;
-	switch (tbl) {
-	case TBL_COUNTERS:
-		/* A failure counter of an older version: nothing reads them any more. */
-		v = json_object_get(val, "locked_until");
-		return json_is_integer(v) && json_integer_value(v) <= (json_int_t)cutoff;
-	case TBL_CODES:
-		/* {"link": key}: the identifier's current link, dead with the link. */
-		v = json_object_get(val, "link");
-		if (json_object_size(val) != 1 || !json_is_string(v))
-			return 0;
-		return target_dead(s, txn, TBL_CODES, json_string_value(v), json_string_length(v),
-				   cutoff, err);
-	case TBL_SESSIONS:
-		/* "u:<user_id>:<session key>" -> {}: a user's session, dead with the session. */
-		if (klen < 3 || memcmp(key, "u:", 2) != 0 || json_object_size(val) != 0)
-			return 0;
-		colon = memrchr(key, ':', klen);
-		if (colon == NULL || colon < key + 2)
-			return 0;
-		return target_dead(s, txn, TBL_SESSIONS, colon + 1,
-				   klen - (size_t)(colon + 1 - key), cutoff, err);
-	default:
-		return 0;
-	}
+	for (int i = 0; i < STORE_PURGE_RULES && rc == 0 && s->purge_rules[tbl][i] != NULL; i++)
+		rc = s->purge_rules[tbl][i](&t, key, klen, val, cutoff);
+	return rc > 0 ? 1 : rc;
 }
 
 /* Remember key as the place where the running pass goes on. */
@@ -1252,7 +1242,7 @@ static int purge_batch(struct store *s, time_t cutoff)
 	DB_TXN *txn = NULL;
 	DBC *cur = NULL;
 	DBT k, d;
-	int rc, nvictims = 0, seen = 0, deleted = 0, end = 0;
+	int rc, nvictims = 0, seen = 0, deleted = 0, end = 0, dead = 0;
 	u_int32_t flag = DB_FIRST;
 
 	if (s->failed || s->env == NULL)
@@ -1269,7 +1259,6 @@ static int purge_batch(struct store *s, time_t cutoff)
 	}
 	while (seen < PURGE_BATCH && (rc = cur->get(cur, &k, &d, flag)) == 0) {
 		json_t *val;
-		int dead;
 
 		flag = DB_NEXT;
 		/* The saved position itself was judged by the previous batch. */
@@ -1287,7 +1276,7 @@ static int purge_batch(struct store *s, time_t cutoff)
 		val = json_loadb(d.data, d.size, 0, NULL);
 		if (val == NULL)
 			continue; /* not ours to judge */
-		dead = purge_dead(s, txn, tbl, k.data, k.size, val, cutoff, &rc);
+		dead = purge_dead(s, txn, tbl, k.data, k.size, val, cutoff);
 		json_decref(val);
 		if (dead < 0)
 			goto out;
@@ -1311,7 +1300,6 @@ static int purge_batch(struct store *s, time_t cutoff)
 		goto out;
 	for (int i = 0; i < nvictims; i++) {
 		json_t *val;
-		int dead;
 
 		set_key(&k, victims[i].key, victims[i].klen);
 		memset(&d, 0, sizeof(d));
@@ -1325,9 +1313,9 @@ static int purge_batch(struct store *s, time_t cutoff)
 			goto out;
 		val = json_loadb(d.data, d.size, 0, NULL);
 		free(d.data);
-		dead = val == NULL ? 0
-				   : purge_dead(s, txn, tbl, victims[i].key, victims[i].klen, val,
-						cutoff, &rc);
+		dead = val == NULL
+			   ? 0
+			   : purge_dead(s, txn, tbl, victims[i].key, victims[i].klen, val, cutoff);
 		json_decref(val);
 		if (dead < 0)
 			goto out;
@@ -1351,6 +1339,9 @@ out:
 		txn->abort(txn);
 	for (int i = 0; i < nvictims; i++)
 		free(victims[i].key);
+	/* A rule's error is a store_rc already. */
+	if (dead < 0)
+		return dead;
 	if (rc != 0)
 		return map_rc(s, rc, "purge");
 	s->purged += (unsigned)deleted;
