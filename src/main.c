@@ -43,7 +43,7 @@
 /*
  * A worker that cannot reopen the environment for this long exits, so that the web server
  * starts a fresh process: a last resort for whatever keeps this one out (the refusal of its
- * own stale registry slot, the case seen, is now mended in store_bdb.c).
+ * own stale registry slot, the case seen, is now mended in store_recover.c).
  */
 #define REOPEN_GIVE_UP_S 30
 

@@ -1,7 +1,7 @@
 /*
  * store: the transactional record store shared by every worker process. Records are JSON
  * objects under byte-string keys in a fixed set of tables. One implementation, store_bdb.c
- * (Berkeley DB 5.3 transactional data store).
+ * (Berkeley DB 5.3 transactional data store) with store_recover.c and store_watchdog.c.
  *
  * Lookups return STORE_FOUND (1), STORE_NOTFOUND (0) or a negative error, and set their
  * out-pointer only when found. STORE_RETRY means the transaction lost a deadlock or timed
@@ -12,7 +12,7 @@
  * Crash safety: a process killed at any point leaves no half-done transaction. When it died
  * outside Berkeley DB, failchk releases its locks and aborts its transaction and the other
  * processes go on; when it died inside (holding a latch), the environment is recovered and
- * every process reopens it (see store_bdb.c).
+ * every process reopens it (see store_recover.c).
  */
 #ifndef OTLOGIN_STORE_H
 #define OTLOGIN_STORE_H
