@@ -71,6 +71,22 @@ static int replace_previous(struct login_send *s, struct store_txn *t)
 	return rc;
 }
 
+/* The pointer replace_previous writes carries no "exp": it is dead with the link it names. */
+static int pointer_dead(struct store_txn *t, const void *key, size_t klen, json_t *val,
+			time_t cutoff)
+{
+	json_t *link = json_object_get(val, "link");
+
+	if (json_object_size(val) != 1 || !json_is_string(link))
+		return 0;
+	return store_dead(t, TBL_CODES, json_string_value(link), json_string_length(link), cutoff);
+}
+
+int link_purge_rules(struct store *s)
+{
+	return store_purge_rule(s, TBL_CODES, pointer_dead);
+}
+
 /* A new link token, its URL and its record key. 0 or -1. */
 static int new_link(struct login_send *s)
 {

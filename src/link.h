@@ -98,4 +98,7 @@ struct link_auth_req {
 int link_authenticate(struct ctx *c, const struct link_auth_req *r, const char *aud,
 		      json_t **tokens);
 
+/* Register the purge rule of this module's records without "exp" (store_purge_rule). 0 or -1. */
+int link_purge_rules(struct store *s);
+
 #endif

@@ -73,3 +73,19 @@ void lockout_done(struct lockout *l)
 	json_decref(l->rec);
 	l->rec = NULL;
 }
+
+/*
+ * The per-identifier failure counters of older versions, {"failures", "locked_until"} without
+ * "exp", which this module replaced and nothing reads any more: dead once their lockout is.
+ */
+static int old_counter_dead(struct store_txn *t, const void *key, size_t klen, json_t *val,
+			    time_t cutoff)
+{
+	json_t *until = json_object_get(val, "locked_until");
+	return json_is_integer(until) && json_integer_value(until) <= (json_int_t)cutoff;
+}
+
+int lockout_purge_rules(struct store *s)
+{
+	return store_purge_rule(s, TBL_COUNTERS, old_counter_dead);
+}

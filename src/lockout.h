@@ -46,4 +46,7 @@ void lockout_done(struct lockout *l);
  */
 unsigned lockout_delay(const struct conf *conf, unsigned n);
 
+/* Register the purge rule of this module's records without "exp" (store_purge_rule). 0 or -1. */
+int lockout_purge_rules(struct store *s);
+
 #endif

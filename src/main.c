@@ -25,8 +25,11 @@
 #include "crypto.h"
 #include "ctx.h"
 #include "keyring.h"
+#include "link.h"
+#include "lockout.h"
 #include "log.h"
 #include "route.h"
+#include "session.h"
 #include "store.h"
 #include "supervise.h"
 
@@ -40,7 +43,7 @@
 /*
  * A worker that cannot reopen the environment for this long exits, so that the web server
  * starts a fresh process: a last resort for whatever keeps this one out (the refusal of its
- * own stale registry slot, the case seen, is now mended in store_bdb.c).
+ * own stale registry slot, the case seen, is now mended in store_recover.c).
  */
 #define REOPEN_GIVE_UP_S 30
 
@@ -178,6 +181,10 @@ int main(int argc, char **argv)
 	c.store = store_open(conf.db_dir, conf.db_cache_mb, 0);
 	if (c.store == NULL)
 		fatal("cannot open the database environment %s", conf.db_dir);
+	/* The store purges by "exp"; the flows say when their other records are dead. */
+	if (link_purge_rules(c.store) < 0 || session_purge_rules(c.store) < 0 ||
+	    lockout_purge_rules(c.store) < 0)
+		fatal("cannot register the purge rules");
 	if (keyring_load(&keys, c.store, conf.db_dir, conf.key_overlap) < 0)
 		fatal("cannot load the keys");
 	/*

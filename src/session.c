@@ -139,6 +139,26 @@ static int new_session(struct store_txn *t, struct ctx *c, json_t *user, struct 
 	return rc;
 }
 
+/* The user index entry new_session writes, "u:<user_id>:<session key>" -> {}, dies with it. */
+static int index_entry_dead(struct store_txn *t, const void *key, size_t klen, json_t *val,
+			    time_t cutoff)
+{
+	const char *colon;
+
+	if (klen < 3 || memcmp(key, "u:", 2) != 0 || json_object_size(val) != 0)
+		return 0;
+	colon = memrchr(key, ':', klen);
+	if (colon == NULL || colon < (const char *)key + 2)
+		return 0;
+	return store_dead(t, TBL_SESSIONS, colon + 1,
+			  klen - (size_t)(colon + 1 - (const char *)key), cutoff);
+}
+
+int session_purge_rules(struct store *s)
+{
+	return store_purge_rule(s, TBL_SESSIONS, index_entry_dead);
+}
+
 int session_login_txn(struct store_txn *t, struct ctx *c, json_t *user, json_t *client,
 		      const char *amr, const char *channel, const char *verifies,
 		      const struct login_opts *opts, struct login_grant *g)

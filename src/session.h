@@ -118,4 +118,7 @@ int session_end_txn(struct store_txn *t, const char *key);
 
 void login_grant_free(struct login_grant *g);
 
+/* Register the purge rule of this module's records without "exp" (store_purge_rule). 0 or -1. */
+int session_purge_rules(struct store *s);
+
 #endif

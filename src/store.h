@@ -1,7 +1,7 @@
 /*
  * store: the transactional record store shared by every worker process. Records are JSON
  * objects under byte-string keys in a fixed set of tables. One implementation, store_bdb.c
- * (Berkeley DB 5.3 transactional data store).
+ * (Berkeley DB 5.3 transactional data store) with store_recover.c and store_watchdog.c.
  *
  * Lookups return STORE_FOUND (1), STORE_NOTFOUND (0) or a negative error, and set their
  * out-pointer only when found. STORE_RETRY means the transaction lost a deadlock or timed
@@ -12,7 +12,7 @@
  * Crash safety: a process killed at any point leaves no half-done transaction. When it died
  * outside Berkeley DB, failchk releases its locks and aborts its transaction and the other
  * processes go on; when it died inside (holding a latch), the environment is recovered and
- * every process reopens it (see store_bdb.c).
+ * every process reopens it (see store_recover.c).
  */
 #ifndef OTLOGIN_STORE_H
 #define OTLOGIN_STORE_H
@@ -146,18 +146,41 @@ void store_maintain(struct store *s);
 #define STORE_PURGE_GRACE_S (24 * 60 * 60)
 
 /*
- * Delete, in batches of short transactions, the records that are dead at `now` (seconds):
- * - in TBL_CODES, TBL_REFRESH, TBL_SESSIONS and TBL_COUNTERS: any record with an integer
- *   "exp" older than now - STORE_PURGE_GRACE_S (rate-limit windows should carry an "exp"
- *   at their end for this);
- * - in TBL_COUNTERS without "exp": a record whose "locked_until" is that old (the per-identifier
- *   failure counters of older versions, which nothing reads any more);
- * - in TBL_CODES: a pointer {"link": key} whose link is gone;
- * - in TBL_SESSIONS: a user index entry "u:<user_id>:<session key>" -> {} whose session is
- *   gone.
+ * Delete, in batches of short transactions, the records of TBL_CODES, TBL_REFRESH, TBL_SESSIONS
+ * and TBL_COUNTERS that are dead at `now` (seconds): a record with an integer "exp" older than
+ * now - STORE_PURGE_GRACE_S (rate-limit windows should carry an "exp" at their end for this);
+ * one without "exp" when a rule registered for its table (store_purge_rule) says so.
  * Returns the number of records deleted or a negative store_rc.
  */
 int store_purge(struct store *s, time_t now);
+
+/*
+ * A purge rule: whether a record of its table that carries no integer "exp" (key, val
+ * borrowed) is dead at cutoff (now - STORE_PURGE_GRACE_S). It runs inside the purge's
+ * transaction t, may read (store_get, store_dead) but not write, and is asked again, with the
+ * record read for update, before the record is deleted. Returns 1 (dead), 0 (keep it) or a
+ * negative store_rc.
+ */
+typedef int (*store_purge_fn)(struct store_txn *t, const void *key, size_t klen, json_t *val,
+			      time_t cutoff);
+
+/*
+ * Add fn to the rules of tbl (one of the tables store_purge names; a record is dead when any
+ * rule says so). The store knows no record shapes: a module that writes records without "exp"
+ * registers the rule that ends them, in every process that purges (store_maintain,
+ * store_purge), or they stay for good. Returns 0, or -1 for another table or when tbl has
+ * STORE_PURGE_RULES rules already.
+ */
+#define STORE_PURGE_RULES 4
+int store_purge_rule(struct store *s, enum store_table tbl, store_purge_fn fn);
+
+/*
+ * For rules whose records live as long as another one: inside t, 1 when the record under key
+ * is gone or its "exp" is older than cutoff (this purge deletes it too), else 0; or a negative
+ * store_rc.
+ */
+int store_dead(struct store_txn *t, enum store_table tbl, const void *key, size_t klen,
+	       time_t cutoff);
 
 /* 1 when the environment answers a read, else 0 (for /health). */
 int store_ping(struct store *s);

@@ -1,16 +1,8 @@
 /*
  * store_bdb: the store on a Berkeley DB 5.3 transactional environment shared by all worker
- * processes.
- *
- * Crash safety. Every process opens the environment with DB_REGISTER | DB_FAILCHK |
- * DB_RECOVER and tracks its thread of control (set_thread_count, set_thread_id, set_isalive).
- * When an opening process finds that another one died with the environment open (its
- * DB_REGISTER slot is no longer locked), Berkeley DB runs failchk first: if the dead process
- * was outside the library, its transactions are aborted and its locks released, and nobody
- * else notices. Only when it died inside the library (holding a latch, mid-write) does the
- * environment panic and get recovered; every other process then sees DB_RUNRECOVERY, drops
- * its handles and opens the environment again in-process (store_reopen), so that a worker keeps
- * its FastCGI socket and the requests queued on it.
+ * processes: the tables, the transactions and the purge. Opening the environment, recovering
+ * it after a crash and reopening it in place are in store_recover.c, the watchdog in
+ * store_watchdog.c.
  *
  * Transactions never wait for locks (DB_TXN_NOWAIT): a conflict is retried here, and after
  * repeated conflicts (and every few seconds) live processes run failchk too, so a dead
@@ -22,35 +14,18 @@
 #include "store.h"
 
 #include <db.h>
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
-#include <signal.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
-#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "clock.h"
 #include "crypto.h"
 #include "log.h"
+#include "store_bdb_int.h"
 
-/* Lock waits and transactions stay well below a request's budget. */
-#define LOCK_TIMEOUT_US (2 * 1000 * 1000)
-#define TXN_TIMEOUT_US (5 * 1000 * 1000)
-/*
- * How long a recovery lets live processes notice the panic (at their next Berkeley DB call)
- * before it starts: one that writes a log record after recovery began corrupts the log
- * ("Recovery function ... failed on forward pass"). 100 ms was too short on a loaded machine.
- */
-#define REG_TIMEOUT_US (1000 * 1000)
 /*
  * Transactions never wait for a lock (DB_TXN_NOWAIT): a conflict is retried here, with a
  * growing pause, for at most RUN_BUDGET_MS. Waiting inside Berkeley DB is what a killed process
@@ -64,16 +39,9 @@
 #define RUN_FAILCHK_EVERY 32
 /* A transaction interrupted by a recovery is run again on the reopened environment. */
 #define REOPEN_ATTEMPTS 3
-/* Thread-of-control slots: the workers, otloginctl runs, and dead ones until reclaimed. */
-#define THREAD_COUNT 200
 /* A checkpoint once this much log was written, or this many minutes passed. */
 #define CHECKPOINT_KB 1024
 #define CHECKPOINT_MIN 1
-/*
- * Log files of 4 MiB (Berkeley DB's default is 10): files are removed whole, so smaller ones
- * keep the directory closer to what recovery needs (the log since the last checkpoint).
- */
-#define LOG_FILE_BYTES (4u * 1024 * 1024)
 #define FAILCHK_EVERY_S 5
 /* Purge: one pass over the tables every PURGE_EVERY_S (one worker does it), in batches. */
 #define PURGE_EVERY_S 600
@@ -81,13 +49,6 @@
 #define PURGE_BATCH 200
 #define PURGE_BATCHES_PER_CALL 5
 #define PURGE_KEY "store:purge"
-/* After a failed reopen, requests answer 503 at once until this pause is over. */
-#define REOPEN_PAUSE_S 1
-/* The watchdog's deadline for opening (which may wait for or run a recovery) and checkpoints. */
-#define WD_SLOW_FACTOR 2
-/* A slot of DB_REGISTER's registry file, __db.register: a pid in 24 columns and a newline. */
-#define REG_SLOT_LEN 25
-#define OPEN_FLAGS (DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK | DB_INIT_LOG | DB_INIT_MPOOL)
 
 static const char *const table_files[TBL_COUNT] = {
     [TBL_CLIENTS] = "clients.db", [TBL_USERS] = "users.db",	  [TBL_USER_IDX] = "user_idx.db",
@@ -98,160 +59,6 @@ static const char *const table_files[TBL_COUNT] = {
 /* The tables whose records expire, in the order a purge pass visits them. */
 static const enum store_table purge_tables[] = {TBL_CODES, TBL_REFRESH, TBL_SESSIONS, TBL_COUNTERS};
 #define PURGE_TABLES (int)(sizeof(purge_tables) / sizeof(purge_tables[0]))
-
-/*
- * Which file a region file is: a recovery deletes and recreates them, and ext4 may give the new
- * file the old inode number at once, so its birth time counts too.
- */
-struct region_id {
-	dev_t dev;
-	ino_t ino; /* 0: unknown */
-	long long btime_s, btime_ns;
-};
-
-/* Async-signal-safe: the watchdog's handler calls it. Returns 0, or -1 when path is gone. */
-static int region_id_of(const char *path, struct region_id *id)
-{
-	struct statx sx;
-
-	if (statx(AT_FDCWD, path, 0, STATX_INO | STATX_BTIME, &sx) != 0)
-		return -1;
-	id->dev = makedev(sx.stx_dev_major, sx.stx_dev_minor);
-	id->ino = sx.stx_ino;
-	id->btime_s = (sx.stx_mask & STATX_BTIME) ? sx.stx_btime.tv_sec : 0;
-	id->btime_ns = (sx.stx_mask & STATX_BTIME) ? sx.stx_btime.tv_nsec : 0;
-	return 0;
-}
-
-static int region_id_differs(const char *path, const struct region_id *then)
-{
-	struct region_id now;
-
-	if (then->ino == 0)
-		return 0;
-	return region_id_of(path, &now) != 0 || now.ino != then->ino || now.dev != then->dev ||
-	       now.btime_s != then->btime_s || now.btime_ns != then->btime_ns;
-}
-
-struct store {
-	DB_ENV *env; /* NULL after a reopen failed */
-	DB *db[TBL_COUNT];
-	char *dir;
-	char *realdir; /* absolute: how the region files show in /proc/self/maps */
-	unsigned cache_mb;
-	int failed;	   /* DB_RUNRECOVERY seen: the handles are dead until store_reopen */
-	int lock_timedout; /* a lock wait timed out: run failchk soon */
-	unsigned reopens;
-	time_t next_reopen, last_maintain, last_failchk, next_purge_check;
-	/* Where the running purge pass is: index into purge_tables (-1: none) and last key. */
-	char *region; /* the first region file, and its identity at open */
-	struct region_id region_id;
-	int purge_table;
-	char *purge_key;
-	size_t purge_klen;
-	unsigned purged;
-};
-
-struct store_txn {
-	struct store *s;
-	DB_TXN *txn;
-};
-
-static void wd_note_region(struct store *s);
-static void watchdog_arm(unsigned factor);
-static void watchdog_disarm(void);
-
-/* Set when an open failed because the environment has no thread table (an older otlogin). */
-static int no_thread_table;
-
-static void bdb_errcall(const DB_ENV *env, const char *prefix, const char *msg)
-{
-	if (strncmp(msg, "BDB1505 ", 8) == 0)
-		no_thread_table = 1;
-	log_err("berkeley db: %s", msg);
-}
-
-/* Closing a panicked handle lists every file it still had open: known, and not news. */
-static void bdb_quiet(const DB_ENV *env, const char *prefix, const char *msg)
-{
-}
-
-/* Informational messages (failchk's "Aborting txn ..."): debug level. */
-static void bdb_msgcall(const DB_ENV *env, const char *msg)
-{
-	log_debug("berkeley db: %s", msg);
-}
-
-/*
- * The state and start time (clock ticks after boot) of a process from /proc. Returns 0, or -1
- * when the process does not exist (or /proc cannot tell).
- */
-static int proc_stat(pid_t pid, char *state, unsigned long long *start)
-{
-	char path[64], buf[1024], *p;
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = '\0';
-	/* "pid (comm) S ppid ...": the name may hold spaces, so count from the last ')'. */
-	p = strrchr(buf, ')');
-	if (p == NULL || p[1] != ' ')
-		return -1;
-	*state = p[2];
-	for (int i = 0; i < 20 && p != NULL; i++) /* to the space before field 22 */
-		p = strchr(p + 1, ' ');
-	if (p == NULL || sscanf(p, " %llu", start) != 1)
-		return -1;
-	return 0;
-}
-
-static pid_t self_pid;
-static unsigned long long self_start;
-
-/*
- * Berkeley DB names a thread of control by (pid, tid). No threads here, so the tid slot
- * carries the process start time instead: with it, is_alive tells a dead worker from a new
- * process that was given the same pid (pids wrap at 32768 by default), which would otherwise
- * keep the dead one's locks and transactions alive for good.
- */
-static void bdb_thread_id(DB_ENV *env, pid_t *pid, db_threadid_t *tid)
-{
-	pid_t me = getpid();
-	char state;
-
-	if (me != self_pid) {
-		self_pid = me;
-		if (proc_stat(me, &state, &self_start) < 0)
-			self_start = 0;
-	}
-	if (pid != NULL)
-		*pid = me;
-	if (tid != NULL)
-		*tid = (db_threadid_t)self_start;
-}
-
-static int bdb_is_alive(DB_ENV *env, pid_t pid, db_threadid_t tid, u_int32_t flags)
-{
-	unsigned long long start;
-	char state;
-
-	if (kill(pid, 0) < 0 && errno != EPERM)
-		return 0;
-	if (proc_stat(pid, &state, &start) < 0)
-		return 1; /* no /proc: kill() is all there is */
-	/* A zombie holds nothing; a different start time is a different process. */
-	if (state == 'Z' || state == 'X')
-		return 0;
-	return tid == 0 || (db_threadid_t)start == tid;
-}
 
 /* Map a Berkeley DB return code to a store_rc, remembering a fatal one. */
 static int map_rc(struct store *s, int rc, const char *what)
@@ -279,281 +86,7 @@ static int map_rc(struct store *s, int rc, const char *what)
 	}
 }
 
-/* A configured, unopened environment handle, or NULL (logged). */
-static DB_ENV *new_env(const struct store *s)
-{
-	DB_ENV *env;
-	int rc;
-
-	if ((rc = db_env_create(&env, 0)) != 0) {
-		log_err("db_env_create: %s", db_strerror(rc));
-		return NULL;
-	}
-	env->set_errcall(env, bdb_errcall);
-	env->set_msgcall(env, bdb_msgcall);
-	/*
-	 * DB_REGION_INIT writes the region files out when they are created, so that a full disk
-	 * shows as an error at open instead of SIGBUS when a page of the mapping is first used.
-	 */
-	if ((rc = env->set_cachesize(env, 0, s->cache_mb * 1024u * 1024u, 1)) != 0 ||
-	    (rc = env->set_lk_detect(env, DB_LOCK_DEFAULT)) != 0 ||
-	    (rc = env->set_timeout(env, LOCK_TIMEOUT_US, DB_SET_LOCK_TIMEOUT)) != 0 ||
-	    (rc = env->set_timeout(env, TXN_TIMEOUT_US, DB_SET_TXN_TIMEOUT)) != 0 ||
-	    (rc = env->set_timeout(env, REG_TIMEOUT_US, DB_SET_REG_TIMEOUT)) != 0 ||
-	    (rc = env->set_lk_max_locks(env, 20000)) != 0 ||
-	    (rc = env->set_lk_max_objects(env, 20000)) != 0 ||
-	    (rc = env->set_lk_max_lockers(env, 5000)) != 0 ||
-	    (rc = env->set_lg_max(env, LOG_FILE_BYTES)) != 0 ||
-	    (rc = env->set_thread_count(env, THREAD_COUNT)) != 0 ||
-	    (rc = env->set_thread_id(env, bdb_thread_id)) != 0 ||
-	    (rc = env->set_isalive(env, bdb_is_alive)) != 0 ||
-	    (rc = env->set_flags(env, DB_REGION_INIT, 1)) != 0 ||
-	    (rc = env->log_set_config(env, DB_LOG_AUTO_REMOVE, 1)) != 0) {
-		log_err("configuring the environment: %s", db_strerror(rc));
-		env->close(env, 0);
-		return NULL;
-	}
-	return env;
-}
-
-/* Why an environment needs a recovery that DB_REGISTER does not run (force_recovery). */
-enum stuck {
-	NOT_STUCK,
-	STUCK_PANICKED,	  /* panicked, and no dead process registered (all saw it and left) */
-	STUCK_NO_THREADS, /* created without a thread table (by an older otlogin) */
-	STUCK_HALF_MADE,  /* region files half made: their creator was killed making them */
-	STUCK_OPEN_DIED,  /* a process died opening it: the region files may be half made */
-};
-
-static const char *const stuck_why[] = {
-    [NOT_STUCK] = "not stuck",
-    [STUCK_PANICKED] = "panicked, and no dead process registered",
-    [STUCK_NO_THREADS] = "no thread table",
-    [STUCK_HALF_MADE] = "region files half made by a process that died",
-    [STUCK_OPEN_DIED] = "a process died opening it",
-};
-
-/*
- * What an open's failure says. A region file whose creator died before it was initialised
- * makes every later join fail with EINVAL ("mmap: Invalid argument") or EAGAIN ("unable to
- * join the environment") and, its creator not being registered any more, DB_REGISTER never
- * recovers it.
- */
-static enum stuck stuck_by(int rc)
-{
-	if (rc == DB_RUNRECOVERY)
-		return STUCK_PANICKED;
-	if (rc == EINVAL && no_thread_table)
-		return STUCK_NO_THREADS;
-	if (rc == EINVAL || rc == EAGAIN)
-		return STUCK_HALF_MADE;
-	return NOT_STUCK;
-}
-
-/*
- * Whether a live process holds a slot of the registry: DB_REGISTER locks a byte per slot for
- * as long as the process has the environment open. Slots marked empty count too: a recovery
- * marks every slot empty, also those of processes that are still in the old environment and
- * have not noticed its panic yet.
- */
-static int registry_in_use(int fd)
-{
-	char slot[REG_SLOT_LEN];
-
-	for (off_t pos = 0; pread(fd, slot, REG_SLOT_LEN, pos) == REG_SLOT_LEN;
-	     pos += REG_SLOT_LEN) {
-		struct flock fl = {
-		    .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = pos, .l_len = 1};
-		if (fcntl(fd, F_GETLK, &fl) != 0 || fl.l_type != F_UNLCK)
-			return 1;
-	}
-	return 0;
-}
-
-/* Delete the region files (__db.001 ...): what a recovery builds anew, not the data or log. */
-static void remove_regions(const struct store *s)
-{
-	DIR *d = opendir(s->dir);
-	struct dirent *e;
-
-	if (d == NULL)
-		return;
-	while ((e = readdir(d)) != NULL) {
-		char path[PATH_MAX];
-		if (strncmp(e->d_name, "__db.", 5) != 0 ||
-		    strspn(e->d_name + 5, "0123456789") != strlen(e->d_name + 5) ||
-		    e->d_name[5] == '\0')
-			continue;
-		if (snprintf(path, sizeof(path), "%s/%s", s->dir, e->d_name) < (int)sizeof(path))
-			unlink(path);
-	}
-	closedir(d);
-}
-
-/*
- * DB_REGISTER's registry file, open and with its exclusive lock (byte 1), which a process
- * holds while it registers or recovers: a descriptor, or -1 (logged). Closing it releases the
- * lock, and any other lock this process holds on the file, so only a process without the
- * environment open may call this.
- */
-static int registry_lock(const struct store *s)
-{
-	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 1, .l_len = 1};
-	char path[PATH_MAX];
-	int fd;
-
-	if (snprintf(path, sizeof(path), "%s/__db.register", s->dir) >= (int)sizeof(path))
-		return -1;
-	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
-		/* No directory: opening the environment says so, in the words of the caller. */
-		if (errno != ENOENT)
-			log_err("%s: %s", path, strerror(errno));
-		return -1;
-	}
-	while (fcntl(fd, F_SETLKW, &fl) < 0)
-		if (errno != EINTR) {
-			log_err("locking %s: %s", path, strerror(errno));
-			close(fd);
-			return -1;
-		}
-	return fd;
-}
-
-/*
- * Recover the environment in the cases DB_REGISTER does not (enum stuck). It holds the
- * registry's exclusive lock, as DB_REGISTER's own recovery does, and first checks, by joining,
- * that the cause is still there: a recovery under processes that still use the environment
- * would let them write log records that the recovery does not see. Region files that may be
- * half made are deleted first, and only when no live process is registered; after an opener
- * died there is no joining to check (a region file cut short is SIGBUS), only that.
- * Returns 0 when the environment is usable again.
- */
-static int force_recovery(struct store *s, enum stuck why)
-{
-	DB_ENV *env;
-	int fd = registry_lock(s), rc = -1;
-
-	if (fd < 0)
-		return -1;
-	if (why == STUCK_OPEN_DIED) {
-		if (registry_in_use(fd)) {
-			rc = -1; /* in use: DB_REGISTER recovers it if that open left a dead slot */
-			goto out;
-		}
-	} else {
-		no_thread_table = 0;
-		if ((env = new_env(s)) == NULL) {
-			rc = -1;
-			goto out;
-		}
-		rc = env->open(env, s->dir, OPEN_FLAGS & ~DB_CREATE, 0600);
-		env->close(env, 0);
-		if (rc == 0)
-			goto out;
-		if (stuck_by(rc) != why || (why == STUCK_HALF_MADE && registry_in_use(fd))) {
-			log_warn("not recovering %s: %s", s->dir, db_strerror(rc));
-			rc = -1;
-			goto out;
-		}
-	}
-	if (why == STUCK_NO_THREADS && db_env_create(&env, 0) == 0) {
-		/* Panic the old environment for the older processes still in it. */
-		env->set_errcall(env, bdb_quiet);
-		if (env->open(env, s->dir, OPEN_FLAGS & ~DB_CREATE, 0600) == 0)
-			env->set_flags(env, DB_PANIC_ENVIRONMENT, 1);
-		env->close(env, 0);
-	}
-	/* Give the processes still in it time to notice, as DB_REGISTER's recovery does. */
-	if (why == STUCK_PANICKED || why == STUCK_NO_THREADS)
-		usleep(REG_TIMEOUT_US);
-	log_warn("running recovery on %s (%s)", s->dir, stuck_why[why]);
-	if (why == STUCK_HALF_MADE || why == STUCK_OPEN_DIED)
-		remove_regions(s);
-	if ((env = new_env(s)) == NULL) {
-		rc = -1;
-		goto out;
-	}
-	rc = env->open(env, s->dir, OPEN_FLAGS | DB_RECOVER, 0600);
-	if (rc != 0)
-		log_err("recovering %s: %s", s->dir, db_strerror(rc));
-	env->close(env, 0);
-out:
-	/* Also releases the lock; this process has no other descriptor of the file open. */
-	close(fd);
-	return rc == 0 ? 0 : -1;
-}
-
-/*
- * DB_REGISTER refuses a process whose pid is in the registry already ("one open DB_ENV handle
- * per environment", EINVAL), dead slot or not. Closing a panicked handle leaves this process's
- * slot filled in (Berkeley DB keeps the slot when a handle ends in failure), so a reopen in
- * place would be refused for as long as no recovery empties the registry. Before it opens, a
- * process that has no handle open empties the slots with its own pid, under the registry's
- * exclusive lock, as a registering process holds it.
- */
-static void forget_own_slots(const struct store *s)
-{
-	static const char empty[REG_SLOT_LEN + 1] = "X                      0\n";
-	char mine[REG_SLOT_LEN + 1], slot[REG_SLOT_LEN];
-	int fd = registry_lock(s);
-
-	if (fd < 0)
-		return;
-	snprintf(mine, sizeof(mine), "%24lu\n", (unsigned long)getpid());
-	for (off_t pos = 0; pread(fd, slot, REG_SLOT_LEN, pos) == REG_SLOT_LEN; pos += REG_SLOT_LEN)
-		if (memcmp(slot, mine, REG_SLOT_LEN) == 0) {
-			log_debug("emptying this process's registry slot at %ld", (long)pos);
-			if (pwrite(fd, empty, REG_SLOT_LEN, pos) != REG_SLOT_LEN)
-				log_err("emptying a registry slot: %s", strerror(errno));
-		}
-	/* Also releases the lock; this process has no other descriptor of the file open. */
-	close(fd);
-}
-
-/* Open the environment; opener_died: the previous opener died before it finished (open_all). */
-static int open_env(struct store *s, int opener_died)
-{
-	u_int32_t flags = OPEN_FLAGS | DB_REGISTER | DB_RECOVER | DB_FAILCHK;
-	DB_ENV *env = new_env(s);
-	enum stuck why;
-	int rc;
-
-	if (env == NULL)
-		return -1;
-	/*
-	 * With DB_FAILCHK, an opener that finds a dead process releases what it held instead of
-	 * recovering the environment. But when the dead process held the environment region's
-	 * latch, Berkeley DB 5.3.28 spins in that failchk for good; and an opener killed while it
-	 * created the region files (in a recovery) leaves them half made, which no later join gets
-	 * past. So after an opener died, the environment is recovered from scratch if nobody else
-	 * is in it, and opened without DB_FAILCHK in any case, so that DB_REGISTER recovers it.
-	 */
-	if (opener_died) {
-		log_warn("an earlier open did not finish: recovering the environment");
-		flags &= ~(u_int32_t)DB_FAILCHK;
-		force_recovery(s, STUCK_OPEN_DIED);
-	}
-	forget_own_slots(s);
-	no_thread_table = 0;
-	rc = env->open(env, s->dir, flags, 0600);
-	if ((why = stuck_by(rc)) != NOT_STUCK) {
-		env->close(env, 0);
-		env = NULL;
-		if (force_recovery(s, why) == 0 && (env = new_env(s)) != NULL)
-			rc = env->open(env, s->dir, flags, 0600);
-	}
-	if (env == NULL)
-		return -1;
-	if (rc != 0) {
-		log_err("opening the environment %s: %s", s->dir, db_strerror(rc));
-		env->close(env, 0);
-		return -1;
-	}
-	s->env = env;
-	return 0;
-}
-
-static int open_tables(struct store *s, int create)
+int bdb_open_tables(struct store *s, int create)
 {
 	for (int i = 0; i < TBL_COUNT; i++) {
 		DB *db;
@@ -575,142 +108,6 @@ static int open_tables(struct store *s, int create)
 		}
 	}
 	return 0;
-}
-
-/* One mapping of a region file in this process. */
-struct region_map {
-	unsigned long lo, hi;
-	char path[PATH_MAX];
-};
-
-#define MAX_REGION_MAPS 16
-
-/* This process's mappings of the environment's region files (from /proc/self/maps): how many. */
-static int region_maps(const struct store *s, struct region_map m[MAX_REGION_MAPS])
-{
-	char line[PATH_MAX + 256], prefix[PATH_MAX + 16];
-	size_t plen;
-	int n = 0;
-	FILE *f;
-
-	if (s->realdir == NULL)
-		return 0;
-	plen = (size_t)snprintf(prefix, sizeof(prefix), "%s/__db.", s->realdir);
-	if ((f = fopen("/proc/self/maps", "re")) == NULL)
-		return 0;
-	while (n < MAX_REGION_MAPS && fgets(line, sizeof(line), f) != NULL) {
-		const char *path = strchr(line, '/');
-		if (path != NULL && strncmp(path, prefix, plen) == 0 &&
-		    sscanf(line, "%lx-%lx", &m[n].lo, &m[n].hi) == 2) {
-			snprintf(m[n].path, sizeof(m[n].path), "%.*s", (int)strcspn(path, "\n"),
-				 path);
-			n++;
-		}
-	}
-	fclose(f);
-	return n;
-}
-
-/*
- * Unmap what is left of a panicked environment's regions: DB_ENV->close on a panicked handle
- * releases the registry slot and the file descriptors but returns before it detaches the
- * regions, and after a recovery their files are deleted, so each reopen would otherwise keep
- * the cache's size of memory and disk mapped.
- */
-static void unmap_regions(const struct store *s)
-{
-	struct region_map m[MAX_REGION_MAPS];
-	int n = region_maps(s, m);
-
-	for (int i = 0; i < n; i++)
-		munmap((void *)m[i].lo, m[i].hi - m[i].lo);
-}
-
-/*
- * Berkeley DB grows a region, up to the size it maps, by writing the new last byte of its
- * file: the pages in between are holes, and on a full disk the first write to one is SIGBUS
- * (seen on tmpfs, in __env_alloc under __memp_fget). DB_REGION_INIT covers only the size a
- * region is created with. So the blocks of every region's whole mapping are reserved here,
- * without changing the file's size, and a full disk is an error at open instead. Blocks that
- * an earlier opener reserved cost nothing; file systems without fallocate stay as they are.
- */
-static int reserve_regions(const struct store *s)
-{
-	struct region_map m[MAX_REGION_MAPS];
-	int n = region_maps(s, m);
-
-	for (int i = 0; i < n; i++) {
-		int fd = open(m[i].path, O_RDWR | O_CLOEXEC), rc, err;
-
-		if (fd < 0)
-			continue;
-		rc = fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)(m[i].hi - m[i].lo));
-		err = errno;
-		close(fd);
-		if (rc == 0 || err == EOPNOTSUPP)
-			continue;
-		log_err("reserving room for region %s to grow: %s", m[i].path, strerror(err));
-		if (err == ENOSPC)
-			return -1;
-	}
-	return 0;
-}
-
-/*
- * Open the environment and the tables, one process at a time: an flock on otlogin.lock in the
- * directory, which the kernel drops when its holder dies. Berkeley DB 5.3's deadlock detector,
- * which runs when lock requests block, crashed (SEGV writing past its own buffer, in
- * __lock_detect under __db_open) with eight processes opening the tables at once, and the
- * others then hung on the latch it died holding. Opens are rare and short; transactions never
- * block on locks (DB_TXN_NOWAIT), so opening is where requests blocked.
- *
- * The holder writes its pid into the file and empties it when done, so the next holder that
- * finds a pid there knows an opener died (killed, SIGBUS on a half-made region, or ended by
- * the watchdog) before it finished.
- */
-static int open_all(struct store *s, int create)
-{
-	char path[PATH_MAX], pid[24];
-	int fd = -1, died = 0, rc;
-
-	if (snprintf(path, sizeof(path), "%s/otlogin.lock", s->dir) < (int)sizeof(path) &&
-	    (fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) >= 0) {
-		while (flock(fd, LOCK_EX) < 0 && errno == EINTR)
-			;
-		died = pread(fd, pid, 1, 0) == 1;
-		snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
-		if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, strlen(pid), 0) < 0)
-			log_warn("%s: %s", path, strerror(errno));
-	}
-	rc = open_env(s, died) < 0 || reserve_regions(s) < 0 || open_tables(s, create) < 0 ? -1 : 0;
-	if (fd >= 0) {
-		if (ftruncate(fd, 0) < 0)
-			log_warn("%s: %s", path, strerror(errno));
-		close(fd);
-	}
-	return rc;
-}
-
-/* Close the handles; after DB_RUNRECOVERY only what a panicked environment allows. */
-static void drop_handles(struct store *s)
-{
-	int panicked = s->failed;
-
-	if (panicked && s->env != NULL) {
-		s->env->set_errcall(s->env, bdb_quiet);
-		/* Make sure the close below takes the panic path and touches no latch. */
-		s->env->set_flags(s->env, DB_PANIC_ENVIRONMENT, 1);
-	}
-	for (int i = 0; i < TBL_COUNT; i++) {
-		if (s->db[i] != NULL && !panicked)
-			s->db[i]->close(s->db[i], 0);
-		s->db[i] = NULL;
-	}
-	if (s->env != NULL)
-		s->env->close(s->env, 0);
-	s->env = NULL;
-	if (panicked)
-		unmap_regions(s);
 }
 
 static void free_store(struct store *s)
@@ -741,15 +138,15 @@ struct store *store_open(const char *dir, unsigned cache_mb, int create)
 	s->dir = strdup(dir);
 	s->realdir = realpath(dir, NULL);
 	watchdog_arm(WD_SLOW_FACTOR);
-	if (s->dir == NULL || open_all(s, create) < 0) {
+	if (s->dir == NULL || bdb_open_all(s, create) < 0) {
 		watchdog_disarm();
-		drop_handles(s);
+		bdb_drop_handles(s);
 		free_store(s);
 		return NULL;
 	}
 	watchdog_disarm();
 	s->last_maintain = s->last_failchk = time(NULL);
-	wd_note_region(s);
+	watchdog_note_region(s);
 	return s;
 }
 
@@ -757,124 +154,8 @@ void store_close(struct store *s)
 {
 	if (s == NULL)
 		return;
-	drop_handles(s);
+	bdb_drop_handles(s);
 	free_store(s);
-}
-
-/*
- * The watchdog (see store_watchdog). Process-wide, as signal handlers are. The handler only
- * uses async-signal-safe calls.
- */
-static struct {
-	unsigned seconds;	       /* the deadline of a transaction (0: off) */
-	unsigned limit_s;	       /* the deadline of what is running now */
-	int depth;		       /* nested arming: only the outermost counts */
-	char region[PATH_MAX];	       /* the environment's first region file... */
-	struct region_id id;	       /* ...when this process opened it (ino 0 while opening) */
-	volatile sig_atomic_t elapsed; /* seconds since the watchdog was armed */
-} wd;
-
-static void wd_die(const char *why)
-{
-	static const char head[] = "otlogin: error: ";
-	static const char tail[] = ": this worker exits to be restarted\n";
-	ssize_t n = write(STDERR_FILENO, head, sizeof(head) - 1);
-	n = write(STDERR_FILENO, why, strlen(why));
-	n = write(STDERR_FILENO, tail, sizeof(tail) - 1);
-	(void)n;
-	_exit(75);
-}
-
-static void wd_tick(int sig)
-{
-	int saved = errno;
-	wd.elapsed++;
-	/*
-	 * A recovery replaced the environment while this process was still in the old one: it is
-	 * waiting on a latch of a dead process, and nobody will ever release that.
-	 */
-	if (wd.elapsed >= 2 && region_id_differs(wd.region, &wd.id))
-		wd_die("the database was recovered while this worker was blocked in it");
-	if (wd.limit_s != 0 && (unsigned)wd.elapsed >= wd.limit_s)
-		wd_die("a database operation is stuck");
-	errno = saved;
-}
-
-void store_watchdog(unsigned seconds)
-{
-	/* SA_RESTART: the ticks must not fail Berkeley DB's waits for a registry lock (EINTR). */
-	struct sigaction sa = {.sa_handler = wd_tick, .sa_flags = SA_RESTART};
-
-	wd.seconds = seconds;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGALRM, &sa, NULL);
-}
-
-/* Remember which environment this process has mapped: for store_commit and the watchdog. */
-static void wd_note_region(struct store *s)
-{
-	wd.id.ino = s->region_id.ino = 0;
-	if (s->region == NULL && asprintf(&s->region, "%s/__db.001", s->dir) < 0)
-		s->region = NULL;
-	if (s->region == NULL || region_id_of(s->region, &s->region_id) != 0)
-		return;
-	if (snprintf(wd.region, sizeof(wd.region), "%s", s->region) < (int)sizeof(wd.region))
-		wd.id = s->region_id;
-}
-
-static void watchdog_arm(unsigned factor)
-{
-	struct itimerval it = {{1, 0}, {1, 0}};
-
-	if (wd.seconds == 0 || wd.depth++ > 0)
-		return;
-	wd.elapsed = 0;
-	wd.limit_s = wd.seconds * factor;
-	setitimer(ITIMER_REAL, &it, NULL);
-}
-
-static void watchdog_disarm(void)
-{
-	struct itimerval it = {{0, 0}, {0, 0}};
-
-	if (wd.seconds == 0 || --wd.depth > 0)
-		return;
-	setitimer(ITIMER_REAL, &it, NULL);
-}
-
-int store_reopen(struct store *s)
-{
-	time_t now = time(NULL);
-	struct timespec t0;
-	int rc;
-
-	if (s->env != NULL && !s->failed)
-		return 0;
-	if (now < s->next_reopen)
-		return STORE_FATAL;
-	drop_handles(s);
-	s->failed = 1;
-	/* Opening may wait for (or run) a recovery: a longer leash than one transaction. */
-	wd.id.ino = 0;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	watchdog_arm(WD_SLOW_FACTOR);
-	rc = open_all(s, 0);
-	watchdog_disarm();
-	wd_note_region(s);
-	if (rc < 0) {
-		drop_handles(s);
-		s->failed = 1;
-		s->next_reopen = now + REOPEN_PAUSE_S;
-		log_err("the database environment could not be reopened; retrying in %d s",
-			REOPEN_PAUSE_S);
-		return STORE_FATAL;
-	}
-	s->failed = 0;
-	s->lock_timedout = 0;
-	s->reopens++;
-	log_info("the database environment was reopened after a recovery in %ld ms (%u so far)",
-		 ms_since(&t0), s->reopens);
-	return 0;
 }
 
 int store_begin(struct store *s, struct store_txn **t)
@@ -1152,12 +433,22 @@ int store_run(struct store *s, int (*fn)(struct store_txn *t, void *arg), void *
 
 /* ---- purge -------------------------------------------------------------------------------- */
 
-/*
- * Whether the record a reference points at is gone or dead itself (this pass deletes it too):
- * 1 or 0, or -1 after a Berkeley DB error (stored in *err).
- */
-static int target_dead(struct store *s, DB_TXN *txn, enum store_table tbl, const void *key,
-		       size_t klen, time_t cutoff, int *err)
+int store_purge_rule(struct store *s, enum store_table tbl, store_purge_fn fn)
+{
+	for (int i = 0; i < PURGE_TABLES; i++) {
+		if (purge_tables[i] != tbl)
+			continue;
+		for (int j = 0; j < STORE_PURGE_RULES; j++)
+			if (s->purge_rules[tbl][j] == NULL) {
+				s->purge_rules[tbl][j] = fn;
+				return 0;
+			}
+	}
+	return -1;
+}
+
+int store_dead(struct store_txn *t, enum store_table tbl, const void *key, size_t klen,
+	       time_t cutoff)
 {
 	json_t *val, *exp;
 	DBT k, d;
@@ -1166,13 +457,11 @@ static int target_dead(struct store *s, DB_TXN *txn, enum store_table tbl, const
 	set_key(&k, key, klen);
 	memset(&d, 0, sizeof(d));
 	d.flags = DB_DBT_MALLOC;
-	rc = s->db[tbl]->get(s->db[tbl], txn, &k, &d, 0);
+	rc = t->s->db[tbl]->get(t->s->db[tbl], t->txn, &k, &d, 0);
 	if (rc == DB_NOTFOUND)
 		return 1;
-	if (rc != 0) {
-		*err = rc;
-		return -1;
-	}
+	if (rc != 0)
+		return map_rc(t->s, rc, "purge");
 	val = json_loadb(d.data, d.size, 0, NULL);
 	free(d.data);
 	exp = json_object_get(val, "exp");
@@ -1182,41 +471,21 @@ static int target_dead(struct store *s, DB_TXN *txn, enum store_table tbl, const
 }
 
 /*
- * Whether a record is dead (see store_purge for the rules): 1 or 0, or -1 after a Berkeley DB
- * error (stored in *err).
+ * Whether a record is dead (see store_purge): by its "exp", else by the rules of its table.
+ * 1 or 0, or a negative store_rc.
  */
-static int purge_dead(struct store *s, DB_TXN *txn, enum store_table tbl, const char *key,
-		      size_t klen, json_t *val, time_t cutoff, int *err)
+static int purge_dead(struct store *s, DB_TXN *txn, enum store_table tbl, const void *key,
+		      size_t klen, json_t *val, time_t cutoff)
 {
-	json_t *exp = json_object_get(val, "exp"), *v;
-	const char *colon;
+	struct store_txn t = {s, txn};
+	json_t *exp = json_object_get(val, "exp");
+	int rc = 0;
 
 	if (json_is_integer(exp))
 		return json_integer_value(exp) <= (json_int_t)cutoff;
-	switch (tbl) {
-	case TBL_COUNTERS:
-		/* A failure counter of an older version: nothing reads them any more. */
-		v = json_object_get(val, "locked_until");
-		return json_is_integer(v) && json_integer_value(v) <= (json_int_t)cutoff;
-	case TBL_CODES:
-		/* {"link": key}: the identifier's current link, dead with the link. */
-		v = json_object_get(val, "link");
-		if (json_object_size(val) != 1 || !json_is_string(v))
-			return 0;
-		return target_dead(s, txn, TBL_CODES, json_string_value(v), json_string_length(v),
-				   cutoff, err);
-	case TBL_SESSIONS:
-		/* "u:<user_id>:<session key>" -> {}: a user's session, dead with the session. */
-		if (klen < 3 || memcmp(key, "u:", 2) != 0 || json_object_size(val) != 0)
-			return 0;
-		colon = memrchr(key, ':', klen);
-		if (colon == NULL || colon < key + 2)
-			return 0;
-		return target_dead(s, txn, TBL_SESSIONS, colon + 1,
-				   klen - (size_t)(colon + 1 - key), cutoff, err);
-	default:
-		return 0;
-	}
+	for (int i = 0; i < STORE_PURGE_RULES && rc == 0 && s->purge_rules[tbl][i] != NULL; i++)
+		rc = s->purge_rules[tbl][i](&t, key, klen, val, cutoff);
+	return rc > 0 ? 1 : rc;
 }
 
 /* Remember key as the place where the running pass goes on. */
@@ -1252,7 +521,7 @@ static int purge_batch(struct store *s, time_t cutoff)
 	DB_TXN *txn = NULL;
 	DBC *cur = NULL;
 	DBT k, d;
-	int rc, nvictims = 0, seen = 0, deleted = 0, end = 0;
+	int rc, nvictims = 0, seen = 0, deleted = 0, end = 0, dead = 0;
 	u_int32_t flag = DB_FIRST;
 
 	if (s->failed || s->env == NULL)
@@ -1269,7 +538,6 @@ static int purge_batch(struct store *s, time_t cutoff)
 	}
 	while (seen < PURGE_BATCH && (rc = cur->get(cur, &k, &d, flag)) == 0) {
 		json_t *val;
-		int dead;
 
 		flag = DB_NEXT;
 		/* The saved position itself was judged by the previous batch. */
@@ -1287,7 +555,7 @@ static int purge_batch(struct store *s, time_t cutoff)
 		val = json_loadb(d.data, d.size, 0, NULL);
 		if (val == NULL)
 			continue; /* not ours to judge */
-		dead = purge_dead(s, txn, tbl, k.data, k.size, val, cutoff, &rc);
+		dead = purge_dead(s, txn, tbl, k.data, k.size, val, cutoff);
 		json_decref(val);
 		if (dead < 0)
 			goto out;
@@ -1311,7 +579,6 @@ static int purge_batch(struct store *s, time_t cutoff)
 		goto out;
 	for (int i = 0; i < nvictims; i++) {
 		json_t *val;
-		int dead;
 
 		set_key(&k, victims[i].key, victims[i].klen);
 		memset(&d, 0, sizeof(d));
@@ -1325,9 +592,9 @@ static int purge_batch(struct store *s, time_t cutoff)
 			goto out;
 		val = json_loadb(d.data, d.size, 0, NULL);
 		free(d.data);
-		dead = val == NULL ? 0
-				   : purge_dead(s, txn, tbl, victims[i].key, victims[i].klen, val,
-						cutoff, &rc);
+		dead = val == NULL
+			   ? 0
+			   : purge_dead(s, txn, tbl, victims[i].key, victims[i].klen, val, cutoff);
 		json_decref(val);
 		if (dead < 0)
 			goto out;
@@ -1351,6 +618,9 @@ out:
 		txn->abort(txn);
 	for (int i = 0; i < nvictims; i++)
 		free(victims[i].key);
+	/* A rule's error is a store_rc already. */
+	if (dead < 0)
+		return dead;
 	if (rc != 0)
 		return map_rc(s, rc, "purge");
 	s->purged += (unsigned)deleted;

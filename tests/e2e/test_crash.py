@@ -251,9 +251,10 @@ class CrashCase(E2ETestCase):
 
 class CrashLoop(CrashCase):
 
-    # Before processes opened the environment one at a time (store_bdb.c, open_all), about 2
-    # runs in 8 lost a write answered 200 (a consumed code worked again, a created session was
-    # "not found"); since then it has passed every one of more than 80 runs (issue 6's note).
+    # Before processes opened the environment one at a time (store_recover.c, bdb_open_all),
+    # about 2 runs in 8 lost a write answered 200 (a consumed code worked again, a created
+    # session was "not found"); since then it has passed every one of more than 80 runs (issue
+    # 6's note).
     def test_crash_loop(self):
         stack, client = self.start_stack(name="crashloop")
         load = Logins(stack, client["token"]).start()

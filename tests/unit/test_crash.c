@@ -15,7 +15,10 @@
 
 #include "check.h"
 #include "crypto.h"
+#include "link.h"
+#include "lockout.h"
 #include "log.h"
+#include "session.h"
 #include "store.h"
 
 static char dir[64];
@@ -169,7 +172,16 @@ static void killed_inside(struct store *s)
 	free(committed);
 }
 
-/* The purge deletes what store.h says, and only that. */
+static int never_dead(struct store_txn *t, const void *key, size_t klen, json_t *val, time_t cutoff)
+{
+	return 0;
+}
+
+/*
+ * The purge deletes what store.h says, and only that: by "exp", and by the rules the modules
+ * register for their records without it. The pointers, index entries and counters here are
+ * what older versions wrote too, so existing databases are purged as before.
+ */
 static void purge(struct store *s)
 {
 	time_t now = 1700000000;
@@ -193,6 +205,7 @@ static void purge(struct store *s)
 	    {TBL_COUNTERS, "window-old", old},
 	    {TBL_USERS, "user-with-exp", old},
 	};
+	const char *by_exp[] = {"code-old", "rt-old", "sess-old", "window-old"};
 	/* The failure counters of older versions go whatever they count: nothing reads them. */
 	const char *gone[] = {"code-old",  "ptr-dangling",	"rt-old",
 			      "sess-old",  "u:user-1:sess-old", "u:user-2:sess-never",
@@ -211,7 +224,18 @@ static void purge(struct store *s)
 	for (size_t i = 0; i < sizeof(records) / sizeof(records[0]); i++)
 		check(store_run(s, put_kv, &records[i]) == 0);
 
+	/* Without the modules' rules the store knows only "exp". */
 	deleted = store_purge(s, now);
+	check_msg(deleted == (int)(sizeof(by_exp) / sizeof(by_exp[0])), "deleted %d", deleted);
+	check(exists(s, TBL_CODES, "ptr-dangling") == STORE_FOUND);
+	check(exists(s, TBL_SESSIONS, "u:user-1:sess-old") == STORE_FOUND);
+	check(exists(s, TBL_COUNTERS, "lock-over") == STORE_FOUND);
+
+	check(store_purge_rule(s, TBL_USERS, never_dead) < 0);
+	check(store_purge_rule(s, TBL_CODES, never_dead) == 0);
+	check(link_purge_rules(s) == 0 && session_purge_rules(s) == 0 &&
+	      lockout_purge_rules(s) == 0);
+	deleted += store_purge(s, now);
 	check_msg(deleted == (int)(sizeof(gone) / sizeof(gone[0])), "deleted %d", deleted);
 	for (size_t i = 0; i < sizeof(records) / sizeof(records[0]); i++) {
 		int dead = 0;

@@ -1,0 +1,79 @@
+/*
+ * store_bdb_int: what the files of the Berkeley DB store share, and nothing else includes:
+ * store_bdb.c (tables, transactions, the purge), store_recover.c (opening the environment
+ * whatever a killed process left of it, recovering it, reopening it in place) and
+ * store_watchdog.c (ending a process blocked for good on a dead one's latch).
+ */
+#ifndef OTLOGIN_STORE_BDB_INT_H
+#define OTLOGIN_STORE_BDB_INT_H
+
+#include <db.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "store.h"
+
+/* The watchdog's deadline for opening (which may wait for or run a recovery) and checkpoints. */
+#define WD_SLOW_FACTOR 2
+
+/*
+ * Which file a region file is: a recovery deletes and recreates them, and ext4 may give the new
+ * file the old inode number at once, so its birth time counts too.
+ */
+struct region_id {
+	dev_t dev;
+	ino_t ino; /* 0: unknown */
+	long long btime_s, btime_ns;
+};
+
+struct store {
+	DB_ENV *env; /* NULL after a reopen failed */
+	DB *db[TBL_COUNT];
+	char *dir;
+	char *realdir; /* absolute: how the region files show in /proc/self/maps */
+	unsigned cache_mb;
+	int failed;	   /* DB_RUNRECOVERY seen: the handles are dead until store_reopen */
+	int lock_timedout; /* a lock wait timed out: run failchk soon */
+	unsigned reopens;
+	time_t next_reopen, last_maintain, last_failchk, next_purge_check;
+	char *region; /* the first region file, and its identity at open */
+	struct region_id region_id;
+	/* Where the running purge pass is: index into purge_tables (-1: none) and last key. */
+	int purge_table;
+	char *purge_key;
+	size_t purge_klen;
+	unsigned purged;
+	/* What the modules say about their records without "exp" (store_purge_rule). */
+	store_purge_fn purge_rules[TBL_COUNT][STORE_PURGE_RULES];
+};
+
+struct store_txn {
+	struct store *s;
+	DB_TXN *txn;
+};
+
+/* store_bdb.c: open every table in s->env (create: create them). 0, or -1 (logged). */
+int bdb_open_tables(struct store *s, int create);
+
+/*
+ * store_recover.c: open the environment and the tables, recovering the environment first when
+ * a process died in it (see there). 0, or -1 (logged; bdb_drop_handles cleans up).
+ */
+int bdb_open_all(struct store *s, int create);
+/* store_recover.c: close the handles; after DB_RUNRECOVERY only what a panicked one allows. */
+void bdb_drop_handles(struct store *s);
+
+/*
+ * store_watchdog.c (see store_watchdog): bound what runs until watchdog_disarm to factor times
+ * the configured seconds; nested arming counts once, from the outermost.
+ */
+void watchdog_arm(unsigned factor);
+void watchdog_disarm(void);
+/* Remember which environment this process has mapped: for store_commit and the watchdog. */
+void watchdog_note_region(struct store *s);
+/* While this process opens the environment anew: no region to compare until the next note. */
+void watchdog_forget_region(void);
+/* 1 when the file at path is no longer the one then (a recovery replaced it), else 0. */
+int region_id_differs(const char *path, const struct region_id *then);
+
+#endif
