@@ -314,12 +314,16 @@ static json_t *decode_object(const char *seg, size_t len)
 	return obj;
 }
 
+/* Header members refused by parse_token. */
+static const char *const key_headers[] = {"jku", "jwk", "x5u", "x5c"};
+
 /*
  * Split a compact token and decode its header and signature: exactly three non-empty segments,
- * each strict base64url, a header that is a JSON object with a string alg, the expected typ
- * (when typ is not NULL), a string kid when present, and no "crit" (we implement no extension,
- * so RFC 7515 section 4.1.11 says to reject any). 1 when well formed, else 0 (also when memory
- * runs out: refusing is the safe answer). On 1 the caller calls parsed_free.
+ * each strict base64url, a header that is a JSON object without duplicate members, with a
+ * string alg, the expected typ (when typ is not NULL), a string kid when present, no "crit" (we
+ * implement no extension, so RFC 7515 section 4.1.11 says to reject any) and no jku, jwk, x5u
+ * or x5c. 1 when well formed, else 0 (also when memory runs out: refusing is the safe
+ * answer). On 1 the caller calls parsed_free.
  */
 static int parse_token(const char *token, const char *typ, struct parsed *p)
 {
@@ -356,6 +360,14 @@ static int parse_token(const char *token, const char *typ, struct parsed *p)
 	}
 	if (json_object_get(p->header, "crit") != NULL)
 		goto invalid;
+	/*
+	 * Header members that name or carry a key (RFC 7515 sections 4.1.2 to 4.1.6): the key is
+	 * always one the caller passes, never one the token points at, so a token carrying one is
+	 * refused rather than have the member ignored by this code and honoured by another.
+	 */
+	for (size_t i = 0; i < sizeof(key_headers) / sizeof(key_headers[0]); i++)
+		if (json_object_get(p->header, key_headers[i]) != NULL)
+			goto invalid;
 	if (b64url_decode(d2 + 1, strlen(d2 + 1), &p->sig, &p->siglen) != 0)
 		goto invalid;
 	return 1;
