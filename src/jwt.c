@@ -122,6 +122,25 @@ static gcry_mpi_t mpi_of(const unsigned char *p, size_t len)
 	return m;
 }
 
+/*
+ * Whether the 32-byte little-endian S of an Ed25519 signature is below the group order L, as
+ * RFC 8032 section 5.1.7 requires. libgcrypt 1.10 accepts S + L as well, which would give every
+ * signature a second valid form (a malleable token).
+ */
+static int ed25519_s_canonical(const unsigned char *s)
+{
+	/* L = 2^252 + 27742317777372353535851937790883648493, little-endian. */
+	static const unsigned char order[EC_HALF] = {
+	    0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7,
+	    0xa2, 0xde, 0xf9, 0xde, 0x14, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+	    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10};
+
+	for (int i = EC_HALF - 1; i >= 0; i--)
+		if (s[i] != order[i])
+			return s[i] < order[i];
+	return 0; /* S == L */
+}
+
 int jwt_verify_input(const jwk_t *key, const void *input, size_t len, const unsigned char *sig,
 		     size_t siglen)
 {
@@ -161,7 +180,7 @@ int jwt_verify_input(const jwk_t *key, const void *input, size_t len, const unsi
 			rc = gcry_sexp_build(&data, NULL, "(data (flags raw)(hash sha256 %b))",
 					     (int)sizeof(digest), digest);
 	} else if (strcmp(alg, JWK_EDDSA) == 0) {
-		if (siglen != 2 * EC_HALF)
+		if (siglen != 2 * EC_HALF || !ed25519_s_canonical(sig + EC_HALF))
 			return 0;
 		/* EdDSA takes R and S as the byte strings of RFC 8032, not as numbers. */
 		rc = gcry_sexp_build(&sv, NULL, "(sig-val (eddsa (r %b)(s %b)))", EC_HALF, sig,

@@ -1066,6 +1066,37 @@ static void test_key_headers(void)
 	free(t);
 }
 
+/*
+ * Ed25519 signatures are not malleable: S + L (the group order) verifies under libgcrypt 1.10
+ * but must be refused (RFC 8032 section 5.1.7: S must be below L).
+ */
+static void test_ed25519_s_range(void)
+{
+	static const unsigned char order[32] = {0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58,
+						0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
+						0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+						0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10};
+	const char *input = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ1In0";
+	unsigned char *sig = NULL, alt[64];
+	size_t siglen = 0;
+	unsigned carry = 0;
+
+	check(jwt_sign_input(ed, input, strlen(input), &sig, &siglen) == 0 && siglen == 64);
+	if (sig == NULL)
+		return;
+	check(jwt_verify_input(ed, input, strlen(input), sig, siglen) == 1);
+	memcpy(alt, sig, 32);
+	for (int i = 0; i < 32; i++) {
+		unsigned v = sig[32 + i] + order[i] + carry;
+		alt[32 + i] = (unsigned char)v;
+		carry = v >> 8;
+	}
+	check(carry == 0 && jwt_verify_input(ed, input, strlen(input), alt, 64) == 0);
+	memcpy(alt + 32, order, 32);
+	check(jwt_verify_input(ed, input, strlen(input), alt, 64) == 0);
+	free(sig);
+}
+
 /* alg "none", alg confusion, unknown kid. */
 static void test_alg_pinning(void)
 {
@@ -1243,6 +1274,7 @@ int main(void)
 	test_structure();
 	test_alg_pinning();
 	test_key_headers();
+	test_ed25519_s_range();
 	test_hs256();
 	jwk_free(rsa);
 	jwk_free(ec);
