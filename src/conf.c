@@ -323,14 +323,18 @@ int conf_test_mode(const struct conf *c)
 /* Checks that span keys: run after loading. */
 static int conf_check(struct conf *c, char *err, size_t errlen)
 {
-	size_t len = strlen(c->public_base_url);
-	if (strncmp(c->public_base_url, "http://", 7) != 0 &&
-	    strncmp(c->public_base_url, "https://", 8) != 0) {
-		snprintf(err, errlen, "public_base_url must start with http:// or https://");
-		return -1;
-	}
+	size_t len = strlen(c->public_base_url), scheme;
+
 	while (len > 0 && c->public_base_url[len - 1] == '/')
 		c->public_base_url[--len] = '\0';
+	/* A host must follow the scheme: "http://" alone would become "http:" above. */
+	scheme = strncmp(c->public_base_url, "http://", 7) == 0	   ? 7
+		 : strncmp(c->public_base_url, "https://", 8) == 0 ? 8
+								   : 0;
+	if (scheme == 0 || len == scheme || c->public_base_url[scheme] == '/') {
+		snprintf(err, errlen, "public_base_url must be http://HOST... or https://HOST...");
+		return -1;
+	}
 	if (c->issuer[0] == '\0') {
 		free(c->issuer);
 		c->issuer = strdup(c->public_base_url);

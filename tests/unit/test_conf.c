@@ -113,6 +113,11 @@ int main(void)
 	check(load("[mail]\nsmtp_starttls = maybe\n", &c, err, sizeof(err)) < 0);
 	check(load("[server]\nlog_level = loud\n", &c, err, sizeof(err)) < 0);
 	check(load("[server]\npublic_base_url = ftp://x\n", &c, err, sizeof(err)) < 0);
+	/* No host: "http://" would become "http:" once its trailing slashes are cut. */
+	check(load("[server]\npublic_base_url = http://\n", &c, err, sizeof(err)) < 0);
+	check(load("[server]\npublic_base_url = https:///cis\n", &c, err, sizeof(err)) < 0);
+	check(load("[server]\npublic_base_url = https://h/cis//\n", &c, err, sizeof(err)) == 0 &&
+	      strcmp(c.public_base_url, "https://h/cis") == 0);
 	check(load("[otp]\nttl_minutes = 90\nmax_ttl_minutes = 60\n", &c, err, sizeof(err)) < 0);
 	check(conf_load(&c, "/nonexistent/otlogin.conf", err, sizeof(err)) < 0);
 
