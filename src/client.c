@@ -191,10 +191,33 @@ struct get_arg {
 	json_t *client;
 };
 
+/*
+ * store_get of the client record under id, which must be an object naming that client_id:
+ * every flow takes the client's id from it. Anything else is a damaged record (STORE_ERR,
+ * logged), never a client.
+ */
+static int get_client_record(struct store_txn *t, const char *id, json_t **client)
+{
+	json_t *rec = NULL;
+	const char *stored;
+	int rc = store_get(t, TBL_CLIENTS, id, strlen(id), &rec, 0);
+
+	if (rc != STORE_FOUND)
+		return rc;
+	stored = json_string_value(json_object_get(rec, "client_id"));
+	if (!json_is_object(rec) || stored == NULL || strcmp(stored, id) != 0) {
+		log_err("clients: the record of %.64s is damaged", id);
+		json_decref(rec);
+		return STORE_ERR;
+	}
+	*client = rec;
+	return STORE_FOUND;
+}
+
 static int get_client_txn(struct store_txn *t, void *argp)
 {
 	struct get_arg *arg = argp;
-	return store_get(t, TBL_CLIENTS, arg->id, strlen(arg->id), &arg->client, 0);
+	return get_client_record(t, arg->id, &arg->client);
 }
 
 int client_get(struct ctx *c, const char *client_id, json_t **client)
@@ -229,7 +252,7 @@ static int check_secret_txn(struct store_txn *t, void *argp)
 	json_decref(a->client);
 	a->client = NULL;
 	a->wait = 0;
-	rc = store_get(t, TBL_CLIENTS, a->id, strlen(a->id), &a->client, 0);
+	rc = get_client_record(t, a->id, &a->client);
 	if (rc < 0)
 		return rc;
 	/*
