@@ -300,7 +300,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		client = json_loads(plain_client, 0, NULL);
 	user_flows();
 	login_flows(client, presented);
-	key_flows();
+	/* Without a key record of its own the input would only reload the same keys. */
+	if (f[F_KEYS] != NULL && f[F_KEYS][0] != '\0')
+		key_flows();
 
 	json_decref(client);
 	fuzz_fields_free(f, n);
