@@ -3,6 +3,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "conf.h"
 #include "crypto.h"
 #include "jwt.h"
 #include "log.h"
@@ -34,7 +35,40 @@ static int valid_permissions(json_t *perms)
 	return 1;
 }
 
-static int valid_redirect_uris(json_t *uris)
+/*
+ * Whether the http:// URI u (scheme included) points at this machine's loopback: its
+ * authority, without userinfo (an "@" makes it not loopback: http://127.0.0.1@evil.example/
+ * goes to evil.example), is a loopback host with an optional port. RFC 8252 section 7.3.
+ */
+static int http_uri_is_loopback(const char *u)
+{
+	const char *host = u + 7, *end = host + strcspn(host, "/?#"), *colon;
+
+	if (memchr(host, '@', (size_t)(end - host)) != NULL || end == host)
+		return 0;
+	if (host[0] == '[') {
+		const char *close = memchr(host, ']', (size_t)(end - host));
+		if (close == NULL)
+			return 0;
+		colon = close + 1 < end ? close + 1 : NULL;
+		if (colon != NULL && *colon != ':')
+			return 0;
+	} else {
+		colon = memchr(host, ':', (size_t)(end - host));
+	}
+	if (colon != NULL)
+		for (const char *p = colon + 1; p < end; p++)
+			if (*p < '0' || *p > '9')
+				return 0;
+	return conf_host_is_loopback(host, (size_t)((colon ? colon : end) - host));
+}
+
+/*
+ * Absolute https:// URIs without fragment or controls; http:// ones only on loopback (a
+ * native app's local listener, RFC 8252 section 7.3) unless allow_http: elsewhere the
+ * redirect's code would cross the network in clear.
+ */
+static int valid_redirect_uris(json_t *uris, int allow_http)
 {
 	size_t i;
 	json_t *v;
@@ -48,6 +82,8 @@ static int valid_redirect_uris(json_t *uris)
 		for (const char *p = u; *p; p++)
 			if ((unsigned char)*p <= 0x20 || *p == 0x7f)
 				return 0;
+		if (strncmp(u, "http://", 7) == 0 && !allow_http && !http_uri_is_loopback(u))
+			return 0;
 	}
 	return 1;
 }
@@ -79,6 +115,7 @@ int client_create(struct ctx *c, json_t *spec, json_t **out, char *err, size_t e
 	json_t *uris = array_or_empty(spec, "redirect_uris");
 	json_t *resources = array_or_empty(spec, "resources");
 	json_t *perms = array_or_empty(spec, "permissions");
+	json_t *allow;
 	struct put_arg arg = {id, NULL};
 	int rc = -1;
 
@@ -98,9 +135,16 @@ int client_create(struct ctx *c, json_t *spec, json_t **out, char *err, size_t e
 		snprintf(err, errlen, "existence must be reveal or hide");
 		goto out;
 	}
-	if (!is_string_array(uris) || !valid_redirect_uris(uris)) {
+	allow = json_object_get(spec, "allow_http_redirect");
+	if (allow != NULL && !json_is_boolean(allow)) {
+		snprintf(err, errlen, "allow_http_redirect must be a boolean");
+		goto out;
+	}
+	if (!is_string_array(uris) || !valid_redirect_uris(uris, json_is_true(allow))) {
 		snprintf(err, errlen,
-			 "redirect URIs must be absolute http(s) URIs without fragment");
+			 "redirect URIs must be absolute https URIs without fragment (http only "
+			 "for localhost, 127.0.0.1 or [::1], unless allowed with "
+			 "--allow-http-redirect)");
 		goto out;
 	}
 	if (!is_string_array(perms) || !valid_permissions(perms)) {
@@ -122,6 +166,11 @@ int client_create(struct ctx *c, json_t *spec, json_t **out, char *err, size_t e
 			    "name", name, "secret", tag, "redirect_uris", uris, "resources",
 			    resources, "permissions", perms, "signup", signup, "existence",
 			    existence, "created_at", (json_int_t)time(NULL));
+	if (arg.rec != NULL && json_is_true(allow) &&
+	    json_object_set_new(arg.rec, "allow_http_redirect", json_true()) != 0) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
 	if (arg.rec == NULL || store_run(c->store, put_client_txn, &arg) < 0) {
 		snprintf(err, errlen, "could not store the client");
 		goto out;
@@ -142,10 +191,33 @@ struct get_arg {
 	json_t *client;
 };
 
+/*
+ * store_get of the client record under id, which must be an object naming that client_id:
+ * every flow takes the client's id from it. Anything else is a damaged record (STORE_ERR,
+ * logged), never a client.
+ */
+static int get_client_record(struct store_txn *t, const char *id, json_t **client)
+{
+	json_t *rec = NULL;
+	const char *stored;
+	int rc = store_get(t, TBL_CLIENTS, id, strlen(id), &rec, 0);
+
+	if (rc != STORE_FOUND)
+		return rc;
+	stored = json_string_value(json_object_get(rec, "client_id"));
+	if (!json_is_object(rec) || stored == NULL || strcmp(stored, id) != 0) {
+		log_err("clients: the record of %.64s is damaged", id);
+		json_decref(rec);
+		return STORE_ERR;
+	}
+	*client = rec;
+	return STORE_FOUND;
+}
+
 static int get_client_txn(struct store_txn *t, void *argp)
 {
 	struct get_arg *arg = argp;
-	return store_get(t, TBL_CLIENTS, arg->id, strlen(arg->id), &arg->client, 0);
+	return get_client_record(t, arg->id, &arg->client);
 }
 
 int client_get(struct ctx *c, const char *client_id, json_t **client)
@@ -184,7 +256,7 @@ static int check_secret_txn(struct store_txn *t, void *argp)
 	json_decref(a->client);
 	a->client = NULL;
 	a->wait = 0;
-	rc = store_get(t, TBL_CLIENTS, a->id, strlen(a->id), &a->client, 0);
+	rc = get_client_record(t, a->id, &a->client);
 	if (rc < 0)
 		return rc;
 	/*

@@ -1,11 +1,13 @@
 #include "conf.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "log.h"
 #include "sms.h"
@@ -14,7 +16,10 @@
 #define SYSCONFDIR "/etc"
 #endif
 
-enum conf_type { T_STR, T_PATH, T_ULONG, T_UINT, T_BOOL, T_LOGLEVEL, T_RATE };
+enum conf_type { T_STR, T_PATH, T_ULONG, T_UINT, T_BOOL, T_LOGLEVEL, T_RATE, T_STARTTLS };
+
+/* [mail] smtp_starttls = auto until conf_check decides it from smtp_host. */
+#define STARTTLS_AUTO (-1)
 
 /* The longest period a rate limit may have: a week. */
 #define RATE_MAX_PERIOD 604800ul
@@ -61,7 +66,7 @@ static const struct conf_key conf_keys[] = {
     {"mail", "from_name", T_STR, O(mail_from_name), 0, 0, "otlogin"},
     {"mail", "smtp_host", T_STR, O(smtp_host), 0, 0, ""},
     {"mail", "smtp_port", T_UINT, O(smtp_port), 1, 65535, "25"},
-    {"mail", "smtp_starttls", T_BOOL, O(smtp_starttls), 0, 0, "no"},
+    {"mail", "smtp_starttls", T_STARTTLS, O(smtp_starttls), 0, 0, "auto"},
     {"mail", "smtp_user", T_STR, O(smtp_user), 0, 0, ""},
     {"mail", "smtp_password", T_STR, O(smtp_password), 0, 0, ""},
     {"mail", "smtp_timeout", T_UINT, O(smtp_timeout), 1, 300, "10"},
@@ -174,6 +179,13 @@ static int conf_set(struct conf *c, const struct conf_key *k, const char *value,
 		*(char **)field = s;
 		return 0;
 	}
+	case T_STARTTLS:
+		if (strcmp(value, "auto") == 0) {
+			*(int *)field = STARTTLS_AUTO;
+			return 0;
+		}
+		/* yes or no, as for T_BOOL */
+		__attribute__((fallthrough));
 	case T_BOOL:
 		if (strcmp(value, "yes") == 0 || strcmp(value, "true") == 0 ||
 		    strcmp(value, "1") == 0)
@@ -182,7 +194,8 @@ static int conf_set(struct conf *c, const struct conf_key *k, const char *value,
 			 strcmp(value, "0") == 0)
 			*(int *)field = 0;
 		else {
-			snprintf(err, errlen, "%s: expected yes or no", k->name);
+			snprintf(err, errlen, "%s: expected yes or no%s", k->name,
+				 k->type == T_STARTTLS ? " or auto" : "");
 			return -1;
 		}
 		return 0;
@@ -283,6 +296,30 @@ static int sms_check(struct conf *c, char *err, size_t errlen)
 	return 0;
 }
 
+int conf_host_is_loopback(const char *host, size_t len)
+{
+	char buf[INET6_ADDRSTRLEN + 2];
+	struct in_addr a4;
+	struct in6_addr a6;
+
+	if (len >= sizeof(buf))
+		return 0;
+	memcpy(buf, host, len);
+	buf[len] = '\0';
+	if (strcasecmp(buf, "localhost") == 0)
+		return 1;
+	if (inet_pton(AF_INET, buf, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	if (len > 2 && buf[0] == '[' && buf[len - 1] == ']') {
+		memmove(buf, buf + 1, len - 2);
+		buf[len - 2] = '\0';
+	}
+	if (inet_pton(AF_INET6, buf, &a6) == 1)
+		return IN6_IS_ADDR_LOOPBACK(&a6) ||
+		       (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+	return 0;
+}
+
 int conf_test_mode(const struct conf *c)
 {
 	return c->test_mode || c->smtp_host == NULL || c->smtp_host[0] == '\0';
@@ -291,14 +328,18 @@ int conf_test_mode(const struct conf *c)
 /* Checks that span keys: run after loading. */
 static int conf_check(struct conf *c, char *err, size_t errlen)
 {
-	size_t len = strlen(c->public_base_url);
-	if (strncmp(c->public_base_url, "http://", 7) != 0 &&
-	    strncmp(c->public_base_url, "https://", 8) != 0) {
-		snprintf(err, errlen, "public_base_url must start with http:// or https://");
-		return -1;
-	}
+	size_t len = strlen(c->public_base_url), scheme;
+
 	while (len > 0 && c->public_base_url[len - 1] == '/')
 		c->public_base_url[--len] = '\0';
+	/* A host must follow the scheme: "http://" alone would become "http:" above. */
+	scheme = strncmp(c->public_base_url, "http://", 7) == 0	   ? 7
+		 : strncmp(c->public_base_url, "https://", 8) == 0 ? 8
+								   : 0;
+	if (scheme == 0 || len == scheme || c->public_base_url[scheme] == '/') {
+		snprintf(err, errlen, "public_base_url must be http://HOST... or https://HOST...");
+		return -1;
+	}
 	if (c->issuer[0] == '\0') {
 		free(c->issuer);
 		c->issuer = strdup(c->public_base_url);
@@ -316,6 +357,13 @@ static int conf_check(struct conf *c, char *err, size_t errlen)
 		snprintf(err, errlen, "link ttl_minutes exceeds max_ttl_minutes");
 		return -1;
 	}
+	/*
+	 * auto: STARTTLS is required (and the certificate verified) unless the relay is on this
+	 * host, where nothing crosses a network: mail and SMTP AUTH passwords never go to a remote
+	 * relay in clear unless smtp_starttls = no says so.
+	 */
+	if (c->smtp_starttls == STARTTLS_AUTO)
+		c->smtp_starttls = !conf_host_is_loopback(c->smtp_host, strlen(c->smtp_host));
 	if (c->session_ttl > c->session_max_ttl) {
 		snprintf(err, errlen, "session_ttl exceeds session_max_ttl");
 		return -1;

@@ -45,7 +45,8 @@ struct conf {
 	char *mail_from, *mail_from_name;
 	char *smtp_host;
 	unsigned smtp_port;
-	int smtp_starttls;
+	int smtp_starttls; /* 1 required, 0 off; after conf_load, "auto" is 1 unless smtp_host is
+			      a loopback address (conf_host_is_loopback) */
 	char *smtp_user, *smtp_password;
 	unsigned smtp_timeout;
 	char *maildir;
@@ -93,5 +94,12 @@ void conf_free(struct conf *c);
  * /health reports it, so that it cannot stay on unnoticed in production.
  */
 int conf_test_mode(const struct conf *c);
+
+/*
+ * 1 when the len bytes at host name this machine's loopback: "localhost" (any case), an IPv4
+ * address in 127.0.0.0/8 (dotted quad), ::1 or ::ffff:127.x.y.z, bare or in brackets.
+ * Anything else, other names that resolve to 127.0.0.1 included, is 0.
+ */
+int conf_host_is_loopback(const char *host, size_t len);
 
 #endif

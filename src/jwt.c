@@ -122,6 +122,25 @@ static gcry_mpi_t mpi_of(const unsigned char *p, size_t len)
 	return m;
 }
 
+/*
+ * Whether the 32-byte little-endian S of an Ed25519 signature is below the group order L, as
+ * RFC 8032 section 5.1.7 requires. libgcrypt 1.10 accepts S + L as well, which would give every
+ * signature a second valid form (a malleable token).
+ */
+static int ed25519_s_canonical(const unsigned char *s)
+{
+	/* L = 2^252 + 27742317777372353535851937790883648493, little-endian. */
+	static const unsigned char order[EC_HALF] = {
+	    0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7,
+	    0xa2, 0xde, 0xf9, 0xde, 0x14, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+	    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10};
+
+	for (int i = EC_HALF - 1; i >= 0; i--)
+		if (s[i] != order[i])
+			return s[i] < order[i];
+	return 0; /* S == L */
+}
+
 int jwt_verify_input(const jwk_t *key, const void *input, size_t len, const unsigned char *sig,
 		     size_t siglen)
 {
@@ -161,7 +180,7 @@ int jwt_verify_input(const jwk_t *key, const void *input, size_t len, const unsi
 			rc = gcry_sexp_build(&data, NULL, "(data (flags raw)(hash sha256 %b))",
 					     (int)sizeof(digest), digest);
 	} else if (strcmp(alg, JWK_EDDSA) == 0) {
-		if (siglen != 2 * EC_HALF)
+		if (siglen != 2 * EC_HALF || !ed25519_s_canonical(sig + EC_HALF))
 			return 0;
 		/* EdDSA takes R and S as the byte strings of RFC 8032, not as numbers. */
 		rc = gcry_sexp_build(&sv, NULL, "(sig-val (eddsa (r %b)(s %b)))", EC_HALF, sig,
@@ -314,12 +333,16 @@ static json_t *decode_object(const char *seg, size_t len)
 	return obj;
 }
 
+/* Header members refused by parse_token. */
+static const char *const key_headers[] = {"jku", "jwk", "x5u", "x5c"};
+
 /*
  * Split a compact token and decode its header and signature: exactly three non-empty segments,
- * each strict base64url, a header that is a JSON object with a string alg, the expected typ
- * (when typ is not NULL), a string kid when present, and no "crit" (we implement no extension,
- * so RFC 7515 section 4.1.11 says to reject any). 1 when well formed, else 0 (also when memory
- * runs out: refusing is the safe answer). On 1 the caller calls parsed_free.
+ * each strict base64url, a header that is a JSON object without duplicate members, with a
+ * string alg, the expected typ (when typ is not NULL), a string kid when present, no "crit" (we
+ * implement no extension, so RFC 7515 section 4.1.11 says to reject any) and no jku, jwk, x5u
+ * or x5c. 1 when well formed, else 0 (also when memory runs out: refusing is the safe
+ * answer). On 1 the caller calls parsed_free.
  */
 static int parse_token(const char *token, const char *typ, struct parsed *p)
 {
@@ -356,6 +379,14 @@ static int parse_token(const char *token, const char *typ, struct parsed *p)
 	}
 	if (json_object_get(p->header, "crit") != NULL)
 		goto invalid;
+	/*
+	 * Header members that name or carry a key (RFC 7515 sections 4.1.2 to 4.1.6): the key is
+	 * always one the caller passes, never one the token points at, so a token carrying one is
+	 * refused rather than have the member ignored by this code and honoured by another.
+	 */
+	for (size_t i = 0; i < sizeof(key_headers) / sizeof(key_headers[0]); i++)
+		if (json_object_get(p->header, key_headers[i]) != NULL)
+			goto invalid;
 	if (b64url_decode(d2 + 1, strlen(d2 + 1), &p->sig, &p->siglen) != 0)
 		goto invalid;
 	return 1;

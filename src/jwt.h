@@ -3,7 +3,8 @@
  * (RS256/ES256/EdDSA: the algorithm is fixed by the key); client access tokens with HS256 under a
  * server-held key. Verification pins the algorithm: the header's "alg" must equal what the
  * selected key (or the HS256 call) uses, "none" is never accepted, and "kid" only selects among
- * the keys the caller passes.
+ * the keys the caller passes. Headers with duplicate members, "crit", or a member that names or
+ * carries a key ("jku", "jwk", "x5u", "x5c") are refused.
  */
 #ifndef OTLOGIN_JWT_H
 #define OTLOGIN_JWT_H

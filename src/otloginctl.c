@@ -41,7 +41,7 @@ static _Noreturn void usage(void)
 		"      create the database environment, the server key and a signing key\n"
 		"  client add --name NAME [--redirect-uri URI]... [--resource URI]...\n"
 		"             [--permission direct|admin]... [--signup open|closed]\n"
-		"             [--existence reveal|hide]\n"
+		"             [--existence reveal|hide] [--allow-http-redirect]\n"
 		"      print {\"client_id\", \"client_secret\"} (the secret is shown only once)\n"
 		"  client list\n"
 		"  user add (--email ADDR | --phone E164) [--phone E164] [--username NAME]\n"
@@ -71,7 +71,7 @@ static void print_json(json_t *v)
 struct ctl_opt {
 	const char *flag;
 	const char *member;
-	int repeat;
+	int repeat; /* 1: repeatable, 0: once, -1: a flag without a value */
 };
 
 static json_t *parse_options(int argc, char **argv, const struct ctl_opt *opts)
@@ -82,6 +82,11 @@ static json_t *parse_options(int argc, char **argv, const struct ctl_opt *opts)
 		const struct ctl_opt *o = opts;
 		while (o->flag && strcmp(o->flag, argv[i]) != 0)
 			o++;
+		if (o->flag != NULL && o->repeat < 0) {
+			/* A flag without a value: member true. */
+			json_object_set_new(spec, o->member, json_true());
+			continue;
+		}
 		if (o->flag == NULL || i + 1 >= argc) {
 			fprintf(stderr, "otloginctl: unknown option or missing value: %s\n",
 				argv[i]);
@@ -114,6 +119,7 @@ static int cmd_client(struct ctx *c, int argc, char **argv)
 	    {"--permission", "permissions", 1},
 	    {"--signup", "signup", 0},
 	    {"--existence", "existence", 0},
+	    {"--allow-http-redirect", "allow_http_redirect", -1},
 	    {NULL, NULL, 0},
 	};
 	char err[256];

@@ -877,6 +877,73 @@ class LandingCrossSite(LinkCase):
 
 # ---- the mail ------------------------------------------------------------------------------
 
+class RedirectRegistration(LinkCase):
+    """otloginctl client add takes http:// redirect URIs only for loopback (RFC 8252 section
+    7.3) unless --allow-http-redirect is given: elsewhere the redirect's code would cross the
+    network in clear. A refused client is not stored."""
+
+    def add(self, *args):
+        """otloginctl client add; (exit status, stdout + stderr)."""
+        cmd = [self.st.ctl_bin, "-c", self.st.conf, "client", "add", "--name", "redir"]
+        r = harness.subprocess.run(cmd + list(args), capture_output=True, text=True,
+                                   timeout=harness.CTL_TIMEOUT)
+        return r.returncode, r.stdout + r.stderr
+
+    def client_count(self):
+        return len(self.st.ctl("client", "list", parse=True))
+
+    def test_http_only_on_loopback(self):
+        refused = [
+            "http://app.example/auth/callback",
+            "http://10.0.0.1/cb",
+            "http://127.0.0.1@evil.example/cb",          # userinfo: the host is evil.example
+            "http://localhost@evil.example/cb",
+            "http://127.0.0.1.evil.example/cb",
+            "http://localhost.evil.example/cb",
+            "http://[::1]evil.example/cb",
+            "http://127.0.0.1:80x/cb",
+            "http://0x7f.0.0.1/cb",
+            "http://2130706433/cb",
+            "http://[::2]/cb",
+            "http:///cb",
+        ]
+        before = self.client_count()
+        for uri in refused:
+            with self.subTest(redirect_uri=uri):
+                rc, out = self.add("--redirect-uri", "https://app.example/ok",
+                                   "--redirect-uri", uri)
+                self.assertEqual(rc, 1, out)
+                self.assertIn("--allow-http-redirect", out)
+        self.assertEqual(self.client_count(), before, "a refused client was stored")
+        accepted = ["http://127.0.0.1/cb", "http://127.0.0.1:8123/cb?x=1", "http://127.9.8.7",
+                    "http://localhost:3000/callback", "http://LOCALHOST/cb",
+                    "http://[::1]:9/cb", "http://[::1]/", "https://app.example/auth/callback"]
+        for uri in accepted:
+            with self.subTest(redirect_uri=uri):
+                rc, out = self.add("--redirect-uri", uri)
+                self.assertEqual(rc, 0, out)
+        self.assertEqual(self.client_count(), before + len(accepted))
+
+    def test_allow_http_redirect_flag(self):
+        uri = "http://app.example/auth/callback"
+        rc, out = self.add("--redirect-uri", uri, "--allow-http-redirect")
+        self.assertEqual(rc, 0, out)
+        client = harness.parse_json(out)
+        listed = [c for c in self.st.ctl("client", "list", parse=True)
+                  if c["client_id"] == client["client_id"]]
+        self.assertEqual(len(listed), 1)
+        self.assertIs(listed[0].get("allow_http_redirect"), True)
+        self.assertEqual(listed[0]["redirect_uris"], [uri])
+        # The link flow takes it.
+        client["token"] = self.st.client_token(client["client_id"], client["client_secret"])
+        addr = self.st.make_user()["email"]["value"]
+        self.send_ok(client, addr, redirect_uri=uri)
+        self.wait_link_mail(addr)
+        # A flag takes no value: what follows it is the next option.
+        rc, out = self.add("--allow-http-redirect", "--redirect-uri", uri)
+        self.assertEqual(rc, 0, out)
+
+
 class MailCase(LinkCase):
     @classmethod
     def setUpClass(cls):

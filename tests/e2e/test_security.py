@@ -107,6 +107,32 @@ class Rule1Codes(SecurityCase):
         self.assertRegex(code, r"^[0-9]{6}$")
 
 
+    def test_non_ascii_digits_refused(self):
+        """A passcode is ASCII digits: the right code written in other Unicode digits
+        (Arabic-Indic, Persian, fullwidth, Devanagari, mathematical bold, superscripts),
+        wholly or in one place, is refused with 400 (a wrong code, or invalid input when its
+        UTF-8 is over the 16 bytes a passcode may have), never folded to ASCII; the code
+        itself still works after it."""
+        systems = {"arabic-indic": 0x0660, "persian": 0x06F0, "fullwidth": 0xFF10,
+                   "devanagari": 0x0966, "math bold": 0x1D7CE}
+        superscripts = "\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079"
+        for name, zero in list(systems.items()) + [("superscript", None), ("one place", 0xFF10)]:
+            with self.subTest(digits=name):
+                addr, _ = self.new_user()
+                code = self.code_for(addr)
+                if zero is None:
+                    other = "".join(superscripts[int(d)] for d in code)
+                elif name == "one place":
+                    other = code[:2] + chr(zero + int(code[2])) + code[3:]
+                else:
+                    other = "".join(chr(zero + int(d)) for d in code)
+                self.assertNotEqual(other, code)
+                body = self.assertAnyError(self.authenticate(addr, other), 400)
+                self.assertIn(body["error_code"],
+                              ("auth_invalid_credentials", "system_invalid_input"))
+                self.assertLoginOK(self.authenticate(addr, code))
+
+
 class Rule1Length8(E2ETestCase):
     """otp.length is honoured: a second stack configured for 8 digits."""
 

@@ -67,6 +67,40 @@ int main(void)
 	      0);
 	check(c.smtp_starttls == 1);
 
+	/*
+	 * STARTTLS is required by default (auto) unless the relay is on loopback; yes and no
+	 * override that either way.
+	 */
+	{
+		static const struct {
+			const char *conf;
+			int starttls;
+		} tls[] = {
+		    {"[mail]\nsmtp_host = relay.example.com\n", 1},
+		    {"[mail]\nsmtp_host = 192.0.2.25\n", 1},
+		    {"[mail]\nsmtp_host = 128.0.0.1\n", 1},
+		    {"[mail]\nsmtp_host = 127.0.0.1.example.com\n", 1},
+		    {"[mail]\nsmtp_host = localhost.example.com\n", 1},
+		    {"[mail]\nsmtp_host = 2001:db8::25\n", 1},
+		    {"[mail]\nsmtp_host = 0177.0.0.1\n", 1},
+		    {"[mail]\nsmtp_host = relay.example.com\nsmtp_starttls = auto\n", 1},
+		    {"[mail]\nsmtp_host = relay.example.com\nsmtp_starttls = no\n", 0},
+		    {"[mail]\nsmtp_host = 127.0.0.1\n", 0},
+		    {"[mail]\nsmtp_host = 127.1.2.3\n", 0},
+		    {"[mail]\nsmtp_host = localhost\n", 0},
+		    {"[mail]\nsmtp_host = LocalHost\n", 0},
+		    {"[mail]\nsmtp_host = ::1\n", 0},
+		    {"[mail]\nsmtp_host = [::1]\n", 0},
+		    {"[mail]\nsmtp_host = 127.0.0.1\nsmtp_starttls = yes\n", 1},
+		    {"[mail]\nsmtp_host = localhost\nsmtp_starttls = auto\n", 0},
+		};
+		for (size_t i = 0; i < sizeof(tls) / sizeof(tls[0]); i++)
+			check_msg(load(tls[i].conf, &c, err, sizeof(err)) == 0 &&
+				      c.smtp_starttls == tls[i].starttls,
+				  "%s: starttls %d, expected %d (%s)", tls[i].conf, c.smtp_starttls,
+				  tls[i].starttls, err);
+	}
+
 	check(load("[otp]\nlength = 9\n", &c, err, sizeof(err)) < 0);
 	check(strstr(err, ":2:") != NULL && strstr(err, "outside") != NULL);
 	check(load("[otp]\nlength = 3\n", &c, err, sizeof(err)) < 0);
@@ -82,6 +116,11 @@ int main(void)
 	check(load("[mail]\nsmtp_starttls = maybe\n", &c, err, sizeof(err)) < 0);
 	check(load("[server]\nlog_level = loud\n", &c, err, sizeof(err)) < 0);
 	check(load("[server]\npublic_base_url = ftp://x\n", &c, err, sizeof(err)) < 0);
+	/* No host: "http://" would become "http:" once its trailing slashes are cut. */
+	check(load("[server]\npublic_base_url = http://\n", &c, err, sizeof(err)) < 0);
+	check(load("[server]\npublic_base_url = https:///cis\n", &c, err, sizeof(err)) < 0);
+	check(load("[server]\npublic_base_url = https://h/cis//\n", &c, err, sizeof(err)) == 0 &&
+	      strcmp(c.public_base_url, "https://h/cis") == 0);
 	check(load("[otp]\nttl_minutes = 90\nmax_ttl_minutes = 60\n", &c, err, sizeof(err)) < 0);
 	check(conf_load(&c, "/nonexistent/otlogin.conf", err, sizeof(err)) < 0);
 

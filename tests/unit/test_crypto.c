@@ -34,46 +34,71 @@ static void test_init(void)
 }
 
 /*
- * Security rule 1: codes are uniform. 100000 single digits: each digit is expected 10000 times
- * with a standard deviation of about 95, so a +-10% window (over 10 sigma) never flakes; it
- * catches gross bias (a stuck or skewed digit), not subtle bias, which the rejection sampling
- * in crypto_random_digits rules out by construction.
+ * Security rule 1 (codes are uniform: no modulo bias), statistically, with Pearson's chi-square
+ * against the uniform distribution. 10^6 codes of the default length (6 digits; test_conf
+ * checks that 6 is the default [otp] length), drawn as 333334 calls for 18 digits, each three
+ * codes: crypto_random_digits makes each digit alike from its own random byte whatever the
+ * length, and one call costs about 9 us of libgcrypt's CSPRNG, so this takes 3 s instead of 9.
+ * Statistics: the counts at each of the 18 output positions (the leading digit included) and
+ * at each of the 6 code positions (df 9 each), all digits pooled (df 9), and the disjoint pairs
+ * of adjacent digits (positions 0-1, 2-3, ...) pooled (df 99: digits are independent). Each
+ * threshold is the chi-square quantile for p = 1e-8 (df 9: 55.45; df 99: 199.24), so the 26
+ * statistics together fail a correct generator with a probability below 2.6e-7 < 1e-6.
+ * "byte % 10" without the rejection (digits 0-5 at 26/256, 6-9 at 25/256) gives about 120
+ * per output position, 366 per code position and 2200 pooled; rejecting at 251 instead of 250
+ * (one value too many for digit 0) about 48, 140 and 860.
  */
-static void test_digits_uniform(void)
+#define CHI_DRAWS 333334
+#define CHI_DRAW_LEN 18
+#define CHI_CODE_LEN 6
+#define CHI_DF9_MAX 55.45
+#define CHI_DF99_MAX 199.24
+
+static double chi_square(const unsigned long *count, unsigned bins, unsigned long n)
 {
-	unsigned long count[10] = {0};
-	char d[2];
+	double expect = (double)n / bins, x = 0;
+
+	for (unsigned i = 0; i < bins; i++)
+		x += ((double)count[i] - expect) * ((double)count[i] - expect) / expect;
+	return x;
+}
+
+static void test_digits_chi_square(void)
+{
+	static unsigned long out_pos[CHI_DRAW_LEN][10], code_pos[CHI_CODE_LEN][10], pooled[10],
+	    pairs[100];
+	char draw[CHI_DRAW_LEN + 1];
+	double x;
 	int ok = 1;
 
-	for (int i = 0; i < 100000; i++) {
-		if (crypto_random_digits(d, 1) != 0 || !is_digits(d, 1)) {
+	for (long i = 0; i < CHI_DRAWS; i++) {
+		if (crypto_random_digits(draw, CHI_DRAW_LEN) != 0 ||
+		    !is_digits(draw, CHI_DRAW_LEN)) {
 			ok = 0;
 			break;
 		}
-		count[d[0] - '0']++;
+		for (int p = 0; p < CHI_DRAW_LEN; p++) {
+			int d = draw[p] - '0';
+			out_pos[p][d]++;
+			code_pos[p % CHI_CODE_LEN][d]++;
+			pooled[d]++;
+			if (p % 2 == 1)
+				pairs[(draw[p - 1] - '0') * 10 + d]++;
+		}
 	}
 	check(ok);
-	for (int i = 0; i < 10; i++)
-		check_msg(count[i] >= 9000 && count[i] <= 11000, "digit %d seen %lu times", i,
-			  count[i]);
-
-	/* Each position of 18-digit codes is uniform too, not just the first. */
-	{
-		unsigned long pos[18][10] = {{0}};
-		char code[19];
-		int pos_ok = 1;
-
-		for (int i = 0; i < 20000; i++) {
-			crypto_random_digits(code, 18);
-			for (int p = 0; p < 18; p++)
-				pos[p][code[p] - '0']++;
-		}
-		for (int p = 0; p < 18; p++)
-			for (int v = 0; v < 10; v++)
-				if (pos[p][v] < 1600 || pos[p][v] > 2400)
-					pos_ok = 0;
-		check_msg(pos_ok, "per-position counts within 2000 +- 20%%");
+	for (int p = 0; p < CHI_DRAW_LEN; p++) {
+		x = chi_square(out_pos[p], 10, CHI_DRAWS);
+		check_msg(x < CHI_DF9_MAX, "output position %d: chi-square %.1f (df 9)", p, x);
 	}
+	for (int p = 0; p < CHI_CODE_LEN; p++) {
+		x = chi_square(code_pos[p], 10, (unsigned long)CHI_DRAWS * 3);
+		check_msg(x < CHI_DF9_MAX, "code position %d: chi-square %.1f (df 9)", p, x);
+	}
+	x = chi_square(pooled, 10, (unsigned long)CHI_DRAWS * CHI_DRAW_LEN);
+	check_msg(x < CHI_DF9_MAX, "all digits: chi-square %.1f (df 9)", x);
+	x = chi_square(pairs, 100, (unsigned long)CHI_DRAWS * (CHI_DRAW_LEN / 2));
+	check_msg(x < CHI_DF99_MAX, "digit pairs: chi-square %.1f (df 99)", x);
 }
 
 static void test_digits_format(void)
@@ -276,7 +301,7 @@ int main(void)
 		return 1;
 	}
 	test_init();
-	test_digits_uniform();
+	test_digits_chi_square();
 	test_digits_format();
 	test_token();
 	test_sha256();

@@ -1026,6 +1026,77 @@ static void test_structure(void)
 	json_decref(c);
 }
 
+/*
+ * Headers that point at or carry a key (jku, jwk, x5u, x5c) and headers with duplicate members
+ * are refused, by jwt_verify and by jwt_verify_hs256, even when correctly signed by the right
+ * key; an unknown member alone is not (the contrast shows the refusal is for these names).
+ */
+static void test_key_headers(void)
+{
+	static const unsigned char hkey[32] = {7};
+	static const char *const members[] = {
+	    "\"jku\":\"https://attacker.example/jwks\"",
+	    "\"x5u\":\"https://attacker.example/cert.pem\"",
+	    "\"jwk\":{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"AAAA\",\"y\":\"AAAA\"}",
+	    "\"x5c\":[\"MIIB\"]",
+	    "\"jku\":null",
+	    "\"x5c\":[]",
+	    "\"typ\":\"JWT\",\"typ\":\"JWT\"",
+	    "\"foo\":1,\"foo\":1",
+	    "\"foo\":1,\"foo\":2",
+	};
+	char header[256], *t;
+
+	for (size_t i = 0; i < sizeof(members) / sizeof(members[0]); i++) {
+		snprintf(header, sizeof(header), "{\"alg\":\"ES256\",\"kid\":\"ec-1\",%s}",
+			 members[i]);
+		t = signed_token(ec, header, "{\"sub\":\"u\"}");
+		check_msg(t != NULL && verify1(t, ec, NULL) == 0, "ES256 header %s", header);
+		free(t);
+		snprintf(header, sizeof(header), "{\"alg\":\"HS256\",%s}", members[i]);
+		t = hs256_token(hkey, sizeof(hkey), header, "{\"sub\":\"u\"}");
+		check_msg(verify_hs(t, hkey, sizeof(hkey), NULL) == 0, "HS256 header %s", header);
+		free(t);
+	}
+	t = signed_token(ec, "{\"alg\":\"ES256\",\"kid\":\"ec-1\",\"foo\":1}", "{\"sub\":\"u\"}");
+	check(verify1(t, ec, NULL) == 1);
+	free(t);
+	t = hs256_token(hkey, sizeof(hkey), "{\"alg\":\"HS256\",\"foo\":1}", "{\"sub\":\"u\"}");
+	check(verify_hs(t, hkey, sizeof(hkey), NULL) == 1);
+	free(t);
+}
+
+/*
+ * Ed25519 signatures are not malleable: S + L (the group order) verifies under libgcrypt 1.10
+ * but must be refused (RFC 8032 section 5.1.7: S must be below L).
+ */
+static void test_ed25519_s_range(void)
+{
+	static const unsigned char order[32] = {0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58,
+						0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
+						0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+						0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10};
+	const char *input = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ1In0";
+	unsigned char *sig = NULL, alt[64];
+	size_t siglen = 0;
+	unsigned carry = 0;
+
+	check(jwt_sign_input(ed, input, strlen(input), &sig, &siglen) == 0 && siglen == 64);
+	if (sig == NULL)
+		return;
+	check(jwt_verify_input(ed, input, strlen(input), sig, siglen) == 1);
+	memcpy(alt, sig, 32);
+	for (int i = 0; i < 32; i++) {
+		unsigned v = sig[32 + i] + order[i] + carry;
+		alt[32 + i] = (unsigned char)v;
+		carry = v >> 8;
+	}
+	check(carry == 0 && jwt_verify_input(ed, input, strlen(input), alt, 64) == 0);
+	memcpy(alt + 32, order, 32);
+	check(jwt_verify_input(ed, input, strlen(input), alt, 64) == 0);
+	free(sig);
+}
+
 /* alg "none", alg confusion, unknown kid. */
 static void test_alg_pinning(void)
 {
@@ -1202,6 +1273,8 @@ int main(void)
 	test_tampering();
 	test_structure();
 	test_alg_pinning();
+	test_key_headers();
+	test_ed25519_s_range();
 	test_hs256();
 	jwk_free(rsa);
 	jwk_free(ec);
