@@ -298,6 +298,10 @@ static char *redirect_url(json_t *link, const char *code)
 	char *out = NULL, *enc = NULL;
 	size_t n = 0;
 
+	if (uri == NULL) {
+		log_err("a magic link's record names no redirect_uri");
+		return NULL;
+	}
 	if (redirect_len(uri, state) > RESP_HEADER_MAX || strlen(code) != LINK_CODE_CHARS) {
 		log_err("a magic link's redirect is too long for the Location header");
 		return NULL;

@@ -37,6 +37,9 @@ int lockout_begin_txn(struct store_txn *t, struct ctx *c, const char *user_id, c
 	until = json_integer_value(json_object_get(l->rec, "until"));
 	if (until <= (json_int_t)now)
 		return ERR_NONE;
+	/* No delay is longer than lockout_minutes (a damaged record's "until" may claim so). */
+	if (until - (json_int_t)now > (json_int_t)c->conf->otp_lockout_minutes * 60)
+		until = (json_int_t)now + (json_int_t)c->conf->otp_lockout_minutes * 60;
 	if ((unsigned)(until - now) > *wait)
 		*wait = (unsigned)(until - now);
 	return ERR_LOCKED;

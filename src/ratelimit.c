@@ -10,6 +10,11 @@
 #include "err.h"
 #include "log.h"
 
+/* The largest count a slot can hold (a window's limit is at most 1 000 000). */
+#define RL_COUNT_MAX (1 << 30)
+/* Longer than any wait a window can ask for: a period is at most a week, plus one slot. */
+#define RL_WAIT_MAX (8 * 24 * 3600)
+
 unsigned rl_slot_width(const struct conf_rate *rule)
 {
 	unsigned w = (rule->period + RL_SLOTS - 1) / RL_SLOTS;
@@ -32,10 +37,11 @@ static json_int_t slot_leaves(json_t *slot)
 	return json_integer_value(json_array_get(slot, 0));
 }
 
+/* A slot's count; a damaged record's is kept within bounds, so that sums cannot overflow. */
 static json_int_t slot_count(json_t *slot)
 {
 	json_int_t n = json_integer_value(json_array_get(slot, 1));
-	return n > 0 ? n : 0;
+	return n > 0 ? (n < RL_COUNT_MAX ? n : RL_COUNT_MAX) : 0;
 }
 
 static json_int_t window_total(json_t *slots, time_t now)
@@ -58,6 +64,16 @@ unsigned rl_window_count(json_t *rec, time_t now)
 	return n > 0xffffff ? 0xffffff : (unsigned)n;
 }
 
+/*
+ * The seconds from now until leaves, at most RL_WAIT_MAX: a damaged record's slot may claim to
+ * leave in 2^32 s, which must not wrap around to "fits now".
+ */
+static unsigned wait_until(json_int_t leaves, time_t now)
+{
+	json_int_t d = leaves - (json_int_t)now;
+	return (unsigned)(d < RL_WAIT_MAX ? d : RL_WAIT_MAX);
+}
+
 unsigned rl_window_wait(json_t *rec, const struct conf_rate *rule, time_t now)
 {
 	json_t *slots = slots_of(rec), *slot;
@@ -76,7 +92,7 @@ unsigned rl_window_wait(json_t *rec, const struct conf_rate *rule, time_t now)
 			continue;
 		over -= slot_count(slot);
 		if (over <= 0)
-			return (unsigned)(slot_leaves(slot) - (json_int_t)now);
+			return wait_until(slot_leaves(slot), now);
 	}
 	/* Not reached when the slots are well formed; a broken record waits a whole period. */
 	return rule->period ? rule->period : 1;

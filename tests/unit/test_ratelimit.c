@@ -3,6 +3,7 @@
  * period, an exact Retry-After, bounded records, a stepping clock), the [limits] syntax, the
  * address keys, and the counters on a real store shared by racing processes.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,6 +152,15 @@ static void window_arithmetic(void)
 	json_decref(rec);
 	rec = json_pack("{s:s}", "slots", "nonsense");
 	check(rl_window_wait(rec, &three, 1000) == 0);
+	json_decref(rec);
+	/* A damaged one neither overflows its sums nor wraps a far wait around to "fits now". */
+	rec = json_pack("{s:[[I, I], [I, I]]}", "slots", (json_int_t)1900000000,
+			(json_int_t)INT64_MAX, (json_int_t)1900000000, (json_int_t)INT64_MAX);
+	check(rl_window_wait(rec, &three, 1000) > 0 && rl_window_count(rec, 1000) > 3);
+	json_decref(rec);
+	rec = json_pack("{s:[[I, I]]}", "slots", (json_int_t)1000 + ((json_int_t)1 << 32),
+			(json_int_t)5);
+	check(rl_window_wait(rec, &three, 1000) == 8 * 24 * 3600);
 	json_decref(rec);
 
 	simulate(&three, 1);
