@@ -18,8 +18,8 @@ import time
 import urllib.parse
 
 import harness
+from clock import ClockStack
 from harness import E2ETestCase, other_code, unique_email
-from test_lockout import ClockStack
 
 REDIRECT = "https://app.example/callback"
 LINK_SEND = "/cis/v1/auth/link/email/send"
