@@ -21,7 +21,6 @@ each login four times as expensive.
 """
 
 import collections
-import glob
 import http.client
 import os
 import random
@@ -34,6 +33,7 @@ import threading
 import time
 
 import harness
+from clock import ClockStack, faketime_library
 from harness import E2ETestCase
 
 CRASH_SECONDS = 60
@@ -425,54 +425,8 @@ class Stop(CrashCase):
         self.assertEqual(stack.server_log(r"Thread died|Freeing|recovery"), 0, stack.log_tail(10))
 
 
-def faketime_library():
-    found = sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1")
-                   + glob.glob("/usr/lib/faketime/libfaketime.so.1"))
-    return found[0] if found else None
-
-
-class ClockedStack(CrashStack):
-    """The workers on a clock the test moves (libfaketime, as in test_link: preloaded for
-    otlogin.fcgi only, its settings also passed as request variables since fcgi_stdio swaps
-    environ for each request)."""
-
-    def __init__(self, **kw):
-        super().__init__(**kw)
-        self.clock_dir = tempfile.mkdtemp(prefix="otlogin-e2e-clock-")
-        self.clock_file = os.path.join(self.clock_dir, "offset")
-        self.advance(0)
-
-    def fake_env(self):
-        return {"FAKETIME_TIMESTAMP_FILE": self.clock_file, "FAKETIME_NO_CACHE": "1",
-                "FAKETIME_DISABLE_SHM": "1"}
-
-    def advance(self, seconds, _offset=[0]):
-        _offset[0] += int(seconds)
-        with open(self.clock_file + ".tmp", "w") as f:
-            f.write("%+d\n" % _offset[0])
-        os.replace(self.clock_file + ".tmp", self.clock_file)
-
-    def _write_lighttpd_conf(self):
-        super()._write_lighttpd_conf()
-        with open(self.lighttpd_conf, "a") as f:
-            f.write('server.modules += ( "mod_setenv" )\nsetenv.add-environment = ( %s )\n'
-                    % ", ".join('"%s" => "%s"' % kv for kv in self.fake_env().items()))
-
-    def start(self):
-        saved = dict(os.environ)
-        os.environ.update(self.fake_env())
-        os.environ.update({"LD_PRELOAD": faketime_library(), "FAKETIME_ONLY_CMDS": "otlogin.fcgi"})
-        try:
-            return super().start()
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
-
-    def stop(self):
-        try:
-            super().stop()
-        finally:
-            shutil.rmtree(self.clock_dir, ignore_errors=True)
+class ClockedStack(ClockStack, CrashStack):
+    """A CrashStack whose workers run on a clock the test moves (clock.ClockStack)."""
 
 
 class Purge(CrashCase):

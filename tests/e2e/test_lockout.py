@@ -8,13 +8,11 @@ attempt, magic links included, gets 403 auth_locked with Retry-After; it is neve
 
 The clock is moved with libfaketime (the workers only); quickstart installs it."""
 
-import glob
 import os
-import shutil
-import tempfile
 import urllib.parse
 
 import harness
+from clock import ClockStack
 from harness import E2ETestCase, other_code
 
 MAX_FAILURES = 3
@@ -26,68 +24,6 @@ LOCKED = {"message": "Too many failed attempts", "error_code": "auth_locked"}
 BAD = {"message": "Invalid passcode", "error_code": "auth_invalid_credentials"}
 
 stack = None
-
-
-def faketime_library():
-    for pattern in ("/usr/lib/*/faketime/libfaketime.so.1", "/usr/lib/faketime/libfaketime.so.1"):
-        found = sorted(glob.glob(pattern))
-        if found:
-            return found[0]
-    return None
-
-
-class ClockStack(harness.Stack):
-    """A Stack whose FastCGI workers run on a clock the test moves (libfaketime preloaded
-    for otlogin.fcgi only, its offset read from a file; lighttpd hands the settings to the
-    workers as request variables too, since fcgi_stdio swaps environ per request)."""
-
-    def __init__(self, **kw):
-        super().__init__(**kw)
-        self.faketime = faketime_library()
-        self.offset = 0
-        self.clock_dir = None
-
-    def _clock_env(self):
-        return {"FAKETIME_TIMESTAMP_FILE": os.path.join(self.clock_dir, "offset"),
-                "FAKETIME_NO_CACHE": "1", "FAKETIME_DISABLE_SHM": "1"}
-
-    def _write_lighttpd_conf(self):
-        super()._write_lighttpd_conf()
-        if self.faketime is None:
-            return
-        with open(self.lighttpd_conf, "a") as f:
-            f.write('server.modules += ( "mod_setenv" )\nsetenv.add-environment = ( %s )\n'
-                    % ", ".join('"%s" => "%s"' % kv for kv in self._clock_env().items()))
-
-    def start(self):
-        if self.faketime is None:
-            return super().start()
-        self.clock_dir = tempfile.mkdtemp(prefix="otlogin-e2e-clock-")
-        self.advance(0)
-        saved = dict(os.environ)
-        os.environ.update(self._clock_env())
-        os.environ.update({"LD_PRELOAD": self.faketime, "FAKETIME_ONLY_CMDS": "otlogin.fcgi"})
-        try:
-            super().start()
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
-        return self
-
-    def stop(self):
-        try:
-            super().stop()
-        finally:
-            if self.clock_dir is not None:
-                shutil.rmtree(self.clock_dir, ignore_errors=True)
-                self.clock_dir = None
-
-    def advance(self, seconds):
-        self.offset += int(seconds)
-        path = os.path.join(self.clock_dir, "offset")
-        with open(path + ".tmp", "w") as f:
-            f.write("%+d\n" % self.offset)
-        os.replace(path + ".tmp", path)
 
 
 def setUpModule():

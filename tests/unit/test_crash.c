@@ -13,15 +13,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "check.h"
-#include "crypto.h"
+#include "fixture.h"
 #include "link.h"
 #include "lockout.h"
 #include "log.h"
 #include "session.h"
-#include "store.h"
-
-static char dir[64];
 
 struct kv {
 	enum store_table tbl;
@@ -83,7 +79,7 @@ static void killed_outside(struct store *s)
 	check(pipe(pipefd) == 0);
 	child = fork();
 	if (child == 0) {
-		struct store *cs = store_open(dir, 4, 0);
+		struct store *cs = store_open(fixture_dir, 4, 0);
 		struct store_txn *t;
 		if (cs == NULL || store_begin(cs, &t) != 0 ||
 		    put_kv(t, &(struct kv){TBL_USERS, "shared", "{\"v\":\"dead\"}"}) != 0)
@@ -131,7 +127,7 @@ static void killed_inside(struct store *s)
 			break;
 		child = fork();
 		if (child == 0) {
-			struct store *cs = store_open(dir, 4, 0);
+			struct store *cs = store_open(fixture_dir, 4, 0);
 			close(pipefd[0]);
 			for (int n = 0; cs != NULL; n++) {
 				char key[32] = "", json[64]; /* all 32 bytes go to the pipe */
@@ -255,7 +251,7 @@ static void spoil_region(const char *file, off_t size, int zero_header)
 	char path[128], zeros[4096] = {0};
 	FILE *f;
 
-	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	snprintf(path, sizeof(path), "%s/%s", fixture_dir, file);
 	if (zero_header) {
 		f = fopen(path, "r+");
 		check(f != NULL && fwrite(zeros, 1, sizeof(zeros), f) == sizeof(zeros));
@@ -278,7 +274,7 @@ static int child_reads(const struct kv *kv)
 		int found;
 		/* Die of it, as a worker would, rather than have a sanitizer report it. */
 		signal(SIGBUS, SIG_DFL);
-		cs = store_open(dir, 4, 0);
+		cs = store_open(fixture_dir, 4, 0);
 		found = cs != NULL && store_run(cs, get_probe, &p) == STORE_FOUND &&
 			strstr(kv->json, p.value) != NULL;
 		store_close(cs);
@@ -298,7 +294,7 @@ static int child_reads(const struct kv *kv)
 static void half_made_regions(void)
 {
 	struct kv kv = {TBL_USERS, "half-made", "{\"v\":\"kept\"}"};
-	struct store *s = store_open(dir, 4, 0);
+	struct store *s = store_open(fixture_dir, 4, 0);
 	int status;
 
 	check(s != NULL && store_run(s, put_kv, &kv) == 0);
@@ -318,14 +314,10 @@ static void half_made_regions(void)
 int main(void)
 {
 	struct store *s;
-	char cmd[128];
 
-	crypto_init();
 	/* Berkeley DB's messages about the killed processes are expected here. */
 	log_init("test_crash", LOG_LEVEL_ERR);
-	snprintf(dir, sizeof(dir), "/tmp/otlogin-test-crash-%d", (int)getpid());
-	umask(077);
-	s = store_open(dir, 4, 1);
+	s = store_open(fixture_begin("/tmp", "crash"), 4, 1);
 	check(s != NULL);
 	if (s == NULL)
 		return check_done();
@@ -334,7 +326,6 @@ int main(void)
 	purge(s);
 	store_close(s);
 	half_made_regions();
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	check(system(cmd) == 0);
+	fixture_remove(fixture_dir);
 	return check_done();
 }

@@ -17,21 +17,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "check.h"
-#include "client.h"
-#include "conf.h"
-#include "crypto.h"
-#include "ctx.h"
-#include "keyring.h"
+#include "fixture.h"
 #include "link.h"
 #include "otp.h"
 #include "user.h"
 
 #define ATTEMPTS 100000
-
-static struct conf conf;
-static struct keyring keys;
-static struct ctx c = {.conf = &conf, .keys = &keys};
 
 static int count_record(const void *k, size_t klen, json_t *val, void *arg)
 {
@@ -119,32 +110,26 @@ static int flood(json_t *client)
 
 int main(void)
 {
-	char dir[64], err[128], cmd[128];
-	json_t *spec, *out = NULL, *client = NULL;
+	json_t *spec, *client;
 	long before, after;
 	long long first, second;
 	time_t later;
 
-	crypto_init();
-	umask(077);
-	snprintf(dir, sizeof(dir), "/dev/shm/otlogin-test-growth-%d", (int)getpid());
-	conf_defaults(&conf);
+	if (fixture_open("/dev/shm", "growth", 8) < 0)
+		return check_done();
 	conf.client_attempts = (struct conf_rate){1000000, 3600};
-	c.store = store_open(dir, 8, 1);
-	check(c.store != NULL);
-	check(keyring_create(c.store, dir, JWK_RS256) == 0);
-	check(keyring_load(&keys, c.store, dir, 3600) == 0);
 	spec = json_pack("{s:s}", "name", "flood");
-	check(client_create(&c, spec, &out, err, sizeof(err)) == 0);
-	check(client_get(&c, json_string_value(json_object_get(out, "client_id")), &client) == 1);
+	client = fixture_client(spec);
 	json_decref(spec);
-	json_decref(out);
+	check(client != NULL);
+	if (client == NULL)
+		return check_done();
 
 	before = records();
 	check_msg(flood(client) == ATTEMPTS, "every attempt failed");
 	after = records();
 	check_msg(after - before >= ATTEMPTS, "%ld records written", after - before);
-	first = db_bytes(dir);
+	first = db_bytes(fixture_dir);
 	/* Past every window and the purge's grace: nothing the flood wrote is left. */
 	later = time(NULL) + 3600 + 60 + STORE_PURGE_GRACE_S + 1;
 	check(store_purge(c.store, later) >= ATTEMPTS);
@@ -153,7 +138,7 @@ int main(void)
 
 	/* A second flood reuses the freed pages: the files grow by less than a tenth. */
 	check(flood(client) == ATTEMPTS);
-	second = db_bytes(dir);
+	second = db_bytes(fixture_dir);
 	printf("# %ld records written by %d attempts; table files %lld bytes after the first "
 	       "flood, %lld after the second\n",
 	       after - before, ATTEMPTS, first, second);
@@ -164,10 +149,6 @@ int main(void)
 	check(records() == before);
 
 	json_decref(client);
-	keyring_free(&keys);
-	store_close(c.store);
-	conf_free(&conf);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	check(system(cmd) == 0);
+	fixture_close();
 	return check_done();
 }

@@ -13,8 +13,8 @@
 #include <unistd.h>
 
 #include "b64url.h"
-#include "check.h"
 #include "crypto.h"
+#include "fixture.h"
 #include "log.h"
 #include "mail.h"
 
@@ -1045,8 +1045,7 @@ static void test_maildir(void)
 	check(mail_send(&conf, r.from_addr, r.to_addr, msg, len) == MAIL_EDELIVER);
 
 	free(msg);
-	snprintf(path, sizeof(path), "rm -rf '%s'", root);
-	check(system(path) == 0);
+	fixture_remove(root);
 }
 
 int main(void)

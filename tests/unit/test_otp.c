@@ -11,29 +11,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "check.h"
-#include "client.h"
-#include "conf.h"
-#include "crypto.h"
-#include "ctx.h"
-#include "keyring.h"
+#include "fixture.h"
 #include "lockout.h"
 #include "otp.h"
 #include "user.h"
 
-static struct conf conf;
-static struct keyring keys;
-static struct ctx c = {.conf = &conf, .keys = &keys};
-
 static json_t *new_client(const char *name)
 {
-	char err[128];
-	json_t *spec = json_pack("{s:s, s:[s]}", "name", name, "permissions", "direct"), *out,
-	       *client = NULL;
-	if (client_create(&c, spec, &out, err, sizeof(err)) == 0) {
-		client_get(&c, json_string_value(json_object_get(out, "client_id")), &client);
-		json_decref(out);
-	}
+	json_t *spec = json_pack("{s:s, s:[s]}", "name", name, "permissions", "direct");
+	json_t *client = fixture_client(spec);
+
 	json_decref(spec);
 	return client;
 }
@@ -141,22 +128,14 @@ static void age(enum store_table tbl, const char *field)
 
 int main(void)
 {
-	char dir[64], err[256], code[16], code2[16], wrong[16], cmd[128];
+	char err[256], code[16], code2[16], wrong[16];
 	json_t *a, *b;
 	int leading_zero = 0, all_digits = 1;
 
-	crypto_init();
-	umask(077);
-	snprintf(dir, sizeof(dir), "/tmp/otlogin-test-otp-%d", (int)getpid());
-	conf_defaults(&conf);
-	free(conf.db_dir);
-	conf.db_dir = strdup(dir);
+	if (fixture_open("/tmp", "otp", 8) < 0)
+		return check_done();
 	free(conf.issuer);
 	conf.issuer = strdup("http://127.0.0.1/cis");
-	c.store = store_open(dir, 8, 1);
-	check(c.store != NULL);
-	check(keyring_create(c.store, dir, JWK_RS256) == 0);
-	check(keyring_load(&keys, c.store, dir, 3600) == 0);
 	a = new_client("A");
 	b = new_client("B");
 	check(a != NULL && b != NULL);
@@ -190,7 +169,7 @@ int main(void)
 				 */
 				if (freopen("/dev/null", "w", stdout) == NULL)
 					_exit(1);
-				c.store = store_open(dir, 8, 0);
+				c.store = store_open(fixture_dir, 8, 0);
 				_exit(c.store && auth(a, "race@example.com", code) == ERR_NONE ? 0
 											       : 1);
 			}
@@ -290,10 +269,6 @@ int main(void)
 
 	json_decref(a);
 	json_decref(b);
-	keyring_free(&keys);
-	store_close(c.store);
-	conf_free(&conf);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	check(system(cmd) == 0);
+	fixture_close();
 	return check_done();
 }

@@ -12,17 +12,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "check.h"
-#include "conf.h"
-#include "crypto.h"
-#include "ctx.h"
-#include "keyring.h"
+#include "fixture.h"
 #include "ratelimit.h"
 #include "resp.h"
-
-static struct conf conf;
-static struct keyring keys;
-static struct ctx c = {.conf = &conf, .keys = &keys};
 
 /* Try one event at now: 1 when it fitted (and was added to *rec), 0 when refused. */
 static int try_event(json_t **rec, const struct conf_rate *rule, time_t now, unsigned *wait)
@@ -331,7 +323,7 @@ static void backoff_on_a_store(void)
 	check(store_run(c.store, backoff_txn, &other) == 0 && other.wait == 0);
 }
 
-static void on_a_store(const char *dir)
+static void on_a_store(void)
 {
 	struct conf_rate five = {5, 3600}, off = {0, 0};
 	unsigned wait;
@@ -353,7 +345,7 @@ static void on_a_store(const char *dir)
 		if (pids[i] == 0) {
 			struct conf_rate twenty = {20, 3600};
 			int mine = 0;
-			c.store = store_open(dir, 8, 0);
+			c.store = store_open(fixture_dir, 8, 0);
 			for (int j = 0; j < 10 && c.store != NULL; j++)
 				mine += hit(&twenty, "race", 1, &wait) == 0;
 			store_close(c.store);
@@ -549,8 +541,6 @@ static void delivery_pace(void)
 
 int main(void)
 {
-	char dir[64], cmd[128];
-
 	crypto_init();
 	umask(077);
 	window_arithmetic();
@@ -558,21 +548,12 @@ int main(void)
 	syntax();
 	addresses();
 
-	snprintf(dir, sizeof(dir), "/tmp/otlogin-test-ratelimit-%d", (int)getpid());
-	conf_free(&conf);
-	conf_defaults(&conf);
-	c.store = store_open(dir, 8, 1);
-	check(c.store != NULL);
-	check(keyring_create(c.store, dir, JWK_RS256) == 0);
-	check(keyring_load(&keys, c.store, dir, 3600) == 0);
-	on_a_store(dir);
-	hidden_sends();
-	delivery_pace();
-	backoff_on_a_store();
-	keyring_free(&keys);
-	store_close(c.store);
-	conf_free(&conf);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	check(system(cmd) == 0);
+	if (fixture_open("/tmp", "ratelimit", 8) == 0) {
+		on_a_store();
+		hidden_sends();
+		delivery_pace();
+		backoff_on_a_store();
+	}
+	fixture_close();
 	return check_done();
 }

@@ -12,10 +12,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "check.h"
 #include "conf.h"
 #include "crypto.h"
 #include "ctx.h"
+#include "fixture.h"
 #include "sms.h"
 
 static char tmpdir[] = "/tmp/otlogin-test-sms-XXXXXX";
@@ -500,8 +500,6 @@ static void test_conf(void)
 
 int main(void)
 {
-	char cmd[200];
-
 	if (crypto_init() < 0 || mkdtemp(tmpdir) == NULL) {
 		printf("Bail out! setup\n");
 		return 1;
@@ -515,8 +513,6 @@ int main(void)
 	test_email();
 	test_send_checks();
 	test_conf();
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
-	if (system(cmd) != 0)
-		printf("# could not remove %s\n", tmpdir);
+	fixture_remove(tmpdir);
 	return check_done();
 }

@@ -1,13 +1,16 @@
-/* store: the Berkeley DB store: records, refusal without commit, iteration, file modes. */
+/*
+ * store: the Berkeley DB store: records, refusal without commit, iteration, file modes, and
+ * what store_maintain does between requests (the purge pass when it is due, checkpoints that
+ * let the log files be removed).
+ */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
-#include "check.h"
-#include "crypto.h"
-#include "store.h"
+#include "fixture.h"
 
 static int put_then_refuse(struct store_txn *t, void *arg)
 {
@@ -37,18 +40,139 @@ static int count_txn(struct store_txn *t, void *arg)
 	return store_each(t, TBL_USERS, "b", 1, count_cb, arg);
 }
 
+struct kv {
+	enum store_table tbl;
+	const char *key;
+	json_t *val; /* NULL: read into got */
+	json_t *got;
+};
+
+static int put_kv(struct store_txn *t, void *arg)
+{
+	struct kv *kv = arg;
+	return store_put(t, kv->tbl, kv->key, strlen(kv->key), kv->val);
+}
+
+static int get_kv(struct store_txn *t, void *arg)
+{
+	struct kv *kv = arg;
+	return store_get(t, kv->tbl, kv->key, strlen(kv->key), &kv->got, 0);
+}
+
+/* 1 when tbl holds key, 0 when not, or a negative store_rc. */
+static int has(struct store *s, enum store_table tbl, const char *key)
+{
+	struct kv kv = {tbl, key, NULL, NULL};
+	int rc = store_run(s, get_kv, &kv);
+	json_decref(kv.got);
+	return rc;
+}
+
+/* Put {"exp": exp} under key in tbl. */
+static int put_exp(struct store *s, enum store_table tbl, const char *key, time_t exp)
+{
+	struct kv kv = {tbl, key, json_pack("{s:I}", "exp", (json_int_t)exp), NULL};
+	int rc = store_run(s, put_kv, &kv);
+	json_decref(kv.val);
+	return rc;
+}
+
+/* store_maintain does at most one step a second: wait for the next second, then call it. */
+static void maintain_next_second(struct store *s)
+{
+	time_t then = time(NULL);
+
+	while (time(NULL) == then)
+		nanosleep(&(struct timespec){0, 10000000}, NULL);
+	store_maintain(s);
+}
+
+/* Rewrite the same 25 records of 4 KiB in TBL_CLIENTS: some 100 KiB of log or more. */
+static int write_log(struct store_txn *t, void *arg)
+{
+	static char big[4097];
+	char key[16];
+	int rc = 0;
+
+	memset(big, 'x', sizeof(big) - 1);
+	big[0] = (char)('a' + *(unsigned *)arg % 26);
+	for (int i = 0; i < 25 && rc == 0; i++) {
+		json_t *v = json_pack("{s:s}", "v", big);
+		snprintf(key, sizeof(key), "bulk-%d", i);
+		rc = store_put(t, TBL_CLIENTS, key, strlen(key), v);
+		json_decref(v);
+	}
+	return rc;
+}
+
+/* 1 when the log file of number n is in dir. */
+static int log_file(const char *dir, int n)
+{
+	char path[128];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/log.%010d", dir, n);
+	return stat(path, &st) == 0;
+}
+
+/* Write log until file n exists (at most 64 MiB of records): 1 when it does. */
+static int write_log_until(struct store *s, const char *dir, int n)
+{
+	for (unsigned i = 0; i < 640 && !log_file(dir, n); i++)
+		if (store_run(s, write_log, &i) != 0)
+			return 0;
+	return log_file(dir, n);
+}
+
+/*
+ * store_maintain, in a second other than the last call's:
+ * - claims the purge pass, which is due in a fresh environment, and runs it: a code expired
+ *   longer ago than the grace is deleted, a live one and one within the grace are kept; the
+ *   pass is not run again at the next call (it is claimed every ten minutes);
+ * - checkpoints once 1 MiB of log was written, so that the log file in use before is removed
+ *   at the next switch to a new file. Without a checkpoint, recovery would still need it.
+ */
+static void maintain(const char *dir)
+{
+	struct store *s = store_open(dir, 4, 0);
+	time_t now = time(NULL);
+
+	check(s != NULL);
+	if (s == NULL)
+		return;
+	check(put_exp(s, TBL_CODES, "expired", now - STORE_PURGE_GRACE_S - 60) == 0);
+	check(put_exp(s, TBL_CODES, "in-grace", now - 60) == 0);
+	check(put_exp(s, TBL_CODES, "live", now + 600) == 0);
+	check(put_exp(s, TBL_SESSIONS, "expired", now - STORE_PURGE_GRACE_S - 60) == 0);
+	maintain_next_second(s);
+	check(has(s, TBL_CODES, "expired") == STORE_NOTFOUND);
+	check(has(s, TBL_SESSIONS, "expired") == STORE_NOTFOUND);
+	check(has(s, TBL_CODES, "in-grace") == STORE_FOUND);
+	check(has(s, TBL_CODES, "live") == STORE_FOUND);
+	check(put_exp(s, TBL_CODES, "expired-later", now - STORE_PURGE_GRACE_S - 60) == 0);
+	maintain_next_second(s);
+	check(has(s, TBL_CODES, "expired-later") == STORE_FOUND);
+
+	/* Past a file switch, the first log file is still needed: no checkpoint since it. */
+	check_msg(write_log_until(s, dir, 2), "no second log file");
+	check(log_file(dir, 1));
+	maintain_next_second(s);
+	check_msg(write_log_until(s, dir, 3), "no third log file");
+	check_msg(!log_file(dir, 1), "log file 1 outlived the checkpoint of store_maintain");
+	check(store_failed(s) == 0);
+	store_close(s);
+}
+
 int main(void)
 {
-	char dir[64], path[128];
+	char path[128];
+	const char *dir = fixture_begin("/tmp", "store");
 	struct store *s;
 	struct store_txn *t;
 	struct stat st;
 	json_t *v;
 	int n;
 
-	crypto_init();
-	snprintf(dir, sizeof(dir), "/tmp/otlogin-test-store-%d", (int)getpid());
-	umask(077);
 	s = store_open(dir, 4, 1);
 	check(s != NULL);
 	check(stat(dir, &st) == 0 && (st.st_mode & 0777) == 0700);
@@ -83,7 +207,6 @@ int main(void)
 	check(store_run(s, count_txn, &n) == 0 && n == 2); /* from "b": b, c */
 	check(store_ping(s) == 1);
 	check(store_failed(s) == 0);
-	store_maintain(s);
 	store_close(s);
 
 	/* Reopening (another process would) sees the committed records. */
@@ -92,7 +215,7 @@ int main(void)
 	check(store_run(s, count_txn, &n) == 0 && n == 2);
 	store_close(s);
 	check(store_open("/nonexistent/otlogin", 4, 0) == NULL);
-	snprintf(path, sizeof(path), "rm -rf '%s'", dir);
-	check(system(path) == 0);
+	maintain(dir);
+	fixture_remove(dir);
 	return check_done();
 }
