@@ -179,6 +179,13 @@ json_t *rl_backoff_fail(json_t *rec, const struct rl_backoff *b, time_t now)
 			 next + (json_int_t)b->forget);
 }
 
+/* The key of the window of kind for subject a (and b when not NULL). 0 or -1. */
+static int limit_key(struct keyring *kr, char key[KEYRING_TAG_HEX], const char *kind, const char *a,
+		     const char *b)
+{
+	return keyring_tag(kr, key, "limit", kind, a ? a : "", b, NULL);
+}
+
 int ratelimit_backoff_txn(struct store_txn *t, struct keyring *kr, const struct rl_backoff *b,
 			  unsigned *wait, const char *kind, const char *a, const char *sub)
 {
@@ -190,7 +197,7 @@ int ratelimit_backoff_txn(struct store_txn *t, struct keyring *kr, const struct 
 	*wait = 0;
 	if (b->free == 0)
 		return 0;
-	if (keyring_tag(kr, key, "limit", kind, a ? a : "", sub, NULL) < 0)
+	if (limit_key(kr, key, kind, a, sub) < 0)
 		return STORE_ERR;
 	rc = store_get(t, TBL_COUNTERS, key, strlen(key), &rec, 1);
 	if (rc < 0)
@@ -213,13 +220,6 @@ int ratelimit_backoff_txn(struct store_txn *t, struct keyring *kr, const struct 
 static int ratelimit_key_txn(struct store_txn *t, struct keyring *kr, const struct conf_rate *rule,
 			     int count, unsigned *wait, const char *kind, const char *a,
 			     const char *b, json_t *keys);
-
-/* The key of the window of kind for subject a (and b when not NULL). 0 or -1. */
-static int limit_key(struct keyring *kr, char key[KEYRING_TAG_HEX], const char *kind, const char *a,
-		     const char *b)
-{
-	return keyring_tag(kr, key, "limit", kind, a ? a : "", b, NULL);
-}
 
 int ratelimit_txn(struct store_txn *t, struct keyring *kr, const struct conf_rate *rule, int count,
 		  unsigned *wait, const char *kind, const char *a, const char *b)

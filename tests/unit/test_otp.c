@@ -25,36 +25,31 @@ static json_t *new_client(const char *name)
 	return client;
 }
 
-/* Send a direct passcode to email for client; the code goes into code (size 16). */
-static int send_code(json_t *client, const char *email, char *code)
-{
-	struct otp_send_req r = {
-	    .client = client, .channel = "direct", .idtype = ID_EMAIL, .identifier = email};
-	struct otp_send_res res;
-	int rc = otp_send(&c, &r, &res);
-	if (rc == ERR_NONE) {
-		snprintf(code, 16, "%s", res.code);
-		otp_send_res_free(&res);
-	}
-	return rc;
-}
-
-/* send_code, asking for a request id (new, into *rid). */
+/*
+ * Send a direct passcode to email for client; the code goes into code (size 16), and with rid
+ * not NULL a request id is asked for and returned in *rid (new).
+ */
 static int send_code_rid(json_t *client, const char *email, char *code, char **rid)
 {
 	struct otp_send_req r = {.client = client,
 				 .channel = "direct",
 				 .idtype = ID_EMAIL,
 				 .identifier = email,
-				 .want_request_id = 1};
+				 .want_request_id = rid != NULL};
 	struct otp_send_res res;
 	int rc = otp_send(&c, &r, &res);
 	if (rc == ERR_NONE) {
 		snprintf(code, 16, "%s", res.code);
-		*rid = strdup(res.request_id);
+		if (rid != NULL)
+			*rid = strdup(res.request_id);
 		otp_send_res_free(&res);
 	}
 	return rc;
+}
+
+static int send_code(json_t *client, const char *email, char *code)
+{
+	return send_code_rid(client, email, code, NULL);
 }
 
 static int auth_rid(json_t *client, const char *email, const char *code, const char *rid)
