@@ -533,6 +533,18 @@ class Stack:
         prog = os.path.basename(self.app).encode()
         return any(os.path.basename(a) == prog for a in _cmdline(pid)[:2])
 
+    def restart(self):
+        """Stop the web server and its workers, then start them again on the same database."""
+        workers = self.worker_pids()
+        self.proc.terminate()
+        self.proc.wait(timeout=15)
+        self.proc = None
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and any(_proc_stat(p) for p, _ in workers):
+            time.sleep(0.05)
+        if not self._start_server():
+            raise HarnessError("the web server did not start again")
+
     def stop(self):
         """Stop the server (it stops its workers), make sure no worker survives, stop the
         sink. Raises HarnessError when a worker had to be killed by force."""

@@ -451,17 +451,9 @@ class ColdWorker(SlowSinkCase):
     NAME = "cold-worker"
 
     def restart(self):
-        """Stop lighttpd and its workers, then start them again on the same database."""
-        s = self.stack
-        workers = s.worker_pids()
-        s.proc.terminate()
-        s.proc.wait(timeout=15)
-        s.proc = None
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and any(harness._proc_stat(p) for p, _ in workers):
-            time.sleep(0.05)
-        self.assertTrue(s._start_server(), "lighttpd did not start again")
-        self.assertFalse(set(workers) & set(s.worker_pids()), "the workers are not new")
+        workers = self.stack.worker_pids()
+        self.stack.restart()
+        self.assertFalse(set(workers) & set(self.stack.worker_pids()), "the workers are not new")
 
     def test_fresh_worker_pads_hidden_sends(self):
         s, token = self.stack, self.client["token"]

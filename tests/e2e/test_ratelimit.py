@@ -58,17 +58,6 @@ class LimitStack(harness.Stack):
     def sms_count(self):
         return len([n for n in os.listdir(self.path("outgoing")) if not n.endswith(".LOCK")])
 
-    def restart(self):
-        """Stop lighttpd and its workers, then start them again on the same database."""
-        workers = self.worker_pids()
-        self.proc.terminate()
-        self.proc.wait(timeout=15)
-        self.proc = None
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and any(harness._proc_stat(p) for p, _ in workers):
-            time.sleep(0.05)
-        if not self._start_server():
-            raise harness.HarnessError("lighttpd did not start again")
 
 
 def setUpModule():
