@@ -11,9 +11,7 @@
 #include "lockout.h"
 #include "login.h"
 #include "log.h"
-#include "ratelimit.h"
 #include "resp.h" /* RESP_HEADER_MAX: a redirect must fit its Location header */
-#include "token.h"
 
 #define LINK_TOKEN_BYTES 32
 #define LINK_CODE_BYTES 32

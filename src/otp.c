@@ -10,8 +10,6 @@
 #include "lockout.h"
 #include "login.h"
 #include "log.h"
-#include "ratelimit.h"
-#include "token.h"
 
 /*
  * What a login with this send's code claims (RFC 8176 amr) and the channel it proves: the
