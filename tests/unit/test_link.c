@@ -32,6 +32,8 @@ static json_t *new_client(const char *name, const char *signup, const char *exis
 	return client;
 }
 
+static unsigned send_minutes; /* link_send_req.minutes of the sends */
+
 /*
  * A direct send for client to email with state (NULL: none); the link's token (size 128) and
  * the request id (size 128, when rid is not NULL). Returns link_send's answer.
@@ -43,6 +45,7 @@ static int send_link(json_t *client, const char *email, const char *state, char 
 				  .identifier = email,
 				  .redirect_uri = REDIRECT,
 				  .state = state,
+				  .minutes = send_minutes,
 				  .direct = 1,
 				  .want_request_id = rid != NULL};
 	struct link_send_res res;
@@ -157,6 +160,27 @@ static void age_all(void)
 	json_t *keys_arg = json_array();
 	check(store_run(c.store, age_txn, keys_arg) == 0);
 	json_decref(keys_arg);
+}
+
+/* The latest "exp" of the link records (those naming a redirect_uri). */
+static int latest_cb(const void *k, size_t klen, json_t *val, void *arg)
+{
+	json_int_t exp = json_integer_value(json_object_get(val, "exp"));
+	if (json_object_get(val, "redirect_uri") != NULL && exp > *(json_int_t *)arg)
+		*(json_int_t *)arg = exp;
+	return 0;
+}
+
+static int latest_txn(struct store_txn *t, void *arg)
+{
+	*(json_int_t *)arg = 0;
+	return store_each(t, TBL_CODES, NULL, 0, latest_cb, arg);
+}
+
+static long long latest_exp(void)
+{
+	json_int_t exp = 0;
+	return store_run(c.store, latest_txn, &exp) == 0 ? (long long)exp : -1;
 }
 
 static int count_cb(const void *k, size_t klen, json_t *val, void *arg)
@@ -351,6 +375,17 @@ static void authenticating(void)
 static void expiring(void)
 {
 	char token[128], code[128], code2[128];
+
+	long long now = (long long)time(NULL);
+
+	/* A link lives the minutes asked for, the configured default, at most the maximum. */
+	send_minutes = 0;
+	check(send_link(client_a, "frank@example.com", NULL, token, NULL) == ERR_NONE);
+	check(latest_exp() >= now + 15 * 60 && latest_exp() <= (long long)time(NULL) + 15 * 60);
+	send_minutes = 100000;
+	check(send_link(client_a, "frank@example.com", NULL, token, NULL) == ERR_NONE);
+	check(latest_exp() >= now + 1440 * 60 && latest_exp() <= (long long)time(NULL) + 1440 * 60);
+	send_minutes = 0;
 
 	/* An expired link, and an expired code. */
 	check(send_link(client_a, "dave@example.com", NULL, token, NULL) == ERR_NONE);
