@@ -204,6 +204,9 @@ static void redirect_rules(void)
 	check(!uri_ok("http://127.0.0.1:80x/cb", 0));
 	check(!uri_ok("http://[::1]x/cb", 0) && !uri_ok("http://[::1/cb", 0));
 	check(!uri_ok("http:///cb", 0));
+	/* Every URI names a host: browsers would read https:///x.example/ as https://x.example/. */
+	check(!uri_ok("https:///cb", 0) && !uri_ok("https://", 0) && !uri_ok("https://?x=1", 0));
+	check(!uri_ok("http:///cb", 1) && !uri_ok("http://#", 1));
 	/* Never a fragment, controls or spaces, another scheme, or a relative URI. */
 	check(!uri_ok("https://app.example/cb#x", 0) && !uri_ok("https://app.example/c b", 0));
 	check(!uri_ok("https://app.example/c\tb", 0) && !uri_ok("https://app.example/\x7f", 0));
