@@ -64,9 +64,10 @@ static int http_uri_is_loopback(const char *u)
 }
 
 /*
- * Absolute https:// URIs without fragment or controls; http:// ones only on loopback (a
- * native app's local listener, RFC 8252 section 7.3) unless allow_http: elsewhere the
- * redirect's code would cross the network in clear.
+ * Absolute https:// URIs with a host, without fragment or controls; http:// ones only on
+ * loopback (a native app's local listener, RFC 8252 section 7.3) unless allow_http: elsewhere
+ * the redirect's code would cross the network in clear. No empty authority: browsers read
+ * https:///x.example/cb as https://x.example/cb.
  */
 static int valid_redirect_uris(json_t *uris, int allow_http)
 {
@@ -76,6 +77,8 @@ static int valid_redirect_uris(json_t *uris, int allow_http)
 	{
 		const char *u = json_string_value(v);
 		if (strncmp(u, "https://", 8) != 0 && strncmp(u, "http://", 7) != 0)
+			return 0;
+		if (strcspn(strstr(u, "://") + 3, "/?#") == 0)
 			return 0;
 		if (strchr(u, '#') != NULL)
 			return 0; /* RFC 6749 3.1.2: no fragment */

@@ -332,6 +332,11 @@ int keyring_load(struct keyring *kr, struct store *s, const char *db_dir, unsign
 	kr->next_check = time(NULL) + POLL_SECONDS;
 	rc = 0;
 out:
+	if (rc < 0) { /* nothing for the caller to release */
+		crypto_hmac_close(kr->tagger);
+		crypto_hmac_close(kr->client_token_mac);
+		kr->tagger = kr->client_token_mac = NULL;
+	}
 	crypto_wipe(server_key, sizeof(server_key));
 	crypto_wipe(tag_key, sizeof(tag_key));
 	crypto_wipe(token_key, sizeof(token_key));

@@ -46,7 +46,8 @@ int keyring_create(struct store *s, const char *db_dir, const char *alg);
 /*
  * Load the server key and the signing keys; a replaced key stays published for overlap
  * seconds after its successor activates. Returns 0, or -1 (logged) when a key is missing,
- * unreadable, or the server key is readable by group or others. Release with keyring_free.
+ * unreadable, or the server key is readable by group or others (then nothing is held). Release
+ * with keyring_free.
  */
 int keyring_load(struct keyring *kr, struct store *s, const char *db_dir, unsigned overlap);
 
