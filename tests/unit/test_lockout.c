@@ -269,10 +269,12 @@ static void purge(void)
 	    json_pack("{s:i, s:I}", "failures", 5, "locked_until", (json_int_t)now - 3600);
 	json_t *locked =
 	    json_pack("{s:i, s:I}", "failures", 5, "locked_until", (json_int_t)now + 3600);
+	json_t *never = json_pack("{s:i, s:i}", "failures", 2, "locked_until", 0);
 	json_t *other = json_pack("{s:i}", "something", 1), *rec;
 	char live[KEYRING_TAG_HEX];
 
 	check(put_rec("old-counter", old) == 0);
+	check(put_rec("never-locked-counter", never) == 0);
 	check(put_rec("recent-counter", recent) == 0);
 	check(put_rec("locked-counter", locked) == 0);
 	check(put_rec("other-record", other) == 0);
@@ -288,6 +290,9 @@ static void purge(void)
 	check(lockout_purge_rules(c.store) == 0);
 	check(store_purge(c.store, now) >= 1);
 	rec = get_rec("old-counter");
+	check(rec == NULL);
+	json_decref(rec);
+	rec = get_rec("never-locked-counter"); /* old counters said 0 when not locked */
 	check(rec == NULL);
 	json_decref(rec);
 	rec = get_rec("recent-counter");
@@ -312,6 +317,7 @@ static void purge(void)
 	json_decref(rec);
 
 	json_decref(old);
+	json_decref(never);
 	json_decref(recent);
 	json_decref(locked);
 	json_decref(other);

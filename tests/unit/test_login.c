@@ -50,7 +50,9 @@ static int k_destination(struct login_send *s, json_t *user)
 	calls.dest_user = json_boolean(user != NULL);
 	if (calls.dest_rc != ERR_NONE)
 		return calls.dest_rc;
-	snprintf(s->to, sizeof(s->to), "%s", s->identifier);
+	/* A user's address, else (signup) the identifier itself. */
+	snprintf(s->to, sizeof(s->to), "%s",
+		 user != NULL && user_email(user) ? user_email(user) : s->identifier);
 	return ERR_NONE;
 }
 
@@ -262,6 +264,25 @@ static void sending(json_t *closed_reveal, json_t *closed_hide, json_t *open_rev
 	check(calls.issue == 1 && !calls.issue_shadow && calls.deliver == 1);
 	check(record_state("hidden-known@example.com") == 1);
 	login_send_done(&s);
+
+	/*
+	 * Hiding, the limits that refuse are the request's; the recipient's own, reached by
+	 * another identifier of the same user, make a shadow send answered as sent.
+	 */
+	calls_reset();
+	check(do_send(&s, closed_hide, ID_EMAIL, "hidden-known@example.com", "email", 0) ==
+	      ERR_RATE_LIMITED);
+	check(s.retry_after > 0 && calls.issue == 0 && calls.deliver == 0);
+	login_send_done(&s);
+	calls_reset();
+	check(do_send(&s, closed_hide, ID_USER_ID, uid, "email", 0) == ERR_NONE);
+	check(s.over == 1 && s.shadow == 1);
+	check(calls.issue == 1 && calls.issue_shadow && calls.deliver == 0);
+	login_send_done(&s);
+	/* A revealing client is refused by the recipient's limits, whoever counted them. */
+	calls_reset();
+	check(send1(closed_reveal, ID_USER_ID, uid, "email") == ERR_RATE_LIMITED);
+	check(calls.issue == 0 && calls.deliver == 0);
 
 	/* A disabled user: said so, or a shadow send. */
 	new_user("disabled@example.com", uid);
@@ -489,6 +510,56 @@ static void authenticating(json_t *closed_reveal, json_t *open_reveal)
 	}
 }
 
+struct throttle_arg {
+	struct login_attempt *a;
+	int fail; /* count a failure against the account when not locked */
+};
+
+static int throttle_txn(struct store_txn *t, void *argp)
+{
+	struct throttle_arg *th = argp;
+	struct lockout l;
+	int rc = login_throttle_txn(t, th->a, &l);
+
+	if (rc == ERR_NONE && th->fail)
+		rc = lockout_fail_txn(t, &c, &l);
+	lockout_done(&l);
+	return rc;
+}
+
+/* login_throttle_txn for (idtype, identifier), counting a failure when asked. */
+static int throttle(const char *idtype, const char *identifier, int fail, unsigned *retry)
+{
+	struct login_attempt a = {
+	    .c = &c, .client = NULL, .idtype = idtype, .identifier = identifier};
+	struct throttle_arg th = {&a, fail};
+	int rc = store_run(c.store, throttle_txn, &th);
+
+	if (retry != NULL)
+		*retry = a.retry_after;
+	return rc;
+}
+
+/* The account throttle is the user's, whichever identifier names it. */
+static void throttling(void)
+{
+	char uid[64];
+	unsigned retry = 0;
+
+	new_user("throttle@example.com", uid);
+	for (unsigned i = 0; i < conf.account_failures.limit; i++)
+		check(throttle("email", "throttle@example.com", 1, NULL) == ERR_NONE);
+	check(throttle("email", "throttle@example.com", 0, &retry) == ERR_LOCKED);
+	check(retry > 0 && retry <= conf.otp_backoff);
+	retry = 0;
+	check(throttle("user_id", uid, 0, &retry) == ERR_LOCKED && retry > 0);
+	/* An identifier without a user is an account of its own. */
+	for (unsigned i = 0; i < conf.account_failures.limit; i++)
+		check(throttle("email", "throttle-nobody@example.com", 1, NULL) == ERR_NONE);
+	check(throttle("email", "throttle-nobody@example.com", 0, NULL) == ERR_LOCKED);
+	check(throttle("email", "throttle-nobody2@example.com", 0, NULL) == ERR_NONE);
+}
+
 static void txn_end(void)
 {
 	/* The login itself refused: abort, so that its secret is not spent. */
@@ -571,6 +642,7 @@ int main(void)
 	sending(closed_reveal, closed_hide, open_reveal);
 	authenticating(closed_reveal, open_reveal);
 	txn_end();
+	throttling();
 	reauth(closed_reveal, open_reveal);
 
 	calls_reset();
