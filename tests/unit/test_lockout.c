@@ -228,6 +228,15 @@ static void damaged(void)
 	check(put_rec(key, rec) == 0);
 	json_decref(rec);
 	check(attempt("user-damaged", "email", "d@example.com", 0, NULL, NULL) == ERR_NONE);
+	/* Not an object at all: no lock, and a failure writes a sound record over it. */
+	rec = json_pack("[i, i]", 1, 2);
+	check(put_rec(key, rec) == 0);
+	json_decref(rec);
+	check(attempt("user-damaged", "email", "d@example.com", 1, NULL, NULL) == ERR_NONE);
+	rec = get_rec(key);
+	check(json_is_object(rec) && json_integer_value(json_object_get(rec, "exp")) > now);
+	json_decref(rec);
+	check(attempt("user-damaged", "email", "d@example.com", 0, NULL, NULL) == ERR_NONE);
 }
 
 static void lifetimes(void)

@@ -747,6 +747,25 @@ static void end_all(json_t *a, json_t *b)
 	/* Listing one client's walks past the other's in more than one pass. */
 	check(count(uid, client_id_of(b)) == 105);
 
+	/* Pages of a batch's size over more than a batch of them, with the other's between. */
+	{
+		char last[SESSION_HANDLE_LEN + 1] = "";
+		size_t total = 0, bad = 0, sizes[4] = {0};
+		int more = 1, pages = 0;
+		while (more && pages < 4) {
+			json_t *page =
+			    session_list(&c, uid, client_id_of(a), pages ? last : NULL, 100, &more);
+			sizes[pages++] = json_array_size(page);
+			total += json_array_size(page);
+			bad += page_ok(page, last);
+			json_decref(page);
+		}
+		check_msg(pages == 3 && sizes[0] == 100 && sizes[1] == 100 && sizes[2] == 5 &&
+			      total == 205 && bad == 0,
+			  "pages %d: %zu %zu %zu, bad %zu", pages, sizes[0], sizes[1], sizes[2],
+			  bad);
+	}
+
 	/* One client's: all of them over more than one batch; the other client's stay. */
 	check(session_end_all(&c, uid, client_id_of(a)) == ERR_NONE);
 	check(count(uid, client_id_of(a)) == 0);
@@ -761,6 +780,16 @@ static void end_all(json_t *a, json_t *b)
 	check(store_run(c.store, end_all_txn, &e) == 0);
 	check(count(uid, NULL) == 0);
 	check(store_run(c.store, end_all_txn, &e) == 0);
+
+	/* A batch exactly: all of them, and 0; one more: 1. */
+	bulk(uid, a, 100);
+	check(store_run(c.store, end_all_txn, &e) == 0);
+	check(count(uid, NULL) == 0);
+	bulk(uid, b, 101);
+	check(store_run(c.store, end_all_txn, &e) == 1);
+	check(count(uid, NULL) == 1);
+	check(store_run(c.store, end_all_txn, &e) == 0);
+	check(count(uid, NULL) == 0);
 
 	/* Every client's. */
 	bulk(uid, a, 120);

@@ -334,11 +334,16 @@ static void rotation(json_t *a, json_t *b, const char *uid)
 	free(r1);
 	free(r2);
 
-	/* Past the grace window, the same. */
+	/* Late in the grace window, still the successor; past it, the same as above. */
 	conf.refresh_grace = 10;
 	r1 = login_rt(uid, a, skey);
 	check(refresh(a, r1, &r2) == ERR_NONE);
 	json_decref(refresh_rec(r1, k1));
+	set_field(TBL_REFRESH, k1, "rotated_at", json_integer((json_int_t)time(NULL) - 9));
+	check(refresh(a, r1, &r2b) == ERR_NONE);
+	check(r2b != NULL && strcmp(r2b, r2) == 0);
+	free(r2b);
+	r2b = NULL;
 	set_field(TBL_REFRESH, k1, "rotated_at", json_integer((json_int_t)time(NULL) - 11));
 	check(refresh(a, r1, NULL) == ERR_BAD_CREDENTIALS);
 	check(!session_alive(skey));
