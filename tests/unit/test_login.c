@@ -14,6 +14,7 @@
 
 #include "client.h"
 #include "fixture.h"
+#include "jwt.h"
 #include "login.h"
 #include "token.h"
 #include "user.h"
@@ -602,6 +603,15 @@ static void reauth(json_t *closed_reveal, json_t *open_reveal)
 	/* Its refresh family keeps the claims request. */
 	out = NULL;
 	check(token_refresh(&c, closed_reveal, g.refresh_token, &out) == ERR_NONE);
+	{
+		json_t *idt = NULL;
+		const char *tok = json_string_value(json_object_get(out, "id_token"));
+		check(tok != NULL &&
+		      jwt_verify(tok, keys.published, keys.npublished, "JWT", &idt) == 1);
+		check(strcmp(json_string_value(json_object_get(idt, "email")) ?: "",
+			     "silent@example.com") == 0);
+		json_decref(idt);
+	}
 	json_decref(out);
 	login_grant_free(&g);
 

@@ -4,12 +4,15 @@
  * token presented again revokes the session (every token of the family dies), except that a
  * retry of the immediate predecessor within the grace window gets the same successor; the
  * refusals (unknown, expired, another client's, session ended, user disabled, organization
- * left); revocation (RFC 7009); and the claims of the token response.
+ * left); revocation (RFC 7009); the claims of the token response; and processes racing to
+ * refresh one token, who all get the same successor.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "fixture.h"
 #include "jwt.h"
@@ -559,6 +562,69 @@ static void response(json_t *a, const char *uid)
 	free(rt);
 }
 
+/* The token the race children present (a global: valgrind checks each child at its exit). */
+static char *race_token;
+
+/*
+ * Processes racing to refresh one token within the grace window: one rotates it, the others
+ * are retries of the predecessor, and all of them get the same successor; nothing is revoked.
+ */
+static void race(json_t *a, const char *uid)
+{
+	char skey[KEYRING_TAG_HEX], buf[1024] = "", *line, *save = NULL, *next = NULL;
+	int fds[2], status, lines = 0, same = 1, ok = 1;
+	size_t got = 0;
+	ssize_t n;
+	pid_t pids[4];
+
+	conf.refresh_grace = 10;
+	race_token = login_rt(uid, a, skey);
+	if (!check(race_token != NULL && pipe(fds) == 0))
+		return;
+	fflush(stdout);
+	for (int i = 0; i < 4; i++) {
+		pids[i] = fork();
+		if (pids[i] == 0) {
+			json_t *tokens = NULL;
+			char out[256] = "FAIL\n";
+			close(fds[0]);
+			if (freopen("/dev/null", "w", stdout) == NULL)
+				_exit(1);
+			c.store = store_open(fixture_dir, 8, 0);
+			if (c.store != NULL &&
+			    token_refresh(&c, a, race_token, &tokens) == ERR_NONE)
+				snprintf(
+				    out, sizeof(out), "%s\n",
+				    json_string_value(json_object_get(tokens, "refresh_token")));
+			json_decref(tokens);
+			_exit(write(fds[1], out, strlen(out)) == (ssize_t)strlen(out) ? 0 : 1);
+		}
+	}
+	close(fds[1]);
+	while (got < sizeof(buf) - 1 && (n = read(fds[0], buf + got, sizeof(buf) - 1 - got)) > 0)
+		got += (size_t)n;
+	buf[got] = '\0';
+	close(fds[0]);
+	for (int i = 0; i < 4; i++)
+		ok &= waitpid(pids[i], &status, 0) == pids[i] && WIFEXITED(status) &&
+		      WEXITSTATUS(status) == 0;
+	for (line = strtok_r(buf, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
+		lines++;
+		if (strcmp(line, "FAIL") == 0 || strcmp(line, race_token) == 0 ||
+		    (next != NULL && strcmp(line, next) != 0))
+			same = 0;
+		if (next == NULL)
+			next = strdup(line);
+	}
+	check(ok);
+	check_msg(lines == 4 && same, "%d answers, the same successor: %d", lines, same);
+	check(session_alive(skey));
+	check(next != NULL && refresh(a, next, NULL) == ERR_NONE);
+	free(next);
+	free(race_token);
+	race_token = NULL;
+}
+
 int main(void)
 {
 	char uid[64], uid2[64];
@@ -580,6 +646,7 @@ int main(void)
 	revocation(a, b, uid);
 	response(a, uid);
 	organizations(a, uid2);
+	race(a, uid);
 
 	json_decref(a);
 	json_decref(b);
