@@ -85,6 +85,10 @@ const char *api_end_user_ip(json_t *body);
 int api_refuse(struct api_refusal *no, enum err err, const char *fmt, ...)
     __attribute__((format(__printf__, 3, 4)));
 
+/* Refuse in OAuth's shape: status, error and description (NULL: none). Returns -1. */
+int api_refuse_oauth(struct api_refusal *no, int status, const char *error,
+		     const char *description);
+
 /* The parse step's input for this call: its body, client and configuration. */
 struct api_input api_input_of(struct api_call *call);
 

@@ -28,9 +28,20 @@ int api_refuse(struct api_refusal *no, enum err err, const char *fmt, ...)
 	va_list ap;
 
 	no->err = err;
+	no->oauth_error = NULL;
+	no->status = 0;
 	va_start(ap, fmt);
 	vsnprintf(no->message, sizeof(no->message), fmt, ap);
 	va_end(ap);
+	return -1;
+}
+
+int api_refuse_oauth(struct api_refusal *no, int status, const char *error, const char *description)
+{
+	no->err = ERR_INVALID_INPUT;
+	no->oauth_error = error;
+	no->status = status;
+	snprintf(no->message, sizeof(no->message), "%s", description ? description : "");
 	return -1;
 }
 
@@ -42,7 +53,11 @@ struct api_input api_input_of(struct api_call *call)
 
 void api_refused(struct api_call *call, const struct api_refusal *no)
 {
-	resp_error(call->resp, no->err, no->message);
+	if (no->oauth_error != NULL)
+		resp_oauth_error(call->resp, no->status, no->oauth_error,
+				 no->message[0] ? no->message : NULL);
+	else
+		resp_error(call->resp, no->err, no->message);
 }
 
 int api_email_content(json_t *body, struct mail_content *m, struct api_refusal *no)

@@ -1,15 +1,15 @@
 /*
- * api_parse: the first half of each endpoint that takes a JSON body. Route checks the body
+ * api_parse: the first half of each endpoint that takes a body. Route checks a JSON body
  * against the endpoint's field table (below) before the handler runs, as kcgi validates a
  * request's fields before a page runs; the handler then parses (the checked body into the
  * flow's request struct, or a refusal with a public message) and acts (runs the flow and
  * answers). A parse step reads only what it is given: the body, the authenticated client's
- * record and the configuration. No store, no clock, no I/O: tests/fuzz/fuzz_req runs these
- * very functions.
+ * record and the configuration (the OAuth endpoints: the form and Authorization). No store, no
+ * clock, no I/O: tests/fuzz/fuzz_req runs these very functions.
  *
- * Strings in a parsed request are borrowed from the body, except the canonical identifiers,
- * which the request owns (release with its _free function, also after a refusal: harmless).
- * The structs point into themselves (r.content): parse into the struct that is used.
+ * Strings in a parsed request are borrowed from the body, except the canonical identifiers and
+ * the Basic credentials, which the request owns (release with its _free function, also after a
+ * refusal). The structs point into themselves (r.content): parse into the struct that is used.
  */
 #ifndef OTLOGIN_API_PARSE_H
 #define OTLOGIN_API_PARSE_H
@@ -22,6 +22,7 @@
 #include "link.h"
 #include "mail.h"
 #include "otp.h"
+#include "req.h"
 #include "session.h"
 
 /* What a parse step reads (all borrowed). */
@@ -31,9 +32,15 @@ struct api_input {
 	const struct conf *conf; /* the configuration */
 };
 
-/* Why a parse step refused: the error to answer and its public message. */
+/*
+ * Why a parse step refused: the error to answer and its public message. The OAuth endpoints
+ * answer in RFC 6749's shape instead: oauth_error with status, message the description ("":
+ * none).
+ */
 struct api_refusal {
 	enum err err; /* ERR_INVALID_INPUT, or ERR_FORBIDDEN for a permission the client lacks */
+	const char *oauth_error; /* NULL, or the OAuth error code ("invalid_request", ...) */
+	int status;		 /* with oauth_error: the HTTP status */
 	char message[256];
 };
 
@@ -97,6 +104,37 @@ extern const struct jv_field api_token_refresh_fields[];
 extern const struct jv_field api_session_logout_fields[];
 const char *api_token_refresh_parse(const struct api_input *in);
 const char *api_session_logout_parse(const struct api_input *in);
+
+/*
+ * The OAuth endpoints' form bodies (route has parsed the form), with the client's credentials:
+ * HTTP Basic (client_secret_basic) or the form's (client_secret_post), exactly one of them.
+ * Checking the secret needs the store: that is the action's.
+ */
+struct api_client_auth {
+	const char *client_id; /* Basic's user, or the form's client_id */
+	const char *secret;    /* Basic's password, or the form's client_secret */
+	char *basic_user;      /* owned */
+	char *basic_pass;      /* owned (wiped on release) */
+};
+void api_client_auth_free(struct api_client_auth *a);
+
+/* POST /oidc/token */
+enum api_grant { API_GRANT_CLIENT_CREDENTIALS, API_GRANT_REFRESH_TOKEN };
+struct api_token_req {
+	struct api_client_auth auth;
+	enum api_grant grant;
+	const char *resource;	   /* client_credentials: the form's, or NULL */
+	const char *refresh_token; /* refresh_token: the form's, or NULL (refused after auth) */
+};
+int api_token_parse(const struct req *req, struct api_token_req *out, struct api_refusal *no);
+
+/* POST /oidc/token/revocation */
+struct api_revocation_req {
+	struct api_client_auth auth;
+	const char *token; /* the form's, or NULL (refused after auth) */
+};
+int api_revocation_parse(const struct req *req, struct api_revocation_req *out,
+			 struct api_refusal *no);
 
 /*
  * The landing page of a magic link (api_link.c): title and text, and the button's form that

@@ -2,8 +2,9 @@
  * The request front line: what lighttpd or Apache hand a worker (CGI variables and a body)
  * through req_read, route matching, form and JSON body parsing, bearer and Basic credentials,
  * query parameters, route's front line (route.h: matching, content type, body syntax, the
- * endpoint's field table) and every JSON endpoint's real parse step (api_parse.h, run by
- * fuzz_api.c under a few clients and configurations): all the handlers do before the store.
+ * endpoint's field table) and every endpoint's real parse step (api_parse.h; the JSON ones run
+ * by fuzz_api.c under a few clients and configurations, the OAuth ones on the form and
+ * Authorization): all the handlers do before the store.
  *
  * Input: lines NAME=VALUE (REQUEST_METHOD, PATH_INFO, CONTENT_TYPE, CONTENT_LENGTH,
  * HTTP_AUTHORIZATION, QUERY_STRING, REMOTE_ADDR, SCRIPT_NAME, HTTP_COOKIE), an empty line, then the
@@ -298,7 +299,71 @@ static void check_json(struct req *r, enum resp_dialect dialect)
 		check_endpoint(r, &fuzz_endpoints[i]);
 }
 
-/* The form, as route parsed it (a form route), else parsed here. */
+/* An answer in OAuth's shape (RFC 6749 5.2): {"error", "error_description"?}, no "message". */
+static int is_oauth_error_shape(const struct resp *resp)
+{
+	json_t *body = json_loadb(resp->body, resp->body_len, 0, NULL);
+	const char *error = json_string_value(json_object_get(body, "error"));
+	json_t *description = json_object_get(body, "error_description");
+	int oauth = error != NULL && json_object_get(body, "message") == NULL;
+
+	FUZZ_ASSERT(!oauth || description == NULL || json_is_string(description));
+	json_decref(body);
+	return oauth;
+}
+
+/* A parsed client authentication: one method's credentials, without controls. */
+static void client_auth_ok(struct req *r, const struct api_client_auth *a)
+{
+	FUZZ_ASSERT(a->client_id != NULL && a->secret != NULL);
+	no_controls(a->client_id);
+	no_controls(a->secret);
+	if (a->basic_user != NULL)
+		FUZZ_ASSERT(a->client_id == a->basic_user && a->secret == a->basic_pass &&
+			    req_form(r, "client_secret") == NULL);
+	else
+		FUZZ_ASSERT(a->client_id == req_form(r, "client_id") &&
+			    a->secret == req_form(r, "client_secret"));
+}
+
+/* A refusal of the OAuth endpoints: RFC 6749's error object, as api_refused answers it. */
+static void check_oauth_refusal(struct req *r, const struct api_refusal *no)
+{
+	struct resp resp;
+	struct api_call call = {.req = r, .resp = &resp};
+
+	FUZZ_ASSERT(no->oauth_error != NULL && (no->status == 400 || no->status == 401));
+	resp_init(&resp);
+	api_refused(&call, no);
+	FUZZ_ASSERT(resp.status == no->status && is_oauth_error_shape(&resp));
+	check_resp(&resp);
+	resp_free(&resp);
+}
+
+/* The parse steps of /oidc/token and /oidc/token/revocation on the form. */
+static void check_oauth(struct req *r)
+{
+	struct api_token_req t;
+	struct api_revocation_req v;
+	struct api_refusal no;
+
+	if (api_token_parse(r, &t, &no) == 0) {
+		client_auth_ok(r, &t.auth);
+		FUZZ_ASSERT(t.grant == API_GRANT_CLIENT_CREDENTIALS ||
+			    (t.grant == API_GRANT_REFRESH_TOKEN && t.resource == NULL));
+	} else {
+		check_oauth_refusal(r, &no);
+	}
+	api_client_auth_free(&t.auth);
+	FUZZ_ASSERT(t.auth.basic_user == NULL && t.auth.basic_pass == NULL);
+	if (api_revocation_parse(r, &v, &no) == 0)
+		client_auth_ok(r, &v.auth);
+	else
+		check_oauth_refusal(r, &no);
+	api_client_auth_free(&v.auth);
+}
+
+/* The form, as route parsed it (a form route), else parsed here; the OAuth parse steps. */
 static void check_form(struct req *r)
 {
 	if (r->nform == 0 && req_parse_form(r) < 0)
@@ -311,6 +376,7 @@ static void check_form(struct req *r)
 			FUZZ_ASSERT(strcmp(r->form[i].name, r->form[j].name) != 0);
 		FUZZ_ASSERT(req_form(r, r->form[i].name) == r->form[i].value);
 	}
+	check_oauth(r);
 }
 
 /* Occurrences of the HTML-special characters in s. */
@@ -378,18 +444,6 @@ static void check_credentials(struct req *r)
 	}
 }
 
-/* A malformed form is answered in OAuth's shape (RFC 6749), not the contract's. */
-static int is_oauth_error(const struct resp *resp)
-{
-	json_t *body = json_loadb(resp->body, resp->body_len, 0, NULL);
-	const char *error = json_string_value(json_object_get(body, "error"));
-	int oauth = error != NULL && json_object_get(body, "message") == NULL;
-
-	FUZZ_ASSERT(!oauth || (resp->status == 400 && strcmp(error, "invalid_request") == 0));
-	json_decref(body);
-	return oauth;
-}
-
 /* Route's front line for the request's own method and path, as route_dispatch runs it. */
 static void check_route(struct req *r)
 {
@@ -410,7 +464,8 @@ static void check_route(struct req *r)
 		resp.dialect = dialect;
 		if (route_check_body(&call, rt) < 0) {
 			FUZZ_ASSERT(resp.status == 400 || resp.status == 415);
-			if (is_oauth_error(&resp))
+			/* A malformed form is answered in OAuth's shape, not the contract's. */
+			if (is_oauth_error_shape(&resp))
 				check_resp(&resp);
 			else
 				check_error(&resp);
