@@ -59,6 +59,9 @@ void api_health(struct api_call *call);
 
 /* api_common.c: shared by the handlers (the parse steps' helpers are pure, see api_parse.h). */
 
+/* An identifier of type in canonical form (new string), or NULL with *no. */
+char *api_canonical(enum user_idtype type, const char *value, struct api_refusal *no);
+
 /*
  * Read a checked body's email_content into m (strings borrowed from the body). Returns 0 when
  * absent, 1 when read, -1 with *no (a bad primaryColor).

@@ -8,6 +8,7 @@
 #include "jsonio.h"
 #include "mail.h"
 #include "store.h"
+#include "user.h"
 
 const struct jv_field api_email_content_fields[] = {
     JV_F_STRING("subject", 1, 200),	 JV_F_STRING("primaryColor", 0, 7),
@@ -58,6 +59,16 @@ void api_refused(struct api_call *call, const struct api_refusal *no)
 				 no->message[0] ? no->message : NULL);
 	else
 		resp_error(call->resp, no->err, no->message);
+}
+
+char *api_canonical(enum user_idtype type, const char *value, struct api_refusal *no)
+{
+	char *canonical = user_normalize(type, value);
+
+	if (canonical == NULL)
+		api_refuse(no, ERR_INVALID_INPUT,
+			   "identifier is not valid for its identifier_type");
+	return canonical;
 }
 
 int api_email_content(json_t *body, struct mail_content *m, struct api_refusal *no)

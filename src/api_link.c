@@ -59,7 +59,6 @@ static char *send_identifier(json_t *body, enum user_idtype *type, struct api_re
 	const char *email = jsonio_str(body, "email");
 	const char *ident = jsonio_str(body, "identifier");
 	const char *itype = jsonio_str(body, "identifier_type");
-	char *canonical;
 
 	if (email != NULL && (ident != NULL || itype != NULL)) {
 		api_refuse(no, ERR_INVALID_INPUT,
@@ -72,11 +71,7 @@ static char *send_identifier(json_t *body, enum user_idtype *type, struct api_re
 		return NULL;
 	}
 	*type = email != NULL ? ID_EMAIL : user_idtype_parse(itype);
-	canonical = user_normalize(*type, email != NULL ? email : ident);
-	if (canonical == NULL)
-		api_refuse(no, ERR_INVALID_INPUT,
-			   "identifier is not valid for its identifier_type");
-	return canonical;
+	return api_canonical(*type, email != NULL ? email : ident, no);
 }
 
 int api_link_send_parse(const struct api_input *in, struct api_link_send *out,

@@ -100,14 +100,8 @@ static int parse_sms(const struct api_input *in, struct otp_send_req *r, struct 
 /* The body's identifier in canonical form (new string), or NULL with *no. */
 static char *canonical_identifier(json_t *body, enum user_idtype *type, struct api_refusal *no)
 {
-	char *canonical;
-
 	*type = user_idtype_parse(jsonio_str(body, "identifier_type"));
-	canonical = user_normalize(*type, jsonio_str(body, "identifier"));
-	if (canonical == NULL)
-		api_refuse(no, ERR_INVALID_INPUT,
-			   "identifier is not valid for its identifier_type");
-	return canonical;
+	return api_canonical(*type, jsonio_str(body, "identifier"), no);
 }
 
 int api_otp_send_parse(const struct api_input *in, struct api_otp_send *out, struct api_refusal *no)
