@@ -24,6 +24,17 @@ const struct jv_field api_client_attribute_fields[] = {
     JV_END,
 };
 
+const struct jv_field api_login_fields[] = {
+    JV_F_STRING("resource", 0, 512),
+    JV_F_OBJECT("claims", 0, NULL),
+    JV_F_STRING("org_id", 0, 128),
+    JV_F_OBJECT("client_attributes", 0, api_client_attribute_fields),
+    JV_F_STRING("session_id", 0, 256),
+    JV_F_STRING("device_id", 0, 80),
+    JV_F_STRING("request_id", 0, 256),
+    JV_END,
+};
+
 int api_refuse(struct api_refusal *no, enum err err, const char *fmt, ...)
 {
 	va_list ap;

@@ -43,13 +43,7 @@ const struct jv_field api_link_send_fields[] = {
 
 const struct jv_field api_link_auth_fields[] = {
     JV_F_STRING("code", 1, 128),
-    JV_F_STRING("resource", 0, 512),
-    JV_F_OBJECT("claims", 0, NULL),
-    JV_F_STRING("org_id", 0, 128),
-    JV_F_OBJECT("client_attributes", 0, api_client_attribute_fields),
-    JV_F_STRING("session_id", 0, 256),
-    JV_F_STRING("device_id", 0, 80),
-    JV_F_STRING("request_id", 0, 256),
+    JV_F_INCLUDE(api_login_fields),
     JV_END,
 };
 

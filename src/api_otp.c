@@ -48,13 +48,7 @@ const struct jv_field api_otp_auth_fields[] = {
     JV_F_STRING("passcode", 1, 16),
     JV_F_ENUM("identifier_type", 1, idtypes),
     JV_F_STRING("identifier", 1, 320),
-    JV_F_STRING("resource", 0, 512),
-    JV_F_OBJECT("claims", 0, NULL),
-    JV_F_STRING("org_id", 0, 128),
-    JV_F_OBJECT("client_attributes", 0, api_client_attribute_fields),
-    JV_F_STRING("session_id", 0, 256),
-    JV_F_STRING("device_id", 0, 80),
-    JV_F_STRING("request_id", 0, 256),
+    JV_F_INCLUDE(api_login_fields),
     JV_END,
 };
 

@@ -47,6 +47,11 @@ struct api_refusal {
 /* The members of email_content and client_attributes, shared by the tables below. */
 extern const struct jv_field api_email_content_fields[];
 extern const struct jv_field api_client_attribute_fields[];
+/*
+ * The login options every code authenticate takes after its own fields (JV_F_INCLUDE):
+ * resource, claims, org_id, client_attributes, session_id, device_id, request_id.
+ */
+extern const struct jv_field api_login_fields[];
 
 /* POST /v1/auth/otp/send */
 extern const struct jv_field api_otp_send_fields[];
