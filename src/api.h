@@ -1,13 +1,16 @@
 /*
  * api: the endpoint handlers. The only code besides route and main that knows HTTP status
  * codes and the API's JSON field names. A handler runs after route has checked the method,
- * content type, body size, JSON syntax and (where required) the client's bearer token.
+ * content type, body size, JSON syntax, the body's field table (api_parse.h) and (where
+ * required) the client's bearer token. A handler with a JSON body parses it (api_parse.h: pure)
+ * and then acts: runs the flow and answers.
  */
 #ifndef OTLOGIN_API_H
 #define OTLOGIN_API_H
 
 #include <jansson.h>
 
+#include "api_parse.h"
 #include "ctx.h"
 #include "jsonio.h"
 #include "mail.h"
@@ -54,29 +57,49 @@ void api_users_delete(struct api_call *call);
 /* api_ops.c */
 void api_health(struct api_call *call);
 
-/* api_common.c: shared by the handlers. */
+/* api_common.c: shared by the handlers (the parse steps' helpers are pure, see api_parse.h). */
 
-/* The members of email_content and client_attributes, for the endpoints' field tables. */
-extern const struct jv_field api_email_content_fields[];
-extern const struct jv_field api_client_attribute_fields[];
-
-/*
- * Read a validated request's email_content into m (strings borrowed from the request).
- * Returns 0 when absent, 1 when read, -1 after answering 400 (a bad primaryColor).
- */
-int api_email_content(struct api_call *call, struct mail_content *m);
-
-/* Shared by handlers: answer a flow's result (an api_err) or a store failure. */
-void api_fail(struct api_call *call, int err, const char *detail);
+/* An identifier of type in canonical form (new string), or NULL with *no. */
+char *api_canonical(enum user_idtype type, const char *value, struct api_refusal *no);
 
 /*
- * Validate the shared authenticate options (resource registered for the client, org_id) and
- * fill aud. Returns 0, or -1 after answering.
+ * Read a checked body's email_content into m (strings borrowed from the body). Returns 0 when
+ * absent, 1 when read, -1 with *no (a bad primaryColor).
  */
-int api_audience(struct api_call *call, const char *resource, const char **aud);
+int api_email_content(json_t *body, struct mail_content *m, struct api_refusal *no);
+
+/*
+ * The audience of an authenticate's tokens: resource (NULL: absent) when it is registered for
+ * the client, else the configured default or the client_id. Returns 0, or -1 with *no.
+ */
+int api_audience(const struct api_input *in, const char *resource, const char **aud,
+		 struct api_refusal *no);
 
 /* The optional authenticate fields shared by every authenticate (borrowed from body). */
 void api_login_opts(json_t *body, struct login_opts *opts);
+
+/*
+ * The end user's address for the per-address limits: client_attributes.ip_address of the
+ * body (validated as an IP address by the field table), or NULL when the backend reports none.
+ */
+const char *api_end_user_ip(json_t *body);
+
+/* Refuse with err and a public message (printf format). Returns -1. */
+int api_refuse(struct api_refusal *no, enum err err, const char *fmt, ...)
+    __attribute__((format(__printf__, 3, 4)));
+
+/* Refuse in OAuth's shape: status, error and description (NULL: none). Returns -1. */
+int api_refuse_oauth(struct api_refusal *no, int status, const char *error,
+		     const char *description);
+
+/* The parse step's input for this call: its body, client and configuration. */
+struct api_input api_input_of(struct api_call *call);
+
+/* Answer a parse step's refusal. */
+void api_refused(struct api_call *call, const struct api_refusal *no);
+
+/* Shared by handlers: answer a flow's result (an api_err) or a store failure. */
+void api_fail(struct api_call *call, int err, const char *detail);
 
 /* Answer 429 with Retry-After: seconds (at least 1). */
 void api_rate_limited(struct api_call *call, unsigned retry_after);
@@ -84,9 +107,17 @@ void api_rate_limited(struct api_call *call, unsigned retry_after);
 void api_retry_later(struct api_call *call, int err, unsigned retry_after);
 
 /*
- * The end user's address for the per-address limits: client_attributes.ip_address of the
- * body (validated as an IP address by the field table), or NULL when the backend reports none.
+ * Answer a send flow's outcome rc: ERR_RATE_LIMITED as 429 with Retry-After (retry_after
+ * seconds), another error through api_fail, ERR_NONE as 200 with {"message": message} and,
+ * each when not NULL, "approval_data", "request_id" and key: value.
  */
-const char *api_end_user_ip(struct api_call *call);
+void api_sent(struct api_call *call, int rc, unsigned retry_after, const char *message,
+	      json_t *approval_data, const char *request_id, const char *key, const char *value);
+
+/*
+ * Answer an authenticate flow's outcome rc: ERR_NONE as 200 with tokens (consumed),
+ * ERR_RATE_LIMITED and ERR_LOCKED with Retry-After (retry_after seconds), else api_fail.
+ */
+void api_authenticated(struct api_call *call, int rc, json_t *tokens, unsigned retry_after);
 
 #endif

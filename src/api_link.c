@@ -1,6 +1,7 @@
 /*
  * Magic links: POST /v1/auth/link/email/send and /authenticate (Transmit's seed operations 1
- * and 2) and the landing page GET/POST /v1/auth/link/email/open in between.
+ * and 2; each a pure parse step, api_parse.h, and an action step) and the landing page GET/POST
+ * /v1/auth/link/email/open in between.
  */
 #include "api.h"
 
@@ -25,7 +26,7 @@
 static const char *const channels[] = {"email", "direct", NULL};
 static const char *const idtypes[] = {"email", "phone_number", "user_id", "username", NULL};
 
-static const struct jv_field send_fields[] = {
+const struct jv_field api_link_send_fields[] = {
     JV_F_STRING("email", 0, 320),
     JV_F_STRING("identifier", 0, 320),
     JV_F_ENUM("identifier_type", 0, idtypes),
@@ -40,143 +41,134 @@ static const struct jv_field send_fields[] = {
     JV_END,
 };
 
-static const struct jv_field authenticate_fields[] = {
+const struct jv_field api_link_auth_fields[] = {
     JV_F_STRING("code", 1, 128),
-    JV_F_STRING("resource", 0, 512),
-    JV_F_OBJECT("claims", 0, NULL),
-    JV_F_STRING("org_id", 0, 128),
-    JV_F_OBJECT("client_attributes", 0, api_client_attribute_fields),
-    JV_F_STRING("session_id", 0, 256),
-    JV_F_STRING("device_id", 0, 80),
-    JV_F_STRING("request_id", 0, 256),
+    JV_F_INCLUDE(api_login_fields),
     JV_END,
 };
 
-/* The identifier of either request form, canonical (new), or NULL after answering. */
-static char *send_identifier(struct api_call *call, enum user_idtype *type)
+/* The identifier of either request form, canonical (new), or NULL with *no. */
+static char *send_identifier(json_t *body, enum user_idtype *type, struct api_refusal *no)
 {
-	json_t *body = call->req->json;
 	const char *email = jsonio_str(body, "email");
 	const char *ident = jsonio_str(body, "identifier");
 	const char *itype = jsonio_str(body, "identifier_type");
-	char *canonical;
 
 	if (email != NULL && (ident != NULL || itype != NULL)) {
-		resp_error(call->resp, ERR_INVALID_INPUT,
+		api_refuse(no, ERR_INVALID_INPUT,
 			   "Use either email or identifier with identifier_type");
 		return NULL;
 	}
 	if (email == NULL && (ident == NULL || itype == NULL)) {
-		resp_error(call->resp, ERR_INVALID_INPUT,
+		api_refuse(no, ERR_INVALID_INPUT,
 			   "email, or identifier with identifier_type, is required");
 		return NULL;
 	}
 	*type = email != NULL ? ID_EMAIL : user_idtype_parse(itype);
-	canonical = user_normalize(*type, email != NULL ? email : ident);
-	if (canonical == NULL)
-		resp_error(call->resp, ERR_INVALID_INPUT,
-			   "identifier is not valid for its identifier_type");
-	return canonical;
+	return api_canonical(*type, email != NULL ? email : ident, no);
+}
+
+int api_link_send_parse(const struct api_input *in, struct api_link_send *out,
+			struct api_refusal *no)
+{
+	json_t *body = in->body;
+	struct link_send_req *r = &out->r;
+	const char *channel;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	r->client = in->client;
+	r->redirect_uri = jsonio_str(body, "redirect_uri");
+	/* Exact match only: no case folding, no prefix, no extra query or fragment. */
+	if (!client_lists(in->client, "redirect_uris", r->redirect_uri))
+		return api_refuse(no, ERR_INVALID_INPUT,
+				  "redirect_uri is not one of the allowed redirect URIs configured "
+				  "for this app");
+	r->state = jsonio_str(body, "state");
+	if (!link_redirect_fits(r->redirect_uri, r->state))
+		return api_refuse(no, ERR_INVALID_INPUT,
+				  "redirect_uri and state are too long for the redirect: with the "
+				  "code and state percent-encoded they must fit %d bytes",
+				  RESP_HEADER_MAX);
+	channel = jsonio_str(body, "channel");
+	r->direct = channel != NULL && strcmp(channel, "direct") == 0;
+	if (r->direct && !client_has_permission(in->client, "direct"))
+		return api_refuse(no, ERR_FORBIDDEN,
+				  "The client lacks the permission for the direct channel");
+	if ((rc = api_email_content(body, &out->content, no)) < 0)
+		return -1;
+	r->content = rc ? &out->content : NULL;
+	if ((out->identifier = send_identifier(body, &r->idtype, no)) == NULL)
+		return -1;
+	r->identifier = out->identifier;
+	r->minutes = (unsigned)jsonio_int(body, "email_expiration", 0);
+	r->want_request_id = jsonio_true(body, "generate_request_id");
+	return 0;
+}
+
+void api_link_send_free(struct api_link_send *s)
+{
+	free(s->identifier);
+	s->identifier = NULL;
 }
 
 void api_link_send(struct api_call *call)
 {
-	json_t *body = call->req->json, *out;
-	struct mail_content content = {0};
-	struct link_send_req r = {.client = call->client};
-	struct link_send_res res;
-	const char *channel;
-	char err[256], *canonical = NULL;
+	struct api_input in = api_input_of(call);
+	struct api_link_send s;
+	struct api_refusal no;
+	struct link_send_res res = {0};
 	int rc;
 
-	if (jsonio_check(body, send_fields, err, sizeof(err)) < 0) {
-		resp_error(call->resp, ERR_INVALID_INPUT, err);
-		return;
+	if (api_link_send_parse(&in, &s, &no) < 0) {
+		api_refused(call, &no);
+	} else {
+		rc = link_send(call->c, &s.r, &res);
+		api_sent(call, rc, res.retry_after, "Email sent successfully", NULL, res.request_id,
+			 "link", res.link);
+		if (rc == ERR_NONE)
+			link_send_res_free(&res);
 	}
-	r.redirect_uri = jsonio_str(body, "redirect_uri");
-	/* Exact match only: no case folding, no prefix, no extra query or fragment. */
-	if (!client_lists(call->client, "redirect_uris", r.redirect_uri)) {
-		resp_error(call->resp, ERR_INVALID_INPUT,
-			   "redirect_uri is not one of the allowed redirect URIs configured for "
-			   "this app");
-		return;
-	}
-	if (!link_redirect_fits(r.redirect_uri, jsonio_str(body, "state"))) {
-		snprintf(err, sizeof(err),
-			 "redirect_uri and state are too long for the redirect: with the code and "
-			 "state percent-encoded they must fit %d bytes",
-			 RESP_HEADER_MAX);
-		resp_error(call->resp, ERR_INVALID_INPUT, err);
-		return;
-	}
-	channel = jsonio_str(body, "channel");
-	r.direct = channel != NULL && strcmp(channel, "direct") == 0;
-	if (r.direct && !client_has_permission(call->client, "direct")) {
-		resp_error(call->resp, ERR_FORBIDDEN,
-			   "The client lacks the permission for the direct channel");
-		return;
-	}
-	if ((rc = api_email_content(call, &content)) < 0)
-		return;
-	r.content = rc ? &content : NULL;
-	if ((canonical = send_identifier(call, &r.idtype)) == NULL)
-		return;
-	r.identifier = canonical;
-	r.state = jsonio_str(body, "state");
-	r.minutes = (unsigned)jsonio_int(body, "email_expiration", 0);
-	r.want_request_id = jsonio_true(body, "generate_request_id");
+	api_link_send_free(&s);
+}
 
-	rc = link_send(call->c, &r, &res);
-	if (rc == ERR_RATE_LIMITED) {
-		api_rate_limited(call, res.retry_after);
-		goto out;
-	}
-	if (rc != ERR_NONE) {
-		api_fail(call, rc, NULL);
-		goto out;
-	}
-	out = json_pack("{s:s}", "message", "Email sent successfully");
-	if (res.request_id != NULL)
-		json_object_set_new(out, "request_id", json_string(res.request_id));
-	if (res.link != NULL)
-		json_object_set_new(out, "link", json_string(res.link));
-	resp_json(call->resp, 200, out);
-	link_send_res_free(&res);
-out:
-	free(canonical);
+int api_link_auth_parse(const struct api_input *in, struct api_link_auth *out,
+			struct api_refusal *no)
+{
+	json_t *body = in->body;
+
+	memset(out, 0, sizeof(*out));
+	out->r.client = in->client;
+	if (api_audience(in, jsonio_str(body, "resource"), &out->aud, no) < 0)
+		return -1;
+	out->r.code = jsonio_str(body, "code");
+	out->r.request_id = jsonio_str(body, "request_id");
+	api_login_opts(body, &out->r.opts);
+	out->r.ip = api_end_user_ip(body);
+	return 0;
 }
 
 void api_link_authenticate(struct api_call *call)
 {
-	json_t *body = call->req->json, *tokens = NULL;
-	struct link_auth_req r = {.client = call->client};
-	const char *aud;
-	char err[256];
+	struct api_input in = api_input_of(call);
+	struct api_link_auth a;
+	struct api_refusal no;
+	json_t *tokens = NULL;
 	unsigned retry_after = 0;
 	int rc;
 
-	if (jsonio_check(body, authenticate_fields, err, sizeof(err)) < 0) {
-		resp_error(call->resp, ERR_INVALID_INPUT, err);
+	if (api_link_auth_parse(&in, &a, &no) < 0) {
+		api_refused(call, &no);
 		return;
 	}
-	if (api_audience(call, jsonio_str(body, "resource"), &aud) < 0)
-		return;
-	r.code = jsonio_str(body, "code");
-	r.request_id = jsonio_str(body, "request_id");
-	api_login_opts(body, &r.opts);
-	r.ip = api_end_user_ip(call);
-	r.retry_after = &retry_after;
-	rc = link_authenticate(call->c, &r, aud, &tokens);
-	if (rc == ERR_NONE)
-		resp_json(call->resp, 200, tokens);
-	else if (rc == ERR_RATE_LIMITED || rc == ERR_LOCKED)
-		api_retry_later(call, rc, retry_after);
-	else if (rc == ERR_BAD_CREDENTIALS)
+	a.r.retry_after = &retry_after;
+	rc = link_authenticate(call->c, &a.r, a.aud, &tokens);
+	if (rc == ERR_BAD_CREDENTIALS)
 		resp_error(call->resp, ERR_INVALID_INPUT, "Invalid magic link code");
 	else if (rc == ERR_USER_NOT_FOUND)
 		resp_error(call->resp, ERR_INVALID_INPUT, "User not found");
 	else
-		api_fail(call, rc, NULL);
+		api_authenticated(call, rc, tokens, retry_after);
 }
 
 /* The button's form: posts the link token back with the form proof (escaped; new string). */
@@ -200,8 +192,8 @@ static char *form_html(const char *form_token, const char *proof)
  * The page's body after the heading: the text, and the button's form when there is one (it
  * posts the link token back, with the form proof in a hidden field).
  */
-static char *page_html(const char *title, const char *text, const char *form_token,
-		       const char *proof)
+char *api_link_page_html(const char *title, const char *text, const char *form_token,
+			 const char *proof)
 {
 	static const char *const fmt =
 	    "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -231,7 +223,7 @@ out:
 static void page(struct api_call *call, int status, const char *title, const char *text,
 		 const char *form_token, const char *proof, const char *form_origin)
 {
-	char *html = page_html(title, text, form_token, proof);
+	char *html = api_link_page_html(title, text, form_token, proof);
 
 	resp_header(call->resp, "Referrer-Policy", "no-referrer");
 	resp_header(call->resp, "X-Frame-Options", "DENY");

@@ -1,4 +1,7 @@
-/* The OAuth/OIDC endpoints: token, revocation, JWKS and discovery. */
+/*
+ * The OAuth/OIDC endpoints: token and revocation (each a pure parse step, api_parse.h, and an
+ * action step), JWKS and discovery.
+ */
 #include "api.h"
 
 #include <stdlib.h>
@@ -10,33 +13,43 @@
 #include "log.h"
 #include "token.h"
 
-/*
- * Authenticate the client of a token-endpoint request: HTTP Basic (client_secret_basic) or
- * form fields (client_secret_post), not both. Returns 1 with *client, or 0 after answering.
- */
-static int token_client(struct api_call *call, json_t **client)
+void api_client_auth_free(struct api_client_auth *a)
 {
-	char *user = NULL, *pass = NULL;
-	const char *form_id = req_form(call->req, "client_id");
-	const char *form_secret = req_form(call->req, "client_secret");
-	int basic = req_basic(call->req, &user, &pass), rc;
-	unsigned retry_after = 0;
+	free(a->basic_user);
+	crypto_free_str(a->basic_pass);
+	a->basic_user = a->basic_pass = NULL;
+}
+
+/*
+ * The credentials of a token-endpoint request: HTTP Basic (client_secret_basic) or form fields
+ * (client_secret_post), not both. Returns 0, or -1 with *no.
+ */
+static int parse_client_auth(const struct req *req, struct api_client_auth *a,
+			     struct api_refusal *no)
+{
+	const char *form_id = req_form(req, "client_id");
+	const char *form_secret = req_form(req, "client_secret");
+	int basic = req_basic(req, &a->basic_user, &a->basic_pass);
 
 	if (basic < 0 || (basic == 1 && form_secret != NULL) ||
-	    (basic == 1 && form_id != NULL && strcmp(form_id, user) != 0)) {
-		resp_oauth_error(call->resp, 400, "invalid_request",
-				 "Use exactly one client authentication method");
-		rc = 0;
-		goto out;
-	}
-	if (basic == 0 && (form_id == NULL || form_secret == NULL)) {
-		resp_oauth_error(call->resp, 401, "invalid_client", "Client authentication failed");
-		rc = 0;
-		goto out;
-	}
+	    (basic == 1 && form_id != NULL && strcmp(form_id, a->basic_user) != 0))
+		return api_refuse_oauth(no, 400, "invalid_request",
+					"Use exactly one client authentication method");
+	if (basic == 0 && (form_id == NULL || form_secret == NULL))
+		return api_refuse_oauth(no, 401, "invalid_client", "Client authentication failed");
+	a->client_id = basic ? a->basic_user : form_id;
+	a->secret = basic ? a->basic_pass : form_secret;
+	return 0;
+}
+
+/* Check the client's secret. Returns 1 with *client, or 0 after answering. */
+static int token_client(struct api_call *call, const struct api_client_auth *a, json_t **client)
+{
+	unsigned retry_after = 0;
 	/* The caller is the backend itself, so the HTTP peer is the address to throttle. */
-	rc = client_check_secret(call->c, basic ? user : form_id, basic ? pass : form_secret,
-				 call->req->remote_addr, client, &retry_after);
+	int rc = client_check_secret(call->c, a->client_id, a->secret, call->req->remote_addr,
+				     client, &retry_after);
+
 	if (rc < 0) {
 		api_fail(call, rc, NULL);
 		rc = 0;
@@ -50,15 +63,33 @@ static int token_client(struct api_call *call, json_t **client)
 		log_info("client authentication failed");
 		resp_oauth_error(call->resp, 401, "invalid_client", "Client authentication failed");
 	}
-out:
-	free(user);
-	crypto_free_str(pass);
 	return rc == 1;
 }
 
-static void client_credentials(struct api_call *call, json_t *client)
+int api_token_parse(const struct req *req, struct api_token_req *out, struct api_refusal *no)
 {
-	const char *resource = req_form(call->req, "resource");
+	const char *grant = req_form(req, "grant_type");
+
+	memset(out, 0, sizeof(*out));
+	if (grant == NULL)
+		return api_refuse_oauth(no, 400, "invalid_request", "grant_type is required");
+	if (strcmp(grant, "client_credentials") == 0)
+		out->grant = API_GRANT_CLIENT_CREDENTIALS;
+	else if (strcmp(grant, "refresh_token") == 0)
+		out->grant = API_GRANT_REFRESH_TOKEN;
+	else
+		return api_refuse_oauth(no, 400, "unsupported_grant_type", NULL);
+	if (parse_client_auth(req, &out->auth, no) < 0)
+		return -1;
+	if (out->grant == API_GRANT_CLIENT_CREDENTIALS)
+		out->resource = req_form(req, "resource");
+	else
+		out->refresh_token = req_form(req, "refresh_token");
+	return 0;
+}
+
+static void client_credentials(struct api_call *call, json_t *client, const char *resource)
+{
 	char *token;
 
 	if (resource != NULL && !client_lists(client, "resources", resource)) {
@@ -77,9 +108,8 @@ static void client_credentials(struct api_call *call, json_t *client)
 	free(token);
 }
 
-static void refresh_grant(struct api_call *call, json_t *client)
+static void refresh_grant(struct api_call *call, json_t *client, const char *refresh)
 {
-	const char *refresh = req_form(call->req, "refresh_token");
 	json_t *tokens;
 	int rc;
 
@@ -98,36 +128,54 @@ static void refresh_grant(struct api_call *call, json_t *client)
 
 void api_token(struct api_call *call)
 {
-	const char *grant = req_form(call->req, "grant_type");
+	struct api_token_req t;
+	struct api_refusal no;
 	json_t *client = NULL;
+	int ok;
 
-	if (grant == NULL) {
-		resp_oauth_error(call->resp, 400, "invalid_request", "grant_type is required");
+	if (api_token_parse(call->req, &t, &no) < 0) {
+		api_refused(call, &no);
+		api_client_auth_free(&t.auth);
 		return;
 	}
-	if (strcmp(grant, "client_credentials") != 0 && strcmp(grant, "refresh_token") != 0) {
-		resp_oauth_error(call->resp, 400, "unsupported_grant_type", NULL);
+	ok = token_client(call, &t.auth, &client);
+	api_client_auth_free(&t.auth);
+	if (!ok)
 		return;
-	}
-	if (!token_client(call, &client))
-		return;
-	if (strcmp(grant, "client_credentials") == 0)
-		client_credentials(call, client);
+	if (t.grant == API_GRANT_CLIENT_CREDENTIALS)
+		client_credentials(call, client, t.resource);
 	else
-		refresh_grant(call, client);
+		refresh_grant(call, client, t.refresh_token);
 	json_decref(client);
+}
+
+int api_revocation_parse(const struct req *req, struct api_revocation_req *out,
+			 struct api_refusal *no)
+{
+	memset(out, 0, sizeof(*out));
+	if (parse_client_auth(req, &out->auth, no) < 0)
+		return -1;
+	out->token = req_form(req, "token");
+	return 0;
 }
 
 void api_revocation(struct api_call *call)
 {
+	struct api_revocation_req v;
+	struct api_refusal no;
 	json_t *client = NULL;
+	int ok, rc = ERR_NONE;
 
-	const char *token = req_form(call->req, "token");
-	int rc = ERR_NONE;
-
-	if (!token_client(call, &client))
+	if (api_revocation_parse(call->req, &v, &no) < 0) {
+		api_refused(call, &no);
+		api_client_auth_free(&v.auth);
 		return;
-	if (token == NULL) {
+	}
+	ok = token_client(call, &v.auth, &client);
+	api_client_auth_free(&v.auth);
+	if (!ok)
+		return;
+	if (v.token == NULL) {
 		resp_oauth_error(call->resp, 400, "invalid_request", "token is required");
 		json_decref(client);
 		return;
@@ -136,8 +184,8 @@ void api_revocation(struct api_call *call)
 	 * RFC 7009: 200 whatever the token was. Refresh tokens end their session; access tokens
 	 * are short-lived JWTs verified without a lookup, so revoking one has no effect.
 	 */
-	if (strlen(token) <= 128)
-		rc = token_revoke(call->c, client, token);
+	if (strlen(v.token) <= 128)
+		rc = token_revoke(call->c, client, v.token);
 	if (rc == ERR_NONE)
 		resp_json(call->resp, 200, NULL);
 	else

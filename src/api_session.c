@@ -1,4 +1,7 @@
-/* The backend sessions API: silent sign-in, refresh, logout, a user's sessions. */
+/*
+ * The backend sessions API: silent sign-in, refresh, logout (each a pure parse step, api_parse.h,
+ * and an action step), a user's sessions.
+ */
 #include "api.h"
 
 #include <ctype.h>
@@ -12,7 +15,7 @@
 #include "session.h"
 #include "token.h"
 
-static const struct jv_field session_auth_fields[] = {
+const struct jv_field api_session_auth_fields[] = {
     JV_F_STRING("session_id", 1, 256),
     JV_F_STRING("resource", 0, 512),
     JV_F_OBJECT("claims", 0, NULL),
@@ -20,41 +23,42 @@ static const struct jv_field session_auth_fields[] = {
     JV_END,
 };
 
-static const struct jv_field refresh_fields[] = {
+const struct jv_field api_token_refresh_fields[] = {
     JV_F_STRING("refresh_token", 1, 128),
     JV_END,
 };
 
-static const struct jv_field logout_fields[] = {
+const struct jv_field api_session_logout_fields[] = {
     JV_F_STRING("session_id", 1, 256),
     JV_END,
 };
 
-/* Validate body against fields. Returns 0, or -1 after answering 400. */
-static int check(struct api_call *call, const struct jv_field *fields)
+int api_session_auth_parse(const struct api_input *in, struct api_session_auth *out,
+			   struct api_refusal *no)
 {
-	char err[256];
-	if (jsonio_check(call->req->json, fields, err, sizeof(err)) == 0)
-		return 0;
-	resp_error(call->resp, ERR_INVALID_INPUT, err);
-	return -1;
+	memset(out, 0, sizeof(*out));
+	if (api_audience(in, jsonio_str(in->body, "resource"), &out->aud, no) < 0)
+		return -1;
+	api_login_opts(in->body, &out->opts);
+	return 0;
 }
 
 void api_session_authenticate(struct api_call *call)
 {
-	json_t *body = call->req->json, *tokens;
+	struct api_input in = api_input_of(call);
+	struct api_session_auth a;
+	struct api_refusal no;
 	struct login_grant g;
-	struct login_opts opts;
-	const char *aud;
+	json_t *tokens;
 	int rc;
 
-	if (check(call, session_auth_fields) < 0 ||
-	    api_audience(call, jsonio_str(body, "resource"), &aud) < 0)
+	if (api_session_auth_parse(&in, &a, &no) < 0) {
+		api_refused(call, &no);
 		return;
-	api_login_opts(body, &opts);
-	rc = login_reauth(call->c, call->client, &opts, aud, &g);
+	}
+	rc = login_reauth(call->c, call->client, &a.opts, a.aud, &g);
 	if (rc == ERR_NONE) {
-		tokens = token_response(call->c, &g, &opts);
+		tokens = token_response(call->c, &g, &a.opts);
 		if (tokens != NULL)
 			resp_json(call->resp, 200, tokens);
 		else
@@ -65,15 +69,17 @@ void api_session_authenticate(struct api_call *call)
 	login_grant_free(&g);
 }
 
+const char *api_token_refresh_parse(const struct api_input *in)
+{
+	return jsonio_str(in->body, "refresh_token");
+}
+
 void api_token_refresh(struct api_call *call)
 {
+	struct api_input in = api_input_of(call);
 	json_t *tokens;
-	int rc;
+	int rc = token_refresh(call->c, call->client, api_token_refresh_parse(&in), &tokens);
 
-	if (check(call, refresh_fields) < 0)
-		return;
-	rc = token_refresh(call->c, call->client, jsonio_str(call->req->json, "refresh_token"),
-			   &tokens);
 	if (rc == ERR_NONE)
 		resp_json(call->resp, 200, tokens);
 	else if (rc == ERR_BAD_CREDENTIALS)
@@ -82,13 +88,16 @@ void api_token_refresh(struct api_call *call)
 		api_fail(call, rc, NULL);
 }
 
+const char *api_session_logout_parse(const struct api_input *in)
+{
+	return jsonio_str(in->body, "session_id");
+}
+
 void api_session_logout(struct api_call *call)
 {
-	int rc;
+	struct api_input in = api_input_of(call);
+	int rc = session_logout(call->c, call->client, api_session_logout_parse(&in));
 
-	if (check(call, logout_fields) < 0)
-		return;
-	rc = session_logout(call->c, call->client, jsonio_str(call->req->json, "session_id"));
 	if (rc == ERR_NONE)
 		resp_json(call->resp, 204, NULL);
 	else

@@ -160,6 +160,11 @@ int jsonio_check(json_t *obj, const struct jv_field *fields, char *err, size_t e
 		json_t *v = json_object_get(obj, f->name);
 		int rc = 0;
 
+		if (f->type == JV_INCLUDE) {
+			if (jsonio_check(obj, f->sub, err, errlen) < 0)
+				return -1;
+			continue;
+		}
 		if (v == NULL) {
 			if (f->required) {
 				snprintf(err, errlen, "%s is required", f->name);
@@ -190,6 +195,8 @@ int jsonio_check(json_t *obj, const struct jv_field *fields, char *err, size_t e
 			} else if (f->sub != NULL) {
 				rc = jsonio_check(v, f->sub, err, errlen);
 			}
+			break;
+		case JV_INCLUDE:
 			break;
 		case JV_FLATMAP:
 			if (!json_is_object(v)) {

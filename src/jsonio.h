@@ -16,7 +16,8 @@ enum jv_type {
 	JV_ENUM,    /* one of the strings in values */
 	JV_OBJECT,  /* any object; its members are checked by sub when sub is not NULL */
 	JV_FLATMAP, /* object of at most maxlen string members, keys [A-Za-z0-9_.-] */
-	JV_IPADDR   /* an IPv4 or IPv6 address in its textual form */
+	JV_IPADDR,  /* an IPv4 or IPv6 address in its textual form */
+	JV_INCLUDE  /* no member: the fields of sub, checked on this same object, in their place */
 };
 
 struct jv_field {
@@ -26,7 +27,7 @@ struct jv_field {
 	size_t maxlen;		    /* JV_STRING/JV_TEXT: bytes (0: 1024); JV_FLATMAP: members */
 	long long min, max;	    /* JV_INT */
 	const char *const *values;  /* JV_ENUM: NULL-terminated */
-	const struct jv_field *sub; /* JV_OBJECT: member table, ended by a NULL name */
+	const struct jv_field *sub; /* JV_OBJECT, JV_INCLUDE: a table, ended by a NULL name */
 };
 
 /* Table entries, spelled with designated initializers. */
@@ -61,6 +62,10 @@ struct jv_field {
 #define JV_F_IPADDR(n, req)                                                                        \
 	{                                                                                          \
 		.name = (n), .type = JV_IPADDR, .required = (req), .maxlen = 64                    \
+	}
+#define JV_F_INCLUDE(subtable)                                                                     \
+	{                                                                                          \
+		.name = "", .type = JV_INCLUDE, .sub = (subtable)                                  \
 	}
 #define JV_END                                                                                     \
 	{                                                                                          \

@@ -15,44 +15,54 @@ struct route {
 	const char *method;
 	const char *path; /* "{}" stands for one non-empty path segment */
 	enum body_kind body;
+	/* BODY_JSON: the body's field table, checked before the handler runs (NULL: none). */
+	const struct jv_field *fields;
 	enum auth_kind auth;
 	enum resp_dialect dialect;
 	api_handler handler;
 };
 
 static const struct route routes[] = {
-    {"POST", "/oidc/token", BODY_FORM, AUTH_NONE, DIALECT_PLAIN, api_token},
-    {"POST", "/oidc/token/revocation", BODY_FORM, AUTH_NONE, DIALECT_PLAIN, api_revocation},
-    {"GET", "/oidc/jwks", BODY_NONE, AUTH_NONE, DIALECT_PLAIN, api_jwks},
-    {"GET", "/oidc/.well-known/openid-configuration", BODY_NONE, AUTH_NONE, DIALECT_PLAIN,
+    {"POST", "/oidc/token", BODY_FORM, NULL, AUTH_NONE, DIALECT_PLAIN, api_token},
+    {"POST", "/oidc/token/revocation", BODY_FORM, NULL, AUTH_NONE, DIALECT_PLAIN, api_revocation},
+    {"GET", "/oidc/jwks", BODY_NONE, NULL, AUTH_NONE, DIALECT_PLAIN, api_jwks},
+    {"GET", "/oidc/.well-known/openid-configuration", BODY_NONE, NULL, AUTH_NONE, DIALECT_PLAIN,
      api_discovery},
-    {"GET", "/.well-known/openid-configuration", BODY_NONE, AUTH_NONE, DIALECT_PLAIN,
+    {"GET", "/.well-known/openid-configuration", BODY_NONE, NULL, AUTH_NONE, DIALECT_PLAIN,
      api_discovery},
-    {"POST", "/v1/auth/otp/send", BODY_JSON, AUTH_CLIENT, DIALECT_OTP, api_otp_send},
-    {"POST", "/v1/auth/otp/authenticate", BODY_JSON, AUTH_CLIENT, DIALECT_OTP,
+    {"POST", "/v1/auth/otp/send", BODY_JSON, api_otp_send_fields, AUTH_CLIENT, DIALECT_OTP,
+     api_otp_send},
+    {"POST", "/v1/auth/otp/authenticate", BODY_JSON, api_otp_auth_fields, AUTH_CLIENT, DIALECT_OTP,
      api_otp_authenticate},
-    {"POST", "/v1/auth/link/email/send", BODY_JSON, AUTH_CLIENT, DIALECT_LINK, api_link_send},
-    {"POST", "/v1/auth/link/email/authenticate", BODY_JSON, AUTH_CLIENT, DIALECT_LINK,
-     api_link_authenticate},
+    {"POST", "/v1/auth/link/email/send", BODY_JSON, api_link_send_fields, AUTH_CLIENT, DIALECT_LINK,
+     api_link_send},
+    {"POST", "/v1/auth/link/email/authenticate", BODY_JSON, api_link_auth_fields, AUTH_CLIENT,
+     DIALECT_LINK, api_link_authenticate},
     /* The landing page: a browser's GET shows it, its button POSTs (any body is ignored). */
-    {"GET", "/v1/auth/link/email/open", BODY_NONE, AUTH_NONE, DIALECT_LINK, api_link_open},
-    {"POST", "/v1/auth/link/email/open", BODY_NONE, AUTH_NONE, DIALECT_LINK, api_link_open},
-    {"POST", "/v1/auth/session/authenticate", BODY_JSON, AUTH_CLIENT, DIALECT_LINK,
-     api_session_authenticate},
-    {"POST", "/v1/auth/token/refresh", BODY_JSON, AUTH_CLIENT, DIALECT_PLAIN, api_token_refresh},
-    {"POST", "/v1/auth/session/logout", BODY_JSON, AUTH_CLIENT, DIALECT_LINK, api_session_logout},
-    {"GET", "/v1/auth/users/{}/sessions", BODY_NONE, AUTH_CLIENT, DIALECT_PLAIN, api_user_sessions},
-    {"DELETE", "/v1/auth/users/{}/sessions", BODY_NONE, AUTH_CLIENT, DIALECT_PLAIN,
+    {"GET", "/v1/auth/link/email/open", BODY_NONE, NULL, AUTH_NONE, DIALECT_LINK, api_link_open},
+    {"POST", "/v1/auth/link/email/open", BODY_NONE, NULL, AUTH_NONE, DIALECT_LINK, api_link_open},
+    {"POST", "/v1/auth/session/authenticate", BODY_JSON, api_session_auth_fields, AUTH_CLIENT,
+     DIALECT_LINK, api_session_authenticate},
+    {"POST", "/v1/auth/token/refresh", BODY_JSON, api_token_refresh_fields, AUTH_CLIENT,
+     DIALECT_PLAIN, api_token_refresh},
+    {"POST", "/v1/auth/session/logout", BODY_JSON, api_session_logout_fields, AUTH_CLIENT,
+     DIALECT_LINK, api_session_logout},
+    {"GET", "/v1/auth/users/{}/sessions", BODY_NONE, NULL, AUTH_CLIENT, DIALECT_PLAIN,
      api_user_sessions},
-    {"POST", "/v1/users", BODY_JSON, AUTH_ADMIN, DIALECT_USERS, api_users_create},
-    {"GET", "/v1/users", BODY_NONE, AUTH_ADMIN, DIALECT_USERS, api_users_list},
-    {"GET", "/v1/users/email/{}", BODY_NONE, AUTH_ADMIN, DIALECT_USERS, api_users_by_email},
-    {"GET", "/v1/users/username/{}", BODY_NONE, AUTH_ADMIN, DIALECT_USERS, api_users_by_username},
-    {"GET", "/v1/users/phone-number/{}", BODY_NONE, AUTH_ADMIN, DIALECT_USERS, api_users_by_phone},
-    {"GET", "/v1/users/{}", BODY_NONE, AUTH_ADMIN, DIALECT_USERS, api_users_get},
-    {"PUT", "/v1/users/{}", BODY_JSON, AUTH_ADMIN, DIALECT_USERS, api_users_update},
-    {"DELETE", "/v1/manage/users/{}", BODY_NONE, AUTH_ADMIN, DIALECT_USERS, api_users_delete},
-    {"GET", "/health", BODY_NONE, AUTH_NONE, DIALECT_PLAIN, api_health},
+    {"DELETE", "/v1/auth/users/{}/sessions", BODY_NONE, NULL, AUTH_CLIENT, DIALECT_PLAIN,
+     api_user_sessions},
+    /* The users API's bodies are checked by user.c, inside the transaction that stores them. */
+    {"POST", "/v1/users", BODY_JSON, NULL, AUTH_ADMIN, DIALECT_USERS, api_users_create},
+    {"GET", "/v1/users", BODY_NONE, NULL, AUTH_ADMIN, DIALECT_USERS, api_users_list},
+    {"GET", "/v1/users/email/{}", BODY_NONE, NULL, AUTH_ADMIN, DIALECT_USERS, api_users_by_email},
+    {"GET", "/v1/users/username/{}", BODY_NONE, NULL, AUTH_ADMIN, DIALECT_USERS,
+     api_users_by_username},
+    {"GET", "/v1/users/phone-number/{}", BODY_NONE, NULL, AUTH_ADMIN, DIALECT_USERS,
+     api_users_by_phone},
+    {"GET", "/v1/users/{}", BODY_NONE, NULL, AUTH_ADMIN, DIALECT_USERS, api_users_get},
+    {"PUT", "/v1/users/{}", BODY_JSON, NULL, AUTH_ADMIN, DIALECT_USERS, api_users_update},
+    {"DELETE", "/v1/manage/users/{}", BODY_NONE, NULL, AUTH_ADMIN, DIALECT_USERS, api_users_delete},
+    {"GET", "/health", BODY_NONE, NULL, AUTH_NONE, DIALECT_PLAIN, api_health},
 };
 
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
@@ -99,7 +109,7 @@ no:
 	return 0;
 }
 
-static void answer_405(struct api_call *call)
+void route_answer_405(struct api_call *call)
 {
 	char allow[128] = "", *scratch[2] = {NULL, NULL};
 
@@ -117,8 +127,17 @@ static void answer_405(struct api_call *call)
 	resp_error(call->resp, ERR_METHOD, NULL);
 }
 
-/* Content type and body syntax. Returns 0, or -1 after answering. */
-static int check_body(struct api_call *call, const struct route *rt)
+int route_check_fields(struct api_call *call, const struct route *rt)
+{
+	char err[256];
+
+	if (rt->fields == NULL || jsonio_check(call->req->json, rt->fields, err, sizeof(err)) == 0)
+		return 0;
+	resp_error(call->resp, ERR_INVALID_INPUT, err);
+	return -1;
+}
+
+int route_check_body(struct api_call *call, const struct route *rt)
 {
 	char err[256];
 
@@ -146,9 +165,19 @@ static int check_body(struct api_call *call, const struct route *rt)
 			resp_error(call->resp, ERR_INVALID_INPUT, err);
 			return -1;
 		}
-		return 0;
+		return route_check_fields(call, rt);
 	}
 	return 0;
+}
+
+enum resp_dialect route_dialect(const struct route *rt)
+{
+	return rt->dialect;
+}
+
+const struct jv_field *route_fields(const struct route *rt)
+{
+	return rt->fields;
 }
 
 /* The bearer token's client (with the admin permission when asked). 0, or -1 after answering. */
@@ -177,23 +206,30 @@ static int check_client(struct api_call *call, enum auth_kind auth)
 	return 0;
 }
 
+const struct route *route_find(const char *method, const char *path, char *params[2],
+			       int *path_known)
+{
+	*path_known = 0;
+	for (size_t i = 0; i < NROUTES; i++) {
+		if (!path_matches(routes[i].path, path, params))
+			continue;
+		*path_known = 1;
+		if (method_matches(routes[i].method, method))
+			return &routes[i];
+		free_params(params);
+	}
+	return NULL;
+}
+
 void route_dispatch(struct api_call *call)
 {
-	const struct route *rt = NULL;
-	int path_known = 0;
+	int path_known;
+	const struct route *rt =
+	    route_find(call->req->method, call->req->path, call->params, &path_known);
 
-	for (size_t i = 0; i < NROUTES && rt == NULL; i++) {
-		if (!path_matches(routes[i].path, call->req->path, call->params))
-			continue;
-		path_known = 1;
-		if (method_matches(routes[i].method, call->req->method))
-			rt = &routes[i];
-		else
-			free_params(call->params);
-	}
 	if (rt == NULL) {
 		if (path_known)
-			answer_405(call);
+			route_answer_405(call);
 		else
 			resp_error(call->resp, ERR_NOT_FOUND, NULL);
 		return;
@@ -202,7 +238,7 @@ void route_dispatch(struct api_call *call)
 	call->resp->head_only = strcmp(call->req->method, "HEAD") == 0;
 	/* Authentication first: an unauthenticated caller learns nothing about its input. */
 	if ((rt->auth == AUTH_NONE || check_client(call, rt->auth) == 0) &&
-	    check_body(call, rt) == 0)
+	    route_check_body(call, rt) == 0)
 		rt->handler(call);
 	free_params(call->params);
 }

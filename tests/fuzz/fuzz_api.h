@@ -1,44 +1,29 @@
 /*
- * What fuzz_req needs from route.c and the api_*.c files: their field tables and the pure
- * part of each handler's validation, which are static there. fuzz_api_*.c and fuzz_route.c
- * compile those sources into the fuzzer (#include of the .c file) instead of making the
- * tables public for tests' sake; a renamed table then breaks this build rather than leaving
- * a fuzzer that checks a stale copy. The handlers themselves need the store and are not run.
+ * What fuzz_req runs of the api layer: each JSON endpoint's real parse step (api_parse.h),
+ * under a few clients and configurations, with what must hold of what it accepts. Route's
+ * real front line (route.h) comes first, as in the server; only the flows, which need the
+ * store, are not run.
  */
 #ifndef OTLOGIN_FUZZ_API_H
 #define OTLOGIN_FUZZ_API_H
 
-#include "api.h"
-#include "jsonio.h"
+#include "api_parse.h"
 
 struct fuzz_endpoint {
-	const char *path;
-	enum resp_dialect dialect;
-	const struct jv_field *fields;
+	const char *path; /* POST path: route_find gives its route (field table, dialect) */
 	/*
-	 * The handler's checks up to its first use of the store or the client: 0, or -1 after
-	 * answering into call->resp. call->c and call->client are NULL. On 0, *canonical is the
-	 * identifier the handler would use (new string) or NULL when it takes none.
+	 * The endpoint's parse step on in: 0 after checking what it accepted (no canonical
+	 * identifier carries a control character or a space, and so on), or -1 with *no.
 	 */
-	int (*validate)(struct api_call *call, char **canonical);
+	int (*parse)(const struct api_input *in, struct api_refusal *no);
 };
 
-extern const struct fuzz_endpoint fuzz_otp_endpoints[2];
-extern const struct fuzz_endpoint fuzz_link_endpoints[2];
-extern const struct fuzz_endpoint fuzz_session_endpoints[3];
+extern const struct fuzz_endpoint fuzz_endpoints[];
+extern const size_t fuzz_nendpoints;
 
-/* api_link.c's landing page HTML for text and the form's token (new string, or NULL). */
-char *fuzz_link_page(const char *text, const char *token);
-
-/*
- * route.c's matching: the index of the route for method and path, or -1; *known is 1 when
- * some route has the path. On a match params holds the decoded {} segments (caller frees).
- */
-int fuzz_route_find(const char *method, const char *path, char *params[2], int *known);
-/* The body kind (0 none, 1 JSON, 2 form) and dialect of route i. */
-int fuzz_route_body(int i);
-enum resp_dialect fuzz_route_dialect(int i);
-/* route.c's 405 answer (Allow header + error) for call->req->path. */
-void fuzz_answer_405(struct api_call *call);
+/* The parse steps' inputs but the body: clients and configurations (fuzz_env_init once). */
+#define FUZZ_NENV 2
+extern struct api_input fuzz_env[FUZZ_NENV];
+void fuzz_env_init(void);
 
 #endif

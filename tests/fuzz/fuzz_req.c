@@ -1,8 +1,10 @@
 /*
  * The request front line: what lighttpd or Apache hand a worker (CGI variables and a body)
  * through req_read, route matching, form and JSON body parsing, bearer and Basic credentials,
- * query parameters, and the JSON validation of every endpoint's body (its jv_field table and
- * the handler's checks before it touches the store).
+ * query parameters, route's front line (route.h: matching, content type, body syntax, the
+ * endpoint's field table) and every endpoint's real parse step (api_parse.h; the JSON ones run
+ * by fuzz_api.c under a few clients and configurations, the OAuth ones on the form and
+ * Authorization): all the handlers do before the store.
  *
  * Input: lines NAME=VALUE (REQUEST_METHOD, PATH_INFO, CONTENT_TYPE, CONTENT_LENGTH,
  * HTTP_AUTHORIZATION, QUERY_STRING, REMOTE_ADDR, SCRIPT_NAME, HTTP_COOKIE), an empty line, then the
@@ -13,6 +15,7 @@
  * error object and the response has well-formed CRLF headers; decoded credentials, form
  * fields, path parameters and identifiers carry no control characters.
  */
+#include <arpa/inet.h>
 #include <string.h>
 
 #include "crypto.h"
@@ -20,6 +23,7 @@
 #include "fuzz_api.h"
 #include "req.h"
 #include "resp.h"
+#include "route.h"
 
 #define MAX_BODY 65536
 #define NVARS 9
@@ -38,6 +42,7 @@ static const char *const var_names[NVARS] = {"REQUEST_METHOD", "PATH_INFO",	    
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	FUZZ_ASSERT(crypto_init() == 0);
+	fuzz_env_init();
 	return 0;
 }
 
@@ -173,6 +178,10 @@ static void table_holds(json_t *obj, const struct jv_field *fields)
 		json_t *v = json_object_get(obj, f->name);
 		size_t max = f->maxlen ? f->maxlen : 1024;
 		const char *s = json_string_value(v);
+		if (f->type == JV_INCLUDE) {
+			table_holds(obj, f->sub);
+			continue;
+		}
 		if (v == NULL) {
 			FUZZ_ASSERT(!f->required);
 			continue;
@@ -193,6 +202,12 @@ static void table_holds(json_t *obj, const struct jv_field *fields)
 			FUZZ_ASSERT(*e != NULL);
 			break;
 		}
+		case JV_IPADDR: {
+			unsigned char raw[16];
+			FUZZ_ASSERT(s != NULL && (inet_pton(AF_INET, s, raw) == 1 ||
+						  inet_pton(AF_INET6, s, raw) == 1));
+			break;
+		}
 		case JV_BOOL:
 			FUZZ_ASSERT(json_is_boolean(v));
 			break;
@@ -202,6 +217,8 @@ static void table_holds(json_t *obj, const struct jv_field *fields)
 			FUZZ_ASSERT(json_is_integer(v) || json_real_value(v) == (double)n);
 			break;
 		}
+		case JV_INCLUDE: /* handled above */
+			break;
 		case JV_OBJECT:
 			FUZZ_ASSERT(json_is_object(v));
 			if (f->sub != NULL)
@@ -226,35 +243,55 @@ static void table_holds(json_t *obj, const struct jv_field *fields)
 	}
 }
 
+/*
+ * One endpoint's route (its field table) and parse step on the body, under every client and
+ * configuration: each answer is the contract's, and a body the table accepts has its shape.
+ */
 static void check_endpoint(struct req *r, const struct fuzz_endpoint *e)
 {
+	char *params[2] = {NULL, NULL};
+	int known;
+	const struct route *rt = route_find("POST", e->path, params, &known);
 	struct resp resp;
 	struct api_call call = {.req = r, .resp = &resp};
-	char *canonical = NULL;
+	struct api_refusal no;
 
+	FUZZ_ASSERT(rt != NULL && route_fields(rt) != NULL && params[0] == NULL);
 	resp_init(&resp);
-	resp.dialect = e->dialect;
-	if (e->validate(&call, &canonical) == 0) {
-		table_holds(r->json, e->fields);
-		no_controls(canonical);
-		FUZZ_ASSERT(canonical == NULL || strchr(canonical, ' ') == NULL);
-		free(canonical);
-	} else {
-		FUZZ_ASSERT(canonical == NULL);
+	resp.dialect = route_dialect(rt);
+	if (route_check_fields(&call, rt) < 0) {
 		check_error(&resp);
+		resp_free(&resp);
+		return;
+	}
+	table_holds(r->json, route_fields(rt));
+	for (int i = 0; i < FUZZ_NENV; i++) {
+		struct api_input in = fuzz_env[i];
+		in.body = r->json;
+		memset(&no, 0, sizeof(no));
+		if (e->parse(&in, &no) == 0)
+			continue;
+		FUZZ_ASSERT(no.err == ERR_INVALID_INPUT || no.err == ERR_FORBIDDEN);
+		FUZZ_ASSERT(no.message[0] != '\0' && strlen(no.message) < sizeof(no.message) - 1);
+		resp_error(&resp, no.err, no.message);
+		check_error(&resp);
+		resp_free(&resp);
+		resp_init(&resp);
+		resp.dialect = route_dialect(rt);
 	}
 	resp_free(&resp);
 }
 
-/* The body as JSON, validated against every endpoint (not only the path's: more reach). */
+/*
+ * The body as JSON (as route parsed it, else parsed here), through every JSON endpoint (not
+ * only the path's: more reach).
+ */
 static void check_json(struct req *r, enum resp_dialect dialect)
 {
-	static const struct fuzz_endpoint *const groups[] = {
-	    fuzz_otp_endpoints, fuzz_link_endpoints, fuzz_session_endpoints};
-	static const size_t sizes[] = {2, 2, 3};
 	char err[256];
 
-	r->json = jsonio_parse(r->body, r->body_len, err, sizeof(err));
+	if (r->json == NULL)
+		r->json = jsonio_parse(r->body, r->body_len, err, sizeof(err));
 	if (r->json == NULL) {
 		struct resp resp;
 		resp_init(&resp);
@@ -264,14 +301,78 @@ static void check_json(struct req *r, enum resp_dialect dialect)
 		resp_free(&resp);
 		return;
 	}
-	for (size_t g = 0; g < 3; g++)
-		for (size_t i = 0; i < sizes[g]; i++)
-			check_endpoint(r, &groups[g][i]);
+	for (size_t i = 0; i < fuzz_nendpoints; i++)
+		check_endpoint(r, &fuzz_endpoints[i]);
 }
 
+/* An answer in OAuth's shape (RFC 6749 5.2): {"error", "error_description"?}, no "message". */
+static int is_oauth_error_shape(const struct resp *resp)
+{
+	json_t *body = json_loadb(resp->body, resp->body_len, 0, NULL);
+	const char *error = json_string_value(json_object_get(body, "error"));
+	json_t *description = json_object_get(body, "error_description");
+	int oauth = error != NULL && json_object_get(body, "message") == NULL;
+
+	FUZZ_ASSERT(!oauth || description == NULL || json_is_string(description));
+	json_decref(body);
+	return oauth;
+}
+
+/* A parsed client authentication: one method's credentials, without controls. */
+static void client_auth_ok(struct req *r, const struct api_client_auth *a)
+{
+	FUZZ_ASSERT(a->client_id != NULL && a->secret != NULL);
+	no_controls(a->client_id);
+	no_controls(a->secret);
+	if (a->basic_user != NULL)
+		FUZZ_ASSERT(a->client_id == a->basic_user && a->secret == a->basic_pass &&
+			    req_form(r, "client_secret") == NULL);
+	else
+		FUZZ_ASSERT(a->client_id == req_form(r, "client_id") &&
+			    a->secret == req_form(r, "client_secret"));
+}
+
+/* A refusal of the OAuth endpoints: RFC 6749's error object, as api_refused answers it. */
+static void check_oauth_refusal(struct req *r, const struct api_refusal *no)
+{
+	struct resp resp;
+	struct api_call call = {.req = r, .resp = &resp};
+
+	FUZZ_ASSERT(no->oauth_error != NULL && (no->status == 400 || no->status == 401));
+	resp_init(&resp);
+	api_refused(&call, no);
+	FUZZ_ASSERT(resp.status == no->status && is_oauth_error_shape(&resp));
+	check_resp(&resp);
+	resp_free(&resp);
+}
+
+/* The parse steps of /oidc/token and /oidc/token/revocation on the form. */
+static void check_oauth(struct req *r)
+{
+	struct api_token_req t;
+	struct api_revocation_req v;
+	struct api_refusal no;
+
+	if (api_token_parse(r, &t, &no) == 0) {
+		client_auth_ok(r, &t.auth);
+		FUZZ_ASSERT(t.grant == API_GRANT_CLIENT_CREDENTIALS ||
+			    (t.grant == API_GRANT_REFRESH_TOKEN && t.resource == NULL));
+	} else {
+		check_oauth_refusal(r, &no);
+	}
+	api_client_auth_free(&t.auth);
+	FUZZ_ASSERT(t.auth.basic_user == NULL && t.auth.basic_pass == NULL);
+	if (api_revocation_parse(r, &v, &no) == 0)
+		client_auth_ok(r, &v.auth);
+	else
+		check_oauth_refusal(r, &no);
+	api_client_auth_free(&v.auth);
+}
+
+/* The form, as route parsed it (a form route), else parsed here; the OAuth parse steps. */
 static void check_form(struct req *r)
 {
-	if (req_parse_form(r) < 0)
+	if (r->nform == 0 && req_parse_form(r) < 0)
 		return;
 	for (size_t i = 0; i < r->nform; i++) {
 		no_controls(r->form[i].name);
@@ -281,6 +382,7 @@ static void check_form(struct req *r)
 			FUZZ_ASSERT(strcmp(r->form[i].name, r->form[j].name) != 0);
 		FUZZ_ASSERT(req_form(r, r->form[i].name) == r->form[i].value);
 	}
+	check_oauth(r);
 }
 
 /* Occurrences of the HTML-special characters in s. */
@@ -299,7 +401,8 @@ static void count_special(const char *s, size_t counts[4])
  */
 static void check_page(const char *token)
 {
-	char *page = fuzz_link_page(token, token), *plain = fuzz_link_page("x", "y");
+	char *page = api_link_page_html("Sign in", token, token, token);
+	char *plain = api_link_page_html("Sign in", "x", "y", "y");
 	size_t a[4], b[4];
 
 	FUZZ_ASSERT(page != NULL && plain != NULL);
@@ -347,29 +450,40 @@ static void check_credentials(struct req *r)
 	}
 }
 
+/* Route's front line for the request's own method and path, as route_dispatch runs it. */
 static void check_route(struct req *r)
 {
 	char *params[2] = {NULL, NULL};
-	int known, i = fuzz_route_find(r->method, r->path, params, &known);
+	int known;
+	const struct route *rt = route_find(r->method, r->path, params, &known);
 	enum resp_dialect dialect = DIALECT_PLAIN;
+	struct resp resp;
+	struct api_call call = {.req = r, .resp = &resp};
 
-	if (i >= 0) {
-		dialect = fuzz_route_dialect(i);
+	resp_init(&resp);
+	if (rt != NULL) {
+		dialect = route_dialect(rt);
 		no_controls(params[0]);
 		no_controls(params[1]);
 		free(params[0]);
 		free(params[1]);
+		resp.dialect = dialect;
+		if (route_check_body(&call, rt) < 0) {
+			FUZZ_ASSERT(resp.status == 400 || resp.status == 415);
+			/* A malformed form is answered in OAuth's shape, not the contract's. */
+			if (is_oauth_error_shape(&resp))
+				check_resp(&resp);
+			else
+				check_error(&resp);
+		}
 	} else if (known) {
-		struct resp resp;
-		struct api_call call = {.req = r, .resp = &resp};
-		resp_init(&resp);
-		fuzz_answer_405(&call);
+		route_answer_405(&call);
 		FUZZ_ASSERT(resp.status == 405 && resp.headers != NULL &&
 			    strncmp(resp.headers, "Allow: ", 7) == 0);
 		check_error(&resp);
-		resp_free(&resp);
 	}
-	FUZZ_ASSERT(params[0] == NULL || i >= 0);
+	resp_free(&resp);
+	FUZZ_ASSERT(params[0] == NULL || rt != NULL);
 	check_json(r, dialect);
 	check_form(r);
 }

@@ -7,14 +7,13 @@
 static const char *const colors[] = {"red", "blue", NULL};
 static const struct jv_field sub[] = {JV_F_STRING("subject", 1, 10), JV_F_TEXT("body", 0, 20),
 				      JV_END};
+/* Checked in its place in fields, on the same object. */
+static const struct jv_field extra[] = {JV_F_BOOL("more", 0), JV_END};
 static const struct jv_field fields[] = {
-    JV_F_STRING("name", 1, 8),
-    JV_F_ENUM("color", 0, colors),
-    JV_F_INT("n", 0, 1, 60),
-    JV_F_BOOL("flag", 0),
-    JV_F_OBJECT("content", 0, sub),
-    JV_F_FLATMAP("data", 0, 2),
-    JV_END,
+    JV_F_STRING("name", 1, 8),	    JV_F_ENUM("color", 0, colors),
+    JV_F_INT("n", 0, 1, 60),	    JV_F_BOOL("flag", 0),
+    JV_F_OBJECT("content", 0, sub), JV_F_INCLUDE(extra),
+    JV_F_FLATMAP("data", 0, 2),	    JV_END,
 };
 
 static const char *const valid[] = {
@@ -25,6 +24,8 @@ static const char *const valid[] = {
     "{\"name\":\"a\",\"content\":{\"subject\":\"s\",\"body\":\"line\\nline\",\"extra\":1}}",
     "{\"name\":\"a\",\"data\":{\"k.1\":\"v\",\"K_2-x\":\"w\"}}",
     "{\"name\":\"\\u00e9t\\u00e9\"}",
+    "{\"name\":\"a\",\"more\":true}",
+    "{\"name\":\"a\",\"\":5}", /* the empty key is no included table's */
 };
 
 static const char *const invalid[] = {
@@ -56,6 +57,7 @@ static const char *const invalid[] = {
     "{\"name\":\"a\",\"data\":{\"a\":1}}",
     "{\"name\":\"a\",\"data\":{\"a\":{\"nested\":\"x\"}}}",
     "{\"name\":\"a\"} trailing",
+    "{\"name\":\"a\",\"more\":1}",
 };
 
 int main(void)
@@ -91,6 +93,12 @@ int main(void)
 	text = "{\"name\":\"a\",\"n\":0}";
 	v = jsonio_parse(text, strlen(text), err, sizeof(err));
 	check(jsonio_check(v, fields, err, sizeof(err)) < 0 && strstr(err, "n must") != NULL);
+	json_decref(v);
+	/* An included table's fields are checked in its place: before data. */
+	text = "{\"name\":\"a\",\"data\":[],\"more\":\"x\"}";
+	v = jsonio_parse(text, strlen(text), err, sizeof(err));
+	check(jsonio_check(v, fields, err, sizeof(err)) < 0 &&
+	      strcmp(err, "more must be a boolean") == 0);
 	json_decref(v);
 	return check_done();
 }
