@@ -118,7 +118,7 @@ static void killed_inside(struct store *s)
 		pid_t child;
 		char buf[32];
 		size_t got = 0;
-		unsigned wanted;
+		unsigned wanted, pause;
 
 		rounds++;
 		crypto_random(&wanted, sizeof(wanted));
@@ -146,6 +146,13 @@ static void killed_inside(struct store *s)
 			memcpy(committed[ncommitted++], buf, sizeof(buf));
 			got++;
 		}
+		/*
+		 * The child has just reported a commit and is starting the next one: let it get
+		 * a random way into it (on a loaded machine, or under valgrind, a kill sent at
+		 * once finds it still between commits, where dying forces no recovery).
+		 */
+		crypto_random(&pause, sizeof(pause));
+		usleep(pause % 2500);
 		kill(child, SIGKILL);
 		/* What it reported between the last read and the kill counts too. */
 		while (ncommitted < 20000 &&
