@@ -186,6 +186,18 @@ static int limit_key(struct keyring *kr, char key[KEYRING_TAG_HEX], const char *
 	return keyring_tag(kr, key, "limit", kind, a ? a : "", b, NULL);
 }
 
+/* Store next (consumed; NULL: it could not be made) under key. 0 or a negative store_rc. */
+static int put_record(struct store_txn *t, const char *key, json_t *next)
+{
+	int rc;
+
+	if (next == NULL)
+		return STORE_ERR;
+	rc = store_put(t, TBL_COUNTERS, key, strlen(key), next);
+	json_decref(next);
+	return rc < 0 ? rc : 0;
+}
+
 int ratelimit_backoff_txn(struct store_txn *t, struct keyring *kr, const struct rl_backoff *b,
 			  unsigned *wait, const char *kind, const char *a, const char *sub)
 {
@@ -210,11 +222,7 @@ int ratelimit_backoff_txn(struct store_txn *t, struct keyring *kr, const struct 
 	}
 	next = rl_backoff_fail(rec, b, now);
 	json_decref(rec);
-	if (next == NULL)
-		return STORE_ERR;
-	rc = store_put(t, TBL_COUNTERS, key, strlen(key), next);
-	json_decref(next);
-	return rc < 0 ? rc : 0;
+	return put_record(t, key, next);
 }
 
 static int ratelimit_key_txn(struct store_txn *t, struct keyring *kr, const struct conf_rate *rule,
@@ -260,11 +268,7 @@ static int ratelimit_key_txn(struct store_txn *t, struct keyring *kr, const stru
 	}
 	next = rl_window_add(rec, rule, now);
 	json_decref(rec);
-	if (next == NULL)
-		return STORE_ERR;
-	rc = store_put(t, TBL_COUNTERS, key, strlen(key), next);
-	json_decref(next);
-	return rc < 0 ? rc : 0;
+	return put_record(t, key, next);
 }
 
 /* The recipient's limits: its cool-down and recipient_sends. */
@@ -274,11 +278,29 @@ static struct conf_rate cooldown_rule(struct ctx *c)
 	return r;
 }
 
+/*
+ * The cool-down and recipient_sends of subject a (and b), each counted when it fits, its key
+ * listed in keys: 0, 1 when one was reached (*wait raised), or a negative store_rc.
+ */
+static int recipient_limits_txn(struct store_txn *t, struct ctx *c, const char *a, const char *b,
+				unsigned *wait, json_t *keys)
+{
+	struct conf_rate cooldown = cooldown_rule(c);
+	int rc, refused;
+
+	rc = ratelimit_key_txn(t, c->keys, &cooldown, 1, wait, "cooldown", a, b, keys);
+	if (rc < 0)
+		return rc;
+	refused = rc;
+	rc = ratelimit_key_txn(t, c->keys, &c->conf->recipient_sends, 1, wait, "recipient", a, b,
+			       keys);
+	return rc < 0 ? rc : refused | rc;
+}
+
 int ratelimit_send_txn(struct store_txn *t, struct ctx *c, const char *client_id,
 		       const char *channel, const char *a, const char *b, unsigned *wait,
 		       json_t *keys)
 {
-	struct conf_rate cooldown = cooldown_rule(c);
 	const struct conf_rate *spend =
 	    strcmp(channel, "sms") == 0 ? &c->conf->client_sms : &c->conf->client_emails;
 	int rc, refused = 0;
@@ -289,12 +311,7 @@ int ratelimit_send_txn(struct store_txn *t, struct ctx *c, const char *client_id
 	 * all of them fit. The recipient's come first and the client's (hot) record last, so it
 	 * is locked for the shortest time; every send takes them in this order.
 	 */
-	rc = ratelimit_key_txn(t, c->keys, &cooldown, 1, wait, "cooldown", a, b, keys);
-	if (rc < 0)
-		return rc;
-	refused |= rc;
-	rc = ratelimit_key_txn(t, c->keys, &c->conf->recipient_sends, 1, wait, "recipient", a, b,
-			       keys);
+	rc = recipient_limits_txn(t, c, a, b, wait, keys);
 	if (rc < 0)
 		return rc;
 	refused |= rc;
@@ -335,7 +352,6 @@ int ratelimit_hidden_send_txn(struct store_txn *t, struct ctx *c, const char *cl
 			      const char *custom, const char *to, int *over, unsigned *wait,
 			      json_t *keys)
 {
-	struct conf_rate cooldown = cooldown_rule(c);
 	const struct conf_rate *spend =
 	    strcmp(channel, "sms") == 0 ? &c->conf->client_sms : &c->conf->client_emails;
 	char what[64];
@@ -350,12 +366,7 @@ int ratelimit_hidden_send_txn(struct store_txn *t, struct ctx *c, const char *cl
 	 * asked for by itself is counted once under each.
 	 */
 	snprintf(what, sizeof(what), "request/%s/%s", channel, custom ? "custom" : idtype);
-	rc = ratelimit_key_txn(t, c->keys, &cooldown, 1, wait, "cooldown", a, what, keys);
-	if (rc < 0)
-		return rc;
-	refused |= rc;
-	rc = ratelimit_key_txn(t, c->keys, &c->conf->recipient_sends, 1, wait, "recipient", a, what,
-			       keys);
+	rc = recipient_limits_txn(t, c, a, what, wait, keys);
 	if (rc < 0)
 		return rc;
 	refused |= rc;
