@@ -16,30 +16,6 @@
 #include "token.h"
 #include "user.h"
 
-static json_t *new_client(const char *name)
-{
-	json_t *spec = json_pack("{s:s, s:[s]}", "name", name, "permissions", "direct");
-	json_t *client = fixture_client(spec);
-
-	json_decref(spec);
-	return client;
-}
-
-/* A new user of email (and username when not NULL); its user_id into id (64). */
-static void new_user(const char *email, const char *username, char *id)
-{
-	char err[128];
-	json_t *spec = json_pack("{s:s}", "email", email), *user = NULL;
-
-	if (username != NULL)
-		json_object_set_new(spec, "username", json_string(username));
-	id[0] = '\0';
-	if (check(user_create(&c, spec, &user, err, sizeof(err)) == USER_CREATED))
-		snprintf(id, 64, "%s", json_string_value(json_object_get(user, "user_id")));
-	json_decref(spec);
-	json_decref(user);
-}
-
 struct bulk_arg {
 	const char *user_id;
 	json_t *client;
@@ -153,32 +129,6 @@ static int update(const char *user_id, const char *patch_text, char *status)
 	return rc;
 }
 
-struct status_arg {
-	const char *id;
-	json_t *patch;
-};
-
-static int status_txn(struct store_txn *t, void *argp)
-{
-	struct status_arg *a = argp;
-	char err[128];
-	json_t *user = NULL;
-	int was, rc = user_update_txn(t, a->id, a->patch, &user, &was, err, sizeof(err));
-
-	json_decref(user);
-	return rc;
-}
-
-/* The status set below account.c (as a disable interrupted before its sessions ended). */
-static int set_status(const char *user_id, const char *status)
-{
-	struct status_arg a = {user_id, json_pack("{s:s}", "status", status)};
-	int rc = store_run(c.store, status_txn, &a);
-
-	json_decref(a.patch);
-	return rc;
-}
-
 static int refresh_ok(json_t *client, const char *rt)
 {
 	json_t *tokens = NULL;
@@ -193,8 +143,8 @@ static void statuses(json_t *a, json_t *b)
 	char uid[64], other[64], status[16];
 	char *rt, *other_rt;
 
-	new_user("status@example.com", NULL, uid);
-	new_user("bystander@example.com", NULL, other);
+	fixture_user("status@example.com", NULL, NULL, uid);
+	fixture_user("bystander@example.com", NULL, NULL, other);
 	other_rt = sessions(other, a, 2);
 
 	/* Other changes leave the sessions alone. */
@@ -235,7 +185,7 @@ static void statuses(json_t *a, json_t *b)
 	 * A disable that left sessions behind (interrupted, or sessions opened below the login
 	 * checks): becoming Active ends them first, a batch or many.
 	 */
-	check(set_status(uid, "Disabled") == USER_CREATED);
+	check(fixture_set_status(uid, "Disabled") == USER_CREATED);
 	rt = sessions(uid, a, 30);
 	check(count(uid) == 30);
 	check(update(uid, "{\"status\": \"Active\"}", status) == USER_CREATED &&
@@ -243,7 +193,7 @@ static void statuses(json_t *a, json_t *b)
 	check(count(uid) == 0 && index_entries(uid) == 0);
 	check(!refresh_ok(a, rt));
 	free(rt);
-	check(set_status(uid, "Disabled") == USER_CREATED);
+	check(fixture_set_status(uid, "Disabled") == USER_CREATED);
 	rt = sessions(uid, a, 250);
 	check(update(uid, "{\"status\": \"Active\"}", status) == USER_CREATED &&
 	      strcmp(status, "Active") == 0);
@@ -262,8 +212,8 @@ static void refusals(json_t *a)
 	char uid[64], other[64], status[16];
 	json_t *user = NULL;
 
-	new_user("refuse@example.com", NULL, uid);
-	new_user("taken@example.com", NULL, other);
+	fixture_user("refuse@example.com", NULL, NULL, uid);
+	fixture_user("taken@example.com", NULL, NULL, other);
 	free(sessions(uid, a, 2));
 
 	check(update(uid, "{\"status\": \"Gone\"}", status) == USER_INVALID);
@@ -293,8 +243,8 @@ static void deletion(json_t *a, json_t *b)
 	json_t *user = NULL;
 	char *rt, *other_rt;
 
-	new_user("delete@example.com", "deleteme", uid);
-	new_user("stays@example.com", NULL, other);
+	fixture_user("delete@example.com", NULL, "deleteme", uid);
+	fixture_user("stays@example.com", NULL, NULL, other);
 	{
 		json_t *patch = json_pack("{s:s}", "phone_number", "+15550001234"), *u = NULL;
 		char err[128];
@@ -321,7 +271,7 @@ static void deletion(json_t *a, json_t *b)
 	/* The identifiers are free again. */
 	{
 		char again[64];
-		new_user("delete@example.com", "deleteme", again);
+		fixture_user("delete@example.com", NULL, "deleteme", again);
 		check(strcmp(again, uid) != 0);
 	}
 	/* Nobody else's. */
@@ -337,8 +287,8 @@ int main(void)
 
 	if (fixture_open("/dev/shm", "account", 8) < 0)
 		return check_done();
-	a = new_client("A");
-	b = new_client("B");
+	a = fixture_direct_client("A", NULL, NULL);
+	b = fixture_direct_client("B", NULL, NULL);
 	check(a != NULL && b != NULL);
 
 	statuses(a, b);

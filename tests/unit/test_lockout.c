@@ -17,39 +17,6 @@
 
 /* ---- records ---- */
 
-struct rec_arg {
-	const char *key;
-	json_t *val; /* put this (borrowed) when not NULL, else get into out */
-	json_t *out;
-};
-
-static int rec_txn(struct store_txn *t, void *argp)
-{
-	struct rec_arg *a = argp;
-
-	json_decref(a->out);
-	a->out = NULL;
-	if (a->val != NULL)
-		return store_put(t, TBL_COUNTERS, a->key, strlen(a->key), a->val);
-	return store_get(t, TBL_COUNTERS, a->key, strlen(a->key), &a->out, 0);
-}
-
-static json_t *get_rec(const char *key)
-{
-	struct rec_arg a = {key, NULL, NULL};
-	if (store_run(c.store, rec_txn, &a) != STORE_FOUND) {
-		json_decref(a.out);
-		return NULL;
-	}
-	return a.out;
-}
-
-static int put_rec(const char *key, json_t *val)
-{
-	struct rec_arg a = {key, val, NULL};
-	return store_run(c.store, rec_txn, &a);
-}
-
 /* ---- the throttle ---- */
 
 struct attempt {
@@ -145,7 +112,7 @@ static void accounts(void)
 	/* Below the limit: nothing refused; the record carries "exp". */
 	for (int i = 0; i < 9; i++)
 		check(attempt("user-1", "email", "one@example.com", 1, NULL, key) == ERR_NONE);
-	rec = get_rec(key);
+	rec = fixture_get(TBL_COUNTERS, key);
 	check(rec != NULL && json_integer_value(json_object_get(rec, "exp")) > now &&
 	      json_object_get(rec, "until") == NULL);
 	json_decref(rec);
@@ -153,7 +120,7 @@ static void accounts(void)
 	wait = 0;
 	check(attempt("user-1", "phone_number", "+15550000001", 1, &wait, key2) == ERR_NONE);
 	check(strcmp(key, key2) == 0);
-	rec = get_rec(key);
+	rec = fixture_get(TBL_COUNTERS, key);
 	check(rec != NULL);
 	check(json_integer_value(json_object_get(rec, "until")) >= now + 30 &&
 	      json_integer_value(json_object_get(rec, "until")) <= now + 35);
@@ -172,7 +139,7 @@ static void accounts(void)
 	check(attempt("user-1", "email", "one@example.com", 0, &wait, NULL) == ERR_LOCKED);
 	check(wait == 5000);
 	/* A refused attempt counted nothing: the delay is still the first one. */
-	rec = get_rec(key);
+	rec = fixture_get(TBL_COUNTERS, key);
 	check(json_integer_value(json_object_get(rec, "until")) <= now + 35);
 	json_decref(rec);
 	/* Another user, and the same identifier without a user, are other accounts. */
@@ -191,12 +158,12 @@ static void accounts(void)
 	check(attempt("user-3", "email", "nobody@example.com", 0, NULL, NULL) == ERR_NONE);
 
 	/* Once the delay is over, the next failure doubles it. */
-	rec = get_rec(key);
+	rec = fixture_get(TBL_COUNTERS, key);
 	json_object_set_new(rec, "until", json_integer((json_int_t)now - 1));
-	check(put_rec(key, rec) == 0);
+	check(fixture_put(TBL_COUNTERS, key, rec) == 0);
 	json_decref(rec);
 	check(attempt("user-1", "email", "one@example.com", 1, NULL, NULL) == ERR_NONE);
-	rec = get_rec(key);
+	rec = fixture_get(TBL_COUNTERS, key);
 	check(json_integer_value(json_object_get(rec, "until")) >= now + 60 &&
 	      json_integer_value(json_object_get(rec, "until")) <= now + 65);
 	json_decref(rec);
@@ -213,7 +180,7 @@ static void damaged(void)
 	check(attempt("user-damaged", "email", "d@example.com", 0, NULL, key) == ERR_NONE);
 	rec = json_pack("{s:I, s:I}", "until", (json_int_t)now + 1000000000, "exp",
 			(json_int_t)now + 1000000000);
-	check(put_rec(key, rec) == 0);
+	check(fixture_put(TBL_COUNTERS, key, rec) == 0);
 	json_decref(rec);
 	check(attempt("user-damaged", "email", "d@example.com", 0, &wait, NULL) == ERR_LOCKED);
 	check_msg(wait >= conf.otp_lockout_minutes * 60 - 1 &&
@@ -221,19 +188,19 @@ static void damaged(void)
 		  "wait = %u", wait);
 	/* One that is no integer locks nothing, nor one in the past. */
 	rec = json_pack("{s:s}", "until", "soon");
-	check(put_rec(key, rec) == 0);
+	check(fixture_put(TBL_COUNTERS, key, rec) == 0);
 	json_decref(rec);
 	check(attempt("user-damaged", "email", "d@example.com", 0, NULL, NULL) == ERR_NONE);
 	rec = json_pack("{s:I}", "until", (json_int_t)now - 5);
-	check(put_rec(key, rec) == 0);
+	check(fixture_put(TBL_COUNTERS, key, rec) == 0);
 	json_decref(rec);
 	check(attempt("user-damaged", "email", "d@example.com", 0, NULL, NULL) == ERR_NONE);
 	/* Not an object at all: no lock, and a failure writes a sound record over it. */
 	rec = json_pack("[i, i]", 1, 2);
-	check(put_rec(key, rec) == 0);
+	check(fixture_put(TBL_COUNTERS, key, rec) == 0);
 	json_decref(rec);
 	check(attempt("user-damaged", "email", "d@example.com", 1, NULL, NULL) == ERR_NONE);
-	rec = get_rec(key);
+	rec = fixture_get(TBL_COUNTERS, key);
 	check(json_is_object(rec) && json_integer_value(json_object_get(rec, "exp")) > now);
 	json_decref(rec);
 	check(attempt("user-damaged", "email", "d@example.com", 0, NULL, NULL) == ERR_NONE);
@@ -253,7 +220,7 @@ static void lifetimes(void)
 	conf.otp_lockout_minutes = 60;
 	for (int i = 0; i < 3; i++)
 		check(attempt("user-life", "email", "l@example.com", 1, NULL, key) == ERR_NONE);
-	rec = get_rec(key);
+	rec = fixture_get(TBL_COUNTERS, key);
 	check(rec != NULL);
 	check(json_integer_value(json_object_get(rec, "until")) >= now + 600);
 	check(json_integer_value(json_object_get(rec, "exp")) >=
@@ -264,7 +231,7 @@ static void lifetimes(void)
 	conf.account_failures.limit = 0;
 	for (int i = 0; i < 20; i++)
 		check(attempt("user-off", "email", "off@example.com", 1, NULL, key) == ERR_NONE);
-	rec = get_rec(key);
+	rec = fixture_get(TBL_COUNTERS, key);
 	check(rec == NULL);
 	json_decref(rec);
 	conf = saved;
@@ -282,46 +249,47 @@ static void purge(void)
 	json_t *other = json_pack("{s:i}", "something", 1), *rec;
 	char live[KEYRING_TAG_HEX];
 
-	check(put_rec("old-counter", old) == 0);
-	check(put_rec("never-locked-counter", never) == 0);
-	check(put_rec("recent-counter", recent) == 0);
-	check(put_rec("locked-counter", locked) == 0);
-	check(put_rec("other-record", other) == 0);
+	check(fixture_put(TBL_COUNTERS, "old-counter", old) == 0);
+	check(fixture_put(TBL_COUNTERS, "never-locked-counter", never) == 0);
+	check(fixture_put(TBL_COUNTERS, "recent-counter", recent) == 0);
+	check(fixture_put(TBL_COUNTERS, "locked-counter", locked) == 0);
+	check(fixture_put(TBL_COUNTERS, "other-record", other) == 0);
 	check(attempt("user-purge", "email", "p@example.com", 1, NULL, live) == ERR_NONE);
 
 	/* Without the rule nothing of them goes (the store knows "exp" only). */
 	check(store_purge(c.store, now) >= 0);
-	rec = get_rec("old-counter");
+	rec = fixture_get(TBL_COUNTERS, "old-counter");
 	check(rec != NULL);
 	json_decref(rec);
 
 	/* With it: an old counter whose lockout ended a grace period ago; nothing else. */
 	check(lockout_purge_rules(c.store) == 0);
 	check(store_purge(c.store, now) >= 1);
-	rec = get_rec("old-counter");
+	rec = fixture_get(TBL_COUNTERS, "old-counter");
 	check(rec == NULL);
 	json_decref(rec);
-	rec = get_rec("never-locked-counter"); /* old counters said 0 when not locked */
+	rec = fixture_get(TBL_COUNTERS,
+			  "never-locked-counter"); /* old counters said 0 when not locked */
 	check(rec == NULL);
 	json_decref(rec);
-	rec = get_rec("recent-counter");
+	rec = fixture_get(TBL_COUNTERS, "recent-counter");
 	check(rec != NULL);
 	json_decref(rec);
-	rec = get_rec("locked-counter");
+	rec = fixture_get(TBL_COUNTERS, "locked-counter");
 	check(rec != NULL);
 	json_decref(rec);
-	rec = get_rec("other-record");
+	rec = fixture_get(TBL_COUNTERS, "other-record");
 	check(rec != NULL);
 	json_decref(rec);
-	rec = get_rec(live);
+	rec = fixture_get(TBL_COUNTERS, live);
 	check(rec != NULL);
 	json_decref(rec);
 	/* A day later the recent one goes too; the current record has its "exp". */
 	check(store_purge(c.store, now + STORE_PURGE_GRACE_S) >= 1);
-	rec = get_rec("recent-counter");
+	rec = fixture_get(TBL_COUNTERS, "recent-counter");
 	check(rec == NULL);
 	json_decref(rec);
-	rec = get_rec("locked-counter");
+	rec = fixture_get(TBL_COUNTERS, "locked-counter");
 	check(rec != NULL);
 	json_decref(rec);
 

@@ -108,78 +108,17 @@ static const struct login_kind test_kind = {
 
 /* ---- helpers ---- */
 
-static json_t *new_client(const char *name, const char *signup, const char *existence)
-{
-	json_t *spec = json_pack("{s:s, s:[s], s:s, s:s}", "name", name, "permissions", "direct",
-				 "signup", signup, "existence", existence);
-	json_t *client = fixture_client(spec);
-
-	json_decref(spec);
-	return client;
-}
-
-static void new_user(const char *email, char *id)
-{
-	char err[128];
-	json_t *spec = json_pack("{s:s}", "email", email), *user = NULL;
-
-	id[0] = '\0';
-	if (check(user_create(&c, spec, &user, err, sizeof(err)) == USER_CREATED))
-		snprintf(id, 64, "%s", json_string_value(json_object_get(user, "user_id")));
-	json_decref(spec);
-	json_decref(user);
-}
-
-struct status_arg {
-	const char *id;
-	json_t *patch;
-};
-
-static int status_txn(struct store_txn *t, void *argp)
-{
-	struct status_arg *a = argp;
-	char err[128];
-	json_t *user = NULL;
-	int was, rc = user_update_txn(t, a->id, a->patch, &user, &was, err, sizeof(err));
-
-	json_decref(user);
-	return rc;
-}
-
-/* The user's status set without ending sessions (below account.c). */
-static int set_status(const char *user_id, const char *status)
-{
-	struct status_arg a = {user_id, json_pack("{s:s}", "status", status)};
-	int rc = store_run(c.store, status_txn, &a);
-
-	json_decref(a.patch);
-	return rc;
-}
-
 /* The test kind's record of identifier: 1 live, 2 dead (shadow), 0 none. */
-struct rec_arg {
-	const char *key;
-	json_t *out;
-};
-
-static int get_txn(struct store_txn *t, void *argp)
-{
-	struct rec_arg *a = argp;
-	json_decref(a->out);
-	a->out = NULL;
-	return store_get(t, TBL_CODES, a->key, strlen(a->key), &a->out, 0);
-}
-
 static int record_state(const char *identifier)
 {
 	char key[300];
-	struct rec_arg a = {key, NULL};
+	json_t *rec;
 	int rc;
 
 	record_key(identifier, key, sizeof(key));
-	rc = store_run(c.store, get_txn, &a);
-	rc = rc == STORE_FOUND ? (json_is_true(json_object_get(a.out, "dead")) ? 2 : 1) : 0;
-	json_decref(a.out);
+	rec = fixture_get(TBL_CODES, key);
+	rc = rec != NULL ? (json_is_true(json_object_get(rec, "dead")) ? 2 : 1) : 0;
+	json_decref(rec);
 	return rc;
 }
 
@@ -237,7 +176,7 @@ static void sending(json_t *closed_reveal, json_t *closed_hide, json_t *open_rev
 	check(calls.issue == 0);
 
 	/* A known user, with a closed signup: sent. */
-	new_user("known@example.com", uid);
+	fixture_user("known@example.com", NULL, NULL, uid);
 	calls_reset();
 	check(send1(closed_reveal, ID_EMAIL, "known@example.com", "email") == ERR_NONE);
 	check(json_is_true(calls.dest_user) && calls.issue == 1 && calls.deliver == 1);
@@ -258,7 +197,7 @@ static void sending(json_t *closed_reveal, json_t *closed_hide, json_t *open_rev
 	check(record_state("ghost@example.com") == 2);
 	login_send_done(&s);
 	/* A known one gets a real send. */
-	new_user("hidden-known@example.com", uid);
+	fixture_user("hidden-known@example.com", NULL, NULL, uid);
 	calls_reset();
 	check(do_send(&s, closed_hide, ID_EMAIL, "hidden-known@example.com", "email", 0) ==
 	      ERR_NONE);
@@ -286,8 +225,8 @@ static void sending(json_t *closed_reveal, json_t *closed_hide, json_t *open_rev
 	check(calls.issue == 0 && calls.deliver == 0);
 
 	/* A disabled user: said so, or a shadow send. */
-	new_user("disabled@example.com", uid);
-	check(set_status(uid, "Disabled") == USER_CREATED);
+	fixture_user("disabled@example.com", NULL, NULL, uid);
+	check(fixture_set_status(uid, "Disabled") == USER_CREATED);
 	calls_reset();
 	check(send1(closed_reveal, ID_EMAIL, "disabled@example.com", "email") ==
 	      ERR_USER_NOT_ACTIVE);
@@ -297,7 +236,7 @@ static void sending(json_t *closed_reveal, json_t *closed_hide, json_t *open_rev
 	check(calls.issue == 1 && calls.issue_shadow && calls.deliver == 0);
 
 	/* The kind's destination error: said, or a shadow send. */
-	new_user("nowhere@example.com", uid);
+	fixture_user("nowhere@example.com", NULL, NULL, uid);
 	calls_reset();
 	calls.dest_rc = ERR_PHONE_MISSING;
 	check(send1(closed_reveal, ID_EMAIL, "nowhere@example.com", "email") == ERR_PHONE_MISSING);
@@ -308,13 +247,13 @@ static void sending(json_t *closed_reveal, json_t *closed_hide, json_t *open_rev
 	check(calls.issue == 1 && calls.issue_shadow && calls.deliver == 0);
 
 	/* A failed delivery: withdrawn; the error revealed, or answered as sent. */
-	new_user("bounce@example.com", uid);
+	fixture_user("bounce@example.com", NULL, NULL, uid);
 	calls_reset();
 	calls.deliver_rc = ERR_DELIVERY;
 	check(send1(closed_reveal, ID_EMAIL, "bounce@example.com", "email") == ERR_DELIVERY);
 	check(calls.issue == 1 && calls.deliver == 1 && calls.withdraw == 1);
 	check(record_state("bounce@example.com") == 0);
-	new_user("bounce-hidden@example.com", uid);
+	fixture_user("bounce-hidden@example.com", NULL, NULL, uid);
 	calls_reset();
 	calls.deliver_rc = ERR_DELIVERY;
 	check(send1(closed_hide, ID_EMAIL, "bounce-hidden@example.com", "email") == ERR_NONE);
@@ -327,7 +266,7 @@ static void sending(json_t *closed_reveal, json_t *closed_hide, json_t *open_rev
 	check(calls.withdraw == 1);
 
 	/* A refusal of issue after the limits were counted counts none of them. */
-	new_user("refused@example.com", uid);
+	fixture_user("refused@example.com", NULL, NULL, uid);
 	calls_reset();
 	calls.issue_rc = ERR_INVALID_INPUT;
 	check(send1(closed_reveal, ID_EMAIL, "refused@example.com", "email") == ERR_INVALID_INPUT);
@@ -456,7 +395,7 @@ static void authenticating(json_t *closed_reveal, json_t *open_reveal)
 	check(fail(closed_reveal, "other-guess@example.com", NULL) == ERR_BAD_CREDENTIALS);
 
 	/* A login ends the identifier's count. */
-	new_user("guess@example.com", uid);
+	fixture_user("guess@example.com", NULL, NULL, uid);
 	check(finish(closed_reveal, "guess@example.com", NULL, NULL, &tokens) == ERR_NONE);
 	check(json_is_string(json_object_get(tokens, "refresh_token")) &&
 	      json_is_string(json_object_get(tokens, "session_id")) &&
@@ -481,13 +420,13 @@ static void authenticating(json_t *closed_reveal, json_t *open_reveal)
 	check(user_get(&c, ID_EMAIL, "almost@example.com", &user) == STORE_NOTFOUND);
 
 	/* A disabled user is refused, found at signup or not. */
-	new_user("off@example.com", uid);
-	check(set_status(uid, "Disabled") == USER_CREATED);
+	fixture_user("off@example.com", NULL, NULL, uid);
+	check(fixture_set_status(uid, "Disabled") == USER_CREATED);
 	check(finish(open_reveal, "off@example.com", NULL, NULL, NULL) == ERR_USER_NOT_ACTIVE);
 	check(finish(closed_reveal, "off@example.com", NULL, NULL, NULL) == ERR_USER_NOT_ACTIVE);
 
 	/* The send limits listed are released: the next send need not wait. */
-	new_user("release@example.com", uid);
+	fixture_user("release@example.com", NULL, NULL, uid);
 	calls_reset();
 	check(send1(closed_reveal, ID_EMAIL, "release@example.com", "email") == ERR_NONE);
 	check(send1(closed_reveal, ID_EMAIL, "release@example.com", "email") == ERR_RATE_LIMITED);
@@ -547,7 +486,7 @@ static void throttling(void)
 	char uid[64];
 	unsigned retry = 0;
 
-	new_user("throttle@example.com", uid);
+	fixture_user("throttle@example.com", NULL, NULL, uid);
 	for (unsigned i = 0; i < conf.account_failures.limit; i++)
 		check(throttle("email", "throttle@example.com", 1, NULL) == ERR_NONE);
 	check(throttle("email", "throttle@example.com", 0, &retry) == ERR_LOCKED);
@@ -589,7 +528,7 @@ static void reauth(json_t *closed_reveal, json_t *open_reveal)
 	json_t *tokens = NULL, *claims = json_pack("{s:{s:n}}", "id_token", "email"), *out;
 	char *raw;
 
-	new_user("silent@example.com", uid);
+	fixture_user("silent@example.com", NULL, NULL, uid);
 	check(finish(closed_reveal, "silent@example.com", NULL, NULL, &tokens) == ERR_NONE);
 	raw = strdup(json_string_value(json_object_get(tokens, "session_id")) ?: "");
 	json_decref(tokens);
@@ -622,10 +561,10 @@ static void reauth(json_t *closed_reveal, json_t *open_reveal)
 	check(login_reauth(&c, closed_reveal, &o, "aud", &g) == ERR_ORG_NOT_MEMBER);
 	login_grant_free(&g);
 	o.org_id = NULL;
-	check(set_status(uid, "Disabled") == USER_CREATED);
+	check(fixture_set_status(uid, "Disabled") == USER_CREATED);
 	check(login_reauth(&c, closed_reveal, &o, "aud", &g) == ERR_USER_NOT_ACTIVE);
 	login_grant_free(&g);
-	check(set_status(uid, "Active") == USER_CREATED);
+	check(fixture_set_status(uid, "Active") == USER_CREATED);
 	check(session_logout(&c, closed_reveal, raw) == ERR_NONE);
 	check(login_reauth(&c, closed_reveal, &o, "aud", &g) == ERR_SESSION_NOT_FOUND);
 	login_grant_free(&g);
@@ -644,9 +583,9 @@ int main(void)
 		return check_done();
 	free(conf.issuer);
 	conf.issuer = strdup("http://127.0.0.1/cis");
-	closed_reveal = new_client("closed-reveal", "closed", "reveal");
-	closed_hide = new_client("closed-hide", "closed", "hide");
-	open_reveal = new_client("open-reveal", "open", "reveal");
+	closed_reveal = fixture_direct_client("closed-reveal", "closed", "reveal");
+	closed_hide = fixture_direct_client("closed-hide", "closed", "hide");
+	open_reveal = fixture_direct_client("open-reveal", "open", "reveal");
 	check(closed_reveal != NULL && closed_hide != NULL && open_reveal != NULL);
 
 	sending(closed_reveal, closed_hide, open_reveal);

@@ -32,18 +32,6 @@ static int create(const char *id, const char *name, char *made)
 }
 
 /* A new user with email (and a phone and username, whose index keys sort after "org:"). */
-static void new_user(const char *email, const char *phone, const char *username, char *id)
-{
-	json_t *spec = json_pack("{s:s, s:s, s:s}", "email", email, "phone_number", phone,
-				 "username", username),
-	       *u = NULL;
-
-	check(user_create(&c, spec, &u, err, sizeof(err)) == USER_CREATED);
-	snprintf(id, 64, "%s", json_string_value(json_object_get(u, "user_id")) ?: "");
-	json_decref(u);
-	json_decref(spec);
-}
-
 static json_t *user(const char *id)
 {
 	json_t *u = NULL;
@@ -77,8 +65,8 @@ int main(void)
 
 	if (fixture_open("/dev/shm", "org", 8) < 0)
 		return check_done();
-	new_user("alice@example.com", "+14155550100", "zed", alice);
-	new_user("bob@example.com", "+14155550101", "zoe", bob);
+	fixture_user("alice@example.com", "+14155550100", "zed", alice);
+	fixture_user("bob@example.com", "+14155550101", "zoe", bob);
 
 	/* Given and random ids. */
 	check(create("acme", "Acme Inc.", made) == 0 && strcmp(made, "acme") == 0);

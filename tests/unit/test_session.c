@@ -17,75 +17,16 @@
 #include "session.h"
 #include "user.h"
 
-static json_t *new_client(const char *name)
-{
-	json_t *spec = json_pack("{s:s, s:[s]}", "name", name, "permissions", "direct");
-	json_t *client = fixture_client(spec);
-
-	json_decref(spec);
-	return client;
-}
-
-/* A new user with email (and phone when not NULL); its user_id is copied into id (64). */
-static void new_user(const char *email, const char *phone, char *id)
-{
-	char err[128];
-	json_t *spec = json_pack("{s:s}", "email", email), *user = NULL;
-
-	if (phone != NULL)
-		json_object_set_new(spec, "phone_number", json_string(phone));
-	id[0] = '\0';
-	if (check(user_create(&c, spec, &user, err, sizeof(err)) == USER_CREATED))
-		snprintf(id, 64, "%s", json_string_value(json_object_get(user, "user_id")));
-	json_decref(spec);
-	json_decref(user);
-}
-
 /* ---- records ---- */
-
-struct rec_arg {
-	enum store_table tbl;
-	const char *key;
-	json_t *val; /* put this (borrowed) when not NULL, else get into out */
-	json_t *out;
-};
-
-static int rec_txn(struct store_txn *t, void *argp)
-{
-	struct rec_arg *a = argp;
-
-	json_decref(a->out);
-	a->out = NULL;
-	if (a->val != NULL)
-		return store_put(t, a->tbl, a->key, strlen(a->key), a->val);
-	return store_get(t, a->tbl, a->key, strlen(a->key), &a->out, 0);
-}
-
-/* The record under key (new reference) or NULL. */
-static json_t *get_rec(enum store_table tbl, const char *key)
-{
-	struct rec_arg a = {tbl, key, NULL, NULL};
-	if (store_run(c.store, rec_txn, &a) != STORE_FOUND) {
-		json_decref(a.out);
-		return NULL;
-	}
-	return a.out;
-}
-
-static int put_rec(enum store_table tbl, const char *key, json_t *val)
-{
-	struct rec_arg a = {tbl, key, val, NULL};
-	return store_run(c.store, rec_txn, &a);
-}
 
 /* Set member of the record under key to the integer v. */
 static void set_field(enum store_table tbl, const char *key, const char *member, json_int_t v)
 {
-	json_t *rec = get_rec(tbl, key);
+	json_t *rec = fixture_get(tbl, key);
 
 	if (check(rec != NULL)) {
 		json_object_set_new(rec, member, json_integer(v));
-		check(put_rec(tbl, key, rec) == 0);
+		check(fixture_put(tbl, key, rec) == 0);
 	}
 	json_decref(rec);
 }
@@ -96,7 +37,7 @@ static int index_exists(const char *user_id, const char *session_key)
 	json_t *rec;
 
 	snprintf(ikey, sizeof(ikey), "u:%s:%s", user_id, session_key);
-	rec = get_rec(TBL_SESSIONS, ikey);
+	rec = fixture_get(TBL_SESSIONS, ikey);
 	json_decref(rec);
 	return rec != NULL;
 }
@@ -177,7 +118,7 @@ static int open_session(const char *user_id, json_t *client, char *raw, char *ke
 
 static int alive(const char *key)
 {
-	json_t *s = get_rec(TBL_SESSIONS, key);
+	json_t *s = fixture_get(TBL_SESSIONS, key);
 	int live = s != NULL && json_integer_value(json_object_get(s, "exp")) > time(NULL);
 
 	json_decref(s);
@@ -255,8 +196,8 @@ static void new_and_join(json_t *a, json_t *b)
 	json_t *s, *user, *legacy;
 	char *raw;
 
-	new_user("join@example.com", "+15550000001", uid);
-	new_user("other@example.com", NULL, other);
+	fixture_user("join@example.com", "+15550000001", NULL, uid);
+	fixture_user("other@example.com", NULL, NULL, other);
 
 	/* A new session: a raw id, its handle, the record, the index entry, the user's login. */
 	check(login(uid, a, "eotp", "email", NULL, NULL, &g) == ERR_NONE);
@@ -267,7 +208,7 @@ static void new_and_join(json_t *a, json_t *b)
 	check(g.refresh_token == NULL); /* the caller's (login.h) */
 	check(strcmp(g.client_id, client_id_of(a)) == 0);
 	check(strcmp(json_string_value(json_object_get(g.user, "user_id")), uid) == 0);
-	s = get_rec(TBL_SESSIONS, g.session_key);
+	s = fixture_get(TBL_SESSIONS, g.session_key);
 	check(s != NULL);
 	check(strcmp(json_string_value(json_object_get(s, "user_id")) ?: "", uid) == 0);
 	check(strcmp(json_string_value(json_object_get(s, "client_id")) ?: "", client_id_of(a)) ==
@@ -288,7 +229,7 @@ static void new_and_join(json_t *a, json_t *b)
 	json_decref(s);
 	check(index_exists(uid, g.session_key));
 	/* The store keys the session by its hash only, never by the raw id. */
-	s = get_rec(TBL_SESSIONS, g.session_id);
+	s = fixture_get(TBL_SESSIONS, g.session_id);
 	check(s == NULL);
 	json_decref(s);
 	raw = strdup(g.session_id);
@@ -296,7 +237,7 @@ static void new_and_join(json_t *a, json_t *b)
 
 	/* Joining by session_id: the same session; a second channel earns "mfa". */
 	check(login(uid, a, "sms", "phone", raw, NULL, &g) == ERR_NONE);
-	s = get_rec(TBL_SESSIONS, g.session_key);
+	s = fixture_get(TBL_SESSIONS, g.session_key);
 	check(strcmp(g.session_id, raw) == 0);
 	check(s != NULL && has(json_object_get(s, "amr"), "eotp") &&
 	      has(json_object_get(s, "amr"), "sms") && has(json_object_get(s, "amr"), "mfa"));
@@ -306,7 +247,7 @@ static void new_and_join(json_t *a, json_t *b)
 	login_grant_free(&g);
 	check(login(uid, a, "sms", "phone", raw, NULL, &g) == ERR_NONE);
 	json_decref(s);
-	s = get_rec(TBL_SESSIONS, g.session_key);
+	s = fixture_get(TBL_SESSIONS, g.session_key);
 	check(json_array_size(json_object_get(s, "amr")) == 3);
 	check(json_array_size(json_object_get(s, "channels")) == 2);
 	json_decref(s);
@@ -317,7 +258,7 @@ static void new_and_join(json_t *a, json_t *b)
 	check(login(uid, a, "eml", "email", g.session_id, NULL, &g2) == ERR_NONE);
 	login_grant_free(&g2);
 	check(login(uid, a, "otp", NULL, g.session_id, NULL, &g2) == ERR_NONE);
-	s = get_rec(TBL_SESSIONS, g.session_key);
+	s = fixture_get(TBL_SESSIONS, g.session_key);
 	check(s != NULL && has(json_object_get(s, "amr"), "eml") &&
 	      has(json_object_get(s, "amr"), "otp") && !has(json_object_get(s, "amr"), "mfa"));
 	check(json_array_size(json_object_get(s, "channels")) == 1);
@@ -325,7 +266,7 @@ static void new_and_join(json_t *a, json_t *b)
 	login_grant_free(&g2);
 	/* A different channel after all: "otp" delivered by the backend. */
 	check(login(uid, a, "otp", "otp", g.session_id, NULL, &g2) == ERR_NONE);
-	s = get_rec(TBL_SESSIONS, g.session_key);
+	s = fixture_get(TBL_SESSIONS, g.session_key);
 	check(s != NULL && has(json_object_get(s, "amr"), "mfa"));
 	json_decref(s);
 	login_grant_free(&g2);
@@ -378,21 +319,21 @@ static void new_and_join(json_t *a, json_t *b)
 	legacy = json_pack("{s:s, s:s, s:I, s:I, s:I, s:[s]}", "user_id", uid, "client_id",
 			   client_id_of(a), "created", (json_int_t)now, "max_exp",
 			   (json_int_t)now + 86400, "exp", (json_int_t)now + 3600, "amr", "eml");
-	check(put_rec(TBL_SESSIONS, legacy_key, legacy) == 0);
+	check(fixture_put(TBL_SESSIONS, legacy_key, legacy) == 0);
 	snprintf(ikey, sizeof(ikey), "u:%s:%s", uid, legacy_key);
 	json_decref(legacy);
 	legacy = json_object();
-	check(put_rec(TBL_SESSIONS, ikey, legacy) == 0);
+	check(fixture_put(TBL_SESSIONS, ikey, legacy) == 0);
 	json_decref(legacy);
 	check(login(uid, a, "eotp", "email", "legacy-session-id", NULL, &g) == ERR_NONE);
-	s = get_rec(TBL_SESSIONS, legacy_key);
+	s = fixture_get(TBL_SESSIONS, legacy_key);
 	check(s != NULL && !has(json_object_get(s, "amr"), "mfa"));
 	check(json_array_size(json_object_get(s, "channels")) == 1 &&
 	      has(json_object_get(s, "channels"), "email"));
 	json_decref(s);
 	login_grant_free(&g);
 	check(login(uid, a, "sms", "phone", "legacy-session-id", NULL, &g) == ERR_NONE);
-	s = get_rec(TBL_SESSIONS, legacy_key);
+	s = fixture_get(TBL_SESSIONS, legacy_key);
 	check(s != NULL && has(json_object_get(s, "amr"), "mfa"));
 	json_decref(s);
 	login_grant_free(&g);
@@ -413,11 +354,11 @@ static void sliding(json_t *a)
 	time_t now = time(NULL);
 	json_int_t exp1, exp2, max_exp;
 
-	new_user("slide@example.com", NULL, uid);
+	fixture_user("slide@example.com", NULL, NULL, uid);
 	conf.session_ttl = 60;
 	conf.session_max_ttl = 500;
 	check(login(uid, a, "eotp", "email", NULL, NULL, &g) == ERR_NONE);
-	s = get_rec(TBL_SESSIONS, g.session_key);
+	s = fixture_get(TBL_SESSIONS, g.session_key);
 	exp1 = json_integer_value(json_object_get(s, "exp"));
 	max_exp = json_integer_value(json_object_get(s, "max_exp"));
 	check(exp1 >= now + 60 && exp1 <= now + 65);
@@ -426,7 +367,7 @@ static void sliding(json_t *a)
 
 	conf.session_ttl = 300; /* slides on */
 	check(login(uid, a, "eotp", "email", g.session_id, NULL, &g2) == ERR_NONE);
-	s = get_rec(TBL_SESSIONS, g.session_key);
+	s = fixture_get(TBL_SESSIONS, g.session_key);
 	exp2 = json_integer_value(json_object_get(s, "exp"));
 	check(exp2 >= now + 300 && exp2 <= now + 305);
 	json_decref(s);
@@ -435,7 +376,7 @@ static void sliding(json_t *a)
 	conf.session_ttl = 100000;   /* capped by the max_exp set at the start */
 	conf.session_max_ttl = 1000; /* a later configuration does not move the cap */
 	check(login(uid, a, "eotp", "email", g.session_id, NULL, &g2) == ERR_NONE);
-	s = get_rec(TBL_SESSIONS, g.session_key);
+	s = fixture_get(TBL_SESSIONS, g.session_key);
 	check(json_integer_value(json_object_get(s, "exp")) == max_exp);
 	check(json_integer_value(json_object_get(s, "max_exp")) == max_exp);
 	json_decref(s);
@@ -451,7 +392,7 @@ static void orgs(json_t *a, json_t *b)
 	struct login_grant g, g2;
 	json_t *out = NULL, *roles = json_pack("[s]", "admin");
 
-	new_user("org@example.com", NULL, uid);
+	fixture_user("org@example.com", NULL, NULL, uid);
 	check(org_create(&c, "acme", "Acme", &out, err, sizeof(err)) == 0);
 	json_decref(out);
 	check(org_create(&c, "other", "Other", &out, err, sizeof(err)) == 0);
@@ -488,7 +429,7 @@ static void reauthenticate(json_t *a, json_t *b)
 	char uid[64], raw[64], key[KEYRING_TAG_HEX];
 	struct login_grant g;
 
-	new_user("reauth@example.com", NULL, uid);
+	fixture_user("reauth@example.com", NULL, NULL, uid);
 	check(open_session(uid, a, raw, key) == ERR_NONE);
 
 	check(reauth(a, raw, NULL, &g) == ERR_NONE);
@@ -567,7 +508,7 @@ static void ending(json_t *a, json_t *b)
 	char uid[64], raw[64], key[KEYRING_TAG_HEX], handle[SESSION_HANDLE_LEN + 1];
 	struct key_arg k = {key, NULL, 0};
 
-	new_user("end@example.com", NULL, uid);
+	fixture_user("end@example.com", NULL, NULL, uid);
 
 	/* session_get_live_txn: live, then expired, then gone. */
 	check(open_session(uid, a, raw, key) == ERR_NONE);
@@ -580,7 +521,7 @@ static void ending(json_t *a, json_t *b)
 	check(open_session(uid, a, raw, key) == ERR_NONE);
 	check(index_exists(uid, key));
 	check(store_run(c.store, end_txn, &k) == 0);
-	check(get_rec(TBL_SESSIONS, key) == NULL);
+	check(fixture_get(TBL_SESSIONS, key) == NULL);
 	check(!index_exists(uid, key));
 	check(store_run(c.store, end_txn, &k) == 0);
 
@@ -589,7 +530,7 @@ static void ending(json_t *a, json_t *b)
 	check(session_logout(&c, b, raw) == ERR_SESSION_NOT_FOUND);
 	check(alive(key));
 	check(session_logout(&c, a, raw) == ERR_NONE);
-	check(!alive(key) && get_rec(TBL_SESSIONS, key) == NULL && !index_exists(uid, key));
+	check(!alive(key) && fixture_get(TBL_SESSIONS, key) == NULL && !index_exists(uid, key));
 	check(session_logout(&c, a, raw) == ERR_SESSION_NOT_FOUND);
 
 	/* By the public handle, the same. */
@@ -651,8 +592,8 @@ static void listing(json_t *a, json_t *b)
 	int more = 1;
 	json_t *page;
 
-	new_user("list@example.com", NULL, uid);
-	new_user("list2@example.com", NULL, other);
+	fixture_user("list@example.com", NULL, NULL, uid);
+	fixture_user("list2@example.com", NULL, NULL, other);
 	for (int i = 0; i < 5; i++)
 		check(open_session(uid, a, raw, key) == ERR_NONE);
 	for (int i = 0; i < 3; i++)
@@ -738,8 +679,8 @@ static void end_all(json_t *a, json_t *b)
 	char uid[64], other[64], raw[64], key[KEYRING_TAG_HEX];
 	struct end_all_arg e;
 
-	new_user("many@example.com", NULL, uid);
-	new_user("bystander@example.com", NULL, other);
+	fixture_user("many@example.com", NULL, NULL, uid);
+	fixture_user("bystander@example.com", NULL, NULL, other);
 	bulk(uid, a, 205);
 	bulk(uid, b, 105);
 	check(open_session(other, a, raw, key) == ERR_NONE);
@@ -805,17 +746,17 @@ static void purge(json_t *a)
 	char uid[64], raw[64], key[KEYRING_TAG_HEX], dead[KEYRING_TAG_HEX], ikey[300];
 	json_t *empty = json_object();
 
-	new_user("purge@example.com", NULL, uid);
+	fixture_user("purge@example.com", NULL, NULL, uid);
 	check(session_purge_rules(c.store) == 0);
 	/* A live session's entry stays; an orphan's and an old expired session's go. */
 	check(open_session(uid, a, raw, key) == ERR_NONE);
 	snprintf(ikey, sizeof(ikey), "u:%s:%064d", uid, 0);
-	check(put_rec(TBL_SESSIONS, ikey, empty) == 0);
+	check(fixture_put(TBL_SESSIONS, ikey, empty) == 0);
 	check(open_session(uid, a, raw, dead) == ERR_NONE);
 	set_field(TBL_SESSIONS, dead, "exp", 1);
 	check(store_purge(c.store, time(NULL)) >= 3);
-	check(get_rec(TBL_SESSIONS, ikey) == NULL);
-	check(!index_exists(uid, dead) && get_rec(TBL_SESSIONS, dead) == NULL);
+	check(fixture_get(TBL_SESSIONS, ikey) == NULL);
+	check(!index_exists(uid, dead) && fixture_get(TBL_SESSIONS, dead) == NULL);
 	check(index_exists(uid, key) && alive(key));
 	json_decref(empty);
 }
@@ -826,8 +767,8 @@ int main(void)
 
 	if (fixture_open("/dev/shm", "session", 8) < 0)
 		return check_done();
-	a = new_client("A");
-	b = new_client("B");
+	a = fixture_direct_client("A", NULL, NULL);
+	b = fixture_direct_client("B", NULL, NULL);
 	check(a != NULL && b != NULL);
 
 	new_and_join(a, b);

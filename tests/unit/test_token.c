@@ -21,71 +21,22 @@
 #include "token.h"
 #include "user.h"
 
-static json_t *new_client(const char *name)
+/* A new user of email with the role "reader"; its user_id into id (64). */
+static void reader(const char *email, char *id)
 {
-	json_t *spec = json_pack("{s:s, s:[s]}", "name", name, "permissions", "direct");
-	json_t *client = fixture_client(spec);
+	json_t *spec = json_pack("{s:s, s:[s]}", "email", email, "roles", "reader");
 
+	fixture_user_of(spec, id);
 	json_decref(spec);
-	return client;
-}
-
-/* A new user with email; its user_id into id (64). */
-static void new_user(const char *email, char *id)
-{
-	char err[128];
-	json_t *spec = json_pack("{s:s, s:[s]}", "email", email, "roles", "reader"), *user = NULL;
-
-	id[0] = '\0';
-	if (check(user_create(&c, spec, &user, err, sizeof(err)) == USER_CREATED))
-		snprintf(id, 64, "%s", json_string_value(json_object_get(user, "user_id")));
-	json_decref(spec);
-	json_decref(user);
-}
-
-/* ---- records ---- */
-
-struct rec_arg {
-	enum store_table tbl;
-	const char *key;
-	json_t *val; /* put this (borrowed) when not NULL, else get into out */
-	json_t *out;
-};
-
-static int rec_txn(struct store_txn *t, void *argp)
-{
-	struct rec_arg *a = argp;
-
-	json_decref(a->out);
-	a->out = NULL;
-	if (a->val != NULL)
-		return store_put(t, a->tbl, a->key, strlen(a->key), a->val);
-	return store_get(t, a->tbl, a->key, strlen(a->key), &a->out, 0);
-}
-
-static json_t *get_rec(enum store_table tbl, const char *key)
-{
-	struct rec_arg a = {tbl, key, NULL, NULL};
-	if (store_run(c.store, rec_txn, &a) != STORE_FOUND) {
-		json_decref(a.out);
-		return NULL;
-	}
-	return a.out;
-}
-
-static int put_rec(enum store_table tbl, const char *key, json_t *val)
-{
-	struct rec_arg a = {tbl, key, val, NULL};
-	return store_run(c.store, rec_txn, &a);
 }
 
 static void set_field(enum store_table tbl, const char *key, const char *member, json_t *v)
 {
-	json_t *rec = get_rec(tbl, key);
+	json_t *rec = fixture_get(tbl, key);
 
 	if (check(rec != NULL)) {
 		json_object_set(rec, member, v);
-		check(put_rec(tbl, key, rec) == 0);
+		check(fixture_put(tbl, key, rec) == 0);
 	}
 	json_decref(rec);
 	json_decref(v);
@@ -100,45 +51,17 @@ static json_t *refresh_rec(const char *raw, char key[KEYRING_TAG_HEX])
 		key = k;
 	if (keyring_tag(&keys, key, "refresh", raw, NULL) < 0)
 		return NULL;
-	return get_rec(TBL_REFRESH, key);
+	return fixture_get(TBL_REFRESH, key);
 }
 
 static int session_alive(const char *key)
 {
-	json_t *s = get_rec(TBL_SESSIONS, key);
+	json_t *s = fixture_get(TBL_SESSIONS, key);
 	int live = s != NULL && json_integer_value(json_object_get(s, "exp")) > time(NULL);
 
 	json_decref(s);
 	return live;
 }
-
-struct status_arg {
-	const char *id;
-	json_t *patch;
-};
-
-static int status_txn(struct store_txn *t, void *argp)
-{
-	struct status_arg *a = argp;
-	char err[128];
-	json_t *user = NULL;
-	int was, rc = user_update_txn(t, a->id, a->patch, &user, &was, err, sizeof(err));
-
-	json_decref(user);
-	return rc;
-}
-
-/* The status set below account.c: the sessions stay. */
-static int set_status(const char *user_id, const char *status)
-{
-	struct status_arg a = {user_id, json_pack("{s:s}", "status", status)};
-	int rc = store_run(c.store, status_txn, &a);
-
-	json_decref(a.patch);
-	return rc;
-}
-
-/* ---- logins ---- */
 
 struct login_arg {
 	const char *user_id;
@@ -253,7 +176,7 @@ static void create(json_t *a, const char *uid)
 	check(json_object_get(rec, "rotated_at") == NULL);
 	json_decref(rec);
 	/* Stored by its keyed hash only. */
-	rec = get_rec(TBL_REFRESH, g.refresh_token);
+	rec = fixture_get(TBL_REFRESH, g.refresh_token);
 	check(rec == NULL);
 	json_decref(rec);
 	login_grant_free(&g);
@@ -404,9 +327,9 @@ static void refusals(json_t *a, const char *uid)
 
 	/* The user disabled: refused while so, not revoked. */
 	rt = login_rt(uid, a, skey);
-	check(set_status(uid, "Disabled") == USER_CREATED);
+	check(fixture_set_status(uid, "Disabled") == USER_CREATED);
 	check(refresh(a, rt, NULL) == ERR_BAD_CREDENTIALS);
-	check(set_status(uid, "Active") == USER_CREATED);
+	check(fixture_set_status(uid, "Active") == USER_CREATED);
 	check(refresh(a, rt, &next) == ERR_NONE);
 	free(rt);
 	free(next);
@@ -440,7 +363,7 @@ static void organizations(json_t *a, const char *uid)
 	check(user_get(&c, ID_USER_ID, uid, &user) == STORE_FOUND);
 	json_object_del(user, "org_ids");
 	json_object_del(user, "org_roles");
-	check(put_rec(TBL_USERS, uid, user) == 0);
+	check(fixture_put(TBL_USERS, uid, user) == 0);
 	json_decref(user);
 	check(refresh(a, rt, NULL) == ERR_BAD_CREDENTIALS);
 	free(rt);
@@ -504,7 +427,7 @@ static void response(json_t *a, const char *uid)
 	      str_is(json_array_get(json_object_get(at, "roles"), 0), "reader"));
 	check(json_object_get(at, "email") == NULL); /* the login's claims request is o's */
 	/* The ID token: for the client, amr and auth_time of the session, no nonce. */
-	s = get_rec(TBL_SESSIONS, g.session_key);
+	s = fixture_get(TBL_SESSIONS, g.session_key);
 	check(str_is(json_object_get(idt, "iss"), conf.issuer));
 	check(str_is(json_object_get(idt, "sub"), uid));
 	check(str_is(json_object_get(idt, "aud"), client_id_of(a)));
@@ -634,11 +557,11 @@ int main(void)
 		return check_done();
 	free(conf.issuer);
 	conf.issuer = strdup("http://127.0.0.1/cis");
-	a = new_client("A");
-	b = new_client("B");
+	a = fixture_direct_client("A", NULL, NULL);
+	b = fixture_direct_client("B", NULL, NULL);
 	check(a != NULL && b != NULL);
-	new_user("tok@example.com", uid);
-	new_user("tok2@example.com", uid2);
+	reader("tok@example.com", uid);
+	reader("tok2@example.com", uid2);
 
 	create(a, uid);
 	rotation(a, b, uid);
