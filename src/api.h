@@ -120,4 +120,17 @@ void api_sent(struct api_call *call, int rc, unsigned retry_after, const char *m
  */
 void api_authenticated(struct api_call *call, int rc, json_t *tokens, unsigned retry_after);
 
+/* api_browser.c: the browser's login session cookie (the provider's single sign-on). */
+
+/* 1 when public_base_url is https. */
+int api_is_https(struct ctx *c);
+/* "__Secure-otlogin" over https, "otlogin" over http (development). */
+const char *api_login_cookie_name(struct ctx *c);
+/* The cookie's value, a raw session id (new string), or NULL when absent or malformed. */
+char *api_login_cookie(const struct api_call *call);
+/* Set the cookie to session_id (Path = the mount point, HttpOnly, SameSite=Lax, Secure on https). */
+void api_set_login_cookie(struct api_call *call, const char *session_id, unsigned long max_age);
+/* Tell the browser to drop the cookie. */
+void api_clear_login_cookie(struct api_call *call);
+
 #endif

@@ -274,15 +274,10 @@ static void state_page(struct api_call *call, const struct link_view *v)
  * token and a random nonce that the GET set as a SameSite=Strict cookie. Another site can
  * fetch the page itself, but not with this browser's cookie, and cannot read the cookie.
  */
-static int service_is_https(struct ctx *c)
-{
-	return strncasecmp(c->conf->public_base_url, "https://", 8) == 0;
-}
-
 /* __Host- (Secure, Path=/, no Domain) keeps sibling hosts from setting it, where https. */
 static const char *nonce_cookie(struct ctx *c)
 {
-	return service_is_https(c) ? "__Host-otlogin-link" : "otlogin-link";
+	return api_is_https(c) ? "__Host-otlogin-link" : "otlogin-link";
 }
 
 /* The browser's nonce (new string): its cookie's when usable, so tabs share it, else new. */
@@ -358,7 +353,7 @@ static void landing_page(struct api_call *call, const char *token, const struct 
 	}
 	/* A session cookie, HttpOnly, sent back only from this site (SameSite=Strict). */
 	resp_header(call->resp, "Set-Cookie", "%s=%s; Path=/; HttpOnly; SameSite=Strict%s",
-		    nonce_cookie(call->c), nonce, service_is_https(call->c) ? "; Secure" : "");
+		    nonce_cookie(call->c), nonce, api_is_https(call->c) ? "; Secure" : "");
 	snprintf(text, sizeof(text), "Continue to sign in as %s.", v->masked);
 	page(call, 200, "Sign in", text, token, proof, v->redirect_origin);
 	free(nonce);
