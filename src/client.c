@@ -313,6 +313,11 @@ int client_hides_existence(json_t *client)
 	return policy != NULL && strcmp(policy, "hide") == 0;
 }
 
+int client_is_public(json_t *client)
+{
+	return strcmp(json_string_value(json_object_get(client, "type")) ?: "", "public") == 0;
+}
+
 int client_has_permission(json_t *client, const char *perm)
 {
 	return client_lists(client, "permissions", perm);

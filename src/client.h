@@ -47,6 +47,9 @@ int client_check_secret(struct ctx *c, const char *client_id, const char *secret
  */
 int client_hides_existence(json_t *client);
 
+/* 1 when the client (borrowed) is public: it has no secret (token_endpoint_auth_method none). */
+int client_is_public(json_t *client);
+
 /* 1 when the client (borrowed) holds permission perm. */
 int client_has_permission(json_t *client, const char *perm);
 

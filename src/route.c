@@ -32,6 +32,11 @@ static const struct route routes[] = {
     {"POST", "/oidc/login", BODY_NONE, NULL, AUTH_NONE, DIALECT_PLAIN, api_hosted_login},
     {"GET", "/oidc/login/link", BODY_NONE, NULL, AUTH_NONE, DIALECT_PLAIN, api_hosted_link},
     {"POST", "/oidc/login/link", BODY_NONE, NULL, AUTH_NONE, DIALECT_PLAIN, api_hosted_link},
+    /* UserInfo reads its own body: a POST may carry the token as a form field. */
+    {"GET", "/oidc/me", BODY_NONE, NULL, AUTH_NONE, DIALECT_PLAIN, api_userinfo},
+    {"POST", "/oidc/me", BODY_NONE, NULL, AUTH_NONE, DIALECT_PLAIN, api_userinfo},
+    {"GET", "/oidc/userinfo", BODY_NONE, NULL, AUTH_NONE, DIALECT_PLAIN, api_userinfo},
+    {"POST", "/oidc/userinfo", BODY_NONE, NULL, AUTH_NONE, DIALECT_PLAIN, api_userinfo},
     {"GET", "/oidc/jwks", BODY_NONE, NULL, AUTH_NONE, DIALECT_PLAIN, api_jwks},
     {"GET", "/oidc/.well-known/openid-configuration", BODY_NONE, NULL, AUTH_NONE, DIALECT_PLAIN,
      api_discovery},
