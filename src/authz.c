@@ -280,7 +280,8 @@ int authz_session_fits(json_t *session, long max_age, int want_mfa, long now)
 	size_t i;
 	int mfa = 0;
 
-	if (max_age >= 0 && auth_time + max_age < now)
+	/* max_age=0 asks for a login now, as prompt=login does (OIDC Core 3.1.2.1). */
+	if (max_age >= 0 && now - auth_time >= max_age)
 		return 0;
 	json_array_foreach(amr, i, v) mfa |= strcmp(json_string_value(v) ?: "", "mfa") == 0;
 	return !want_mfa || mfa;

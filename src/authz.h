@@ -82,8 +82,8 @@ int authz_issue_txn(struct store_txn *t, struct ctx *c, json_t *params, const ch
 		    json_t *session, char **location);
 
 /*
- * 1 when the session record (borrowed) satisfies the request's max_age (-1: none), fresh login
- * (prompt=login: never, a new login is required) and mfa (want_mfa), at time now.
+ * 1 when the session record (borrowed) satisfies the request's max_age (-1: none; else the
+ * login must be younger than max_age seconds) and mfa (want_mfa: its amr holds "mfa") at now.
  */
 int authz_session_fits(json_t *session, long max_age, int want_mfa, long now);
 
