@@ -45,7 +45,7 @@ char *api_form_nonce(struct api_call *call)
 
 /* out = the form proof of a link token for a nonce. Returns 0 or -1. */
 int api_form_proof(struct api_call *call, const char *token, const char *nonce,
-		      char out[KEYRING_TAG_HEX])
+		   char out[KEYRING_TAG_HEX])
 {
 	return keyring_tag(call->c->keys, out, "link-form", token, nonce, NULL);
 }
@@ -88,7 +88,6 @@ int api_post_from_page(struct api_call *call, const char *token)
 	log_warn("refused a sign-in link POST that did not come from its page: %s", why);
 	return 0;
 }
-
 
 void api_form_set_nonce_cookie(struct api_call *call, const char *nonce)
 {

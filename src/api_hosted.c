@@ -67,7 +67,8 @@ char *api_flow_cookie(const struct api_call *call)
 
 void api_set_flow_cookie(struct api_call *call, const char *flow_id)
 {
-	resp_header(call->resp, "Set-Cookie", "%s=%s; Path=%s; Max-Age=%d; HttpOnly; SameSite=Lax%s",
+	resp_header(call->resp, "Set-Cookie",
+		    "%s=%s; Path=%s; Max-Age=%d; HttpOnly; SameSite=Lax%s",
 		    flow_cookie_name(call->c), flow_id, api_mount_path(call->c), AUTHZ_FLOW_TTL,
 		    api_is_https(call->c) ? "; Secure" : "");
 }
@@ -186,12 +187,13 @@ static void page_send(struct page *p, int status, const char *title_key)
 			  "input{width:100%;box-sizing:border-box;font-size:1.1rem;padding:.6rem;"
 			  "border:1px solid #9aa0b0;border-radius:8px}");
 	sbuf_printf(&style, "button{background:%s;", color);
-	sbuf_puts(&style,
-		  "color:#fff;border:0;border-radius:8px;font-size:1rem;"
-		  "padding:.8rem 2rem;margin-top:1rem;cursor:pointer}"
-		  "button.secondary{background:none;color:#1d2433;text-decoration:underline;padding:0}"
-		  ".error{color:#b00020;font-weight:600}"
-		  "img.logo{display:block;max-height:48px;max-width:240px;margin:0 auto 1rem}");
+	sbuf_puts(
+	    &style,
+	    "color:#fff;border:0;border-radius:8px;font-size:1rem;"
+	    "padding:.8rem 2rem;margin-top:1rem;cursor:pointer}"
+	    "button.secondary{background:none;color:#1d2433;text-decoration:underline;padding:0}"
+	    ".error{color:#b00020;font-weight:600}"
+	    "img.logo{display:block;max-height:48px;max-width:240px;margin:0 auto 1rem}");
 	style_s = sbuf_take(&style);
 	if (style_s != NULL) {
 		crypto_sha256(style_s, strlen(style_s), hash);
@@ -226,12 +228,13 @@ static void page_send(struct page *p, int status, const char *title_key)
 		snprintf(img, sizeof(img), "data:");
 	else
 		origin_of(logo, img, sizeof(img));
-	resp_header(p->call->resp, "Content-Security-Policy",
-		    "default-src 'none'; style-src 'sha256-%s'; img-src %s; form-action 'self'%s%s; "
-		    "frame-ancestors 'none'; base-uri 'none'",
-		    hash_b64 ? hash_b64 : "", logo ? img : "'none'",
-		    redirect && strcmp(form_origin, "'none'") != 0 ? " " : "",
-		    redirect && strcmp(form_origin, "'none'") != 0 ? form_origin : "");
+	resp_header(
+	    p->call->resp, "Content-Security-Policy",
+	    "default-src 'none'; style-src 'sha256-%s'; img-src %s; form-action 'self'%s%s; "
+	    "frame-ancestors 'none'; base-uri 'none'",
+	    hash_b64 ? hash_b64 : "", logo ? img : "'none'",
+	    redirect && strcmp(form_origin, "'none'") != 0 ? " " : "",
+	    redirect && strcmp(form_origin, "'none'") != 0 ? form_origin : "");
 	resp_header(p->call->resp, "X-Frame-Options", "DENY");
 	resp_header(p->call->resp, "Referrer-Policy", "no-referrer");
 	out = sbuf_take(&html);
@@ -405,9 +408,9 @@ static void show(struct api_call *call, const char *flow_id, struct hosted_view 
 		break;
 	case HOSTED_EMAIL:
 		email_page(call, 200, flow_id, v,
-			   v->identifier[0] ? v->identifier
-					    : json_string_value(json_object_get(v->params,
-										"login_hint")),
+			   v->identifier[0]
+			       ? v->identifier
+			       : json_string_value(json_object_get(v->params, "login_hint")),
 			   NULL, NULL, 0);
 		break;
 	case HOSTED_CODE:

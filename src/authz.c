@@ -18,15 +18,30 @@
 
 #define FLOW_ID_BYTES 32
 
-const char *const authz_param_names[] = {
-    "client_id",  "redirect_uri", "response_type", "response_mode",	 "scope",
-    "state",      "nonce",	  "code_challenge", "code_challenge_method", "prompt",
-    "max_age",    "login_hint",	  "acr_values",	    "claims",		 "resource",
-    "org_id",     "ui_locales",	  "request_uri",    "display",		 NULL};
+const char *const authz_param_names[] = {"client_id",
+					 "redirect_uri",
+					 "response_type",
+					 "response_mode",
+					 "scope",
+					 "state",
+					 "nonce",
+					 "code_challenge",
+					 "code_challenge_method",
+					 "prompt",
+					 "max_age",
+					 "login_hint",
+					 "acr_values",
+					 "claims",
+					 "resource",
+					 "org_id",
+					 "ui_locales",
+					 "request_uri",
+					 "display",
+					 NULL};
 
 /* The scopes otlogin grants; others are dropped from the grant, as RFC 6749 3.3 allows. */
-static const char *const known_scopes[] = {"openid", "email", "phone", "profile",
-					   "offline_access", NULL};
+static const char *const known_scopes[] = {"openid",  "email",		"phone",
+					   "profile", "offline_access", NULL};
 
 static const char *param(json_t *params, const char *name)
 {
@@ -203,7 +218,8 @@ static void check_params(struct ctx *c, struct authz_req *r)
 				    "code_challenge is not a S256 challenge%s", NULL);
 	if (ch == NULL && client_requires_pkce(r->client))
 		return (void)refuse(r, AUTHZ_ERROR_REDIRECT, "invalid_request",
-				    "This client requires PKCE: code_challenge is required%s", NULL);
+				    "This client requires PKCE: code_challenge is required%s",
+				    NULL);
 	v = param(p, "claims");
 	if (v != NULL) {
 		claims = json_loads(v, JSON_REJECT_DUPLICATES, NULL);
@@ -220,8 +236,8 @@ static void check_params(struct ctx *c, struct authz_req *r)
 				    "resource is not registered for this client%s", NULL);
 	/* What must fit the code redirect must fit an error redirect already. */
 	if ((v = param(p, "state")) != NULL && strlen(v) > 512)
-		return (void)refuse(r, AUTHZ_ERROR_PAGE, "invalid_request",
-				    "state is too long%s", NULL);
+		return (void)refuse(r, AUTHZ_ERROR_PAGE, "invalid_request", "state is too long%s",
+				    NULL);
 	if ((v = param(p, "nonce")) != NULL && strlen(v) > 512)
 		return (void)refuse(r, AUTHZ_ERROR_REDIRECT, "invalid_request",
 				    "nonce is too long%s", NULL);
@@ -433,9 +449,9 @@ int authz_flow_start(struct ctx *c, json_t *params, char **flow_id)
 	*flow_id = crypto_random_token(FLOW_ID_BYTES);
 	if (*flow_id == NULL || authz_flow_key(c, *flow_id, key) < 0)
 		goto out;
-	s.rec = json_pack("{s:O, s:s, s:I}", "params", params, "client_id",
-			  param(params, "client_id"),
-			  "exp", (json_int_t)(time(NULL) + AUTHZ_FLOW_TTL));
+	s.rec =
+	    json_pack("{s:O, s:s, s:I}", "params", params, "client_id", param(params, "client_id"),
+		      "exp", (json_int_t)(time(NULL) + AUTHZ_FLOW_TTL));
 	if (s.rec == NULL)
 		goto out;
 	rc = store_outcome(store_run(c->store, start_txn, &s), ERR_UNAVAILABLE);

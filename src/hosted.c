@@ -251,8 +251,8 @@ static int withdraw(struct login_send *s, struct store_txn *t)
 	return rc;
 }
 
-static const struct login_kind hosted_kind = {"hosted login code and link", "code and link",
-					      destination, issue, deliver, withdraw};
+static const struct login_kind hosted_kind = {
+    "hosted login code and link", "code and link", destination, issue, deliver, withdraw};
 
 int hosted_send(struct ctx *c, json_t *client, const char *flow_id, const char *email,
 		unsigned *retry_after)
@@ -493,11 +493,8 @@ static int poll_txn(struct store_txn *t, void *arg)
 int hosted_poll(struct ctx *c, const char *flow_id, const char *ip, const char *cookie_session,
 		struct hosted_done *d)
 {
-	struct finish_state x = {.c = c,
-				 .flow_id = flow_id,
-				 .cookie_session = cookie_session,
-				 .d = d,
-				 .a = {.ip = ip}};
+	struct finish_state x = {
+	    .c = c, .flow_id = flow_id, .cookie_session = cookie_session, .d = d, .a = {.ip = ip}};
 
 	memset(d, 0, sizeof(*d));
 	return run_finish(&x, poll_txn);
@@ -520,7 +517,8 @@ static int link_txn_do(struct store_txn *t, struct finish_state *x, int consume)
 
 	l->state = HOSTED_LINK_UNKNOWN;
 	l->here = 0;
-	if (strlen(x->token) > 128 || keyring_tag(x->c->keys, key, "hosted-link", x->token, NULL) < 0)
+	if (strlen(x->token) > 128 ||
+	    keyring_tag(x->c->keys, key, "hosted-link", x->token, NULL) < 0)
 		return 0;
 	rc = store_get(t, TBL_CODES, key, strlen(key), &link, consume);
 	if (rc <= 0)
@@ -600,7 +598,8 @@ static int client_of_link_txn(struct store_txn *t, void *arg)
 	int rc;
 
 	s->client_id[0] = '\0';
-	if (strlen(s->token) > 128 || keyring_tag(s->c->keys, key, "hosted-link", s->token, NULL) < 0)
+	if (strlen(s->token) > 128 ||
+	    keyring_tag(s->c->keys, key, "hosted-link", s->token, NULL) < 0)
 		return 0;
 	rc = store_get(t, TBL_CODES, key, strlen(key), &link, 0);
 	if (rc <= 0)

@@ -25,9 +25,9 @@ enum hosted_step {
 
 struct hosted_view {
 	enum hosted_step step;
-	json_t *params;	 /* the authorization request (new reference) */
-	json_t *client;	 /* the client record (new reference; NULL when gone) */
-	char masked[64]; /* HOSTED_CODE: the masked address the code went to */
+	json_t *params;	      /* the authorization request (new reference) */
+	json_t *client;	      /* the client record (new reference; NULL when gone) */
+	char masked[64];      /* HOSTED_CODE: the masked address the code went to */
 	char identifier[256]; /* the address last asked for ("" none), to prefill the form */
 	int code_dead;	      /* HOSTED_CODE: too many wrong codes: a new one must be sent */
 };
@@ -50,8 +50,8 @@ int hosted_restart_email(struct ctx *c, const char *flow_id);
 
 /* A finished login: what the browser gets. */
 struct hosted_done {
-	char *location;	  /* redirect_uri?code=..&state=..&iss=.. (new) */
-	char *session_id; /* the raw login session id for the cookie (new, secret) */
+	char *location;		       /* redirect_uri?code=..&state=..&iss=.. (new) */
+	char *session_id;	       /* the raw login session id for the cookie (new, secret) */
 	unsigned long session_max_age; /* seconds the cookie should live */
 	unsigned retry_after;	       /* ERR_LOCKED, ERR_RATE_LIMITED */
 };
@@ -74,8 +74,12 @@ int hosted_code(struct ctx *c, const char *flow_id, const char *code, const char
 int hosted_poll(struct ctx *c, const char *flow_id, const char *ip, const char *cookie_session,
 		struct hosted_done *d);
 
-enum hosted_link_state { HOSTED_LINK_VALID, HOSTED_LINK_USED, HOSTED_LINK_EXPIRED,
-			 HOSTED_LINK_UNKNOWN };
+enum hosted_link_state {
+	HOSTED_LINK_VALID,
+	HOSTED_LINK_USED,
+	HOSTED_LINK_EXPIRED,
+	HOSTED_LINK_UNKNOWN
+};
 
 /* What opening a link did. */
 struct hosted_link {

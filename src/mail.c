@@ -168,12 +168,14 @@ static void fill_texts(const struct mail_request *r, struct texts *t)
 		t->info = t->info_buf;
 		if (r->kind == MAIL_OTP_LINK) {
 			/* The code for this tab, the button for any device (the hosted page). */
-			snprintf(t->info_buf, sizeof(t->info_buf),
-				 "Or use the button below, on this or another device. The code and the "
-				 "button expire in %u %s.",
-				 r->minutes, unit);
+			snprintf(
+			    t->info_buf, sizeof(t->info_buf),
+			    "Or use the button below, on this or another device. The code and the "
+			    "button expire in %u %s.",
+			    r->minutes, unit);
 			t->link = "Sign in";
-			t->link_hint = "If the button does not work, copy this link into your browser:";
+			t->link_hint =
+			    "If the button does not work, copy this link into your browser:";
 		}
 	} else {
 		if (app)
