@@ -55,8 +55,22 @@ void api_users_by_username(struct api_call *call);
 void api_users_by_phone(struct api_call *call);
 void api_users_update(struct api_call *call);
 void api_users_delete(struct api_call *call);
+/*
+ * api_oidc.c, for every endpoint with OAuth client authentication: the credentials of a form
+ * request (0, or -1 with *no; release with api_client_auth_free), and their check (1 with
+ * *client, a new reference, or 0 after answering 401/429).
+ */
+int api_parse_client_auth(const struct req *req, struct api_client_auth *a, struct api_refusal *no);
+int api_authenticate_client(struct api_call *call, const struct api_client_auth *a,
+			    json_t **client);
 /* api_authz.c */
 void api_authorize(struct api_call *call);
+void api_par(struct api_call *call);
+/*
+ * Answer an authorization request params (borrowed) with location, its redirect (a code or an
+ * error): a 303, or with response_mode=form_post a page that posts the parameters there.
+ */
+void api_authz_respond(struct api_call *call, json_t *params, const char *location);
 /* api_hosted.c */
 void api_hosted_login(struct api_call *call);
 void api_hosted_link(struct api_call *call);

@@ -365,9 +365,7 @@ static void done(struct api_call *call, const struct hosted_done *d)
 {
 	api_set_login_cookie(call, d->session_id, d->session_max_age);
 	clear_flow_cookie(call);
-	resp_header(call->resp, "Location", "%s", d->location);
-	resp_header(call->resp, "Referrer-Policy", "no-referrer");
-	resp_json(call->resp, 303, NULL);
+	api_authz_respond(call, d->params, d->location);
 }
 
 static void see_login(struct api_call *call)

@@ -183,12 +183,9 @@ static void check_params(struct ctx *c, struct authz_req *r)
 		return (void)refuse(r, AUTHZ_ERROR_REDIRECT, "unsupported_response_type",
 				    "Only response_type=code is supported%s", NULL);
 	v = param(p, "response_mode");
-	if (v != NULL && strcmp(v, "query") != 0)
+	if (v != NULL && strcmp(v, "query") != 0 && strcmp(v, "form_post") != 0)
 		return (void)refuse(r, AUTHZ_ERROR_REDIRECT, "invalid_request",
-				    "Only response_mode=query is supported%s", NULL);
-	if (param(p, "request_uri") != NULL)
-		return (void)refuse(r, AUTHZ_ERROR_REDIRECT, "invalid_request_uri",
-				    "request_uri is not known%s", NULL);
+				    "response_mode must be query or form_post%s", NULL);
 	if (!list_has(param(p, "scope"), "openid"))
 		return (void)refuse(r, AUTHZ_ERROR_REDIRECT, "invalid_scope",
 				    "scope must include openid%s", NULL);
@@ -461,5 +458,86 @@ out:
 		crypto_free_str(*flow_id);
 		*flow_id = NULL;
 	}
+	return rc;
+}
+
+#define PAR_ID_BYTES 32
+
+struct par_state {
+	const char *key;
+	json_t *rec;
+	const char *client_id;
+};
+
+static int par_put_txn(struct store_txn *t, void *arg)
+{
+	struct par_state *s = arg;
+	return store_put(t, TBL_CODES, s->key, strlen(s->key), s->rec);
+}
+
+int authz_par_store(struct ctx *c, json_t *params, char **request_uri)
+{
+	char key[KEYRING_TAG_HEX], *id = crypto_random_token(PAR_ID_BYTES);
+	struct par_state s = {key, NULL, NULL};
+	int rc = ERR_INTERNAL;
+
+	*request_uri = NULL;
+	if (id == NULL || keyring_tag(c->keys, key, "authz-par", id, NULL) < 0)
+		goto out;
+	s.rec =
+	    json_pack("{s:O, s:s, s:I}", "params", params, "client_id", param(params, "client_id"),
+		      "exp", (json_int_t)(time(NULL) + AUTHZ_PAR_TTL));
+	if (s.rec == NULL || asprintf(request_uri, AUTHZ_PAR_PREFIX "%s", id) < 0) {
+		*request_uri = NULL;
+		goto out;
+	}
+	rc = store_outcome(store_run(c->store, par_put_txn, &s), ERR_UNAVAILABLE);
+	if (rc != ERR_NONE) {
+		free(*request_uri);
+		*request_uri = NULL;
+	}
+out:
+	json_decref(s.rec);
+	crypto_free_str(id);
+	return rc;
+}
+
+static int par_take_txn(struct store_txn *t, void *arg)
+{
+	struct par_state *s = arg;
+	json_t *rec;
+	int rc = store_get(t, TBL_CODES, s->key, strlen(s->key), &rec, 1);
+
+	if (rc <= 0)
+		return rc < 0 ? rc : STORE_REFUSE(ERR_NOT_FOUND);
+	/* Another client's request_uri is not consumed: it is simply not this client's. */
+	if (strcmp(jsonio_str(rec, "client_id") ?: "", s->client_id) != 0) {
+		json_decref(rec);
+		return STORE_REFUSE(ERR_NOT_FOUND);
+	}
+	/* Single use: taken (or found expired) is gone. */
+	rc = store_del(t, TBL_CODES, s->key, strlen(s->key));
+	if (rc >= 0 && json_integer_value(json_object_get(rec, "exp")) > (json_int_t)time(NULL))
+		s->rec = json_incref(json_object_get(rec, "params"));
+	json_decref(rec);
+	return rc < 0 ? rc : (s->rec ? ERR_NONE : ERR_NOT_FOUND);
+}
+
+int authz_par_take(struct ctx *c, const char *client_id, const char *request_uri, json_t **params)
+{
+	char key[KEYRING_TAG_HEX];
+	struct par_state s = {key, NULL, client_id};
+	size_t n = strlen(AUTHZ_PAR_PREFIX);
+	int rc;
+
+	*params = NULL;
+	if (strncmp(request_uri, AUTHZ_PAR_PREFIX, n) != 0 || strlen(request_uri) > n + 128 ||
+	    keyring_tag(c->keys, key, "authz-par", request_uri + n, NULL) < 0)
+		return ERR_NOT_FOUND;
+	rc = store_outcome(store_run(c->store, par_take_txn, &s), ERR_UNAVAILABLE);
+	if (rc == ERR_NONE)
+		*params = s.rec;
+	else
+		json_decref(s.rec);
 	return rc;
 }

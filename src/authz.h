@@ -70,6 +70,22 @@ int authz_sso(struct ctx *c, const struct authz_req *r, const char *session_id, 
  */
 int authz_flow_start(struct ctx *c, json_t *params, char **flow_id);
 
+#define AUTHZ_PAR_TTL 60
+#define AUTHZ_PAR_PREFIX "urn:ietf:params:oauth:request_uri:"
+
+/*
+ * Store the checked request params (borrowed) of a pushed authorization request (RFC 9126)
+ * for AUTHZ_PAR_TTL seconds. ERR_NONE with *request_uri (new string), or ERR_UNAVAILABLE.
+ */
+int authz_par_store(struct ctx *c, json_t *params, char **request_uri);
+
+/*
+ * Take (single use) the pushed request request_uri of client_id. ERR_NONE with *params (new
+ * reference), ERR_NOT_FOUND for an unknown, used, expired or another client's one, or
+ * ERR_UNAVAILABLE.
+ */
+int authz_par_take(struct ctx *c, const char *client_id, const char *request_uri, json_t **params);
+
 /* The store key of a flow id. 0, or -1 for a malformed id. */
 int authz_flow_key(struct ctx *c, const char *flow_id, char key[KEYRING_TAG_HEX]);
 

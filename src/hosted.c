@@ -102,7 +102,9 @@ void hosted_done_free(struct hosted_done *d)
 {
 	free(d->location);
 	crypto_free_str(d->session_id);
+	json_decref(d->params);
 	d->location = d->session_id = NULL;
+	d->params = NULL;
 }
 
 /* ---- sending ------------------------------------------------------------------------------- */
@@ -345,6 +347,7 @@ static int finish(struct store_txn *t, struct finish_state *x, const char *flow_
 		return rc;
 	if ((x->d->session_id = strdup(x->a.grant.session_id)) == NULL)
 		return STORE_ERR;
+	x->d->params = json_incref(json_object_get(flow, "params"));
 	x->d->session_max_age = x->c->conf->session_ttl;
 	/* Single use: the flow and its link end with the login. */
 	if (link != NULL && (rc = store_del(t, TBL_CODES, link, strlen(link))) < 0)

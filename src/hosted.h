@@ -51,6 +51,7 @@ int hosted_restart_email(struct ctx *c, const char *flow_id);
 /* A finished login: what the browser gets. */
 struct hosted_done {
 	char *location;		       /* redirect_uri?code=..&state=..&iss=.. (new) */
+	json_t *params;		       /* the authorization request answered (new reference) */
 	char *session_id;	       /* the raw login session id for the cookie (new, secret) */
 	unsigned long session_max_age; /* seconds the cookie should live */
 	unsigned retry_after;	       /* ERR_LOCKED, ERR_RATE_LIMITED */

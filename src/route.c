@@ -28,6 +28,7 @@ static const struct route routes[] = {
     /* The OpenID Provider's browser side: authorization endpoint and hosted login pages. */
     {"GET", "/oidc/auth", BODY_NONE, NULL, AUTH_NONE, DIALECT_PLAIN, api_authorize},
     {"POST", "/oidc/auth", BODY_FORM, NULL, AUTH_NONE, DIALECT_PLAIN, api_authorize},
+    {"POST", "/oidc/request", BODY_FORM, NULL, AUTH_NONE, DIALECT_PLAIN, api_par},
     {"GET", "/oidc/login", BODY_NONE, NULL, AUTH_NONE, DIALECT_PLAIN, api_hosted_login},
     {"POST", "/oidc/login", BODY_NONE, NULL, AUTH_NONE, DIALECT_PLAIN, api_hosted_login},
     {"GET", "/oidc/login/link", BODY_NONE, NULL, AUTH_NONE, DIALECT_PLAIN, api_hosted_link},

@@ -3,6 +3,10 @@ refused with a page and never redirected, what is refused with an error redirect
 iss always echoed), single sign-on from the login session cookie across clients, prompt,
 max_age and acr_values, and the flow cookie that ties a waiting request to its browser."""
 
+import base64
+import hashlib
+import html
+import re
 import urllib.parse
 
 import harness
@@ -276,3 +280,111 @@ class Pkce(Base):
         self.assertEqual(bad.status, 400)
         good = exchange(stack, self.client, code, code_verifier=verifier)
         self.assertEqual(good.status, 200, good.body)
+
+
+class FormPost(Base):
+    """response_mode=form_post: a page that posts the response to the redirect URI."""
+
+    def fields(self, r):
+        self.assertEqual(r.status_code, 200, r.text[:400])
+        self.assertNotIn("Location", r.headers)
+        form = re.search(r'<form method="post" action="([^"]*)">', r.text)
+        self.assertEqual(html.unescape(form.group(1)), REDIRECT)
+        csp = r.headers["Content-Security-Policy"]
+        self.assertIn("form-action https://app.example", csp)
+        script = re.search(r"<script>(.*?)</script>", r.text, re.S).group(1)
+        digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+        self.assertIn("script-src 'sha256-%s'" % digest, csp)
+        return {html.unescape(n): html.unescape(v) for n, v in
+                re.findall(r'<input type="hidden" name="([^"]*)" value="([^"]*)">', r.text)}
+
+    def test_error_is_posted(self):
+        p = auth_params(self.client, prompt="none", response_mode="form_post", state="a\"<b>")
+        f = self.fields(Browser(stack).authorize(p))
+        self.assertEqual(f["error"], "login_required")
+        self.assertEqual(f["state"], p["state"])
+        self.assertEqual(f["iss"], stack.issuer)
+        self.assertNotIn("code", f)
+
+    def test_code_is_posted(self):
+        email = harness.unique_email("formpost")
+        stack.make_user(email=email)
+        b = Browser(stack)
+        p = auth_params(self.client, response_mode="form_post")
+        f = self.fields(b.login(p, email))
+        self.assertEqual(f["state"], p["state"])
+        self.assertEqual(exchange(stack, self.client, f["code"]).status, 200)
+        # And again from the session, still as a form.
+        p = auth_params(self.client, response_mode="form_post")
+        f = self.fields(b.authorize(p))
+        self.assertEqual(exchange(stack, self.client, f["code"]).status, 200)
+
+
+def push(client, fields, auth="basic"):
+    """POST /oidc/request with the client's secret (Basic or form fields)."""
+    form, headers = dict(fields), {}
+    if auth == "basic":
+        cred = "%s:%s" % (urllib.parse.quote(client["client_id"], safe=""),
+                          urllib.parse.quote(client["client_secret"], safe=""))
+        headers["Authorization"] = "Basic " + base64.b64encode(cred.encode()).decode()
+    else:
+        form["client_secret"] = client["client_secret"]
+    return stack.http("POST", "/cis/oidc/request", form=form, headers=headers)
+
+
+class Pushed(Base):
+    """POST /oidc/request (RFC 9126) and /oidc/auth?request_uri=."""
+
+    def push(self, client=None, auth="basic", **params):
+        client = client or self.client
+        fields = auth_params(client, **params)
+        return push(client, fields, auth), fields
+
+    def use(self, browser, client, request_uri):
+        return browser.authorize({"client_id": client["client_id"], "request_uri": request_uri})
+
+    def test_push_then_authorize(self):
+        r, fields = self.push(prompt="none")
+        self.assertEqual(r.status, 201, r.body)
+        body = r.json
+        self.assertEqual(body["expires_in"], 60)
+        self.assertTrue(body["request_uri"].startswith("urn:ietf:params:oauth:request_uri:"))
+        b = Browser(stack)
+        got = self.use(b, self.client, body["request_uri"])
+        # The pushed parameters count (prompt=none, its state), not the query's.
+        self.assertErrorRedirect(got, "login_required", fields)
+        # Single use.
+        self.assertPage(self.use(b, self.client, body["request_uri"]), 400)
+
+    def test_client_secret_post_works_too(self):
+        r, _ = self.push(auth="post")
+        self.assertEqual(r.status, 201, r.body)
+
+    def test_bound_to_its_client(self):
+        r, _ = self.push()
+        uri = r.json["request_uri"]
+        self.assertPage(self.use(Browser(stack), self.other, uri), 400)
+        # Another client's attempt did not spend it.
+        got = self.use(Browser(stack), self.client, uri)
+        self.assertEqual(got.status_code, 303)
+        self.assertEqual(got.headers["Location"], stack.base_url + "/oidc/login")
+
+    def test_expires(self):
+        r, _ = self.push()
+        stack.let_pass(61)
+        self.assertPage(self.use(Browser(stack), self.client, r.json["request_uri"]), 400)
+
+    def test_refusals(self):
+        r = push(dict(self.client, client_secret="wrong"), auth_params(self.client))
+        self.assertEqual(r.status, 401)
+        r, _ = self.push(redirect_uri="https://evil.example/cb")
+        self.assertEqual(r.status, 400)
+        self.assertEqual(r.json["error"], "invalid_request")
+        r, _ = self.push(scope="email")
+        self.assertEqual(r.json["error"], "invalid_scope")
+        r, _ = self.push(client_id=self.other["client_id"])
+        self.assertEqual(r.status, 400)
+        r, _ = self.push(request_uri="urn:ietf:params:oauth:request_uri:x")
+        self.assertEqual(r.status, 400)
+        self.assertPage(self.use(Browser(stack), self.client,
+                                 "urn:ietf:params:oauth:request_uri:nope"), 400)
