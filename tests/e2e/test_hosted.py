@@ -396,3 +396,58 @@ class Translation(Base):
         page = b.start(auth_params(client))
         self.assertNotIn("<b>", page.text)
         self.assertIn("&lt;b&gt;&quot;Evil&quot;&lt;/b&gt; &amp; Co", page.text)
+
+
+class Limits(E2ETestCase):
+    """The API's limits hold on the page: the send cool-down per recipient (429 with
+    Retry-After, nothing sent) and the account's throttle after wrong codes, which delays
+    but never blocks the right code for good."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.st = ClockStack(name="hosted-limits", limits={"send_cooldown": 30},
+                            otp={"max_failures": 5, "account_failures": "2/1h",
+                                 "backoff_seconds": 30}).start()
+        cls.client = cls.st.ctl("client", "add", "--name", "Limits", "--redirect-uri", REDIRECT,
+                                parse=True)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.st.stop()
+
+    def test_send_cooldown(self):
+        email = harness.unique_email("cool")
+        self.st.make_user(email=email)
+        b = Browser(self.st)
+        page = b.start(auth_params(self.client))
+        code_page = b.send_email(page, email)
+        self.st.wait_mail(email)
+        r = b.submit(code_page, "restart-form")
+        r = b.submit(b.get(r.headers["Location"]), "email-form", email=email)
+        self.assertEqual(r.status_code, 429)
+        self.assertGreater(int(r.headers["Retry-After"]), 0)
+        self.assertIn('id="error"', r.text)
+        self.assertEqual(self.st.mailbox.pending(email), [])
+        self.st.advance(31)
+        r = b.submit(r, "email-form", email=email)
+        self.assertEqual(r.status_code, 303)
+        self.st.wait_mail(email)
+
+    def test_account_throttle_delays_the_right_code(self):
+        email = harness.unique_email("throttle")
+        user = self.st.make_user(email=email)
+        b = Browser(self.st)
+        p = auth_params(self.client)
+        r = b.send_email(b.start(p), email)
+        code, _ = mail_code_and_link(self.st, self.st.wait_mail(email))
+        for _ in range(2):
+            r = b.submit(r, "code-form", code=harness.other_code(code))
+            self.assertEqual(r.status_code, 400)
+        r = b.submit(r, "code-form", code=code)
+        self.assertEqual(r.status_code, 429)
+        self.assertGreater(int(r.headers["Retry-After"]), 0)
+        self.assertNotIn("Location", r.headers)
+        self.st.advance(31)
+        r = b.submit(r, "code-form", code=code)
+        self.assertEqual(r.status_code, 303, r.text[:400])
+        self.assertTrue(r.headers["Location"].startswith(REDIRECT + "?code="))
