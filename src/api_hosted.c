@@ -580,7 +580,8 @@ static void link_landing(struct api_call *call, const char *token, const struct 
 		return;
 	}
 	api_form_set_nonce_cookie(call, nonce);
-	page_begin(&p, call, NULL, NULL, "link");
+	/* Its POST may end in the redirect to the client: form-action names its origin. */
+	page_begin(&p, call, NULL, l->params, "link");
 	page_var(&p, "address", l->masked);
 	para(&p, NULL, "link_intro");
 	sbuf_puts(&p.body, "<form id=\"link-form\" method=\"post\" action=\"?t=");
@@ -650,7 +651,7 @@ void api_hosted_link(struct api_call *call)
 		api_fail(call, rc, NULL);
 	}
 out:
-	hosted_done_free(&l.d);
+	hosted_link_free(&l);
 	crypto_free_str(session);
 	crypto_free_str(flow_id);
 	crypto_free_str(token);

@@ -532,6 +532,8 @@ static int link_txn_do(struct store_txn *t, struct finish_state *x, int consume)
 		goto out; /* the flow ended, or a newer send replaced this link */
 	attempt_of(x, flow);
 	log_mask_addr(x->identifier, l->masked, sizeof(l->masked));
+	json_decref(l->params);
+	l->params = json_incref(json_object_get(flow, "params"));
 	if (json_is_true(json_object_get(link, "used")) || jsonio_str(flow, "confirmed") != NULL)
 		l->state = HOSTED_LINK_USED;
 	else if (json_integer_value(json_object_get(link, "exp")) <= (json_int_t)time(NULL) ||
@@ -583,6 +585,13 @@ int hosted_link_peek(struct ctx *c, const char *token, struct hosted_link *l)
 	x.a.c = c;
 	rc = store_run(c->store, link_peek_txn, &x);
 	return rc < 0 ? rc : 0;
+}
+
+void hosted_link_free(struct hosted_link *l)
+{
+	hosted_done_free(&l->d);
+	json_decref(l->params);
+	l->params = NULL;
 }
 
 /* The client_id of a link's flow, to load the client before the transaction that opens it. */

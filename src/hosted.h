@@ -86,12 +86,17 @@ enum hosted_link_state {
 struct hosted_link {
 	enum hosted_link_state state;
 	char masked[64];
-	int here; /* the browser held the link's flow: d is filled */
+	json_t *params; /* the flow's authorization request (new reference), when known */
+	int here;	/* the browser held the link's flow: d is filled */
 	struct hosted_done d;
 };
 
-/* Look at a link without consuming it. 0 with l filled, or a negative store_rc. */
+/*
+ * Look at a link without consuming it. 0 with l filled (release with hosted_link_free), or a
+ * negative store_rc.
+ */
 int hosted_link_peek(struct ctx *c, const char *token, struct hosted_link *l);
+void hosted_link_free(struct hosted_link *l);
 
 /*
  * Open (consume) a link: in the browser holding its flow (flow_id), finish the login there

@@ -289,6 +289,9 @@ class MagicLink(Base):
             landing = b.get(link)
             self.assertEqual(landing.status_code, 200)
             self.assertIsNotNone(b.form(landing, "link-form"))
+        # Its POST ends in the redirect to the client, which form-action must allow.
+        self.assertIn("form-action 'self' https://app.example;",
+                      landing.headers["Content-Security-Policy"])
         r = b.submit(landing, "link-form")
         claims = self.assertTokens(self.assertCodeRedirect(r, p), user, p)
         self.assertIn("eml", claims["amr"])
