@@ -7,6 +7,7 @@ and the exchange of the resulting code at /oidc/token."""
 import base64
 import hashlib
 import re
+import urllib.parse
 
 import harness
 from clock import ClockStack
@@ -454,3 +455,81 @@ class Limits(E2ETestCase):
         r = b.submit(r, "code-form", code=code)
         self.assertEqual(r.status_code, 303, r.text[:400])
         self.assertTrue(r.headers["Location"].startswith(REDIRECT + "?code="))
+
+
+class RealBrowser(E2ETestCase):
+    """Headless Chromium (python3-selenium) through the pages as a user would: the code in one
+    browser, the link on a second one while the first waits, and the link in the same
+    browser. The client's redirect URI is another origin (localhost, where the pages are on
+    127.0.0.1), so the browser enforces each page's form-action; the browser logs must show
+    no Content-Security-Policy violation."""
+
+    @classmethod
+    def setUpClass(cls):
+        from selenium import webdriver
+
+        cls.cb = "http://localhost:%d/cis/health" % stack.port
+        cls.client = stack.ctl("client", "add", "--name", "Chromium", "--redirect-uri", cls.cb,
+                               "--allow-http-redirect", parse=True)
+        opts = webdriver.ChromeOptions()
+        for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
+            opts.add_argument(arg)
+        opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+        cls.drivers = []
+        for _ in range(2):
+            cls.drivers.append(webdriver.Chrome(options=opts))
+
+    @classmethod
+    def tearDownClass(cls):
+        for d in cls.drivers:
+            d.quit()
+
+    def start(self, d, email, state):
+        from selenium.webdriver.common.by import By
+
+        # prompt=login: the session of the previous step would sign in at once.
+        d.get(stack.base_url + "/oidc/auth?" + urllib.parse.urlencode(
+            auth_params(self.client, redirect_uri=self.cb, state=state, prompt="login")))
+        self.assertEqual(d.find_element(By.ID, "page").get_attribute("data-step"), "email")
+        d.find_element(By.ID, "email").send_keys(email)
+        d.find_element(By.ID, "email-submit").click()
+        self.assertEqual(d.find_element(By.ID, "page").get_attribute("data-step"), "code")
+        return mail_code_and_link(stack, stack.wait_mail(email))
+
+    def wait_for_app(self, d, state):
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        WebDriverWait(d, 20).until(lambda drv: drv.current_url.startswith(self.cb))
+        q = query_of(d.current_url)
+        self.assertEqual(q["state"], state)
+        return q["code"]
+
+    def assertNoCspViolation(self):
+        for d in self.drivers:
+            for entry in d.get_log("browser"):
+                self.assertNotIn("Content Security Policy", entry["message"])
+
+    def test_code_and_links(self):
+        from selenium.webdriver.common.by import By
+
+        email = harness.unique_email("chromium")
+        stack.make_user(email=email)
+        d, phone = self.drivers
+        code, _ = self.start(d, email, "s-code")
+        d.find_element(By.ID, "code").send_keys(code)
+        d.find_element(By.ID, "code-submit").click()
+        self.assertEqual(exchange(stack, self.client, self.wait_for_app(d, "s-code"),
+                                  redirect_uri=self.cb).status, 200)
+        # The link on another device; the waiting page continues by itself.
+        _, link = self.start(d, email, "s-other")
+        phone.get(link)
+        phone.find_element(By.ID, "link-submit").click()
+        self.assertEqual(phone.find_element(By.ID, "page").get_attribute("data-step"),
+                         "elsewhere")
+        self.wait_for_app(d, "s-other")
+        # The link in the same browser.
+        _, link = self.start(d, email, "s-same")
+        d.get(link)
+        d.find_element(By.ID, "link-submit").click()
+        self.wait_for_app(d, "s-same")
+        self.assertNoCspViolation()
