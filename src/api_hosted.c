@@ -329,10 +329,13 @@ static void code_page(struct api_call *call, int status, const char *flow_id,
 		error_key = "code_dead";
 	if (error_key != NULL)
 		para(&p, "error", error_key);
-	para(&p, NULL, "code_intro");
-	if (!v->code_dead) {
-		/* Checks back for a link opened on another device; works without JavaScript. */
-		p.refresh = error_key == NULL;
+	para(&p, NULL,
+	     v->code_off   ? "link_only_intro"
+	     : v->link_off ? "code_only_intro"
+			   : "code_intro");
+	/* Checks back for a link opened on another device; works without JavaScript. */
+	p.refresh = error_key == NULL && !v->link_off;
+	if (!v->code_dead && !v->code_off) {
 		form_open(&p, "code-form");
 		hidden(&p, flow_id, "code");
 		sbuf_puts(&p.body, "<label for=\"code\">");
@@ -345,8 +348,9 @@ static void code_page(struct api_call *call, int status, const char *flow_id,
 			    call->c->conf->otp_length);
 		page_add(&p.body, page_text(&p.tx, "code_submit"), p.vars);
 		sbuf_puts(&p.body, "</button></form>");
-		para(&p, NULL, "code_waiting");
 	}
+	if (p.refresh)
+		para(&p, NULL, "code_waiting");
 	form_open(&p, "restart-form");
 	hidden(&p, flow_id, "restart");
 	sbuf_printf(&p.body, "<button id=\"restart-submit\" type=\"submit\" class=\"%s\">",
@@ -456,6 +460,8 @@ static void post_email(struct api_call *call, const char *flow_id, struct hosted
 		email_page(call, 403, flow_id, v, given, NULL, "user_disabled", 0);
 	else if (rc == ERR_INVALID_INPUT)
 		email_page(call, 400, flow_id, v, given, NULL, "email_invalid", 0);
+	else if (rc == ERR_FORBIDDEN)
+		email_page(call, 403, flow_id, v, given, NULL, "method_unavailable", 0);
 	else if (rc == ERR_DELIVERY)
 		email_page(call, 502, flow_id, v, given, NULL, "send_failed", 0);
 	else if (rc == ERR_NOT_FOUND)

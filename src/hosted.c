@@ -65,6 +65,8 @@ static int view_txn(struct store_txn *t, void *arg)
 		v->step = HOSTED_EMAIL;
 	log_mask_addr(v->identifier, v->masked, sizeof(v->masked));
 	v->code_dead = json_is_true(json_object_get(flow, "code_dead"));
+	v->code_off = json_is_true(json_object_get(flow, "code_off"));
+	v->link_off = json_is_true(json_object_get(flow, "link_off"));
 	json_decref(flow);
 	return 0;
 }
@@ -109,6 +111,25 @@ void hosted_done_free(struct hosted_done *d)
 
 /* ---- sending ------------------------------------------------------------------------------- */
 
+/*
+ * 1 when the client's "login_methods" allow method ("email_otp", "magic_link", "sms_otp"); a
+ * client without the list allows email_otp and magic_link.
+ */
+static int allows(json_t *client, const char *method)
+{
+	json_t *list = json_object_get(client, "login_methods"), *v;
+	size_t i;
+
+	if (!json_is_array(list))
+		return strcmp(method, "sms_otp") != 0;
+	json_array_foreach(list, i, v)
+	{
+		if (strcmp(json_string_value(v) ?: "", method) == 0)
+			return 1;
+	}
+	return 0;
+}
+
 struct send_state {
 	const char *flow_id;
 	char code[16];
@@ -137,14 +158,17 @@ static int compose(struct login_send *s, unsigned minutes)
 {
 	struct send_state *h = send_of(s);
 	const char *name = json_string_value(json_object_get(s->client, "display_name"));
+	int code = allows(s->client, "email_otp"), link = allows(s->client, "magic_link");
 	struct mail_request m = {
-	    .kind = MAIL_OTP_LINK,
+	    .kind = code && link ? MAIL_OTP_LINK
+		    : code	 ? MAIL_OTP
+				 : MAIL_LINK,
 	    .from_addr = s->c->conf->mail_from,
 	    .from_name = s->c->conf->mail_from_name,
 	    .to_addr = s->to,
 	    .app_name = name ? name : json_string_value(json_object_get(s->client, "name")),
-	    .code = h->code,
-	    .url = h->url,
+	    .code = code ? h->code : NULL,
+	    .url = link ? h->url : NULL,
 	    .minutes = minutes,
 	};
 	const char *color = json_string_value(json_object_get(s->client, "color"));
@@ -167,6 +191,7 @@ static int issue(struct login_send *s, struct store_txn *t, const char *rid_tag,
 {
 	struct send_state *h = send_of(s);
 	unsigned minutes = s->c->conf->otp_ttl_minutes;
+	int code_ok = allows(s->client, "email_otp"), link_ok = allows(s->client, "magic_link");
 	char flow_key[KEYRING_TAG_HEX], code_tag[KEYRING_TAG_HEX];
 	time_t now = time(NULL);
 	const char *old;
@@ -204,7 +229,9 @@ static int issue(struct login_send *s, struct store_txn *t, const char *rid_tag,
 	json_object_set_new(flow, "idtype", json_string("email"));
 	json_object_set_new(flow, "identifier", json_string(s->identifier));
 	/* A shadow send stores a code that never matches and no link at all. */
-	json_object_set_new(flow, "code", json_string(s->shadow ? "" : code_tag));
+	json_object_set_new(flow, "code", json_string(s->shadow || !code_ok ? "" : code_tag));
+	json_object_set_new(flow, "code_off", json_boolean(!code_ok));
+	json_object_set_new(flow, "link_off", json_boolean(!link_ok));
 	json_object_set_new(flow, "code_exp", json_integer((json_int_t)(now + minutes * 60)));
 	json_object_set_new(flow, "failures", json_integer(0));
 	json_object_set_new(flow, "exp", json_integer((json_int_t)(now + AUTHZ_FLOW_TTL)));
@@ -212,7 +239,7 @@ static int issue(struct login_send *s, struct store_txn *t, const char *rid_tag,
 		json_object_set(flow, "limits", limit_keys);
 	else
 		json_object_del(flow, "limits");
-	if (!s->shadow) {
+	if (!s->shadow && link_ok) {
 		link = json_pack("{s:s, s:I}", "flow", flow_key, "exp",
 				 (json_int_t)(now + minutes * 60));
 		if (link == NULL ||
@@ -267,8 +294,13 @@ int hosted_send(struct ctx *c, json_t *client, const char *flow_id, const char *
 			       .identifier = email,
 			       .channel = "email",
 			       .state = &h};
-	int rc = login_send(&s);
+	int rc;
 
+	*retry_after = 0;
+	/* The page asks for an address only for what the client allows to go there. */
+	if (!allows(client, "email_otp") && !allows(client, "magic_link"))
+		return ERR_FORBIDDEN;
+	rc = login_send(&s);
 	*retry_after = s.retry_after;
 	crypto_wipe(h.code, sizeof(h.code));
 	crypto_free_str(h.token);
@@ -399,9 +431,13 @@ static int code_txn(struct store_txn *t, void *arg)
 	attempt_of(x, flow);
 	if (flow_expired(flow)) {
 		rc = ERR_NOT_FOUND;
-	} else if (jsonio_str(flow, "code") == NULL) {
-		/* Nothing was sent: nothing to guess, nobody to count against. */
+	} else if (jsonio_str(flow, "code") == NULL ||
+		   json_is_true(json_object_get(flow, "code_off"))) {
+		/* No code was sent: nothing to guess, nobody to count against. */
 		rc = ERR_BAD_CREDENTIALS;
+	} else if (json_is_true(json_object_get(flow, "code_dead"))) {
+		/* As for the API's deleted code: the request limits count it, not the account. */
+		rc = login_failed_txn(t, &x->a);
 	} else if (json_integer_value(json_object_get(flow, "code_exp")) <=
 		   (json_int_t)time(NULL)) {
 		rc = ERR_CODE_EXPIRED;

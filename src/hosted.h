@@ -25,11 +25,12 @@ enum hosted_step {
 
 struct hosted_view {
 	enum hosted_step step;
-	json_t *params;	      /* the authorization request (new reference) */
-	json_t *client;	      /* the client record (new reference; NULL when gone) */
-	char masked[64];      /* HOSTED_CODE: the masked address the code went to */
-	char identifier[256]; /* the address last asked for ("" none), to prefill the form */
-	int code_dead;	      /* HOSTED_CODE: too many wrong codes: a new one must be sent */
+	json_t *params;		/* the authorization request (new reference) */
+	json_t *client;		/* the client record (new reference; NULL when gone) */
+	char masked[64];	/* HOSTED_CODE: the masked address the code went to */
+	char identifier[256];	/* the address last asked for ("" none), to prefill the form */
+	int code_dead;		/* HOSTED_CODE: too many wrong codes: a new one must be sent */
+	int code_off, link_off; /* HOSTED_CODE: the mail held no code, no link (login_methods) */
 };
 
 /* Look at a flow. 0 with v filled (release with hosted_view_free), or a negative store_rc. */
@@ -40,7 +41,9 @@ void hosted_view_free(struct hosted_view *v);
  * Send the code and link of flow_id to the canonical address email, for client (borrowed).
  * ERR_NONE (also for an address that cannot log in when the client hides existence),
  * ERR_RATE_LIMITED with *retry_after, ERR_USER_NOT_FOUND, ERR_USER_NOT_ACTIVE, ERR_DELIVERY,
- * ERR_NOT_FOUND (the flow is gone or expired), ERR_UNAVAILABLE, ERR_INTERNAL.
+ * ERR_NOT_FOUND (the flow is gone or expired), ERR_FORBIDDEN (the client's login_methods
+ * allow neither email_otp nor magic_link), ERR_UNAVAILABLE, ERR_INTERNAL. The mail holds the
+ * code, the link, or both, as the client's login_methods allow.
  */
 int hosted_send(struct ctx *c, json_t *client, const char *flow_id, const char *email,
 		unsigned *retry_after);

@@ -21,6 +21,10 @@ static const char *const builtin[][2] = {
     {"code_title", "Check your email"},
     {"code_intro", "We sent a code and a sign-in link to {address}. Enter the code here, or "
 		   "open the link on this or another device."},
+    {"code_only_intro", "We sent a code to {address}. Enter it here."},
+    {"link_only_intro", "We sent a sign-in link to {address}. Open it on this or another "
+			"device: this page continues by itself."},
+    {"method_unavailable", "Signing in by email is not available for {app}."},
     {"code_label", "Code"},
     {"code_submit", "Sign in"},
     {"code_waiting", "This page checks every few seconds whether the link was opened."},

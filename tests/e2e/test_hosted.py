@@ -490,11 +490,22 @@ class RealBrowser(E2ETestCase):
         # prompt=login: the session of the previous step would sign in at once.
         d.get(stack.base_url + "/oidc/auth?" + urllib.parse.urlencode(
             auth_params(self.client, redirect_uri=self.cb, state=state, prompt="login")))
-        self.assertEqual(d.find_element(By.ID, "page").get_attribute("data-step"), "email")
+        self.wait_for_step(d, "email")
         d.find_element(By.ID, "email").send_keys(email)
         d.find_element(By.ID, "email-submit").click()
-        self.assertEqual(d.find_element(By.ID, "page").get_attribute("data-step"), "code")
+        self.wait_for_step(d, "code")
         return mail_code_and_link(stack, stack.wait_mail(email))
+
+    def wait_for_step(self, d, step):
+        """Until the page shown is the step (a click's navigation may still be under way)."""
+        from selenium.common.exceptions import (NoSuchElementException,
+                                                StaleElementReferenceException)
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        WebDriverWait(d, 20, ignored_exceptions=(NoSuchElementException,
+                                                 StaleElementReferenceException)).until(
+            lambda drv: drv.find_element(By.ID, "page").get_attribute("data-step") == step)
 
     def wait_for_app(self, d, state):
         from selenium.webdriver.support.ui import WebDriverWait
@@ -524,8 +535,7 @@ class RealBrowser(E2ETestCase):
         _, link = self.start(d, email, "s-other")
         phone.get(link)
         phone.find_element(By.ID, "link-submit").click()
-        self.assertEqual(phone.find_element(By.ID, "page").get_attribute("data-step"),
-                         "elsewhere")
+        self.wait_for_step(phone, "elsewhere")
         self.wait_for_app(d, "s-other")
         # The link in the same browser.
         _, link = self.start(d, email, "s-same")
