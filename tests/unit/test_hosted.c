@@ -1,0 +1,280 @@
+/*
+ * hosted and authz on a real store: a flow's one mail holds what the client's login_methods
+ * allow (code, link, both; neither refuses), the right code ends the flow in the code redirect
+ * (state, iss) exactly once, a guess where no code was sent locks nobody, a link confirms the
+ * waiting flow from another browser, and a pushed request is taken once, by its client only.
+ */
+#include <dirent.h>
+#include <time.h>
+
+#include "authz.h"
+#include "err.h"
+#include "fixture.h"
+#include "hosted.h"
+
+#define REDIRECT "https://app.example/cb"
+
+static json_t *client;
+static char maildir[128];
+
+/* The text of every message in the Maildir's new/ since the last call (then removed), with
+ * quoted-printable soft breaks and =3D undone; a new string. */
+static char *take_mail(void)
+{
+	char dir[160], path[512], buf[65536], *out = NULL;
+	struct dirent *e;
+	size_t len = 0;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "%s/new", maildir);
+	out = calloc(1, 1);
+	if ((d = opendir(dir)) == NULL)
+		return out;
+	while ((e = readdir(d)) != NULL) {
+		FILE *f;
+		size_t n;
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		if ((f = fopen(path, "r")) == NULL)
+			continue;
+		n = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		unlink(path);
+		buf[n] = '\0';
+		out = realloc(out, len + n + 1);
+		for (size_t i = 0; i < n; i++) {
+			if (buf[i] == '=' && buf[i + 1] == '\r' && buf[i + 2] == '\n') {
+				i += 2;
+				continue;
+			}
+			if (buf[i] == '=' && buf[i + 1] == '3' && buf[i + 2] == 'D') {
+				out[len++] = '=';
+				i += 2;
+				continue;
+			}
+			out[len++] = buf[i];
+		}
+		out[len] = '\0';
+	}
+	closedir(d);
+	return out;
+}
+
+/* The code line ("    123456") of a mail, into code; 0 or -1. */
+static int mail_code(const char *mail, char code[16])
+{
+	const char *p = strstr(mail, "\r\n    ");
+
+	if (p == NULL || strspn(p + 6, "0123456789") != conf.otp_length)
+		return -1;
+	snprintf(code, 16, "%.*s", (int)conf.otp_length, p + 6);
+	return 0;
+}
+
+/* The link token of a mail, into tok; 0 or -1. */
+static int mail_link(const char *mail, char tok[64])
+{
+	const char *p = strstr(mail, "/oidc/login/link?t=");
+	size_t n;
+
+	if (p == NULL)
+		return -1;
+	p += strlen("/oidc/login/link?t=");
+	n = strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_");
+	if (n == 0 || n >= 64)
+		return -1;
+	snprintf(tok, 64, "%.*s", (int)n, p);
+	return 0;
+}
+
+static json_t *params(void)
+{
+	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "client_id", client_id_of(client),
+			 "redirect_uri", REDIRECT, "response_type", "code", "scope", "openid",
+			 "state", "st&1", "nonce", "n-1");
+}
+
+/* A new flow for the standard request (new string). */
+static char *new_flow(void)
+{
+	json_t *p = params();
+	char *id = NULL;
+
+	check(authz_flow_start(&c, p, &id) == ERR_NONE && id != NULL);
+	json_decref(p);
+	return id;
+}
+
+/* A copy of the client with login_methods (NULL: none). */
+static json_t *with_methods(const char *a, const char *b)
+{
+	json_t *cl = json_deep_copy(client), *m = json_array();
+
+	if (a != NULL)
+		json_array_append_new(m, json_string(a));
+	if (b != NULL)
+		json_array_append_new(m, json_string(b));
+	json_object_set_new(cl, "login_methods", m);
+	return cl;
+}
+
+static void mail_contents(void)
+{
+	char *flow = new_flow(), *mail, code[16], tok[64];
+	json_t *code_only = with_methods("email_otp", NULL),
+	       *link_only = with_methods("magic_link", NULL);
+	json_t *neither = with_methods("sms_otp", NULL);
+	struct hosted_view v;
+	unsigned wait;
+
+	check(hosted_send(&c, client, flow, "alice@example.com", &wait) == ERR_NONE);
+	mail = take_mail();
+	check(mail_code(mail, code) == 0 && mail_link(mail, tok) == 0);
+	free(mail);
+
+	check(hosted_send(&c, code_only, flow, "alice@example.com", &wait) == ERR_NONE);
+	mail = take_mail();
+	check(mail_code(mail, code) == 0 && mail_link(mail, tok) < 0);
+	free(mail);
+	check(hosted_view(&c, flow, &v) == 0 && v.step == HOSTED_CODE && v.link_off && !v.code_off);
+	hosted_view_free(&v);
+
+	check(hosted_send(&c, link_only, flow, "alice@example.com", &wait) == ERR_NONE);
+	mail = take_mail();
+	check(mail_code(mail, code) < 0 && mail_link(mail, tok) == 0);
+	free(mail);
+	check(hosted_view(&c, flow, &v) == 0 && v.step == HOSTED_CODE && v.code_off && !v.link_off);
+	hosted_view_free(&v);
+
+	check(hosted_send(&c, neither, flow, "alice@example.com", &wait) == ERR_FORBIDDEN);
+	mail = take_mail();
+	check(mail[0] == '\0');
+	free(mail);
+	json_decref(code_only);
+	json_decref(link_only);
+	json_decref(neither);
+	crypto_free_str(flow);
+}
+
+static void code_login(void)
+{
+	char *flow = new_flow(), *mail, code[16], tok[64];
+	json_t *link_only = with_methods("magic_link", NULL);
+	struct hosted_done d;
+	unsigned wait;
+
+	/* Guesses where no code was sent (a link-only mail) count against nobody's account. */
+	check(hosted_send(&c, link_only, flow, "alice@example.com", &wait) == ERR_NONE);
+	free(take_mail());
+	for (int i = 0; i < 15; i++)
+		check(hosted_code(&c, flow, "000000", NULL, NULL, &d) == ERR_BAD_CREDENTIALS);
+	/* A code flow for the same account still logs in. */
+	check(hosted_send(&c, client, flow, "alice@example.com", &wait) == ERR_NONE);
+	mail = take_mail();
+	check(mail_code(mail, code) == 0 && mail_link(mail, tok) == 0);
+	free(mail);
+	check(hosted_code(&c, flow, code, NULL, NULL, &d) == ERR_NONE);
+	check(d.location != NULL &&
+	      strncmp(d.location, REDIRECT "?code=", strlen(REDIRECT) + 6) == 0);
+	check(d.location && strstr(d.location, "&state=st%261&iss=http%3A%2F%2F127.0.0.1%2Fcis"));
+	check(d.session_id != NULL && strlen(d.session_id) >= 43);
+	hosted_done_free(&d);
+	/* The flow and its link end with the login. */
+	check(hosted_code(&c, flow, code, NULL, NULL, &d) == ERR_NOT_FOUND);
+	{
+		struct hosted_link l;
+		check(hosted_link_peek(&c, tok, &l) == 0 && l.state == HOSTED_LINK_UNKNOWN);
+		hosted_link_free(&l);
+	}
+	json_decref(link_only);
+	crypto_free_str(flow);
+}
+
+static void cross_device(void)
+{
+	char *flow = new_flow(), *other = new_flow(), *mail, code[16], tok[64];
+	struct hosted_link l;
+	struct hosted_view v;
+	struct hosted_done d;
+	unsigned wait;
+
+	check(hosted_send(&c, client, flow, "bob@example.com", &wait) == ERR_NONE);
+	mail = take_mail();
+	check(mail_code(mail, code) == 0 && mail_link(mail, tok) == 0);
+	free(mail);
+	check(hosted_link_peek(&c, tok, &l) == 0 && l.state == HOSTED_LINK_VALID);
+	check(json_is_object(l.params));
+	hosted_link_free(&l);
+	/* Opened by a browser holding another flow: it confirms the waiting one only. */
+	check(hosted_link_open(&c, tok, other, NULL, NULL, &l) == ERR_NONE);
+	check(l.state == HOSTED_LINK_VALID && !l.here && l.d.location == NULL);
+	hosted_link_free(&l);
+	check(hosted_view(&c, other, &v) == 0 && v.step == HOSTED_EMAIL);
+	hosted_view_free(&v);
+	check(hosted_poll(&c, other, NULL, NULL, &d) == ERR_NOT_FOUND);
+	check(hosted_view(&c, flow, &v) == 0 && v.step == HOSTED_CONFIRMED);
+	hosted_view_free(&v);
+	check(hosted_link_open(&c, tok, NULL, NULL, NULL, &l) == ERR_NONE &&
+	      l.state == HOSTED_LINK_USED);
+	hosted_link_free(&l);
+	check(hosted_poll(&c, flow, NULL, NULL, &d) == ERR_NONE && d.location != NULL);
+	hosted_done_free(&d);
+	check(hosted_poll(&c, flow, NULL, NULL, &d) == ERR_NOT_FOUND);
+	crypto_free_str(flow);
+	crypto_free_str(other);
+}
+
+static void pushed(void)
+{
+	json_t *p = params(), *got = NULL;
+	char *uri = NULL;
+
+	check(authz_par_store(&c, p, &uri) == ERR_NONE && uri != NULL);
+	check(uri && strncmp(uri, AUTHZ_PAR_PREFIX, strlen(AUTHZ_PAR_PREFIX)) == 0);
+	check(authz_par_take(&c, "another-client", uri, &got) == ERR_NOT_FOUND && got == NULL);
+	check(authz_par_take(&c, client_id_of(client), uri, &got) == ERR_NONE);
+	check(json_equal(got, p));
+	json_decref(got);
+	got = NULL;
+	check(authz_par_take(&c, client_id_of(client), uri, &got) == ERR_NOT_FOUND);
+	check(authz_par_take(&c, client_id_of(client), "urn:x", &got) == ERR_NOT_FOUND);
+	free(uri);
+	json_decref(p);
+}
+
+int main(void)
+{
+	json_t *spec;
+
+	if (fixture_open("/dev/shm", "hosted", 8) < 0)
+		return check_done();
+	free(conf.issuer);
+	conf.issuer = strdup("http://127.0.0.1/cis");
+	snprintf(maildir, sizeof(maildir), "%s/mail", fixture_dir);
+	free(conf.maildir);
+	conf.maildir = strdup(maildir);
+	free(conf.smtp_host);
+	conf.smtp_host = strdup("");
+	c.mail = ctx_mail_conf(&conf);
+	/* Many sends to one address: the send limits are test_ratelimit's, not these tests'. */
+	conf.send_cooldown = 0;
+	conf.recipient_sends.limit = conf.client_emails.limit = 0;
+	spec = json_pack("{s:s, s:[s], s:s, s:s}", "name", "Hosted", "redirect_uris", REDIRECT,
+			 "signup", "closed", "existence", "reveal");
+	client = fixture_client(spec);
+	json_decref(spec);
+	check(client != NULL);
+	{
+		char id[64];
+		fixture_user("alice@example.com", NULL, NULL, id);
+		fixture_user("bob@example.com", NULL, NULL, id);
+	}
+	mail_contents();
+	code_login();
+	cross_device();
+	pushed();
+	json_decref(client);
+	fixture_close();
+	return check_done();
+}
