@@ -383,8 +383,18 @@ static void restart(struct api_call *call, struct hosted_view *v)
 {
 	char *flow_id = NULL;
 	const char *hint = json_string_value(json_object_get(v->params, "login_hint"));
+	unsigned retry_after = 0;
+	int rc =
+	    authz_flow_start(call->c, v->params, call->req->remote_addr, &flow_id, &retry_after);
 
-	if (authz_flow_start(call->c, v->params, &flow_id) != ERR_NONE) {
+	if (rc == ERR_RATE_LIMITED) {
+		resp_header(call->resp, "Retry-After", "%u", retry_after);
+		api_hosted_error_page(call, 429, v->client, v->params,
+				      "too many sign-ins were started from this address; try again "
+				      "later");
+		return;
+	}
+	if (rc != ERR_NONE) {
 		api_hosted_error_page(call, 503, v->client, v->params, NULL);
 		return;
 	}

@@ -101,7 +101,9 @@ static char *new_flow(void)
 	json_t *p = params();
 	char *id = NULL;
 
-	check(authz_flow_start(&c, p, &id) == ERR_NONE && id != NULL);
+	unsigned wait;
+
+	check(authz_flow_start(&c, p, "192.0.2.1", &id, &wait) == ERR_NONE && id != NULL);
 	json_decref(p);
 	return id;
 }
@@ -230,6 +232,29 @@ static void cross_device(void)
 	crypto_free_str(other);
 }
 
+static void flow_limit(void)
+{
+	json_t *p = params();
+	char *id = NULL;
+	unsigned wait = 0;
+
+	conf.authorization_flows.limit = 2;
+	conf.authorization_flows.period = 600;
+	for (int i = 0; i < 2; i++) {
+		check(authz_flow_start(&c, p, "198.51.100.7", &id, &wait) == ERR_NONE);
+		crypto_free_str(id);
+		id = NULL;
+	}
+	check(authz_flow_start(&c, p, "198.51.100.7", &id, &wait) == ERR_RATE_LIMITED);
+	/* Within about a period (the windows count in slices of it). */
+	check_msg(id == NULL && wait > 0 && wait <= 2 * 600, "id %p wait %u", (void *)id, wait);
+	/* Another address is not held back by this one. */
+	check(authz_flow_start(&c, p, "198.51.100.8", &id, &wait) == ERR_NONE);
+	crypto_free_str(id);
+	conf.authorization_flows.limit = 0;
+	json_decref(p);
+}
+
 static void pushed(void)
 {
 	json_t *p = params(), *got = NULL;
@@ -279,6 +304,7 @@ int main(void)
 	code_login();
 	cross_device();
 	pushed();
+	flow_limit();
 	json_decref(client);
 	fixture_close();
 	return check_done();
