@@ -364,18 +364,49 @@ static void code_page(struct api_call *call, int status, const char *flow_id,
 
 /* ---- answers -------------------------------------------------------------------------------- */
 
-/* The login is done: the session cookie, the flow cookie gone, the redirect with the code. */
-static void done(struct api_call *call, const struct hosted_done *d)
-{
-	api_set_login_cookie(call, d->session_id, d->session_max_age);
-	clear_flow_cookie(call);
-	api_authz_respond(call, d->params, d->location);
-}
-
 static void see_login(struct api_call *call)
 {
 	resp_header(call->resp, "Location", "%s/oidc/login", call->c->conf->public_base_url);
 	resp_json(call->resp, 303, NULL);
+}
+
+/* The second factor's step: a button that sends the code by SMS (a GET sends nothing). */
+static void mfa_page(struct api_call *call, int status, const char *flow_id,
+		     const struct hosted_view *v, const char *error_key, unsigned seconds)
+{
+	struct page p;
+	char secs[16];
+
+	page_begin(&p, call, v->client, v->params, "mfa");
+	snprintf(secs, sizeof(secs), "%u", seconds);
+	page_var(&p, "seconds", secs);
+	page_var(&p, "phone", v->masked);
+	if (error_key != NULL)
+		para(&p, "error", error_key);
+	para(&p, NULL, "mfa_intro");
+	form_open(&p, "mfa-form");
+	hidden(&p, flow_id, "mfa");
+	sbuf_puts(&p.body, "<button id=\"mfa-submit\" type=\"submit\">");
+	page_add(&p.body, page_text(&p.tx, "mfa_submit"), p.vars);
+	sbuf_puts(&p.body, "</button></form>");
+	if (seconds)
+		resp_header(call->resp, "Retry-After", "%u", seconds);
+	page_send(&p, status, "mfa_title");
+}
+
+/*
+ * The login is done: the session cookie, the flow cookie gone, the redirect with the code. Or
+ * the first of two factors is: the session cookie, and the page again for the second one.
+ */
+static void done(struct api_call *call, const struct hosted_done *d)
+{
+	api_set_login_cookie(call, d->session_id, d->session_max_age);
+	if (d->location == NULL) {
+		see_login(call);
+		return;
+	}
+	clear_flow_cookie(call);
+	api_authz_respond(call, d->params, d->location);
 }
 
 /* An expired flow starts again from its request: a new flow, the address page. */
@@ -427,6 +458,9 @@ static void show(struct api_call *call, const char *flow_id, struct hosted_view 
 		break;
 	case HOSTED_CODE:
 		code_page(call, 200, flow_id, v, NULL, 0);
+		break;
+	case HOSTED_MFA:
+		mfa_page(call, 200, flow_id, v, NULL, 0);
 		break;
 	case HOSTED_CONFIRMED:
 		session = api_login_cookie(call);
@@ -481,6 +515,23 @@ static void post_email(struct api_call *call, const char *flow_id, struct hosted
 	free(email);
 }
 
+static void post_mfa(struct api_call *call, const char *flow_id, struct hosted_view *v)
+{
+	unsigned retry_after = 0;
+	int rc = hosted_send_mfa(call->c, v->client, flow_id, &retry_after);
+
+	if (rc == ERR_NONE)
+		see_login(call);
+	else if (rc == ERR_RATE_LIMITED)
+		mfa_page(call, 429, flow_id, v, "rate_limited", retry_after ? retry_after : 1);
+	else if (rc == ERR_DELIVERY || rc == ERR_INVALID_INPUT || rc == ERR_PHONE_MISSING)
+		mfa_page(call, 502, flow_id, v, "sms_failed", 0);
+	else if (rc == ERR_NOT_FOUND)
+		restart(call, v);
+	else
+		api_hosted_error_page(call, 503, v->client, v->params, NULL);
+}
+
 static void post_code(struct api_call *call, const char *flow_id, struct hosted_view *v)
 {
 	const char *code = req_form(call->req, "code");
@@ -510,6 +561,9 @@ static void post_code(struct api_call *call, const char *flow_id, struct hosted_
 		code_page(call, 403, flow_id, v, "user_disabled", 0);
 	} else if (rc == ERR_NOT_FOUND) {
 		restart(call, v);
+	} else if (rc == ERR_SESSION_NOT_FOUND) {
+		/* A second factor without the first one's session (its cookie is gone). */
+		api_hosted_error_page(call, 400, v->client, v->params, NULL);
 	} else {
 		api_hosted_error_page(call, 503, v->client, v->params, NULL);
 	}
@@ -549,6 +603,10 @@ void api_hosted_login(struct api_call *call)
 	step = req_form(call->req, "step");
 	if (v.step == HOSTED_GONE || v.step == HOSTED_EXPIRED || v.step == HOSTED_CONFIRMED)
 		show(call, flow_id, &v);
+	else if (step != NULL && strcmp(step, "mfa") == 0 && v.step == HOSTED_MFA)
+		post_mfa(call, flow_id, &v);
+	else if (v.step == HOSTED_MFA)
+		show(call, flow_id, &v); /* the address step is over */
 	else if (step != NULL && strcmp(step, "email") == 0)
 		post_email(call, flow_id, &v);
 	else if (step != NULL && strcmp(step, "code") == 0 && v.step == HOSTED_CODE)

@@ -25,6 +25,10 @@ static const char *const builtin[][2] = {
     {"link_only_intro", "We sent a sign-in link to {address}. Open it on this or another "
 			"device: this page continues by itself."},
     {"method_unavailable", "Signing in by email is not available for {app}."},
+    {"mfa_title", "One more step"},
+    {"mfa_intro", "{app} asks for a second step: we will send a code by SMS to {phone}."},
+    {"mfa_submit", "Send the code"},
+    {"sms_failed", "The SMS could not be sent. Try again later."},
     {"code_label", "Code"},
     {"code_submit", "Sign in"},
     {"code_waiting", "This page checks every few seconds whether the link was opened."},

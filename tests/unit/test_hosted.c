@@ -7,8 +7,10 @@
 #include <dirent.h>
 #include <time.h>
 
+#include "authcode.h"
 #include "authz.h"
 #include "err.h"
+#include "jwt.h"
 #include "fixture.h"
 #include "hosted.h"
 
@@ -255,6 +257,121 @@ static void flow_limit(void)
 	json_decref(p);
 }
 
+/* The code of the one SMS in the test spool (then removed), into code; 0 or -1. */
+static int take_sms(char code[16])
+{
+	char dir[160], path[512], buf[4096];
+	struct dirent *e;
+	int found = -1;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "%s/sms", fixture_dir);
+	if ((d = opendir(dir)) == NULL)
+		return -1;
+	while ((e = readdir(d)) != NULL) {
+		FILE *f;
+		size_t n;
+		char *p;
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		if ((f = fopen(path, "r")) == NULL)
+			continue;
+		n = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		unlink(path);
+		buf[n] = '\0';
+		/* "To: +1..." then a blank line, then the text: "123456 is your ... code". */
+		if ((p = strstr(buf, "\n\n")) != NULL &&
+		    strspn(p + 2, "0123456789") == conf.otp_length) {
+			snprintf(code, 16, "%.*s", (int)conf.otp_length, p + 2);
+			found = 0;
+		}
+	}
+	closedir(d);
+	return found;
+}
+
+/* The acr and amr of the ID token a code redirect's code is exchanged for. */
+static void exchanged(const char *location, json_t *cl, json_t **idt)
+{
+	const char *p = strstr(location, "code=");
+	char code[128];
+	struct authcode_exchange x = {.client = cl, .code = code, .redirect_uri = REDIRECT};
+	json_t *tokens = NULL;
+	const char *why = NULL;
+
+	*idt = NULL;
+	snprintf(code, sizeof(code), "%.*s", p ? (int)strcspn(p + 5, "&") : 0, p ? p + 5 : "");
+	check(authcode_exchange(&c, &x, &tokens, &why) == ERR_NONE);
+	check(jwt_verify(json_string_value(json_object_get(tokens, "id_token")) ?: "",
+			 keys.published, keys.npublished, "JWT", idt) == 1);
+	json_decref(tokens);
+}
+
+static void second_factor(void)
+{
+	json_t *mfa_client = with_methods("email_otp", "sms_otp"), *p = params(), *idt = NULL;
+	char *flow = NULL, *mail, code[16], tok[64], sms[16], *first_session;
+	struct hosted_view v;
+	struct hosted_done d;
+	unsigned wait;
+
+	/* The stored client allows SMS (a field client_create of this branch does not know). */
+	check(fixture_put(TBL_CLIENTS, client_id_of(client), mfa_client) == 0);
+	json_object_set_new(p, "acr_values", json_string("mfa"));
+	check(authz_flow_start(&c, p, "192.0.2.9", &flow, &wait) == ERR_NONE);
+	check(hosted_send(&c, mfa_client, flow, "carol@example.com", &wait) == ERR_NONE);
+	mail = take_mail();
+	check(mail_code(mail, code) == 0 && mail_link(mail, tok) < 0);
+	free(mail);
+	/* The first factor sets the session, and the page asks for the second. */
+	check(hosted_code(&c, flow, code, NULL, NULL, &d) == ERR_NONE);
+	check(d.location == NULL && d.session_id != NULL);
+	first_session = d.session_id;
+	d.session_id = NULL;
+	hosted_done_free(&d);
+	check(hosted_view(&c, flow, &v) == 0 && v.step == HOSTED_MFA);
+	hosted_view_free(&v);
+	check(hosted_send_mfa(&c, mfa_client, flow, &wait) == ERR_NONE);
+	check(take_sms(sms) == 0);
+	check(hosted_view(&c, flow, &v) == 0 && v.step == HOSTED_CODE && v.link_off);
+	hosted_view_free(&v);
+	/* The second factor belongs to the first one's session: without it, it fails. */
+	check(hosted_code(&c, flow, sms, NULL, NULL, &d) == ERR_SESSION_NOT_FOUND);
+	check(hosted_send_mfa(&c, mfa_client, flow, &wait) == ERR_NONE);
+	check(take_sms(sms) == 0);
+	check(hosted_code(&c, flow, sms, NULL, first_session, &d) == ERR_NONE);
+	check(d.location != NULL && d.session_id && strcmp(d.session_id, first_session) == 0);
+	if (d.location != NULL) {
+		exchanged(d.location, mfa_client, &idt);
+		check(strcmp(json_string_value(json_object_get(idt, "acr")) ?: "", "mfa") == 0);
+		check(json_dumps(json_object_get(idt, "amr"), 0) != NULL);
+		json_decref(idt);
+	}
+	hosted_done_free(&d);
+	crypto_free_str(first_session);
+	crypto_free_str(flow);
+
+	/* Without acr_values=mfa one factor is enough, and the ID token claims no acr. */
+	flow = new_flow();
+	check(hosted_send(&c, mfa_client, flow, "carol@example.com", &wait) == ERR_NONE);
+	mail = take_mail();
+	check(mail_code(mail, code) == 0);
+	free(mail);
+	check(hosted_code(&c, flow, code, NULL, NULL, &d) == ERR_NONE && d.location != NULL);
+	if (d.location != NULL) {
+		exchanged(d.location, mfa_client, &idt);
+		check(json_object_get(idt, "acr") == NULL);
+		json_decref(idt);
+	}
+	hosted_done_free(&d);
+	crypto_free_str(flow);
+	check(fixture_put(TBL_CLIENTS, client_id_of(client), client) == 0);
+	json_decref(mfa_client);
+	json_decref(p);
+}
+
 static void pushed(void)
 {
 	json_t *p = params(), *got = NULL;
@@ -289,7 +406,13 @@ int main(void)
 	c.mail = ctx_mail_conf(&conf);
 	/* Many sends to one address: the send limits are test_ratelimit's, not these tests'. */
 	conf.send_cooldown = 0;
-	conf.recipient_sends.limit = conf.client_emails.limit = 0;
+	conf.recipient_sends.limit = conf.client_emails.limit = conf.client_sms.limit = 0;
+	/* SMS go to the test spool (test mode: no smtp_host). */
+	free(conf.sms_backend);
+	conf.sms_backend = strdup("smstools");
+	free(conf.sms_test_spool_dir);
+	if (asprintf(&conf.sms_test_spool_dir, "%s/sms", fixture_dir) < 0)
+		conf.sms_test_spool_dir = NULL;
 	spec = json_pack("{s:s, s:[s], s:s, s:s}", "name", "Hosted", "redirect_uris", REDIRECT,
 			 "signup", "closed", "existence", "reveal");
 	client = fixture_client(spec);
@@ -299,11 +422,13 @@ int main(void)
 		char id[64];
 		fixture_user("alice@example.com", NULL, NULL, id);
 		fixture_user("bob@example.com", NULL, NULL, id);
+		fixture_user("carol@example.com", "+15551234567", NULL, id);
 	}
 	mail_contents();
 	code_login();
 	cross_device();
 	pushed();
+	second_factor();
 	flow_limit();
 	json_decref(client);
 	fixture_close();
