@@ -299,17 +299,33 @@ static void email_page(struct api_call *call, int status, const char *flow_id,
 		para(&p, "notice", notice_key);
 	if (error_key != NULL)
 		para(&p, "error", error_key);
-	para(&p, NULL, "email_intro");
-	form_open(&p, "email-form");
-	hidden(&p, flow_id, "email");
-	sbuf_puts(&p.body, "<label for=\"email\">");
-	page_add(&p.body, page_text(&p.tx, "email_label"), p.vars);
-	sbuf_puts(&p.body, "</label><input id=\"email\" name=\"email\" type=\"email\" "
-			   "autocomplete=\"email\" required maxlength=\"320\" value=\"");
-	html_add(&p.body, value ? value : "", HTML_BREAK_SPACE);
-	sbuf_puts(&p.body, "\"><button id=\"email-submit\" type=\"submit\">");
-	page_add(&p.body, page_text(&p.tx, "email_submit"), p.vars);
-	sbuf_puts(&p.body, "</button></form>");
+	/* The forms of the methods the client's login_methods allow. */
+	if (hosted_allows(v->client, "email_otp") || hosted_allows(v->client, "magic_link")) {
+		para(&p, NULL, "email_intro");
+		form_open(&p, "email-form");
+		hidden(&p, flow_id, "email");
+		sbuf_puts(&p.body, "<label for=\"email\">");
+		page_add(&p.body, page_text(&p.tx, "email_label"), p.vars);
+		sbuf_puts(&p.body, "</label><input id=\"email\" name=\"email\" type=\"email\" "
+				   "autocomplete=\"email\" required maxlength=\"320\" value=\"");
+		html_add(&p.body, value && value[0] != '+' ? value : "", HTML_BREAK_SPACE);
+		sbuf_puts(&p.body, "\"><button id=\"email-submit\" type=\"submit\">");
+		page_add(&p.body, page_text(&p.tx, "email_submit"), p.vars);
+		sbuf_puts(&p.body, "</button></form>");
+	}
+	if (hosted_allows(v->client, "sms_otp")) {
+		para(&p, NULL, "phone_intro");
+		form_open(&p, "phone-form");
+		hidden(&p, flow_id, "phone");
+		sbuf_puts(&p.body, "<label for=\"phone\">");
+		page_add(&p.body, page_text(&p.tx, "phone_label"), p.vars);
+		sbuf_puts(&p.body, "</label><input id=\"phone\" name=\"phone\" type=\"tel\" "
+				   "autocomplete=\"tel\" required maxlength=\"32\" value=\"");
+		html_add(&p.body, value && value[0] == '+' ? value : "", HTML_BREAK_SPACE);
+		sbuf_puts(&p.body, "\"><button id=\"phone-submit\" type=\"submit\">");
+		page_add(&p.body, page_text(&p.tx, "phone_submit"), p.vars);
+		sbuf_puts(&p.body, "</button></form>");
+	}
 	if (seconds)
 		resp_header(call->resp, "Retry-After", "%u", seconds);
 	page_send(&p, status, "email_title");
@@ -532,6 +548,41 @@ static void post_mfa(struct api_call *call, const char *flow_id, struct hosted_v
 		api_hosted_error_page(call, 503, v->client, v->params, NULL);
 }
 
+static void post_phone(struct api_call *call, const char *flow_id, struct hosted_view *v)
+{
+	const char *given = req_form(call->req, "phone");
+	struct api_refusal no;
+	unsigned retry_after = 0;
+	char *phone = given ? api_canonical(ID_PHONE, given, &no) : NULL;
+	int rc;
+
+	if (phone == NULL) {
+		email_page(call, 400, flow_id, v, given, NULL, "phone_invalid", 0);
+		return;
+	}
+	rc = hosted_send_phone(call->c, v->client, flow_id, phone, &retry_after);
+	if (rc == ERR_NONE)
+		see_login(call);
+	else if (rc == ERR_RATE_LIMITED)
+		email_page(call, 429, flow_id, v, given, NULL, "rate_limited",
+			   retry_after ? retry_after : 1);
+	else if (rc == ERR_USER_NOT_FOUND || rc == ERR_PHONE_MISSING)
+		email_page(call, 400, flow_id, v, given, NULL, "user_not_found", 0);
+	else if (rc == ERR_USER_NOT_ACTIVE)
+		email_page(call, 403, flow_id, v, given, NULL, "user_disabled", 0);
+	else if (rc == ERR_INVALID_INPUT)
+		email_page(call, 400, flow_id, v, given, NULL, "phone_invalid", 0);
+	else if (rc == ERR_FORBIDDEN)
+		email_page(call, 403, flow_id, v, given, NULL, "method_unavailable", 0);
+	else if (rc == ERR_DELIVERY)
+		email_page(call, 502, flow_id, v, given, NULL, "sms_failed", 0);
+	else if (rc == ERR_NOT_FOUND)
+		restart(call, v);
+	else
+		api_hosted_error_page(call, 503, v->client, v->params, NULL);
+	free(phone);
+}
+
 static void post_code(struct api_call *call, const char *flow_id, struct hosted_view *v)
 {
 	const char *code = req_form(call->req, "code");
@@ -609,6 +660,8 @@ void api_hosted_login(struct api_call *call)
 		show(call, flow_id, &v); /* the address step is over */
 	else if (step != NULL && strcmp(step, "email") == 0)
 		post_email(call, flow_id, &v);
+	else if (step != NULL && strcmp(step, "phone") == 0)
+		post_phone(call, flow_id, &v);
 	else if (step != NULL && strcmp(step, "code") == 0 && v.step == HOSTED_CODE)
 		post_code(call, flow_id, &v);
 	else if (step != NULL && strcmp(step, "restart") == 0 &&

@@ -117,7 +117,7 @@ void hosted_done_free(struct hosted_done *d)
  * 1 when the client's "login_methods" allow method ("email_otp", "magic_link", "sms_otp"); a
  * client without the list allows email_otp and magic_link.
  */
-static int allows(json_t *client, const char *method)
+int hosted_allows(json_t *client, const char *method)
 {
 	json_t *list = json_object_get(client, "login_methods"), *v;
 	size_t i;
@@ -156,10 +156,13 @@ static int destination(struct login_send *s, json_t *user)
 	return ERR_NONE;
 }
 
-/* The phone of the account: the second factor goes to the number the user record holds. */
+/*
+ * The phone of the account (a second factor goes to the number the user record holds), or for
+ * an unknown user that may sign up by phone the number itself.
+ */
 static int sms_destination(struct login_send *s, json_t *user)
 {
-	const char *to = user ? user_phone(user) : NULL;
+	const char *to = user ? user_phone(user) : s->identifier;
 
 	if (to == NULL)
 		return ERR_PHONE_MISSING;
@@ -199,7 +202,8 @@ static int compose(struct login_send *s, unsigned minutes)
 {
 	struct send_state *h = send_of(s);
 	const char *name = json_string_value(json_object_get(s->client, "display_name"));
-	int code = allows(s->client, "email_otp"), link = allows(s->client, "magic_link");
+	int code = hosted_allows(s->client, "email_otp"),
+	    link = hosted_allows(s->client, "magic_link");
 	struct mail_request m = {
 	    .kind = code && link ? MAIL_OTP_LINK
 		    : code	 ? MAIL_OTP
@@ -235,8 +239,8 @@ static int issue(struct login_send *s, struct store_txn *t, const char *rid_tag,
 	struct send_state *h = send_of(s);
 	unsigned minutes = s->c->conf->otp_ttl_minutes;
 	/* An SMS holds the code only; a mail what the client's login_methods allow. */
-	int code_ok = is_sms(s) || allows(s->client, "email_otp");
-	int link_ok = !is_sms(s) && allows(s->client, "magic_link");
+	int code_ok = is_sms(s) || hosted_allows(s->client, "email_otp");
+	int link_ok = !is_sms(s) && hosted_allows(s->client, "magic_link");
 	char flow_key[KEYRING_TAG_HEX], code_tag[KEYRING_TAG_HEX];
 	time_t now = time(NULL);
 	const char *old;
@@ -355,7 +359,7 @@ int hosted_send(struct ctx *c, json_t *client, const char *flow_id, const char *
 
 	*retry_after = 0;
 	/* The page asks for an address only for what the client allows to go there. */
-	if (!allows(client, "email_otp") && !allows(client, "magic_link"))
+	if (!hosted_allows(client, "email_otp") && !hosted_allows(client, "magic_link"))
 		return ERR_FORBIDDEN;
 	rc = login_send(&s);
 	*retry_after = s.retry_after;
@@ -388,6 +392,33 @@ static int mfa_phone_txn(struct store_txn *t, void *arg)
 		snprintf(m->phone, sizeof(m->phone), "%s", jsonio_str(flow, "identifier") ?: "");
 	json_decref(flow);
 	return 0;
+}
+
+int hosted_send_phone(struct ctx *c, json_t *client, const char *flow_id, const char *phone,
+		      unsigned *retry_after)
+{
+	struct sms_conf sc = ctx_sms_conf(c->conf, &c->mail);
+	struct send_state h = {.flow_id = flow_id};
+	struct login_send s = {.c = c,
+			       .kind = &hosted_sms_kind,
+			       .client = client,
+			       .idtype = ID_PHONE,
+			       .identifier = phone,
+			       .channel = "sms",
+			       .state = &h};
+	int rc;
+
+	*retry_after = 0;
+	if (!hosted_allows(client, "sms_otp"))
+		return ERR_FORBIDDEN;
+	/* No backend: refuse before a code exists. */
+	if (sms_backend_for(&sc) == NULL)
+		return ERR_DELIVERY;
+	rc = login_send(&s);
+	*retry_after = s.retry_after;
+	crypto_wipe(h.code, sizeof(h.code));
+	login_send_done(&s);
+	return rc;
 }
 
 int hosted_send_mfa(struct ctx *c, json_t *client, const char *flow_id, unsigned *retry_after)
@@ -476,9 +507,9 @@ static int second_factor_possible(struct finish_state *x, json_t *flow)
 
 	authz_params_options(json_object_get(flow, "params"), &max_age, &want_mfa);
 	return want_mfa && !json_is_true(json_object_get(flow, "mfa")) &&
-	       !authz_session_fits(x->a.grant.session, -1, 1, 0) && allows(x->client, "sms_otp") &&
-	       user_phone(x->a.grant.user) != NULL && sms_backend_for(&sc) != NULL &&
-	       strcmp(x->idtype, "phone_number") != 0;
+	       !authz_session_fits(x->a.grant.session, -1, 1, 0) &&
+	       hosted_allows(x->client, "sms_otp") && user_phone(x->a.grant.user) != NULL &&
+	       sms_backend_for(&sc) != NULL && strcmp(x->idtype, "phone_number") != 0;
 }
 
 /*

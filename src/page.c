@@ -24,7 +24,11 @@ static const char *const builtin[][2] = {
     {"code_only_intro", "We sent a code to {address}. Enter it here."},
     {"link_only_intro", "We sent a sign-in link to {address}. Open it on this or another "
 			"device: this page continues by itself."},
-    {"method_unavailable", "Signing in by email is not available for {app}."},
+    {"method_unavailable", "This way of signing in is not available for {app}."},
+    {"phone_intro", "Or sign in with your phone number: we will send a code by SMS."},
+    {"phone_label", "Phone number"},
+    {"phone_submit", "Send a code by SMS"},
+    {"phone_invalid", "Enter the phone number in international format, such as +41 79 123 45 67."},
     {"mfa_title", "One more step"},
     {"mfa_intro", "{app} asks for a second step: we will send a code by SMS to {phone}."},
     {"mfa_submit", "Send the code"},

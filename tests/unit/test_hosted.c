@@ -372,6 +372,31 @@ static void second_factor(void)
 	json_decref(p);
 }
 
+static void phone_login(void)
+{
+	json_t *sms_client = with_methods("sms_otp", NULL), *idt = NULL, *amr;
+	char *flow = new_flow(), sms[16];
+	struct hosted_done d;
+	unsigned wait;
+
+	/* Only where the client allows it. */
+	check(hosted_send_phone(&c, client, flow, "+15551234567", &wait) == ERR_FORBIDDEN);
+	check(take_sms(sms) < 0);
+	check(hosted_send_phone(&c, sms_client, flow, "+15551234567", &wait) == ERR_NONE);
+	check(take_sms(sms) == 0);
+	check(hosted_code(&c, flow, sms, NULL, NULL, &d) == ERR_NONE && d.location != NULL);
+	if (d.location != NULL) {
+		exchanged(d.location, client, &idt);
+		amr = json_object_get(idt, "amr");
+		check(json_is_array(amr) && json_array_size(amr) == 1 &&
+		      strcmp(json_string_value(json_array_get(amr, 0)) ?: "", "sms") == 0);
+		json_decref(idt);
+	}
+	hosted_done_free(&d);
+	json_decref(sms_client);
+	crypto_free_str(flow);
+}
+
 static void pushed(void)
 {
 	json_t *p = params(), *got = NULL;
@@ -429,6 +454,7 @@ int main(void)
 	cross_device();
 	pushed();
 	second_factor();
+	phone_login();
 	flow_limit();
 	json_decref(client);
 	fixture_close();
