@@ -10,6 +10,13 @@
  *   address step   <form id="email-form" method="post" action="{base}/oidc/login"> with
  *                  hidden "csrf" and "step"="email", <input id="email" name="email"
  *                  type="email" autocomplete="email">, <button id="email-submit">.
+ *   phone          where the client's login_methods allow sms_otp, beside (or instead of) the
+ *                  address form: <form id="phone-form"> ("step"="phone", hidden "csrf") with
+ *                  <input id="phone" name="phone" type="tel" autocomplete="tel">,
+ *                  <button id="phone-submit">.
+ *   second factor  acr_values=mfa after the first: data-step="mfa", <form id="mfa-form">
+ *                  ("step"="mfa", hidden "csrf") with <button id="mfa-submit">: sends the
+ *                  SMS; then the code step again (its code-form takes the SMS code).
  *   code step      <form id="code-form" ...> with hidden "csrf" and "step"="code",
  *                  <input id="code" name="code" inputmode="numeric"
  *                  autocomplete="one-time-code">, <button id="code-submit">; and
