@@ -360,8 +360,7 @@ static void landing_page(struct api_call *call, const char *token, const struct 
 }
 
 /* A POST refused by post_from_page: a spent or unknown link still says so (as GET would). */
-static void refused_post(struct api_call *call, const char *token,
-			 const struct api_link_ops *ops)
+static void refused_post(struct api_call *call, const char *token, const struct api_link_ops *ops)
 {
 	struct link_view v;
 	int rc = ops->peek(call, token, &v);

@@ -149,8 +149,7 @@ static int parse_email_send(const struct api_input *in, struct send_parse *s,
 }
 
 /* As the backend's SMS send: the whole message is built once with a stand-in code. */
-static int parse_sms_send(const struct api_input *in, struct send_parse *s,
-			  struct api_refusal *no)
+static int parse_sms_send(const struct api_input *in, struct send_parse *s, struct api_refusal *no)
 {
 	struct sms_conf sc = ctx_sms_conf(in->conf, NULL);
 	struct sms_compose_req m = {0};
@@ -266,10 +265,12 @@ void api_redirect_otp_validate(struct api_call *call)
 		break;
 	/* The backend API's error_code symbols, in this API's 400 message. */
 	case ERR_BAD_CREDENTIALS:
-		resp_error(call->resp, ERR_INVALID_INPUT, "auth_invalid_credentials: Invalid passcode");
+		resp_error(call->resp, ERR_INVALID_INPUT,
+			   "auth_invalid_credentials: Invalid passcode");
 		break;
 	case ERR_CODE_EXPIRED:
-		resp_error(call->resp, ERR_INVALID_INPUT, "auth_otp_passcode_expired: Passcode expired");
+		resp_error(call->resp, ERR_INVALID_INPUT,
+			   "auth_otp_passcode_expired: Passcode expired");
 		break;
 	case ERR_LOCKED:
 		resp_header(call->resp, "Retry-After", "%u", retry_after ? retry_after : 1);

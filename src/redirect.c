@@ -29,8 +29,8 @@ static json_t *send_options(const struct redirect_send_req *r)
 {
 	static const char *const kinds[] = {"email-otp", "sms", "email"};
 	json_t *o = json_pack("{s:s, s:s, s:b, s:b}", "kind", kinds[r->kind], "redirect_uri",
-			      r->redirect_uri, "create_new_user", r->create_new_user,
-			      "require_mfa", r->require_mfa);
+			      r->redirect_uri, "create_new_user", r->create_new_user, "require_mfa",
+			      r->require_mfa);
 
 	if (o == NULL)
 		return NULL;
@@ -144,12 +144,14 @@ static int validated_txn(struct store_txn *t, struct login_attempt *a, json_t *r
 	if (v->ticket == NULL ||
 	    keyring_tag(a->c->keys, key, "redirect-ticket", v->ticket, NULL) < 0)
 		return STORE_ERR;
-	ticket = json_pack("{s:s, s:s, s:s, s:O, s:O, s:O, s:O, s:I, s:b}", "client_id",
-			   client_id_of(a->client), "idtype", a->idtype, "identifier",
-			   a->identifier, "amr", json_object_get(rec, "amr"), "channel",
-			   json_object_get(rec, "channel") ?: json_null(), "verifies",
-			   json_object_get(rec, "verifies") ?: json_string(""), "redirect", opts,
-			   "exp", (json_int_t)(time(NULL) + REDIRECT_TICKET_TTL), "used", 0);
+	/* channel null: the code proved no channel (otp.c). */
+	ticket = json_pack(
+	    "{s:s, s:s, s:s, s:s, s:O, s:s, s:o, s:I, s:b}", "client_id", client_id_of(a->client),
+	    "idtype", a->idtype, "identifier", a->identifier, "amr",
+	    json_string_value(json_object_get(rec, "amr")) ?: "otp", "channel",
+	    json_object_get(rec, "channel") ?: json_null(), "verifies",
+	    json_string_value(json_object_get(rec, "verifies")) ?: "", "redirect",
+	    json_deep_copy(opts), "exp", (json_int_t)(time(NULL) + REDIRECT_TICKET_TTL), "used", 0);
 	if (ticket == NULL)
 		return STORE_ERR;
 	if (v->r->nonce != NULL)
@@ -318,8 +320,7 @@ static int issue(struct store_txn *t, struct ctx *c, struct redirect_landing *L,
 	}
 	if (new_user) {
 		json_object_del(g->session, "new_user");
-		rc = store_put(t, TBL_SESSIONS, g->session_key, strlen(g->session_key),
-			       g->session);
+		rc = store_put(t, TBL_SESSIONS, g->session_key, strlen(g->session_key), g->session);
 		if (rc < 0)
 			return rc;
 	}
@@ -362,7 +363,8 @@ static int land_txn(struct store_txn *t, struct ctx *c, json_t *proof, const cha
 	json_t *opts = json_object_get(proof, "redirect"), *client = NULL, *user = NULL;
 	const char *uri = json_string_value(json_object_get(opts, "redirect_uri"));
 	const char *cid = json_string_value(json_object_get(proof, "client_id")) ?: "";
-	enum user_idtype idtype = user_idtype_parse(json_string_value(json_object_get(proof, "idtype")));
+	enum user_idtype idtype =
+	    user_idtype_parse(json_string_value(json_object_get(proof, "idtype")));
 	const char *ident = json_string_value(json_object_get(proof, "identifier")) ?: "";
 	struct login_opts lo = {.session_id = L->cookie,
 				.resource = json_string_value(json_object_get(opts, "resource")),
@@ -567,8 +569,9 @@ int redirect_logout(struct ctx *c, const char *access_token, size_t *count)
 		*count += n;
 		if (n > 0)
 			snprintf(after, sizeof(after), "%s",
-				 json_string_value(json_object_get(json_array_get(page, n - 1),
-								   "session_id")) ?: "");
+				 json_string_value(
+				     json_object_get(json_array_get(page, n - 1), "session_id"))
+				     ?: "");
 		json_decref(page);
 		if (n == 0)
 			break;

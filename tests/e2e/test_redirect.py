@@ -302,6 +302,28 @@ class RedirectCase(E2ETestCase):
         r = self.post("/v1/auth/otp/email/validation", {"email": addr, "passcode": code})
         self.assertArrayError(r, 400, "auth_invalid_credentials")
 
+    def test_passcode_failures(self):
+        """Wrong passcodes are counted: the code dies at max_failures (even the right one
+        then fails). Guesses from another client, or where no code is outstanding, do not
+        count against the user's code."""
+        addr = stack.make_user()["email"]["value"]
+        other = stack.new_client(redirect_uris=[REDIRECT])
+        code = self.send_email(addr)
+        for _ in range(stack.max_failures + 2):
+            r = self.post("/v1/auth/otp/email/validation",
+                          {"email": addr, "passcode": other_code(code)}, other)
+            self.assertArrayError(r, 400, "auth_invalid_credentials")
+        self.assertIn("code", self.follow(Browser(stack), self.validate("email", addr, code)))
+        code = self.send_email(addr)
+        for _ in range(stack.max_failures):
+            r = self.post("/v1/auth/otp/email/validation",
+                          {"email": addr, "passcode": other_code(code)})
+            self.assertIn(r.status, (400, 429), "%r" % (r,))
+            self.assertIsInstance(r.json["message"], list)
+        r = self.post("/v1/auth/otp/email/validation", {"email": addr, "passcode": code})
+        self.assertEqual(r.status, 400, "%r" % (r,))
+        self.assertIsInstance(r.json["message"], list)
+
     def test_flows_do_not_mix(self):
         """A redirect flow's passcode is no passcode for the backend's authenticate (which
         would skip require_mfa and the browser), and a backend code none for validation."""
