@@ -494,18 +494,32 @@ struct redirect_link_state {
 	struct redirect_landing *L;
 };
 
-/* link.h's finish: the link proves the mailbox, as the backend's magic link does. */
+/*
+ * link.h's finish: the link proves the mailbox, as the backend's magic link does, and like it
+ * waits out the account's throttle (lockout.h): the link is then kept for the user to come
+ * back with, and the browser goes back to the app with temporarily_unavailable.
+ */
 static int link_finish(struct store_txn *t, json_t *rec, struct link_view *v, void *arg)
 {
 	struct redirect_link_state *s = arg;
 	const char *idtype = json_string_value(json_object_get(rec, "idtype")) ?: "";
 	const char *ident = json_string_value(json_object_get(rec, "identifier")) ?: "";
+	const char *uri =
+	    json_string_value(json_object_get(json_object_get(rec, "redirect"), "redirect_uri"));
+	struct login_attempt a = {.c = s->c, .idtype = idtype, .identifier = ident};
+	struct lockout l = {.rec = NULL};
 	int rc;
 
-	if ((rc = ratelimit_auth_success_txn(t, s->c, idtype, ident)) < 0 ||
-	    (rc = ratelimit_release_txn(t, json_object_get(rec, "limits"))) < 0)
-		return rc;
-	rc = land_txn(t, s->c, rec, "eml", "email", "email", s->L);
+	if (uri == NULL)
+		return STORE_ERR;
+	rc = login_throttle_txn(t, &a, &l);
+	lockout_done(&l);
+	if (rc == ERR_LOCKED)
+		rc = refuse(s->c, s->L, uri, "temporarily_unavailable",
+			    "Too many failed attempts: try again later", ERR_LOCKED);
+	else if (rc == ERR_NONE && (rc = ratelimit_auth_success_txn(t, s->c, idtype, ident)) == 0 &&
+		 (rc = ratelimit_release_txn(t, json_object_get(rec, "limits"))) == 0)
+		rc = land_txn(t, s->c, rec, "eml", "email", "email", s->L);
 	free(v->redirect);
 	v->redirect = s->L->location ? strdup(s->L->location) : NULL;
 	if (v->redirect == NULL && rc >= 0)

@@ -257,6 +257,50 @@ class RedirectCase(E2ETestCase):
         again = stack.open_link(links[0])
         self.assertNotEqual(again.status, 303)
 
+    def test_options_reach_the_tokens(self):
+        """resource becomes the access token's aud, claims asks for ID token claims, org_id
+        scopes the tokens (a non-member goes back with access_denied)."""
+        api = "https://api.example.org/orders"
+        c = stack.new_client(redirect_uris=[REDIRECT], resources=[api])
+        user = stack.make_user()
+        addr = user["email"]["value"]
+        org = stack.ctl("org", "add", "--name", "Org-%s" % user["user_id"][:8], parse=True)
+        org_id = org.get("org_id") or org.get("id")
+        r = self.post("/v1/auth/otp/email", {"email": addr, "redirect_uri": REDIRECT,
+                                             "resource": "https://api.example.org/other"}, c)
+        self.assertArrayError(r, 400)
+        code = self.email_login(Browser(stack), addr, c, resource=api,
+                                claims={"id_token": {"email": None}})
+        body, idt = self.exchange(code, c)
+        self.assertEqual(idt.get("email"), addr)
+        self.assertEqual(harness.jwt_parts(body["access_token"])[1]["aud"], api)
+        # Not a member of org_id: back to the app with access_denied.
+        mail = self.send_email(addr, c, org_id=org_id)
+        q = self.follow(Browser(stack), self.validate("email", addr, mail, c))
+        self.assertEqual(q.get("error"), "access_denied", q)
+        stack.ctl("org", "member", "add", "--org", org_id, "--user", user["user_id"])
+        mail = self.send_email(addr, c, org_id=org_id)
+        q = self.follow(Browser(stack), self.validate("email", addr, mail, c))
+        _, idt = self.exchange(q["code"], c)
+        self.assertEqual(idt.get("org_id"), org_id)
+
+    def test_link_post_from_another_site(self):
+        """The landing page's protections are the backend link's: a cross-site POST is
+        refused and leaves the link usable for its owner."""
+        addr = stack.make_user()["email"]["value"]
+        r = self.post("/v1/auth/links/email", {"email": addr, "redirect_uri": REDIRECT})
+        self.assertJSON(r, 200)
+        text = mail_parts(stack.wait_mail(addr))["text/plain"]
+        link = re.search(r"%s\S+" % re.escape(stack.base_url + LINK_PATH + "?t="), text).group(0)
+        u = urllib.parse.urlsplit(link)
+        r = stack.http("POST", u.path + "?" + u.query, form={},
+                       headers={"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"})
+        self.assertEqual(r.status, 403)
+        self.assertNotIn("Location", r.headers)
+        r = stack.open_link(link)
+        self.assertEqual(r.status, 303)
+        self.assertIn("code", query_of(r.headers["Location"])[1])
+
     # ---- refusals --------------------------------------------------------------------------
 
     def test_bad_input(self):
@@ -520,13 +564,44 @@ class RedirectCase(E2ETestCase):
         self.assertJSON(r, 200)
 
 
-class TicketExpiry(E2ETestCase):
-    """A ticket lives 5 minutes (its own stack: the moved clock would upset the others)."""
+class Clocked(E2ETestCase):
+    """Ticket lifetime and the account throttle (their own stack: the moved clock would upset
+    the others)."""
 
     @classmethod
     def setUpClass(cls):
-        cls.clock = ClockStack(name="redirect-clock").start()
-        cls.client = cls.clock.new_client(redirect_uris=[REDIRECT])
+        cls.clock = ClockStack(name="redirect-clock", otp={"lockout_minutes": 2}).start()
+        cls.client = cls.clock.new_client(redirect_uris=[REDIRECT], permissions=["direct"])
+
+    def test_throttled_account_keeps_its_link(self):
+        """A link opened while the account waits out its throttle (lockout.h) goes back to
+        the app with temporarily_unavailable and stays usable: the user comes back with it
+        once the delay is over."""
+        st = self.clock
+        if st.faketime is None:
+            self.skipTest("libfaketime not installed (Debian package faketime)")
+        addr = st.make_user()["email"]["value"]
+        r = st.http("POST", "/cis/v1/auth/links/email", token=self.client["token"],
+                    json={"email": addr, "redirect_uri": REDIRECT})
+        self.assertJSON(r, 200)
+        text = mail_parts(st.wait_mail(addr))["text/plain"]
+        link = re.search(r"%s\S+" % re.escape(st.base_url + LINK_PATH + "?t="), text).group(0)
+        # Ten wrong passcodes (the built-in account_failures) throttle the account.
+        for _ in range(4):
+            code = st.direct_code(self.client["token"], addr)
+            for _ in range(st.max_failures):
+                st.otp_authenticate(self.client["token"], addr, other_code(code))
+        r = st.open_link(link)
+        self.assertEqual(r.status, 303, "%r" % (r,))
+        q = query_of(r.headers["Location"])[1]
+        self.assertEqual(q.get("error"), "temporarily_unavailable", q)
+        self.assertNotIn("code", q)
+        st.advance(130)
+        self.client["token"] = st.client_token(self.client["client_id"],
+                                               self.client["client_secret"])
+        r = st.open_link(link)
+        self.assertEqual(r.status, 303, "%r" % (r,))
+        self.assertIn("code", query_of(r.headers["Location"])[1])
 
     @classmethod
     def tearDownClass(cls):
@@ -548,6 +623,8 @@ class TicketExpiry(E2ETestCase):
             urls.append(self.assertJSON(r, 200)["result"])
         b = Browser(st)
         st.advance(250)
+        self.client["token"] = st.client_token(self.client["client_id"],
+                                               self.client["client_secret"])
         self.assertIn("code", query_of(b.get(urls[0]).headers["Location"])[1])
         st.advance(60)
         r = b.get(urls[1])
