@@ -387,8 +387,8 @@ int client_create(struct ctx *c, json_t *spec, json_t **out, char *err, size_t e
 	crypto_random(raw, sizeof(raw));
 	crypto_hex(raw, sizeof(raw), id);
 	/* Every member a reader looks for is stored, defaults included, so that list shows them. */
-	arg.rec = json_pack("{s:s, s:s, s:s, s:[], s:[], s:[], s:[], s:s, s:s, s:[s, s], s:I}",
-			    "client_id", id, "signup", "open", "existence", "reveal",
+	arg.rec = json_pack("{s:s, s:s, s:s, s:s, s:[], s:[], s:[], s:[], s:s, s:s, s:[s, s], s:I}",
+			    "client_id", id, "name", "", "signup", "open", "existence", "reveal",
 			    "redirect_uris", "post_logout_redirect_uris", "resources",
 			    "permissions", "type", "confidential", "pkce", "allow", "login_methods",
 			    "email_otp", "magic_link", "created_at", (json_int_t)time(NULL));
