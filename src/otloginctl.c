@@ -212,10 +212,15 @@ static void client_spec_fixup(json_t *spec, int clearing)
 	if (methods != NULL) {
 		json_t *a = json_array();
 		char *copy = strdup(methods), *save = NULL;
+		if (a == NULL || copy == NULL)
+			fatal("out of memory");
+		/* "email_otp, sms_otp" too: spaces around a name are dropped, none inside it. */
 		for (char *m = strtok_r(copy, ",", &save); m != NULL;
 		     m = strtok_r(NULL, ",", &save)) {
+			size_t n;
 			m += strspn(m, " ");
-			m[strcspn(m, " ")] = '\0';
+			for (n = strlen(m); n > 0 && m[n - 1] == ' '; n--)
+				m[n - 1] = '\0';
 			json_array_append_new(a, json_string(m));
 		}
 		free(copy);

@@ -113,7 +113,7 @@ class Add(ClientsCase):
                        "--existence", "hide", "--type", "confidential", "--pkce", "require",
                        "--post-logout-redirect-uri", "https://app.example/bye",
                        "--post-logout-redirect-uri", "https://app.example/bye2",
-                       "--login-methods", "email_otp,sms_otp", "--display-name",
+                       "--login-methods", "email_otp, sms_otp", "--display-name",
                        "Everything \u2713 App", "--logo", path, "--color", "#1A7F37")
         self.assertEqual(set(out), {"client_id", "client_secret"})
         c = self.listed(out["client_id"])
@@ -200,6 +200,7 @@ class Add(ClientsCase):
             (["--login-methods", "password"], "login methods are"),
             (["--login-methods", ""], "login methods are"),
             (["--login-methods", "email_otp,email_otp"], "each once"),
+            (["--login-methods", "email_otp sms_otp"], "login methods are"),
             (["--display-name", "two\nlines"], "display name"),
             (["--display-name", "x" * 65], "display name"),
             (["--display-name", "rev\u202eersed"], "display name"),
