@@ -115,7 +115,10 @@ static int one_of(const char *s, const char *const *list)
 	return 0;
 }
 
-/* The length of the UTF-8 sequence at p with its code point in *cp; 0 when malformed. */
+/*
+ * The length of the UTF-8 sequence at p with its code point in *cp; 0 when malformed (Jansson
+ * keeps strings valid UTF-8: this only guards against reading past the end).
+ */
 static size_t utf8_next(const unsigned char *p, uint32_t *cp)
 {
 	if (p[0] < 0x80) {
