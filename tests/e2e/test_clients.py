@@ -185,6 +185,22 @@ class Add(ClientsCase):
                                     "--pkce", "allow"), "public client always requires PKCE")
         self.assertEqual(self.clients(), before)
 
+    def test_public_client_at_the_token_endpoint(self):
+        """The token endpoint takes a public client named by its client_id alone (no
+        secret to send), as its record says, and grants it nothing for itself."""
+        pub = self.add("--name", "Native", "--type", "public")["client_id"]
+        conf = self.add("--name", "Backend")["client_id"]
+        code = {"grant_type": "authorization_code", "code": "not-a-code",
+                "redirect_uri": "https://n.example/cb", "code_verifier": "v" * 43}
+        r = stack.http("POST", "/cis/oidc/token", form=dict(code, client_id=pub))
+        self.assertOAuthError(r, 400, "invalid_grant")
+        r = stack.http("POST", "/cis/oidc/token",
+                       form={"grant_type": "client_credentials", "client_id": pub})
+        self.assertOAuthError(r, 400, "unauthorized_client")
+        # A confidential client named the same way is not authenticated.
+        r = stack.http("POST", "/cis/oidc/token", form=dict(code, client_id=conf))
+        self.assertOAuthError(r, 401, "invalid_client")
+
     def test_bad_values_refused(self):
         text = self.file("notes.png", b"not a picture at all")
         scripted = self.file("evil.svg", b'<svg xmlns="http://www.w3.org/2000/svg">'
@@ -349,6 +365,12 @@ class Update(ClientsCase):
                            "public client always requires PKCE")
         self.assertEqual(self.listed(cid), before)
         self.assertSecretWorks(cid, secret, works=False)
+        # The token endpoint now takes it by its client_id alone.
+        r = stack.http("POST", "/cis/oidc/token",
+                       form={"grant_type": "authorization_code", "code": "not-a-code",
+                             "redirect_uri": "https://g.example/cb", "client_id": cid,
+                             "code_verifier": "v" * 43})
+        self.assertOAuthError(r, 400, "invalid_grant")
         # Its other fields still change.
         c = self.update(cid, "--display-name", "Public now")
         self.assertEqual((c["type"], c["display_name"]), ("public", "Public now"))
