@@ -69,7 +69,8 @@ const char *client_id_of(json_t *client);
  * The right secret is always accepted. Wrong secrets of a known client are throttled per
  * (client, caller address addr): [limits] client_secret_failures are free, each further one
  * makes that address wait client_secret_delay seconds, doubling up to client_secret_max_delay;
- * a wrong secret sent during the wait is refused without being counted. 1 with *client (new
+ * a wrong secret sent during the wait is refused without being counted. A public client has no
+ * secret: every one is wrong for it, and none is counted. 1 with *client (new
  * reference) when right, 0 when wrong or unknown, CLIENT_THROTTLED with *retry_after
  * (seconds) for a wrong secret sent during a wait, < 0 on store errors.
  */
