@@ -447,6 +447,31 @@ class RedirectCase(E2ETestCase):
         self.assertEqual(r.status, 400)
         self.assertNotIn("Location", r.headers)
 
+    def test_ticket_once_under_concurrency(self):
+        """20 browsers GET one ticket at once across the workers: exactly one code."""
+        addr = stack.make_user()["email"]["value"]
+        url = self.validate("email", addr, self.send_email(addr))
+        browsers = [Browser(stack) for _ in range(20)]
+        results = stack.parallel([lambda b=b: b.get(url) for b in browsers], threads=20)
+        self.assertTrue(all(r.status == 303 for r in results), [r.status for r in results])
+        qs = [query_of(r.headers["Location"])[1] for r in results]
+        self.assertEqual(sum("code" in q for q in qs), 1, qs)
+        self.assertEqual(sum(q.get("error") == "access_denied" for q in qs), 19, qs)
+        # Only the winner got a login-session cookie.
+        self.assertEqual(sum(bool(b.session_cookie()) for b in browsers), 1)
+
+    def test_secrets_stay_out_of_the_logs(self):
+        addr = stack.make_user()["email"]["value"]
+        b = Browser(stack)
+        passcode = self.send_email(addr)
+        url = self.validate("email", addr, passcode)
+        q = self.follow(b, url)
+        body, _ = self.exchange(q["code"])
+        ticket = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))["t"]
+        text = stack.log_text()
+        for secret in (ticket, q["code"], b.session_cookie(), body["refresh_token"], addr):
+            self.assertNotIn(secret, text)
+
     def test_ticket_in_browser_signed_in_as_another_user(self):
         """A browser whose cookie session is another user's: the ticket's user gets a
         session of their own; the other user's session gains nothing."""
