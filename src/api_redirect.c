@@ -203,7 +203,7 @@ static void sent(struct api_call *call, struct send_parse *s, int rc, unsigned r
 		api_sent(call, rc, retry_after, message, s->r.approval_data, NULL, NULL, NULL);
 }
 
-static void send(struct api_call *call, enum redirect_kind kind, const char *message)
+static void send_login(struct api_call *call, enum redirect_kind kind, const char *message)
 {
 	struct api_input in = api_input_of(call);
 	struct send_parse s;
@@ -224,17 +224,17 @@ static void send(struct api_call *call, enum redirect_kind kind, const char *mes
 
 void api_redirect_otp_email(struct api_call *call)
 {
-	send(call, REDIRECT_EMAIL_OTP, "OTP email sent");
+	send_login(call, REDIRECT_EMAIL_OTP, "OTP email sent");
 }
 
 void api_redirect_otp_sms(struct api_call *call)
 {
-	send(call, REDIRECT_SMS_OTP, "SMS sent");
+	send_login(call, REDIRECT_SMS_OTP, "SMS sent");
 }
 
 void api_redirect_link_email(struct api_call *call)
 {
-	send(call, REDIRECT_EMAIL_LINK, "Email sent successfully");
+	send_login(call, REDIRECT_EMAIL_LINK, "Email sent successfully");
 }
 
 /* Both validations: the passcode of /v1/auth/otp/email or /v1/auth/otp/sms. */
