@@ -162,7 +162,8 @@ static void emit(enum log_level level, char *line, size_t len, size_t body)
 	line[len] = '\0';
 }
 
-static void log_vwrite(enum log_level level, const char *fmt, va_list ap)
+/* Format and send one line; also_stderr: to stderr as well, whatever the target. */
+static void log_vwrite(enum log_level level, int also_stderr, const char *fmt, va_list ap)
 {
 	char line[LINE_SIZE], stamp[32];
 	struct timespec now;
@@ -198,6 +199,10 @@ static void log_vwrite(enum log_level level, const char *fmt, va_list ap)
 		nearly++;
 	}
 	emit(level, line, len, body);
+	if (also_stderr && log_to != TO_STDERR) {
+		line[len] = '\n';
+		write_all(STDERR_FILENO, line, len + 1);
+	}
 }
 
 int log_open(const char *target, int facility, char *err, size_t errlen)
@@ -240,7 +245,7 @@ int log_open(const char *target, int facility, char *err, size_t errlen)
 	{                                                                                          \
 		va_list ap;                                                                        \
 		va_start(ap, fmt);                                                                 \
-		log_vwrite(level, fmt, ap);                                                        \
+		log_vwrite(level, 0, fmt, ap);                                                     \
 		va_end(ap);                                                                        \
 	}
 
@@ -253,7 +258,8 @@ void fatal(const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	log_vwrite(LOG_LEVEL_ERR, fmt, ap);
+	/* Whoever started the program by hand sees why it stopped, whatever the log. */
+	log_vwrite(LOG_LEVEL_ERR, 1, fmt, ap);
 	va_end(ap);
 	exit(1);
 }

@@ -53,7 +53,10 @@ void log_err(const char *fmt, ...) __attribute__((format(__printf__, 1, 2)));
 void log_warn(const char *fmt, ...) __attribute__((format(__printf__, 1, 2)));
 void log_info(const char *fmt, ...) __attribute__((format(__printf__, 1, 2)));
 void log_debug(const char *fmt, ...) __attribute__((format(__printf__, 1, 2)));
-/* Log at error level and exit(1). Only before the accept loop or in otloginctl. */
+/*
+ * Log at error level, to stderr as well when the log is elsewhere (whoever started the program
+ * by hand sees why it stopped), and exit(1). Only before the accept loop or in otloginctl.
+ */
 void fatal(const char *fmt, ...) __attribute__((format(__printf__, 1, 2), noreturn));
 
 /*
