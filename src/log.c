@@ -210,6 +210,13 @@ int log_open(const char *target, int facility, char *err, size_t errlen)
 	if (strcmp(target, "stderr") == 0) {
 		log_to = TO_STDERR;
 	} else if (strcmp(target, "syslog") == 0) {
+		struct stat st;
+		/* Said while the lines still go to stderr: without a listener syslog drops them. */
+		if (stat(_PATH_LOG, &st) < 0)
+			log_warn(
+			    "syslog: %s: %s: no syslog daemon listens, the log is lost ([server] "
+			    "log = FILE or stderr to keep it)",
+			    _PATH_LOG, strerror(errno));
 		openlog(log_prog, LOG_PID, facility);
 		log_to = TO_SYSLOG;
 	} else {

@@ -36,8 +36,9 @@ int log_facility_parse(const char *name);
  * or the path of a file, opened O_APPEND (created 0640) and reopened by the first line written
  * at least a second after the last check that finds the path names another file or none (it
  * was rotated), so that logrotate needs neither copytruncate nor a signal to each process.
- * The lines kept since log_init are written there first. Returns 0, or -1 with a message in
- * err (size errlen) and the lines still going to stderr.
+ * The lines kept since log_init are written there first. syslog without a listener at
+ * /dev/log is said on stderr (its lines would be lost). Returns 0, or -1 with a message in err
+ * (size errlen) and the lines still going to stderr; "stderr" and "syslog" never fail.
  */
 int log_open(const char *target, int facility, char *err, size_t errlen);
 

@@ -172,8 +172,11 @@ int main(int argc, char **argv)
 		fatal("configuration: %s", err);
 	log_init("otlogin", (enum log_level)conf.log_level);
 	/* Under a daemonised web server stderr is /dev/null: from here on, [server] log. */
-	if (log_open(conf.log, conf.log_facility, err, sizeof(err)) < 0)
+	if (log_open(conf.log, conf.log_facility, err, sizeof(err)) < 0) {
+		/* Say why somewhere an admin may look, not only on a stderr that may be nowhere. */
+		log_open("syslog", conf.log_facility, NULL, 0);
 		fatal("%s", err);
+	}
 	/* The supervisor opens nothing of its own: each worker sets itself up, from here. */
 	if (workers > 0) {
 		if (FCGX_IsCGI())

@@ -6,16 +6,19 @@ reach it, no secret does, and a rotated file (renamed, as logrotate does) is fol
 workers by themselves a second later. The request id comes back in X-Request-Id; one from the
 server is used when it is sane and replaced when it could forge a field.
 
-Also: the stderr destination (the rest of the suite runs on it) and syslog, through a
+Also: the stderr destination (the rest of the suite runs on it), a log file that cannot be
+opened (refused at start, on stderr), and syslog, through a
 temporary /dev/log listener when this machine has no syslog daemon (else that test says why it
 is skipped: it never takes /dev/log from a running daemon)."""
 
 import collections
 import os
 import re
+import shutil
 import socket
 import stat
 import subprocess
+import tempfile
 import threading
 import time
 import unittest
@@ -429,3 +432,24 @@ class Syslog(E2ETestCase):
         self.assertEqual(pri, self.LOCAL3 | 6)
         self.assertEqual(msg, "info req=%s client=%s: client authentication failed"
                          % (rid, self.client["client_id"]))
+
+
+class UnusableLogFile(E2ETestCase):
+    """A log file that cannot be opened stops otlogin.fcgi before it serves anything, saying
+    why on stderr (and to syslog, for a server whose workers' stderr is nowhere)."""
+
+    def test_refused_at_start(self):
+        d = tempfile.mkdtemp(prefix="otlogin-e2e-")
+        self.addCleanup(shutil.rmtree, d)
+        conf = os.path.join(d, "otlogin.conf")
+        with open(conf, "w") as f:
+            f.write("[server]\ndb_dir = %s\nlog = %s\n"
+                    % (d, os.path.join(d, "no-such-dir", "otlogin.log")))
+        env = dict(os.environ, OTLOGIN_CONF=conf, REQUEST_METHOD="GET", PATH_INFO="/health",
+                   GATEWAY_INTERFACE="CGI/1.1")
+        r = subprocess.run([harness.FCGI_BIN], capture_output=True, text=True, env=env,
+                           stdin=subprocess.DEVNULL, timeout=harness.CTL_TIMEOUT)
+        self.assertEqual(r.returncode, 1, r)
+        self.assertNotIn("Status: 200", r.stdout)
+        self.assertIn("cannot open the log file %s/no-such-dir/otlogin.log: No such file or "
+                      "directory" % d, r.stderr)

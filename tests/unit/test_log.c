@@ -153,6 +153,16 @@ static void fatal_to_file(void)
 	fatal("the end: %s", "configuration");
 }
 
+static void to_syslog(void)
+{
+	char err[256];
+
+	log_init("test_log", LOG_LEVEL_INFO);
+	if (log_open("syslog", LOG_LOCAL3, err, sizeof(err)) < 0)
+		_exit(2);
+	log_info("to syslog");
+}
+
 static void conf_keys(void)
 {
 	struct conf c;
@@ -341,6 +351,20 @@ int main(void)
 	free(errtext);
 
 	request_ids();
+
+	/* syslog: whether a daemon listens is said on stderr, where the lines do not go */
+	rc = in_child(to_syslog, path_in("e.err"), NULL);
+	check(rc == 0);
+	errtext = slurp(path_in("e.err"));
+	check(strstr(errtext, "to syslog") == NULL);
+	if (access("/dev/log", F_OK) == 0)
+		check(errtext[0] == '\0');
+	else
+		check_msg(strstr(errtext,
+				 " warn req=-: syslog: /dev/log: No such file or directory: no "
+				 "syslog daemon listens") != NULL,
+			  "%s", errtext);
+	free(errtext);
 
 	/* After the children: what conf_load logs would be among their early lines. */
 	conf_keys();
