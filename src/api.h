@@ -33,6 +33,7 @@ void api_token(struct api_call *call);
 void api_revocation(struct api_call *call);
 void api_jwks(struct api_call *call);
 void api_discovery(struct api_call *call);
+void api_userinfo(struct api_call *call);
 /* api_otp.c */
 void api_otp_send(struct api_call *call);
 void api_otp_authenticate(struct api_call *call);
@@ -128,7 +129,8 @@ int api_is_https(struct ctx *c);
 const char *api_login_cookie_name(struct ctx *c);
 /* The cookie's value, a raw session id (new string), or NULL when absent or malformed. */
 char *api_login_cookie(const struct api_call *call);
-/* Set the cookie to session_id (Path = the mount point, HttpOnly, SameSite=Lax, Secure on https). */
+/* Set the cookie to session_id (Path = the mount point, HttpOnly, SameSite=Lax, Secure on https).
+ */
 void api_set_login_cookie(struct api_call *call, const char *session_id, unsigned long max_age);
 /* Tell the browser to drop the cookie. */
 void api_clear_login_cookie(struct api_call *call);

@@ -117,19 +117,26 @@ const char *api_session_logout_parse(const struct api_input *in);
  */
 struct api_client_auth {
 	const char *client_id; /* Basic's user, or the form's client_id */
-	const char *secret;    /* Basic's password, or the form's client_secret */
+	const char *secret;    /* Basic's password, or the form's client_secret; NULL: none (a
+				* public client names itself with the form's client_id only) */
 	char *basic_user;      /* owned */
 	char *basic_pass;      /* owned (wiped on release) */
 };
 void api_client_auth_free(struct api_client_auth *a);
 
 /* POST /oidc/token */
-enum api_grant { API_GRANT_CLIENT_CREDENTIALS, API_GRANT_REFRESH_TOKEN };
+enum api_grant {
+	API_GRANT_CLIENT_CREDENTIALS,
+	API_GRANT_REFRESH_TOKEN,
+	API_GRANT_AUTHORIZATION_CODE
+};
 struct api_token_req {
 	struct api_client_auth auth;
 	enum api_grant grant;
 	const char *resource;	   /* client_credentials: the form's, or NULL */
 	const char *refresh_token; /* refresh_token: the form's, or NULL (refused after auth) */
+	/* authorization_code: the form's (NULL when absent; code is refused after auth) */
+	const char *code, *redirect_uri, *code_verifier;
 };
 int api_token_parse(const struct req *req, struct api_token_req *out, struct api_refusal *no);
 

@@ -25,6 +25,11 @@ struct route {
 static const struct route routes[] = {
     {"POST", "/oidc/token", BODY_FORM, NULL, AUTH_NONE, DIALECT_PLAIN, api_token},
     {"POST", "/oidc/token/revocation", BODY_FORM, NULL, AUTH_NONE, DIALECT_PLAIN, api_revocation},
+    /* UserInfo reads its own body: a POST may carry the token as a form field. */
+    {"GET", "/oidc/me", BODY_NONE, NULL, AUTH_NONE, DIALECT_PLAIN, api_userinfo},
+    {"POST", "/oidc/me", BODY_NONE, NULL, AUTH_NONE, DIALECT_PLAIN, api_userinfo},
+    {"GET", "/oidc/userinfo", BODY_NONE, NULL, AUTH_NONE, DIALECT_PLAIN, api_userinfo},
+    {"POST", "/oidc/userinfo", BODY_NONE, NULL, AUTH_NONE, DIALECT_PLAIN, api_userinfo},
     {"GET", "/oidc/jwks", BODY_NONE, NULL, AUTH_NONE, DIALECT_PLAIN, api_jwks},
     {"GET", "/oidc/.well-known/openid-configuration", BODY_NONE, NULL, AUTH_NONE, DIALECT_PLAIN,
      api_discovery},
