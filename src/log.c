@@ -220,12 +220,12 @@ int log_open(const char *target, int facility, char *err, size_t errlen)
 		openlog(log_prog, LOG_PID, facility);
 		log_to = TO_SYSLOG;
 	} else {
-		int fd = open_file(target);
-		char *path = strdup(target);
+		int fd = open_file(target), open_errno = errno;
+		char *path = fd < 0 ? NULL : strdup(target);
 
-		if (fd < 0 || path == NULL) {
+		if (path == NULL) {
 			snprintf(err, errlen, "cannot open the log file %s: %s", target,
-				 fd < 0 ? strerror(errno) : "out of memory");
+				 fd < 0 ? strerror(open_errno) : "out of memory");
 			if (fd >= 0)
 				close(fd);
 			free(path);
