@@ -456,3 +456,23 @@ class UnusableLogFile(E2ETestCase):
         self.assertNotIn("Status: 200", r.stdout)
         self.assertIn("cannot open the log file %s/no-such-dir/otlogin.log: No such file or "
                       "directory" % d, r.stderr)
+
+
+class Otloginctl(E2ETestCase):
+    """otloginctl logs to stderr, whatever [server] log says: an admin at a terminal sees what
+    it did, and the service's log file is not touched by another account."""
+
+    def test_stderr_not_the_file(self):
+        d = tempfile.mkdtemp(prefix="otlogin-e2e-")
+        self.addCleanup(shutil.rmtree, d)
+        conf = os.path.join(d, "otlogin.conf")
+        with open(conf, "w") as f:
+            f.write("[server]\ndb_dir = db\nlog = otlogin.log\n")  # no smtp_host: test mode
+        r = subprocess.run([harness.CTL_BIN, "-c", conf, "init"], capture_output=True,
+                           text=True, stdin=subprocess.DEVNULL, timeout=harness.CTL_TIMEOUT)
+        self.assertEqual(r.returncode, 0, r)
+        warning = [ln for ln in r.stderr.splitlines() if "TEST MODE" in ln]
+        self.assertEqual(len(warning), 1, r.stderr)
+        self.assertRegex(warning[0], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z "
+                                     r"otloginctl\[\d+\] warn req=-: TEST MODE ")
+        self.assertFalse(os.path.exists(os.path.join(d, "otlogin.log")))
