@@ -476,3 +476,40 @@ class Otloginctl(E2ETestCase):
         self.assertRegex(warning[0], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z "
                                      r"otloginctl\[\d+\] warn req=-: TEST MODE ")
         self.assertFalse(os.path.exists(os.path.join(d, "otlogin.log")))
+
+
+class ApacheUniqueIdStack(ApacheFileStack):
+    MODULES = test_servers.ApacheStack.MODULES + ("unique_id",)
+
+
+class ApacheUniqueId(E2ETestCase):
+    """With mod_unique_id, Apache's UNIQUE_ID is the request's id: the server made it, so it
+    wins over an X-Request-Id header any client can send."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.stack = ApacheUniqueIdStack(name="logs-apache-unique-id").start()
+        cls.client = cls.stack.new_client()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.stack.stop()
+
+    def test_unique_id_wins(self):
+        given = "from-the-client-%s" % os.urandom(4).hex()
+        form = {"grant_type": "client_credentials", "client_id": self.client["client_id"],
+                "client_secret": "wrong"}
+        r = self.stack.http("POST", "/oidc/token", form=form, headers={"X-Request-Id": given})
+        self.assertOAuthError(r, 401, "invalid_client")
+        rid = r.headers["X-Request-Id"]
+        self.assertNotEqual(rid, given)
+        self.assertNotRegex(rid, r"^[0-9a-f]{16}$")  # not one of otlogin's own either
+        deadline = time.monotonic() + 10
+        while True:
+            found = [ln for ln in parse_lines(self.stack.file_log()) if ln.req == rid]
+            if found or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        self.assertEqual([(ln.client, ln.msg) for ln in found],
+                         [(self.client["client_id"], "client authentication failed")])
+        self.assertNotIn(given, self.stack.file_log())
