@@ -224,6 +224,7 @@ static int check_client(struct api_call *call, enum auth_kind auth)
 		resp_error(call->resp, ERR_INVALID_TOKEN, NULL);
 		return -1;
 	}
+	log_set_client(json_string_value(json_object_get(call->client, "client_id")));
 	if (auth == AUTH_ADMIN && !client_has_permission(call->client, "admin")) {
 		resp_error(call->resp, ERR_FORBIDDEN, "The client lacks the admin permission");
 		return -1;
