@@ -39,6 +39,7 @@
 
 #include "authz.h"
 #include "b64url.h"
+#include "client.h"
 #include "crypto.h"
 #include "html.h"
 #include "hosted.h"
@@ -307,7 +308,8 @@ static void email_page(struct api_call *call, int status, const char *flow_id,
 	if (error_key != NULL)
 		para(&p, "error", error_key);
 	/* The forms of the methods the client's login_methods allow. */
-	if (hosted_allows(v->client, "email_otp") || hosted_allows(v->client, "magic_link")) {
+	if (client_allows_login_method(v->client, "email_otp") ||
+	    client_allows_login_method(v->client, "magic_link")) {
 		para(&p, NULL, "email_intro");
 		form_open(&p, "email-form");
 		hidden(&p, flow_id, "email");
@@ -320,7 +322,7 @@ static void email_page(struct api_call *call, int status, const char *flow_id,
 		page_add(&p.body, page_text(&p.tx, "email_submit"), p.vars);
 		sbuf_puts(&p.body, "</button></form>");
 	}
-	if (hosted_allows(v->client, "sms_otp")) {
+	if (client_allows_login_method(v->client, "sms_otp")) {
 		para(&p, NULL, "phone_intro");
 		form_open(&p, "phone-form");
 		hidden(&p, flow_id, "phone");

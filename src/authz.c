@@ -139,15 +139,6 @@ static int challenge_ok(const char *s)
 	       strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") == 43;
 }
 
-static int client_requires_pkce(json_t *client)
-{
-	const char *type = json_string_value(json_object_get(client, "type"));
-	const char *pkce = json_string_value(json_object_get(client, "pkce"));
-
-	return (type != NULL && strcmp(type, "public") == 0) ||
-	       (pkce != NULL && strcmp(pkce, "require") == 0);
-}
-
 /* prompt: none alone, or any of login, consent, select_account. 0, or -1 when invalid. */
 static int parse_prompt(struct authz_req *r, const char *prompt)
 {

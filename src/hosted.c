@@ -113,25 +113,6 @@ void hosted_done_free(struct hosted_done *d)
 
 /* ---- sending ------------------------------------------------------------------------------- */
 
-/*
- * 1 when the client's "login_methods" allow method ("email_otp", "magic_link", "sms_otp"); a
- * client without the list allows email_otp and magic_link.
- */
-int hosted_allows(json_t *client, const char *method)
-{
-	json_t *list = json_object_get(client, "login_methods"), *v;
-	size_t i;
-
-	if (!json_is_array(list))
-		return strcmp(method, "sms_otp") != 0;
-	json_array_foreach(list, i, v)
-	{
-		if (strcmp(json_string_value(v) ?: "", method) == 0)
-			return 1;
-	}
-	return 0;
-}
-
 struct send_state {
 	const char *flow_id;
 	char code[16];
@@ -202,8 +183,8 @@ static int compose(struct login_send *s, unsigned minutes)
 {
 	struct send_state *h = send_of(s);
 	const char *name = json_string_value(json_object_get(s->client, "display_name"));
-	int code = hosted_allows(s->client, "email_otp"),
-	    link = hosted_allows(s->client, "magic_link");
+	int code = client_allows_login_method(s->client, "email_otp"),
+	    link = client_allows_login_method(s->client, "magic_link");
 	struct mail_request m = {
 	    .kind = code && link ? MAIL_OTP_LINK
 		    : code	 ? MAIL_OTP
@@ -239,8 +220,8 @@ static int issue(struct login_send *s, struct store_txn *t, const char *rid_tag,
 	struct send_state *h = send_of(s);
 	unsigned minutes = s->c->conf->otp_ttl_minutes;
 	/* An SMS holds the code only; a mail what the client's login_methods allow. */
-	int code_ok = is_sms(s) || hosted_allows(s->client, "email_otp");
-	int link_ok = !is_sms(s) && hosted_allows(s->client, "magic_link");
+	int code_ok = is_sms(s) || client_allows_login_method(s->client, "email_otp");
+	int link_ok = !is_sms(s) && client_allows_login_method(s->client, "magic_link");
 	char flow_key[KEYRING_TAG_HEX], code_tag[KEYRING_TAG_HEX];
 	time_t now = time(NULL);
 	const char *old;
@@ -359,7 +340,8 @@ int hosted_send(struct ctx *c, json_t *client, const char *flow_id, const char *
 
 	*retry_after = 0;
 	/* The page asks for an address only for what the client allows to go there. */
-	if (!hosted_allows(client, "email_otp") && !hosted_allows(client, "magic_link"))
+	if (!client_allows_login_method(client, "email_otp") &&
+	    !client_allows_login_method(client, "magic_link"))
 		return ERR_FORBIDDEN;
 	rc = login_send(&s);
 	*retry_after = s.retry_after;
@@ -409,7 +391,7 @@ int hosted_send_phone(struct ctx *c, json_t *client, const char *flow_id, const 
 	int rc;
 
 	*retry_after = 0;
-	if (!hosted_allows(client, "sms_otp"))
+	if (!client_allows_login_method(client, "sms_otp"))
 		return ERR_FORBIDDEN;
 	/* No backend: refuse before a code exists. */
 	if (sms_backend_for(&sc) == NULL)
@@ -508,8 +490,9 @@ static int second_factor_possible(struct finish_state *x, json_t *flow)
 	authz_params_options(json_object_get(flow, "params"), &max_age, &want_mfa);
 	return want_mfa && !json_is_true(json_object_get(flow, "mfa")) &&
 	       !authz_session_fits(x->a.grant.session, -1, 1, 0) &&
-	       hosted_allows(x->client, "sms_otp") && user_phone(x->a.grant.user) != NULL &&
-	       sms_backend_for(&sc) != NULL && strcmp(x->idtype, "phone_number") != 0;
+	       client_allows_login_method(x->client, "sms_otp") &&
+	       user_phone(x->a.grant.user) != NULL && sms_backend_for(&sc) != NULL &&
+	       strcmp(x->idtype, "phone_number") != 0;
 }
 
 /*

@@ -50,12 +50,6 @@ int hosted_send(struct ctx *c, json_t *client, const char *flow_id, const char *
 		unsigned *retry_after);
 
 /*
- * 1 when the client's "login_methods" allow method ("email_otp", "magic_link", "sms_otp"); a
- * client without the list allows email_otp and magic_link.
- */
-int hosted_allows(json_t *client, const char *method);
-
-/*
  * Send a code by SMS for flow_id to the canonical E.164 number phone (a login by phone: the
  * client allows sms_otp). Returns as hosted_send does; ERR_FORBIDDEN when the client does not
  * allow sms_otp, ERR_DELIVERY when no SMS backend is configured.
