@@ -399,6 +399,8 @@ int hosted_send_phone(struct ctx *c, json_t *client, const char *flow_id, const 
 	rc = login_send(&s);
 	*retry_after = s.retry_after;
 	crypto_wipe(h.code, sizeof(h.code));
+	crypto_free_str(h.token);
+	crypto_free_str(h.url);
 	login_send_done(&s);
 	return rc;
 }
