@@ -488,6 +488,11 @@ static void show(struct api_call *call, const char *flow_id, struct hosted_view 
 		mfa_page(call, 200, flow_id, v, NULL, 0);
 		break;
 	case HOSTED_CONFIRMED:
+		/* A HEAD only looks: the waiting browser's GET finishes the login. */
+		if (strcmp(call->req->method, "HEAD") == 0) {
+			code_page(call, 200, flow_id, v, NULL, 0);
+			break;
+		}
 		session = api_login_cookie(call);
 		rc = hosted_poll(call->c, flow_id, call->req->remote_addr, session, &d);
 		if (rc == ERR_NONE)

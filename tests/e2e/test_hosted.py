@@ -316,7 +316,11 @@ class MagicLink(Base):
         self.assertIn("signed in on your other device", r.text)
         self.assertIsNone(phone.cookie("otlogin"))
         self.assertNotIn("Location", r.headers)
-        # The waiting tab's next check continues by itself, and only it gets the code.
+        # A HEAD only looks; the waiting tab's next check continues by itself, and only it
+        # gets the code.
+        head = waiting.request("HEAD", "/cis/oidc/login")
+        self.assertEqual(head.status_code, 200)
+        self.assertIsNone(waiting.cookie("otlogin"))
         r = waiting.get("/cis/oidc/login")
         claims = self.assertTokens(self.assertCodeRedirect(r, p), user, p)
         self.assertIn("eml", claims["amr"])
