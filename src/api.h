@@ -24,7 +24,7 @@ struct api_call {
 	struct resp *resp;
 	json_t *client;	 /* the authenticated client (borrowed), for AUTH_CLIENT routes */
 	char *params[2]; /* the path's {} segments, decoded (owned by route) */
-	unsigned route;	 /* set by route_dispatch: 1 + the route's index (route_patterns), 0: none */
+	unsigned route;	 /* route_dispatch: 1 + its index (route_patterns), 0: none */
 };
 
 typedef void (*api_handler)(struct api_call *call);

@@ -337,12 +337,13 @@ static int metrics_check(struct conf *c, char *err, size_t errlen)
 	size_t len = strlen(c->metrics_token);
 
 	if (!metrics_cidr_list_valid(c->metrics_allow)) {
-		snprintf(err, errlen, "metrics allow: expected addresses or CIDRs (10.0.0.0/8, ::1)");
+		snprintf(err, errlen,
+			 "metrics allow: expected addresses or CIDRs (10.0.0.0/8, ::1)");
 		return -1;
 	}
 	if (len > 0 && (len < 16 || strspn(c->metrics_token, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-							       "abcdefghijklmnopqrstuvwxyz"
-							       "0123456789-._~+/") != len)) {
+							     "abcdefghijklmnopqrstuvwxyz"
+							     "0123456789-._~+/") != len)) {
 		snprintf(err, errlen, "metrics token: at least 16 of A-Z a-z 0-9 - . _ ~ + /");
 		return -1;
 	}

@@ -25,7 +25,7 @@
 #define HTTP_SLOTS 4096
 #define METHODS 8
 
-static const char *const method_names[METHODS] = {"GET",    "HEAD",    "POST",  "PUT",
+static const char *const method_names[METHODS] = {"GET",    "HEAD",    "POST",	"PUT",
 						  "DELETE", "OPTIONS", "PATCH", "other"};
 
 /* Upper bounds in microseconds and as the le label; the last bucket is +Inf. */
@@ -38,11 +38,11 @@ static const char *const channel_names[METRICS_CHANNELS] = {"email", "sms"};
 
 /* ratelimit's kinds (and lockout) and their labels: the last is "other". */
 static const char *const rule_kinds[METRICS_RULES - 1] = {
-    "cooldown", "recipient",	   "client-sends",	  "ip",
+    "cooldown",	  "recipient",	     "client-sends",	    "ip",
     "identifier", "client-attempts", "client-secret-delay", "lockout"};
 static const char *const rule_names[METRICS_RULES] = {
-    "cooldown",		  "recipient",	     "client_sends",  "ip_attempts", "identifier_attempts",
-    "client_attempts", "client_secret", "lockout", "other"};
+    "cooldown",	       "recipient",	"client_sends", "ip_attempts", "identifier_attempts",
+    "client_attempts", "client_secret", "lockout",	"other"};
 
 static const char *const login_method_names[METRICS_LOGIN_METHODS] = {"otp", "magic_link",
 								      "session"};
@@ -57,8 +57,8 @@ enum login_outcome {
 	LO_ERROR
 };
 static const char *const outcome_names[METRICS_LOGIN_OUTCOMES] = {
-    "success", "bad_credentials", "expired", "locked", "rate_limited", "refused", "invalid",
-    "error"};
+    "success",	    "bad_credentials", "expired", "locked",
+    "rate_limited", "refused",	       "invalid", "error"};
 
 struct hist {
 	uint64_t bucket[METRICS_BUCKETS]; /* not cumulative: rendering adds them up */
@@ -509,7 +509,8 @@ static void render_flows(struct sbuf *out)
 	       "Authenticate attempts, by login method and outcome.");
 	for (unsigned m = 0; m < METRICS_LOGIN_METHODS; m++)
 		for (unsigned o = 0; o < METRICS_LOGIN_OUTCOMES; o++)
-			sbuf_printf(out, "otlogin_logins_total{method=\"%s\",outcome=\"%s\"} %llu\n",
+			sbuf_printf(out,
+				    "otlogin_logins_total{method=\"%s\",outcome=\"%s\"} %llu\n",
 				    login_method_names[m], outcome_names[o],
 				    (unsigned long long)get(&region->logins[m][o]));
 	family(out, "otlogin_throttled_total", "counter",
@@ -568,8 +569,7 @@ static void render_bdb(struct sbuf *out, const struct metrics_bdb *b)
 	simple(out, "otlogin_bdb_cache_hits_total", "counter",
 	       "Berkeley DB pages found in the cache (since the last recovery).", b->cache_hits);
 	simple(out, "otlogin_bdb_cache_misses_total", "counter",
-	       "Berkeley DB pages read into the cache (since the last recovery).",
-	       b->cache_misses);
+	       "Berkeley DB pages read into the cache (since the last recovery).", b->cache_misses);
 	simple(out, "otlogin_bdb_log_written_bytes_total", "counter",
 	       "Bytes written to the Berkeley DB log (since the last recovery).", b->log_bytes);
 	simple(out, "otlogin_bdb_last_checkpoint_timestamp_seconds", "gauge",

@@ -220,7 +220,7 @@ const struct route *route_find(const char *method, const char *path, char *param
 	for (size_t i = 0; i < NROUTES; i++) {
 		if (!path_matches(routes[i].path, path, params))
 			continue;
-		/* The first route of the path: its metrics slot (route_pattern) when none matches. */
+		/* The path's first route: its slot in the metrics when none matches. */
 		if (*path_known == 0)
 			*path_known = (int)i + 1;
 		if (method_matches(routes[i].method, method))

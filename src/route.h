@@ -21,7 +21,8 @@ void route_dispatch(struct api_call *call);
  * The pieces of route_dispatch, for the fuzzers; none touches the store.
  *
  * route_find: the route for method and path, or NULL; *path_known is nonzero when some route
- * has the path (1 + the index of the first such route, for the metrics). On a match params holds the decoded {} segments (new strings, NULL where none).
+ * has the path (1 + the index of the first such route, for the metrics). On a match params holds
+ * the decoded {} segments (new strings, NULL where none).
  */
 const struct route *route_find(const char *method, const char *path, char *params[2],
 			       int *path_known);

@@ -408,7 +408,7 @@ int store_run(struct store *s, int (*fn)(struct store_txn *t, void *arg), void *
 			}
 		}
 		watchdog_disarm();
-		/* What the attempt noted counts once it committed (throttles: also when refused). */
+		/* What the attempt noted counts if it committed (throttles: also if refused). */
 		metrics_txn_end(committed && rc == 0, store_refused(result) >= 0);
 		if (committed && rc == 0)
 			return result;
