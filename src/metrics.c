@@ -196,8 +196,14 @@ out:
 		log_warn("metrics: cannot map %s (%s): nothing is counted", path, strerror(errno));
 	if (map != MAP_FAILED)
 		munmap(map, sizeof(struct region));
-	if (fd >= 0)
-		close(fd); /* also releases the lock; the mapping stays */
+	/*
+	 * Unlocked explicitly: the mapping keeps the open file description, which holds the
+	 * lock, alive after close (the other workers would wait for good).
+	 */
+	if (fd >= 0) {
+		flock(fd, LOCK_UN);
+		close(fd);
+	}
 	return rc;
 }
 
