@@ -79,7 +79,7 @@ static void bdb_quiet(const DB_ENV *env, const char *prefix, const char *msg)
 static void bdb_msgcall(const DB_ENV *env, const char *msg)
 {
 	log_debug("berkeley db: %s", msg);
-	if (strncmp(msg, "Recovery complete", 17) == 0)
+	if (strstr(msg, "Recovery complete") != NULL) /* "BDB1518 Recovery complete at ..." */
 		metrics_count(METRIC_RECOVERIES);
 }
 

@@ -16,6 +16,7 @@ import secrets
 import shutil
 import stat
 import subprocess
+import time
 import uuid
 
 import harness
@@ -208,6 +209,36 @@ class Metrics(E2ETestCase):
         self.assertIn(r.status, (400, 405, 501))
         text = self.scrape()
         self.assertNotIn("BREW", text)
+
+    def test_counters_survive_a_restart_and_count_a_recovery(self):
+        """Every worker stopped and started again: the counters go on (they are the
+        environment's, not a process's). The restart finds the trace of an open that never
+        finished (a pid left in otlogin.lock, as a worker killed while opening leaves it), so
+        the first worker recovers the environment: recoveries_total moves by exactly 1, and
+        the new workers count themselves as started."""
+        before = self.samples()
+        labels = {"route": "/health", "method": "GET", "status": "200"}
+        self.assertGreater(value(before, "otlogin_http_requests_total", **labels), 0)
+        workers = stack.worker_pids()
+        stack.proc.terminate()
+        stack.proc.wait(timeout=15)
+        stack.proc = None
+        for pid, _ in workers:
+            for _ in range(300):
+                if not os.path.exists("/proc/%d" % pid):
+                    break
+                time.sleep(0.05)
+        with open(stack.path("db", "otlogin.lock"), "w") as f:
+            f.write("999999999\n")
+        self.assertTrue(stack._start_server(), "lighttpd did not start again")
+        after = self.samples()
+        self.assertGreaterEqual(value(after, "otlogin_http_requests_total", **labels),
+                                value(before, "otlogin_http_requests_total", **labels) + 1)
+        self.assertEqual(value(after, "otlogin_bdb_recoveries_total") -
+                         value(before, "otlogin_bdb_recoveries_total"), 1)
+        self.assertGreaterEqual(value(after, "otlogin_workers_started_total") -
+                                value(before, "otlogin_workers_started_total"), 1)
+        self.assertIn("recovering the environment", stack.log_text())
 
     # ---- the flows' counters -----------------------------------------------------------
 
