@@ -9,12 +9,16 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "check.h"
+#include "conf.h"
+#include "crypto.h"
 #include "err.h"
 #include "metrics.h"
 #include "sbuf.h"
+#include "store.h"
 
 static const char *const routes[] = {"/health", "/oidc/me", "/oidc/me", "/v1/users/{}", "/metrics"};
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
@@ -376,6 +380,118 @@ static void test_cidr(void)
 	check(!metrics_cidr_list_valid("127.0.0.1/32,, nonsense"));
 }
 
+/* A transaction that writes a record of about 2 KiB, notes a session and a throttle. */
+static int write_txn(struct store_txn *t, void *arg)
+{
+	int *n = arg;
+	char key[32], pad[2048];
+	json_t *rec;
+	int rc;
+
+	memset(pad, 'x', sizeof(pad) - 1);
+	pad[sizeof(pad) - 1] = '\0';
+	snprintf(key, sizeof(key), "metrics-test-%d", (*n)++);
+	rec = json_pack("{s:I, s:s}", "exp", (json_int_t)time(NULL) + 3600, "pad", pad);
+	rc = store_put(t, TBL_CODES, key, strlen(key), rec);
+	json_decref(rec);
+	metrics_count(METRIC_SESSIONS_CREATED);
+	metrics_throttled("recipient");
+	return rc;
+}
+
+/* The same, refused after writing (as a rate limit does): STORE_REFUSE, aborted. */
+static int refused_txn(struct store_txn *t, void *arg)
+{
+	int rc = write_txn(t, arg);
+
+	return rc < 0 ? rc : STORE_REFUSE(ERR_RATE_LIMITED);
+}
+
+/* store_run's transactions, Berkeley DB's statistics and a checkpoint, on a real store. */
+static void test_store(void)
+{
+	char sdir[300];
+	struct store *st;
+	struct metrics_bdb bdb;
+	long long created, rule, ckps;
+	int n = 0, ok = 1;
+	time_t opened;
+
+	snprintf(sdir, sizeof(sdir), "%s/db", dir);
+	crypto_init();
+	st = store_open(sdir, 4, 1);
+	opened = time(NULL); /* not before: the open notes its own time */
+	check(st != NULL);
+	if (st == NULL)
+		return;
+	check(metrics_open(sdir, routes, NROUTES) == 0);
+	created = sample_now("otlogin_sessions_created_total");
+	rule = sample_now("otlogin_throttled_total{rule=\"recipient\"}");
+	check(store_run(st, write_txn, &n) == 0);
+	check(sample_now("otlogin_sessions_created_total") == created + 1);
+	check(sample_now("otlogin_throttled_total{rule=\"recipient\"}") == rule + 1);
+	check(store_refused(store_run(st, refused_txn, &n)) == ERR_RATE_LIMITED);
+	check(sample_now("otlogin_sessions_created_total") == created + 1);
+	check(sample_now("otlogin_throttled_total{rule=\"recipient\"}") == rule + 2);
+	/* Over a MiB of log: the next maintenance step writes a checkpoint, and says so. */
+	ckps = sample_now("otlogin_bdb_checkpoints_total");
+	for (int i = 0; i < 700; i++)
+		ok &= store_run(st, write_txn, &n) == 0;
+	check(ok);
+	/* Maintenance runs at most once a second, and opening counted as one. */
+	while (time(NULL) == opened)
+		usleep(50000);
+	store_maintain(st);
+	check(sample_now("otlogin_bdb_checkpoints_total") == ckps + 1);
+	check(store_stats(st, &bdb) == 0 && bdb.valid);
+	check(bdb.commits >= 701 && bdb.aborts >= 1);
+	check(bdb.log_bytes > 1024 * 1024);
+	check(bdb.cache_hits > 0 && bdb.last_checkpoint > 0);
+	store_close(st);
+	metrics_close();
+}
+
+/* [metrics] in the configuration: a bad allow list or a weak token stops the start. */
+static void test_conf(void)
+{
+	static const struct {
+		const char *body;
+		int ok;
+	} cases[] = {
+	    {"[metrics]\nallow = 127.0.0.1/32, ::1/128\n", 1},
+	    {"[metrics]\nallow =\ntoken =\n", 1},
+	    {"[metrics]\ntoken = abcdefghijklmnop\n", 1},
+	    {"[metrics]\nallow = 127.0.0.1/33\n", 0},
+	    {"[metrics]\nallow = localhost\n", 0},
+	    {"[metrics]\ntoken = short\n", 0},
+	    {"[metrics]\ntoken = abcdefghijklmnop qrs\n", 0},
+	    {"[metrics]\ntoken = abcdefghijklmnop\"\n", 0},
+	    {"[metrics]\nport = 9100\n", 0},
+	};
+	char path[300], err[512];
+	int ok = 1;
+
+	snprintf(path, sizeof(path), "%s/otlogin.conf", dir);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct conf cf;
+		FILE *f = fopen(path, "w");
+		int rc;
+
+		if (f == NULL || fputs(cases[i].body, f) < 0 || fclose(f) != 0) {
+			ok = 0;
+			continue;
+		}
+		conf_defaults(&cf);
+		rc = conf_load(&cf, path, err, sizeof(err));
+		if ((rc == 0) != cases[i].ok) {
+			printf("# conf_load of %s: %d (%s)\n", cases[i].body, rc, err);
+			ok = 0;
+		}
+		conf_free(&cf);
+	}
+	check(ok);
+}
+
 int main(void)
 {
 	char cmd[128];
@@ -393,6 +509,8 @@ int main(void)
 	test_transactions();
 	test_format();
 	test_cidr();
+	test_store();
+	test_conf();
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	if (system(cmd) != 0)
 		fprintf(stderr, "could not remove %s\n", dir);
