@@ -14,13 +14,15 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import stat
 import subprocess
 import time
 import uuid
 
 import harness
-from harness import E2ETestCase, unique_email
+import test_servers
+from harness import E2ETestCase
 
 stack = None
 off = None
@@ -33,8 +35,8 @@ SAMPLE_RE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
 LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
 
-class MetricsStack(harness.Stack):
-    """A Stack whose otlogin.conf also has a [metrics] section (the harness writes five)."""
+class MetricsConf:
+    """A Stack mixin: otlogin.conf also gets a [metrics] section (the harness writes five)."""
 
     def __init__(self, metrics=None, **kw):
         super().__init__(**kw)
@@ -46,6 +48,14 @@ class MetricsStack(harness.Stack):
             with open(self.conf, "a") as f:
                 f.write("\n[metrics]\n" +
                         "".join("%s = %s\n" % kv for kv in self.metrics.items()))
+
+
+class MetricsStack(MetricsConf, harness.Stack):
+    """lighttpd and its 4 workers, with [metrics]."""
+
+
+class NginxMetricsStack(MetricsConf, test_servers.NginxStack):
+    """nginx and otlogin.fcgi -w under spawn-fcgi, with [metrics]."""
 
 
 def setUpModule():
@@ -335,3 +345,42 @@ class Metrics(E2ETestCase):
         for q in ("token", "access_token"):
             r = stack.http("GET", "%s?%s=%s" % (METRICS, q, TOKEN), source="127.0.0.2")
             self.assertEqual(r.status, 401, "%r" % (r,))
+
+
+class SupervisedWorkers(E2ETestCase):
+    """otlogin.fcgi -w (nginx + spawn-fcgi): a worker killed and replaced by the supervisor
+    counts as one restart (and one more start); the scrape goes through nginx as well."""
+
+    def test_worker_restart_is_counted(self):
+        st = NginxMetricsStack(name="metrics-nginx", workers=2,
+                               metrics={"allow": "127.0.0.1/32"}).start()
+        self.addCleanup(st.stop)
+
+        def scrape():
+            r = st.http("GET", METRICS)
+            self.assertEqual(r.status, 200, "%r" % (r,))
+            return parse(r.body.decode())
+
+        def workers():
+            return sorted(p for p, _ in st.worker_pids())
+
+        old = workers()
+        self.assertEqual(len(old), 2)
+        # Both workers have opened the store once they are serving: wait for the count.
+        for _ in range(300):
+            if value(scrape(), "otlogin_workers_started_total") >= 2:
+                break
+            time.sleep(0.1)
+        before = scrape()
+        self.assertEqual(value(before, "otlogin_workers_started_total"), 2)
+        self.assertEqual(value(before, "otlogin_worker_restarts_total"), 0)
+        os.kill(old[0], signal.SIGKILL)
+        for _ in range(300):
+            now = workers()
+            if len(now) == 2 and old[0] not in now and \
+                    value(scrape(), "otlogin_workers_started_total") == 3:
+                break
+            time.sleep(0.1)
+        after = scrape()
+        self.assertEqual(value(after, "otlogin_workers_started_total"), 3)
+        self.assertEqual(value(after, "otlogin_worker_restarts_total"), 1)
