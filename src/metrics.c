@@ -136,11 +136,86 @@ static void region_reset(struct region *r, uint64_t layout)
 	__atomic_store_n(&r->magic, REGION_MAGIC, __ATOMIC_RELEASE);
 }
 
+/*
+ * path opened (created 0600 when absent) and locked: one opener at a time decides whether the
+ * file is fresh, ours or to be replaced. Also checked to be still the file at path, since a
+ * replacement may have been renamed over it while this process waited. fd, or -1.
+ */
+static int open_locked(const char *path)
+{
+	for (int tries = 0; tries < 10; tries++) {
+		struct stat held, now;
+		int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+
+		if (fd < 0)
+			return -1;
+		while (flock(fd, LOCK_EX) < 0)
+			if (errno != EINTR) {
+				close(fd);
+				return -1;
+			}
+		if (fstat(fd, &held) == 0 && stat(path, &now) == 0 && held.st_dev == now.st_dev &&
+		    held.st_ino == now.st_ino)
+			return fd;
+		close(fd); /* not mapped: closing releases the lock */
+	}
+	errno = EAGAIN;
+	return -1;
+}
+
+/* fd's file sized for a region, its blocks reserved, and mapped; NULL on failure (errno). */
+static struct region *map_file(int fd)
+{
+	void *map;
+
+	if (ftruncate(fd, sizeof(struct region)) < 0)
+		return NULL;
+	/* Blocks reserved now: a write to a hole on a full disk would be SIGBUS later. */
+	if ((errno = posix_fallocate(fd, 0, sizeof(struct region))) != 0 && errno != EOPNOTSUPP)
+		return NULL;
+	map = mmap(NULL, sizeof(struct region), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	return map == MAP_FAILED ? NULL : map;
+}
+
+/*
+ * A fresh region renamed over path. Never reset or resized in place: a process that still
+ * maps the old file (a worker of the previous binary, until it is restarted) would count into
+ * counters that now mean something else, or fault (SIGBUS) on a mapping that shrank. It goes
+ * on with the old file, which nobody reads any more. NULL on failure (errno).
+ */
+static struct region *replace(const char *path, uint64_t layout)
+{
+	char tmp[PATH_MAX];
+	struct region *r = NULL;
+	int fd;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.%ld", path, (long)getpid()) >= (int)sizeof(tmp)) {
+		errno = ENAMETOOLONG;
+		return NULL;
+	}
+	unlink(tmp); /* left by a process of this pid that died here */
+	fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return NULL;
+	r = map_file(fd);
+	if (r != NULL) {
+		region_reset(r, layout);
+		if (rename(tmp, path) < 0) {
+			munmap(r, sizeof(*r));
+			r = NULL;
+		}
+	}
+	if (r == NULL)
+		unlink(tmp);
+	close(fd);
+	return r;
+}
+
 int metrics_open(const char *dir, const char *const *routes, unsigned nroutes)
 {
 	char path[PATH_MAX];
 	struct stat st;
-	void *map = MAP_FAILED;
+	struct region *map = NULL;
 	uint64_t layout;
 	int fd = -1, rc = -1;
 
@@ -159,43 +234,37 @@ int metrics_open(const char *dir, const char *const *routes, unsigned nroutes)
 	}
 	names = routes;
 	nnames = nroutes;
-	if (snprintf(path, sizeof(path), "%s/" REGION_FILE, dir) >= (int)sizeof(path))
+	if (snprintf(path, sizeof(path), "%s/" REGION_FILE, dir) >= (int)sizeof(path)) {
+		errno = ENAMETOOLONG;
 		goto out;
+	}
 	/* The counters are not secret, but like everything in the directory they are private. */
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0)
+	if ((fd = open_locked(path)) < 0 || fstat(fd, &st) < 0)
 		goto out;
-	/* One opener at a time decides whether the file is fresh, resized or reset. */
-	while (flock(fd, LOCK_EX) < 0)
-		if (errno != EINTR)
-			goto out;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+	if (!S_ISREG(st.st_mode)) {
+		errno = EINVAL;
 		goto out;
+	}
 	if ((st.st_mode & 077) != 0 && fchmod(fd, 0600) < 0)
 		goto out;
-	if (st.st_size != (off_t)sizeof(struct region) &&
-	    (ftruncate(fd, 0) < 0 || ftruncate(fd, sizeof(struct region)) < 0))
-		goto out;
-	/* Blocks reserved now: a write to a hole on a full disk would be SIGBUS later. */
-	if ((errno = posix_fallocate(fd, 0, sizeof(struct region))) != 0 && errno != EOPNOTSUPP)
-		goto out;
-	map = mmap(NULL, sizeof(struct region), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (map == MAP_FAILED)
-		goto out;
-	if (((struct region *)map)->magic != REGION_MAGIC ||
-	    ((struct region *)map)->layout != layout) {
-		if (((struct region *)map)->magic != 0)
-			log_info("metrics: %s has another layout: the counters start again", path);
+	if (st.st_size == 0) {
+		/* Just created (with the environment, or after it was removed): nobody maps it. */
+		if ((map = map_file(fd)) == NULL)
+			goto out;
 		region_reset(map, layout);
+	} else if (st.st_size != (off_t)sizeof(struct region) || (map = map_file(fd)) == NULL ||
+		   map->magic != REGION_MAGIC || map->layout != layout) {
+		if (map != NULL)
+			munmap(map, sizeof(*map));
+		log_info("metrics: %s has another layout: the counters start again", path);
+		if ((map = replace(path, layout)) == NULL)
+			goto out;
 	}
 	region = map;
-	map = MAP_FAILED;
 	rc = 0;
 out:
 	if (rc < 0)
 		log_warn("metrics: cannot map %s (%s): nothing is counted", path, strerror(errno));
-	if (map != MAP_FAILED)
-		munmap(map, sizeof(struct region));
 	/*
 	 * Unlocked explicitly: the mapping keeps the open file description, which holds the
 	 * lock, alive after close (the other workers would wait for good).

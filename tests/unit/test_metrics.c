@@ -129,10 +129,49 @@ static void test_shared_between_processes(void)
 	check(sample_now("otlogin_http_requests_total{route=\"/health\",method=\"GET\","
 			 "status=\"200\"}") == before + children * each);
 	metrics_close();
-	/* Another route table numbers routes otherwise: its counters start again. */
+	/*
+	 * Another route table numbers routes otherwise (a new binary): its counters start again,
+	 * in a new file, while a process of the old one still maps the old file and counts there
+	 * unharmed and unseen.
+	 */
+	check(metrics_open(dir, routes, NROUTES) == 0);
+	{
+		pid_t pid = fork();
+		int status = -1;
+
+		if (pid == 0) {
+			metrics_close();
+			if (metrics_open(dir, other_routes, 2) < 0)
+				_exit(1);
+			for (int j = 0; j < 5; j++)
+				metrics_http(1, "GET", 200, 1000);
+			_exit(0);
+		}
+		check(pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+		      WEXITSTATUS(status) == 0);
+	}
+	for (int j = 0; j < 3; j++)
+		metrics_http(1, "GET", 200, 1000); /* the old binary's worker goes on */
+	metrics_close();
 	check(metrics_open(dir, other_routes, 2) == 0);
 	check(sample_now("otlogin_http_requests_total{route=\"/health\",method=\"GET\","
-			 "status=\"200\"}") == -1);
+			 "status=\"200\"}") == 5);
+	metrics_close();
+}
+
+/* A file of another size (an older version's, or cut short): replaced by a fresh region. */
+static void test_other_size(void)
+{
+	char path[256];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/otlogin.metrics", dir);
+	f = fopen(path, "w");
+	check(f != NULL && fputs("not a region", f) >= 0 && fclose(f) == 0);
+	check(metrics_open(dir, routes, NROUTES) == 0);
+	check(sample_now("otlogin_sessions_created_total") == 0);
+	metrics_count(METRIC_SESSIONS_CREATED);
+	check(sample_now("otlogin_sessions_created_total") == 1);
 	metrics_close();
 }
 
@@ -503,6 +542,7 @@ int main(void)
 	test_closed_does_nothing();
 	test_region_file();
 	test_shared_between_processes();
+	test_other_size();
 	test_labels();
 	test_histogram();
 	test_flows();
