@@ -617,9 +617,10 @@ static void render_bdb(struct sbuf *out, const struct metrics_bdb *b)
 		simple(out, "otlogin_bdb_recoveries_total", "counter",
 		       "Recoveries of the Berkeley DB environment run by otlogin.",
 		       get(&region->counters[METRIC_RECOVERIES]));
-		simple(out, "otlogin_workers_started_total", "counter",
-		       "Worker processes that opened the database and began to serve.",
-		       get(&region->counters[METRIC_WORKERS_STARTED]));
+		simple(
+		    out, "otlogin_workers_started_total", "counter",
+		    "Worker processes that opened the database to serve (plain CGI: each request).",
+		    get(&region->counters[METRIC_WORKERS_STARTED]));
 		simple(out, "otlogin_worker_restarts_total", "counter",
 		       "Workers otlogin.fcgi -w started in place of one that ended.",
 		       get(&region->counters[METRIC_WORKER_RESTARTS]));
