@@ -228,6 +228,9 @@ void api_authorize(struct api_call *call)
 	rc = authz_sso(call->c, &r, session, &location);
 	if (rc == ERR_NONE) {
 		api_authz_respond(call, params, location);
+	} else if (rc == ERR_ORG_NOT_MEMBER) {
+		redirect_error(call, params, "access_denied",
+			       "The user is not a member of the organization");
 	} else if (rc != ERR_SESSION_NOT_FOUND) {
 		api_fail(call, rc, NULL);
 	} else if (r.prompt_none) {

@@ -11,6 +11,7 @@
 #include "err.h"
 #include "jsonio.h"
 #include "log.h"
+#include "org.h"
 #include "ratelimit.h"
 #include "resp.h" /* RESP_HEADER_MAX: a redirect must fit its Location header */
 #include "sbuf.h"
@@ -292,6 +293,19 @@ int authz_session_fits(json_t *session, long max_age, int want_mfa, long now)
 	return !want_mfa || mfa;
 }
 
+int authz_user_fits(json_t *params, json_t *user)
+{
+	const char *org_id = param(params, "org_id");
+	json_t *roles = NULL;
+	int ok;
+
+	if (org_id == NULL)
+		return 1;
+	ok = org_member_roles(user, org_id, &roles);
+	json_decref(roles);
+	return ok;
+}
+
 void authz_params_options(json_t *params, long *max_age, int *want_mfa)
 {
 	const char *v = param(params, "max_age");
@@ -382,6 +396,10 @@ static int sso_txn(struct store_txn *t, void *arg)
 	}
 	if (!user_is_active(user)) {
 		rc = ERR_SESSION_NOT_FOUND;
+		goto out;
+	}
+	if (!authz_user_fits(s->r->params, user)) {
+		rc = ERR_ORG_NOT_MEMBER;
 		goto out;
 	}
 	rc = authz_issue_txn(t, s->c, s->r->params, s->key, session, &s->location);

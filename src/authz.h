@@ -60,7 +60,8 @@ char *authz_error_location(struct ctx *c, json_t *params, const char *error,
  * Single sign-on: when the raw login session id session_id (NULL: none) names a live session
  * whose user is active and whose login satisfies r's max_age, prompt and acr_values, issue the
  * code for it. ERR_NONE with *location (new string: the redirect), ERR_SESSION_NOT_FOUND when
- * a login is needed, or ERR_UNAVAILABLE / ERR_INTERNAL.
+ * a login is needed, ERR_ORG_NOT_MEMBER when the session's user is not in the request's
+ * org_id, or ERR_UNAVAILABLE / ERR_INTERNAL.
  */
 int authz_sso(struct ctx *c, const struct authz_req *r, const char *session_id, char **location);
 
@@ -105,6 +106,12 @@ int authz_issue_txn(struct store_txn *t, struct ctx *c, json_t *params, const ch
  * login must be younger than max_age seconds) and mfa (want_mfa: its amr holds "mfa") at now.
  */
 int authz_session_fits(json_t *session, long max_age, int want_mfa, long now);
+
+/*
+ * 1 when user (borrowed) may have a code for params (borrowed): a member of its org_id, when
+ * it names one; else 0 (the answer is the error redirect access_denied).
+ */
+int authz_user_fits(json_t *params, json_t *user);
 
 /* The options of a flow's stored params: max_age (-1: none) and mfa. */
 void authz_params_options(json_t *params, long *max_age, int *want_mfa);

@@ -556,8 +556,16 @@ static int finish(struct store_txn *t, struct finish_state *x, const char *flow_
 	hosted_done_free(x->d);
 	if (second_factor_possible(x, flow))
 		return park_for_mfa(t, x, flow_key, flow);
-	rc = authz_issue_txn(t, x->c, json_object_get(flow, "params"), x->a.grant.session_key,
-			     x->a.grant.session, &x->d->location);
+	if (authz_user_fits(json_object_get(flow, "params"), x->a.grant.user)) {
+		rc = authz_issue_txn(t, x->c, json_object_get(flow, "params"),
+				     x->a.grant.session_key, x->a.grant.session, &x->d->location);
+	} else {
+		/* Signed in, but not into this organization: the client hears access_denied. */
+		x->d->location =
+		    authz_error_location(x->c, json_object_get(flow, "params"), "access_denied",
+					 "The user is not a member of the organization");
+		rc = x->d->location ? 0 : STORE_ERR;
+	}
 	if (rc < 0)
 		return rc;
 	if ((x->d->session_id = strdup(x->a.grant.session_id)) == NULL)

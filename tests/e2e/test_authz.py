@@ -419,3 +419,37 @@ class FlowLimit(E2ETestCase):
         r = Browser(self.st).authorize(p)
         self.assertEqual(r.status_code, 303)
         self.assertEqual(query_of(r.headers["Location"])["error"], "login_required")
+
+
+class Organizations(Base):
+    """org_id: a member gets the code; anyone else access_denied, after a login too."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.org = "org-%d" % id(cls)
+        stack.ctl("org", "add", "--name", "Org", "--id", cls.org)
+        cls.member_email = harness.unique_email("member")
+        member = stack.make_user(email=cls.member_email)
+        stack.ctl("org", "member", "add", "--org", cls.org, "--user", member["user_id"],
+                  "--role", "admin")
+        cls.outsider_email = harness.unique_email("outsider")
+        stack.make_user(email=cls.outsider_email)
+
+    def test_member(self):
+        p = auth_params(self.client, org_id=self.org)
+        r = Browser(stack).login(p, self.member_email)
+        self.assertEqual(r.status_code, 303)
+        q = query_of(r.headers["Location"])
+        t = exchange(stack, self.client, q["code"])
+        self.assertEqual(t.status, 200, t.body)
+
+    def test_outsider(self):
+        b = Browser(stack)
+        p = auth_params(self.client, org_id=self.org)
+        self.assertErrorRedirect(b.login(p, self.outsider_email), "access_denied", p)
+        # Signed in all the same: without org_id the session answers at once; with it, not.
+        p = auth_params(self.client, prompt="none")
+        self.assertIn("code", query_of(b.authorize(p).headers["Location"]))
+        p = auth_params(self.client, org_id=self.org, prompt="none")
+        self.assertErrorRedirect(b.authorize(p), "access_denied", p)
