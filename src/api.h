@@ -100,10 +100,18 @@ void api_hosted_link(struct api_call *call);
  */
 void api_hosted_error_page(struct api_call *call, int status, json_t *client, json_t *params,
 			   const char *reason);
-/* The browser's flow cookie (a flow id, new string), or NULL when absent or malformed. */
+/*
+ * The flow of this page in the browser's flow cookie (a flow id, new string): the one whose
+ * handle the query's "f" names, else the newest; NULL when there is none.
+ */
 char *api_flow_cookie(const struct api_call *call);
-/* Set the flow cookie (Path = the mount point, HttpOnly, SameSite=Lax, Secure on https). */
+/*
+ * Add flow_id to the flow cookie, as the newest of the browser's flows (Path = the mount
+ * point, HttpOnly, SameSite=Lax, Secure on https).
+ */
 void api_set_flow_cookie(struct api_call *call, const char *flow_id);
+/* Answer 303 to the login page of flow_id ({public_base_url}/oidc/login?f=<handle>). */
+void api_see_flow(struct api_call *call, const char *flow_id);
 /* api_ops.c */
 void api_health(struct api_call *call);
 void api_metrics(struct api_call *call);

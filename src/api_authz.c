@@ -246,9 +246,7 @@ void api_authorize(struct api_call *call)
 		api_fail(call, rc, NULL);
 	} else {
 		api_set_flow_cookie(call, flow_id);
-		resp_header(call->resp, "Location", "%s/oidc/login",
-			    call->c->conf->public_base_url);
-		resp_json(call->resp, 303, NULL);
+		api_see_flow(call, flow_id);
 	}
 out:
 	free(location);

@@ -436,6 +436,18 @@ int authz_flow_key(struct ctx *c, const char *flow_id, char key[KEYRING_TAG_HEX]
 	return keyring_tag(c->keys, key, "authz-flow", flow_id, NULL);
 }
 
+int authz_flow_handle(struct ctx *c, const char *flow_id, char out[AUTHZ_FLOW_HANDLE + 1])
+{
+	char key[KEYRING_TAG_HEX];
+
+	out[0] = '\0';
+	if (authz_flow_key(c, flow_id, key) < 0)
+		return -1;
+	memcpy(out, key, AUTHZ_FLOW_HANDLE);
+	out[AUTHZ_FLOW_HANDLE] = '\0';
+	return 0;
+}
+
 struct start_state {
 	struct ctx *c;
 	json_t *rec;

@@ -94,6 +94,14 @@ int authz_par_take(struct ctx *c, const char *client_id, const char *request_uri
 int authz_flow_key(struct ctx *c, const char *flow_id, char key[KEYRING_TAG_HEX]);
 
 /*
+ * A flow's handle: the first AUTHZ_FLOW_HANDLE characters of its store key, not a secret. The
+ * login page's URL names it (?f=), so that a browser with several flows (tabs) shows each
+ * its own. 0, or -1 for a malformed id.
+ */
+#define AUTHZ_FLOW_HANDLE 16
+int authz_flow_handle(struct ctx *c, const char *flow_id, char out[AUTHZ_FLOW_HANDLE + 1]);
+
+/*
  * Inside t, issue the code of the flow's request params (borrowed) for the session stored
  * under session_key, whose record is session: *location (new string) is the success redirect.
  * 0, or a negative store_rc.

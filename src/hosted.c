@@ -761,6 +761,7 @@ static int link_txn_do(struct store_txn *t, struct finish_state *x, int consume)
 	log_mask_addr(x->identifier, l->masked, sizeof(l->masked));
 	json_decref(l->params);
 	l->params = json_incref(json_object_get(flow, "params"));
+	snprintf(l->flow_handle, sizeof(l->flow_handle), "%.*s", AUTHZ_FLOW_HANDLE, flow_key);
 	if (json_is_true(json_object_get(link, "used")) || jsonio_str(flow, "confirmed") != NULL)
 		l->state = HOSTED_LINK_USED;
 	else if (json_integer_value(json_object_get(link, "exp")) <= (json_int_t)time(NULL) ||

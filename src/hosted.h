@@ -12,6 +12,7 @@
 
 #include <jansson.h>
 
+#include "authz.h"
 #include "ctx.h"
 
 /* Where a flow stands. */
@@ -110,7 +111,8 @@ struct hosted_link {
 	enum hosted_link_state state;
 	char masked[64];
 	json_t *params; /* the flow's authorization request (new reference), when known */
-	int here;	/* the browser held the link's flow: d is filled */
+	char flow_handle[AUTHZ_FLOW_HANDLE + 1]; /* its flow's handle (authz.h), "" unknown */
+	int here;				 /* the browser held the link's flow: d is filled */
 	struct hosted_done d;
 };
 
