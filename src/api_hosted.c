@@ -726,6 +726,11 @@ static void post_code(struct api_call *call, const char *flow_id, struct hosted_
 	crypto_free_str(session);
 }
 
+/*
+ * GET/POST {public_base_url}/oidc/login[?f=<handle>]: the page of the browser's flow as it
+ * stands (GET, HEAD), or one of its forms (POST: "step" email, phone, code, restart or mfa,
+ * with the flow's "csrf"). Without a live flow of this browser: a 400 page.
+ */
 void api_hosted_login(struct api_call *call)
 {
 	char *flow_id = api_flow_cookie(call);
@@ -827,6 +832,11 @@ static void link_landing(struct api_call *call, const char *token, const struct 
 	free(nonce);
 }
 
+/*
+ * GET/POST {public_base_url}/oidc/login/link?t=<token>: the mailed link's landing page. GET
+ * and HEAD show a button and consume nothing; its POST (api_post_from_page's proof) finishes
+ * the login in the browser holding the link's flow, or confirms that flow from any other.
+ */
 void api_hosted_link(struct api_call *call)
 {
 	char *token = req_query_param(call->req, "t"), *flow_id = NULL, *session = NULL;
