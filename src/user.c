@@ -261,7 +261,8 @@ static int kept_parse(json_t *spec, struct kept *k, char *err, size_t errlen)
 	}
 	k->email_verified = json_is_true(ev);
 	k->phone_verified = json_is_true(pv);
-	if (ca != NULL && !json_is_null(ca) && (!json_is_integer(ca) || json_integer_value(ca) < 0)) {
+	if (ca != NULL && !json_is_null(ca) &&
+	    (!json_is_integer(ca) || json_integer_value(ca) < 0)) {
 		snprintf(err, errlen, "created_at must be epoch milliseconds");
 		return USER_INVALID;
 	}
@@ -293,7 +294,8 @@ static int create_user(struct store_txn *t, json_t *spec, int imported, json_t *
 	if (spec_identifier(spec, "email", ID_EMAIL, &email, err, errlen) < 0 ||
 	    spec_identifier(spec, "phone_number", ID_PHONE, &phone, err, errlen) < 0 ||
 	    spec_identifier(spec, "username", ID_USERNAME, &username, err, errlen) < 0 ||
-	    !optional_types_ok(spec, err, errlen) || (imported && kept_parse(spec, &k, err, errlen)))
+	    !optional_types_ok(spec, err, errlen) ||
+	    (imported && kept_parse(spec, &k, err, errlen)))
 		goto out;
 	if (email == NULL && phone == NULL) {
 		snprintf(err, errlen, "a user needs an email or a phone_number");
