@@ -424,6 +424,7 @@ struct item {
 struct batch {
 	struct item *items;
 	size_t n;
+	size_t from, to; /* the part of items the next transaction takes */
 };
 
 static const struct {
@@ -551,7 +552,7 @@ static int batch_txn(struct store_txn *t, void *arg)
 {
 	struct batch *b = arg;
 
-	for (size_t i = 0; i < b->n; i++) {
+	for (size_t i = b->from; i < b->to; i++) {
 		struct item *it = &b->items[i];
 		int rc;
 		if (it->spec == NULL)
@@ -565,10 +566,47 @@ static int batch_txn(struct store_txn *t, void *arg)
 	return 0;
 }
 
-/* After the commit: count the batch's outcomes and report its skipped records in order. */
-static void batch_report(struct batch *b, const struct import_opts *o, struct import_stats *st)
+/*
+ * Commit the batch's records: in one transaction, or, when it keeps losing lock conflicts
+ * (store_run gave up: the workers' short transactions kept taking pages it needs, or another
+ * process holds a lock for long), in halves, down to one record a transaction. 0, or -1 with
+ * err when the store failed otherwise or a single record could not get its locks twice in a
+ * row; the parts committed before stay (a re-run finds them imported).
+ */
+static int batch_commit(struct store *s, struct batch *b, char *err, size_t errlen)
 {
-	for (size_t i = 0; i < b->n; i++) {
+	size_t chunk = b->n;
+	int single_failures = 0, rc;
+
+	for (b->from = 0; b->from < b->n;) {
+		b->to = b->from + chunk < b->n ? b->from + chunk : b->n;
+		rc = store_run(s, batch_txn, b);
+		if (rc >= 0) {
+			b->from = b->to;
+			continue;
+		}
+		if (rc == STORE_RETRY && (chunk > 1 || ++single_failures < 2)) {
+			chunk = chunk > 1 ? chunk / 2 : 1;
+			log_warn(
+			    "import: lock conflicts at line %lu; %zu records a transaction now",
+			    b->items[b->from].line, chunk);
+			continue;
+		}
+		snprintf(err, errlen,
+			 "the database failed%s at line %lu; lines %lu to %lu were not imported "
+			 "(run the import again to resume)",
+			 rc == STORE_RETRY ? " (a lock another process holds)" : "",
+			 b->items[b->from].line, b->items[b->from].line, b->items[b->n - 1].line);
+		return -1;
+	}
+	return 0;
+}
+
+/* After the commit: count the first n records' outcomes, report their skips in order. */
+static void batch_report(struct batch *b, size_t n, const struct import_opts *o,
+			 struct import_stats *st)
+{
+	for (size_t i = 0; i < n; i++) {
 		struct item *it = &b->items[i];
 		st->records++;
 		if (it->outcome == OUT_CREATED) {
@@ -594,13 +632,20 @@ static void batch_clear(struct batch *b)
 	b->n = 0;
 }
 
+/* A read error: the records of the batch being read are not imported (a re-run resumes). */
+static void read_failed(const struct reader *r, char *err, size_t errlen)
+{
+	snprintf(err, errlen, "cannot read the input after line %lu: %s", r->lineno,
+		 strerror(errno));
+}
+
 int import_users(struct store *s, FILE *in, const struct import_opts *o, struct import_stats *st,
 		 char *err, size_t errlen)
 {
 	struct reader r = {.in = in, .fmt = o->format};
 	struct csv_header h = {.n = 0};
 	size_t cap = o->batch > 0 ? o->batch : IMPORT_BATCH;
-	struct batch b = {calloc(cap, sizeof(struct item)), 0};
+	struct batch b = {.items = calloc(cap, sizeof(struct item))};
 	int rc = -1, more = 1;
 
 	memset(st, 0, sizeof(*st));
@@ -610,8 +655,10 @@ int import_users(struct store *s, FILE *in, const struct import_opts *o, struct 
 	}
 	if (o->format == IMPORT_CSV) {
 		int hr = next_record(&r);
-		if (hr < 0)
-			goto read_error;
+		if (hr < 0) {
+			read_failed(&r, err, errlen);
+			goto out;
+		}
 		if (hr == 0) {
 			rc = 0; /* an empty file */
 			goto out;
@@ -633,19 +680,19 @@ int import_users(struct store *s, FILE *in, const struct import_opts *o, struct 
 			if (it->outcome == IMPORT_OK)
 				it->outcome = OUT_PENDING;
 		}
-		if (nr < 0)
-			goto read_error;
+		if (nr < 0) {
+			read_failed(&r, err, errlen);
+			goto out;
+		}
 		more = nr == 1 || b.n == cap;
 		if (b.n == 0)
 			break;
-		if (store_run(s, batch_txn, &b) < 0) {
-			snprintf(err, errlen,
-				 "the database failed; lines %lu to %lu were not imported (run the "
-				 "import again to resume)",
-				 b.items[0].line, b.items[b.n - 1].line);
+		if (batch_commit(s, &b, err, errlen) < 0) {
+			/* What the committed part of the batch did counts too. */
+			batch_report(&b, b.from, o, st);
 			goto out;
 		}
-		batch_report(&b, o, st);
+		batch_report(&b, b.n, o, st);
 		if (o->progress != NULL) {
 			fprintf(o->progress, "committed through line %lu\n", b.items[b.n - 1].line);
 			fflush(o->progress);
@@ -655,10 +702,6 @@ int import_users(struct store *s, FILE *in, const struct import_opts *o, struct 
 		store_maintain(s);
 	}
 	rc = 0;
-	goto out;
-read_error:
-	snprintf(err, errlen, "cannot read the input after line %lu: %s", r.lineno,
-		 strerror(errno));
 out:
 	if (b.items != NULL)
 		batch_clear(&b);

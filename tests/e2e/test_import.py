@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 import urllib.parse
@@ -22,6 +23,8 @@ from harness import E2ETestCase, unique_email
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GEN = os.path.join(HERE, "..", "..", "bench", "gen_users.py")
+HOLD_LOCK = os.path.join(harness.TOP_BUILDDIR, "tests", "e2e", "hold_lock")
+TBL_USERS = 1  # enum store_table, src/store.h
 
 stack = None
 
@@ -375,6 +378,37 @@ class Resume(ImportCase):
         seen = self.count_tagged(t)
         self.assertEqual(len(seen), n, "every user is there")
         self.assertEqual(set(seen.values()), {1}, "and only once")
+
+
+    def test_a_lock_held_for_long_is_waited_out(self):
+        """Another process holds a lock the import needs for longer than one transaction's
+        retry budget (8 s): the import goes on in smaller transactions and creates every
+        user once the lock is released, instead of failing."""
+        t = tag("h")
+        owner = stack.make_user(email="%s-owner@example.org" % t)
+        recs = [{"email": "%s-%d@example.org" % (t, i)} for i in range(3000)]
+        recs[1500] = {"email": "%s-owner@example.org" % t}  # reads the held record
+        path = self.jsonl(recs)
+        holder = subprocess.Popen([HOLD_LOCK, stack.path("db"), str(TBL_USERS),
+                                   owner["user_id"]], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
+        try:
+            self.assertEqual(holder.stdout.readline().strip(), "held found")
+            timer = threading.Timer(12, holder.stdin.close)
+            timer.start()
+            start = time.monotonic()
+            rc, summary, errs = self.run_import("--batch", "1000", path)
+            took = time.monotonic() - start
+            timer.join()
+        finally:
+            if not holder.stdin.closed:
+                holder.stdin.close()
+            holder.wait(timeout=60)
+        self.assertEqual(rc, 0, errs)
+        self.assertGreater(took, 8, "the import did wait for the lock")
+        self.assertSummary(summary, 3000, 2999, already=1)
+        self.assertTrue(any("records a transaction now" in e for e in errs), errs)
+        self.assertEqual(len(self.count_tagged(t)), 3000)
 
 
 class Scale(ImportCase):
