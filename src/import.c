@@ -385,13 +385,27 @@ static int read_line(struct reader *r, int continued)
 	return 1;
 }
 
-/* An odd number of quotes: a CSV record whose quoted field goes on on the next line. */
+/*
+ * 1 when a CSV record's text ends inside a quoted field (one that began with a quote), whose
+ * line break then belongs to the field. A stray quote inside a bare field opens nothing:
+ * csv_split refuses that record alone.
+ */
 static int quote_open(const char *s)
 {
-	int open = 0;
-	for (; *s; s++)
-		open ^= *s == '"';
-	return open;
+	int quoted = 0, field_start = 1;
+
+	for (; *s; s++) {
+		if (quoted) {
+			if (*s == '"' && s[1] == '"')
+				s++;
+			else if (*s == '"')
+				quoted = 0;
+		} else if (field_start && *s == '"') {
+			quoted = 1;
+		}
+		field_start = !quoted && *s == ',';
+	}
+	return quoted;
 }
 
 /* The next non-blank record into r->rec: 1, 0 at the end, -1 on a read error. */
