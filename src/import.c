@@ -106,7 +106,11 @@ int import_jsonl_spec(const char *line, size_t len, json_t **spec, char *err, si
 
 	*spec = NULL;
 	if (obj == NULL) {
-		snprintf(err, errlen, "not JSON: %s", jerr.text);
+		/* Jansson's text ends in "near '<token>'": the token may be an address. */
+		char *near = strstr(jerr.text, " near ");
+		if (near != NULL)
+			*near = '\0';
+		snprintf(err, errlen, "not JSON: %s (column %d)", jerr.text, jerr.column);
 		goto out;
 	}
 	if (!json_is_object(obj)) {
