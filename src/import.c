@@ -497,26 +497,20 @@ static int import_one(struct store_txn *t, json_t *spec, char *msg, size_t msgle
 	json_t *holder = NULL, *u = NULL, *v;
 	size_t nkeys = 0, found = 0;
 	const char *taken = NULL;
-	int rc = 0, same = 1;
+	int rc = 0, same = 1, valid = 1;
 
-	for (size_t i = 0; i < NIDS; i++) {
-		v = json_object_get(spec, identifiers[i].member);
+	/* An invalid identifier is not looked up: the create says why, before it writes. */
+	for (size_t i = 0; i <= NIDS && valid; i++) {
+		const char *member = i < NIDS ? identifiers[i].member : "user_id";
+		v = json_object_get(spec, member);
 		if (v == NULL || json_is_null(v))
 			continue;
-		keys[nkeys].type = identifiers[i].type;
-		keys[nkeys].name = identifiers[i].member;
-		keys[nkeys].canonical = user_normalize(identifiers[i].type, json_string_value(v));
-		if (keys[nkeys++].canonical == NULL)
-			goto create; /* invalid: the create says why, before it writes anything */
+		keys[nkeys].type = i < NIDS ? identifiers[i].type : ID_USER_ID;
+		keys[nkeys].name = member;
+		keys[nkeys].canonical = user_normalize(keys[nkeys].type, json_string_value(v));
+		valid = keys[nkeys++].canonical != NULL;
 	}
-	if ((v = json_object_get(spec, "user_id")) != NULL && !json_is_null(v)) {
-		keys[nkeys].type = ID_USER_ID;
-		keys[nkeys].name = "user_id";
-		keys[nkeys].canonical = user_normalize(ID_USER_ID, json_string_value(v));
-		if (keys[nkeys++].canonical == NULL)
-			goto create;
-	}
-	for (size_t i = 0; i < nkeys; i++) {
+	for (size_t i = 0; i < nkeys && valid; i++) {
 		rc = user_find_txn(t, keys[i].type, keys[i].canonical, &u);
 		if (rc < 0)
 			goto out;
@@ -546,7 +540,6 @@ static int import_one(struct store_txn *t, json_t *spec, char *msg, size_t msgle
 		}
 		goto out;
 	}
-create:
 	rc = user_create_imported_txn(t, spec, &u, msg, msglen);
 	if (rc == USER_CREATED) {
 		rc = OUT_CREATED;
