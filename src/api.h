@@ -24,6 +24,7 @@ struct api_call {
 	struct resp *resp;
 	json_t *client;	 /* the authenticated client (borrowed), for AUTH_CLIENT routes */
 	char *params[2]; /* the path's {} segments, decoded (owned by route) */
+	unsigned route;	 /* route_dispatch: 1 + its index (route_patterns), 0: none */
 };
 
 typedef void (*api_handler)(struct api_call *call);
@@ -41,6 +42,25 @@ void api_otp_authenticate(struct api_call *call);
 void api_link_send(struct api_call *call);
 void api_link_authenticate(struct api_call *call);
 void api_link_open(struct api_call *call);
+/*
+ * The landing page of a link (GET shows it, the button's POST consumes it) over the link
+ * flow ops: each returns 0 with v filled (a valid link's open: v->redirect, where the browser
+ * goes with a 303) or a negative store_rc. Used by the backend's and the redirect flow's links.
+ */
+struct api_link_ops {
+	int (*peek)(struct api_call *call, const char *token, struct link_view *v);
+	int (*open)(struct api_call *call, const char *token, struct link_view *v);
+};
+void api_link_landing(struct api_call *call, const struct api_link_ops *ops);
+/* api_redirect.c: the redirect-based One-Time Login (API-OIDC.md part A) */
+void api_redirect_otp_email(struct api_call *call);
+void api_redirect_otp_sms(struct api_call *call);
+void api_redirect_otp_validate(struct api_call *call);
+void api_redirect_link_email(struct api_call *call);
+void api_redirect_link_open(struct api_call *call);
+void api_redirect_ticket(struct api_call *call);
+void api_redirect_token(struct api_call *call);
+void api_redirect_logout(struct api_call *call);
 /* api_session.c */
 void api_session_authenticate(struct api_call *call);
 void api_token_refresh(struct api_call *call);
@@ -57,6 +77,7 @@ void api_users_update(struct api_call *call);
 void api_users_delete(struct api_call *call);
 /* api_ops.c */
 void api_health(struct api_call *call);
+void api_metrics(struct api_call *call);
 
 /* api_common.c: shared by the handlers (the parse steps' helpers are pure, see api_parse.h). */
 

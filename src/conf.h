@@ -21,6 +21,8 @@ struct conf {
 	char *db_dir;
 	unsigned long max_body;
 	int log_level;
+	char *log;	  /* "syslog", "stderr" or a file's path (log_open) */
+	int log_facility; /* the syslog facility's <syslog.h> code */
 	unsigned db_cache_mb;
 	int test_mode; /* as configured; see conf_test_mode for the effective value */
 	/* [tokens] */
@@ -70,6 +72,9 @@ struct conf {
 	struct conf_rate client_secret_failures; /* free wrong secrets per client and address */
 	unsigned client_secret_delay;		 /* then the first delay (s), doubling */
 	unsigned client_secret_max_delay;	 /* up to this (s) */
+	/* [metrics] GET /metrics: off unless one of them is set */
+	char *metrics_allow; /* client address CIDRs, comma- or space-separated ("" none) */
+	char *metrics_token; /* a bearer token ("" none): a secret, wiped by conf_free */
 };
 
 /* Fill c with the built-in defaults (allocated strings; release with conf_free). */

@@ -7,6 +7,7 @@
 #include "crypto.h"
 #include "err.h"
 #include "log.h"
+#include "metrics.h"
 #include "ratelimit.h"
 #include "token.h"
 
@@ -116,10 +117,12 @@ static int withdraw_txn(struct store_txn *t, void *arg)
 static int deliver(struct login_send *s, const struct timespec *start)
 {
 	char masked[64];
+	uint64_t started = metrics_clock_us();
 	int rc;
 
 	log_mask_addr(s->to, masked, sizeof(masked));
 	rc = s->kind->deliver(s);
+	metrics_delivery(s->channel, rc == ERR_NONE, started);
 	if (rc == ERR_NONE) {
 		ratelimit_delivery_took(s->c, s->channel, start);
 		log_info("sent a %s by %s to %s", s->kind->what, s->channel, masked);
@@ -292,6 +295,16 @@ int login_tokens(struct login_attempt *a, int rc, const struct login_opts *opts,
 			 a->identifier ? log_mask_addr(a->identifier, masked, sizeof(masked))
 				       : "an unknown code",
 			 rc == ERR_LOCKED ? "the account is throttled" : "rate limit", wait);
+	} else if (rc == ERR_BAD_CREDENTIALS || rc == ERR_CODE_EXPIRED ||
+		   rc == ERR_USER_NOT_FOUND || rc == ERR_USER_NOT_ACTIVE) {
+		/* A failed login is what an admin watching for attacks looks for first. */
+		log_info("authenticate for %s failed: %s",
+			 a->identifier ? log_mask_addr(a->identifier, masked, sizeof(masked))
+				       : "an unknown code",
+			 rc == ERR_BAD_CREDENTIALS  ? "wrong code"
+			 : rc == ERR_CODE_EXPIRED   ? "expired code"
+			 : rc == ERR_USER_NOT_FOUND ? "no such user"
+						    : "the user is disabled");
 	}
 	if (rc == ERR_NONE) {
 		*tokens = token_response(a->c, &a->grant, opts);
@@ -326,5 +339,6 @@ int login_reauth(struct ctx *c, json_t *client, const struct login_opts *opts, c
 	struct reauth_state r = {c, client, opts, aud, g};
 
 	memset(g, 0, sizeof(*g));
-	return store_outcome(store_run(c->store, reauth_txn, &r), ERR_UNAVAILABLE);
+	return metrics_login(METRICS_LOGIN_SESSION,
+			     store_outcome(store_run(c->store, reauth_txn, &r), ERR_UNAVAILABLE));
 }
