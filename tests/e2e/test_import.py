@@ -165,6 +165,18 @@ class Formats(ImportCase):
         _, claims = harness.jwt_parts(body["access_token"])
         self.assertEqual(claims["sub"], "transmit-%s" % t)
 
+    def test_a_disabled_user_stays_disabled(self):
+        """A user Transmit had disabled cannot log in after the migration either; an active
+        one imported beside it can."""
+        t = tag()
+        recs = [{"email": "%s-off@example.org" % t, "status": "Disabled"},
+                {"email": "%s-on@example.org" % t, "status": "Active"}]
+        self.imported(self.jsonl(recs))
+        self.assertError(stack.otp_send(self.admin["token"], "%s-off@example.org" % t,
+                                        channel="direct"), 403, "user_not_active")
+        self.assertEqual(stack.otp_send(self.admin["token"], "%s-on@example.org" % t,
+                                        channel="direct").status, 200)
+
     def test_without_user_id_gets_a_new_one(self):
         t = tag()
         summary, _ = self.imported(self.jsonl([{"email": "%s@example.org" % t}]))
