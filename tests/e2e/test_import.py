@@ -19,7 +19,7 @@ import unittest
 import urllib.parse
 
 import harness
-from harness import E2ETestCase, unique_email
+from harness import E2ETestCase
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GEN = os.path.join(HERE, "..", "..", "bench", "gen_users.py")
