@@ -254,7 +254,7 @@ static int csv_header_parse(char *rec, struct csv_header *h, char *err, size_t e
 	return 0;
 }
 
-/* A CSV boolean: true/false (any case) or 1/0; another text stays a string (invalid). */
+/* A CSV boolean (new reference): true/false (any case) or 1/0; other text stays a string. */
 static json_t *csv_bool(const char *s)
 {
 	if (strcasecmp(s, "true") == 0 || strcmp(s, "1") == 0)
@@ -264,7 +264,7 @@ static json_t *csv_bool(const char *s)
 	return json_string(s);
 }
 
-/* Roles: a JSON array, or names separated by ';' (spaces around a name dropped). */
+/* Roles (new reference): a JSON array, or names separated by ';', spaces around one dropped. */
 static json_t *csv_roles(char *s)
 {
 	json_t *a;
@@ -288,6 +288,10 @@ static json_t *csv_roles(char *s)
 	return a;
 }
 
+/*
+ * A cell as the member its column names (new reference, NULL when not UTF-8). What does not
+ * parse as its kind stays a string, which user_create_imported_txn refuses as invalid.
+ */
 static json_t *csv_value(enum col_kind kind, char *s)
 {
 	json_t *v;

@@ -60,7 +60,10 @@ struct import_stats {
 int import_users(struct store *s, FILE *in, const struct import_opts *o, struct import_stats *st,
 		 char *err, size_t errlen);
 
-/* The summary as {"records", "created", "already_imported", "skipped", "by_reason"}. */
+/*
+ * The summary as {"records", "created", "already_imported", "skipped", "by_reason"}: a new
+ * reference, or NULL when out of memory.
+ */
 json_t *import_summary(const struct import_stats *st);
 
 /*
