@@ -1,7 +1,7 @@
 /*
  * otloginctl: the administration command. Works on the same database environment as the
- * workers (safe while they run): creates it, adds, updates and lists clients, adds and lists
- * users.
+ * workers (safe while they run): creates it, adds, updates and lists clients, adds, lists and
+ * imports users.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -340,6 +340,13 @@ static int cmd_client(struct ctx *c, int argc, char **argv)
 	return 0;
 }
 
+/* A usage error that usage() would not explain: say what, exit 2. */
+static _Noreturn void usage_error(const char *msg)
+{
+	fprintf(stderr, "otloginctl: %s\n", msg);
+	exit(2);
+}
+
 /*
  * user import [--format jsonl|csv] [--batch N] [--progress] FILE|-: import.h's import, the
  * summary on stdout (also after a failure: what the committed transactions did). Exit 0 when
@@ -364,12 +371,12 @@ static int cmd_user_import(struct ctx *c, int argc, char **argv)
 			else if (strcmp(argv[i], "csv") == 0)
 				o.format = IMPORT_CSV;
 			else
-				fail("--format must be jsonl or csv");
+				usage_error("--format must be jsonl or csv");
 		} else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc) {
 			errno = 0;
 			o.batch = strtoul(argv[++i], &end, 10);
 			if (errno || *end || o.batch < 1 || o.batch > 100000)
-				fail("--batch must be a number of records from 1 to 100000");
+				usage_error("--batch must be a number of records from 1 to 100000");
 		} else if (strcmp(argv[i], "--progress") == 0) {
 			o.progress = stderr;
 		} else if (path == NULL && (argv[i][0] != '-' || strcmp(argv[i], "-") == 0)) {
@@ -382,8 +389,8 @@ static int cmd_user_import(struct ctx *c, int argc, char **argv)
 	if (path == NULL)
 		usage();
 	if (!have_format && (strcmp(path, "-") == 0 || import_format_of(path, &o.format) < 0))
-		fail("user import: give --format jsonl or csv (the file name does not end in "
-		     ".jsonl, .ndjson, .json or .csv)");
+		usage_error("user import: give --format jsonl or csv (the file name does not end "
+			    "in .jsonl, .ndjson, .json or .csv)");
 	in = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
 	if (in == NULL)
 		fail("user import: cannot read %s: %m", path);

@@ -229,7 +229,8 @@ class Formats(ImportCase):
         t = tag()
         data = json.dumps({"email": "%s@example.org" % t}) + "\n"
         rc, summary, errs = self.run_import("-", stdin=data)
-        self.assertEqual(rc, 1)
+        self.assertEqual(rc, 2, "a usage error")
+        self.assertIsNone(summary)
         self.assertTrue(any("--format" in e for e in errs), errs)
         self.assertIsNone(self.by_email("%s@example.org" % t))
         summary, errs = self.imported("--format", "jsonl", "-", stdin=data)
@@ -244,7 +245,11 @@ class Formats(ImportCase):
         t = tag()
         path = self.write("users.txt", "email\n%s@example.org\n" % t)
         rc, _, errs = self.run_import(path)
-        self.assertEqual(rc, 1, "an unknown extension needs --format")
+        self.assertEqual(rc, 2, "an unknown extension needs --format")
+        for bad in (("--format", "xml"), ("--batch", "0"), ("--batch", "-1"),
+                    ("--batch", "100001"), ("--batch", "10x")):
+            rc, summary, errs = self.run_import(*(bad + (path,)))
+            self.assertEqual((rc, summary), (2, None), bad)
         summary, _ = self.imported("--format", "csv", path)
         self.assertSummary(summary, 1, 1)
 
