@@ -67,6 +67,9 @@ static int token_client(struct api_call *call, const struct api_client_auth *a, 
 		     : client_check_secret(call->c, a->client_id, a->secret, call->req->remote_addr,
 					   client, &retry_after);
 
+	/* The client_id claimed (not a secret), so that a failure names whom it was tried on. */
+	log_set_client(a->client_id);
+
 	if (rc < 0) {
 		api_fail(call, rc, NULL);
 		rc = 0;

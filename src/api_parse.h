@@ -95,6 +95,18 @@ struct api_link_auth {
 int api_link_auth_parse(const struct api_input *in, struct api_link_auth *out,
 			struct api_refusal *no);
 
+/*
+ * The redirect-based One-Time Login (api_redirect.c; API-OIDC.md part A): POST
+ * /v1/auth/otp/email, /v1/auth/otp/sms, /v1/auth/links/email, the two /validation and the
+ * deprecated /v1/token.
+ */
+extern const struct jv_field api_redirect_email_fields[];
+extern const struct jv_field api_redirect_sms_fields[];
+extern const struct jv_field api_redirect_link_fields[];
+extern const struct jv_field api_redirect_email_validation_fields[];
+extern const struct jv_field api_redirect_sms_validation_fields[];
+extern const struct jv_field api_redirect_token_fields[];
+
 /* POST /v1/auth/session/authenticate (nothing owned) */
 extern const struct jv_field api_session_auth_fields[];
 struct api_session_auth {
