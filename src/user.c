@@ -631,26 +631,31 @@ static int key_after(const void *k, size_t klen, const char *cursor)
 	return cmp > 0 || (cmp == 0 && klen > clen);
 }
 
+/* The page's records from the cursor on, and one more to tell whether a next page exists. */
 static int page_cb(const void *k, size_t klen, json_t *val, void *argp)
 {
 	struct page_arg *p = argp;
 
-	p->total++;
 	if (p->cursor != NULL && !key_after(k, klen, p->cursor))
 		return 0;
 	if (json_array_size(p->result) < p->size)
 		return json_array_append(p->result, val) < 0 ? STORE_ERR : 0;
 	p->more = 1;
-	return 0;
+	return 1;
 }
 
 static int page_txn(struct store_txn *t, void *argp)
 {
 	struct page_arg *p = argp;
-	p->total = 0;
+	int rc;
+
 	p->more = 0;
 	json_array_clear(p->result);
-	return store_each(t, TBL_USERS, NULL, 0, page_cb, p);
+	/* The total is counted apart: a page reads only its own records, whatever the total. */
+	rc = store_count(t, TBL_USERS, &p->total);
+	if (rc < 0)
+		return rc;
+	return store_each(t, TBL_USERS, p->cursor, p->cursor ? strlen(p->cursor) : 0, page_cb, p);
 }
 
 json_t *user_page(struct ctx *c, const char *cursor, size_t page_size)
