@@ -1,0 +1,200 @@
+"""A real browser through the login pages (API-OIDC.md "What works means"): Debian's headless
+chromium, driven by selenium (tests/e2e/browser.py), against the real otlogin behind
+lighttpd, every redirect landing on a small recording server on 127.0.0.1
+(browser.RedirectTarget) that stands in for the app.
+
+- The fixture itself: JavaScript really is off in the no-JS variant, a CSP violation really
+  shows in the console we read, and quit() leaves no chromium process behind.
+- The backend magic link (API.md "The link and the redirect"): the browser opens the emailed
+  link, sees the button page, the click POSTs and lands on the redirect URI with a code that
+  the app exchanges; with JavaScript on and off; nothing on the way logs a console error
+  (a CSP violation would); an attacker's form on a sibling origin cannot spend the link.
+
+No test here is skipped: without chromium, chromium-driver and python3-selenium the module
+fails (./quickstart test installs them).
+"""
+
+import os
+
+import browser
+import harness
+import test_link
+from browser import Browser, RedirectTarget
+
+stack = None
+target = None
+
+
+def setUpModule():
+    global stack, target
+    browser.require_browser()
+    target = RedirectTarget()
+    try:
+        stack = harness.Stack(name="browser").start()
+    except BaseException:
+        target.stop()
+        raise
+    harness.E2ETestCase.stack = stack
+
+
+def tearDownModule():
+    try:
+        browser.quit_all()
+    finally:
+        target.stop()
+        stack.stop()
+
+
+class BrowserCase(test_link.LinkCase):
+    """LinkCase (the magic-link API steps) with browser assertions."""
+
+    def assertQuietConsole(self, dev, where, status_of=None):
+        """Nothing on the pages so far logged an error or a warning to the console (a CSP
+        violation, a failed load, a script error). status_of=(url, status): a page that
+        answers with an error status on purpose; the browser logs that load as failed."""
+        entries = dev.console()
+        bad = [e for e in entries if e.get("level") in ("SEVERE", "WARNING")]
+        if status_of is not None:
+            url, status = status_of
+            expected = [e for e in bad if e.get("source") == "network"
+                        and e["message"].startswith(url + " - ")
+                        and "status of %d " % status in e["message"]]
+            self.assertEqual(len(expected), 1, "no %d for %s in %r" % (status, url, entries))
+            bad.remove(expected[0])
+        self.assertEqual(bad, [], "console of %s (%s): %r" % (dev.name, where, entries))
+
+    def since(self):
+        """An index into target.requests: wait()/callbacks() from here on."""
+        return len(target.requests)
+
+    def callbacks(self, since):
+        return [r for r in target.requests[since:] if r["path"] == "/callback"]
+
+
+# ---- the fixture -------------------------------------------------------------------------
+
+class Fixture(BrowserCase):
+    def test_javascript_off(self):
+        """The no-JS variant runs no script; the default one does (the same page)."""
+        target.pages["/js"] = ("<!doctype html><html><head><title>before</title></head><body>"
+                               "<script>document.title = 'ran';</script></body></html>")
+        with Browser() as dev:
+            dev.get(target.url("/js"))
+            self.assertEqual(dev.title, "ran")
+        with Browser(javascript=False) as dev:
+            dev.get(target.url("/js"))
+            self.assertEqual(dev.title, "before")
+
+    def test_console_shows_csp_violation(self):
+        """console() does see a CSP violation, so assertQuietConsole can fail."""
+        target.pages["/csp"] = ("<!doctype html><html><head><title>csp</title></head><body>"
+                                "<script>document.title = 'ran';</script></body></html>")
+        target.headers["/csp"] = {"Content-Security-Policy": "default-src 'none'"}
+        with Browser() as dev:
+            dev.get(target.url("/csp"))
+            self.assertEqual(dev.title, "csp")
+            entries = dev.console()
+            self.assertTrue([e for e in entries if e["level"] == "SEVERE"
+                             and "Content Security Policy" in e["message"]], repr(entries))
+            with self.assertRaises(AssertionError):
+                dev.get(target.url("/csp"))
+                self.assertQuietConsole(dev, "control")
+
+    def test_profiles_are_separate_and_quit_is_clean(self):
+        """Two devices share no cookie; quit() leaves no process of either profile."""
+        a, b = Browser(name="device-a"), Browser(name="device-b")
+        try:
+            a.start()
+            b.start()
+            target.headers["/set"] = {"Set-Cookie": "device=a; Path=/"}
+            a.get(target.url("/set"))
+            b.get(target.url("/callback"))
+            self.assertEqual([c["name"] for c in a.cookies()], ["device"])
+            self.assertEqual(b.cookies(), [])
+            profiles = [a.profile, b.profile]
+            pids = [p for prof in profiles for p in browser.profile_pids(prof)]
+            self.assertTrue(pids, "no chromium process carries the profile path")
+        finally:
+            a.quit()
+            b.quit()
+        for prof in profiles:
+            self.assertEqual(browser.profile_pids(prof), [])
+        self.assertEqual([p for p in pids if browser._alive(p)], [])
+        self.assertEqual(browser.RUNNING, [])
+
+
+# ---- the backend magic link ----------------------------------------------------------------
+
+class MagicLink(BrowserCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.redirect = target.url("/callback")
+        cls.client = stack.new_client(redirect_uris=[cls.redirect])
+
+    def link_flow(self, javascript):
+        user = stack.make_user()
+        addr, uid = user["email"]["value"], user["user_id"]
+        state = "st-" + os.urandom(6).hex()
+        link = self.send_and_link(self.client, addr, redirect_uri=self.redirect, state=state)
+        since = self.since()
+        with Browser(javascript=javascript) as dev:
+            dev.get(link)
+            self.assertEqual(dev.url, link)
+            self.assertEqual(dev.title, "Sign in")
+            text = dev.text()
+            self.assertIn("Continue to sign in as", text)
+            self.assertNotIn(addr.split("@")[0], text, "unmasked address on the page")
+            self.assertQuietConsole(dev, "landing page")
+            self.assertEqual(self.callbacks(since), [], "opening the link redirected")
+
+            dev.click("form button")
+            url = dev.wait_url(self.redirect + "?")
+            hit = target.wait(since=since)
+            self.assertEqual(hit["method"], "GET")
+            self.assertEqual(set(hit["query"]), {"code", "state"}, url)
+            self.assertEqual(hit["query"]["state"], state)
+            # The link's token must not reach the app in a Referer.
+            self.assertNotIn("referer", {k.lower() for k in hit["headers"]}, hit["headers"])
+            self.assertQuietConsole(dev, "the button and the redirect")
+
+            # Spent: the same link again shows so, and does not redirect.
+            dev.get(link)
+            self.assertIn("already used", dev.text().lower())
+            self.assertEqual(len(self.callbacks(since)), 1)
+            self.assertQuietConsole(dev, "the spent link", status_of=(link, 410))
+
+        r = self.authenticate(self.client, hit["query"]["code"])
+        self.check_tokens(r, self.client, uid)
+        self.assertBadCode(self.authenticate(self.client, hit["query"]["code"]))
+
+    def test_link_with_javascript(self):
+        self.link_flow(javascript=True)
+
+    def test_link_without_javascript(self):
+        self.link_flow(javascript=False)
+
+    def test_sibling_origin_cannot_spend_link(self):
+        """A page on another origin of the same host (a sibling app: same-site, cross-origin)
+        with a form that POSTs the victim's link gets the refusal page, no redirect; the
+        victim's own click afterwards still signs in."""
+        user = stack.make_user()
+        addr, uid = user["email"]["value"], user["user_id"]
+        link = self.send_and_link(self.client, addr, redirect_uri=self.redirect)
+        target.pages["/attack"] = (
+            "<!doctype html><html><head><title>win a prize</title></head><body>"
+            "<form method=post action='%s'><button id=go>Claim</button></form></body></html>"
+            % link.replace("&", "&amp;").replace("'", "&#39;"))
+        since = self.since()
+        with Browser() as dev:
+            dev.get(target.url("/attack"))
+            dev.click("#go")
+            dev.wait_until("the refusal page", lambda d: "from your email" in d.text())
+            self.assertTrue(dev.url.startswith(stack.base_url), dev.url)
+            self.assertEqual(self.callbacks(since), [])
+
+            dev.get(link)
+            dev.click("form button")
+            dev.wait_url(self.redirect + "?")
+            hit = target.wait(since=since)
+        self.check_tokens(self.authenticate(self.client, hit["query"]["code"]), self.client,
+                          uid)
