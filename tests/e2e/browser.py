@@ -24,6 +24,7 @@ sets, such as an attacker's form).
 """
 
 import http.server
+import importlib.util
 import os
 import shutil
 import signal
@@ -57,9 +58,7 @@ def missing_browser():
         why.append("chromium not installed (Debian package chromium)")
     if not os.access(CHROMEDRIVER, os.X_OK):
         why.append("chromedriver not installed (Debian package chromium-driver)")
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("selenium") is None:
         why.append("python module selenium missing (Debian package python3-selenium)")
     return why
 
@@ -215,12 +214,15 @@ class Browser:
         from selenium.webdriver.support import expected_conditions as EC
         from selenium.webdriver.support.ui import WebDriverWait
 
+        from selenium.common.exceptions import TimeoutException
+
         try:
             return WebDriverWait(self.driver, timeout).until(
                 EC.presence_of_element_located((By.CSS_SELECTOR, css)))
-        except Exception as e:
-            raise BrowserError("%s: no %r within %ss on %s: %r\n%s"
-                               % (self.name, css, timeout, self.url, e, self.text()[:800]))
+        except TimeoutException:
+            pass
+        raise BrowserError("%s: no %r within %ss on %s; the page says:\n%s"
+                           % (self.name, css, timeout, self.url, self.text()[:800]))
 
     def find_all(self, css):
         from selenium.webdriver.common.by import By
@@ -230,6 +232,19 @@ class Browser:
     def click(self, css, timeout=WAIT_TIMEOUT):
         """Click the element (a button: the form submits as a person's click would)."""
         self.find(css, timeout).click()
+
+    def submit(self, css, timeout=WAIT_TIMEOUT):
+        """Click the submit button of the form that holds the element matching css (a
+        person's click: the browser submits the form as it would)."""
+        from selenium.webdriver.common.by import By
+
+        form = self.find(css, timeout).find_element(By.XPATH, "./ancestor::form")
+        buttons = form.find_elements(By.CSS_SELECTOR, "button:not([type]), button[type=submit], "
+                                     "input[type=submit]")
+        if not buttons:
+            raise BrowserError("%s: the form of %r has no submit button on %s"
+                               % (self.name, css, self.url))
+        buttons[0].click()
 
     def type(self, css, text, timeout=WAIT_TIMEOUT):
         el = self.find(css, timeout)
