@@ -9,12 +9,21 @@ lighttpd, every redirect landing on a small recording server on 127.0.0.1
   link, sees the button page, the click POSTs and lands on the redirect URI with a code that
   the app exchanges; with JavaScript on and off; nothing on the way logs a console error
   (a CSP violation would); an attacker's form on a sibling origin cannot spend the link.
+- The hosted login page of the OpenID Provider (API-OIDC.md B): /oidc/auth with state, nonce
+  and PKCE -> the hosted page -> the address -> the code from the mail, or its link in the
+  same browser, or its link on a second device (another profile) while the first one's
+  waiting tab continues on its own by meta refresh; with JavaScript on and off; then the
+  code exchanged at /oidc/token and the ID token verified (nonce, at_hash, sub).
 
 No test here is skipped: without chromium, chromium-driver and python3-selenium the module
 fails (./quickstart test installs them).
 """
 
+import base64
+import hashlib
 import os
+import re
+import urllib.parse
 
 import browser
 import harness
@@ -198,3 +207,166 @@ class MagicLink(BrowserCase):
             hit = target.wait(since=since)
         self.check_tokens(self.authenticate(self.client, hit["query"]["code"]), self.client,
                           uid)
+
+
+# ---- the hosted login page of the OpenID Provider ------------------------------------------
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+EMAIL_INPUT = 'input[autocomplete="email"]'
+CODE_INPUT = 'input[autocomplete="one-time-code"]'
+
+
+class HostedLogin(BrowserCase):
+    """/oidc/auth -> the hosted page -> address -> code or link -> redirect_uri?code= ->
+    /oidc/token, all in a real browser, the code and link read from the mail."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.redirect = target.url("/rp/callback")
+        cls.client = stack.make_client(redirect_uris=[cls.redirect])
+
+    def authorize(self, **extra):
+        """(URL of an authorization request with state, nonce and PKCE S256, its secrets)."""
+        req = {"state": "st-" + os.urandom(8).hex(), "nonce": b64url(os.urandom(24)),
+               "verifier": b64url(os.urandom(32))}
+        params = {"client_id": self.client["client_id"], "redirect_uri": self.redirect,
+                  "response_type": "code", "scope": "openid email", "state": req["state"],
+                  "nonce": req["nonce"],
+                  "code_challenge": b64url(hashlib.sha256(req["verifier"].encode()).digest()),
+                  "code_challenge_method": "S256"}
+        params.update(extra)
+        return stack.base_url + "/oidc/auth?" + urllib.parse.urlencode(params), req
+
+    def hosted_mail(self, addr):
+        """(code, link) of the hosted page's mail to addr: one link under public_base_url
+        and one 6-digit code (looked for outside the link)."""
+        text = harness.mail_parts(stack.wait_mail(addr))["text/plain"]
+        url_re = r"%s/\S+" % re.escape(stack.base_url)
+        links = set(re.findall(url_re, text))
+        self.assertEqual(len(links), 1, "links in the mail: %r\n%s" % (links, text))
+        return harness.extract_code(re.sub(url_re, " ", text), 6), links.pop()
+
+    def ask_code(self, dev, addr):
+        """On the hosted page: type the address, send; the code page appears."""
+        dev.type(EMAIL_INPUT, addr)
+        dev.submit(EMAIL_INPUT)
+        dev.find(CODE_INPUT)
+        self.assertQuietConsole(dev, "the code page")
+
+    def landed(self, dev, req, since, timeout=browser.WAIT_TIMEOUT):
+        """The browser reached redirect_uri with code, state and iss (and it alone: one
+        callback); the code."""
+        dev.wait_url(self.redirect + "?", timeout)
+        hit = target.wait("/rp/callback", since=since)
+        self.assertEqual(set(hit["query"]), {"code", "state", "iss"}, hit["raw_query"])
+        self.assertEqual(hit["query"]["state"], req["state"])
+        self.assertEqual(hit["query"]["iss"], stack.issuer)
+        self.assertNotIn("referer", {k.lower() for k in hit["headers"]}, hit["headers"])
+        self.assertEqual(len([r for r in target.requests[since:]
+                              if r["path"] == "/rp/callback"]), 1)
+        return hit["query"]["code"]
+
+    def exchange(self, code, req, uid, addr):
+        """/oidc/token (client_secret_basic, PKCE verifier); the ID token verified."""
+        r = stack.token_request(self.client["client_id"], self.client["client_secret"],
+                                grant_type="authorization_code", code=code,
+                                redirect_uri=self.redirect, code_verifier=req["verifier"])
+        body = self.assertJSON(r, 200)
+        self.assertEqual(body.get("token_type"), "Bearer", body)
+        self.assertIsInstance(body.get("access_token"), str, body)
+        _, idc = stack.verify_jwt(body["id_token"], "JWT", self.client["client_id"])
+        self.assertEqual(idc["iss"], stack.issuer)
+        self.assertEqual(idc["sub"], uid)
+        self.assertEqual(idc.get("nonce"), req["nonce"])
+        digest = hashlib.sha256(body["access_token"].encode()).digest()
+        self.assertEqual(idc.get("at_hash"), b64url(digest[:16]))
+        if "email" in idc:
+            self.assertEqual(idc["email"], addr)
+        # Single use: the second exchange fails.
+        r = stack.token_request(self.client["client_id"], self.client["client_secret"],
+                                grant_type="authorization_code", code=code,
+                                redirect_uri=self.redirect, code_verifier=req["verifier"])
+        self.assertOAuthError(r, 400, "invalid_grant")
+        return idc
+
+    def code_flow(self, javascript):
+        user = stack.make_user()
+        addr, uid = user["email"]["value"], user["user_id"]
+        url, req = self.authorize()
+        since = self.since()
+        with Browser(javascript=javascript) as dev:
+            dev.get(url)
+            self.assertTrue(dev.url.startswith(stack.base_url + "/"), dev.url)
+            self.assertQuietConsole(dev, "the hosted page")
+            self.ask_code(dev, addr)
+            code, _ = self.hosted_mail(addr)
+            dev.type(CODE_INPUT, code)
+            dev.submit(CODE_INPUT)
+            got = self.landed(dev, req, since)
+            self.assertQuietConsole(dev, "the code and the redirect")
+        self.exchange(got, req, uid, addr)
+
+    def test_code_with_javascript(self):
+        self.code_flow(javascript=True)
+
+    def test_code_without_javascript(self):
+        self.code_flow(javascript=False)
+
+    def test_login_hint_prefills(self):
+        addr = stack.make_user()["email"]["value"]
+        url, _ = self.authorize(login_hint=addr)
+        with Browser() as dev:
+            dev.get(url)
+            self.assertEqual(dev.find(EMAIL_INPUT).get_attribute("value"), addr)
+            self.assertQuietConsole(dev, "the hosted page")
+
+    def test_link_same_browser(self):
+        """The link opened in the browser that started the flow continues it there."""
+        user = stack.make_user()
+        addr, uid = user["email"]["value"], user["user_id"]
+        url, req = self.authorize()
+        since = self.since()
+        with Browser() as dev:
+            dev.get(url)
+            self.ask_code(dev, addr)
+            _, link = self.hosted_mail(addr)
+            dev.get(link)
+            dev.click("form button")
+            got = self.landed(dev, req, since)
+            self.assertQuietConsole(dev, "the link and the redirect")
+        self.exchange(got, req, uid, addr)
+
+    def cross_device(self, javascript):
+        """The link opened on a second device (another profile) confirms the login; the first
+        device's waiting tab continues on its own (meta refresh) and alone gets the code."""
+        user = stack.make_user()
+        addr, uid = user["email"]["value"], user["user_id"]
+        url, req = self.authorize()
+        since = self.since()
+        with Browser(javascript=javascript, name="laptop") as laptop, \
+                Browser(name="phone") as phone:
+            laptop.get(url)
+            self.ask_code(laptop, addr)
+            self.assertTrue(laptop.find_all('meta[http-equiv="refresh" i]'),
+                            "the waiting page has no meta refresh")
+            _, link = self.hosted_mail(addr)
+            phone.get(link)
+            self.assertQuietConsole(phone, "the link's page")
+            phone.click("form button")
+            phone.wait_until("the 'other device' page",
+                             lambda d: "other device" in d.text().lower())
+            self.assertTrue(phone.url.startswith(stack.base_url), phone.url)
+            self.assertQuietConsole(phone, "the confirmation")
+            # "Checks back every few seconds": a few rounds of it.
+            got = self.landed(laptop, req, since, timeout=45)
+            self.assertTrue(phone.url.startswith(stack.base_url), phone.url)
+        self.exchange(got, req, uid, addr)
+
+    def test_link_other_device(self):
+        self.cross_device(javascript=True)
+
+    def test_link_other_device_without_javascript(self):
+        self.cross_device(javascript=False)
