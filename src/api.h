@@ -33,6 +33,7 @@ void api_token(struct api_call *call);
 void api_revocation(struct api_call *call);
 void api_jwks(struct api_call *call);
 void api_discovery(struct api_call *call);
+void api_userinfo(struct api_call *call);
 /* api_otp.c */
 void api_otp_send(struct api_call *call);
 void api_otp_authenticate(struct api_call *call);
@@ -40,6 +41,25 @@ void api_otp_authenticate(struct api_call *call);
 void api_link_send(struct api_call *call);
 void api_link_authenticate(struct api_call *call);
 void api_link_open(struct api_call *call);
+/*
+ * The landing page of a link (GET shows it, the button's POST consumes it) over the link
+ * flow ops: each returns 0 with v filled (a valid link's open: v->redirect, where the browser
+ * goes with a 303) or a negative store_rc. Used by the backend's and the redirect flow's links.
+ */
+struct api_link_ops {
+	int (*peek)(struct api_call *call, const char *token, struct link_view *v);
+	int (*open)(struct api_call *call, const char *token, struct link_view *v);
+};
+void api_link_landing(struct api_call *call, const struct api_link_ops *ops);
+/* api_redirect.c: the redirect-based One-Time Login (API-OIDC.md part A) */
+void api_redirect_otp_email(struct api_call *call);
+void api_redirect_otp_sms(struct api_call *call);
+void api_redirect_otp_validate(struct api_call *call);
+void api_redirect_link_email(struct api_call *call);
+void api_redirect_link_open(struct api_call *call);
+void api_redirect_ticket(struct api_call *call);
+void api_redirect_token(struct api_call *call);
+void api_redirect_logout(struct api_call *call);
 /* api_session.c */
 void api_session_authenticate(struct api_call *call);
 void api_token_refresh(struct api_call *call);
@@ -128,7 +148,8 @@ int api_is_https(struct ctx *c);
 const char *api_login_cookie_name(struct ctx *c);
 /* The cookie's value, a raw session id (new string), or NULL when absent or malformed. */
 char *api_login_cookie(const struct api_call *call);
-/* Set the cookie to session_id (Path = the mount point, HttpOnly, SameSite=Lax, Secure on https). */
+/* Set the cookie to session_id (Path = the mount point, HttpOnly, SameSite=Lax, Secure on https).
+ */
 void api_set_login_cookie(struct api_call *call, const char *session_id, unsigned long max_age);
 /* Tell the browser to drop the cookie. */
 void api_clear_login_cookie(struct api_call *call);

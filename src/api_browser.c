@@ -46,7 +46,8 @@ void api_set_login_cookie(struct api_call *call, const char *session_id, unsigne
 {
 	int https = api_is_https(call->c);
 
-	resp_header(call->resp, "Set-Cookie", "%s=%s; Path=%s; Max-Age=%lu; HttpOnly; SameSite=Lax%s",
+	resp_header(call->resp, "Set-Cookie",
+		    "%s=%s; Path=%s; Max-Age=%lu; HttpOnly; SameSite=Lax%s",
 		    api_login_cookie_name(call->c), session_id, mount_path(call->c), max_age,
 		    https ? "; Secure" : "");
 }

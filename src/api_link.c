@@ -360,10 +360,10 @@ static void landing_page(struct api_call *call, const char *token, const struct 
 }
 
 /* A POST refused by post_from_page: a spent or unknown link still says so (as GET would). */
-static void refused_post(struct api_call *call, const char *token)
+static void refused_post(struct api_call *call, const char *token, const struct api_link_ops *ops)
 {
 	struct link_view v;
-	int rc = link_peek(call->c, token, &v);
+	int rc = ops->peek(call, token, &v);
 
 	if (rc < 0)
 		api_fail(call, rc, NULL);
@@ -378,7 +378,7 @@ static void refused_post(struct api_call *call, const char *token)
 	link_view_free(&v);
 }
 
-void api_link_open(struct api_call *call)
+void api_link_landing(struct api_call *call, const struct api_link_ops *ops)
 {
 	char *token = req_query_param(call->req, "t");
 	struct link_view v;
@@ -390,11 +390,11 @@ void api_link_open(struct api_call *call)
 		return;
 	}
 	if (consume && !post_from_page(call, token)) {
-		refused_post(call, token);
+		refused_post(call, token, ops);
 		crypto_free_str(token);
 		return;
 	}
-	rc = consume ? link_open(call->c, token, &v) : link_peek(call->c, token, &v);
+	rc = consume ? ops->open(call, token, &v) : ops->peek(call, token, &v);
 	if (rc < 0) {
 		api_fail(call, rc, NULL);
 	} else if (v.state != LINK_VALID) {
@@ -410,4 +410,21 @@ void api_link_open(struct api_call *call)
 	}
 	link_view_free(&v);
 	crypto_free_str(token);
+}
+
+static int backend_peek(struct api_call *call, const char *token, struct link_view *v)
+{
+	return link_peek(call->c, token, v);
+}
+
+static int backend_open(struct api_call *call, const char *token, struct link_view *v)
+{
+	return link_open(call->c, token, v);
+}
+
+void api_link_open(struct api_call *call)
+{
+	static const struct api_link_ops backend = {backend_peek, backend_open};
+
+	api_link_landing(call, &backend);
 }

@@ -95,6 +95,18 @@ struct api_link_auth {
 int api_link_auth_parse(const struct api_input *in, struct api_link_auth *out,
 			struct api_refusal *no);
 
+/*
+ * The redirect-based One-Time Login (api_redirect.c; API-OIDC.md part A): POST
+ * /v1/auth/otp/email, /v1/auth/otp/sms, /v1/auth/links/email, the two /validation and the
+ * deprecated /v1/token.
+ */
+extern const struct jv_field api_redirect_email_fields[];
+extern const struct jv_field api_redirect_sms_fields[];
+extern const struct jv_field api_redirect_link_fields[];
+extern const struct jv_field api_redirect_email_validation_fields[];
+extern const struct jv_field api_redirect_sms_validation_fields[];
+extern const struct jv_field api_redirect_token_fields[];
+
 /* POST /v1/auth/session/authenticate (nothing owned) */
 extern const struct jv_field api_session_auth_fields[];
 struct api_session_auth {
@@ -117,19 +129,26 @@ const char *api_session_logout_parse(const struct api_input *in);
  */
 struct api_client_auth {
 	const char *client_id; /* Basic's user, or the form's client_id */
-	const char *secret;    /* Basic's password, or the form's client_secret */
+	const char *secret;    /* Basic's password, or the form's client_secret; NULL: none (a
+				* public client names itself with the form's client_id only) */
 	char *basic_user;      /* owned */
 	char *basic_pass;      /* owned (wiped on release) */
 };
 void api_client_auth_free(struct api_client_auth *a);
 
 /* POST /oidc/token */
-enum api_grant { API_GRANT_CLIENT_CREDENTIALS, API_GRANT_REFRESH_TOKEN };
+enum api_grant {
+	API_GRANT_CLIENT_CREDENTIALS,
+	API_GRANT_REFRESH_TOKEN,
+	API_GRANT_AUTHORIZATION_CODE
+};
 struct api_token_req {
 	struct api_client_auth auth;
 	enum api_grant grant;
 	const char *resource;	   /* client_credentials: the form's, or NULL */
 	const char *refresh_token; /* refresh_token: the form's, or NULL (refused after auth) */
+	/* authorization_code: the form's (NULL when absent; code is refused after auth) */
+	const char *code, *redirect_uri, *code_verifier;
 };
 int api_token_parse(const struct req *req, struct api_token_req *out, struct api_refusal *no);
 

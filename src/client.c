@@ -1,8 +1,11 @@
 #include "client.h"
 
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "b64url.h"
 #include "conf.h"
 #include "crypto.h"
 #include "jwt.h"
@@ -91,6 +94,281 @@ static int valid_redirect_uris(json_t *uris, int allow_http)
 	return 1;
 }
 
+/* The members a client spec may hold: a client's id and secret are never among them. */
+static const char *const spec_members[] = {
+    "name",	     "redirect_uris",	    "resources", "permissions", "signup",
+    "existence",     "allow_http_redirect", "type",	 "pkce",	"post_logout_redirect_uris",
+    "login_methods", "display_name",	    "logo",	 "color",	NULL};
+
+/* The members a client may lack: null in a spec removes them (allow_http_redirect: false too). */
+static const char *const optional_members[] = {"display_name", "logo", "color",
+					       "allow_http_redirect", NULL};
+
+static const char *const login_methods[] = {"email_otp", "magic_link", "sms_otp", NULL};
+
+/* Whether s is one of the strings of the NULL-terminated list. */
+static int one_of(const char *s, const char *const *list)
+{
+	for (; s != NULL && *list != NULL; list++)
+		if (strcmp(s, *list) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * The length of the UTF-8 sequence at p with its code point in *cp; 0 when malformed (Jansson
+ * keeps strings valid UTF-8: this only guards against reading past the end).
+ */
+static size_t utf8_next(const unsigned char *p, uint32_t *cp)
+{
+	if (p[0] < 0x80) {
+		*cp = p[0];
+		return 1;
+	}
+	if ((p[0] & 0xe0) == 0xc0 && (p[1] & 0xc0) == 0x80) {
+		*cp = (uint32_t)(p[0] & 0x1f) << 6 | (p[1] & 0x3f);
+		return 2;
+	}
+	if ((p[0] & 0xf0) == 0xe0 && (p[1] & 0xc0) == 0x80 && (p[2] & 0xc0) == 0x80) {
+		*cp = (uint32_t)(p[0] & 0x0f) << 12 | (uint32_t)(p[1] & 0x3f) << 6 | (p[2] & 0x3f);
+		return 3;
+	}
+	if ((p[0] & 0xf8) == 0xf0 && (p[1] & 0xc0) == 0x80 && (p[2] & 0xc0) == 0x80 &&
+	    (p[3] & 0xc0) == 0x80) {
+		*cp = (uint32_t)(p[0] & 0x07) << 18 | (uint32_t)(p[1] & 0x3f) << 12 |
+		      (uint32_t)(p[2] & 0x3f) << 6 | (p[3] & 0x3f);
+		return 4;
+	}
+	return 0;
+}
+
+/*
+ * A display name is shown on the hosted login page: 1 to CLIENT_DISPLAY_NAME_MAX characters,
+ * none of them a control, an invisible format character or a bidirectional override (with
+ * those a name could display as another client's, or break the page's text).
+ */
+static int valid_display_name(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n = 0, len;
+	uint32_t cp;
+
+	if (*p == '\0')
+		return 0;
+	for (; *p != '\0'; p += len, n++) {
+		len = utf8_next(p, &cp);
+		if (len == 0 || cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) ||
+		    (cp >= 0x200b && cp <= 0x200f) || (cp >= 0x2028 && cp <= 0x202e) ||
+		    (cp >= 0x2060 && cp <= 0x206f) || cp == 0xfeff ||
+		    (cp >= 0xfff9 && cp <= 0xfffb))
+			return 0;
+	}
+	return n <= CLIENT_DISPLAY_NAME_MAX;
+}
+
+/* "#RRGGBB" in hexadecimal digits of either case. */
+static int valid_color(const char *s)
+{
+	return strlen(s) == 7 && s[0] == '#' && strspn(s + 1, "0123456789abcdefABCDEF") == 6;
+}
+
+/* Whether the len bytes at p contain needle (lower case ASCII), ignoring ASCII case. */
+static int contains_nocase(const unsigned char *p, size_t len, const char *needle)
+{
+	size_t n = strlen(needle);
+
+	for (size_t i = 0; i + n <= len; i++) {
+		size_t j = 0;
+		while (j < n && (p[i + j] | 0x20) == (unsigned char)needle[j])
+			j++;
+		if (j == n)
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * A logo is an http(s) URL of at most CLIENT_LOGO_URL_MAX characters with a host, made only of
+ * visible ASCII without quotes, angle brackets or backslashes (it ends up in an HTML
+ * attribute), or a base64 data: URI of a PNG, JPEG or SVG image of at most CLIENT_LOGO_DATA_MAX
+ * characters whose content is what its type says. An SVG must not hold a script: the page shows
+ * it through <img>, where none runs, but nothing should depend on every later use doing so.
+ */
+static int valid_logo(const char *s)
+{
+	static const struct {
+		const char *prefix, *magic;
+		size_t magic_len;
+	} types[] = {
+	    {"data:image/png;base64,", "\x89PNG\r\n\x1a\n", 8},
+	    {"data:image/jpeg;base64,", "\xff\xd8\xff", 3},
+	    {"data:image/svg+xml;base64,", NULL, 0},
+	};
+	size_t len = strlen(s), outlen = 0;
+	unsigned char *img = NULL;
+	int ok = 0;
+
+	if (strncmp(s, "https://", 8) == 0 || strncmp(s, "http://", 7) == 0) {
+		if (len > CLIENT_LOGO_URL_MAX || strcspn(strstr(s, "://") + 3, "/?#") == 0)
+			return 0;
+		for (const char *p = s; *p; p++)
+			if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f ||
+			    strchr("\"'<>\\`", *p) != NULL)
+				return 0;
+		return 1;
+	}
+	if (len > CLIENT_LOGO_DATA_MAX)
+		return 0;
+	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+		size_t plen = strlen(types[i].prefix);
+		if (strncmp(s, types[i].prefix, plen) != 0)
+			continue;
+		if (b64_decode(s + plen, len - plen, &img, &outlen) < 0)
+			return 0;
+		if (types[i].magic != NULL)
+			ok = outlen >= types[i].magic_len &&
+			     memcmp(img, types[i].magic, types[i].magic_len) == 0;
+		else
+			ok = contains_nocase(img, outlen, "<svg") &&
+			     !contains_nocase(img, outlen, "<script");
+		free(img);
+		return ok;
+	}
+	return 0;
+}
+
+/* login_methods: a non-empty array of known methods, each at most once. */
+static int valid_login_methods(json_t *methods)
+{
+	size_t i, j;
+	json_t *v;
+
+	if (!is_string_array(methods) || json_array_size(methods) == 0)
+		return 0;
+	json_array_foreach(methods, i, v)
+	{
+		if (!one_of(json_string_value(v), login_methods))
+			return 0;
+		for (j = 0; j < i; j++)
+			if (json_equal(json_array_get(methods, j), v))
+				return 0;
+	}
+	return 1;
+}
+
+/* Whether member of rec is absent or a string that valid() takes. */
+static int optional_string(json_t *rec, const char *member, int (*valid)(const char *))
+{
+	json_t *v = json_object_get(rec, member);
+	return v == NULL || (json_is_string(v) && valid(json_string_value(v)));
+}
+
+/*
+ * Check a whole client record (a new one with its defaults, or a stored one with an update
+ * applied): the one set of rules for create and update. Returns 0, or -1 with a message that
+ * names the command-line option, since otloginctl is where specs come from.
+ */
+static int check_record(json_t *rec, char *err, size_t errlen)
+{
+	const char *name = json_string_value(json_object_get(rec, "name"));
+	const char *type = json_string_value(json_object_get(rec, "type"));
+	const char *pkce = json_string_value(json_object_get(rec, "pkce"));
+	json_t *allow = json_object_get(rec, "allow_http_redirect");
+	json_t *uris = json_object_get(rec, "redirect_uris");
+	json_t *logout_uris = json_object_get(rec, "post_logout_redirect_uris");
+	const char *msg = NULL;
+
+	if (name == NULL || name[0] == '\0' || strlen(name) > 100)
+		msg = "a client needs a name of at most 100 characters";
+	else if (!one_of(json_string_value(json_object_get(rec, "signup")),
+			 (const char *const[]){"open", "closed", NULL}))
+		msg = "signup must be open or closed";
+	else if (!one_of(json_string_value(json_object_get(rec, "existence")),
+			 (const char *const[]){"reveal", "hide", NULL}))
+		msg = "existence must be reveal or hide";
+	else if (allow != NULL && !json_is_boolean(allow))
+		msg = "allow_http_redirect must be a boolean";
+	else if (!is_string_array(uris) || !valid_redirect_uris(uris, json_is_true(allow)))
+		msg = "redirect URIs must be absolute https URIs without fragment (http only "
+		      "for localhost, 127.0.0.1 or [::1], unless allowed with "
+		      "--allow-http-redirect)";
+	else if (!is_string_array(logout_uris) ||
+		 !valid_redirect_uris(logout_uris, json_is_true(allow)))
+		msg = "post-logout redirect URIs must be absolute https URIs without fragment "
+		      "(http only for localhost, 127.0.0.1 or [::1], unless allowed with "
+		      "--allow-http-redirect)";
+	else if (!is_string_array(json_object_get(rec, "permissions")) ||
+		 !valid_permissions(json_object_get(rec, "permissions")))
+		msg = "permissions are direct and admin";
+	else if (!is_string_array(json_object_get(rec, "resources")))
+		msg = "resources must be strings";
+	else if (!one_of(type, (const char *const[]){"confidential", "public", NULL}))
+		msg = "type must be confidential or public";
+	else if (!one_of(pkce, (const char *const[]){"allow", "require", NULL}))
+		msg = "pkce must be allow or require";
+	else if (strcmp(type, "public") == 0 && strcmp(pkce, "require") != 0)
+		msg = "a public client always requires PKCE (--pkce require)";
+	else if (!valid_login_methods(json_object_get(rec, "login_methods")))
+		msg = "login methods are one or more of email_otp, magic_link and sms_otp, each "
+		      "once";
+	else if (!optional_string(rec, "display_name", valid_display_name))
+		msg = "a display name has 1 to 64 printable characters";
+	else if (!optional_string(rec, "logo", valid_logo))
+		msg = "a logo is an https:// or http:// URL, or a PNG, JPEG or SVG file (without "
+		      "scripts) of at most 48 KiB";
+	else if (!optional_string(rec, "color", valid_color))
+		msg = "a color is #RRGGBB in hexadecimal";
+	if (msg == NULL)
+		return 0;
+	snprintf(err, errlen, "%s", msg);
+	return -1;
+}
+
+/*
+ * Apply spec (borrowed) to rec: each member replaces rec's, null (and allow_http_redirect
+ * false) removes an optional one. A public client requires PKCE whatever rec said before, so
+ * its pkce becomes require unless spec itself asks for allow (which check_record refuses).
+ * Returns 0, or -1 with a message for a member no spec may hold.
+ */
+static int apply_spec(json_t *rec, json_t *spec, char *err, size_t errlen)
+{
+	const char *key, *pkce = json_string_value(json_object_get(spec, "pkce"));
+	json_t *v;
+
+	if (!json_is_object(spec)) {
+		snprintf(err, errlen, "a client spec is a JSON object");
+		return -1;
+	}
+	json_object_foreach(spec, key, v)
+	{
+		if (!one_of(key, spec_members)) {
+			if (one_of(key, (const char *const[]){"client_id", "secret",
+							      "client_secret", NULL}))
+				snprintf(err, errlen, "a client's id and secret never change");
+			else
+				snprintf(err, errlen, "unknown client field %.64s", key);
+			return -1;
+		}
+		if (json_is_null(v) ||
+		    (strcmp(key, "allow_http_redirect") == 0 && json_is_false(v))) {
+			if (!one_of(key, optional_members)) {
+				snprintf(err, errlen, "%s cannot be removed", key);
+				return -1;
+			}
+			json_object_del(rec, key);
+		} else if (json_object_set_new(rec, key, json_deep_copy(v)) != 0) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+	}
+	if (client_is_public(rec) && pkce == NULL &&
+	    json_object_set_new(rec, "pkce", json_string("require")) != 0) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
 struct put_arg {
 	const char *id;
 	json_t *rec;
@@ -102,89 +380,46 @@ static int put_client_txn(struct store_txn *t, void *argp)
 	return store_put(t, TBL_CLIENTS, arg->id, strlen(arg->id), arg->rec);
 }
 
-static json_t *array_or_empty(json_t *spec, const char *name)
-{
-	json_t *a = json_object_get(spec, name);
-	return a ? json_incref(a) : json_array();
-}
-
 int client_create(struct ctx *c, json_t *spec, json_t **out, char *err, size_t errlen)
 {
 	unsigned char raw[CLIENT_ID_BYTES];
 	char id[2 * CLIENT_ID_BYTES + 1], tag[KEYRING_TAG_HEX], *secret = NULL;
-	const char *name = json_string_value(json_object_get(spec, "name"));
-	const char *signup = json_string_value(json_object_get(spec, "signup"));
-	const char *existence = json_string_value(json_object_get(spec, "existence"));
-	json_t *uris = array_or_empty(spec, "redirect_uris");
-	json_t *resources = array_or_empty(spec, "resources");
-	json_t *perms = array_or_empty(spec, "permissions");
-	json_t *allow;
 	struct put_arg arg = {id, NULL};
 	int rc = -1;
 
-	if (name == NULL || name[0] == '\0' || strlen(name) > 100) {
-		snprintf(err, errlen, "a client needs a name of at most 100 characters");
-		goto out;
-	}
-	if (signup == NULL)
-		signup = "open";
-	if (strcmp(signup, "open") != 0 && strcmp(signup, "closed") != 0) {
-		snprintf(err, errlen, "signup must be open or closed");
-		goto out;
-	}
-	if (existence == NULL)
-		existence = "reveal";
-	if (strcmp(existence, "reveal") != 0 && strcmp(existence, "hide") != 0) {
-		snprintf(err, errlen, "existence must be reveal or hide");
-		goto out;
-	}
-	allow = json_object_get(spec, "allow_http_redirect");
-	if (allow != NULL && !json_is_boolean(allow)) {
-		snprintf(err, errlen, "allow_http_redirect must be a boolean");
-		goto out;
-	}
-	if (!is_string_array(uris) || !valid_redirect_uris(uris, json_is_true(allow))) {
-		snprintf(err, errlen,
-			 "redirect URIs must be absolute https URIs without fragment (http only "
-			 "for localhost, 127.0.0.1 or [::1], unless allowed with "
-			 "--allow-http-redirect)");
-		goto out;
-	}
-	if (!is_string_array(perms) || !valid_permissions(perms)) {
-		snprintf(err, errlen, "permissions are direct and admin");
-		goto out;
-	}
-	if (!is_string_array(resources)) {
-		snprintf(err, errlen, "resources must be strings");
-		goto out;
-	}
 	crypto_random(raw, sizeof(raw));
 	crypto_hex(raw, sizeof(raw), id);
-	secret = crypto_random_token(CLIENT_SECRET_BYTES);
-	if (secret == NULL || keyring_tag(c->keys, tag, "client-secret", id, secret, NULL) < 0) {
+	/* Every member a reader looks for is stored, defaults included, so that list shows them. */
+	arg.rec = json_pack("{s:s, s:s, s:s, s:s, s:[], s:[], s:[], s:[], s:s, s:s, s:[s, s], s:I}",
+			    "client_id", id, "name", "", "signup", "open", "existence", "reveal",
+			    "redirect_uris", "post_logout_redirect_uris", "resources",
+			    "permissions", "type", "confidential", "pkce", "allow", "login_methods",
+			    "email_otp", "magic_link", "created_at", (json_int_t)time(NULL));
+	if (arg.rec == NULL) {
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
-	arg.rec = json_pack("{s:s, s:s, s:s, s:O, s:O, s:O, s:s, s:s, s:I}", "client_id", id,
-			    "name", name, "secret", tag, "redirect_uris", uris, "resources",
-			    resources, "permissions", perms, "signup", signup, "existence",
-			    existence, "created_at", (json_int_t)time(NULL));
-	if (arg.rec != NULL && json_is_true(allow) &&
-	    json_object_set_new(arg.rec, "allow_http_redirect", json_true()) != 0) {
-		snprintf(err, errlen, "out of memory");
+	if (apply_spec(arg.rec, spec, err, errlen) < 0 || check_record(arg.rec, err, errlen) < 0)
 		goto out;
+	/* A public client (a browser or native app) could not keep a secret: it gets none. */
+	if (!client_is_public(arg.rec)) {
+		secret = crypto_random_token(CLIENT_SECRET_BYTES);
+		if (secret == NULL ||
+		    keyring_tag(c->keys, tag, "client-secret", id, secret, NULL) < 0 ||
+		    json_object_set_new(arg.rec, "secret", json_string(tag)) != 0) {
+			snprintf(err, errlen, "out of memory");
+			goto out;
+		}
 	}
-	if (arg.rec == NULL || store_run(c->store, put_client_txn, &arg) < 0) {
+	if (store_run(c->store, put_client_txn, &arg) < 0) {
 		snprintf(err, errlen, "could not store the client");
 		goto out;
 	}
-	*out = json_pack("{s:s, s:s}", "client_id", id, "client_secret", secret);
+	*out = secret ? json_pack("{s:s, s:s}", "client_id", id, "client_secret", secret)
+		      : json_pack("{s:s}", "client_id", id);
 	rc = *out ? 0 : -1;
 out:
 	json_decref(arg.rec);
-	json_decref(uris);
-	json_decref(resources);
-	json_decref(perms);
 	crypto_free_str(secret);
 	return rc;
 }
@@ -236,6 +471,86 @@ int client_get(struct ctx *c, const char *client_id, json_t **client)
 	return rc;
 }
 
+/* client_update's outcomes inside its transaction. */
+enum { UPDATE_DONE, UPDATE_UNKNOWN, UPDATE_INVALID };
+
+struct update_arg {
+	const char *id;
+	json_t *spec;
+	char *err;
+	size_t errlen;
+};
+
+/*
+ * Read the client, apply the spec, check the result as create would and write it back, all in
+ * one transaction: two admins updating at once each see the other's change, never half of it.
+ */
+static int update_txn(struct store_txn *t, void *argp)
+{
+	struct update_arg *a = argp;
+	json_t *rec = NULL;
+	int rc = get_client_record(t, a->id, &rec);
+
+	if (rc == STORE_NOTFOUND) {
+		snprintf(a->err, a->errlen, "no client %.64s", a->id);
+		return UPDATE_UNKNOWN;
+	}
+	if (rc < 0)
+		return rc;
+	/* A client made before these members existed gets their defaults first. */
+	if (json_object_get(rec, "type") == NULL)
+		json_object_set_new(rec, "type", json_string("confidential"));
+	if (json_object_get(rec, "pkce") == NULL)
+		json_object_set_new(rec, "pkce", json_string("allow"));
+	if (json_object_get(rec, "post_logout_redirect_uris") == NULL)
+		json_object_set_new(rec, "post_logout_redirect_uris", json_array());
+	if (json_object_get(rec, "login_methods") == NULL)
+		json_object_set_new(rec, "login_methods",
+				    json_pack("[s, s]", "email_otp", "magic_link"));
+	if (apply_spec(rec, a->spec, a->err, a->errlen) < 0 ||
+	    check_record(rec, a->err, a->errlen) < 0) {
+		rc = UPDATE_INVALID;
+	} else if (!client_is_public(rec) && json_object_get(rec, "secret") == NULL) {
+		/* The secret is shown once, at create: a client without one cannot get one. */
+		snprintf(a->err, a->errlen,
+			 "a public client has no secret, so it cannot become confidential: add a "
+			 "new client");
+		rc = UPDATE_INVALID;
+	} else {
+		/*
+		 * A client turned public loses its secret for good: a copy kept somewhere must not
+		 * start working again if it is turned back.
+		 */
+		if (client_is_public(rec))
+			json_object_del(rec, "secret");
+		json_object_set_new(rec, "updated_at", json_integer((json_int_t)time(NULL)));
+		rc = store_put(t, TBL_CLIENTS, a->id, strlen(a->id), rec);
+		if (rc == 0)
+			rc = UPDATE_DONE;
+	}
+	json_decref(rec);
+	return rc;
+}
+
+int client_update(struct ctx *c, const char *client_id, json_t *spec, char *err, size_t errlen)
+{
+	struct update_arg a = {client_id, spec, err, errlen};
+	int rc;
+
+	if (client_id == NULL || strlen(client_id) > 128) {
+		snprintf(err, errlen, "no such client");
+		return CLIENT_UNKNOWN;
+	}
+	rc = store_run(c->store, update_txn, &a);
+	if (rc == UPDATE_DONE)
+		return 0;
+	if (rc == UPDATE_UNKNOWN)
+		return CLIENT_UNKNOWN;
+	if (rc < 0)
+		snprintf(err, errlen, "could not update the client");
+	return -1;
+}
+
 struct secret_arg {
 	struct ctx *c;
 	const char *id;
@@ -269,6 +584,9 @@ static int check_secret_txn(struct store_txn *t, void *argp)
 	 */
 	if (keyring_tag(a->c->keys, tag, "client-secret", a->id, a->secret, NULL) < 0)
 		return STORE_ERR;
+	/* A public client has no secret: nothing it is sent is right, and nothing is counted. */
+	if (a->client != NULL && client_is_public(a->client))
+		return 0;
 	stored = a->client ? json_string_value(json_object_get(a->client, "secret")) : NULL;
 	ok = crypto_str_equal(tag, stored ? stored : "");
 	if (ok && a->client != NULL)
@@ -311,6 +629,25 @@ int client_hides_existence(json_t *client)
 {
 	const char *policy = json_string_value(json_object_get(client, "existence"));
 	return policy != NULL && strcmp(policy, "hide") == 0;
+}
+
+int client_is_public(json_t *client)
+{
+	const char *type = json_string_value(json_object_get(client, "type"));
+	return type != NULL && strcmp(type, "public") == 0;
+}
+
+int client_requires_pkce(json_t *client)
+{
+	const char *pkce = json_string_value(json_object_get(client, "pkce"));
+	return client_is_public(client) || (pkce != NULL && strcmp(pkce, "require") == 0);
+}
+
+int client_allows_login_method(json_t *client, const char *method)
+{
+	if (json_object_get(client, "login_methods") == NULL)
+		return strcmp(method, "email_otp") == 0 || strcmp(method, "magic_link") == 0;
+	return client_lists(client, "login_methods", method);
 }
 
 int client_has_permission(json_t *client, const char *perm)

@@ -16,7 +16,19 @@
 #define SYSCONFDIR "/etc"
 #endif
 
-enum conf_type { T_STR, T_PATH, T_ULONG, T_UINT, T_BOOL, T_LOGLEVEL, T_RATE, T_STARTTLS };
+/* T_LOG: "syslog", "stderr" or a path; T_FACILITY: a syslog facility name. */
+enum conf_type {
+	T_STR,
+	T_PATH,
+	T_ULONG,
+	T_UINT,
+	T_BOOL,
+	T_LOGLEVEL,
+	T_RATE,
+	T_STARTTLS,
+	T_LOG,
+	T_FACILITY
+};
 
 /* [mail] smtp_starttls = auto until conf_check decides it from smtp_host. */
 #define STARTTLS_AUTO (-1)
@@ -40,6 +52,8 @@ static const struct conf_key conf_keys[] = {
     {"server", "db_dir", T_PATH, O(db_dir), 0, 0, "/var/lib/otlogin/db"},
     {"server", "max_body", T_ULONG, O(max_body), 1024, 16ul << 20, "65536"},
     {"server", "log_level", T_LOGLEVEL, O(log_level), 0, 0, "info"},
+    {"server", "log", T_LOG, O(log), 0, 0, "syslog"},
+    {"server", "log_facility", T_FACILITY, O(log_facility), 0, 0, "daemon"},
     {"server", "db_cache_mb", T_UINT, O(db_cache_mb), 1, 4096, "16"},
     {"server", "test_mode", T_BOOL, O(test_mode), 0, 0, "no"},
     {"tokens", "access_ttl", T_ULONG, O(access_ttl), 60, 86400, "3600"},
@@ -168,9 +182,18 @@ static int conf_set(struct conf *c, const struct conf_key *k, const char *value,
 	char *end;
 
 	switch (k->type) {
+	case T_LOG:
+		if (value[0] == '\0') {
+			snprintf(err, errlen, "%s: expected syslog, stderr or a file", k->name);
+			return -1;
+		}
+		/* A relative file is the configuration's neighbour; the keywords are no files. */
+		if (strcmp(value, "syslog") == 0 || strcmp(value, "stderr") == 0)
+			base_dir = NULL;
+		__attribute__((fallthrough));
 	case T_STR:
 	case T_PATH: {
-		char *s = k->type == T_PATH ? resolve_path(value, base_dir) : strdup(value);
+		char *s = k->type != T_STR ? resolve_path(value, base_dir) : strdup(value);
 		if (s == NULL) {
 			snprintf(err, errlen, "out of memory");
 			return -1;
@@ -201,6 +224,18 @@ static int conf_set(struct conf *c, const struct conf_key *k, const char *value,
 		return 0;
 	case T_RATE:
 		return rate_parse(k, value, field, err, errlen);
+	case T_FACILITY: {
+		int facility = log_facility_parse(value);
+		if (facility < 0) {
+			snprintf(
+			    err, errlen,
+			    "%s: expected daemon, user, auth, authpriv, mail or local0..local7",
+			    k->name);
+			return -1;
+		}
+		*(int *)field = facility;
+		return 0;
+	}
 	case T_LOGLEVEL: {
 		int level = log_level_parse(value);
 		if (level < 0) {
@@ -471,7 +506,8 @@ const char *conf_path(const char *explicit_path)
 void conf_free(struct conf *c)
 {
 	for (size_t i = 0; i < NKEYS; i++)
-		if (conf_keys[i].type == T_STR || conf_keys[i].type == T_PATH) {
+		if (conf_keys[i].type == T_STR || conf_keys[i].type == T_PATH ||
+		    conf_keys[i].type == T_LOG) {
 			char **field = (char **)((char *)c + conf_keys[i].offset);
 			if (*field != NULL && strcmp(conf_keys[i].name, "smtp_password") == 0)
 				memset(*field, 0, strlen(*field));

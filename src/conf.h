@@ -21,6 +21,8 @@ struct conf {
 	char *db_dir;
 	unsigned long max_body;
 	int log_level;
+	char *log;	  /* "syslog", "stderr" or a file's path (log_open) */
+	int log_facility; /* the syslog facility's <syslog.h> code */
 	unsigned db_cache_mb;
 	int test_mode; /* as configured; see conf_test_mode for the effective value */
 	/* [tokens] */

@@ -113,6 +113,11 @@ void crypto_sha256(const void *data, size_t len, unsigned char out[CRYPTO_HASH_L
 	gcry_md_hash_buffer(GCRY_MD_SHA256, out, data, len);
 }
 
+void crypto_sha512(const void *data, size_t len, unsigned char out[64])
+{
+	gcry_md_hash_buffer(GCRY_MD_SHA512, out, data, len);
+}
+
 crypto_hmac_t *crypto_hmac_open(const void *key, size_t keylen)
 {
 	crypto_hmac_t *h;

@@ -32,6 +32,9 @@ char *crypto_random_token(size_t nbytes);
 /* SHA-256 of data into out. */
 void crypto_sha256(const void *data, size_t len, unsigned char out[CRYPTO_HASH_LEN]);
 
+/* SHA-512 of data into out (64 bytes). */
+void crypto_sha512(const void *data, size_t len, unsigned char out[64]);
+
 /*
  * A keyed HMAC-SHA-256 context that is opened once and reused (gcry_mac_reset between uses is
  * about 30 times faster than opening a handle per use). Not thread-safe; one per process.

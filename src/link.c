@@ -95,7 +95,8 @@ static int new_link(struct login_send *s)
 	l->url = NULL;
 	l->token = crypto_random_token(LINK_TOKEN_BYTES);
 	if (l->token == NULL ||
-	    asprintf(&l->url, "%s" OPEN_PATH "%s", s->c->conf->public_base_url, l->token) < 0) {
+	    asprintf(&l->url, "%s%s%s", s->c->conf->public_base_url,
+		     l->r->open_path ? l->r->open_path : OPEN_PATH, l->token) < 0) {
 		l->url = NULL;
 		return -1;
 	}
@@ -127,6 +128,8 @@ static int issue(struct login_send *s, struct store_txn *t, const char *rid_tag,
 	    (json_int_t)(time(NULL) + (time_t)minutes * 60), "used", 0, "request_id", rid_tag);
 	if (rec == NULL)
 		return STORE_ERR;
+	if (r->redirect != NULL)
+		json_object_set(rec, "redirect", r->redirect);
 	/* A dead link opens as an unknown one (open_txn). */
 	if (s->shadow)
 		json_object_set_new(rec, "dead", json_true());
@@ -216,6 +219,7 @@ struct open_state {
 	int consume;
 	struct link_view *v;
 	char *code;
+	const struct link_finish *f; /* a redirect flow's link (link_open_redirect), or NULL */
 };
 
 static void describe(struct link_view *v, json_t *rec)
@@ -336,7 +340,9 @@ static int open_txn(struct store_txn *t, void *argp)
 	rc = store_get(t, TBL_CODES, key, strlen(key), &rec, o->consume);
 	if (rc <= 0)
 		return rc;
-	if (json_is_true(json_object_get(rec, "dead"))) {
+	/* A link of the other flow (redirect or backend) is no link here: see link.h. */
+	if (json_is_true(json_object_get(rec, "dead")) ||
+	    (json_object_get(rec, "redirect") != NULL) != (o->f != NULL)) {
 		json_decref(rec);
 		return 0;
 	}
@@ -352,6 +358,11 @@ static int open_txn(struct store_txn *t, void *argp)
 		/* Kept, marked used, until it expires: a second click says "already used". */
 		json_object_set_new(rec, "used", json_true());
 		rc = store_put(t, TBL_CODES, key, strlen(key), rec);
+		if (rc == 0 && o->f != NULL) {
+			rc = o->f->fn(t, rec, o->v, o->f->arg);
+			json_decref(rec);
+			return rc;
+		}
 		if (rc == 0)
 			rc = issue_code(o, t, rec);
 		if (rc == 0) {
@@ -364,9 +375,10 @@ static int open_txn(struct store_txn *t, void *argp)
 	return rc;
 }
 
-static int run_open(struct ctx *c, const char *token, struct link_view *v, int consume)
+static int run_open(struct ctx *c, const char *token, struct link_view *v, int consume,
+		    const struct link_finish *f)
 {
-	struct open_state o = {c, token, consume, v, NULL};
+	struct open_state o = {c, token, consume, v, NULL, f};
 	int rc;
 
 	memset(v, 0, sizeof(*v));
@@ -377,12 +389,18 @@ static int run_open(struct ctx *c, const char *token, struct link_view *v, int c
 
 int link_peek(struct ctx *c, const char *token, struct link_view *v)
 {
-	return run_open(c, token, v, 0);
+	return run_open(c, token, v, 0, NULL);
 }
 
 int link_open(struct ctx *c, const char *token, struct link_view *v)
 {
-	return run_open(c, token, v, 1);
+	return run_open(c, token, v, 1, NULL);
+}
+
+int link_open_redirect(struct ctx *c, const char *token, struct link_view *v,
+		       const struct link_finish *f, int consume)
+{
+	return run_open(c, token, v, consume, f);
 }
 
 void link_view_free(struct link_view *v)

@@ -25,6 +25,13 @@ struct link_send_req {
 	unsigned minutes;		    /* 0: the configured default */
 	int direct;			    /* return the link instead of mailing it */
 	int want_request_id;
+	/*
+	 * The redirect flow's (redirect.h): its options, kept in the link's record as
+	 * "redirect" (NULL for the backend API; borrowed), and the path under public_base_url
+	 * its links open at, ending in "?t=" (NULL: the backend's landing page).
+	 */
+	json_t *redirect;
+	const char *open_path;
 };
 
 struct link_send_res {
@@ -77,6 +84,25 @@ int link_peek(struct ctx *c, const char *token, struct link_view *v);
 int link_open(struct ctx *c, const char *token, struct link_view *v);
 
 void link_view_free(struct link_view *v);
+
+/*
+ * The redirect flow's end of a link (redirect.h): inside t, after the link record rec
+ * (borrowed) was marked used, fill v->redirect (new). Returns 0, STORE_REFUSE(err) with
+ * v->redirect set (nothing the transaction wrote is kept), or a negative store_rc.
+ */
+struct link_finish {
+	int (*fn)(struct store_txn *t, json_t *rec, struct link_view *v, void *arg);
+	void *arg;
+};
+
+/*
+ * link_peek (consume 0) or link_open (consume 1) of a link sent with link_send_req.redirect,
+ * which f finishes instead of issuing a backend code. Links of the backend API are unknown
+ * here, and these links are unknown to link_peek and link_open. Returns 0 with v filled, a
+ * refusal of f (v->redirect set), or a negative store_rc.
+ */
+int link_open_redirect(struct ctx *c, const char *token, struct link_view *v,
+		       const struct link_finish *f, int consume);
 
 struct link_auth_req {
 	json_t *client;

@@ -292,6 +292,16 @@ int login_tokens(struct login_attempt *a, int rc, const struct login_opts *opts,
 			 a->identifier ? log_mask_addr(a->identifier, masked, sizeof(masked))
 				       : "an unknown code",
 			 rc == ERR_LOCKED ? "the account is throttled" : "rate limit", wait);
+	} else if (rc == ERR_BAD_CREDENTIALS || rc == ERR_CODE_EXPIRED ||
+		   rc == ERR_USER_NOT_FOUND || rc == ERR_USER_NOT_ACTIVE) {
+		/* A failed login is what an admin watching for attacks looks for first. */
+		log_info("authenticate for %s failed: %s",
+			 a->identifier ? log_mask_addr(a->identifier, masked, sizeof(masked))
+				       : "an unknown code",
+			 rc == ERR_BAD_CREDENTIALS  ? "wrong code"
+			 : rc == ERR_CODE_EXPIRED   ? "expired code"
+			 : rc == ERR_USER_NOT_FOUND ? "no such user"
+						    : "the user is disabled");
 	}
 	if (rc == ERR_NONE) {
 		*tokens = token_response(a->c, &a->grant, opts);

@@ -96,6 +96,9 @@ static int serve_one(struct ctx *c)
 
 	resp_init(&resp);
 	st = req_read(&req, env_get, body_read, NULL, c->conf->max_body);
+	/* The client gets the id its request has in the log, to quote when it reports trouble. */
+	log_set_request(req.request_id);
+	resp_header(&resp, "X-Request-Id", "%s", req.request_id);
 	if (st != REQ_OK)
 		front_line_error(&resp, st);
 	else
@@ -106,6 +109,8 @@ static int serve_one(struct ctx *c)
 	fatal = resp.fatal;
 	req_free(&req);
 	resp_free(&resp);
+	log_set_request(NULL);
+	log_set_client(NULL);
 	return fatal ? -1 : 0;
 }
 
@@ -166,6 +171,12 @@ int main(int argc, char **argv)
 	if (conf_load(&conf, conf_path(conf_file), err, sizeof(err)) < 0)
 		fatal("configuration: %s", err);
 	log_init("otlogin", (enum log_level)conf.log_level);
+	/* Under a daemonised web server stderr is /dev/null: from here on, [server] log. */
+	if (log_open(conf.log, conf.log_facility, err, sizeof(err)) < 0) {
+		/* Say why somewhere an admin may look, not only on a stderr that may be nowhere. */
+		log_open("syslog", conf.log_facility, NULL, 0);
+		fatal("%s", err);
+	}
 	/* The supervisor opens nothing of its own: each worker sets itself up, from here. */
 	if (workers > 0) {
 		if (FCGX_IsCGI())
@@ -197,6 +208,13 @@ int main(int argc, char **argv)
 	sigemptyset(&termset);
 	sigaddset(&termset, SIGTERM);
 	sigprocmask(SIG_BLOCK, &termset, NULL);
+	/* The line an admin looks for after a (re)start; CGI would repeat it for every request. */
+	if (FCGX_IsCGI())
+		log_debug("started: configuration %s, database %s", conf_path(conf_file),
+			  conf.db_dir);
+	else
+		log_info("started: configuration %s, database %s", conf_path(conf_file),
+			 conf.db_dir);
 
 	for (;;) {
 		int rc;

@@ -1,14 +1,18 @@
 /*
  * otloginctl: the administration command. Works on the same database environment as the
- * workers (safe while they run): creates it, adds and lists clients and users.
+ * workers (safe while they run): creates it, adds, updates and lists clients, adds and lists
+ * users.
  */
 #include <getopt.h>
+#include <stdarg.h>
 #include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
+#include "b64url.h"
 #include "client.h"
 #include "conf.h"
 #include "crypto.h"
@@ -42,7 +46,14 @@ static _Noreturn void usage(void)
 		"  client add --name NAME [--redirect-uri URI]... [--resource URI]...\n"
 		"             [--permission direct|admin]... [--signup open|closed]\n"
 		"             [--existence reveal|hide] [--allow-http-redirect]\n"
-		"      print {\"client_id\", \"client_secret\"} (the secret is shown only once)\n"
+		"             [--type confidential|public] [--pkce allow|require]\n"
+		"             [--post-logout-redirect-uri URI]... [--login-methods M,M...]\n"
+		"             [--display-name TEXT] [--logo FILE|URL] [--color #RRGGBB]\n"
+		"      print {\"client_id\", \"client_secret\"} (the secret is shown only once;\n"
+		"      a public client has none); login methods: email_otp, magic_link, sms_otp\n"
+		"  client update CLIENT_ID [the options of add] [--no-allow-http-redirect]\n"
+		"      change only what is given (a list option replaces the list; an empty\n"
+		"      value clears --display-name, --logo, --color or a list); print the client\n"
 		"  client list\n"
 		"  user add (--email ADDR | --phone E164) [--phone E164] [--username NAME]\n"
 		"           [--role ROLE]...\n"
@@ -71,7 +82,7 @@ static void print_json(json_t *v)
 struct ctl_opt {
 	const char *flag;
 	const char *member;
-	int repeat; /* 1: repeatable, 0: once, -1: a flag without a value */
+	int repeat; /* 1: repeatable, 0: once, -1: a flag setting true, -2: one setting false */
 };
 
 static json_t *parse_options(int argc, char **argv, const struct ctl_opt *opts)
@@ -83,8 +94,8 @@ static json_t *parse_options(int argc, char **argv, const struct ctl_opt *opts)
 		while (o->flag && strcmp(o->flag, argv[i]) != 0)
 			o++;
 		if (o->flag != NULL && o->repeat < 0) {
-			/* A flag without a value: member true. */
-			json_object_set_new(spec, o->member, json_true());
+			/* A flag without a value: member true (or false). */
+			json_object_set_new(spec, o->member, json_boolean(o->repeat == -1));
 			continue;
 		}
 		if (o->flag == NULL || i + 1 >= argc) {
@@ -110,6 +121,134 @@ static json_t *parse_options(int argc, char **argv, const struct ctl_opt *opts)
 	return spec;
 }
 
+/* Print "otloginctl: message" and exit 1: a command that failed on what it was given. */
+static _Noreturn __attribute__((format(printf, 1, 2))) void fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("otloginctl: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(1);
+}
+
+/* The data: URI prefix of a logo file, from its name's extension; NULL for other files. */
+static const char *logo_prefix(const char *path)
+{
+	static const struct {
+		const char *ext, *prefix;
+	} types[] = {
+	    {".png", "data:image/png;base64,"},
+	    {".svg", "data:image/svg+xml;base64,"},
+	    {".jpg", "data:image/jpeg;base64,"},
+	    {".jpeg", "data:image/jpeg;base64,"},
+	};
+	size_t len = strlen(path);
+
+	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+		size_t elen = strlen(types[i].ext);
+		if (len > elen && strcasecmp(path + len - elen, types[i].ext) == 0)
+			return types[i].prefix;
+	}
+	return NULL;
+}
+
+/*
+ * --logo FILE: the data: URI of the file's contents, a new string, with the MIME type its
+ * extension names (client_create checks the contents are that). Exits on an unreadable, too
+ * big or unknown kind of file. The page then needs no second server for the image.
+ */
+static char *logo_data_uri(const char *path)
+{
+	const char *prefix = logo_prefix(path);
+	/* The largest file whose base64 still fits CLIENT_LOGO_DATA_MAX with the prefix. */
+	size_t max = prefix ? (CLIENT_LOGO_DATA_MAX - strlen(prefix)) / 4 * 3 : 0, n;
+	unsigned char *buf = NULL;
+	char *b64 = NULL, *uri = NULL;
+	FILE *f;
+
+	if (prefix == NULL)
+		fail("--logo %s: a logo file ends in .png, .svg, .jpg or .jpeg (or give an "
+		     "https:// URL)",
+		     path);
+	f = fopen(path, "rb");
+	if (f == NULL)
+		fail("--logo %s: cannot read it: %m", path);
+	buf = malloc(max + 1);
+	if (buf == NULL)
+		fatal("out of memory");
+	n = fread(buf, 1, max + 1, f);
+	if (ferror(f))
+		fail("--logo %s: cannot read it: %m", path);
+	fclose(f);
+	if (n > max)
+		fail("--logo %s: too big; a logo file has at most %zu bytes", path, max);
+	if (n == 0)
+		fail("--logo %s: the file is empty", path);
+	b64 = b64_encode(buf, n);
+	if (b64 == NULL || asprintf(&uri, "%s%s", prefix, b64) < 0)
+		fatal("out of memory");
+	free(b64);
+	free(buf);
+	return uri;
+}
+
+/*
+ * Turn the options' strings into the members client_create and client_update take:
+ * --login-methods a,b into an array, --logo FILE into a data: URI. For update (clearing), an
+ * empty value removes an optional member (null) and a list option given only empty values
+ * makes the list empty.
+ */
+static void client_spec_fixup(json_t *spec, int clearing)
+{
+	static const char *const lists[] = {"redirect_uris", "post_logout_redirect_uris",
+					    "resources", "permissions", NULL};
+	static const char *const optional[] = {"display_name", "logo", "color", NULL};
+	const char *methods = json_string_value(json_object_get(spec, "login_methods"));
+	const char *logo = json_string_value(json_object_get(spec, "logo"));
+
+	if (methods != NULL) {
+		json_t *a = json_array();
+		char *copy = strdup(methods), *save = NULL;
+		if (a == NULL || copy == NULL)
+			fatal("out of memory");
+		/* "email_otp, sms_otp" too: spaces around a name are dropped, none inside it. */
+		for (char *m = strtok_r(copy, ",", &save); m != NULL;
+		     m = strtok_r(NULL, ",", &save)) {
+			size_t n;
+			m += strspn(m, " ");
+			for (n = strlen(m); n > 0 && m[n - 1] == ' '; n--)
+				m[n - 1] = '\0';
+			json_array_append_new(a, json_string(m));
+		}
+		free(copy);
+		json_object_set_new(spec, "login_methods", a);
+	}
+	if (logo != NULL && logo[0] != '\0' && strncmp(logo, "https://", 8) != 0 &&
+	    strncmp(logo, "http://", 7) != 0 && strncmp(logo, "data:", 5) != 0) {
+		char *uri = logo_data_uri(logo);
+		json_object_set_new(spec, "logo", json_string(uri));
+		free(uri);
+	}
+	if (!clearing)
+		return;
+	for (size_t i = 0; optional[i] != NULL; i++) {
+		const char *v = json_string_value(json_object_get(spec, optional[i]));
+		if (v != NULL && v[0] == '\0')
+			json_object_set_new(spec, optional[i], json_null());
+	}
+	for (size_t i = 0; lists[i] != NULL; i++) {
+		json_t *a = json_object_get(spec, lists[i]), *v;
+		size_t j;
+		int all_empty = a != NULL;
+		json_array_foreach(a, j, v) all_empty &= json_string_value(v)[0] == '\0';
+		if (all_empty)
+			json_array_clear(a);
+	}
+}
+
 static int cmd_client(struct ctx *c, int argc, char **argv)
 {
 	static const struct ctl_opt opts[] = {
@@ -120,10 +259,37 @@ static int cmd_client(struct ctx *c, int argc, char **argv)
 	    {"--signup", "signup", 0},
 	    {"--existence", "existence", 0},
 	    {"--allow-http-redirect", "allow_http_redirect", -1},
+	    {"--type", "type", 0},
+	    {"--pkce", "pkce", 0},
+	    {"--post-logout-redirect-uri", "post_logout_redirect_uris", 1},
+	    {"--login-methods", "login_methods", 0},
+	    {"--display-name", "display_name", 0},
+	    {"--logo", "logo", 0},
+	    {"--color", "color", 0},
+	    {NULL, NULL, 0},
+	};
+	/* update takes every option of add, and can also take the http flag back. */
+	static const struct ctl_opt update_opts[] = {
+	    {"--name", "name", 0},
+	    {"--redirect-uri", "redirect_uris", 1},
+	    {"--resource", "resources", 1},
+	    {"--permission", "permissions", 1},
+	    {"--signup", "signup", 0},
+	    {"--existence", "existence", 0},
+	    {"--allow-http-redirect", "allow_http_redirect", -1},
+	    {"--no-allow-http-redirect", "allow_http_redirect", -2},
+	    {"--type", "type", 0},
+	    {"--pkce", "pkce", 0},
+	    {"--post-logout-redirect-uri", "post_logout_redirect_uris", 1},
+	    {"--login-methods", "login_methods", 0},
+	    {"--display-name", "display_name", 0},
+	    {"--logo", "logo", 0},
+	    {"--color", "color", 0},
 	    {NULL, NULL, 0},
 	};
 	char err[256];
 	json_t *spec, *out;
+	int rc;
 
 	if (argc >= 1 && strcmp(argv[0], "list") == 0) {
 		out = client_list(c);
@@ -133,9 +299,30 @@ static int cmd_client(struct ctx *c, int argc, char **argv)
 		json_decref(out);
 		return 0;
 	}
+	if (argc >= 2 && strcmp(argv[0], "update") == 0 && argv[1][0] != '-') {
+		spec = parse_options(argc - 2, argv + 2, update_opts);
+		if (json_object_size(spec) == 0) {
+			fprintf(stderr, "otloginctl: client update: nothing to change\n");
+			usage();
+		}
+		client_spec_fixup(spec, 1);
+		rc = client_update(c, argv[1], spec, err, sizeof(err));
+		json_decref(spec);
+		if (rc != 0) {
+			fprintf(stderr, "otloginctl: %s\n", err);
+			return 1;
+		}
+		if (client_get(c, argv[1], &out) != STORE_FOUND)
+			fatal("cannot read the client back");
+		json_object_del(out, "secret");
+		print_json(out);
+		json_decref(out);
+		return 0;
+	}
 	if (argc < 1 || strcmp(argv[0], "add") != 0)
 		usage();
 	spec = parse_options(argc - 1, argv + 1, opts);
+	client_spec_fixup(spec, 0);
 	if (client_create(c, spec, &out, err, sizeof(err)) < 0) {
 		fprintf(stderr, "otloginctl: %s\n", err);
 		json_decref(spec);

@@ -151,6 +151,8 @@ static json_t *code_record(struct login_send *s, const char *code_tag, unsigned 
 		return NULL;
 	if (r->approval_data != NULL)
 		json_object_set(rec, "approval_data", r->approval_data);
+	if (r->redirect != NULL)
+		json_object_set(rec, "redirect", r->redirect);
 	/*
 	 * Only a code delivered to the account's own address or number proves that channel:
 	 * one sent to custom_email or custom_phone_number marks nothing verified.
@@ -328,6 +330,8 @@ static int login(struct store_txn *t, struct auth_txn *x, const char *key, json_
 
 	if ((rc = store_del(t, TBL_CODES, key, strlen(key))) < 0)
 		return rc;
+	if (x->r->finish != NULL)
+		return x->r->finish(t, &x->a, rec, x->r->finish_arg);
 	rc = login_finish_txn(t, &x->a, amr, channel,
 			      json_string_value(json_object_get(rec, "verifies")),
 			      json_object_get(rec, "limits"), &x->r->opts, x->aud);
@@ -357,6 +361,11 @@ static int auth_txn(struct store_txn *t, void *arg)
 	rc = store_get(t, TBL_CODES, key, strlen(key), &rec, 1);
 	if (rc <= 0)
 		return rc < 0 ? rc : login_failed_txn(t, &x->a);
+	/* A code of the other flow (redirect or backend) is no code here: see otp.h. */
+	if ((json_object_get(rec, "redirect") != NULL) != (r->finish != NULL)) {
+		json_decref(rec);
+		return login_failed_txn(t, &x->a);
+	}
 	/*
 	 * "Expired" tells that a code was sent. A client that hides existence tells it only to
 	 * the holder of the right code; any other passcode is simply wrong, as for an identifier
@@ -397,5 +406,10 @@ int otp_authenticate(struct ctx *c, const struct otp_auth_req *r, const char *au
 			     .aud = aud};
 	int rc = store_outcome(store_run(c->store, auth_txn, &x), ERR_UNAVAILABLE);
 
+	if (r->finish != NULL && rc == ERR_NONE) {
+		*tokens = NULL;
+		login_grant_free(&x.a.grant);
+		return ERR_NONE;
+	}
 	return login_tokens(&x.a, rc, &r->opts, r->retry_after, tokens);
 }

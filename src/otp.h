@@ -30,6 +30,11 @@ struct otp_send_req {
 	const char *sender_id;	  /* NULL: [sms] sender_id; else sms_sender_valid */
 	unsigned minutes;	  /* lifetime; 0: the configured default */
 	int want_request_id;
+	/*
+	 * The redirect flow's options (redirect.h), kept in the code's record as "redirect";
+	 * NULL for the backend API. Borrowed.
+	 */
+	json_t *redirect;
 };
 
 struct otp_send_res {
@@ -56,6 +61,8 @@ struct otp_send_res {
 int otp_send(struct ctx *c, const struct otp_send_req *r, struct otp_send_res *res);
 void otp_send_res_free(struct otp_send_res *res);
 
+struct login_attempt;
+
 struct otp_auth_req {
 	json_t *client;
 	enum user_idtype idtype;
@@ -65,6 +72,15 @@ struct otp_auth_req {
 	struct login_opts opts;
 	const char *ip;	       /* the end user's address for [limits] ip_attempts, or NULL */
 	unsigned *retry_after; /* out, ERR_RATE_LIMITED, ERR_LOCKED: seconds (NULL: not wanted) */
+	/*
+	 * NULL for the backend API. Else the redirect flow (redirect.h) ends a right passcode
+	 * here instead of in tokens: inside t, after the code's record rec (borrowed) was
+	 * consumed, with a's client and identifier; it returns what login_finish_txn would.
+	 * Only codes sent with otp_send_req.redirect are checked then, and only codes sent
+	 * without it otherwise (a code of one flow is no code for the other).
+	 */
+	int (*finish)(struct store_txn *t, struct login_attempt *a, json_t *rec, void *arg);
+	void *finish_arg;
 };
 
 /*
@@ -77,5 +93,6 @@ struct otp_auth_req {
  * learns it expired).
  */
 int otp_authenticate(struct ctx *c, const struct otp_auth_req *r, const char *aud, json_t **tokens);
+/* (With r->finish, ERR_NONE leaves *tokens NULL: the finish made the outcome.) */
 
 #endif

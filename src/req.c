@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -41,6 +42,40 @@ static char *strip_mount(const char *path_info)
 	return strdup(path_info);
 }
 
+/* 1 when id may be a request id: 1 to REQ_ID_MAX characters that no log line can misread. */
+static int request_id_ok(const char *id)
+{
+	size_t n = 0;
+
+	if (id == NULL)
+		return 0;
+	for (; id[n] != '\0'; n++)
+		if (n == REQ_ID_MAX ||
+		    !(isalnum((unsigned char)id[n]) || strchr("-._:@+/=", id[n])))
+			return 0;
+	return n > 0;
+}
+
+/*
+ * The web server's id for the request (mod_unique_id's, which no client can choose, before
+ * a header that a proxy in front may set), or a new random one.
+ */
+static void set_request_id(struct req *r, req_env_fn env, void *ctx)
+{
+	const char *given = env("UNIQUE_ID", ctx);
+	unsigned char raw[8];
+
+	if (!request_id_ok(given))
+		given = env("HTTP_X_REQUEST_ID", ctx);
+	if (request_id_ok(given)) {
+		strcpy(r->request_id, given);
+		return;
+	}
+	crypto_random(raw, sizeof(raw));
+	for (size_t i = 0; i < sizeof(raw); i++)
+		snprintf(r->request_id + 2 * i, 3, "%02x", raw[i]);
+}
+
 enum req_status req_read(struct req *r, req_env_fn env, req_read_fn read, void *ctx,
 			 size_t max_body)
 {
@@ -48,6 +83,7 @@ enum req_status req_read(struct req *r, req_env_fn env, req_read_fn read, void *
 	int rc;
 
 	memset(r, 0, sizeof(*r));
+	set_request_id(r, env, ctx);
 	r->method = env("REQUEST_METHOD", ctx);
 	r->content_type = env("CONTENT_TYPE", ctx);
 	r->authorization = env("HTTP_AUTHORIZATION", ctx);

@@ -21,6 +21,9 @@ enum req_status {
 	REQ_NO_METHOD	/* 400: not a CGI request */
 };
 
+/* Longest request id taken from the web server (UNIQUE_ID, X-Request-Id). */
+#define REQ_ID_MAX 64
+
 struct req_form_pair {
 	char *name;
 	char *value;
@@ -42,6 +45,12 @@ struct req {
 	struct req_form_pair *form; /* parsed by req_parse_form */
 	size_t nform;
 	json_t *json; /* parsed body for JSON routes (owned) */
+	/*
+	 * The id the log shows for this request: the web server's UNIQUE_ID (Apache
+	 * mod_unique_id) or X-Request-Id header when one is 1 to REQ_ID_MAX letters, digits and
+	 * "-._:@+/=", else 16 random hex digits. Neither comes from a secret.
+	 */
+	char request_id[REQ_ID_MAX + 1];
 };
 
 /*

@@ -9,7 +9,7 @@
 
 struct err_entry {
 	int status;
-	const char *code[4]; /* per dialect: PLAIN, OTP, LINK, USERS; NULL: numeric status */
+	const char *code[5]; /* per dialect: PLAIN, OTP, LINK, USERS, REDIRECT; NULL: numeric */
 	const char *message;
 };
 
@@ -134,7 +134,7 @@ void resp_error(struct resp *r, enum err err, const char *detail)
 
 	if (message == NULL)
 		message = json_string(e->message);
-	if (r->dialect == DIALECT_USERS && e->status == 400)
+	if ((r->dialect == DIALECT_USERS || r->dialect == DIALECT_REDIRECT) && e->status == 400)
 		message = json_pack("[o]", message);
 	body = json_pack("{s:o, s:o}", "message", message, "error_code",
 			 code ? json_string(code) : json_integer(e->status));

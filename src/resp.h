@@ -13,9 +13,10 @@
 /*
  * Which error_code spelling an endpoint family uses (API.md: Transmit mixes them):
  * symbolic strings for OTP, "400"-style strings for magic links, numbers elsewhere; the users
- * API also wraps a 400's message in an array.
+ * API and the redirect-based One-Time Login (API-OIDC.md part A) also wrap a 400's message in
+ * an array.
  */
-enum resp_dialect { DIALECT_PLAIN = 0, DIALECT_OTP, DIALECT_LINK, DIALECT_USERS };
+enum resp_dialect { DIALECT_PLAIN = 0, DIALECT_OTP, DIALECT_LINK, DIALECT_USERS, DIALECT_REDIRECT };
 
 struct resp {
 	int status;

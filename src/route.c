@@ -25,6 +25,11 @@ struct route {
 static const struct route routes[] = {
     {"POST", "/oidc/token", BODY_FORM, NULL, AUTH_NONE, DIALECT_PLAIN, api_token},
     {"POST", "/oidc/token/revocation", BODY_FORM, NULL, AUTH_NONE, DIALECT_PLAIN, api_revocation},
+    /* UserInfo reads its own body: a POST may carry the token as a form field. */
+    {"GET", "/oidc/me", BODY_NONE, NULL, AUTH_NONE, DIALECT_PLAIN, api_userinfo},
+    {"POST", "/oidc/me", BODY_NONE, NULL, AUTH_NONE, DIALECT_PLAIN, api_userinfo},
+    {"GET", "/oidc/userinfo", BODY_NONE, NULL, AUTH_NONE, DIALECT_PLAIN, api_userinfo},
+    {"POST", "/oidc/userinfo", BODY_NONE, NULL, AUTH_NONE, DIALECT_PLAIN, api_userinfo},
     {"GET", "/oidc/jwks", BODY_NONE, NULL, AUTH_NONE, DIALECT_PLAIN, api_jwks},
     {"GET", "/oidc/.well-known/openid-configuration", BODY_NONE, NULL, AUTH_NONE, DIALECT_PLAIN,
      api_discovery},
@@ -41,6 +46,26 @@ static const struct route routes[] = {
     /* The landing page: a browser's GET shows it, its button POSTs (any body is ignored). */
     {"GET", "/v1/auth/link/email/open", BODY_NONE, NULL, AUTH_NONE, DIALECT_LINK, api_link_open},
     {"POST", "/v1/auth/link/email/open", BODY_NONE, NULL, AUTH_NONE, DIALECT_LINK, api_link_open},
+    /* The redirect-based One-Time Login (API-OIDC.md part A). */
+    {"POST", "/v1/auth/otp/email", BODY_JSON, api_redirect_email_fields, AUTH_CLIENT,
+     DIALECT_REDIRECT, api_redirect_otp_email},
+    {"POST", "/v1/auth/otp/email/validation", BODY_JSON, api_redirect_email_validation_fields,
+     AUTH_CLIENT, DIALECT_REDIRECT, api_redirect_otp_validate},
+    {"POST", "/v1/auth/otp/sms", BODY_JSON, api_redirect_sms_fields, AUTH_CLIENT, DIALECT_REDIRECT,
+     api_redirect_otp_sms},
+    {"POST", "/v1/auth/otp/sms/validation", BODY_JSON, api_redirect_sms_validation_fields,
+     AUTH_CLIENT, DIALECT_REDIRECT, api_redirect_otp_validate},
+    {"POST", "/v1/auth/links/email", BODY_JSON, api_redirect_link_fields, AUTH_CLIENT,
+     DIALECT_REDIRECT, api_redirect_link_email},
+    {"GET", "/v1/auth/links/email/open", BODY_NONE, NULL, AUTH_NONE, DIALECT_LINK,
+     api_redirect_link_open},
+    {"POST", "/v1/auth/links/email/open", BODY_NONE, NULL, AUTH_NONE, DIALECT_LINK,
+     api_redirect_link_open},
+    {"GET", "/v1/auth/redirect/continue", BODY_NONE, NULL, AUTH_NONE, DIALECT_REDIRECT,
+     api_redirect_ticket},
+    {"POST", "/v1/token", BODY_JSON, api_redirect_token_fields, AUTH_NONE, DIALECT_REDIRECT,
+     api_redirect_token},
+    {"POST", "/v1/auth/logout", BODY_NONE, NULL, AUTH_NONE, DIALECT_REDIRECT, api_redirect_logout},
     {"POST", "/v1/auth/session/authenticate", BODY_JSON, api_session_auth_fields, AUTH_CLIENT,
      DIALECT_LINK, api_session_authenticate},
     {"POST", "/v1/auth/token/refresh", BODY_JSON, api_token_refresh_fields, AUTH_CLIENT,
@@ -199,6 +224,7 @@ static int check_client(struct api_call *call, enum auth_kind auth)
 		resp_error(call->resp, ERR_INVALID_TOKEN, NULL);
 		return -1;
 	}
+	log_set_client(json_string_value(json_object_get(call->client, "client_id")));
 	if (auth == AUTH_ADMIN && !client_has_permission(call->client, "admin")) {
 		resp_error(call->resp, ERR_FORBIDDEN, "The client lacks the admin permission");
 		return -1;

@@ -30,6 +30,10 @@ struct login_grant {
 	json_t *claims;	       /* new reference or NULL: the login's OIDC claims request */
 	char *org_id;	       /* new or NULL: the organization the tokens are for */
 	json_t *org_roles;     /* new reference or NULL: the user roles in it */
+	/* An authorization code's exchange (authcode.h) only; borrowed, NULL otherwise. */
+	const char *scope; /* the granted scopes: the ID token then gets at_hash */
+	const char *nonce; /* echoed in the ID token */
+	const char *acr;   /* "mfa" when asked for and met */
 };
 
 /* The optional fields every authenticate accepts (borrowed). */

@@ -251,6 +251,30 @@ int token_revoke(struct ctx *c, json_t *client, const char *refresh_token)
 	return rc < 0 ? ERR_UNAVAILABLE : ERR_NONE;
 }
 
+/*
+ * OIDC Core 3.1.3.6 at_hash: the left half of the hash of the access token's ASCII, with the
+ * hash of the ID token's alg (SHA-512 for Ed25519, as OIDC's errata and RFC 8037 pair them).
+ * New reference.
+ */
+static json_t *at_hash(const jwk_t *key, const char *access)
+{
+	unsigned char h[64];
+	size_t half = 16;
+	char *b64;
+	json_t *v;
+
+	if (strcmp(jwk_alg(key), JWK_EDDSA) == 0) {
+		crypto_sha512(access, strlen(access), h);
+		half = 32;
+	} else {
+		crypto_sha256(access, strlen(access), h);
+	}
+	b64 = b64url_encode(h, half);
+	v = b64 ? json_string(b64) : json_null();
+	free(b64);
+	return v;
+}
+
 /* Claims of the user the OIDC "claims" request may select for a token. */
 static void add_requested_claims(json_t *claims, json_t *user, json_t *request)
 {
@@ -301,7 +325,7 @@ json_t *token_response(struct ctx *c, const struct login_grant *g, const struct 
 		       c->conf->issuer, "sub", sub, "aud", g->aud ? g->aud : g->client_id,
 		       "client_id", g->client_id, "iat", now, "exp",
 		       now + (json_int_t)c->conf->access_ttl, "jti", jti, "sid", g->sid, "roles",
-		       roles_of(g), "tid", "default", "scope", "openid");
+		       roles_of(g), "tid", "default", "scope", g->scope ? g->scope : "openid");
 	idt = json_pack("{s:s, s:s, s:s, s:I, s:I, s:O, s:O, s:s, s:s}", "iss", c->conf->issuer,
 			"sub", sub, "aud", g->client_id, "iat", now, "exp",
 			now + (json_int_t)c->conf->id_ttl, "auth_time",
@@ -323,15 +347,24 @@ json_t *token_response(struct ctx *c, const struct login_grant *g, const struct 
 		if (json_object_get(idt, "roles") != NULL)
 			json_object_set_new(idt, "roles", roles_of(g));
 	}
+	if (g->nonce != NULL)
+		json_object_set_new(idt, "nonce", json_string(g->nonce));
+	if (g->acr != NULL)
+		json_object_set_new(idt, "acr", json_string(g->acr));
 	access = jwt_sign(key, "at+jwt", at);
+	if (access != NULL && g->scope != NULL)
+		json_object_set_new(idt, "at_hash", at_hash(key, access));
 	id = jwt_sign(key, "JWT", idt);
 	if (access == NULL || id == NULL) {
 		log_err("signing the user tokens failed");
 		goto out;
 	}
-	out = json_pack("{s:s, s:s, s:s, s:s, s:I}", "access_token", access, "id_token", id,
-			"refresh_token", g->refresh_token, "token_type", "Bearer", "expires_in",
-			(json_int_t)c->conf->access_ttl);
+	out = json_pack("{s:s, s:s, s:s, s:I}", "access_token", access, "id_token", id,
+			"token_type", "Bearer", "expires_in", (json_int_t)c->conf->access_ttl);
+	if (out != NULL && g->refresh_token != NULL)
+		json_object_set_new(out, "refresh_token", json_string(g->refresh_token));
+	if (out != NULL && g->scope != NULL)
+		json_object_set_new(out, "scope", json_string(g->scope));
 	if (out != NULL && g->session_id != NULL)
 		json_object_set_new(out, "session_id", json_string(g->session_id));
 out:
@@ -341,4 +374,99 @@ out:
 	free(access);
 	free(id);
 	return out;
+}
+
+int token_verify_access(struct ctx *c, const char *token, json_t **claims)
+{
+	json_int_t now = (json_int_t)time(NULL);
+	json_t *cl = NULL;
+
+	if (token == NULL || strlen(token) > 8192 ||
+	    jwt_verify(token, c->keys->published, c->keys->npublished, "at+jwt", &cl) != 1)
+		return 0;
+	if (strcmp(json_string_value(json_object_get(cl, "iss")) ?: "", c->conf->issuer) != 0 ||
+	    !json_is_integer(json_object_get(cl, "exp")) ||
+	    json_integer_value(json_object_get(cl, "exp")) <= now ||
+	    json_integer_value(json_object_get(cl, "iat")) > now + 60 ||
+	    json_string_value(json_object_get(cl, "sub")) == NULL) {
+		json_decref(cl);
+		return 0;
+	}
+	*claims = cl;
+	return 1;
+}
+
+/* 1 when the space-separated list has word. */
+static int has_word(const char *list, const char *word)
+{
+	size_t n = strlen(word);
+
+	for (const char *p = list; p && *p; p += strcspn(p, " "), p += strspn(p, " "))
+		if (strncmp(p, word, n) == 0 && (p[n] == ' ' || p[n] == '\0'))
+			return 1;
+	return 0;
+}
+
+/* Set out's claim name to the user's member value at path (object, then member) if present. */
+static void copy_claim(json_t *out, const char *name, json_t *obj, const char *member)
+{
+	json_t *v = json_object_get(obj, member);
+
+	if (v != NULL && !json_is_null(v) && !(json_is_string(v) && json_string_length(v) == 0))
+		json_object_set(out, name, v);
+}
+
+/* OIDC "name": the user's name parts joined by spaces, when any is set. */
+static void full_name(json_t *out, json_t *name)
+{
+	static const char *const parts[] = {"first_name", "middle_name", "last_name"};
+	char buf[512] = "";
+
+	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+		const char *p = json_string_value(json_object_get(name, parts[i]));
+		if (p == NULL || *p == '\0')
+			continue;
+		if (buf[0])
+			strncat(buf, " ", sizeof(buf) - strlen(buf) - 1);
+		strncat(buf, p, sizeof(buf) - strlen(buf) - 1);
+	}
+	if (buf[0])
+		json_object_set_new(out, "name", json_string(buf));
+}
+
+int token_userinfo(struct ctx *c, json_t *at, json_t **out)
+{
+	const char *sub = json_string_value(json_object_get(at, "sub"));
+	const char *scope = json_string_value(json_object_get(at, "scope")) ?: "";
+	json_t *user = NULL, *o;
+	int rc;
+
+	if (sub == NULL || !has_word(scope, "openid"))
+		return ERR_BAD_CREDENTIALS;
+	rc = user_get(c, ID_USER_ID, sub, &user);
+	if (rc < 0)
+		return ERR_UNAVAILABLE;
+	if (rc == 0 || !user_is_active(user)) {
+		json_decref(user);
+		return ERR_BAD_CREDENTIALS;
+	}
+	o = json_pack("{s:s}", "sub", sub);
+	if (has_word(scope, "email")) {
+		copy_claim(o, "email", json_object_get(user, "email"), "value");
+		copy_claim(o, "email_verified", json_object_get(user, "email"), "email_verified");
+	}
+	if (has_word(scope, "phone")) {
+		copy_claim(o, "phone_number", json_object_get(user, "phone_number"), "value");
+		copy_claim(o, "phone_number_verified", json_object_get(user, "phone_number"),
+			   "phone_number_verified");
+	}
+	if (has_word(scope, "profile")) {
+		full_name(o, json_object_get(user, "name"));
+		copy_claim(o, "given_name", json_object_get(user, "name"), "first_name");
+		copy_claim(o, "family_name", json_object_get(user, "name"), "last_name");
+		copy_claim(o, "preferred_username", user, "username");
+	}
+	json_decref(user);
+	*out = o;
+	return ERR_NONE;
 }

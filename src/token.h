@@ -44,4 +44,19 @@ int token_revoke(struct ctx *c, json_t *client, const char *refresh_token);
  */
 json_t *token_response(struct ctx *c, const struct login_grant *g, const struct login_opts *o);
 
+/*
+ * Verify a user access token (typ at+jwt) issued here: signature by a published key, iss,
+ * exp, iat not ahead of now. 1 with *claims (new reference), 0 when invalid.
+ */
+int token_verify_access(struct ctx *c, const char *token, json_t **claims);
+
+/*
+ * The OpenID UserInfo claims of the user named by an access token's claims (at): sub, plus
+ * per scope of the token email/email_verified ("email"), phone_number/phone_number_verified
+ * ("phone"), name, given_name, family_name, preferred_username ("profile"). ERR_NONE with
+ * *out (new reference), ERR_BAD_CREDENTIALS when the user is gone or not active or the token
+ * lacks the openid scope, ERR_UNAVAILABLE.
+ */
+int token_userinfo(struct ctx *c, json_t *at, json_t **out);
+
 #endif

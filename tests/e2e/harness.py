@@ -324,7 +324,9 @@ class Stack:
         self.app = app or FCGI_BIN
         self.ctl_bin = CTL_BIN
         self.sections = {
-            "server": {"log_level": "debug"},
+            # stderr: the server's own log, which log_text() reads (test_logs.py tests the
+            # other destinations)
+            "server": {"log_level": "debug", "log": "stderr"},
             "tokens": {},
             "otp": {"length": 6, "ttl_minutes": 10, "max_ttl_minutes": 60,
                     "max_failures": 3, "lockout_minutes": 15},

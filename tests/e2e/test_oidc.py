@@ -111,7 +111,7 @@ class ClientCredentials(E2ETestCase):
         self.assertOAuthError(r, 401, "invalid_client")
 
     def test_unsupported_grant(self):
-        for grant in ("password", "authorization_code", "urn:x:unknown", ""):
+        for grant in ("password", "implicit", "urn:x:unknown", ""):
             with self.subTest(grant=grant):
                 r = stack.token_request(self.client["client_id"], self.client["client_secret"],
                                         grant_type=grant)
@@ -254,3 +254,119 @@ class Health(E2ETestCase):
     def test_health_needs_no_token(self):
         r = stack.http("GET", "/cis/health", headers={"Authorization": "Bearer nonsense"})
         self.assertEqual(self.assertJSON(r, 200), {"status": "ok"})
+
+
+class ProviderEndpoints(E2ETestCase):
+    """The OpenID Provider's discovery, the authorization_code grant's refusals and UserInfo
+    (the codes themselves come from the redirect flows: test_authz, test_hosted,
+    test_redirect; the exchange's rules are tests/unit/test_authcode)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.client = stack.new_client(permissions=["direct"])
+
+    def test_discovery_names_the_provider(self):
+        """{issuer}/.well-known/openid-configuration answers (OIDC clients fetch exactly that)
+        and lists what stock relying parties look for."""
+        r = stack.http("GET", urllib.parse.urlsplit(stack.issuer).path +
+                       "/.well-known/openid-configuration")
+        doc = self.assertJSON(r, 200)
+        self.assertEqual(doc["issuer"], stack.issuer)
+        for field, path in (("authorization_endpoint", "/oidc/auth"),
+                            ("token_endpoint", "/oidc/token"),
+                            ("userinfo_endpoint", "/oidc/me"),
+                            ("end_session_endpoint", "/oidc/session/end"),
+                            ("pushed_authorization_request_endpoint", "/oidc/request"),
+                            ("revocation_endpoint", "/oidc/token/revocation")):
+            self.assertEqual(doc.get(field), stack.base_url + path, field)
+        self.assertEqual(doc["response_types_supported"], ["code"])
+        self.assertEqual(doc["code_challenge_methods_supported"], ["S256"])
+        self.assertEqual(sorted(doc["token_endpoint_auth_methods_supported"]),
+                         ["client_secret_basic", "client_secret_post", "none"])
+        self.assertIn("authorization_code", doc["grant_types_supported"])
+        self.assertIs(doc["authorization_response_iss_parameter_supported"], True)
+        self.assertIs(doc["claims_parameter_supported"], True)
+        for s in ("openid", "email", "phone", "profile", "offline_access"):
+            self.assertIn(s, doc["scopes_supported"])
+        for p in ("none", "login", "consent"):
+            self.assertIn(p, doc["prompt_values_supported"])
+        for cl in ("nonce", "at_hash", "acr", "email"):
+            self.assertIn(cl, doc["claims_supported"])
+        self.assertIn("query", doc["response_modes_supported"])
+
+    def code_request(self, auth="basic", **fields):
+        form = {"grant_type": "authorization_code"}
+        form.update(fields)
+        return stack.token_request(self.client["client_id"], self.client["client_secret"],
+                                   auth=auth, **form)
+
+    def test_unknown_code_is_invalid_grant(self):
+        for auth in ("basic", "post"):
+            with self.subTest(auth=auth):
+                r = self.code_request(auth, code="not-a-code", redirect_uri="https://a.example/")
+                body = self.assertAnyError(r, 400)
+                self.assertEqual(body["error"], "invalid_grant")
+                self.assertEqual(r.headers.get("cache-control"), "no-store")
+
+    def test_missing_code_is_invalid_request(self):
+        body = self.assertAnyError(self.code_request(), 400)
+        self.assertEqual(body["error"], "invalid_request")
+
+    def test_wrong_secret_basic_gets_a_challenge(self):
+        form = {"grant_type": "authorization_code", "code": "x"}
+        r = stack.token_request(self.client["client_id"], "wrong", auth="basic", **form)
+        self.assertEqual(self.assertAnyError(r, 401)["error"], "invalid_client")
+        self.assertTrue(r.headers.get("www-authenticate", "").startswith("Basic"), r.headers)
+        r = stack.token_request(self.client["client_id"], "wrong", auth="post", **form)
+        self.assertEqual(self.assertAnyError(r, 401)["error"], "invalid_client")
+
+    def test_confidential_client_without_secret_is_refused(self):
+        """Naming a confidential client without its secret is no public-client login."""
+        r = stack.http("POST", "/cis/oidc/token",
+                       form={"grant_type": "authorization_code", "code": "x",
+                             "client_id": self.client["client_id"]})
+        self.assertEqual(self.assertAnyError(r, 401)["error"], "invalid_client")
+        r = stack.http("POST", "/cis/oidc/token",
+                       form={"grant_type": "client_credentials",
+                             "client_id": self.client["client_id"]})
+        self.assertEqual(self.assertAnyError(r, 401)["error"], "invalid_client")
+
+    def user_access_token(self):
+        email = harness.unique_email("userinfo")
+        stack.make_user(email=email)
+        code = stack.direct_code(self.client["token"], email)
+        r = stack.otp_authenticate(self.client["token"], email, code)
+        return email, self.assertJSON(r, 200)
+
+    def assert_invalid_token(self, r):
+        self.assertEqual(self.assertAnyError(r, 401)["error"], "invalid_token")
+        self.assertEqual(r.headers.get("www-authenticate"), 'Bearer error="invalid_token"')
+
+    def test_userinfo(self):
+        """A user access token of the backend API (scope openid) reads sub, by header at
+        both paths and as a POST form field; the sub is the ID token's."""
+        _, tokens = self.user_access_token()
+        _, id_claims = jwt_parts(tokens["id_token"])
+        at = tokens["access_token"]
+        for method, path in (("GET", "/cis/oidc/me"), ("GET", "/cis/oidc/userinfo"),
+                             ("POST", "/cis/oidc/me")):
+            with self.subTest(method=method, path=path):
+                r = stack.http(method, path, token=at)
+                self.assertEqual(self.assertJSON(r, 200), {"sub": id_claims["sub"]})
+                self.assertEqual(r.headers.get("cache-control"), "no-store")
+        r = stack.http("POST", "/cis/oidc/me", form={"access_token": at})
+        self.assertEqual(self.assertJSON(r, 200), {"sub": id_claims["sub"]})
+
+    def test_userinfo_refuses_other_tokens(self):
+        """No token, a client token, a changed token, an ID token: 401 invalid_token."""
+        _, tokens = self.user_access_token()
+        at = tokens["access_token"]
+        changed = at[:-4] + ("AAAA" if at[-4:] != "AAAA" else "BBBB")
+        r = stack.http("GET", "/cis/oidc/me")
+        self.assert_invalid_token(r)
+        self.assertEqual(r.headers.get_all("www-authenticate"), ['Bearer error="invalid_token"'])
+        for bad in (self.client["token"], changed, tokens["id_token"], "x"):
+            with self.subTest(token=bad[:12]):
+                self.assert_invalid_token(stack.http("GET", "/cis/oidc/me", token=bad))
+        # The query string never carries a bearer token (RFC 6750 2.3 is not offered).
+        self.assert_invalid_token(stack.http("GET", "/cis/oidc/me?access_token=" + at))

@@ -271,9 +271,19 @@ static void oauth(void)
 	api_client_auth_free(&t.auth);
 	req_free(&r);
 
-	form_req(&r, "grant_type=refresh_token&client_id=c", NULL);
+	/* No credentials at all; a client_id alone names a public client (no secret). */
+	form_req(&r, "grant_type=refresh_token", NULL);
 	check(api_token_parse(&r, &t, &no) == -1 && no.status == 401 &&
 	      strcmp(no.oauth_error, "invalid_client") == 0);
+	api_client_auth_free(&t.auth);
+	req_free(&r);
+	form_req(&r,
+		 "grant_type=authorization_code&client_id=c&code=k&redirect_uri=u&code_verifier=v",
+		 NULL);
+	check(api_token_parse(&r, &t, &no) == 0 && t.grant == API_GRANT_AUTHORIZATION_CODE &&
+	      strcmp(t.auth.client_id, "c") == 0 && t.auth.secret == NULL &&
+	      strcmp(t.code, "k") == 0 && strcmp(t.redirect_uri, "u") == 0 &&
+	      strcmp(t.code_verifier, "v") == 0);
 	api_client_auth_free(&t.auth);
 	req_free(&r);
 

@@ -3,7 +3,10 @@
  * and the list without secrets; client_check_secret (the right secret always accepted, wrong
  * ones throttled per client and address, unknown ids never counted); client access tokens as
  * client_token_issue mints them, and every claim client_token_verify checks; the policy
- * helpers.
+ * helpers. The OpenID Connect members (type, pkce, post-logout redirect URIs, login methods,
+ * display name, logo, colour) valid and not, their accessors, client_update (everything it may
+ * change, nothing it may not, nothing at all when refused), and a public client's lack of a
+ * secret.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -11,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "b64url.h"
 #include "fixture.h"
 #include "jwt.h"
 
@@ -36,7 +40,8 @@ static int create(char *id, char *secret, const char *fmt, ...)
 		if (secret != NULL)
 			snprintf(secret, 128, "%s",
 				 json_string_value(json_object_get(out, "client_secret")));
-		check(json_object_size(out) == 2);
+		/* The secret, except for a public client, and nothing else. */
+		check(json_object_size(out) == (json_object_get(out, "client_secret") ? 2 : 1));
 	}
 	json_decref(out);
 	return rc;
@@ -393,6 +398,464 @@ static void tokens(const char *a)
 	json_decref(cl);
 }
 
+/* Whether a client named "f" with member set to value (stolen) is made. */
+static int field_ok(const char *member, json_t *value)
+{
+	return create(NULL, NULL, "{s:s, s:o}", "name", "f", member, value) == 0;
+}
+
+/* A new data: URI of type (the part after "data:") holding the len bytes at data. */
+static char *data_uri(const char *type, const void *data, size_t len)
+{
+	char *b64 = b64_encode(data, len), *uri = NULL;
+
+	if (b64 == NULL || asprintf(&uri, "data:%s;base64,%s", type, b64) < 0)
+		uri = NULL;
+	free(b64);
+	return uri;
+}
+
+/* Whether a client is made with the logo of type holding the len bytes at data. */
+static int data_logo_ok(const char *type, const void *data, size_t len)
+{
+	char *uri = data_uri(type, data, len);
+	int ok = uri != NULL && field_ok("logo", json_string(uri));
+
+	free(uri);
+	return ok;
+}
+
+/* The member of the stored client id (a new reference; NULL when absent). */
+static json_t *member(const char *id, const char *name)
+{
+	json_t *cl = get(id), *v = json_incref(json_object_get(cl, name));
+
+	json_decref(cl);
+	return v;
+}
+
+/* 1 when the stored client's string member name equals want. */
+static int member_is(const char *id, const char *name, const char *want)
+{
+	json_t *v = member(id, name);
+	int same = json_is_string(v) && strcmp(json_string_value(v), want) == 0;
+
+	json_decref(v);
+	return same;
+}
+
+/* client_update with a spec in json_pack's format. */
+static int update(const char *id, const char *fmt, ...)
+{
+	json_t *spec;
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	spec = json_vpack_ex(NULL, 0, fmt, ap);
+	va_end(ap);
+	err[0] = '\0';
+	rc = spec ? client_update(&c, id, spec, err, sizeof(err)) : -9;
+	json_decref(spec);
+	return rc;
+}
+
+/* A refused update: -1 with a message, and the stored client exactly as before. */
+static int refused_unchanged(const char *id, int rc, json_t *before)
+{
+	json_t *after = get(id);
+	int same = after != NULL && json_equal(after, before);
+
+	json_decref(after);
+	return rc == -1 && err[0] != '\0' && same;
+}
+
+static void oidc_defaults(void)
+{
+	char id[128];
+	json_t *cl, *old;
+
+	check(create(id, NULL, "{s:s}", "name", "Defaults") == 0);
+	cl = get(id);
+	check(member_is(id, "type", "confidential") && member_is(id, "pkce", "allow"));
+	check(json_is_array(json_object_get(cl, "post_logout_redirect_uris")) &&
+	      json_array_size(json_object_get(cl, "post_logout_redirect_uris")) == 0);
+	{
+		json_t *want = json_pack("[s, s]", "email_otp", "magic_link");
+		check(json_equal(json_object_get(cl, "login_methods"), want));
+		json_decref(want);
+	}
+	check(!client_is_public(cl) && !client_requires_pkce(cl));
+	check(client_allows_login_method(cl, "email_otp") &&
+	      client_allows_login_method(cl, "magic_link") &&
+	      !client_allows_login_method(cl, "sms_otp") &&
+	      !client_allows_login_method(cl, "password"));
+	check(json_object_get(cl, "display_name") == NULL && json_object_get(cl, "logo") == NULL &&
+	      json_object_get(cl, "color") == NULL);
+	json_decref(cl);
+	/* A record from before these members existed reads with the same defaults. */
+	old = json_pack("{s:s, s:s}", "client_id", "old", "name", "Old");
+	check(!client_is_public(old) && !client_requires_pkce(old));
+	check(client_allows_login_method(old, "email_otp") &&
+	      client_allows_login_method(old, "magic_link") &&
+	      !client_allows_login_method(old, "sms_otp"));
+	check(!client_lists(old, "post_logout_redirect_uris", "https://x.example/"));
+	json_decref(old);
+	check(!client_is_public(NULL) && !client_requires_pkce(NULL));
+}
+
+static void oidc_fields(void)
+{
+	char id[128], name65[200], name64[200], long_url[2100];
+	static const unsigned char png[] = {0x89, 'P',	'N', 'G', '\r', '\n',
+					    0x1a, '\n', 0,   0,	  0,	13};
+	static const unsigned char jpeg[] = {0xff, 0xd8, 0xff, 0xe0, 0, 16, 'J', 'F', 'I', 'F'};
+	static const char svg[] =
+	    "<?xml version=\"1.0\"?><svg xmlns=\"http://www.w3.org/2000/svg\" "
+	    "width=\"8\" height=\"8\"><rect width=\"8\" height=\"8\"/></svg>";
+	unsigned char *big;
+	json_t *cl;
+
+	/* type and pkce. */
+	check(field_ok("type", json_string("confidential")) &&
+	      field_ok("type", json_string("public")));
+	check(!field_ok("type", json_string("Public")) && !field_ok("type", json_string("")) &&
+	      !field_ok("type", json_integer(1)) && !field_ok("type", json_string("native")));
+	check(field_ok("pkce", json_string("allow")) && field_ok("pkce", json_string("require")));
+	check(!field_ok("pkce", json_string("S256")) && !field_ok("pkce", json_string("none")) &&
+	      !field_ok("pkce", json_true()));
+	check(create(id, NULL, "{s:s, s:s}", "name", "P", "pkce", "require") == 0);
+	cl = get(id);
+	check(client_requires_pkce(cl) && !client_is_public(cl));
+	json_decref(cl);
+	/* A public client always requires PKCE: set by itself, and never allow. */
+	check(create(id, NULL, "{s:s, s:s}", "name", "Pub", "type", "public") == 0);
+	cl = get(id);
+	check(client_is_public(cl) && client_requires_pkce(cl) && member_is(id, "pkce", "require"));
+	json_decref(cl);
+	check(create(NULL, NULL, "{s:s, s:s, s:s}", "name", "x", "type", "public", "pkce",
+		     "allow") == -1 &&
+	      strstr(err, "PKCE") != NULL);
+	check(create(NULL, NULL, "{s:s, s:s, s:s}", "name", "x", "type", "public", "pkce",
+		     "require") == 0);
+
+	/* post_logout_redirect_uris: the rules of redirect_uris. */
+	check(create(id, NULL, "{s:s, s:[s, s]}", "name", "L", "post_logout_redirect_uris",
+		     "https://app.example/bye", "http://127.0.0.1:8080/bye") == 0);
+	cl = get(id);
+	check(client_lists(cl, "post_logout_redirect_uris", "https://app.example/bye") &&
+	      client_lists(cl, "post_logout_redirect_uris", "http://127.0.0.1:8080/bye") &&
+	      !client_lists(cl, "post_logout_redirect_uris", "https://app.example/") &&
+	      !client_lists(cl, "redirect_uris", "https://app.example/bye"));
+	json_decref(cl);
+	check(!field_ok("post_logout_redirect_uris", json_pack("[s]", "http://app.example/bye")));
+	check(!field_ok("post_logout_redirect_uris", json_pack("[s]", "https://app.example/b#x")));
+	check(!field_ok("post_logout_redirect_uris", json_pack("[s]", "https:///bye")));
+	check(!field_ok("post_logout_redirect_uris", json_pack("[s]", "/bye")));
+	check(!field_ok("post_logout_redirect_uris", json_pack("[s]", "")));
+	check(!field_ok("post_logout_redirect_uris", json_pack("[i]", 1)));
+	check(!field_ok("post_logout_redirect_uris", json_string("https://app.example/bye")));
+	check(!field_ok("post_logout_redirect_uris",
+			json_pack("[s]", "http://127.0.0.1@e.example/")));
+	check(create(NULL, NULL, "{s:s, s:[s], s:b}", "name", "x", "post_logout_redirect_uris",
+		     "http://app.example/bye", "allow_http_redirect", 1) == 0);
+	check(create(NULL, NULL, "{s:s, s:[s]}", "name", "x", "post_logout_redirect_uris",
+		     "http://app.example/bye") == -1 &&
+	      strstr(err, "post-logout") != NULL);
+
+	/* login_methods: a non-empty set of the three. */
+	check(create(id, NULL, "{s:s, s:[s]}", "name", "S", "login_methods", "sms_otp") == 0);
+	cl = get(id);
+	check(client_allows_login_method(cl, "sms_otp") &&
+	      !client_allows_login_method(cl, "email_otp") &&
+	      !client_allows_login_method(cl, "magic_link"));
+	json_decref(cl);
+	check(field_ok("login_methods",
+		       json_pack("[s, s, s]", "magic_link", "sms_otp", "email_otp")));
+	check(!field_ok("login_methods", json_array()));
+	check(!field_ok("login_methods", json_pack("[s]", "password")));
+	check(!field_ok("login_methods", json_pack("[s]", "EMAIL_OTP")));
+	check(!field_ok("login_methods", json_pack("[s, s]", "email_otp", "email_otp")));
+	check(!field_ok("login_methods", json_pack("[s, i]", "email_otp", 1)));
+	check(!field_ok("login_methods", json_string("email_otp")));
+
+	/* display_name: 1 to 64 characters (not bytes), none a control or a direction override. */
+	name64[0] = name65[0] = '\0';
+	for (int i = 0; i < 64; i++)
+		strcat(name64, "\xc3\xa9"); /* é: 128 bytes, 64 characters */
+	snprintf(name65, sizeof(name65), "%sx", name64);
+	check(field_ok("display_name", json_string(name64)));
+	check(!field_ok("display_name", json_string(name65)));
+	check(field_ok("display_name", json_string("\xc3\x9cn\xc3\xaf"
+						   "code App \xe2\x9c\x93 (beta)")));
+	check(!field_ok("display_name", json_string("")));
+	check(!field_ok("display_name", json_string("two\nlines")));
+	check(!field_ok("display_name", json_string("tab\there")));
+	check(!field_ok("display_name", json_string("del\x7f")));
+	check(!field_ok("display_name", json_string("c1\xc2\x85")));	      /* U+0085 NEL */
+	check(!field_ok("display_name", json_string("evil\xe2\x80\xaeppa"))); /* U+202E RLO */
+	check(!field_ok("display_name", json_string("zero\xe2\x80\x8bwidth")));
+	check(!field_ok("display_name", json_string("iso\xe2\x81\xa6late"))); /* U+2066 */
+	check(!field_ok("display_name", json_string("line\xe2\x80\xa8sep")));
+	check(!field_ok("display_name", json_integer(5)));
+
+	/* logo as a URL: http(s), a host, nothing that could leave an HTML attribute. */
+	check(field_ok("logo", json_string("https://cdn.example/logo.png")));
+	check(field_ok("logo", json_string("http://cdn.example/logo.png?v=2")));
+	check(!field_ok("logo", json_string("https://")) &&
+	      !field_ok("logo", json_string("https:///logo.png")));
+	check(!field_ok("logo", json_string("javascript:alert(1)")));
+	check(!field_ok("logo", json_string("ftp://cdn.example/logo.png")));
+	check(!field_ok("logo", json_string("//cdn.example/logo.png")));
+	check(!field_ok("logo", json_string("https://cdn.example/a b.png")));
+	check(!field_ok("logo", json_string("https://cdn.example/\"onerror=\"x")));
+	check(!field_ok("logo", json_string("https://cdn.example/'x")));
+	check(!field_ok("logo", json_string("https://cdn.example/<x>")));
+	check(!field_ok("logo", json_string("https://cdn.example/\xc3\xa9.png")));
+	check(!field_ok("logo", json_string("")) && !field_ok("logo", json_true()));
+	memcpy(long_url, "https://cdn.example/", 20);
+	memset(long_url + 20, 'a', CLIENT_LOGO_URL_MAX - 20);
+	long_url[CLIENT_LOGO_URL_MAX] = '\0';
+	check(field_ok("logo", json_string(long_url)));
+	long_url[CLIENT_LOGO_URL_MAX] = 'a';
+	long_url[CLIENT_LOGO_URL_MAX + 1] = '\0';
+	check(!field_ok("logo", json_string(long_url)));
+
+	/* logo as a data: URI: PNG, JPEG or SVG, holding what its type says. */
+	check(data_logo_ok("image/png", png, sizeof(png)));
+	check(data_logo_ok("image/jpeg", jpeg, sizeof(jpeg)));
+	check(data_logo_ok("image/svg+xml", svg, strlen(svg)));
+	check(!data_logo_ok("image/png", jpeg, sizeof(jpeg)));
+	check(!data_logo_ok("image/jpeg", png, sizeof(png)));
+	check(!data_logo_ok("image/svg+xml", png, sizeof(png)));
+	check(!data_logo_ok("image/gif", "GIF89a", 6));
+	check(!data_logo_ok("text/html", "<svg>", 5));
+	check(!data_logo_ok("image/svg+xml", "<svg><script>alert(1)</script></svg>", 36));
+	check(!data_logo_ok("image/svg+xml", "<svg><ScRiPt>alert(1)</ScRiPt></svg>", 36));
+	check(!data_logo_ok("image/png", png, 4));
+	check(!field_ok("logo", json_string("data:image/png;base64,iVBORw0KGgo!")));
+	check(!field_ok("logo", json_string("data:image/png;base64,iVBORw0KGgo")));
+	check(!field_ok("logo", json_string("data:image/png,\x89PNG")));
+	check(!field_ok("logo", json_string("data:image/png;base64,")));
+	/* At most CLIENT_LOGO_DATA_MAX characters, the prefix included. */
+	big = calloc(1, CLIENT_LOGO_DATA_MAX);
+	if (check(big != NULL)) {
+		size_t fits = (CLIENT_LOGO_DATA_MAX - strlen("data:image/png;base64,")) / 4 * 3;
+		char *uri;
+		memcpy(big, png, sizeof(png));
+		uri = data_uri("image/png", big, fits);
+		check(uri != NULL && strlen(uri) <= CLIENT_LOGO_DATA_MAX &&
+		      strlen(uri) > CLIENT_LOGO_DATA_MAX - 4);
+		free(uri);
+		check(data_logo_ok("image/png", big, fits));
+		check(!data_logo_ok("image/png", big, fits + 1));
+		free(big);
+	}
+
+	/* color. */
+	check(field_ok("color", json_string("#a1B2c3")) &&
+	      field_ok("color", json_string("#000000")));
+	check(!field_ok("color", json_string("#abc")) && !field_ok("color", json_string("a1b2c3")));
+	check(!field_ok("color", json_string("#GGGGGG")) &&
+	      !field_ok("color", json_string("#1234567")));
+	check(!field_ok("color", json_string("")) && !field_ok("color", json_string("red")) &&
+	      !field_ok("color", json_string("#12345")) && !field_ok("color", json_integer(0)));
+
+	/* Every member stored as given. */
+	check(create(id, NULL, "{s:s, s:s, s:s, s:s}", "name", "Brand", "display_name", "My App",
+		     "logo", "https://cdn.example/l.svg", "color", "#ABCDEF") == 0);
+	check(member_is(id, "display_name", "My App") &&
+	      member_is(id, "logo", "https://cdn.example/l.svg") &&
+	      member_is(id, "color", "#ABCDEF"));
+
+	/* No member a client spec does not know, least of all an id or a secret. */
+	check(!field_ok("colour", json_string("#000000")) && strstr(err, "colour") != NULL);
+	check(!field_ok("secret", json_string("0123")) && strstr(err, "never change") != NULL);
+	check(!field_ok("client_secret", json_string("x")) && strstr(err, "never change") != NULL);
+	check(!field_ok("client_id", json_string("mine")) && strstr(err, "never change") != NULL);
+	check(!field_ok("created_at", json_integer(0)));
+	check(create(NULL, NULL, "[s]", "name") == -1);
+}
+
+/* A stored client record as written before the OpenID Connect members existed. */
+static int put_old_txn(struct store_txn *t, void *rec)
+{
+	const char *id = json_string_value(json_object_get(rec, "client_id"));
+	return store_put(t, TBL_CLIENTS, id, strlen(id), rec);
+}
+
+static void updating(void)
+{
+	char id[128], secret[128], pub[128];
+	json_t *before, *cl, *v;
+
+	check(create(id, secret, "{s:s, s:[s], s:[s]}", "name", "Up", "redirect_uris",
+		     "https://up.example/cb", "permissions", "direct") == 0);
+	before = get(id);
+	/* Everything update may change. */
+	check(
+	    update(id, "{s:s, s:[s, s], s:[s], s:[s], s:s, s:s, s:s, s:[s], s:[s], s:s, s:s, s:s}",
+		   "name", "Up 2", "redirect_uris", "https://up.example/cb2", "http://127.0.0.1/cb",
+		   "resources", "https://api.up.example", "permissions", "admin", "signup",
+		   "closed", "existence", "hide", "pkce", "require", "post_logout_redirect_uris",
+		   "https://up.example/bye", "login_methods", "sms_otp", "display_name", "Up!",
+		   "logo", "https://up.example/logo.png", "color", "#102030") == 0);
+	cl = get(id);
+	check(member_is(id, "name", "Up 2") && member_is(id, "signup", "closed") &&
+	      client_hides_existence(cl) && client_requires_pkce(cl) && !client_is_public(cl));
+	check(client_lists(cl, "redirect_uris", "https://up.example/cb2") &&
+	      client_lists(cl, "redirect_uris", "http://127.0.0.1/cb") &&
+	      !client_lists(cl, "redirect_uris", "https://up.example/cb"));
+	check(client_has_permission(cl, "admin") && !client_has_permission(cl, "direct"));
+	check(client_lists(cl, "resources", "https://api.up.example"));
+	check(client_lists(cl, "post_logout_redirect_uris", "https://up.example/bye"));
+	check(client_allows_login_method(cl, "sms_otp") &&
+	      !client_allows_login_method(cl, "email_otp"));
+	check(member_is(id, "display_name", "Up!") &&
+	      member_is(id, "logo", "https://up.example/logo.png") &&
+	      member_is(id, "color", "#102030"));
+	check(json_is_integer(json_object_get(cl, "updated_at")));
+	/* Nothing update may not change: the id, the secret, the creation time. */
+	check(
+	    json_equal(json_object_get(cl, "secret"), json_object_get(before, "secret")) &&
+	    json_equal(json_object_get(cl, "created_at"), json_object_get(before, "created_at")) &&
+	    strcmp(client_id_of(cl) ?: "", id) == 0);
+	check(secret_check(id, secret, "192.0.2.50", NULL) == 1);
+	json_decref(cl);
+	json_decref(before);
+
+	/* Only what the spec names changes. */
+	before = get(id);
+	check(update(id, "{s:s}", "color", "#FFFFFF") == 0);
+	cl = get(id);
+	check(member_is(id, "color", "#FFFFFF"));
+	json_object_del(cl, "color");
+	json_object_del(cl, "updated_at");
+	json_object_del(before, "color");
+	json_object_del(before, "updated_at");
+	check(json_equal(cl, before));
+	json_decref(cl);
+	json_decref(before);
+	/* null removes an optional member, never a required one. */
+	check(update(id, "{s:n, s:n}", "display_name", "logo") == 0);
+	v = member(id, "display_name");
+	check(v == NULL && (v = member(id, "logo")) == NULL && member_is(id, "color", "#FFFFFF"));
+	json_decref(v);
+
+	/* Refused updates change nothing at all, even the valid members next to a bad one. */
+	before = get(id);
+	check(refused_unchanged(id, update(id, "{s:s, s:s}", "name", "Changed?", "color", "blue"),
+				before));
+	check(refused_unchanged(id, update(id, "{s:s}", "name", ""), before));
+	check(refused_unchanged(id, update(id, "{s:n}", "name"), before) &&
+	      strstr(err, "cannot be removed") != NULL);
+	check(refused_unchanged(id, update(id, "{s:n}", "redirect_uris"), before));
+	check(refused_unchanged(id, update(id, "{s:[s]}", "redirect_uris", "http://up.example/"),
+				before));
+	check(refused_unchanged(
+	    id, update(id, "{s:[s]}", "post_logout_redirect_uris", "https://up.example/#f"),
+	    before));
+	check(refused_unchanged(id, update(id, "{s:[]}", "login_methods"), before));
+	check(refused_unchanged(id, update(id, "{s:s}", "display_name", "a\x01"), before));
+	check(refused_unchanged(id, update(id, "{s:s}", "logo", "file:///etc/passwd"), before));
+	check(refused_unchanged(id, update(id, "{s:s}", "type", "trusted"), before));
+	check(refused_unchanged(id, update(id, "{s:s}", "pkce", "maybe"), before));
+	check(refused_unchanged(id, update(id, "{s:s}", "signup", "ajar"), before));
+	check(refused_unchanged(id, update(id, "{s:[s]}", "permissions", "root"), before));
+	check(refused_unchanged(id, update(id, "{s:s}", "secret", "chosen-by-attacker"), before) &&
+	      strstr(err, "never change") != NULL);
+	check(refused_unchanged(id, update(id, "{s:s}", "client_id", "other"), before));
+	check(refused_unchanged(id, update(id, "{s:I}", "created_at", (json_int_t)0), before));
+	check(refused_unchanged(id, update(id, "{s:s}", "nonsense", "x"), before));
+	check(refused_unchanged(id, update(id, "[s]", "name"), before));
+	json_decref(before);
+	/* allow_http_redirect: set and taken back, only while no plain http URI needs it. */
+	check(update(id, "{s:[s], s:b}", "redirect_uris", "http://up.example/cb",
+		     "allow_http_redirect", 1) == 0);
+	before = get(id);
+	check(refused_unchanged(id, update(id, "{s:b}", "allow_http_redirect", 0), before));
+	json_decref(before);
+	check(update(id, "{s:[s], s:b}", "redirect_uris", "https://up.example/cb",
+		     "allow_http_redirect", 0) == 0);
+	v = member(id, "allow_http_redirect");
+	check(v == NULL);
+	json_decref(v);
+
+	/* Unknown clients. */
+	check(update("0123456789abcdef0123456789abcdef", "{s:s}", "name", "x") == CLIENT_UNKNOWN &&
+	      err[0] != '\0');
+	check(update("", "{s:s}", "name", "x") == CLIENT_UNKNOWN);
+	check(client_update(&c, NULL, NULL, err, sizeof(err)) == CLIENT_UNKNOWN);
+
+	/* A client turned public: its secret is gone for good, its PKCE required. */
+	check(update(id, "{s:s}", "type", "public") == 0);
+	cl = get(id);
+	check(client_is_public(cl) && client_requires_pkce(cl) &&
+	      member_is(id, "pkce", "require") && json_object_get(cl, "secret") == NULL);
+	json_decref(cl);
+	check(secret_check(id, secret, "192.0.2.51", NULL) == 0);
+	before = get(id);
+	check(refused_unchanged(id, update(id, "{s:s}", "pkce", "allow"), before) &&
+	      strstr(err, "PKCE") != NULL);
+	check(refused_unchanged(id, update(id, "{s:s}", "type", "confidential"), before) &&
+	      strstr(err, "no secret") != NULL);
+	json_decref(before);
+	check(secret_check(id, secret, "192.0.2.51", NULL) == 0);
+
+	/* A public client updated in other ways stays public. */
+	check(create(pub, NULL, "{s:s, s:s}", "name", "Pub", "type", "public") == 0);
+	check(update(pub, "{s:s, s:s}", "display_name", "Pub App", "pkce", "require") == 0);
+	cl = get(pub);
+	check(client_is_public(cl) && client_requires_pkce(cl));
+	json_decref(cl);
+
+	/* A record from before these members existed takes an update, with the defaults. */
+	cl =
+	    json_pack("{s:s, s:s, s:s, s:[], s:[], s:[], s:s, s:s, s:I}", "client_id", "legacy",
+		      "name", "Legacy", "secret", "00", "redirect_uris", "resources", "permissions",
+		      "signup", "open", "existence", "reveal", "created_at", (json_int_t)1);
+	check(store_run(c.store, put_old_txn, cl) == 0);
+	json_decref(cl);
+	check(update("legacy", "{s:s}", "color", "#010203") == 0);
+	check(member_is("legacy", "type", "confidential") && member_is("legacy", "pkce", "allow") &&
+	      member_is("legacy", "secret", "00") && member_is("legacy", "color", "#010203"));
+	cl = get("legacy");
+	check(client_allows_login_method(cl, "magic_link") &&
+	      !client_allows_login_method(cl, "sms_otp"));
+	json_decref(cl);
+}
+
+static void public_secrets(void)
+{
+	char pub[128], conf_id[128], conf_secret[128];
+	json_t *spec = json_pack("{s:s, s:s}", "name", "SPA", "type", "public"), *out = NULL;
+	unsigned wait = 0;
+
+	/* create hands out no secret for a public client, and stores none. */
+	check(client_create(&c, spec, &out, err, sizeof(err)) == 0);
+	check(json_object_size(out) == 1 && json_object_get(out, "client_secret") == NULL);
+	snprintf(pub, sizeof(pub), "%s",
+		 json_string_value(json_object_get(out, "client_id")) ?: "");
+	json_decref(out);
+	json_decref(spec);
+	check(member(pub, "secret") == NULL);
+	/* No secret is accepted: not empty, not another client's, not a guess. */
+	check(create(conf_id, conf_secret, "{s:s}", "name", "Conf") == 0);
+	check(secret_check(pub, "", "192.0.2.60", NULL) == 0);
+	check(secret_check(pub, conf_secret, "192.0.2.60", NULL) == 0);
+	check(secret_check(pub, "00", "192.0.2.60", NULL) == 0);
+	/* Nor is any counted: a public client's callers are never throttled by guessing. */
+	conf.client_secret_failures.limit = 1;
+	conf.client_secret_failures.period = 900;
+	conf.client_secret_delay = 30;
+	conf.client_secret_max_delay = 100;
+	for (int i = 0; i < 5; i++)
+		check(secret_check(pub, "guess", "192.0.2.61", &wait) == 0 && wait == 0);
+	/* The confidential client next to it still authenticates. */
+	check(secret_check(conf_id, conf_secret, "192.0.2.61", NULL) == 1);
+	conf.client_secret_failures.limit = 0;
+}
+
 int main(void)
 {
 	char a[128], a_secret[128];
@@ -405,6 +868,10 @@ int main(void)
 	redirect_rules();
 	secrets(a, a_secret);
 	tokens(a);
+	oidc_defaults();
+	oidc_fields();
+	updating();
+	public_secrets();
 	check(client_id_of(NULL) == NULL);
 	{
 		json_t *rec = json_pack("{s:i}", "client_id", 5);
