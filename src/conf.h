@@ -72,6 +72,8 @@ struct conf {
 	struct conf_rate client_secret_failures; /* free wrong secrets per client and address */
 	unsigned client_secret_delay;		 /* then the first delay (s), doubling */
 	unsigned client_secret_max_delay;	 /* up to this (s) */
+	/* [hosted] */
+	char *templates_dir; /* the hosted login page's text sets, one directory per locale */
 };
 
 /* Fill c with the built-in defaults (allocated strings; release with conf_free). */
