@@ -77,7 +77,10 @@ class BrowserCase(test_link.LinkCase):
         return len(target.requests)
 
     def callbacks(self, since):
-        return [r for r in target.requests[since:] if r["path"] == "/callback"]
+        return self.callbacks_of("/callback", since)
+
+    def callbacks_of(self, path, since):
+        return [r for r in target.requests[since:] if r["path"] == path]
 
 
 # ---- the fixture -------------------------------------------------------------------------
@@ -215,8 +218,16 @@ def b64url(data):
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-EMAIL_INPUT = 'input[autocomplete="email"]'
-CODE_INPUT = 'input[autocomplete="one-time-code"]'
+# The hosted pages' stable markup (the comment at the top of src/api_hosted.c).
+EMAIL_INPUT = "#email-form #email"
+CODE_INPUT = "#code-form #code"
+LINK_BUTTON = "#link-form #link-submit"
+
+
+def step(dev):
+    """The hosted page's step (data-step of <main id="page">), None elsewhere."""
+    found = dev.find_all("main#page")
+    return found[0].get_attribute("data-step") if found else None
 
 
 class HostedLogin(BrowserCase):
@@ -250,10 +261,18 @@ class HostedLogin(BrowserCase):
         return harness.extract_code(re.sub(url_re, " ", text), 6), links.pop()
 
     def ask_code(self, dev, addr):
-        """On the hosted page: type the address, send; the code page appears."""
+        """On the hosted page: type the address, send; the code page appears, with the
+        markup a password manager and a phone keyboard need, and its self-refresh."""
+        self.assertEqual(step(dev), "email")
+        self.assertEqual(dev.find(EMAIL_INPUT).get_attribute("autocomplete"), "email")
         dev.type(EMAIL_INPUT, addr)
-        dev.submit(EMAIL_INPUT)
-        dev.find(CODE_INPUT)
+        dev.click("#email-submit")
+        code = dev.find(CODE_INPUT)
+        self.assertEqual(step(dev), "code")
+        self.assertEqual(code.get_attribute("autocomplete"), "one-time-code")
+        self.assertEqual(code.get_attribute("inputmode"), "numeric")
+        self.assertTrue(dev.find_all('meta[http-equiv="refresh" i]'),
+                        "the code page has no meta refresh")
         self.assertQuietConsole(dev, "the code page")
 
     def landed(self, dev, req, since, timeout=browser.WAIT_TIMEOUT):
@@ -265,12 +284,12 @@ class HostedLogin(BrowserCase):
         self.assertEqual(hit["query"]["state"], req["state"])
         self.assertEqual(hit["query"]["iss"], stack.issuer)
         self.assertNotIn("referer", {k.lower() for k in hit["headers"]}, hit["headers"])
-        self.assertEqual(len([r for r in target.requests[since:]
-                              if r["path"] == "/rp/callback"]), 1)
+        self.assertEqual(len(self.callbacks_of("/rp/callback", since)), 1)
         return hit["query"]["code"]
 
-    def exchange(self, code, req, uid, addr):
-        """/oidc/token (client_secret_basic, PKCE verifier); the ID token verified."""
+    def exchange(self, code, req, uid, addr, replay=True):
+        """/oidc/token (client_secret_basic, PKCE verifier); the ID token verified. replay:
+        then present the code again, which fails and ends the login session."""
         r = stack.token_request(self.client["client_id"], self.client["client_secret"],
                                 grant_type="authorization_code", code=code,
                                 redirect_uri=self.redirect, code_verifier=req["verifier"])
@@ -285,6 +304,8 @@ class HostedLogin(BrowserCase):
         self.assertEqual(idc.get("at_hash"), b64url(digest[:16]))
         if "email" in idc:
             self.assertEqual(idc["email"], addr)
+        if not replay:
+            return idc
         # Single use: the second exchange fails.
         r = stack.token_request(self.client["client_id"], self.client["client_secret"],
                                 grant_type="authorization_code", code=code,
@@ -304,7 +325,7 @@ class HostedLogin(BrowserCase):
             self.ask_code(dev, addr)
             code, _ = self.hosted_mail(addr)
             dev.type(CODE_INPUT, code)
-            dev.submit(CODE_INPUT)
+            dev.click("#code-submit")
             got = self.landed(dev, req, since)
             self.assertQuietConsole(dev, "the code and the redirect")
         self.exchange(got, req, uid, addr)
@@ -334,7 +355,10 @@ class HostedLogin(BrowserCase):
             self.ask_code(dev, addr)
             _, link = self.hosted_mail(addr)
             dev.get(link)
-            dev.click("form button")
+            self.assertEqual(step(dev), "link")
+            self.assertEqual(self.callbacks_of("/rp/callback", since), [],
+                             "opening the link redirected")
+            dev.click(LINK_BUTTON)
             got = self.landed(dev, req, since)
             self.assertQuietConsole(dev, "the link and the redirect")
         self.exchange(got, req, uid, addr)
@@ -350,20 +374,37 @@ class HostedLogin(BrowserCase):
                 Browser(name="phone") as phone:
             laptop.get(url)
             self.ask_code(laptop, addr)
-            self.assertTrue(laptop.find_all('meta[http-equiv="refresh" i]'),
-                            "the waiting page has no meta refresh")
             _, link = self.hosted_mail(addr)
             phone.get(link)
+            self.assertEqual(step(phone), "link")
             self.assertQuietConsole(phone, "the link's page")
-            phone.click("form button")
-            phone.wait_until("the 'other device' page",
-                             lambda d: "other device" in d.text().lower())
+            phone.click(LINK_BUTTON)
+            phone.wait_until("the 'other device' page", lambda d: step(d) == "elsewhere")
+            self.assertIn("signed in on your other device", phone.text())
             self.assertTrue(phone.url.startswith(stack.base_url), phone.url)
             self.assertQuietConsole(phone, "the confirmation")
             # "Checks back every few seconds": a few rounds of it.
             got = self.landed(laptop, req, since, timeout=45)
             self.assertTrue(phone.url.startswith(stack.base_url), phone.url)
-        self.exchange(got, req, uid, addr)
+            idc = self.exchange(got, req, uid, addr, replay=False)
+
+            # The login session is the laptop's alone: a new request signs it in at once
+            # (single sign-on), while the phone is asked for an address.
+            url, req = self.authorize()
+            since = self.since()
+            phone.get(url)
+            self.assertEqual(step(phone), "email")
+            self.assertEqual(self.callbacks_of("/rp/callback", since), [])
+            laptop.get(url)
+            sso = self.exchange(self.landed(laptop, req, since), req, uid, addr)
+            self.assertEqual(sso["sid"], idc["sid"])
+
+            # That exchange's replay ended the session: the laptop is asked again.
+            url, req = self.authorize()
+            since = self.since()
+            laptop.get(url)
+            self.assertEqual(step(laptop), "email")
+            self.assertEqual(self.callbacks_of("/rp/callback", since), [])
 
     def test_link_other_device(self):
         self.cross_device(javascript=True)
