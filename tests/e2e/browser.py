@@ -36,6 +36,7 @@ import urllib.parse
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+SETPRIV = shutil.which("setpriv") or "/usr/bin/setpriv"  # util-linux, essential in Debian
 
 # Every wait here is bounded by one of these (seconds).
 PAGE_TIMEOUT = 30      # a navigation (page load)
@@ -118,7 +119,7 @@ class Browser:
         RUNNING.append(self)
         try:
             opts = webdriver.ChromeOptions()
-            opts.binary_location = CHROMIUM
+            opts.binary_location = self._tied(CHROMIUM)
             args = ["--headless=new", "--user-data-dir=" + self.profile,
                     "--no-first-run", "--no-default-browser-check", "--disable-gpu",
                     "--disable-dev-shm-usage", "--disable-extensions",
@@ -138,7 +139,8 @@ class Browser:
             # The console (CSP violations are reported there) for console().
             opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
             RemoteConnection.set_timeout(COMMAND_TIMEOUT)
-            service = Service(CHROMEDRIVER, log_path=os.path.join(self.dir, "chromedriver.log"))
+            service = Service(self._tied(CHROMEDRIVER),
+                              log_path=os.path.join(self.dir, "chromedriver.log"))
             self.driver = webdriver.Chrome(service=service, options=opts)
             self._driver_pid = service.process.pid
             self.driver.set_page_load_timeout(PAGE_TIMEOUT)
@@ -148,6 +150,19 @@ class Browser:
         except BaseException:
             self.quit()
             raise
+
+    def _tied(self, program):
+        """A wrapper of program (in the browser's directory) that runs it with SIGTERM as its
+        parent-death signal: when the test runner dies (its watchdog ends it with os._exit,
+        or a signal), chromedriver goes with it, and chromium with chromedriver, instead of
+        running on. quit() stays the normal way out."""
+        if not os.access(SETPRIV, os.X_OK):
+            return program
+        path = os.path.join(self.dir, os.path.basename(program))
+        with open(path, "w") as f:
+            f.write('#!/bin/sh\nexec %s --pdeathsig TERM -- %s "$@"\n' % (SETPRIV, program))
+        os.chmod(path, 0o755)
+        return path
 
     def quit(self):
         """Stop the browser; raise BrowserError when a process of it had to be killed."""

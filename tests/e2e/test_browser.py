@@ -4,7 +4,8 @@ lighttpd, every redirect landing on a small recording server on 127.0.0.1
 (browser.RedirectTarget) that stands in for the app.
 
 - The fixture itself: JavaScript really is off in the no-JS variant, a CSP violation really
-  shows in the console we read, and quit() leaves no chromium process behind.
+  shows in the console we read, two profiles share nothing, and neither quit() nor a runner
+  that dies without it leaves a chromium process behind.
 - The backend magic link (API.md "The link and the redirect"): the browser opens the emailed
   link, sees the button page, the click POSTs and lands on the redirect URI with a code that
   the app exchanges; with JavaScript on and off; nothing on the way logs a console error
@@ -23,6 +24,12 @@ import base64
 import hashlib
 import os
 import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
 import urllib.parse
 
 import browser
@@ -133,6 +140,32 @@ class Fixture(BrowserCase):
             self.assertEqual(browser.profile_pids(prof), [])
         self.assertEqual([p for p in pids if browser._alive(p)], [])
         self.assertEqual(browser.RUNNING, [])
+
+    def test_dead_runner_leaves_no_browser(self):
+        """A runner that dies without quit() (the watchdog's os._exit) takes its chromedriver
+        and chromium with it."""
+        child = subprocess.run(
+            [sys.executable, "-c",
+             "import os, sys; sys.dont_write_bytecode = True; sys.path.insert(0, %r)\n"
+             "import browser\n"
+             "b = browser.Browser().start()\n"
+             "b.get('about:blank')\n"
+             "print(b.dir, flush=True)\n"
+             "os._exit(3)\n" % os.path.dirname(os.path.abspath(browser.__file__))],
+            capture_output=True, text=True, timeout=browser.COMMAND_TIMEOUT)
+        self.assertEqual(child.returncode, 3, child.stderr)
+        bdir = child.stdout.strip()
+        self.assertTrue(bdir.startswith(tempfile.gettempdir()), child.stdout)
+        try:
+            deadline = time.monotonic() + browser.EXIT_TIMEOUT
+            while browser.profile_pids(bdir) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            left = browser.profile_pids(bdir)
+            for pid in left:
+                os.kill(pid, signal.SIGKILL)
+            self.assertEqual(left, [], "processes of a dead runner's browser")
+        finally:
+            shutil.rmtree(bdir, ignore_errors=True)
 
 
 # ---- the backend magic link ----------------------------------------------------------------
