@@ -363,6 +363,43 @@ class HostedLogin(BrowserCase):
             self.assertQuietConsole(dev, "the code and the redirect")
         self.exchange(got, req, uid, addr)
 
+    def form_post_flow(self, javascript):
+        """response_mode=form_post: the page after the code posts the response to the app,
+        by its hashed script (the CSP must let exactly that run) or, without JavaScript, by
+        its button."""
+        user = stack.make_user()
+        addr, uid = user["email"]["value"], user["user_id"]
+        url, req = self.authorize(response_mode="form_post")
+        since = self.since()
+        with Browser(javascript=javascript) as dev:
+            dev.get(url)
+            self.ask_code(dev, addr)
+            code, _ = self.hosted_mail(addr)
+            dev.type(CODE_INPUT, code)
+            dev.click("#code-submit")
+            if not javascript:
+                dev.wait_until("the form_post page", lambda d: d.title == "Continue")
+                self.assertEqual(self.callbacks_of("/rp/callback", since), [])
+                dev.click("form button")
+            dev.wait_url(self.redirect)
+            hits = self.callbacks_of("/rp/callback", since)
+            self.assertEqual([h["method"] for h in hits], ["POST"])
+            self.assertEqual(hits[0]["raw_query"], "")
+            self.assertEqual(hits[0]["headers"].get("Content-Type"),
+                             "application/x-www-form-urlencoded")
+            body = urllib.parse.parse_qs(hits[0]["body"].decode(), strict_parsing=True)
+            self.assertEqual(sorted(body), ["code", "iss", "state"])
+            self.assertEqual(body["state"], [req["state"]])
+            self.assertEqual(body["iss"], [stack.issuer])
+            self.assertQuietConsole(dev, "the code and the form_post page")
+        self.exchange(body["code"][0], req, uid, addr)
+
+    def test_form_post_with_javascript(self):
+        self.form_post_flow(javascript=True)
+
+    def test_form_post_without_javascript(self):
+        self.form_post_flow(javascript=False)
+
     def test_code_with_javascript(self):
         self.code_flow(javascript=True)
 
