@@ -14,7 +14,11 @@ lighttpd, every redirect landing on a small recording server on 127.0.0.1
   and PKCE -> the hosted page -> the address -> the code from the mail, or its link in the
   same browser, or its link on a second device (another profile) while the first one's
   waiting tab continues on its own by meta refresh; with JavaScript on and off; then the
-  code exchanged at /oidc/token and the ID token verified (nonce, at_hash, sub).
+  code exchanged at /oidc/token and the ID token verified (nonce, at_hash, sub); and
+  response_mode=form_post, by its hashed script and by its button.
+- The redirect-based One-Time Login (API-OIDC.md A): the passcode's result URL and the
+  emailed link's page in the browser, and the login session they leave signing the same
+  browser in at /oidc/auth.
 
 No test here is skipped: without chromium, chromium-driver and python3-selenium the module
 fails (./quickstart test installs them).
@@ -263,14 +267,13 @@ def step(dev):
     return found[0].get_attribute("data-step") if found else None
 
 
-class HostedLogin(BrowserCase):
-    """/oidc/auth -> the hosted page -> address -> code or link -> redirect_uri?code= ->
-    /oidc/token, all in a real browser, the code and link read from the mail."""
+class OIDCSteps(BrowserCase):
+    """The steps of an authorization code login for self.client and self.redirect (a path
+    of the RedirectTarget): the request, the landing on the app, the exchange."""
 
-    @classmethod
-    def setUpClass(cls):
-        cls.redirect = target.url("/rp/callback")
-        cls.client = stack.make_client(redirect_uris=[cls.redirect])
+    @property
+    def cb_path(self):
+        return urllib.parse.urlsplit(self.redirect).path
 
     def authorize(self, **extra):
         """(URL of an authorization request with state, nonce and PKCE S256, its secrets)."""
@@ -309,40 +312,45 @@ class HostedLogin(BrowserCase):
         self.assertQuietConsole(dev, "the code page")
 
     def landed(self, dev, req, since, timeout=browser.WAIT_TIMEOUT):
-        """The browser reached redirect_uri with code, state and iss (and it alone: one
-        callback); the code."""
+        """The browser reached redirect_uri with code, state (when the request had one) and
+        iss (and it alone: one callback); the code."""
         dev.wait_url(self.redirect + "?", timeout)
-        hit = target.wait("/rp/callback", since=since)
-        self.assertEqual(set(hit["query"]), {"code", "state", "iss"}, hit["raw_query"])
-        self.assertEqual(hit["query"]["state"], req["state"])
+        hit = target.wait(self.cb_path, since=since)
+        want = {"code", "iss"} | ({"state"} if req.get("state") else set())
+        self.assertEqual(set(hit["query"]), want, hit["raw_query"])
+        self.assertEqual(hit["query"].get("state"), req.get("state"))
         self.assertEqual(hit["query"]["iss"], stack.issuer)
         self.assertNotIn("referer", {k.lower() for k in hit["headers"]}, hit["headers"])
-        self.assertEqual(len(self.callbacks_of("/rp/callback", since)), 1)
+        self.assertEqual(len(self.callbacks_of(self.cb_path, since)), 1)
         return hit["query"]["code"]
 
     def exchange(self, code, req, uid, addr, replay=True):
-        """/oidc/token (client_secret_basic, PKCE verifier); the ID token verified. replay:
-        then present the code again, which fails and ends the login session."""
+        """/oidc/token (client_secret_basic, the PKCE verifier when req has one); the ID
+        token verified (nonce exactly when req has one). replay: then present the code
+        again, which fails and ends the login session."""
+        fields = {"grant_type": "authorization_code", "code": code,
+                  "redirect_uri": self.redirect}
+        if req.get("verifier"):
+            fields["code_verifier"] = req["verifier"]
         r = stack.token_request(self.client["client_id"], self.client["client_secret"],
-                                grant_type="authorization_code", code=code,
-                                redirect_uri=self.redirect, code_verifier=req["verifier"])
+                                **fields)
         body = self.assertJSON(r, 200)
         self.assertEqual(body.get("token_type"), "Bearer", body)
         self.assertIsInstance(body.get("access_token"), str, body)
         _, idc = stack.verify_jwt(body["id_token"], "JWT", self.client["client_id"])
         self.assertEqual(idc["iss"], stack.issuer)
         self.assertEqual(idc["sub"], uid)
-        self.assertEqual(idc.get("nonce"), req["nonce"])
+        self.assertEqual(idc.get("nonce"), req.get("nonce"))
         digest = hashlib.sha256(body["access_token"].encode()).digest()
         self.assertEqual(idc.get("at_hash"), b64url(digest[:16]))
         if "email" in idc:
             self.assertEqual(idc["email"], addr)
+        self.last_tokens = body
         if not replay:
             return idc
         # Single use: the second exchange fails.
         r = stack.token_request(self.client["client_id"], self.client["client_secret"],
-                                grant_type="authorization_code", code=code,
-                                redirect_uri=self.redirect, code_verifier=req["verifier"])
+                                **fields)
         self.assertOAuthError(r, 400, "invalid_grant")
         return idc
 
@@ -363,6 +371,17 @@ class HostedLogin(BrowserCase):
             self.assertQuietConsole(dev, "the code and the redirect")
         self.exchange(got, req, uid, addr)
 
+
+
+class HostedLogin(OIDCSteps):
+    """/oidc/auth -> the hosted page -> address -> code or link -> redirect_uri?code= ->
+    /oidc/token, all in a real browser, the code and link read from the mail."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.redirect = target.url("/rp/callback")
+        cls.client = stack.make_client(redirect_uris=[cls.redirect])
+
     def form_post_flow(self, javascript):
         """response_mode=form_post: the page after the code posts the response to the app,
         by its hashed script (the CSP must let exactly that run) or, without JavaScript, by
@@ -379,10 +398,10 @@ class HostedLogin(BrowserCase):
             dev.click("#code-submit")
             if not javascript:
                 dev.wait_until("the form_post page", lambda d: d.title == "Continue")
-                self.assertEqual(self.callbacks_of("/rp/callback", since), [])
+                self.assertEqual(self.callbacks_of(self.cb_path, since), [])
                 dev.click("form button")
             dev.wait_url(self.redirect)
-            hits = self.callbacks_of("/rp/callback", since)
+            hits = self.callbacks_of(self.cb_path, since)
             self.assertEqual([h["method"] for h in hits], ["POST"])
             self.assertEqual(hits[0]["raw_query"], "")
             self.assertEqual(hits[0]["headers"].get("Content-Type"),
@@ -426,7 +445,7 @@ class HostedLogin(BrowserCase):
             _, link = self.hosted_mail(addr)
             dev.get(link)
             self.assertEqual(step(dev), "link")
-            self.assertEqual(self.callbacks_of("/rp/callback", since), [],
+            self.assertEqual(self.callbacks_of(self.cb_path, since), [],
                              "opening the link redirected")
             dev.click(LINK_BUTTON)
             got = self.landed(dev, req, since)
@@ -464,7 +483,7 @@ class HostedLogin(BrowserCase):
             since = self.since()
             phone.get(url)
             self.assertEqual(step(phone), "email")
-            self.assertEqual(self.callbacks_of("/rp/callback", since), [])
+            self.assertEqual(self.callbacks_of(self.cb_path, since), [])
             laptop.get(url)
             sso = self.exchange(self.landed(laptop, req, since), req, uid, addr)
             self.assertEqual(sso["sid"], idc["sid"])
@@ -474,10 +493,88 @@ class HostedLogin(BrowserCase):
             since = self.since()
             laptop.get(url)
             self.assertEqual(step(laptop), "email")
-            self.assertEqual(self.callbacks_of("/rp/callback", since), [])
+            self.assertEqual(self.callbacks_of(self.cb_path, since), [])
 
     def test_link_other_device(self):
         self.cross_device(javascript=True)
 
     def test_link_other_device_without_javascript(self):
         self.cross_device(javascript=False)
+
+
+# ---- the redirect-based One-Time Login (part A) --------------------------------------------
+
+class RedirectOTL(OIDCSteps):
+    """Transmit's redirect-based API (API-OIDC.md A) with the browser parts in a real browser:
+    the passcode's result URL, the emailed link's page; then the login session it left behind
+    signs the same browser in at /oidc/auth (the cookie's path covers both)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.redirect = target.url("/a/callback")
+        cls.client = stack.new_client(redirect_uris=[cls.redirect])
+
+    def api(self, path, body):
+        r = stack.http("POST", "/cis" + path, json=body, token=self.client["token"])
+        return self.assertJSON(r, 200)
+
+    def test_result_url_then_single_sign_on(self):
+        user = stack.make_user()
+        addr, uid = user["email"]["value"], user["user_id"]
+        self.api("/v1/auth/otp/email", {"email": addr, "redirect_uri": self.redirect})
+        passcode = stack.mail_code(stack.wait_mail(addr))
+        nonce = b64url(os.urandom(16))
+        result = self.api("/v1/auth/otp/email/validation",
+                          {"email": addr, "passcode": passcode, "nonce": nonce})["result"]
+        self.assertTrue(result.startswith(stack.base_url + "/"), result)
+        since = self.since()
+        with Browser() as dev:
+            dev.get(result)
+            code = self.landed(dev, {"nonce": nonce}, since)
+            self.assertQuietConsole(dev, "the result URL")
+            idc = self.exchange(code, {"nonce": nonce}, uid, addr, replay=False)
+            self.assertIsInstance(self.last_tokens.get("refresh_token"), str)
+
+            # Used: the same URL again ends in access_denied, not in a code.
+            since = self.since()
+            dev.get(result)
+            dev.wait_url(self.redirect + "?")
+            hit = target.wait(self.cb_path, since=since)
+            self.assertEqual(hit["query"].get("error"), "access_denied", hit["raw_query"])
+            self.assertNotIn("code", hit["query"])
+
+            # The login session cookie reaches the authorization endpoint: single sign-on.
+            url, req = self.authorize()
+            since = self.since()
+            dev.get(url)
+            sso = self.exchange(self.landed(dev, req, since), req, uid, addr)
+            self.assertEqual(sso["sid"], idc["sid"])
+
+    def link_flow(self, javascript):
+        user = stack.make_user()
+        addr, uid = user["email"]["value"], user["user_id"]
+        self.assertEqual(self.api("/v1/auth/links/email",
+                                  {"email": addr, "redirect_uri": self.redirect}),
+                         {"message": "Email sent successfully"})
+        text = harness.mail_parts(stack.wait_mail(addr))["text/plain"]
+        links = set(re.findall(r"%s/\S+" % re.escape(stack.base_url), text))
+        self.assertEqual(len(links), 1, text)
+        link = links.pop()
+        since = self.since()
+        with Browser(javascript=javascript) as dev:
+            dev.get(link)
+            self.assertEqual(dev.url, link)
+            self.assertQuietConsole(dev, "the link's page")
+            self.assertEqual(self.callbacks_of(self.cb_path, since), [],
+                             "opening the link redirected")
+            dev.click("form button")
+            code = self.landed(dev, {}, since)
+            self.assertQuietConsole(dev, "the button and the redirect")
+        idc = self.exchange(code, {}, uid, addr)
+        self.assertIn("eml", idc.get("amr", []))
+
+    def test_link_with_javascript(self):
+        self.link_flow(javascript=True)
+
+    def test_link_without_javascript(self):
+        self.link_flow(javascript=False)
