@@ -199,6 +199,7 @@ void api_authorize(struct api_call *call)
 	json_t *params = collect(call);
 	struct authz_req r;
 	char *session = NULL, *location = NULL, *flow_id = NULL;
+	unsigned retry_after = 0;
 	int rc;
 
 	memset(&r, 0, sizeof(r));
@@ -231,7 +232,14 @@ void api_authorize(struct api_call *call)
 		api_fail(call, rc, NULL);
 	} else if (r.prompt_none) {
 		redirect_error(call, params, "login_required", "The user is not signed in");
-	} else if ((rc = authz_flow_start(call->c, params, &flow_id)) != ERR_NONE) {
+	} else if ((rc = authz_flow_start(call->c, params, call->req->remote_addr, &flow_id,
+					  &retry_after)) == ERR_RATE_LIMITED) {
+		log_info("authorization request refused: too many sign-ins from this address");
+		resp_header(call->resp, "Retry-After", "%u", retry_after);
+		api_hosted_error_page(call, 429, r.client, params,
+				      "too many sign-ins were started from this address; try again "
+				      "later");
+	} else if (rc != ERR_NONE) {
 		api_fail(call, rc, NULL);
 	} else {
 		api_set_flow_cookie(call, flow_id);

@@ -10,6 +10,13 @@
  *   address step   <form id="email-form" method="post" action="{base}/oidc/login"> with
  *                  hidden "csrf" and "step"="email", <input id="email" name="email"
  *                  type="email" autocomplete="email">, <button id="email-submit">.
+ *   phone          where the client's login_methods allow sms_otp, beside (or instead of) the
+ *                  address form: <form id="phone-form"> ("step"="phone", hidden "csrf") with
+ *                  <input id="phone" name="phone" type="tel" autocomplete="tel">,
+ *                  <button id="phone-submit">.
+ *   second factor  acr_values=mfa after the first: data-step="mfa", <form id="mfa-form">
+ *                  ("step"="mfa", hidden "csrf") with <button id="mfa-submit">: sends the
+ *                  SMS; then the code step again (its code-form takes the SMS code).
  *   code step      <form id="code-form" ...> with hidden "csrf" and "step"="code",
  *                  <input id="code" name="code" inputmode="numeric"
  *                  autocomplete="one-time-code">, <button id="code-submit">; and
@@ -32,6 +39,7 @@
 
 #include "authz.h"
 #include "b64url.h"
+#include "client.h"
 #include "crypto.h"
 #include "html.h"
 #include "hosted.h"
@@ -299,17 +307,34 @@ static void email_page(struct api_call *call, int status, const char *flow_id,
 		para(&p, "notice", notice_key);
 	if (error_key != NULL)
 		para(&p, "error", error_key);
-	para(&p, NULL, "email_intro");
-	form_open(&p, "email-form");
-	hidden(&p, flow_id, "email");
-	sbuf_puts(&p.body, "<label for=\"email\">");
-	page_add(&p.body, page_text(&p.tx, "email_label"), p.vars);
-	sbuf_puts(&p.body, "</label><input id=\"email\" name=\"email\" type=\"email\" "
-			   "autocomplete=\"email\" required maxlength=\"320\" value=\"");
-	html_add(&p.body, value ? value : "", HTML_BREAK_SPACE);
-	sbuf_puts(&p.body, "\"><button id=\"email-submit\" type=\"submit\">");
-	page_add(&p.body, page_text(&p.tx, "email_submit"), p.vars);
-	sbuf_puts(&p.body, "</button></form>");
+	/* The forms of the methods the client's login_methods allow. */
+	if (client_allows_login_method(v->client, "email_otp") ||
+	    client_allows_login_method(v->client, "magic_link")) {
+		para(&p, NULL, "email_intro");
+		form_open(&p, "email-form");
+		hidden(&p, flow_id, "email");
+		sbuf_puts(&p.body, "<label for=\"email\">");
+		page_add(&p.body, page_text(&p.tx, "email_label"), p.vars);
+		sbuf_puts(&p.body, "</label><input id=\"email\" name=\"email\" type=\"email\" "
+				   "autocomplete=\"email\" required maxlength=\"320\" value=\"");
+		html_add(&p.body, value && value[0] != '+' ? value : "", HTML_BREAK_SPACE);
+		sbuf_puts(&p.body, "\"><button id=\"email-submit\" type=\"submit\">");
+		page_add(&p.body, page_text(&p.tx, "email_submit"), p.vars);
+		sbuf_puts(&p.body, "</button></form>");
+	}
+	if (client_allows_login_method(v->client, "sms_otp")) {
+		para(&p, NULL, "phone_intro");
+		form_open(&p, "phone-form");
+		hidden(&p, flow_id, "phone");
+		sbuf_puts(&p.body, "<label for=\"phone\">");
+		page_add(&p.body, page_text(&p.tx, "phone_label"), p.vars);
+		sbuf_puts(&p.body, "</label><input id=\"phone\" name=\"phone\" type=\"tel\" "
+				   "autocomplete=\"tel\" required maxlength=\"32\" value=\"");
+		html_add(&p.body, value && value[0] == '+' ? value : "", HTML_BREAK_SPACE);
+		sbuf_puts(&p.body, "\"><button id=\"phone-submit\" type=\"submit\">");
+		page_add(&p.body, page_text(&p.tx, "phone_submit"), p.vars);
+		sbuf_puts(&p.body, "</button></form>");
+	}
 	if (seconds)
 		resp_header(call->resp, "Retry-After", "%u", seconds);
 	page_send(&p, status, "email_title");
@@ -364,18 +389,49 @@ static void code_page(struct api_call *call, int status, const char *flow_id,
 
 /* ---- answers -------------------------------------------------------------------------------- */
 
-/* The login is done: the session cookie, the flow cookie gone, the redirect with the code. */
-static void done(struct api_call *call, const struct hosted_done *d)
-{
-	api_set_login_cookie(call, d->session_id, d->session_max_age);
-	clear_flow_cookie(call);
-	api_authz_respond(call, d->params, d->location);
-}
-
 static void see_login(struct api_call *call)
 {
 	resp_header(call->resp, "Location", "%s/oidc/login", call->c->conf->public_base_url);
 	resp_json(call->resp, 303, NULL);
+}
+
+/* The second factor's step: a button that sends the code by SMS (a GET sends nothing). */
+static void mfa_page(struct api_call *call, int status, const char *flow_id,
+		     const struct hosted_view *v, const char *error_key, unsigned seconds)
+{
+	struct page p;
+	char secs[16];
+
+	page_begin(&p, call, v->client, v->params, "mfa");
+	snprintf(secs, sizeof(secs), "%u", seconds);
+	page_var(&p, "seconds", secs);
+	page_var(&p, "phone", v->masked);
+	if (error_key != NULL)
+		para(&p, "error", error_key);
+	para(&p, NULL, "mfa_intro");
+	form_open(&p, "mfa-form");
+	hidden(&p, flow_id, "mfa");
+	sbuf_puts(&p.body, "<button id=\"mfa-submit\" type=\"submit\">");
+	page_add(&p.body, page_text(&p.tx, "mfa_submit"), p.vars);
+	sbuf_puts(&p.body, "</button></form>");
+	if (seconds)
+		resp_header(call->resp, "Retry-After", "%u", seconds);
+	page_send(&p, status, "mfa_title");
+}
+
+/*
+ * The login is done: the session cookie, the flow cookie gone, the redirect with the code. Or
+ * the first of two factors is: the session cookie, and the page again for the second one.
+ */
+static void done(struct api_call *call, const struct hosted_done *d)
+{
+	api_set_login_cookie(call, d->session_id, d->session_max_age);
+	if (d->location == NULL) {
+		see_login(call);
+		return;
+	}
+	clear_flow_cookie(call);
+	api_authz_respond(call, d->params, d->location);
 }
 
 /* An expired flow starts again from its request: a new flow, the address page. */
@@ -383,8 +439,18 @@ static void restart(struct api_call *call, struct hosted_view *v)
 {
 	char *flow_id = NULL;
 	const char *hint = json_string_value(json_object_get(v->params, "login_hint"));
+	unsigned retry_after = 0;
+	int rc =
+	    authz_flow_start(call->c, v->params, call->req->remote_addr, &flow_id, &retry_after);
 
-	if (authz_flow_start(call->c, v->params, &flow_id) != ERR_NONE) {
+	if (rc == ERR_RATE_LIMITED) {
+		resp_header(call->resp, "Retry-After", "%u", retry_after);
+		api_hosted_error_page(call, 429, v->client, v->params,
+				      "too many sign-ins were started from this address; try again "
+				      "later");
+		return;
+	}
+	if (rc != ERR_NONE) {
 		api_hosted_error_page(call, 503, v->client, v->params, NULL);
 		return;
 	}
@@ -417,6 +483,9 @@ static void show(struct api_call *call, const char *flow_id, struct hosted_view 
 		break;
 	case HOSTED_CODE:
 		code_page(call, 200, flow_id, v, NULL, 0);
+		break;
+	case HOSTED_MFA:
+		mfa_page(call, 200, flow_id, v, NULL, 0);
 		break;
 	case HOSTED_CONFIRMED:
 		session = api_login_cookie(call);
@@ -471,6 +540,58 @@ static void post_email(struct api_call *call, const char *flow_id, struct hosted
 	free(email);
 }
 
+static void post_mfa(struct api_call *call, const char *flow_id, struct hosted_view *v)
+{
+	unsigned retry_after = 0;
+	int rc = hosted_send_mfa(call->c, v->client, flow_id, &retry_after);
+
+	if (rc == ERR_NONE)
+		see_login(call);
+	else if (rc == ERR_RATE_LIMITED)
+		mfa_page(call, 429, flow_id, v, "rate_limited", retry_after ? retry_after : 1);
+	else if (rc == ERR_DELIVERY || rc == ERR_INVALID_INPUT || rc == ERR_PHONE_MISSING)
+		mfa_page(call, 502, flow_id, v, "sms_failed", 0);
+	else if (rc == ERR_NOT_FOUND)
+		restart(call, v);
+	else
+		api_hosted_error_page(call, 503, v->client, v->params, NULL);
+}
+
+static void post_phone(struct api_call *call, const char *flow_id, struct hosted_view *v)
+{
+	const char *given = req_form(call->req, "phone");
+	struct api_refusal no;
+	unsigned retry_after = 0;
+	char *phone = given ? api_canonical(ID_PHONE, given, &no) : NULL;
+	int rc;
+
+	if (phone == NULL) {
+		email_page(call, 400, flow_id, v, given, NULL, "phone_invalid", 0);
+		return;
+	}
+	rc = hosted_send_phone(call->c, v->client, flow_id, phone, &retry_after);
+	if (rc == ERR_NONE)
+		see_login(call);
+	else if (rc == ERR_RATE_LIMITED)
+		email_page(call, 429, flow_id, v, given, NULL, "rate_limited",
+			   retry_after ? retry_after : 1);
+	else if (rc == ERR_USER_NOT_FOUND || rc == ERR_PHONE_MISSING)
+		email_page(call, 400, flow_id, v, given, NULL, "user_not_found", 0);
+	else if (rc == ERR_USER_NOT_ACTIVE)
+		email_page(call, 403, flow_id, v, given, NULL, "user_disabled", 0);
+	else if (rc == ERR_INVALID_INPUT)
+		email_page(call, 400, flow_id, v, given, NULL, "phone_invalid", 0);
+	else if (rc == ERR_FORBIDDEN)
+		email_page(call, 403, flow_id, v, given, NULL, "method_unavailable", 0);
+	else if (rc == ERR_DELIVERY)
+		email_page(call, 502, flow_id, v, given, NULL, "sms_failed", 0);
+	else if (rc == ERR_NOT_FOUND)
+		restart(call, v);
+	else
+		api_hosted_error_page(call, 503, v->client, v->params, NULL);
+	free(phone);
+}
+
 static void post_code(struct api_call *call, const char *flow_id, struct hosted_view *v)
 {
 	const char *code = req_form(call->req, "code");
@@ -500,6 +621,9 @@ static void post_code(struct api_call *call, const char *flow_id, struct hosted_
 		code_page(call, 403, flow_id, v, "user_disabled", 0);
 	} else if (rc == ERR_NOT_FOUND) {
 		restart(call, v);
+	} else if (rc == ERR_SESSION_NOT_FOUND) {
+		/* A second factor without the first one's session (its cookie is gone). */
+		api_hosted_error_page(call, 400, v->client, v->params, NULL);
 	} else {
 		api_hosted_error_page(call, 503, v->client, v->params, NULL);
 	}
@@ -539,8 +663,14 @@ void api_hosted_login(struct api_call *call)
 	step = req_form(call->req, "step");
 	if (v.step == HOSTED_GONE || v.step == HOSTED_EXPIRED || v.step == HOSTED_CONFIRMED)
 		show(call, flow_id, &v);
+	else if (step != NULL && strcmp(step, "mfa") == 0 && v.step == HOSTED_MFA)
+		post_mfa(call, flow_id, &v);
+	else if (v.step == HOSTED_MFA)
+		show(call, flow_id, &v); /* the address step is over */
 	else if (step != NULL && strcmp(step, "email") == 0)
 		post_email(call, flow_id, &v);
+	else if (step != NULL && strcmp(step, "phone") == 0)
+		post_phone(call, flow_id, &v);
 	else if (step != NULL && strcmp(step, "code") == 0 && v.step == HOSTED_CODE)
 		post_code(call, flow_id, &v);
 	else if (step != NULL && strcmp(step, "restart") == 0 &&

@@ -11,6 +11,7 @@
 #include "err.h"
 #include "jsonio.h"
 #include "log.h"
+#include "ratelimit.h"
 #include "resp.h" /* RESP_HEADER_MAX: a redirect must fit its Location header */
 #include "sbuf.h"
 #include "session.h"
@@ -418,20 +419,33 @@ int authz_flow_key(struct ctx *c, const char *flow_id, char key[KEYRING_TAG_HEX]
 }
 
 struct start_state {
+	struct ctx *c;
 	json_t *rec;
 	const char *key;
+	const char *ip;
+	unsigned wait;
 };
 
 static int start_txn(struct store_txn *t, void *arg)
 {
 	struct start_state *s = arg;
+	char subject[64];
+	int rc;
+
+	s->wait = 0;
+	ratelimit_ip_subject(s->ip, subject, sizeof(subject));
+	rc = ratelimit_txn(t, s->c->keys, &s->c->conf->authorization_flows, 1, &s->wait, "flow",
+			   subject, NULL);
+	if (rc != 0)
+		return rc < 0 ? rc : STORE_REFUSE(ERR_RATE_LIMITED);
 	return store_put(t, TBL_CODES, s->key, strlen(s->key), s->rec);
 }
 
-int authz_flow_start(struct ctx *c, json_t *params, char **flow_id)
+int authz_flow_start(struct ctx *c, json_t *params, const char *ip, char **flow_id,
+		     unsigned *retry_after)
 {
 	char key[KEYRING_TAG_HEX];
-	struct start_state s = {NULL, key};
+	struct start_state s = {c, NULL, key, ip, 0};
 	int rc = ERR_INTERNAL;
 
 	*flow_id = crypto_random_token(FLOW_ID_BYTES);
@@ -443,6 +457,7 @@ int authz_flow_start(struct ctx *c, json_t *params, char **flow_id)
 	if (s.rec == NULL)
 		goto out;
 	rc = store_outcome(store_run(c->store, start_txn, &s), ERR_UNAVAILABLE);
+	*retry_after = s.wait ? s.wait : 1;
 out:
 	json_decref(s.rec);
 	if (rc != ERR_NONE) {

@@ -65,10 +65,13 @@ char *authz_error_location(struct ctx *c, json_t *params, const char *error,
 int authz_sso(struct ctx *c, const struct authz_req *r, const char *session_id, char **location);
 
 /*
- * Park the valid request r as a new flow. ERR_NONE with *flow_id (new string: the cookie's
- * value, a secret), or ERR_UNAVAILABLE.
+ * Park the valid request params (borrowed) as a new flow for the end user at address ip (NULL:
+ * unknown). A flow is a record that anyone can make a browser write, so they are limited per
+ * address ([limits] authorization_flows). ERR_NONE with *flow_id (new string: the cookie's
+ * value, a secret), ERR_RATE_LIMITED with *retry_after, or ERR_UNAVAILABLE.
  */
-int authz_flow_start(struct ctx *c, json_t *params, char **flow_id);
+int authz_flow_start(struct ctx *c, json_t *params, const char *ip, char **flow_id,
+		     unsigned *retry_after);
 
 #define AUTHZ_PAR_TTL 60
 #define AUTHZ_PAR_PREFIX "urn:ietf:params:oauth:request_uri:"

@@ -72,6 +72,7 @@ struct conf {
 	struct conf_rate client_secret_failures; /* free wrong secrets per client and address */
 	unsigned client_secret_delay;		 /* then the first delay (s), doubling */
 	unsigned client_secret_max_delay;	 /* up to this (s) */
+	struct conf_rate authorization_flows;	 /* hosted login flows per end-user address */
 	/* [hosted] */
 	char *templates_dir; /* the hosted login page's text sets, one directory per locale */
 };

@@ -61,6 +61,8 @@ static int view_txn(struct store_txn *t, void *arg)
 		v->step = HOSTED_CONFIRMED;
 	else if (jsonio_str(flow, "code") != NULL)
 		v->step = HOSTED_CODE;
+	else if (json_is_true(json_object_get(flow, "mfa")))
+		v->step = HOSTED_MFA;
 	else
 		v->step = HOSTED_EMAIL;
 	log_mask_addr(v->identifier, v->masked, sizeof(v->masked));
@@ -111,25 +113,6 @@ void hosted_done_free(struct hosted_done *d)
 
 /* ---- sending ------------------------------------------------------------------------------- */
 
-/*
- * 1 when the client's "login_methods" allow method ("email_otp", "magic_link", "sms_otp"); a
- * client without the list allows email_otp and magic_link.
- */
-static int allows(json_t *client, const char *method)
-{
-	json_t *list = json_object_get(client, "login_methods"), *v;
-	size_t i;
-
-	if (!json_is_array(list))
-		return strcmp(method, "sms_otp") != 0;
-	json_array_foreach(list, i, v)
-	{
-		if (strcmp(json_string_value(v) ?: "", method) == 0)
-			return 1;
-	}
-	return 0;
-}
-
 struct send_state {
 	const char *flow_id;
 	char code[16];
@@ -154,11 +137,54 @@ static int destination(struct login_send *s, json_t *user)
 	return ERR_NONE;
 }
 
+/*
+ * The phone of the account (a second factor goes to the number the user record holds), or for
+ * an unknown user that may sign up by phone the number itself.
+ */
+static int sms_destination(struct login_send *s, json_t *user)
+{
+	const char *to = user ? user_phone(user) : s->identifier;
+
+	if (to == NULL)
+		return ERR_PHONE_MISSING;
+	if (!sms_number_valid(to))
+		return ERR_INVALID_INPUT;
+	snprintf(s->to, sizeof(s->to), "%s", to);
+	return ERR_NONE;
+}
+
+static int is_sms(const struct login_send *s)
+{
+	return strcmp(s->channel, "sms") == 0;
+}
+
+static int compose_sms(struct login_send *s)
+{
+	struct sms_compose_req m = {
+	    .tmpl = s->c->conf->sms_default_message,
+	    .app = json_string_value(json_object_get(s->client, "display_name"))
+		       ?: json_string_value(json_object_get(s->client, "name")),
+	    .code = send_of(s)->code,
+	    .max_segments = s->c->conf->sms_max_segments,
+	};
+	char err[160];
+
+	crypto_free_str(s->message);
+	s->message = NULL;
+	if (sms_compose(&m, &s->message, err, sizeof(err)) < 0) {
+		log_warn("hosted: cannot build the SMS: %s", err);
+		return ERR_INVALID_INPUT;
+	}
+	s->message_len = strlen(s->message);
+	return ERR_NONE;
+}
+
 static int compose(struct login_send *s, unsigned minutes)
 {
 	struct send_state *h = send_of(s);
 	const char *name = json_string_value(json_object_get(s->client, "display_name"));
-	int code = allows(s->client, "email_otp"), link = allows(s->client, "magic_link");
+	int code = client_allows_login_method(s->client, "email_otp"),
+	    link = client_allows_login_method(s->client, "magic_link");
 	struct mail_request m = {
 	    .kind = code && link ? MAIL_OTP_LINK
 		    : code	 ? MAIL_OTP
@@ -174,6 +200,8 @@ static int compose(struct login_send *s, unsigned minutes)
 	const char *color = json_string_value(json_object_get(s->client, "color"));
 	int rc;
 
+	if (is_sms(s))
+		return compose_sms(s);
 	if (color != NULL && mail_color_valid(color))
 		m.content.primary_color = color;
 	if (s->message != NULL) {
@@ -191,7 +219,9 @@ static int issue(struct login_send *s, struct store_txn *t, const char *rid_tag,
 {
 	struct send_state *h = send_of(s);
 	unsigned minutes = s->c->conf->otp_ttl_minutes;
-	int code_ok = allows(s->client, "email_otp"), link_ok = allows(s->client, "magic_link");
+	/* An SMS holds the code only; a mail what the client's login_methods allow. */
+	int code_ok = is_sms(s) || client_allows_login_method(s->client, "email_otp");
+	int link_ok = !is_sms(s) && client_allows_login_method(s->client, "magic_link");
 	char flow_key[KEYRING_TAG_HEX], code_tag[KEYRING_TAG_HEX];
 	time_t now = time(NULL);
 	const char *old;
@@ -226,7 +256,7 @@ static int issue(struct login_send *s, struct store_txn *t, const char *rid_tag,
 	json_object_del(flow, "link");
 	json_object_del(flow, "code_dead");
 	json_object_del(flow, "confirmed");
-	json_object_set_new(flow, "idtype", json_string("email"));
+	json_object_set_new(flow, "idtype", json_string(user_idtype_name(s->idtype)));
 	json_object_set_new(flow, "identifier", json_string(s->identifier));
 	/* A shadow send stores a code that never matches and no link at all. */
 	json_object_set_new(flow, "code", json_string(s->shadow || !code_ok ? "" : code_tag));
@@ -257,6 +287,16 @@ out:
 
 static int deliver(struct login_send *s)
 {
+	if (is_sms(s)) {
+		struct sms_conf sc = ctx_sms_conf(s->c->conf, &s->c->mail);
+		struct sms_message m = {
+		    s->to, s->c->conf->sms_sender_id[0] ? s->c->conf->sms_sender_id : NULL,
+		    s->message};
+		int rc = sms_send(&sc, &m);
+		return rc == SMS_OK	  ? ERR_NONE
+		       : rc == SMS_EINPUT ? ERR_INVALID_INPUT
+					  : ERR_DELIVERY;
+	}
 	return mail_send(&s->c->mail, s->c->conf->mail_from, s->to, s->message, s->message_len) ==
 		       MAIL_OK
 		   ? ERR_NONE
@@ -269,7 +309,7 @@ static int withdraw(struct login_send *s, struct store_txn *t)
 	struct send_state *h = send_of(s);
 	char flow_key[KEYRING_TAG_HEX];
 	json_t *flow;
-	int rc = store_del(t, TBL_CODES, h->link_key, strlen(h->link_key));
+	int rc = h->link_key[0] ? store_del(t, TBL_CODES, h->link_key, strlen(h->link_key)) : 0;
 
 	if (rc < 0 || (rc = load_flow(t, s->c, h->flow_id, flow_key, &flow, 1)) <= 0)
 		return rc;
@@ -282,6 +322,8 @@ static int withdraw(struct login_send *s, struct store_txn *t)
 
 static const struct login_kind hosted_kind = {
     "hosted login code and link", "code and link", destination, issue, deliver, withdraw};
+static const struct login_kind hosted_sms_kind = {
+    "hosted login second-factor code", "code", sms_destination, issue, deliver, withdraw};
 
 int hosted_send(struct ctx *c, json_t *client, const char *flow_id, const char *email,
 		unsigned *retry_after)
@@ -298,8 +340,87 @@ int hosted_send(struct ctx *c, json_t *client, const char *flow_id, const char *
 
 	*retry_after = 0;
 	/* The page asks for an address only for what the client allows to go there. */
-	if (!allows(client, "email_otp") && !allows(client, "magic_link"))
+	if (!client_allows_login_method(client, "email_otp") &&
+	    !client_allows_login_method(client, "magic_link"))
 		return ERR_FORBIDDEN;
+	rc = login_send(&s);
+	*retry_after = s.retry_after;
+	crypto_wipe(h.code, sizeof(h.code));
+	crypto_free_str(h.token);
+	crypto_free_str(h.url);
+	login_send_done(&s);
+	return rc;
+}
+
+/* The second factor's phone number of a flow waiting for it, into phone; 0, or -1. */
+struct mfa_state {
+	struct ctx *c;
+	const char *flow_id;
+	char phone[64];
+};
+
+static int mfa_phone_txn(struct store_txn *t, void *arg)
+{
+	struct mfa_state *m = arg;
+	char key[KEYRING_TAG_HEX];
+	json_t *flow;
+	int rc = load_flow(t, m->c, m->flow_id, key, &flow, 0);
+
+	m->phone[0] = '\0';
+	if (rc <= 0)
+		return rc;
+	if (json_is_true(json_object_get(flow, "mfa")) &&
+	    strcmp(jsonio_str(flow, "idtype") ?: "", "phone_number") == 0 && !flow_expired(flow))
+		snprintf(m->phone, sizeof(m->phone), "%s", jsonio_str(flow, "identifier") ?: "");
+	json_decref(flow);
+	return 0;
+}
+
+int hosted_send_phone(struct ctx *c, json_t *client, const char *flow_id, const char *phone,
+		      unsigned *retry_after)
+{
+	struct sms_conf sc = ctx_sms_conf(c->conf, &c->mail);
+	struct send_state h = {.flow_id = flow_id};
+	struct login_send s = {.c = c,
+			       .kind = &hosted_sms_kind,
+			       .client = client,
+			       .idtype = ID_PHONE,
+			       .identifier = phone,
+			       .channel = "sms",
+			       .state = &h};
+	int rc;
+
+	*retry_after = 0;
+	if (!client_allows_login_method(client, "sms_otp"))
+		return ERR_FORBIDDEN;
+	/* No backend: refuse before a code exists. */
+	if (sms_backend_for(&sc) == NULL)
+		return ERR_DELIVERY;
+	rc = login_send(&s);
+	*retry_after = s.retry_after;
+	crypto_wipe(h.code, sizeof(h.code));
+	login_send_done(&s);
+	return rc;
+}
+
+int hosted_send_mfa(struct ctx *c, json_t *client, const char *flow_id, unsigned *retry_after)
+{
+	struct mfa_state m = {c, flow_id, ""};
+	struct send_state h = {.flow_id = flow_id};
+	struct login_send s = {.c = c,
+			       .kind = &hosted_sms_kind,
+			       .client = client,
+			       .idtype = ID_PHONE,
+			       .identifier = m.phone,
+			       .channel = "sms",
+			       .state = &h};
+	int rc;
+
+	*retry_after = 0;
+	if (store_run(c->store, mfa_phone_txn, &m) < 0)
+		return ERR_UNAVAILABLE;
+	if (m.phone[0] == '\0')
+		return ERR_NOT_FOUND;
 	rc = login_send(&s);
 	*retry_after = s.retry_after;
 	crypto_wipe(h.code, sizeof(h.code));
@@ -355,24 +476,84 @@ struct finish_state {
  * The login of flow (under flow_key) is proven by amr: the session (joining the browser's own
  * when it is the same user's with this client), the code, and the end of the flow and its link.
  */
+/*
+ * When the request asks for acr "mfa" and the session has one factor only: 1 when a second one
+ * can follow (the client allows sms_otp, the user has a phone, an SMS backend is configured,
+ * and the first factor was not the phone already), else 0 (the code is issued without acr).
+ */
+static int second_factor_possible(struct finish_state *x, json_t *flow)
+{
+	struct sms_conf sc = ctx_sms_conf(x->c->conf, &x->c->mail);
+	long max_age;
+	int want_mfa;
+
+	authz_params_options(json_object_get(flow, "params"), &max_age, &want_mfa);
+	return want_mfa && !json_is_true(json_object_get(flow, "mfa")) &&
+	       !authz_session_fits(x->a.grant.session, -1, 1, 0) &&
+	       client_allows_login_method(x->client, "sms_otp") &&
+	       user_phone(x->a.grant.user) != NULL && sms_backend_for(&sc) != NULL &&
+	       strcmp(x->idtype, "phone_number") != 0;
+}
+
+/*
+ * The first factor is proven and a second one was asked for: the flow waits for it, with the
+ * user's phone as the identifier the next code proves; the browser gets the session cookie now
+ * so that the second factor joins this session (d->location NULL).
+ */
+static int park_for_mfa(struct store_txn *t, struct finish_state *x, const char *flow_key,
+			json_t *flow)
+{
+	const char *link = jsonio_str(flow, "link");
+	int rc;
+
+	if (link != NULL && (rc = store_del(t, TBL_CODES, link, strlen(link))) < 0)
+		return rc;
+	for (const char *const *k = (const char *const[]){"link", "code", "code_off", "link_off",
+							  "code_dead", "confirmed", "limits", NULL};
+	     *k != NULL; k++)
+		json_object_del(flow, *k);
+	json_object_set_new(flow, "mfa", json_true());
+	json_object_set_new(flow, "idtype", json_string("phone_number"));
+	json_object_set_new(flow, "identifier", json_string(user_phone(x->a.grant.user)));
+	if ((rc = store_put(t, TBL_CODES, flow_key, strlen(flow_key), flow)) < 0)
+		return rc;
+	if ((x->d->session_id = strdup(x->a.grant.session_id)) == NULL)
+		return STORE_ERR;
+	x->d->session_max_age = x->c->conf->session_ttl;
+	return ERR_NONE;
+}
+
 static int finish(struct store_txn *t, struct finish_state *x, const char *flow_key, json_t *flow,
 		  const char *amr)
 {
 	struct login_opts opts = {.session_id = x->cookie_session};
 	const char *link = jsonio_str(flow, "link");
+	int phone = strcmp(x->idtype, "phone_number") == 0;
+	const char *channel = phone ? "phone" : "email",
+		   *verifies = phone ? "phone_number" : "email";
 	int rc;
 
-	rc = login_session_txn(t, &x->a, amr, "email", "email", json_object_get(flow, "limits"),
+	if (phone)
+		amr = "sms";
+	if (json_is_true(json_object_get(flow, "mfa")) && opts.session_id == NULL)
+		return ERR_SESSION_NOT_FOUND; /* a second factor needs the first one's session */
+	rc = login_session_txn(t, &x->a, amr, channel, verifies, json_object_get(flow, "limits"),
 			       &opts);
-	if (rc == ERR_SESSION_NOT_FOUND && opts.session_id != NULL) {
-		/* The browser's session is another user's or another client's: a new one. */
+	/*
+	 * The browser's session is another user's or another client's: a new one; but a second
+	 * factor belongs to the session of the first, which this browser must still hold.
+	 */
+	if (rc == ERR_SESSION_NOT_FOUND && opts.session_id != NULL &&
+	    !json_is_true(json_object_get(flow, "mfa"))) {
 		opts.session_id = NULL;
-		rc = login_session_txn(t, &x->a, amr, "email", "email",
+		rc = login_session_txn(t, &x->a, amr, channel, verifies,
 				       json_object_get(flow, "limits"), &opts);
 	}
 	if (rc != ERR_NONE)
 		return rc;
 	hosted_done_free(x->d);
+	if (second_factor_possible(x, flow))
+		return park_for_mfa(t, x, flow_key, flow);
 	rc = authz_issue_txn(t, x->c, json_object_get(flow, "params"), x->a.grant.session_key,
 			     x->a.grant.session, &x->d->location);
 	if (rc < 0)

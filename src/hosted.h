@@ -21,6 +21,7 @@ enum hosted_step {
 	HOSTED_EMAIL,	  /* asks for the address */
 	HOSTED_CODE,	  /* a code was sent: asks for it */
 	HOSTED_CONFIRMED, /* its link was opened on another device: hosted_poll finishes it */
+	HOSTED_MFA,	  /* the first factor is done; acr_values=mfa asks for an SMS code */
 };
 
 struct hosted_view {
@@ -48,14 +49,29 @@ void hosted_view_free(struct hosted_view *v);
 int hosted_send(struct ctx *c, json_t *client, const char *flow_id, const char *email,
 		unsigned *retry_after);
 
+/*
+ * Send a code by SMS for flow_id to the canonical E.164 number phone (a login by phone: the
+ * client allows sms_otp). Returns as hosted_send does; ERR_FORBIDDEN when the client does not
+ * allow sms_otp, ERR_DELIVERY when no SMS backend is configured.
+ */
+int hosted_send_phone(struct ctx *c, json_t *client, const char *flow_id, const char *phone,
+		      unsigned *retry_after);
+
+/*
+ * Send the second factor's code by SMS to the phone of the user of flow_id (HOSTED_MFA).
+ * Returns as hosted_send does; ERR_NOT_FOUND when the flow waits for no second factor.
+ */
+int hosted_send_mfa(struct ctx *c, json_t *client, const char *flow_id, unsigned *retry_after);
+
 /* Forget the flow's address and code: the page asks for an address again. ERR_NONE or err. */
 int hosted_restart_email(struct ctx *c, const char *flow_id);
 
 /* A finished login: what the browser gets. */
 struct hosted_done {
-	char *location;		       /* redirect_uri?code=..&state=..&iss=.. (new) */
-	json_t *params;		       /* the authorization request answered (new reference) */
-	char *session_id;	       /* the raw login session id for the cookie (new, secret) */
+	char *location;	  /* redirect_uri?code=..&state=..&iss=.. (new); NULL: the first factor is
+			     done and the page asks for the second one (acr_values=mfa) */
+	json_t *params;	  /* the authorization request answered (new reference) */
+	char *session_id; /* the raw login session id for the cookie (new, secret) */
 	unsigned long session_max_age; /* seconds the cookie should live */
 	unsigned retry_after;	       /* ERR_LOCKED, ERR_RATE_LIMITED */
 };

@@ -61,7 +61,8 @@ CTL_TIMEOUT = 60
 
 # The [limits] keys (otlogin.conf(5)); a Stack turns each off unless asked.
 LIMIT_KEYS = ("send_cooldown", "recipient_sends", "client_emails", "client_sms",
-              "identifier_attempts", "ip_attempts", "client_attempts", "client_secret_failures")
+              "identifier_attempts", "ip_attempts", "client_attempts", "client_secret_failures",
+              "authorization_flows")
 
 # Stacks that are running, so the test runner can show their logs on a failure and stop
 # them if it has to give up.

@@ -388,3 +388,34 @@ class Pushed(Base):
         self.assertEqual(r.status, 400)
         self.assertPage(self.use(Browser(stack), self.client,
                                  "urn:ietf:params:oauth:request_uri:nope"), 400)
+
+
+class FlowLimit(E2ETestCase):
+    """A flow is a record any page can make a browser write: [limits] authorization_flows
+    bounds them per end-user address (429 page with Retry-After, no flow cookie); single
+    sign-on writes no flow and is not held back."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.st = harness.Stack(name="authz-flows", limits={"authorization_flows": "2/10m"})
+        cls.st.start()
+        cls.client = cls.st.make_client(redirect_uris=[REDIRECT])
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.st.stop()
+
+    def test_flows_per_address(self):
+        for _ in range(2):
+            r = Browser(self.st).authorize(auth_params(self.client))
+            self.assertEqual(r.status_code, 303)
+        r = Browser(self.st).authorize(auth_params(self.client))
+        self.assertEqual(r.status_code, 429, r.text[:300])
+        self.assertGreater(int(r.headers["Retry-After"]), 0)
+        self.assertNotIn("Location", r.headers)
+        self.assertEqual(r.set_cookies(), [])
+        # prompt=none needs no flow: still answered by redirect.
+        p = auth_params(self.client, prompt="none")
+        r = Browser(self.st).authorize(p)
+        self.assertEqual(r.status_code, 303)
+        self.assertEqual(query_of(r.headers["Location"])["error"], "login_required")

@@ -6,6 +6,7 @@ and the exchange of the resulting code at /oidc/token."""
 
 import base64
 import hashlib
+import os
 import re
 import urllib.parse
 
@@ -13,7 +14,7 @@ import harness
 from clock import ClockStack
 from harness import E2ETestCase
 from hosted_browser import (REDIRECT, Browser, auth_params, exchange, mail_code_and_link,
-                            query_of)
+                            pkce_pair, query_of)
 
 stack = None
 
@@ -543,3 +544,160 @@ class RealBrowser(E2ETestCase):
         d.find_element(By.ID, "link-submit").click()
         self.wait_for_app(d, "s-same")
         self.assertNoCspViolation()
+
+
+class Branding(Base):
+    """The client's display name, logo and colour on the page (otloginctl client add)."""
+
+    def test_display_name_logo_color(self):
+        client = stack.ctl("client", "add", "--name", "internal-name", "--redirect-uri",
+                           REDIRECT, "--display-name", "Acme <Portal>", "--color", "#12ab9C",
+                           "--logo", "https://cdn.example/acme.png", parse=True)
+        page = Browser(stack).start(auth_params(client))
+        self.assertIn("Sign in to Acme &lt;Portal&gt;", page.text)
+        self.assertNotIn("internal-name", page.text)
+        self.assertIn('<img class="logo" alt="" src="https://cdn.example/acme.png">', page.text)
+        self.assertIn("#12ab9C", re.search(r"<style>(.*?)</style>", page.text, re.S).group(1))
+        csp = page.headers["Content-Security-Policy"]
+        self.assertIn("img-src https://cdn.example;", csp)
+
+    def test_no_logo_no_images(self):
+        page = Browser(stack).start(auth_params(self.client))
+        self.assertNotIn("<img", page.text)
+        self.assertIn("img-src 'none'", page.headers["Content-Security-Policy"])
+
+
+class ClientModes(Base):
+    """PKCE per client (pkce require, type public) and login_methods on the page."""
+
+    def make(self, *args):
+        return stack.ctl("client", "add", "--name", "Modes", "--redirect-uri", REDIRECT, *args,
+                         parse=True)
+
+    def test_pkce_required(self):
+        for args in (("--pkce", "require"), ("--type", "public")):
+            with self.subTest(args=args):
+                client = self.make(*args)
+                p = auth_params(client)
+                r = Browser(stack).authorize(p)
+                self.assertEqual(r.status_code, 303)
+                q = query_of(r.headers["Location"])
+                self.assertEqual(q["error"], "invalid_request")
+                self.assertEqual(q["state"], p["state"])
+                _, challenge = pkce_pair()
+                r = Browser(stack).authorize(auth_params(client, code_challenge=challenge,
+                                                         code_challenge_method="S256"))
+                self.assertEqual(r.headers["Location"], stack.base_url + "/oidc/login")
+
+    def test_link_only(self):
+        client = self.make("--login-methods", "magic_link")
+        email, user = self.new_user("methods")
+        b = Browser(stack)
+        p = auth_params(client)
+        page = b.send_email(b.start(p), email)
+        text = harness.mail_parts(stack.wait_mail(email))["text/plain"]
+        self.assertIsNone(re.search(r"^    [0-9]{6}\r?$", text, re.M))
+        self.assertIn("/oidc/login/link?t=", text)
+        self.assertIsNone(b.form(page, "code-form"))
+        self.assertIn('<meta http-equiv="refresh"', page.text)
+
+    def test_code_only(self):
+        client = self.make("--login-methods", "email_otp")
+        email, _ = self.new_user("methods")
+        b = Browser(stack)
+        page = b.send_email(b.start(auth_params(client)), email)
+        msg = stack.wait_mail(email)
+        self.assertNotIn("/oidc/login/link", harness.mail_parts(msg)["text/plain"])
+        self.assertIsNotNone(b.form(page, "code-form"))
+        self.assertNotIn('<meta http-equiv="refresh"', page.text)
+
+    def test_phone_form_only_where_allowed(self):
+        page = Browser(stack).start(auth_params(self.client))
+        self.assertIsNone(Browser.form(page, "phone-form"))
+        client = self.make("--login-methods", "sms_otp")
+        b = Browser(stack)
+        page = b.start(auth_params(client))
+        self.assertIsNone(b.form(page, "email-form"))
+        self.assertIsNotNone(b.form(page, "phone-form"))
+        self.assertIn('autocomplete="tel"', page.text)
+        # The address step is refused for a client that allows no email method.
+        csrf = b.form(page, "phone-form")[1]["csrf"]
+        r = b.post("/cis/oidc/login", {"csrf": csrf, "step": "email", "email": "a@example.com"})
+        self.assertEqual(r.status_code, 403)
+
+
+class Sms(E2ETestCase):
+    """With an SMS backend: a login by phone where login_methods allow sms_otp, and
+    acr_values=mfa: the address's code, then a code by SMS to the user's phone in the same
+    session, so that the ID token says acr mfa."""
+
+    @classmethod
+    def setUpClass(cls):
+        from test_sms import SMSStack
+
+        cls.st = SMSStack(name="hosted-sms", sms={"backend": "smstools",
+                                                 "spool_dir": "{dir}/outgoing"}).start()
+        os.makedirs(cls.st.path("outgoing"), mode=0o700, exist_ok=True)
+        cls.client = cls.st.ctl("client", "add", "--name", "Sms", "--redirect-uri", REDIRECT,
+                                "--login-methods", "email_otp,magic_link,sms_otp", parse=True)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.st.stop()
+
+    def sms_code(self):
+        from test_sms import read_spool_file
+
+        files = self.st.spool_files("outgoing")
+        self.assertEqual(len(files), 1, files)
+        _, text = read_spool_file(files[0])
+        os.unlink(files[0])
+        return re.match(r"([0-9]{%d}) " % self.st.otp_length, text).group(1)
+
+    def claims(self, r, p):
+        self.assertEqual(r.status_code, 303, r.text[:400])
+        q = query_of(r.headers["Location"])
+        self.assertEqual(q["state"], p["state"])
+        t = exchange(self.st, self.client, q["code"])
+        self.assertEqual(t.status, 200, t.body)
+        return harness.jwt_parts(t.json["id_token"])[1]
+
+    def test_login_by_phone(self):
+        phone = "+4917055501%02d" % (os.getpid() % 100)
+        self.st.make_user(email=harness.unique_email("sms"), phone=phone)
+        b = Browser(self.st)
+        p = auth_params(self.client)
+        page = b.start(p)
+        r = b.submit(page, "phone-form", phone=phone)
+        self.assertEqual(r.status_code, 303, r.text[:400])
+        page = b.get(r.headers["Location"])
+        self.assertIsNotNone(b.form(page, "code-form"))
+        claims = self.claims(b.submit(page, "code-form", code=self.sms_code()), p)
+        self.assertEqual(claims["amr"], ["sms"])
+        self.assertNotIn("acr", claims)
+
+    def test_mfa(self):
+        email, phone = harness.unique_email("mfa"), "+4917055502%02d" % (os.getpid() % 100)
+        self.st.make_user(email=email, phone=phone)
+        b = Browser(self.st)
+        p = auth_params(self.client, acr_values="mfa")
+        page = b.send_email(b.start(p), email)
+        code, _ = mail_code_and_link(self.st, self.st.wait_mail(email))
+        r = b.submit(page, "code-form", code=code)
+        # The first factor: the session cookie, and the page again for the second one.
+        self.assertEqual(r.status_code, 303)
+        self.assertEqual(r.headers["Location"], self.st.base_url + "/oidc/login")
+        self.assertIsNotNone(b.cookie("otlogin"))
+        page = b.get(r.headers["Location"])
+        self.assertIn('data-step="mfa"', page.text)
+        self.assertEqual(self.st.spool_files("outgoing"), [])  # a GET sends nothing
+        r = b.submit(page, "mfa-form")
+        self.assertEqual(r.status_code, 303)
+        page = b.get(r.headers["Location"])
+        claims = self.claims(b.submit(page, "code-form", code=self.sms_code()), p)
+        self.assertEqual(claims["acr"], "mfa")
+        for amr in ("eotp", "sms", "mfa"):
+            self.assertIn(amr, claims["amr"])
+        # The session now satisfies acr_values=mfa for single sign-on.
+        p2 = auth_params(self.client, acr_values="mfa", prompt="none")
+        self.assertEqual(self.claims(b.authorize(p2), p2)["acr"], "mfa")
