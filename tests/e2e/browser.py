@@ -261,6 +261,21 @@ class Browser:
                                % (self.name, css, self.url))
         buttons[0].click()
 
+    def type_and_enter(self, css, text, tries=3):
+        """Type text into the field and press Enter (the form's implicit submission), in one
+        WebDriver command; when the page was replaced before the keys reached it (a page that
+        reloads itself), type again into the new one, as a person would."""
+        from selenium.common.exceptions import StaleElementReferenceException
+        from selenium.webdriver.common.keys import Keys
+
+        for attempt in range(tries):
+            try:
+                self.find(css).send_keys(text + Keys.ENTER)
+                return
+            except StaleElementReferenceException:
+                if attempt == tries - 1:
+                    raise
+
     def type(self, css, text, timeout=WAIT_TIMEOUT):
         el = self.find(css, timeout)
         el.clear()
@@ -280,10 +295,17 @@ class Browser:
             time.sleep(0.1)
 
     def wait_until(self, what, predicate, timeout=WAIT_TIMEOUT):
-        """Wait until predicate(self) is true; its value."""
+        """Wait until predicate(self) is true; its value. An element that went away under
+        the predicate (the page was being replaced) counts as not yet."""
+        from selenium.common.exceptions import (NoSuchElementException,
+                                                StaleElementReferenceException)
+
         deadline = time.monotonic() + timeout
         while True:
-            v = predicate(self)
+            try:
+                v = predicate(self)
+            except (NoSuchElementException, StaleElementReferenceException):
+                v = None
             if v:
                 return v
             if time.monotonic() >= deadline:

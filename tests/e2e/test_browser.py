@@ -262,9 +262,15 @@ LINK_BUTTON = "#link-form #link-submit"
 
 
 def step(dev):
-    """The hosted page's step (data-step of <main id="page">), None elsewhere."""
-    found = dev.find_all("main#page")
-    return found[0].get_attribute("data-step") if found else None
+    """The hosted page's step (data-step of <main id="page">), None elsewhere (or while the
+    page is being replaced)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    try:
+        found = dev.find_all("main#page")
+        return found[0].get_attribute("data-step") if found else None
+    except StaleElementReferenceException:
+        return None
 
 
 class OIDCSteps(BrowserCase):
@@ -365,8 +371,7 @@ class OIDCSteps(BrowserCase):
             self.assertQuietConsole(dev, "the hosted page")
             self.ask_code(dev, addr)
             code, _ = self.hosted_mail(addr)
-            dev.type(CODE_INPUT, code)
-            dev.click("#code-submit")
+            dev.type_and_enter(CODE_INPUT, code)
             got = self.landed(dev, req, since)
             self.assertQuietConsole(dev, "the code and the redirect")
         self.exchange(got, req, uid, addr)
@@ -394,8 +399,7 @@ class HostedLogin(OIDCSteps):
             dev.get(url)
             self.ask_code(dev, addr)
             code, _ = self.hosted_mail(addr)
-            dev.type(CODE_INPUT, code)
-            dev.click("#code-submit")
+            dev.type_and_enter(CODE_INPUT, code)
             if not javascript:
                 dev.wait_until("the form_post page", lambda d: d.title == "Continue")
                 self.assertEqual(self.callbacks_of(self.cb_path, since), [])
@@ -424,6 +428,35 @@ class HostedLogin(OIDCSteps):
 
     def test_code_without_javascript(self):
         self.code_flow(javascript=False)
+
+    def test_code_typed_at_a_persons_pace(self):
+        """A person types the six digits about one every 0.7 s, into the field the page
+        focuses, then presses Enter: that must sign in. (The code page reloads itself every
+        few seconds to notice a link opened elsewhere; a reload under the typing would wipe
+        the digits typed so far and submit a wrong code, which counts as a failure.)"""
+        from selenium.webdriver.common.action_chains import ActionChains
+        from selenium.webdriver.common.keys import Keys
+
+        user = stack.make_user()
+        addr, uid = user["email"]["value"], user["user_id"]
+        url, req = self.authorize()
+        since = self.since()
+        with Browser(javascript=False) as dev:
+            dev.get(url)
+            self.ask_code(dev, addr)
+            code, _ = self.hosted_mail(addr)
+            keys = ActionChains(dev.driver)
+            for digit in code:
+                keys.send_keys(digit).pause(0.7)
+            keys.send_keys(Keys.ENTER).perform()
+            dev.wait_until("the page after Enter", lambda d: step(d) != "code" or
+                           d.find_all("#error"), timeout=browser.WAIT_TIMEOUT)
+            errors = [e.text for e in dev.find_all("#error")]
+            self.assertEqual(errors, [], "typing the code at a person's pace into the code "
+                             "page, which reloads itself (meta refresh) under the typing, "
+                             "ended in an error")
+            got = self.landed(dev, req, since)
+        self.exchange(got, req, uid, addr)
 
     def test_login_hint_prefills(self):
         addr = stack.make_user()["email"]["value"]
