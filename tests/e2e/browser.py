@@ -179,7 +179,7 @@ class Browser:
         deadline = time.monotonic() + EXIT_TIMEOUT
         while True:
             survivors = profile_pids(self.profile)
-            if self._driver_pid is not None and _alive(self._driver_pid):
+            if self._driver_pid is not None and pid_alive(self._driver_pid):
                 survivors.append(self._driver_pid)
             if not survivors or time.monotonic() >= deadline:
                 break
@@ -322,7 +322,7 @@ class Browser:
         return self.driver.get_cookies()
 
 
-def _alive(pid):
+def pid_alive(pid):
     try:
         with open("/proc/%d/stat" % pid) as f:
             state = f.read().rsplit(")", 1)[1].split()[0]

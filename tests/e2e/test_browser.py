@@ -142,7 +142,7 @@ class Fixture(BrowserCase):
             b.quit()
         for prof in profiles:
             self.assertEqual(browser.profile_pids(prof), [])
-        self.assertEqual([p for p in pids if browser._alive(p)], [])
+        self.assertEqual([p for p in pids if browser.pid_alive(p)], [])
         self.assertEqual(browser.RUNNING, [])
 
     def test_dead_runner_leaves_no_browser(self):
