@@ -323,6 +323,7 @@ class Browser:
 
 
 def pid_alive(pid):
+    """Whether pid is a live process (a zombie has exited: its parent has yet to reap it)."""
     try:
         with open("/proc/%d/stat" % pid) as f:
             state = f.read().rsplit(")", 1)[1].split()[0]
