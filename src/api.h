@@ -24,6 +24,7 @@ struct api_call {
 	struct resp *resp;
 	json_t *client;	 /* the authenticated client (borrowed), for AUTH_CLIENT routes */
 	char *params[2]; /* the path's {} segments, decoded (owned by route) */
+	unsigned route;	 /* route_dispatch: 1 + its index (route_patterns), 0: none */
 };
 
 typedef void (*api_handler)(struct api_call *call);
@@ -99,12 +100,21 @@ void api_hosted_link(struct api_call *call);
  */
 void api_hosted_error_page(struct api_call *call, int status, json_t *client, json_t *params,
 			   const char *reason);
-/* The browser's flow cookie (a flow id, new string), or NULL when absent or malformed. */
+/*
+ * The flow of this page in the browser's flow cookie (a flow id, new string): the one whose
+ * handle the query's "f" names, else the newest; NULL when there is none.
+ */
 char *api_flow_cookie(const struct api_call *call);
-/* Set the flow cookie (Path = the mount point, HttpOnly, SameSite=Lax, Secure on https). */
+/*
+ * Add flow_id to the flow cookie, as the newest of the browser's flows (Path = the mount
+ * point, HttpOnly, SameSite=Lax, Secure on https).
+ */
 void api_set_flow_cookie(struct api_call *call, const char *flow_id);
+/* Answer 303 to the login page of flow_id ({public_base_url}/oidc/login?f=<handle>). */
+void api_see_flow(struct api_call *call, const char *flow_id);
 /* api_ops.c */
 void api_health(struct api_call *call);
+void api_metrics(struct api_call *call);
 
 /* api_common.c: shared by the handlers (the parse steps' helpers are pure, see api_parse.h). */
 

@@ -228,6 +228,9 @@ void api_authorize(struct api_call *call)
 	rc = authz_sso(call->c, &r, session, &location);
 	if (rc == ERR_NONE) {
 		api_authz_respond(call, params, location);
+	} else if (rc == ERR_ORG_NOT_MEMBER) {
+		redirect_error(call, params, "access_denied",
+			       "The user is not a member of the organization");
 	} else if (rc != ERR_SESSION_NOT_FOUND) {
 		api_fail(call, rc, NULL);
 	} else if (r.prompt_none) {
@@ -243,9 +246,7 @@ void api_authorize(struct api_call *call)
 		api_fail(call, rc, NULL);
 	} else {
 		api_set_flow_cookie(call, flow_id);
-		resp_header(call->resp, "Location", "%s/oidc/login",
-			    call->c->conf->public_base_url);
-		resp_json(call->resp, 303, NULL);
+		api_see_flow(call, flow_id);
 	}
 out:
 	free(location);

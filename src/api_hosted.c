@@ -27,9 +27,13 @@
  *   link landing   <form id="link-form" method="post" action="?t=..."> with hidden "f" (the
  *                  form proof of api_form.c), <button id="link-submit">.
  *   other device   data-step="elsewhere": "You are signed in on your other device".
+ * URLs: /oidc/auth answers 303 to {public_base_url}/oidc/login?f=<handle>, the page of that
+ * flow (16 hex digits; a browser may sign in in several tabs at once), and every form posts
+ * back to its own flow's page.
  * Cookies: the flow cookie "otlogin-flow" ("__Secure-otlogin-flow" over https; Path = the
- * mount point, HttpOnly, SameSite=Lax) ties the flow to the browser that asked; the CSRF token
- * is a keyed hash of it. The login session cookie is api_browser.c's.
+ * mount point, HttpOnly, SameSite=Lax) holds the ids of the browser's flows (at most 4, "."
+ * between them) and ties each flow to the browser that asked; a form's CSRF token is a keyed
+ * hash of its flow's id. The login session cookie is api_browser.c's.
  */
 #include "api.h"
 
@@ -60,32 +64,120 @@ static const char *flow_cookie_name(struct ctx *c)
 	return api_is_https(c) ? "__Secure-otlogin-flow" : "otlogin-flow";
 }
 
-char *api_flow_cookie(const struct api_call *call)
+/*
+ * The flow cookie holds the ids of the browser's flows, newest first, "." between them: one
+ * per tab that is signing in, at most FLOWS_MAX (an older tab's flow is dropped first). The
+ * page's URL names its flow's handle (?f=, authz.h), which picks the id.
+ */
+#define FLOWS_MAX 4
+#define FLOW_ID_MAX 128
+
+static int flow_id_ok(const char *v, size_t n)
+{
+	static const char b64url[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	size_t i;
+
+	if (n == 0 || n > FLOW_ID_MAX)
+		return 0;
+	for (i = 0; i < n && strchr(b64url, v[i]) != NULL && v[i] != '\0'; i++)
+		;
+	return i == n;
+}
+
+/* The cookie's well-formed ids (new strings) into ids; their number. */
+static size_t cookie_flows(const struct api_call *call, char *ids[FLOWS_MAX])
 {
 	char *v = req_cookie(call->req, flow_cookie_name(call->c));
+	size_t n = 0;
 
-	if (v != NULL && (v[0] == '\0' || strlen(v) > 128 ||
-			  strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-				    "0123456789-_") != strlen(v))) {
-		free(v);
-		v = NULL;
+	for (const char *p = v; p != NULL && *p && n < FLOWS_MAX;) {
+		size_t len = strcspn(p, ".");
+		if (flow_id_ok(p, len) && (ids[n] = strndup(p, len)) != NULL)
+			n++;
+		p += len;
+		p += *p == '.';
 	}
-	return v;
+	crypto_free_str(v);
+	return n;
+}
+
+static void free_flows(char *ids[], size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		crypto_free_str(ids[i]);
+}
+
+/* The id among the cookie's whose handle is handle (NULL: the newest), new string, or NULL. */
+static char *flow_with_handle(const struct api_call *call, const char *handle)
+{
+	char *ids[FLOWS_MAX], h[AUTHZ_FLOW_HANDLE + 1], *found = NULL;
+	size_t n = cookie_flows(call, ids);
+
+	for (size_t i = 0; i < n && found == NULL; i++) {
+		if (handle == NULL ||
+		    (authz_flow_handle(call->c, ids[i], h) == 0 && strcmp(h, handle) == 0)) {
+			found = ids[i];
+			ids[i] = NULL;
+		}
+	}
+	free_flows(ids, n);
+	return found;
+}
+
+char *api_flow_cookie(const struct api_call *call)
+{
+	char *handle = req_query_param(call->req, "f");
+	char *id = flow_with_handle(call, handle);
+
+	free(handle);
+	return id;
+}
+
+/* Set the cookie to first (NULL: none) and the cookie's other ids except drop (NULL: none). */
+static void write_flows(struct api_call *call, const char *first, const char *drop)
+{
+	char *ids[FLOWS_MAX], value[FLOWS_MAX * (FLOW_ID_MAX + 1) + 1] = "";
+	size_t n = cookie_flows(call, ids), kept = 0;
+
+	if (first != NULL) {
+		strcat(value, first);
+		kept++;
+	}
+	for (size_t i = 0; i < n && kept < FLOWS_MAX; i++) {
+		if ((first && strcmp(ids[i], first) == 0) || (drop && strcmp(ids[i], drop) == 0))
+			continue;
+		if (kept++)
+			strcat(value, ".");
+		strcat(value, ids[i]);
+	}
+	free_flows(ids, n);
+	resp_header(call->resp, "Set-Cookie",
+		    "%s=%s; Path=%s; Max-Age=%d; HttpOnly; SameSite=Lax%s",
+		    flow_cookie_name(call->c), value, api_mount_path(call->c),
+		    kept ? AUTHZ_FLOW_TTL : 0, api_is_https(call->c) ? "; Secure" : "");
+	crypto_wipe(value, sizeof(value));
 }
 
 void api_set_flow_cookie(struct api_call *call, const char *flow_id)
 {
-	resp_header(call->resp, "Set-Cookie",
-		    "%s=%s; Path=%s; Max-Age=%d; HttpOnly; SameSite=Lax%s",
-		    flow_cookie_name(call->c), flow_id, api_mount_path(call->c), AUTHZ_FLOW_TTL,
-		    api_is_https(call->c) ? "; Secure" : "");
+	write_flows(call, flow_id, NULL);
 }
 
-static void clear_flow_cookie(struct api_call *call)
+/* The flow is over: the cookie keeps the browser's other flows (or goes). */
+static void drop_flow(struct api_call *call, const char *flow_id)
 {
-	resp_header(call->resp, "Set-Cookie", "%s=; Path=%s; Max-Age=0; HttpOnly; SameSite=Lax%s",
-		    flow_cookie_name(call->c), api_mount_path(call->c),
-		    api_is_https(call->c) ? "; Secure" : "");
+	write_flows(call, NULL, flow_id);
+}
+
+void api_see_flow(struct api_call *call, const char *flow_id)
+{
+	char h[AUTHZ_FLOW_HANDLE + 1] = "";
+
+	authz_flow_handle(call->c, flow_id, h);
+	resp_header(call->resp, "Location", "%s/oidc/login?f=%s", call->c->conf->public_base_url,
+		    h);
+	resp_json(call->resp, 303, NULL);
 }
 
 /* The CSRF token of a flow: only the browser holding the flow cookie can know it. */
@@ -285,11 +377,15 @@ static void hidden(struct page *p, const char *flow_id, const char *step)
 		    csrf, step);
 }
 
-static void form_open(struct page *p, const char *id)
+/* A form of flow_id's page: it posts back to the page of that flow. */
+static void form_open(struct page *p, const char *id, const char *flow_id)
 {
+	char h[AUTHZ_FLOW_HANDLE + 1] = "";
+
+	authz_flow_handle(p->call->c, flow_id, h);
 	sbuf_printf(&p->body, "<form id=\"%s\" method=\"post\" action=\"", id);
 	html_add(&p->body, p->call->c->conf->public_base_url, HTML_BREAK_SPACE);
-	sbuf_puts(&p->body, "/oidc/login\">");
+	sbuf_printf(&p->body, "/oidc/login?f=%s\">", h);
 }
 
 /* The address step; error_key (NULL: none) and notice_key (NULL: none) above the form. */
@@ -311,7 +407,7 @@ static void email_page(struct api_call *call, int status, const char *flow_id,
 	if (client_allows_login_method(v->client, "email_otp") ||
 	    client_allows_login_method(v->client, "magic_link")) {
 		para(&p, NULL, "email_intro");
-		form_open(&p, "email-form");
+		form_open(&p, "email-form", flow_id);
 		hidden(&p, flow_id, "email");
 		sbuf_puts(&p.body, "<label for=\"email\">");
 		page_add(&p.body, page_text(&p.tx, "email_label"), p.vars);
@@ -324,7 +420,7 @@ static void email_page(struct api_call *call, int status, const char *flow_id,
 	}
 	if (client_allows_login_method(v->client, "sms_otp")) {
 		para(&p, NULL, "phone_intro");
-		form_open(&p, "phone-form");
+		form_open(&p, "phone-form", flow_id);
 		hidden(&p, flow_id, "phone");
 		sbuf_puts(&p.body, "<label for=\"phone\">");
 		page_add(&p.body, page_text(&p.tx, "phone_label"), p.vars);
@@ -361,7 +457,7 @@ static void code_page(struct api_call *call, int status, const char *flow_id,
 	/* Checks back for a link opened on another device; works without JavaScript. */
 	p.refresh = error_key == NULL && !v->link_off;
 	if (!v->code_dead && !v->code_off) {
-		form_open(&p, "code-form");
+		form_open(&p, "code-form", flow_id);
 		hidden(&p, flow_id, "code");
 		sbuf_puts(&p.body, "<label for=\"code\">");
 		page_add(&p.body, page_text(&p.tx, "code_label"), p.vars);
@@ -376,7 +472,7 @@ static void code_page(struct api_call *call, int status, const char *flow_id,
 	}
 	if (p.refresh)
 		para(&p, NULL, "code_waiting");
-	form_open(&p, "restart-form");
+	form_open(&p, "restart-form", flow_id);
 	hidden(&p, flow_id, "restart");
 	sbuf_printf(&p.body, "<button id=\"restart-submit\" type=\"submit\" class=\"%s\">",
 		    v->code_dead ? "" : "secondary");
@@ -388,12 +484,6 @@ static void code_page(struct api_call *call, int status, const char *flow_id,
 }
 
 /* ---- answers -------------------------------------------------------------------------------- */
-
-static void see_login(struct api_call *call)
-{
-	resp_header(call->resp, "Location", "%s/oidc/login", call->c->conf->public_base_url);
-	resp_json(call->resp, 303, NULL);
-}
 
 /* The second factor's step: a button that sends the code by SMS (a GET sends nothing). */
 static void mfa_page(struct api_call *call, int status, const char *flow_id,
@@ -409,7 +499,7 @@ static void mfa_page(struct api_call *call, int status, const char *flow_id,
 	if (error_key != NULL)
 		para(&p, "error", error_key);
 	para(&p, NULL, "mfa_intro");
-	form_open(&p, "mfa-form");
+	form_open(&p, "mfa-form", flow_id);
 	hidden(&p, flow_id, "mfa");
 	sbuf_puts(&p.body, "<button id=\"mfa-submit\" type=\"submit\">");
 	page_add(&p.body, page_text(&p.tx, "mfa_submit"), p.vars);
@@ -423,19 +513,19 @@ static void mfa_page(struct api_call *call, int status, const char *flow_id,
  * The login is done: the session cookie, the flow cookie gone, the redirect with the code. Or
  * the first of two factors is: the session cookie, and the page again for the second one.
  */
-static void done(struct api_call *call, const struct hosted_done *d)
+static void done(struct api_call *call, const char *flow_id, const struct hosted_done *d)
 {
 	api_set_login_cookie(call, d->session_id, d->session_max_age);
 	if (d->location == NULL) {
-		see_login(call);
+		api_see_flow(call, flow_id);
 		return;
 	}
-	clear_flow_cookie(call);
+	drop_flow(call, flow_id);
 	api_authz_respond(call, d->params, d->location);
 }
 
 /* An expired flow starts again from its request: a new flow, the address page. */
-static void restart(struct api_call *call, struct hosted_view *v)
+static void restart(struct api_call *call, const char *old, struct hosted_view *v)
 {
 	char *flow_id = NULL;
 	const char *hint = json_string_value(json_object_get(v->params, "login_hint"));
@@ -454,7 +544,7 @@ static void restart(struct api_call *call, struct hosted_view *v)
 		api_hosted_error_page(call, 503, v->client, v->params, NULL);
 		return;
 	}
-	api_set_flow_cookie(call, flow_id);
+	write_flows(call, flow_id, old); /* the new flow replaces the expired one */
 	email_page(call, 200, flow_id, v, v->identifier[0] ? v->identifier : hint, "restarted",
 		   NULL, 0);
 	crypto_free_str(flow_id);
@@ -472,7 +562,7 @@ static void show(struct api_call *call, const char *flow_id, struct hosted_view 
 		api_hosted_error_page(call, 400, NULL, NULL, NULL);
 		break;
 	case HOSTED_EXPIRED:
-		restart(call, v);
+		restart(call, flow_id, v);
 		break;
 	case HOSTED_EMAIL:
 		email_page(call, 200, flow_id, v,
@@ -488,10 +578,15 @@ static void show(struct api_call *call, const char *flow_id, struct hosted_view 
 		mfa_page(call, 200, flow_id, v, NULL, 0);
 		break;
 	case HOSTED_CONFIRMED:
+		/* A HEAD only looks: the waiting browser's GET finishes the login. */
+		if (strcmp(call->req->method, "HEAD") == 0) {
+			code_page(call, 200, flow_id, v, NULL, 0);
+			break;
+		}
 		session = api_login_cookie(call);
 		rc = hosted_poll(call->c, flow_id, call->req->remote_addr, session, &d);
 		if (rc == ERR_NONE)
-			done(call, &d);
+			done(call, flow_id, &d);
 		else if (rc == ERR_LOCKED || rc == ERR_RATE_LIMITED)
 			code_page(call, 429, flow_id, v, "locked", d.retry_after);
 		else if (rc == ERR_USER_NOT_ACTIVE)
@@ -519,7 +614,7 @@ static void post_email(struct api_call *call, const char *flow_id, struct hosted
 	}
 	rc = hosted_send(call->c, v->client, flow_id, email, &retry_after);
 	if (rc == ERR_NONE)
-		see_login(call);
+		api_see_flow(call, flow_id);
 	else if (rc == ERR_RATE_LIMITED)
 		email_page(call, 429, flow_id, v, given, NULL, "rate_limited",
 			   retry_after ? retry_after : 1);
@@ -534,7 +629,7 @@ static void post_email(struct api_call *call, const char *flow_id, struct hosted
 	else if (rc == ERR_DELIVERY)
 		email_page(call, 502, flow_id, v, given, NULL, "send_failed", 0);
 	else if (rc == ERR_NOT_FOUND)
-		restart(call, v);
+		restart(call, flow_id, v);
 	else
 		api_hosted_error_page(call, 503, v->client, v->params, NULL);
 	free(email);
@@ -546,13 +641,13 @@ static void post_mfa(struct api_call *call, const char *flow_id, struct hosted_v
 	int rc = hosted_send_mfa(call->c, v->client, flow_id, &retry_after);
 
 	if (rc == ERR_NONE)
-		see_login(call);
+		api_see_flow(call, flow_id);
 	else if (rc == ERR_RATE_LIMITED)
 		mfa_page(call, 429, flow_id, v, "rate_limited", retry_after ? retry_after : 1);
 	else if (rc == ERR_DELIVERY || rc == ERR_INVALID_INPUT || rc == ERR_PHONE_MISSING)
 		mfa_page(call, 502, flow_id, v, "sms_failed", 0);
 	else if (rc == ERR_NOT_FOUND)
-		restart(call, v);
+		restart(call, flow_id, v);
 	else
 		api_hosted_error_page(call, 503, v->client, v->params, NULL);
 }
@@ -571,7 +666,7 @@ static void post_phone(struct api_call *call, const char *flow_id, struct hosted
 	}
 	rc = hosted_send_phone(call->c, v->client, flow_id, phone, &retry_after);
 	if (rc == ERR_NONE)
-		see_login(call);
+		api_see_flow(call, flow_id);
 	else if (rc == ERR_RATE_LIMITED)
 		email_page(call, 429, flow_id, v, given, NULL, "rate_limited",
 			   retry_after ? retry_after : 1);
@@ -586,7 +681,7 @@ static void post_phone(struct api_call *call, const char *flow_id, struct hosted
 	else if (rc == ERR_DELIVERY)
 		email_page(call, 502, flow_id, v, given, NULL, "sms_failed", 0);
 	else if (rc == ERR_NOT_FOUND)
-		restart(call, v);
+		restart(call, flow_id, v);
 	else
 		api_hosted_error_page(call, 503, v->client, v->params, NULL);
 	free(phone);
@@ -602,7 +697,7 @@ static void post_code(struct api_call *call, const char *flow_id, struct hosted_
 
 	rc = hosted_code(call->c, flow_id, code ? code : "", call->req->remote_addr, session, &d);
 	if (rc == ERR_NONE) {
-		done(call, &d);
+		done(call, flow_id, &d);
 	} else if (rc == ERR_BAD_CREDENTIALS) {
 		/* The code may have died with this guess: show the page as it is now. */
 		if (hosted_view(call->c, flow_id, &after) == 0 && after.step == HOSTED_CODE)
@@ -620,7 +715,7 @@ static void post_code(struct api_call *call, const char *flow_id, struct hosted_
 	} else if (rc == ERR_USER_NOT_ACTIVE) {
 		code_page(call, 403, flow_id, v, "user_disabled", 0);
 	} else if (rc == ERR_NOT_FOUND) {
-		restart(call, v);
+		restart(call, flow_id, v);
 	} else if (rc == ERR_SESSION_NOT_FOUND) {
 		/* A second factor without the first one's session (its cookie is gone). */
 		api_hosted_error_page(call, 400, v->client, v->params, NULL);
@@ -631,6 +726,11 @@ static void post_code(struct api_call *call, const char *flow_id, struct hosted_
 	crypto_free_str(session);
 }
 
+/*
+ * GET/POST {public_base_url}/oidc/login[?f=<handle>]: the page of the browser's flow as it
+ * stands (GET, HEAD), or one of its forms (POST: "step" email, phone, code, restart or mfa,
+ * with the flow's "csrf"). Without a live flow of this browser: a 400 page.
+ */
 void api_hosted_login(struct api_call *call)
 {
 	char *flow_id = api_flow_cookie(call);
@@ -675,9 +775,9 @@ void api_hosted_login(struct api_call *call)
 		post_code(call, flow_id, &v);
 	else if (step != NULL && strcmp(step, "restart") == 0 &&
 		 hosted_restart_email(call->c, flow_id) == ERR_NONE)
-		see_login(call);
+		api_see_flow(call, flow_id);
 	else
-		see_login(call);
+		api_see_flow(call, flow_id);
 out:
 	hosted_view_free(&v);
 	crypto_free_str(flow_id);
@@ -732,6 +832,11 @@ static void link_landing(struct api_call *call, const char *token, const struct 
 	free(nonce);
 }
 
+/*
+ * GET/POST {public_base_url}/oidc/login/link?t=<token>: the mailed link's landing page. GET
+ * and HEAD show a button and consume nothing; its POST (api_post_from_page's proof) finishes
+ * the login in the browser holding the link's flow, or confirms that flow from any other.
+ */
 void api_hosted_link(struct api_call *call)
 {
 	char *token = req_query_param(call->req, "t"), *flow_id = NULL, *session = NULL;
@@ -760,13 +865,20 @@ void api_hosted_link(struct api_call *call)
 		page_send(&p, 403, "link_title");
 		goto out;
 	}
-	flow_id = api_flow_cookie(call);
+	/* The browser's flow that the link belongs to, if it holds it (a look consumes nothing). */
+	if ((rc = hosted_link_peek(call->c, token, &l)) < 0) {
+		api_fail(call, rc, NULL);
+		goto out;
+	}
+	if (l.flow_handle[0] != '\0')
+		flow_id = flow_with_handle(call, l.flow_handle);
+	hosted_link_free(&l);
 	session = api_login_cookie(call);
 	rc = hosted_link_open(call->c, token, flow_id, call->req->remote_addr, session, &l);
 	if (rc == ERR_NONE && l.state != HOSTED_LINK_VALID) {
 		link_state_page(call, l.state);
 	} else if (rc == ERR_NONE && l.here) {
-		done(call, &l.d);
+		done(call, flow_id, &l.d);
 	} else if (rc == ERR_NONE) {
 		page_begin(&p, call, NULL, NULL, "elsewhere");
 		para(&p, NULL, "elsewhere_text");

@@ -11,6 +11,7 @@
 #include "err.h"
 #include "jsonio.h"
 #include "log.h"
+#include "org.h"
 #include "ratelimit.h"
 #include "resp.h" /* RESP_HEADER_MAX: a redirect must fit its Location header */
 #include "sbuf.h"
@@ -123,12 +124,13 @@ char *authz_error_location(struct ctx *c, json_t *params, const char *error,
 	return redirect_with(c, params, pairs);
 }
 
-static int refuse(struct authz_req *r, enum authz_verdict v, const char *error, const char *fmt,
-		  const char *arg)
+/* Judge r refused: verdict v, the OAuth error and its public description. Returns 0. */
+static int refuse(struct authz_req *r, enum authz_verdict v, const char *error,
+		  const char *description)
 {
 	r->verdict = v;
 	r->error = error;
-	snprintf(r->description, sizeof(r->description), fmt, arg ? arg : "");
+	snprintf(r->description, sizeof(r->description), "%s", description);
 	return 0;
 }
 
@@ -170,27 +172,27 @@ static void check_params(struct ctx *c, struct authz_req *r)
 	v = param(p, "response_type");
 	if (v == NULL)
 		return (void)refuse(r, AUTHZ_ERROR_REDIRECT, "invalid_request",
-				    "response_type is required%s", NULL);
+				    "response_type is required");
 	if (strcmp(v, "code") != 0)
 		return (void)refuse(r, AUTHZ_ERROR_REDIRECT, "unsupported_response_type",
-				    "Only response_type=code is supported%s", NULL);
+				    "Only response_type=code is supported");
 	v = param(p, "response_mode");
 	if (v != NULL && strcmp(v, "query") != 0 && strcmp(v, "form_post") != 0)
 		return (void)refuse(r, AUTHZ_ERROR_REDIRECT, "invalid_request",
-				    "response_mode must be query or form_post%s", NULL);
+				    "response_mode must be query or form_post");
 	if (!list_has(param(p, "scope"), "openid"))
 		return (void)refuse(r, AUTHZ_ERROR_REDIRECT, "invalid_scope",
-				    "scope must include openid%s", NULL);
+				    "scope must include openid");
 	if (parse_prompt(r, param(p, "prompt")) < 0)
 		return (void)refuse(r, AUTHZ_ERROR_REDIRECT, "invalid_request",
-				    "prompt is not valid%s", NULL);
+				    "prompt is not valid");
 	v = param(p, "max_age");
 	r->max_age = -1;
 	if (v != NULL) {
 		long n = strtol(v, &end, 10);
 		if (v[0] < '0' || v[0] > '9' || *end != '\0' || n < 0 || n > 100000000)
 			return (void)refuse(r, AUTHZ_ERROR_REDIRECT, "invalid_request",
-					    "max_age must be a number of seconds%s", NULL);
+					    "max_age must be a number of seconds");
 		r->max_age = n;
 	}
 	r->want_mfa = list_has(param(p, "acr_values"), "mfa");
@@ -198,41 +200,39 @@ static void check_params(struct ctx *c, struct authz_req *r)
 	method = param(p, "code_challenge_method");
 	if (ch == NULL && method != NULL)
 		return (void)refuse(r, AUTHZ_ERROR_REDIRECT, "invalid_request",
-				    "code_challenge_method without code_challenge%s", NULL);
+				    "code_challenge_method without code_challenge");
 	if (ch != NULL && (method == NULL || strcmp(method, "S256") != 0))
 		return (void)refuse(r, AUTHZ_ERROR_REDIRECT, "invalid_request",
-				    "code_challenge_method must be S256%s", NULL);
+				    "code_challenge_method must be S256");
 	if (ch != NULL && !challenge_ok(ch))
 		return (void)refuse(r, AUTHZ_ERROR_REDIRECT, "invalid_request",
-				    "code_challenge is not a S256 challenge%s", NULL);
+				    "code_challenge is not a S256 challenge");
 	if (ch == NULL && client_requires_pkce(r->client))
 		return (void)refuse(r, AUTHZ_ERROR_REDIRECT, "invalid_request",
-				    "This client requires PKCE: code_challenge is required%s",
-				    NULL);
+				    "This client requires PKCE: code_challenge is required");
 	v = param(p, "claims");
 	if (v != NULL) {
 		claims = json_loads(v, JSON_REJECT_DUPLICATES, NULL);
 		if (!json_is_object(claims)) {
 			json_decref(claims);
 			return (void)refuse(r, AUTHZ_ERROR_REDIRECT, "invalid_request",
-					    "claims must be a JSON object%s", NULL);
+					    "claims must be a JSON object");
 		}
 		json_decref(claims);
 	}
 	v = param(p, "resource");
 	if (v != NULL && !client_lists(r->client, "resources", v))
 		return (void)refuse(r, AUTHZ_ERROR_REDIRECT, "invalid_target",
-				    "resource is not registered for this client%s", NULL);
+				    "resource is not registered for this client");
 	/* What must fit the code redirect must fit an error redirect already. */
 	if ((v = param(p, "state")) != NULL && strlen(v) > 512)
-		return (void)refuse(r, AUTHZ_ERROR_PAGE, "invalid_request", "state is too long%s",
-				    NULL);
+		return (void)refuse(r, AUTHZ_ERROR_PAGE, "invalid_request", "state is too long");
 	if ((v = param(p, "nonce")) != NULL && strlen(v) > 512)
 		return (void)refuse(r, AUTHZ_ERROR_REDIRECT, "invalid_request",
-				    "nonce is too long%s", NULL);
+				    "nonce is too long");
 	if ((v = param(p, "login_hint")) != NULL && strlen(v) > 320)
 		return (void)refuse(r, AUTHZ_ERROR_REDIRECT, "invalid_request",
-				    "login_hint is too long%s", NULL);
+				    "login_hint is too long");
 	r->verdict = AUTHZ_OK;
 }
 
@@ -246,26 +246,23 @@ int authz_check(struct ctx *c, json_t *params, struct authz_req *r)
 	r->params = json_incref(params);
 	r->max_age = -1;
 	if (client_id == NULL)
-		return refuse(r, AUTHZ_ERROR_PAGE, "invalid_request", "client_id is missing%s",
-			      NULL);
+		return refuse(r, AUTHZ_ERROR_PAGE, "invalid_request", "client_id is missing");
 	rc = client_get(c, client_id, &r->client);
 	if (rc < 0)
 		return rc;
 	if (rc == STORE_NOTFOUND)
-		return refuse(r, AUTHZ_ERROR_PAGE, "invalid_client", "client_id is not known%s",
-			      NULL);
+		return refuse(r, AUTHZ_ERROR_PAGE, "invalid_client", "client_id is not known");
 	/* Exact match only: no case folding, no prefix, no extra query or fragment. */
 	if (uri == NULL)
-		return refuse(r, AUTHZ_ERROR_PAGE, "invalid_request", "redirect_uri is missing%s",
-			      NULL);
+		return refuse(r, AUTHZ_ERROR_PAGE, "invalid_request", "redirect_uri is missing");
 	if (!client_lists(r->client, "redirect_uris", uri))
 		return refuse(r, AUTHZ_ERROR_PAGE, "invalid_request",
-			      "redirect_uri is not registered for this client%s", NULL);
+			      "redirect_uri is not registered for this client");
 	/* An error redirect that cannot be written cannot be sent: show the page instead. */
 	probe = authz_error_location(c, params, "invalid_request", NULL);
 	if (probe == NULL)
 		return refuse(r, AUTHZ_ERROR_PAGE, "invalid_request",
-			      "redirect_uri and state are too long for a redirect%s", NULL);
+			      "redirect_uri and state are too long for a redirect");
 	free(probe);
 	check_params(c, r);
 	return 0;
@@ -290,6 +287,19 @@ int authz_session_fits(json_t *session, long max_age, int want_mfa, long now)
 		return 0;
 	json_array_foreach(amr, i, v) mfa |= strcmp(json_string_value(v) ?: "", "mfa") == 0;
 	return !want_mfa || mfa;
+}
+
+int authz_user_fits(json_t *params, json_t *user)
+{
+	const char *org_id = param(params, "org_id");
+	json_t *roles = NULL;
+	int ok;
+
+	if (org_id == NULL)
+		return 1;
+	ok = org_member_roles(user, org_id, &roles);
+	json_decref(roles);
+	return ok;
 }
 
 void authz_params_options(json_t *params, long *max_age, int *want_mfa)
@@ -384,6 +394,10 @@ static int sso_txn(struct store_txn *t, void *arg)
 		rc = ERR_SESSION_NOT_FOUND;
 		goto out;
 	}
+	if (!authz_user_fits(s->r->params, user)) {
+		rc = ERR_ORG_NOT_MEMBER;
+		goto out;
+	}
 	rc = authz_issue_txn(t, s->c, s->r->params, s->key, session, &s->location);
 out:
 	json_decref(user);
@@ -416,6 +430,18 @@ int authz_flow_key(struct ctx *c, const char *flow_id, char key[KEYRING_TAG_HEX]
 	if (flow_id == NULL || strlen(flow_id) > 128)
 		return -1;
 	return keyring_tag(c->keys, key, "authz-flow", flow_id, NULL);
+}
+
+int authz_flow_handle(struct ctx *c, const char *flow_id, char out[AUTHZ_FLOW_HANDLE + 1])
+{
+	char key[KEYRING_TAG_HEX];
+
+	out[0] = '\0';
+	if (authz_flow_key(c, flow_id, key) < 0)
+		return -1;
+	memcpy(out, key, AUTHZ_FLOW_HANDLE);
+	out[AUTHZ_FLOW_HANDLE] = '\0';
+	return 0;
 }
 
 struct start_state {

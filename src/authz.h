@@ -60,7 +60,8 @@ char *authz_error_location(struct ctx *c, json_t *params, const char *error,
  * Single sign-on: when the raw login session id session_id (NULL: none) names a live session
  * whose user is active and whose login satisfies r's max_age, prompt and acr_values, issue the
  * code for it. ERR_NONE with *location (new string: the redirect), ERR_SESSION_NOT_FOUND when
- * a login is needed, or ERR_UNAVAILABLE / ERR_INTERNAL.
+ * a login is needed, ERR_ORG_NOT_MEMBER when the session's user is not in the request's
+ * org_id, or ERR_UNAVAILABLE / ERR_INTERNAL.
  */
 int authz_sso(struct ctx *c, const struct authz_req *r, const char *session_id, char **location);
 
@@ -93,6 +94,14 @@ int authz_par_take(struct ctx *c, const char *client_id, const char *request_uri
 int authz_flow_key(struct ctx *c, const char *flow_id, char key[KEYRING_TAG_HEX]);
 
 /*
+ * A flow's handle: the first AUTHZ_FLOW_HANDLE characters of its store key, not a secret. The
+ * login page's URL names it (?f=), so that a browser with several flows (tabs) shows each
+ * its own. 0, or -1 for a malformed id.
+ */
+#define AUTHZ_FLOW_HANDLE 16
+int authz_flow_handle(struct ctx *c, const char *flow_id, char out[AUTHZ_FLOW_HANDLE + 1]);
+
+/*
  * Inside t, issue the code of the flow's request params (borrowed) for the session stored
  * under session_key, whose record is session: *location (new string) is the success redirect.
  * 0, or a negative store_rc.
@@ -105,6 +114,12 @@ int authz_issue_txn(struct store_txn *t, struct ctx *c, json_t *params, const ch
  * login must be younger than max_age seconds) and mfa (want_mfa: its amr holds "mfa") at now.
  */
 int authz_session_fits(json_t *session, long max_age, int want_mfa, long now);
+
+/*
+ * 1 when user (borrowed) may have a code for params (borrowed): a member of its org_id, when
+ * it names one; else 0 (the answer is the error redirect access_denied).
+ */
+int authz_user_fits(json_t *params, json_t *user);
 
 /* The options of a flow's stored params: max_age (-1: none) and mfa. */
 void authz_params_options(json_t *params, long *max_age, int *want_mfa);

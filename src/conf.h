@@ -75,6 +75,9 @@ struct conf {
 	struct conf_rate authorization_flows;	 /* hosted login flows per end-user address */
 	/* [hosted] */
 	char *templates_dir; /* the hosted login page's text sets, one directory per locale */
+	/* [metrics] GET /metrics: off unless one of them is set */
+	char *metrics_allow; /* client address CIDRs, comma- or space-separated ("" none) */
+	char *metrics_token; /* a bearer token ("" none): a secret, wiped by conf_free */
 };
 
 /* Fill c with the built-in defaults (allocated strings; release with conf_free). */

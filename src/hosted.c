@@ -399,6 +399,8 @@ int hosted_send_phone(struct ctx *c, json_t *client, const char *flow_id, const 
 	rc = login_send(&s);
 	*retry_after = s.retry_after;
 	crypto_wipe(h.code, sizeof(h.code));
+	crypto_free_str(h.token);
+	crypto_free_str(h.url);
 	login_send_done(&s);
 	return rc;
 }
@@ -554,8 +556,16 @@ static int finish(struct store_txn *t, struct finish_state *x, const char *flow_
 	hosted_done_free(x->d);
 	if (second_factor_possible(x, flow))
 		return park_for_mfa(t, x, flow_key, flow);
-	rc = authz_issue_txn(t, x->c, json_object_get(flow, "params"), x->a.grant.session_key,
-			     x->a.grant.session, &x->d->location);
+	if (authz_user_fits(json_object_get(flow, "params"), x->a.grant.user)) {
+		rc = authz_issue_txn(t, x->c, json_object_get(flow, "params"),
+				     x->a.grant.session_key, x->a.grant.session, &x->d->location);
+	} else {
+		/* Signed in, but not into this organization: the client hears access_denied. */
+		x->d->location =
+		    authz_error_location(x->c, json_object_get(flow, "params"), "access_denied",
+					 "The user is not a member of the organization");
+		rc = x->d->location ? 0 : STORE_ERR;
+	}
 	if (rc < 0)
 		return rc;
 	if ((x->d->session_id = strdup(x->a.grant.session_id)) == NULL)
@@ -751,6 +761,7 @@ static int link_txn_do(struct store_txn *t, struct finish_state *x, int consume)
 	log_mask_addr(x->identifier, l->masked, sizeof(l->masked));
 	json_decref(l->params);
 	l->params = json_incref(json_object_get(flow, "params"));
+	snprintf(l->flow_handle, sizeof(l->flow_handle), "%.*s", AUTHZ_FLOW_HANDLE, flow_key);
 	if (json_is_true(json_object_get(link, "used")) || jsonio_str(flow, "confirmed") != NULL)
 		l->state = HOSTED_LINK_USED;
 	else if (json_integer_value(json_object_get(link, "exp")) <= (json_int_t)time(NULL) ||

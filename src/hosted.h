@@ -12,6 +12,7 @@
 
 #include <jansson.h>
 
+#include "authz.h"
 #include "ctx.h"
 
 /* Where a flow stands. */
@@ -68,10 +69,14 @@ int hosted_restart_email(struct ctx *c, const char *flow_id);
 
 /* A finished login: what the browser gets. */
 struct hosted_done {
-	char *location;	  /* redirect_uri?code=..&state=..&iss=.. (new); NULL: the first factor is
-			     done and the page asks for the second one (acr_values=mfa) */
-	json_t *params;	  /* the authorization request answered (new reference) */
-	char *session_id; /* the raw login session id for the cookie (new, secret) */
+	/*
+	 * redirect_uri?code=..&state=..&iss=.. (new), or its error=access_denied when the user is
+	 * not in the request's org_id; NULL: the first factor is done and the page asks for the
+	 * second one (acr_values=mfa).
+	 */
+	char *location;
+	json_t *params;		       /* the authorization request answered (new reference) */
+	char *session_id;	       /* the raw login session id for the cookie (new, secret) */
 	unsigned long session_max_age; /* seconds the cookie should live */
 	unsigned retry_after;	       /* ERR_LOCKED, ERR_RATE_LIMITED */
 };
@@ -106,7 +111,8 @@ struct hosted_link {
 	enum hosted_link_state state;
 	char masked[64];
 	json_t *params; /* the flow's authorization request (new reference), when known */
-	int here;	/* the browser held the link's flow: d is filled */
+	char flow_handle[AUTHZ_FLOW_HANDLE + 1]; /* its flow's handle (authz.h), "" unknown */
+	int here;				 /* the browser held the link's flow: d is filled */
 	struct hosted_done d;
 };
 

@@ -13,6 +13,8 @@ import urllib.parse
 import harness
 
 REDIRECT = "https://app.example/cb"
+# The hosted login page of one flow: /oidc/login?f=<the flow's handle>.
+LOGIN_PAGE = re.compile(r"^http://[^/]+/cis/oidc/login\?f=[0-9a-f]{16}$")
 
 
 def pkce_pair():
@@ -145,7 +147,7 @@ class Browser:
     def start(self, params):
         """The authorization request of a browser without a session: the email page."""
         r = self.authorize(params)
-        if r.status_code != 303 or not r.headers["Location"].endswith("/cis/oidc/login"):
+        if r.status_code != 303 or not LOGIN_PAGE.match(r.headers["Location"]):
             raise harness.HarnessError("authorize did not lead to the login page: %d %s %s"
                                        % (r.status_code, r.headers.get("Location"), r.text[:300]))
         return self.get(r.headers["Location"])
