@@ -458,6 +458,36 @@ class HostedLogin(OIDCSteps):
             got = self.landed(dev, req, since)
         self.exchange(got, req, uid, addr)
 
+    def test_two_tabs(self):
+        """Two sign-ins at once in two tabs of one browser: each tab's code finishes its own
+        request (its state back to it), whichever order they end in."""
+        user = stack.make_user()
+        addr, uid = user["email"]["value"], user["user_id"]
+        (url1, req1), (url2, req2) = self.authorize(), self.authorize()
+        with Browser() as dev:
+            dev.get(url1)
+            self.ask_code(dev, addr)
+            code1, _ = self.hosted_mail(addr)
+            tab1 = dev.driver.current_window_handle
+            dev.driver.switch_to.new_window("tab")
+            dev.get(url2)
+            self.ask_code(dev, addr)
+            code2, _ = self.hosted_mail(addr)
+            tab2 = dev.driver.current_window_handle
+
+            since = self.since()
+            dev.driver.switch_to.window(tab2)
+            dev.type_and_enter(CODE_INPUT, code2)
+            got2 = self.landed(dev, req2, since)
+            since = self.since()
+            dev.driver.switch_to.window(tab1)
+            dev.type_and_enter(CODE_INPUT, code1)
+            got1 = self.landed(dev, req1, since)
+            self.assertQuietConsole(dev, "two tabs")
+        first = self.exchange(got1, req1, uid, addr, replay=False)
+        second = self.exchange(got2, req2, uid, addr, replay=False)
+        self.assertEqual(first["sid"], second["sid"])
+
     def test_login_hint_prefills(self):
         addr = stack.make_user()["email"]["value"]
         url, _ = self.authorize(login_hint=addr)
