@@ -38,7 +38,8 @@ APACHE_MODULES = harness.APACHE_MODULES
 OPENIDC_MODULE = os.path.join(APACHE_MODULES, "mod_auth_openidc.so")
 SERVICE_USER = "www-data"
 # prefork + mod_cgi: the simplest MPM for a CGI; mod_auth_openidc's shm cache works with it.
-MODULES = ("mpm_prefork", "unixd", "authz_core", "authn_core", "alias", "cgi")
+# (Debian compiles mod_unixd, for User and Group, into apache2.)
+MODULES = ("mpm_prefork", "authz_core", "authn_core", "authz_user", "alias", "cgi", "env")
 
 CLAIMS_CGI = """#!/bin/sh
 # Print what mod_auth_openidc passes the application about the user.

@@ -5,7 +5,7 @@ two otlogin clients) of one private Apache (rp_apache.py).
 The scenario, once without PKCE (mod_auth_openidc 2.4.12's default) and once with
 OIDCPKCEMethod S256:
 1. a scripted browser opens site 1's /private/ and lands on otlogin's hosted login page (the
-   authorization request carries mod_auth_openidc's 32-character nonce, and a S256 challenge
+   authorization request carries mod_auth_openidc's random nonce, and a S256 challenge
    exactly when configured);
 2. it gives the address, reads the code from otlogin's Maildir, types it in, and comes back
    to /private/, where the CGI sees the user's email and sub (OIDC_CLAIM_*);
@@ -77,7 +77,8 @@ class ApacheOpenIDC(E2ETestCase):
         self.assertEqual(q.get("redirect_uri"), site.redirect_uri)
         self.assertEqual(q.get("response_type"), "code")
         self.assertIn("openid", q.get("scope", "").split())
-        self.assertEqual(len(q.get("nonce", "")), 32, q)
+        # mod_auth_openidc always sends a random nonce (and checks it in the ID token).
+        self.assertGreaterEqual(len(q.get("nonce", "")), 22, q)
         if self.PKCE:
             self.assertEqual(q.get("code_challenge_method"), "S256", q)
             self.assertRegex(q.get("code_challenge", ""), r"^[A-Za-z0-9_-]{43}$")
