@@ -11,8 +11,9 @@ Each site is a <VirtualHost> on its own free 127.0.0.1 port with its own otlogin
 URI = the site's /loggedout page) and its own session cookie name (cookies ignore ports, so two
 sites on 127.0.0.1 with the default name would read each other's). /private/ is protected with
 AuthType openid-connect and runs a tiny CGI that prints the claims mod_auth_openidc hands it
-(OIDC_CLAIM_*). The provider is configured by discovery only: OIDCProviderMetadataURL =
-{issuer}/.well-known/openid-configuration, over plain http on loopback.
+(OIDC_CLAIM_*). Each virtual host includes the shipped example, etc/apache2/otlogin-openidc.conf,
+with its Defines: the provider comes from discovery alone (OIDCProviderMetadataURL =
+{issuer}/.well-known/openid-configuration, over plain http on loopback).
 
 Everything lives in a temporary directory (ServerRoot, config, logs, pid, CGI); run as root
 (as CI does) Apache's children run as www-data, which must read the CGI and the config.
@@ -36,6 +37,8 @@ import harness
 
 APACHE_MODULES = harness.APACHE_MODULES
 OPENIDC_MODULE = os.path.join(APACHE_MODULES, "mod_auth_openidc.so")
+# The example configuration the sites include, as an administrator would.
+OPENIDC_SNIPPET = os.path.join(harness.TOP_SRCDIR, "etc", "apache2", "otlogin-openidc.conf")
 SERVICE_USER = "www-data"
 # prefork + mod_cgi: the simplest MPM for a CGI; mod_auth_openidc's shm cache works with it.
 # (Debian compiles mod_unixd, for User and Group, into apache2.)
@@ -161,30 +164,26 @@ class ApacheRP:
             "StartServers 2",
             "<Directory />", "  Require all denied", "  AllowOverride None", "</Directory>",
             "<Directory %s>" % q(self.path("cgi")), "  Require all granted", "</Directory>",
-            # Server-wide: one passphrase, the provider by discovery, http on loopback.
-            "OIDCCryptoPassphrase %s" % q(os.urandom(16).hex()),
-            "OIDCSSLValidateServer Off",
-            "OIDCProviderMetadataURL %s" % q(self.metadata_url),
-            "OIDCScope %s" % q("openid email"),
         ]
-        if self.pkce:
-            conf.append("OIDCPKCEMethod %s" % self.pkce)
+        if not self.pkce:
+            conf.append("Define OTLOGIN_NO_PKCE")
         for s in self.sites:
             conf += [
                 "<VirtualHost 127.0.0.1:%d>" % s.port,
                 "  ServerName 127.0.0.1:%d" % s.port,
                 "  SetEnv RP_SITE %s" % s.name,
-                "  OIDCClientID %s" % q(s.client["client_id"]),
-                "  OIDCClientSecret %s" % q(s.client["client_secret"]),
-                "  OIDCRedirectURI %s" % q(s.redirect_uri),
+                # What etc/apache2/otlogin-openidc.conf asks for, as its header shows.
+                "  Define OTLOGIN_ISSUER %s" % self.stack.issuer,
+                "  Define OTLOGIN_CLIENT_ID %s" % s.client["client_id"],
+                "  Define OTLOGIN_CLIENT_SECRET %s" % s.client["client_secret"],
+                "  Define OTLOGIN_SITE %s" % s.origin,
+                "  Define OTLOGIN_PROTECT /private/",
+                "  Define OTLOGIN_PASSPHRASE %s" % os.urandom(16).hex(),
+                "  Include %s" % q(OPENIDC_SNIPPET),
+                # Both sites are on 127.0.0.1, and cookies ignore ports.
                 "  OIDCCookie %s" % q("rp_%s_session" % s.name),
-                "  OIDCDefaultLoggedOutURL %s" % q(s.logged_out_url),
                 "  ScriptAliasMatch ^/private/ %s" % q(self.path("cgi", "claims.cgi")),
                 "  ScriptAlias /loggedout %s" % q(self.path("cgi", "loggedout.cgi")),
-                "  <Location /private/>",
-                "    AuthType openid-connect",
-                "    Require valid-user",
-                "  </Location>",
                 "</VirtualHost>",
             ]
         conf.append("")
