@@ -188,7 +188,8 @@ static int check_client(struct api_call *call, struct logout_req *l)
 		return -1;
 	}
 	/* Refused alike whether the client is unknown or the URI unregistered. */
-	if (rc == STORE_NOTFOUND || !client_lists(l->client, "post_logout_redirect_uris", l->plru) ||
+	if (rc == STORE_NOTFOUND ||
+	    !client_lists(l->client, "post_logout_redirect_uris", l->plru) ||
 	    link_origin(l->plru, l->origin, sizeof(l->origin)) < 0) {
 		log_info("refused a logout: post_logout_redirect_uri is not registered");
 		bad_request(call, "The sign-out request is not valid (post_logout_redirect_uri is "
@@ -330,10 +331,13 @@ void api_session_end(struct api_call *call)
 		goto out;
 	if (l.csrf != NULL) {
 		/* The confirmation form's POST: its token must be this browser's. */
-		if (raw == NULL || csrf_token(call, raw, want) < 0 || !crypto_str_equal(l.csrf, want)) {
-			log_warn("refused a logout POST that did not come from its confirmation page");
+		if (raw == NULL || csrf_token(call, raw, want) < 0 ||
+		    !crypto_str_equal(l.csrf, want)) {
+			log_warn(
+			    "refused a logout POST that did not come from its confirmation page");
 			page(call, 403, "Sign-out not confirmed",
-			     "This request did not come from the sign-out page, so nothing was changed. "
+			     "This request did not come from the sign-out page, so nothing was "
+			     "changed. "
 			     "Sign out from the application again.",
 			     NULL, NULL);
 			goto out;
