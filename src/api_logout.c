@@ -326,6 +326,11 @@ void api_session_end(struct api_call *call)
 	char *raw = api_login_cookie(call), want[KEYRING_TAG_HEX];
 	int rc, ended = 0, other = 0;
 
+	if (call->resp->head_only) {
+		/* A HEAD (a link checker, a prefetch) looks, it never signs anyone out. */
+		page(call, 200, "Sign out", "Sign out of your account here.", NULL, NULL);
+		goto out;
+	}
 	if (read_params(call, &l) < 0 || (l.hint != NULL && check_hint(call, &l) < 0) ||
 	    check_client(call, &l) < 0)
 		goto out;

@@ -337,6 +337,27 @@ class Logout(E2ETestCase):
         r = self.end(client_id=c["client_id"], post_logout_redirect_uri=PLRU, state="q")
         self.assertEqual((r.status, r.headers.get("Location")), (303, PLRU + "?state=q"))
 
+    def test_head_ends_nothing(self):
+        c = self.client()
+        user, body = self.login(c)
+        q = urllib.parse.urlencode({"id_token_hint": body["id_token"]})
+        r = st.http("HEAD", END + "?" + q, headers={"Cookie": "otlogin=" + body["session_id"]})
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.body, b"")
+        self.assertNotCleared(r)
+        self.assertEqual(self.alive(c, user), [claims_of(body["id_token"])["sid"]])
+
+    def test_hint_ends_both_sessions_of_its_user(self):
+        """The browser's session and the one the hint names by sid, both the user's, end."""
+        c = self.client()
+        user, first = self.login(c)
+        _, second = self.login(c, user)
+        self.assertEqual(len(self.alive(c, user)), 2)
+        r = self.end(cookie=first["session_id"], id_token_hint=second["id_token"])
+        self.assertIn("signed out", self.assertPage(r, 200))
+        self.assertCleared(r)
+        self.assertEqual(self.alive(c, user), [])
+
     def test_head_and_methods(self):
         r = st.http("PUT", END)
         self.assertEqual(r.status, 405)
