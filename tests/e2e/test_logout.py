@@ -241,10 +241,11 @@ class Logout(E2ETestCase):
         tampered = "%s.%s.%s" % (h, b64url(json.dumps(other_sub).encode()), s)
         for name, hint in (("forged", forged), ("alg none", unsigned), ("tampered", tampered),
                            ("access token", body["access_token"]), ("garbage", "x.y.z"),
+                           # a form body: web servers cap a GET's request line below this
                            ("huge", "a" * 9000)):
             with self.subTest(hint=name):
-                r = self.end(cookie=body["session_id"], id_token_hint=hint,
-                             post_logout_redirect_uri=PLRU)
+                r = self.end("POST" if name == "huge" else "GET", cookie=body["session_id"],
+                             id_token_hint=hint, post_logout_redirect_uri=PLRU)
                 self.assertPage(r, 400)
                 self.assertNotCleared(r)
         self.assertEqual(self.alive(c, user), [claims["sid"]])
