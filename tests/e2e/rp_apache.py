@@ -219,9 +219,12 @@ class ApacheRP:
         if self._out is not None:
             self._out.close()
         self._out = open(self.path("logs", "apache2.out"), "ab")
+        # Its own session: the prefork MPM ends its children by signalling its whole process
+        # group on shutdown, which would otherwise be the test runner's.
         self.proc = subprocess.Popen([harness.APACHE2, "-DFOREGROUND", "-f", self.conf],
                                      stdin=subprocess.DEVNULL, stdout=self._out,
-                                     stderr=subprocess.STDOUT, cwd=self.dir)
+                                     stderr=subprocess.STDOUT, cwd=self.dir,
+                                     start_new_session=True)
         deadline = time.monotonic() + harness.START_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
