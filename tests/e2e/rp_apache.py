@@ -196,6 +196,8 @@ class ApacheRP:
         if why:
             raise harness.HarnessError("; ".join(why))
         self.dir = tempfile.mkdtemp(prefix="otlogin-e2e-rp-")
+        # The runner shows the log tail of what is running under a failure (and stops it).
+        harness.RUNNING.append(self)
         try:
             ports = [harness.free_port() for _ in range(self.nsites)]
             self.sites = [self._register(i, p) for i, p in enumerate(ports)]
@@ -253,6 +255,8 @@ class ApacheRP:
         if self._out is not None:
             self._out.close()
             self._out = None
+        if self in harness.RUNNING:
+            harness.RUNNING.remove(self)
         if self.dir is not None:
             if os.environ.get("E2E_KEEP"):
                 harness.log("kept %s" % self.dir)

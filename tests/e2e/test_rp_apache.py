@@ -57,15 +57,6 @@ class ApacheOpenIDC(E2ETestCase):
     def tearDownClass(cls):
         cls.rp.stop()
 
-    def run(self, result=None):
-        """On a failure, show the relying party's log too (the runner shows otlogin's)."""
-        n = len(result.failures) + len(result.errors) if result is not None else 0
-        out = super().run(result)
-        if result is not None and len(result.failures) + len(result.errors) > n:
-            harness.note("--- relying party (mod_auth_openidc) log tail ---\n"
-                         + self.rp.log_tail(40))
-        return out
-
     def on_otlogin(self, page):
         return page.url.startswith(st.base_url)
 
