@@ -141,7 +141,7 @@ class ApacheOpenIDC(E2ETestCase):
         page = rp_apache.hosted_login(b, page, st, self.maildir, addr)
         self.assertInside(page, s1, user)
 
-    def test_logout_cannot_be_replayed_across_users(self):
+    def test_logout_leaves_other_browsers_signed_in(self):
         """A second user on another browser is untouched by the first one's logout."""
         s1, _ = self.rp.sites
         u1, u2 = st.make_user(), st.make_user()
