@@ -84,6 +84,8 @@ class ApacheOpenIDC(E2ETestCase):
         self.assertEqual(claims.get("site"), site.name, page.text)
         self.assertEqual(claims.get("email"), user["email"]["value"], page.text)
         self.assertEqual(claims.get("sub"), user["user_id"], page.text)
+        # etc/apache2/otlogin-openidc.conf: OIDCRemoteUserClaim sub
+        self.assertEqual(claims.get("remote_user"), user["user_id"], page.text)
         self.assertEqual(claims.get("iss"), st.issuer, page.text)
         return claims
 
