@@ -128,37 +128,42 @@ static const char *hint_client(json_t *claims)
 }
 
 /*
- * Check id_token_hint: signed by one of the published keys as an ID token (typ JWT: an access
- * token is no hint), issued by us, with a subject. Its expiry is not checked. 0, or -1 after
- * answering.
+ * Whether id_token_hint is an ID token of ours: signed by one of the published keys as an ID
+ * token (typ JWT: an access token is no hint), issued by us, with a subject and a client. Its
+ * expiry is not checked. 1 with l->claims, l->sub and l->sid set, 0 when not, -1 on an
+ * internal error.
  */
-static int check_hint(struct api_call *call, struct logout_req *l)
+static int hint_valid(struct api_call *call, struct logout_req *l)
 {
 	const struct keyring *kr = call->c->keys;
 	const char *iss;
 	int rc;
 
 	if (strlen(l->hint) > HINT_MAX)
-		goto bad;
+		return 0;
 	rc = jwt_verify(l->hint, kr->published, kr->npublished, "JWT", &l->claims);
-	if (rc < 0) {
-		resp_error(call->resp, ERR_INTERNAL, NULL);
-		return -1;
-	}
-	if (rc == 0)
-		goto bad;
+	if (rc <= 0)
+		return rc;
 	iss = json_string_value(json_object_get(l->claims, "iss"));
 	l->sub = json_string_value(json_object_get(l->claims, "sub"));
 	l->sid = json_string_value(json_object_get(l->claims, "sid"));
-	if (iss == NULL || strcmp(iss, call->c->conf->issuer) != 0 || l->sub == NULL ||
-	    hint_client(l->claims) == NULL)
-		goto bad;
-	return 0;
-bad:
-	log_info("refused a logout: the id_token_hint is not a valid ID token of ours");
-	bad_request(call, "The sign-out request is not valid (id_token_hint). Go back to the "
-			  "application and sign out again.");
-	return -1;
+	return iss != NULL && strcmp(iss, call->c->conf->issuer) == 0 && l->sub != NULL &&
+	       hint_client(l->claims) != NULL;
+}
+
+/* Check id_token_hint (hint_valid). 0, or -1 after answering. */
+static int check_hint(struct api_call *call, struct logout_req *l)
+{
+	int rc = hint_valid(call, l);
+
+	if (rc < 0)
+		resp_error(call->resp, ERR_INTERNAL, NULL);
+	if (rc == 0) {
+		log_info("refused a logout: the id_token_hint is not a valid ID token of ours");
+		bad_request(call, "The sign-out request is not valid (id_token_hint). Go back to "
+				  "the application and sign out again.");
+	}
+	return rc == 1 ? 0 : -1;
 }
 
 /*
