@@ -261,11 +261,48 @@ static int host_ok(const char *h)
 	return 1;
 }
 
+/*
+ * The reply text with every word that holds an '@' masked (log_mask_addr): relays echo the
+ * recipient ("550 <ann@example.com>: unknown user"), and logs never hold a full address.
+ */
+static void mask_addresses(const char *in, char *out, size_t outlen)
+{
+	static const char delims[] = " <>()[],;\"'";
+	size_t o = 0;
+
+	out[0] = '\0';
+	while (*in && o + 1 < outlen) {
+		size_t n = strcspn(in, delims);
+		char word[256], masked[64];
+		const char *piece = in;
+		size_t plen = n;
+
+		if (n == 0) {
+			out[o++] = *in++;
+			out[o] = '\0';
+			continue;
+		}
+		if (memchr(in, '@', n) != NULL && n < sizeof(word)) {
+			memcpy(word, in, n);
+			word[n] = '\0';
+			piece = log_mask_addr(word, masked, sizeof(masked));
+			plen = strlen(piece);
+		}
+		if (plen > outlen - 1 - o)
+			plen = outlen - 1 - o;
+		memcpy(out + o, piece, plen);
+		o += plen;
+		out[o] = '\0';
+		in += n;
+	}
+}
+
 static void log_status(const char *what, const smtp_status_t *st)
 {
-	char text[256];
+	char text[256], masked[256];
 	clean_reply(st ? st->text : NULL, text, sizeof(text));
-	log_err("mail_smtp: %s: SMTP %d %s", what, st ? st->code : 0, text);
+	mask_addresses(text, masked, sizeof(masked));
+	log_err("mail_smtp: %s: SMTP %d %s", what, st ? st->code : 0, masked);
 }
 
 /* One SMTP session, run in the child. Returns a mail_error. */

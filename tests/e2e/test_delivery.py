@@ -244,6 +244,19 @@ class Delivery(RelayCase):
                 fake.plan = {"rcpt": reply}
                 self.assertFailsCleanly(log_has="RCPT TO refused: " + code)
 
+    def test_relay_reply_address_is_masked(self):
+        """A relay that echoes the recipient in its refusal: the log keeps the reply, never
+        the full address (DESIGN: logs hold no full address)."""
+        ident = unique_email("echoed")
+        stack.make_user(email=ident)
+        fake.plan = {"rcpt": "550 5.1.1 <%s>: Recipient address rejected" % ident}
+        r = stack.otp_send(self.client["token"], ident, "email", "email")
+        self.assertError(r, 502, "external_provider_configuration_error")
+        log = stack.log_text()
+        self.assertIn("Recipient address rejected", log)
+        self.assertNotIn(ident, log)
+        fake.plan = {}
+
     def test_data_refused(self):
         for reply, code in (("451 local error", "SMTP 451"), ("554 no valid recipients",
                                                              "SMTP 554")):
