@@ -15,7 +15,9 @@ OIDCPKCEMethod S256:
 4. site 1's logout URL (OIDCRedirectURI?logout=...) sends the browser to otlogin's
    end_session_endpoint with id_token_hint and post_logout_redirect_uri only, otlogin ends the
    session, clears its cookie and sends the browser back to site 1's logged-out page;
-5. the next visit to site 1 asks for a code again (and a new code gets in).
+5. the next visit to site 1 asks for a code again (and a new code gets in), even with
+   otlogin's old cookie put back; site 2 keeps its own mod_auth_openidc session (otlogin has
+   no back-channel logout), and once that is gone asks for a code too.
 
 The otlogin stack runs with [server] test_mode = yes, so its mail lands in its Maildir.
 Missing Apache modules fail this module (rp_apache.missing_rp_tools); nothing is skipped."""
@@ -136,6 +138,14 @@ class ApacheOpenIDC(E2ETestCase):
         # otlogin's old cookie: the session behind it is over, not only the cookie.
         for c in saved:
             b.jar.set_cookie(c)
+        # Site 2 keeps its own mod_auth_openidc session (no back-channel logout: README)...
+        self.assertInside(b.get(s2.url("/private/")), s2, user)
+        # ...and once that is gone it cannot get back in without a code either.
+        for c in [c for c in b.jar if c.name == "rp_site2_session"]:
+            b.jar.clear(c.domain, c.path, c.name)
+        page = b.get(s2.url("/private/"))
+        self.assertTrue(self.on_otlogin(page) and rp_apache.login_forms(page)[0] is not None,
+                        "step 'after logout, site 2 asks for a code again': %r" % (page,))
         mark = len(b.history)
         page = b.get(s1.url("/private/"))
         self.assertTrue(self.on_otlogin(page) and rp_apache.login_forms(page)[0] is not None,
