@@ -11,7 +11,8 @@ state, or shows a "signed out" page; an unregistered or mismatched URI is a 400 
 a redirect; a forged, foreign or access-token hint ends nothing; without a hint, or with a hint
 for another user, the browser is asked first, and the confirmation's POST needs a token bound
 to that browser's cookie (a cross-site GET or POST ends nothing). The pages carry the security
-headers.
+headers. RealBrowser does it in headless Chromium, whose form-action enforcement covers the
+redirect after the confirmation's POST.
 
 The stack's workers run on a clock the test moves (clock.py; without libfaketime the expired
 hint test really waits id_ttl)."""
@@ -50,13 +51,12 @@ def b64url(data):
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-class Logout(E2ETestCase):
+class LogoutCase(E2ETestCase):
+    """What both test classes use: clients, backend logins, the session checks."""
 
     @classmethod
     def setUpClass(cls):
         cls.stack = st
-
-    # ---- helpers -----------------------------------------------------------------------
 
     def client(self, plrus=()):
         """A client that may use the direct channel, with these post_logout_redirect_uris."""
@@ -128,6 +128,9 @@ class Logout(E2ETestCase):
         fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">',
                                  m.group(2)))
         return m.group(1), {k: v.replace("&amp;", "&") for k, v in fields.items()}
+
+
+class Logout(LogoutCase):
 
     # ---- with an id_token_hint ---------------------------------------------------------
 
@@ -365,3 +368,86 @@ class Logout(E2ETestCase):
         self.assertIn("POST", r.headers.get("Allow", ""))
         r = st.http("POST", END, body="{}", headers={"Content-Type": "application/json"})
         self.assertEqual(r.status, 415)
+
+
+class RealBrowser(LogoutCase):
+    """Headless Chromium (python3-selenium) signs out as a user would. The post-logout
+    redirect URI is another origin (localhost, where otlogin is on 127.0.0.1), so the browser
+    enforces the confirmation page's form-action on the redirect that follows its POST; the
+    browser log must show no Content-Security-Policy violation."""
+
+    @classmethod
+    def setUpClass(cls):
+        from selenium import webdriver
+
+        super().setUpClass()
+        cls.back = "http://localhost:%d/cis/health" % st.port
+        cls.client = st.ctl("client", "add", "--name", "logout-chromium", "--permission",
+                            "direct", "--post-logout-redirect-uri", cls.back,
+                            "--allow-http-redirect", parse=True)
+        opts = webdriver.ChromeOptions()
+        for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
+            opts.add_argument(arg)
+        opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+        cls.d = webdriver.Chrome(options=opts)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.quit()
+
+    def setUp(self):
+        self.d.delete_all_cookies()
+
+    def signed_in(self):
+        """A backend login whose session the browser holds as otlogin's cookie."""
+        user, body = self.login(self.client)
+        self.d.get(st.base_url + "/health")
+        self.d.add_cookie({"name": "otlogin", "value": body["session_id"], "path": "/cis",
+                           "httpOnly": True, "sameSite": "Lax"})
+        body["user"] = user
+        return body
+
+    def session_alive(self, body):
+        """Asked through the sessions API: it changes nothing (a refresh would rotate)."""
+        return self.alive(self.client, body["user"]) == [claims_of(body["id_token"])["sid"]]
+
+    def wait_back(self, state):
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        WebDriverWait(self.d, 20).until(lambda drv: drv.current_url.startswith(self.back))
+        q = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.d.current_url).query))
+        self.assertEqual(q, {"state": state})
+
+    def assertNoCspViolation(self):
+        for entry in self.d.get_log("browser"):
+            self.assertNotIn("Content Security Policy", entry["message"])
+
+    def otlogin_cookie(self):
+        self.d.get(st.base_url + "/health")
+        return [c for c in self.d.get_cookies() if c["name"] == "otlogin"]
+
+    def test_confirm_by_button(self):
+        from selenium.webdriver.common.by import By
+
+        body = self.signed_in()
+        self.d.get(END.replace("/cis", st.base_url, 1) + "?" + urllib.parse.urlencode(
+            {"client_id": self.client["client_id"], "post_logout_redirect_uri": self.back,
+             "state": "chromium-1"}))
+        self.assertEqual(self.d.title, "Sign out?")
+        self.assertTrue(self.session_alive(body), "showing the question signed out")
+        self.d.find_element(By.TAG_NAME, "button").click()
+        self.wait_back("chromium-1")
+        self.assertNoCspViolation()
+        self.assertFalse(self.session_alive(body))
+        self.assertEqual(self.otlogin_cookie(), [])
+
+    def test_hint_from_another_site(self):
+        """What a relying party does: a top-level navigation from its own origin."""
+        body = self.signed_in()
+        self.d.get(self.back)  # on the relying party's origin first
+        self.d.get(END.replace("/cis", st.base_url, 1) + "?" + urllib.parse.urlencode(
+            {"id_token_hint": body["id_token"], "post_logout_redirect_uri": self.back,
+             "state": "chromium-2"}))
+        self.wait_back("chromium-2")
+        self.assertFalse(self.session_alive(body))
+        self.assertEqual(self.otlogin_cookie(), [])
