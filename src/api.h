@@ -24,6 +24,7 @@ struct api_call {
 	struct resp *resp;
 	json_t *client;	 /* the authenticated client (borrowed), for AUTH_CLIENT routes */
 	char *params[2]; /* the path's {} segments, decoded (owned by route) */
+	unsigned route;	 /* route_dispatch: 1 + its index (route_patterns), 0: none */
 };
 
 typedef void (*api_handler)(struct api_call *call);
@@ -78,6 +79,7 @@ void api_users_update(struct api_call *call);
 void api_users_delete(struct api_call *call);
 /* api_ops.c */
 void api_health(struct api_call *call);
+void api_metrics(struct api_call *call);
 
 /* api_common.c: shared by the handlers (the parse steps' helpers are pure, see api_parse.h). */
 

@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "sms.h"
 
 #ifndef SYSCONFDIR
@@ -104,6 +105,8 @@ static const struct conf_key conf_keys[] = {
     {"limits", "client_secret_failures", T_RATE, O(client_secret_failures), 1, 1000000, "10/15m"},
     {"limits", "client_secret_delay", T_UINT, O(client_secret_delay), 1, 3600, "1"},
     {"limits", "client_secret_max_delay", T_UINT, O(client_secret_max_delay), 1, 86400, "900"},
+    {"metrics", "allow", T_STR, O(metrics_allow), 0, 0, ""},
+    {"metrics", "token", T_STR, O(metrics_token), 0, 0, ""},
 };
 #undef O
 
@@ -360,6 +363,28 @@ int conf_test_mode(const struct conf *c)
 	return c->test_mode || c->smtp_host == NULL || c->smtp_host[0] == '\0';
 }
 
+/*
+ * [metrics]: the allow list must parse (a typo must not open or close the endpoint silently),
+ * and a token must be one a client can send (token68) and hard to guess.
+ */
+static int metrics_check(struct conf *c, char *err, size_t errlen)
+{
+	size_t len = strlen(c->metrics_token);
+
+	if (!metrics_cidr_list_valid(c->metrics_allow)) {
+		snprintf(err, errlen,
+			 "metrics allow: expected addresses or CIDRs (10.0.0.0/8, ::1)");
+		return -1;
+	}
+	if (len > 0 && (len < 16 || strspn(c->metrics_token, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+							     "abcdefghijklmnopqrstuvwxyz"
+							     "0123456789-._~+/") != len)) {
+		snprintf(err, errlen, "metrics token: at least 16 of A-Z a-z 0-9 - . _ ~ + /");
+		return -1;
+	}
+	return 0;
+}
+
 /* Checks that span keys: run after loading. */
 static int conf_check(struct conf *c, char *err, size_t errlen)
 {
@@ -403,6 +428,8 @@ static int conf_check(struct conf *c, char *err, size_t errlen)
 		snprintf(err, errlen, "session_ttl exceeds session_max_ttl");
 		return -1;
 	}
+	if (metrics_check(c, err, errlen) < 0)
+		return -1;
 	return sms_check(c, err, errlen);
 }
 
@@ -509,7 +536,8 @@ void conf_free(struct conf *c)
 		if (conf_keys[i].type == T_STR || conf_keys[i].type == T_PATH ||
 		    conf_keys[i].type == T_LOG) {
 			char **field = (char **)((char *)c + conf_keys[i].offset);
-			if (*field != NULL && strcmp(conf_keys[i].name, "smtp_password") == 0)
+			if (*field != NULL && (strcmp(conf_keys[i].name, "smtp_password") == 0 ||
+					       field == &c->metrics_token))
 				memset(*field, 0, strlen(*field));
 			free(*field);
 			*field = NULL;

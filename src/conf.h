@@ -72,6 +72,9 @@ struct conf {
 	struct conf_rate client_secret_failures; /* free wrong secrets per client and address */
 	unsigned client_secret_delay;		 /* then the first delay (s), doubling */
 	unsigned client_secret_max_delay;	 /* up to this (s) */
+	/* [metrics] GET /metrics: off unless one of them is set */
+	char *metrics_allow; /* client address CIDRs, comma- or space-separated ("" none) */
+	char *metrics_token; /* a bearer token ("" none): a secret, wiped by conf_free */
 };
 
 /* Fill c with the built-in defaults (allocated strings; release with conf_free). */

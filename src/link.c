@@ -11,6 +11,7 @@
 #include "lockout.h"
 #include "login.h"
 #include "log.h"
+#include "metrics.h"
 #include "resp.h" /* RESP_HEADER_MAX: a redirect must fit its Location header */
 
 #define LINK_TOKEN_BYTES 32
@@ -467,5 +468,6 @@ int link_authenticate(struct ctx *c, const struct link_auth_req *r, const char *
 	struct auth_state x = {.a = {.c = c, .client = r->client, .ip = r->ip}, .r = r, .aud = aud};
 	int rc = store_outcome(store_run(c->store, auth_txn, &x), ERR_UNAVAILABLE);
 
+	metrics_login(METRICS_LOGIN_MAGIC_LINK, rc);
 	return login_tokens(&x.a, rc, &r->opts, r->retry_after, tokens);
 }

@@ -4,6 +4,7 @@
 #include <time.h>
 
 #include "err.h"
+#include "metrics.h"
 #include "ratelimit.h"
 
 unsigned lockout_delay(const struct conf *conf, unsigned n)
@@ -42,6 +43,7 @@ int lockout_begin_txn(struct store_txn *t, struct ctx *c, const char *user_id, c
 		until = (json_int_t)now + (json_int_t)c->conf->otp_lockout_minutes * 60;
 	if ((unsigned)(until - now) > *wait)
 		*wait = (unsigned)(until - now);
+	metrics_throttled("lockout");
 	return ERR_LOCKED;
 }
 

@@ -7,6 +7,7 @@
 #include "crypto.h"
 #include "err.h"
 #include "log.h"
+#include "metrics.h"
 #include "ratelimit.h"
 #include "token.h"
 
@@ -116,10 +117,12 @@ static int withdraw_txn(struct store_txn *t, void *arg)
 static int deliver(struct login_send *s, const struct timespec *start)
 {
 	char masked[64];
+	uint64_t started = metrics_clock_us();
 	int rc;
 
 	log_mask_addr(s->to, masked, sizeof(masked));
 	rc = s->kind->deliver(s);
+	metrics_delivery(s->channel, rc == ERR_NONE, started);
 	if (rc == ERR_NONE) {
 		ratelimit_delivery_took(s->c, s->channel, start);
 		log_info("sent a %s by %s to %s", s->kind->what, s->channel, masked);
@@ -336,5 +339,6 @@ int login_reauth(struct ctx *c, json_t *client, const struct login_opts *opts, c
 	struct reauth_state r = {c, client, opts, aud, g};
 
 	memset(g, 0, sizeof(*g));
-	return store_outcome(store_run(c->store, reauth_txn, &r), ERR_UNAVAILABLE);
+	return metrics_login(METRICS_LOGIN_SESSION,
+			     store_outcome(store_run(c->store, reauth_txn, &r), ERR_UNAVAILABLE));
 }

@@ -28,6 +28,7 @@
 #include "link.h"
 #include "lockout.h"
 #include "log.h"
+#include "metrics.h"
 #include "route.h"
 #include "session.h"
 #include "store.h"
@@ -48,6 +49,9 @@
 #define REOPEN_GIVE_UP_S 30
 
 static volatile sig_atomic_t stopping;
+
+/* The route table's patterns, for the metrics' route label. */
+static const char *route_names[METRICS_MAX_ROUTES];
 
 /* fcgi_stdio points environ at each request's parameters, and at nothing between requests. */
 extern char **environ;
@@ -91,6 +95,7 @@ static int serve_one(struct ctx *c)
 	struct req req;
 	struct resp resp;
 	struct api_call call = {.c = c, .req = &req, .resp = &resp};
+	uint64_t start = metrics_clock_us();
 	enum req_status st;
 	int fatal;
 
@@ -105,6 +110,7 @@ static int serve_one(struct ctx *c)
 		route_dispatch(&call);
 	if (resp_write(&resp, resp_out, NULL) < 0)
 		log_warn("the client went away before the response was written");
+	metrics_http(call.route, req.method, resp.status, metrics_clock_us() - start);
 	json_decref(call.client);
 	fatal = resp.fatal;
 	req_free(&req);
@@ -189,6 +195,8 @@ int main(int argc, char **argv)
 	store_watchdog(WATCHDOG_S);
 	if (keyring_check_private(conf.db_dir) < 0)
 		fatal("refusing to start with secrets others can read");
+	/* Before the store: a recovery the open runs is counted too. */
+	metrics_open(conf.db_dir, route_names, route_patterns(route_names, METRICS_MAX_ROUTES - 1));
 	c.store = store_open(conf.db_dir, conf.db_cache_mb, 0);
 	if (c.store == NULL)
 		fatal("cannot open the database environment %s", conf.db_dir);
@@ -198,6 +206,9 @@ int main(int argc, char **argv)
 		fatal("cannot register the purge rules");
 	if (keyring_load(&keys, c.store, conf.db_dir, conf.key_overlap) < 0)
 		fatal("cannot load the keys");
+	metrics_count(METRIC_WORKERS_STARTED);
+	if (supervise_restarted())
+		metrics_count(METRIC_WORKER_RESTARTS);
 	/*
 	 * Until here SIGTERM simply ends the process (a slow open must not hold up a shutdown);
 	 * from here on it ends the loop between requests. No SA_RESTART: it must interrupt

@@ -10,6 +10,7 @@
 #include "lockout.h"
 #include "login.h"
 #include "log.h"
+#include "metrics.h"
 
 /*
  * What a login with this send's code claims (RFC 8176 amr) and the channel it proves: the
@@ -406,6 +407,7 @@ int otp_authenticate(struct ctx *c, const struct otp_auth_req *r, const char *au
 			     .aud = aud};
 	int rc = store_outcome(store_run(c->store, auth_txn, &x), ERR_UNAVAILABLE);
 
+	metrics_login(METRICS_LOGIN_OTP, rc);
 	if (r->finish != NULL && rc == ERR_NONE) {
 		*tokens = NULL;
 		login_grant_free(&x.a.grant);

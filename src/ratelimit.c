@@ -9,6 +9,7 @@
 
 #include "err.h"
 #include "log.h"
+#include "metrics.h"
 
 /* The largest count a slot can hold (a window's limit is at most 1 000 000). */
 #define RL_COUNT_MAX (1 << 30)
@@ -216,6 +217,7 @@ int ratelimit_backoff_txn(struct store_txn *t, struct keyring *kr, const struct 
 		return rc;
 	*wait = rl_backoff_wait(rec, now);
 	if (*wait > 0) {
+		metrics_throttled(kind);
 		/* Not counted: waiting out the delay is all that is asked of the subject. */
 		json_decref(rec);
 		return 1;
@@ -257,6 +259,7 @@ static int ratelimit_key_txn(struct store_txn *t, struct keyring *kr, const stru
 		return rc;
 	w = rl_window_wait(rec, rule, now);
 	if (w > 0) {
+		metrics_throttled(kind);
 		if (w > *wait)
 			*wait = w;
 		json_decref(rec);

@@ -91,6 +91,8 @@ static const struct route routes[] = {
     {"PUT", "/v1/users/{}", BODY_JSON, NULL, AUTH_ADMIN, DIALECT_USERS, api_users_update},
     {"DELETE", "/v1/manage/users/{}", BODY_NONE, NULL, AUTH_ADMIN, DIALECT_USERS, api_users_delete},
     {"GET", "/health", BODY_NONE, NULL, AUTH_NONE, DIALECT_PLAIN, api_health},
+    /* Access is the handler's: [metrics] allow (client addresses) or token. */
+    {"GET", "/metrics", BODY_NONE, NULL, AUTH_NONE, DIALECT_PLAIN, api_metrics},
 };
 
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
@@ -242,7 +244,9 @@ const struct route *route_find(const char *method, const char *path, char *param
 	for (size_t i = 0; i < NROUTES; i++) {
 		if (!path_matches(routes[i].path, path, params))
 			continue;
-		*path_known = 1;
+		/* The path's first route: its slot in the metrics when none matches. */
+		if (*path_known == 0)
+			*path_known = (int)i + 1;
 		if (method_matches(routes[i].method, method))
 			return &routes[i];
 		free_params(params);
@@ -256,6 +260,7 @@ void route_dispatch(struct api_call *call)
 	const struct route *rt =
 	    route_find(call->req->method, call->req->path, call->params, &path_known);
 
+	call->route = rt != NULL ? (unsigned)(rt - routes) + 1 : (unsigned)path_known;
 	if (rt == NULL) {
 		if (path_known)
 			route_answer_405(call);
@@ -270,4 +275,13 @@ void route_dispatch(struct api_call *call)
 	    route_check_body(call, rt) == 0)
 		rt->handler(call);
 	free_params(call->params);
+}
+
+unsigned route_patterns(const char **out, unsigned max)
+{
+	unsigned n = 0;
+
+	for (; n < NROUTES && n < max; n++)
+		out[n] = routes[n].path;
+	return n;
 }

@@ -20,8 +20,9 @@ void route_dispatch(struct api_call *call);
 /*
  * The pieces of route_dispatch, for the fuzzers; none touches the store.
  *
- * route_find: the route for method and path, or NULL; *path_known is 1 when some route has the
- * path. On a match params holds the decoded {} segments (new strings, NULL where none).
+ * route_find: the route for method and path, or NULL; *path_known is nonzero when some route
+ * has the path (1 + the index of the first such route, for the metrics). On a match params holds
+ * the decoded {} segments (new strings, NULL where none).
  */
 const struct route *route_find(const char *method, const char *path, char *params[2],
 			       int *path_known);
@@ -37,5 +38,11 @@ int route_check_fields(struct api_call *call, const struct route *rt);
 enum resp_dialect route_dialect(const struct route *rt);
 /* The route's field table, or NULL. */
 const struct jv_field *route_fields(const struct route *rt);
+
+/*
+ * For the metrics: the pattern of each route, in table order (out[i] is route i's, static
+ * strings), at most max of them. Returns how many.
+ */
+unsigned route_patterns(const char **out, unsigned max);
 
 #endif

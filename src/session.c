@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "crypto.h"
+#include "metrics.h"
 #include "org.h"
 #include "user.h"
 
@@ -136,6 +137,7 @@ static int new_session(struct store_txn *t, struct ctx *c, json_t *user, struct 
 	empty = json_object();
 	rc = store_put(t, TBL_SESSIONS, ikey, (size_t)n, empty);
 	json_decref(empty);
+	metrics_count(METRIC_SESSIONS_CREATED);
 	return rc;
 }
 
@@ -263,6 +265,7 @@ int session_end_txn(struct store_txn *t, const char *key)
 	if (n >= 0 && (rc = store_del(t, TBL_SESSIONS, ikey, (size_t)n)) < 0)
 		return rc;
 	/* Refresh tokens name their session: with it gone, they are dead. */
+	metrics_count(METRIC_SESSIONS_ENDED);
 	rc = store_del(t, TBL_SESSIONS, key, strlen(key));
 	return rc < 0 ? rc : 0;
 }

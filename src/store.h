@@ -191,4 +191,12 @@ int store_failed(const struct store *s);
 /* How often this handle was reopened after a recovery. */
 unsigned store_reopens(const struct store *s);
 
+struct metrics_bdb;
+/*
+ * Berkeley DB's statistics (commits, aborts, lock conflicts, cache, log, checkpoint) into out
+ * (metrics.h), with out->valid set. Returns 0, or -1 (out->valid 0) when the environment is
+ * not usable.
+ */
+int store_stats(struct store *s, struct metrics_bdb *out);
+
 #endif

@@ -24,6 +24,7 @@
 #include "clock.h"
 #include "crypto.h"
 #include "log.h"
+#include "metrics.h"
 #include "store_bdb_int.h"
 
 /*
@@ -394,6 +395,7 @@ int store_run(struct store *s, int (*fn)(struct store_txn *t, void *arg), void *
 		int rc, result = 0, committed = 0;
 
 		watchdog_arm(1);
+		metrics_txn_begin();
 		rc = store_begin(s, &t);
 		if (rc == 0) {
 			result = fn(t, arg);
@@ -406,6 +408,8 @@ int store_run(struct store *s, int (*fn)(struct store_txn *t, void *arg), void *
 			}
 		}
 		watchdog_disarm();
+		/* What the attempt noted counts if it committed (throttles: also if refused). */
+		metrics_txn_end(committed && rc == 0, store_refused(result) >= 0);
 		if (committed && rc == 0)
 			return result;
 		/*
@@ -420,6 +424,7 @@ int store_run(struct store *s, int (*fn)(struct store_txn *t, void *arg), void *
 			return rc;
 		/* Held that long, a lock may belong to a killed process: release what they hold. */
 		conflicts++;
+		metrics_count(METRIC_STORE_RETRIES);
 		if (s->lock_timedout || conflicts == RUN_FAILCHK_AFTER ||
 		    (conflicts > RUN_FAILCHK_AFTER && conflicts % RUN_FAILCHK_EVERY == 0))
 			run_failchk(s);
@@ -696,9 +701,26 @@ static void purge_step(struct store *s, time_t now)
 		log_info("purge: %u expired records removed", s->purged);
 }
 
+/*
+ * The log position of the last checkpoint, 0 when unknown: txn_checkpoint does not say
+ * whether it wrote one (it skips when too little happened), so a change here tells.
+ */
+static uint64_t last_checkpoint(struct store *s)
+{
+	DB_TXN_STAT *st;
+	uint64_t lsn = 0;
+
+	if (s->failed || s->env == NULL || s->env->txn_stat(s->env, &st, 0) != 0)
+		return 0;
+	lsn = ((uint64_t)st->st_last_ckp.file << 32 | st->st_last_ckp.offset) + 1;
+	free(st);
+	return lsn;
+}
+
 void store_maintain(struct store *s)
 {
 	time_t now = time(NULL);
+	uint64_t ckp;
 	int rc;
 
 	if (s->failed || s->env == NULL) {
@@ -717,10 +739,13 @@ void store_maintain(struct store *s)
 	 * the next file switch, so the log directory stays bounded.
 	 */
 	watchdog_arm(WD_SLOW_FACTOR);
+	ckp = last_checkpoint(s);
 	rc = s->failed ? 0 : s->env->txn_checkpoint(s->env, CHECKPOINT_KB, CHECKPOINT_MIN, 0);
 	watchdog_disarm();
 	if (rc != 0)
 		map_rc(s, rc, "checkpoint");
+	else if (ckp != 0 && last_checkpoint(s) != ckp)
+		metrics_count(METRIC_CHECKPOINTS);
 	if (!s->failed)
 		purge_step(s, now);
 }
@@ -747,4 +772,46 @@ int store_failed(const struct store *s)
 unsigned store_reopens(const struct store *s)
 {
 	return s->reopens;
+}
+
+int store_stats(struct store *s, struct metrics_bdb *out)
+{
+	DB_TXN_STAT *txn = NULL;
+	DB_LOCK_STAT *lock = NULL;
+	DB_MPOOL_STAT *mp = NULL;
+	DB_LOG_STAT *log = NULL;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (s->failed || s->env == NULL)
+		return -1;
+	/* No DB_STAT_CLEAR: these are counters since the environment's regions were made. */
+	rc = s->env->txn_stat(s->env, &txn, 0);
+	if (rc == 0)
+		rc = s->env->lock_stat(s->env, &lock, 0);
+	if (rc == 0)
+		rc = s->env->memp_stat(s->env, &mp, NULL, 0);
+	if (rc == 0)
+		rc = s->env->log_stat(s->env, &log, 0);
+	if (rc != 0) {
+		map_rc(s, rc, "statistics");
+		goto out;
+	}
+	out->commits = txn->st_ncommits;
+	out->aborts = txn->st_naborts;
+	out->last_checkpoint = (uint64_t)txn->st_time_ckp;
+	/* Transactions do not wait (DB_TXN_NOWAIT): most conflicts are "nowait" ones. */
+	out->lock_conflicts = (uint64_t)lock->st_lock_wait + lock->st_lock_nowait;
+	out->deadlocks = lock->st_ndeadlocks;
+	out->lock_timeouts = (uint64_t)lock->st_nlocktimeouts + lock->st_ntxntimeouts;
+	out->cache_hits = mp->st_cache_hit;
+	out->cache_misses = mp->st_cache_miss;
+	out->log_bytes = (uint64_t)log->st_w_mbytes * 1048576u + log->st_w_bytes;
+	out->valid = 1;
+out:
+	free(txn);
+	free(lock);
+	free(mp);
+	free(log);
+	return out->valid ? 0 : -1;
 }

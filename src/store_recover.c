@@ -31,6 +31,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "metrics.h"
 #include "store_bdb_int.h"
 
 /* Lock waits and transactions stay well below a request's budget. */
@@ -70,10 +71,16 @@ static void bdb_quiet(const DB_ENV *env, const char *prefix, const char *msg)
 {
 }
 
-/* Informational messages (failchk's "Aborting txn ..."): debug level. */
+/*
+ * Informational messages (failchk's "Aborting txn ...", recovery's progress): debug level.
+ * The end of a recovery, whether DB_REGISTER or force_recovery ran it, is counted here: only
+ * Berkeley DB knows whether an open with DB_RECOVER found anything to recover.
+ */
 static void bdb_msgcall(const DB_ENV *env, const char *msg)
 {
 	log_debug("berkeley db: %s", msg);
+	if (strstr(msg, "Recovery complete") != NULL) /* "BDB1518 Recovery complete at ..." */
+		metrics_count(METRIC_RECOVERIES);
 }
 
 /*
@@ -159,6 +166,7 @@ static DB_ENV *new_env(const struct store *s)
 	}
 	env->set_errcall(env, bdb_errcall);
 	env->set_msgcall(env, bdb_msgcall);
+	env->set_verbose(env, DB_VERB_RECOVERY, 1);
 	/*
 	 * DB_REGION_INIT writes the region files out when they are created, so that a full disk
 	 * shows as an error at open instead of SIGBUS when a page of the mapping is first used.

@@ -26,6 +26,8 @@ struct worker {
 };
 
 static volatile sig_atomic_t stop_requested;
+/* In a worker: it replaces one that ended (supervise_restarted). */
+static int restarted;
 
 static void on_stop(int sig)
 {
@@ -57,6 +59,7 @@ static int start(struct worker *w, const struct callers *c, pid_t supervisor)
 		return 0;
 	}
 	if (pid == 0) {
+		restarted = w->ever_started;
 		for (int i = 0; i < NSIGNALS; i++)
 			sigaction(handled[i], &c->act[i], NULL);
 		sigprocmask(SIG_SETMASK, &c->mask, NULL);
@@ -179,4 +182,9 @@ void supervise(unsigned n)
 		reap(w, n);
 	}
 	stop_all(w, n, &wait_mask);
+}
+
+int supervise_restarted(void)
+{
+	return restarted;
 }

@@ -16,4 +16,7 @@
  */
 void supervise(unsigned n);
 
+/* In a worker supervise started: 1 when it replaces one that ended (for the metrics), else 0. */
+int supervise_restarted(void);
+
 #endif

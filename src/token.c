@@ -8,6 +8,7 @@
 #include "crypto.h"
 #include "jwt.h"
 #include "log.h"
+#include "metrics.h"
 #include "user.h"
 
 int token_refresh_create_txn(struct store_txn *t, struct ctx *c, struct login_grant *g,
@@ -96,6 +97,7 @@ static int revoke_family(struct store_txn *t, json_t *rec)
 	const char *session = json_string_value(json_object_get(rec, "session"));
 	int rc = session ? session_end_txn(t, session) : 0;
 	log_warn("a rotated refresh token was presented again: its session is revoked");
+	metrics_count(METRIC_REFRESH_REUSE);
 	return rc < 0 ? rc : ERR_BAD_CREDENTIALS;
 }
 
@@ -138,6 +140,7 @@ static int rotate(struct refresh_state *r, struct store_txn *t, const char *key,
 	json_object_set_new(rec, "successor", json_string(sealed));
 	free(sealed);
 	rc = store_put(t, TBL_REFRESH, key, strlen(key), rec);
+	metrics_count(METRIC_REFRESH_ROTATIONS);
 	return rc < 0 ? rc : ERR_NONE;
 }
 
