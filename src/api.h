@@ -77,6 +77,43 @@ void api_users_by_username(struct api_call *call);
 void api_users_by_phone(struct api_call *call);
 void api_users_update(struct api_call *call);
 void api_users_delete(struct api_call *call);
+/*
+ * api_oidc.c, for every endpoint with OAuth client authentication: the credentials of a form
+ * request (0, or -1 with *no; release with api_client_auth_free), and their check (1 with
+ * *client, a new reference, or 0 after answering 401/429).
+ */
+int api_parse_client_auth(const struct req *req, struct api_client_auth *a, struct api_refusal *no);
+int api_authenticate_client(struct api_call *call, const struct api_client_auth *a,
+			    json_t **client);
+/* api_authz.c */
+void api_authorize(struct api_call *call);
+void api_par(struct api_call *call);
+/*
+ * Answer an authorization request params (borrowed) with location, its redirect (a code or an
+ * error): a 303, or with response_mode=form_post a page that posts the parameters there.
+ */
+void api_authz_respond(struct api_call *call, json_t *params, const char *location);
+/* api_hosted.c */
+void api_hosted_login(struct api_call *call);
+void api_hosted_link(struct api_call *call);
+/*
+ * The hosted pages' error page: status, the client's branding (NULL: none), the request's
+ * params (NULL: none) and a public reason (NULL: "this sign-in is no longer valid").
+ */
+void api_hosted_error_page(struct api_call *call, int status, json_t *client, json_t *params,
+			   const char *reason);
+/*
+ * The flow of this page in the browser's flow cookie (a flow id, new string): the one whose
+ * handle the query's "f" names, else the newest; NULL when there is none.
+ */
+char *api_flow_cookie(const struct api_call *call);
+/*
+ * Add flow_id to the flow cookie, as the newest of the browser's flows (Path = the mount
+ * point, HttpOnly, SameSite=Lax, Secure on https).
+ */
+void api_set_flow_cookie(struct api_call *call, const char *flow_id);
+/* Answer 303 to the login page of flow_id ({public_base_url}/oidc/login?f=<handle>). */
+void api_see_flow(struct api_call *call, const char *flow_id);
 /* api_ops.c */
 void api_health(struct api_call *call);
 void api_metrics(struct api_call *call);
@@ -157,5 +194,26 @@ char *api_login_cookie(const struct api_call *call);
 void api_set_login_cookie(struct api_call *call, const char *session_id, unsigned long max_age);
 /* Tell the browser to drop the cookie. */
 void api_clear_login_cookie(struct api_call *call);
+/* The path part of public_base_url ("/cis"), or "/" when it has none: the cookies' Path. */
+const char *api_mount_path(struct ctx *c);
+
+/* api_form.c: the proof that a POST came from one of otlogin's pages (a magic link's). */
+
+/* The hidden form field that carries the proof. */
+#define API_FORM_FIELD "f"
+/* The nonce cookie's name: __Host-otlogin-link over https, otlogin-link over http. */
+const char *api_form_nonce_cookie(struct ctx *c);
+/* The browser's nonce (new string): its cookie's when usable, so tabs share it, else new. */
+char *api_form_nonce(struct api_call *call);
+/* Set the nonce cookie (a session cookie, HttpOnly, SameSite=Strict, Path=/). */
+void api_form_set_nonce_cookie(struct api_call *call, const char *nonce);
+/* out = the form proof of token for nonce. 0 or -1. */
+int api_form_proof(struct api_call *call, const char *token, const char *nonce,
+		   char out[KEYRING_TAG_HEX]);
+/*
+ * 1 when the POST came from the page that shows token (Sec-Fetch-Site same-origin, else an
+ * Origin equal to public_base_url's, else the form proof with its nonce cookie), else 0 (logged).
+ */
+int api_post_from_page(struct api_call *call, const char *token);
 
 #endif

@@ -19,8 +19,7 @@ const char *api_login_cookie_name(struct ctx *c)
 	return api_is_https(c) ? "__Secure-otlogin" : "otlogin";
 }
 
-/* The path part of public_base_url ("/cis"), or "/" when it has none. */
-static const char *mount_path(struct ctx *c)
+const char *api_mount_path(struct ctx *c)
 {
 	const char *u = c->conf->public_base_url, *p = strstr(u, "://");
 
@@ -48,13 +47,13 @@ void api_set_login_cookie(struct api_call *call, const char *session_id, unsigne
 
 	resp_header(call->resp, "Set-Cookie",
 		    "%s=%s; Path=%s; Max-Age=%lu; HttpOnly; SameSite=Lax%s",
-		    api_login_cookie_name(call->c), session_id, mount_path(call->c), max_age,
+		    api_login_cookie_name(call->c), session_id, api_mount_path(call->c), max_age,
 		    https ? "; Secure" : "");
 }
 
 void api_clear_login_cookie(struct api_call *call)
 {
 	resp_header(call->resp, "Set-Cookie", "%s=; Path=%s; Max-Age=0; HttpOnly; SameSite=Lax%s",
-		    api_login_cookie_name(call->c), mount_path(call->c),
+		    api_login_cookie_name(call->c), api_mount_path(call->c),
 		    api_is_https(call->c) ? "; Secure" : "");
 }

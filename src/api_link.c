@@ -20,8 +20,7 @@
 #include "user.h"
 
 /* The landing page's form: the hidden field with the form proof, and the nonce's size. */
-#define FORM_FIELD "f"
-#define NONCE_BYTES 16
+#define FORM_FIELD API_FORM_FIELD
 
 static const char *const channels[] = {"email", "direct", NULL};
 static const char *const idtypes[] = {"email", "phone_number", "user_id", "username", NULL};
@@ -264,102 +263,24 @@ static void state_page(struct api_call *call, const struct link_view *v)
 	}
 }
 
-/*
- * Cross-site POSTs. The landing page's POST consumes the link, so a third-party page must not
- * be able to make a browser send it (logging the victim in as whoever the link belongs to, or
- * spending the victim's link). A POST is taken as the page's own when the browser says so:
- * Sec-Fetch-Site (which pages cannot set) is same-origin, else Origin, when it is not "null",
- * is public_base_url's. A browser that sends neither (or only Origin: null: the page's
- * no-referrer policy makes some send that) must present the form proof: an HMAC of the link
- * token and a random nonce that the GET set as a SameSite=Strict cookie. Another site can
- * fetch the page itself, but not with this browser's cookie, and cannot read the cookie.
- */
-/* __Host- (Secure, Path=/, no Domain) keeps sibling hosts from setting it, where https. */
-static const char *nonce_cookie(struct ctx *c)
-{
-	return api_is_https(c) ? "__Host-otlogin-link" : "otlogin-link";
-}
-
-/* The browser's nonce (new string): its cookie's when usable, so tabs share it, else new. */
-static char *page_nonce(struct api_call *call)
-{
-	static const char b64url[] =
-	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-	char *nonce = req_cookie(call->req, nonce_cookie(call->c));
-	size_t n = nonce ? strlen(nonce) : 0;
-
-	if (n < 22 || n > 64 || strspn(nonce, b64url) != n) {
-		free(nonce);
-		nonce = crypto_random_token(NONCE_BYTES);
-	}
-	return nonce;
-}
-
-/* out = the form proof of a link token for a nonce. Returns 0 or -1. */
-static int form_proof(struct api_call *call, const char *token, const char *nonce,
-		      char out[KEYRING_TAG_HEX])
-{
-	return keyring_tag(call->c->keys, out, "link-form", token, nonce, NULL);
-}
-
-/* The form proof and the POST's cookie agree. */
-static int proof_ok(struct api_call *call, const char *token)
-{
-	char want[KEYRING_TAG_HEX], *nonce = req_cookie(call->req, nonce_cookie(call->c));
-	const char *got;
-	int ok = 0;
-
-	if (req_content_type_is(call->req, "application/x-www-form-urlencoded") &&
-	    req_parse_form(call->req) == 0 && (got = req_form(call->req, FORM_FIELD)) != NULL &&
-	    nonce != NULL && form_proof(call, token, nonce, want) == 0)
-		ok = crypto_str_equal(got, want);
-	free(nonce);
-	return ok;
-}
-
-/* 1 when the POST came from the landing page itself (see above), else 0 (logged). */
-static int post_from_page(struct api_call *call, const char *token)
-{
-	const char *site = call->req->sec_fetch_site, *origin = call->req->origin, *why;
-	char ours[256];
-
-	if (site != NULL) {
-		if (strcmp(site, "same-origin") == 0)
-			return 1;
-		why = "Sec-Fetch-Site is not same-origin";
-	} else if (origin != NULL && strcmp(origin, "null") != 0) {
-		if (link_origin(call->c->conf->public_base_url, ours, sizeof(ours)) == 0 &&
-		    strcasecmp(origin, ours) == 0)
-			return 1;
-		why = "Origin is not public_base_url's";
-	} else if (proof_ok(call, token)) {
-		return 1;
-	} else {
-		why = "no Sec-Fetch-Site or Origin, and no valid form proof with its cookie";
-	}
-	log_warn("refused a magic link POST that did not come from its page: %s", why);
-	return 0;
-}
-
 /* The landing page of a valid link, with its form, its proof and the nonce cookie. */
 static void landing_page(struct api_call *call, const char *token, const struct link_view *v)
 {
-	char text[160], proof[KEYRING_TAG_HEX], *nonce = page_nonce(call);
+	char text[160], proof[KEYRING_TAG_HEX], *nonce = api_form_nonce(call);
 
-	if (nonce == NULL || form_proof(call, token, nonce, proof) < 0) {
+	if (nonce == NULL || api_form_proof(call, token, nonce, proof) < 0) {
 		resp_error(call->resp, ERR_INTERNAL, NULL);
 		free(nonce);
 		return;
 	}
 	/* A session cookie, HttpOnly, sent back only from this site (SameSite=Strict). */
-	resp_header(call->resp, "Set-Cookie", "%s=%s; Path=/; HttpOnly; SameSite=Strict%s",
-		    nonce_cookie(call->c), nonce, api_is_https(call->c) ? "; Secure" : "");
+	api_form_set_nonce_cookie(call, nonce);
 	snprintf(text, sizeof(text), "Continue to sign in as %s.", v->masked);
 	page(call, 200, "Sign in", text, token, proof, v->redirect_origin);
 	free(nonce);
 }
 
-/* A POST refused by post_from_page: a spent or unknown link still says so (as GET would). */
+/* A POST refused by api_post_from_page: a spent or unknown link still says so (as GET would). */
 static void refused_post(struct api_call *call, const char *token, const struct api_link_ops *ops)
 {
 	struct link_view v;
@@ -389,7 +310,7 @@ void api_link_landing(struct api_call *call, const struct api_link_ops *ops)
 		state_page(call, &v);
 		return;
 	}
-	if (consume && !post_from_page(call, token)) {
+	if (consume && !api_post_from_page(call, token)) {
 		refused_post(call, token, ops);
 		crypto_free_str(token);
 		return;

@@ -395,3 +395,14 @@ void api_discovery(struct api_call *call)
 	json_object_set_new(doc, "require_pushed_authorization_requests", json_false());
 	resp_json(call->resp, 200, doc);
 }
+
+/* Shared with the pushed authorization request endpoint (api_authz.c). */
+int api_parse_client_auth(const struct req *req, struct api_client_auth *a, struct api_refusal *no)
+{
+	return parse_client_auth(req, a, no);
+}
+
+int api_authenticate_client(struct api_call *call, const struct api_client_auth *a, json_t **client)
+{
+	return token_client(call, a, client);
+}

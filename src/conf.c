@@ -13,6 +13,9 @@
 #include "metrics.h"
 #include "sms.h"
 
+#ifndef DATADIR
+#define DATADIR "/usr/share"
+#endif
 #ifndef SYSCONFDIR
 #define SYSCONFDIR "/etc"
 #endif
@@ -105,6 +108,8 @@ static const struct conf_key conf_keys[] = {
     {"limits", "client_secret_failures", T_RATE, O(client_secret_failures), 1, 1000000, "10/15m"},
     {"limits", "client_secret_delay", T_UINT, O(client_secret_delay), 1, 3600, "1"},
     {"limits", "client_secret_max_delay", T_UINT, O(client_secret_max_delay), 1, 86400, "900"},
+    {"limits", "authorization_flows", T_RATE, O(authorization_flows), 1, 1000000, "60/10m"},
+    {"hosted", "templates_dir", T_PATH, O(templates_dir), 0, 0, DATADIR "/otlogin/templates"},
     {"metrics", "allow", T_STR, O(metrics_allow), 0, 0, ""},
     {"metrics", "token", T_STR, O(metrics_token), 0, 0, ""},
 };

@@ -72,6 +72,9 @@ struct conf {
 	struct conf_rate client_secret_failures; /* free wrong secrets per client and address */
 	unsigned client_secret_delay;		 /* then the first delay (s), doubling */
 	unsigned client_secret_max_delay;	 /* up to this (s) */
+	struct conf_rate authorization_flows;	 /* hosted login flows per end-user address */
+	/* [hosted] */
+	char *templates_dir; /* the hosted login page's text sets, one directory per locale */
 	/* [metrics] GET /metrics: off unless one of them is set */
 	char *metrics_allow; /* client address CIDRs, comma- or space-separated ("" none) */
 	char *metrics_token; /* a bearer token ("" none): a secret, wiped by conf_free */

@@ -249,9 +249,9 @@ int login_throttle_txn(struct store_txn *t, struct login_attempt *a, struct lock
 	return rc;
 }
 
-int login_finish_txn(struct store_txn *t, struct login_attempt *a, const char *amr,
-		     const char *channel, const char *verifies, json_t *limits,
-		     const struct login_opts *opts, const char *aud)
+int login_session_txn(struct store_txn *t, struct login_attempt *a, const char *amr,
+		      const char *channel, const char *verifies, json_t *limits,
+		      const struct login_opts *opts)
 {
 	json_t *user = NULL;
 	int rc;
@@ -266,11 +266,20 @@ int login_finish_txn(struct store_txn *t, struct login_attempt *a, const char *a
 				       &a->grant);
 	json_decref(user);
 	if (rc == ERR_NONE)
-		rc = token_refresh_create_txn(t, a->c, &a->grant, aud, NULL);
-	if (rc == ERR_NONE)
 		rc = ratelimit_auth_success_txn(t, a->c, a->idtype, a->identifier);
 	if (rc == ERR_NONE)
 		rc = ratelimit_release_txn(t, limits);
+	return rc;
+}
+
+int login_finish_txn(struct store_txn *t, struct login_attempt *a, const char *amr,
+		     const char *channel, const char *verifies, json_t *limits,
+		     const struct login_opts *opts, const char *aud)
+{
+	int rc = login_session_txn(t, a, amr, channel, verifies, limits, opts);
+
+	if (rc == ERR_NONE)
+		rc = token_refresh_create_txn(t, a->c, &a->grant, aud, NULL);
 	return rc;
 }
 

@@ -131,6 +131,15 @@ int login_finish_txn(struct store_txn *t, struct login_attempt *a, const char *a
 		     const struct login_opts *opts, const char *aud);
 
 /*
+ * login_finish_txn without the tokens: for a login that ends in an authorization code (the
+ * hosted page), whose tokens come from the code's exchange. ERR_NONE with a->grant filled
+ * (no refresh token), an err, or a negative store_rc.
+ */
+int login_session_txn(struct store_txn *t, struct login_attempt *a, const char *amr,
+		      const char *channel, const char *verifies, json_t *limits,
+		      const struct login_opts *opts);
+
+/*
  * The one rule for ending an authenticate transaction that returned rc: a refusal of the login
  * itself (user disabled or unknown, session or organization not found), after its secret was
  * consumed, must not consume it (STORE_REFUSE: abort); everything else commits, failures

@@ -149,7 +149,7 @@ static void fill_texts(const struct mail_request *r, struct texts *t)
 		t->link = c->link_text ? c->link_text : "";
 		t->link_hint = "";
 		t->info = c->info_text ? c->info_text : "";
-	} else if (r->kind == MAIL_OTP) {
+	} else if (r->kind == MAIL_OTP || r->kind == MAIL_OTP_LINK) {
 		if (app)
 			snprintf(t->subject_buf, sizeof(t->subject_buf), "Your %s sign-in code",
 				 app);
@@ -166,6 +166,17 @@ static void fill_texts(const struct mail_request *r, struct texts *t)
 		t->link = "";
 		t->link_hint = "";
 		t->info = t->info_buf;
+		if (r->kind == MAIL_OTP_LINK) {
+			/* The code for this tab, the button for any device (the hosted page). */
+			snprintf(
+			    t->info_buf, sizeof(t->info_buf),
+			    "Or use the button below, on this or another device. The code and the "
+			    "button expire in %u %s.",
+			    r->minutes, unit);
+			t->link = "Sign in";
+			t->link_hint =
+			    "If the button does not work, copy this link into your browser:";
+		}
 	} else {
 		if (app)
 			snprintf(t->subject_buf, sizeof(t->subject_buf), "Sign in to %s", app);
@@ -197,11 +208,17 @@ static void build_text(struct sbuf *b, const struct mail_request *r, const struc
 		text_add(b, t->body);
 		sbuf_puts(b, "\n\n");
 	}
-	if (r->kind == MAIL_OTP) {
+	if (r->kind != MAIL_LINK) {
 		sbuf_puts(b, "    ");
 		sbuf_puts(b, r->code);
 		sbuf_puts(b, "\n\n");
-	} else {
+	}
+	if (r->kind == MAIL_OTP_LINK && t->info[0]) {
+		/* The info text introduces the link here, so it comes before it. */
+		text_add(b, t->info);
+		sbuf_puts(b, "\n\n");
+	}
+	if (r->kind != MAIL_OTP) {
 		if (t->link[0]) {
 			text_add(b, t->link);
 			sbuf_puts(b, ":\n");
@@ -212,7 +229,7 @@ static void build_text(struct sbuf *b, const struct mail_request *r, const struc
 		sbuf_puts(b, r->url);
 		sbuf_puts(b, "\n\n");
 	}
-	if (t->info[0]) {
+	if (t->info[0] && r->kind != MAIL_OTP_LINK) {
 		text_add(b, t->info);
 		sbuf_puts(b, "\n\n");
 	}
@@ -233,6 +250,16 @@ static int is_light(const char *color)
 }
 
 #define FONT "font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;"
+
+static void html_info(struct sbuf *b, const struct texts *t)
+{
+	if (t->info[0]) {
+		sbuf_puts(b, "<tr><td style=\"padding:24px 32px 0 32px;" FONT "font-size:14px;"
+			     "line-height:22px;color:#3c4150;\">");
+		html_add(b, t->info, HTML_BREAK_BR);
+		sbuf_puts(b, "</td></tr>\n");
+	}
+}
 
 /*
  * Table layout with inline styles only: what Outlook, Gmail and Apple Mail all render. Nothing
@@ -280,7 +307,7 @@ static void build_html(struct sbuf *b, const struct mail_request *r, const struc
 		html_add(b, t->body, HTML_BREAK_BR);
 		sbuf_puts(b, "</td></tr>\n");
 	}
-	if (r->kind == MAIL_OTP) {
+	if (r->kind != MAIL_LINK) {
 		sbuf_printf(
 		    b,
 		    "<tr><td align=\"center\" style=\"padding:24px 32px 0 32px;\">\n"
@@ -292,7 +319,10 @@ static void build_html(struct sbuf *b, const struct mail_request *r, const struc
 		    t->color);
 		html_add(b, r->code, HTML_BREAK_SPACE);
 		sbuf_puts(b, "</td></tr></table>\n</td></tr>\n");
-	} else {
+	}
+	if (r->kind == MAIL_OTP_LINK)
+		html_info(b, t);
+	if (r->kind != MAIL_OTP) {
 		if (t->link[0]) {
 			sbuf_printf(
 			    b,
@@ -325,12 +355,8 @@ static void build_html(struct sbuf *b, const struct mail_request *r, const struc
 		html_add(b, r->url, HTML_BREAK_SPACE);
 		sbuf_puts(b, "</a></td></tr>\n");
 	}
-	if (t->info[0]) {
-		sbuf_puts(b, "<tr><td style=\"padding:24px 32px 0 32px;" FONT "font-size:14px;"
-			     "line-height:22px;color:#3c4150;\">");
-		html_add(b, t->info, HTML_BREAK_BR);
-		sbuf_puts(b, "</td></tr>\n");
-	}
+	if (r->kind != MAIL_OTP_LINK)
+		html_info(b, t);
 	sbuf_puts(b, "<tr><td style=\"padding:32px 32px 32px 32px;" FONT "font-size:12px;"
 		     "line-height:18px;color:#8a8f9c;\">");
 	html_add(b, t->footer, HTML_BREAK_BR);
@@ -400,6 +426,10 @@ static int request_ok(const struct mail_request *r)
 		return r->code != NULL && r->code[0] && mime_printable_ascii(r->code);
 	if (r->kind == MAIL_LINK)
 		return r->url != NULL && r->url[0] && mime_printable_ascii(r->url) &&
+		       strchr(r->url, ' ') == NULL;
+	if (r->kind == MAIL_OTP_LINK)
+		return r->code != NULL && r->code[0] && mime_printable_ascii(r->code) &&
+		       r->url != NULL && r->url[0] && mime_printable_ascii(r->url) &&
 		       strchr(r->url, ' ') == NULL;
 	return 0;
 }

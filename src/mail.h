@@ -33,7 +33,8 @@ struct mail_content {
 	const char *sender_name;
 };
 
-enum mail_kind { MAIL_OTP, MAIL_LINK };
+/* MAIL_OTP_LINK: one mail with both the passcode and the link (the hosted login page). */
+enum mail_kind { MAIL_OTP, MAIL_LINK, MAIL_OTP_LINK };
 
 struct mail_request {
 	enum mail_kind kind;
@@ -41,8 +42,8 @@ struct mail_request {
 	const char *from_name; /* default display name when content.sender_name is absent */
 	const char *to_addr;
 	const char *app_name; /* the client's display name, used by the default template */
-	const char *code;     /* MAIL_OTP: the passcode */
-	const char *url;      /* MAIL_LINK: the link */
+	const char *code;     /* MAIL_OTP, MAIL_OTP_LINK: the passcode */
+	const char *url;      /* MAIL_LINK, MAIL_OTP_LINK: the link */
 	unsigned minutes;     /* lifetime shown to the user */
 	int custom;	      /* 1 when email_content was given: absent text fields are empty */
 	struct mail_content content;

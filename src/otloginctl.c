@@ -1,8 +1,9 @@
 /*
  * otloginctl: the administration command. Works on the same database environment as the
- * workers (safe while they run): creates it, adds, updates and lists clients, adds and lists
- * users.
+ * workers (safe while they run): creates it, adds, updates and lists clients, adds, lists and
+ * imports users.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <sys/stat.h>
@@ -17,6 +18,7 @@
 #include "conf.h"
 #include "crypto.h"
 #include "ctx.h"
+#include "import.h"
 #include "jwk.h"
 #include "keyring.h"
 #include "log.h"
@@ -58,6 +60,10 @@ static _Noreturn void usage(void)
 		"  user add (--email ADDR | --phone E164) [--phone E164] [--username NAME]\n"
 		"           [--role ROLE]...\n"
 		"  user list\n"
+		"  user import [--format jsonl|csv] [--batch N] [--progress] FILE|-\n"
+		"      create the users of a JSON Lines or CSV file (Transmit's user export);\n"
+		"      skipped records on stderr, a JSON summary on stdout; run it again to\n"
+		"      resume after a failure (what was imported is not created twice)\n"
 		"  org add --name NAME [--id ORG_ID]\n"
 		"  org list\n"
 		"  org member add --org ORG_ID --user USER_ID [--role ROLE]...\n"
@@ -334,6 +340,75 @@ static int cmd_client(struct ctx *c, int argc, char **argv)
 	return 0;
 }
 
+/* A usage error that usage() would not explain: say what, exit 2. */
+static _Noreturn void usage_error(const char *msg)
+{
+	fprintf(stderr, "otloginctl: %s\n", msg);
+	exit(2);
+}
+
+/*
+ * user import [--format jsonl|csv] [--batch N] [--progress] FILE|-: import.h's import, the
+ * summary on stdout (also after a failure: what the committed transactions did). Exit 0 when
+ * the input was read to its end, 1 when the import stopped, 2 on bad usage.
+ */
+static int cmd_user_import(struct ctx *c, int argc, char **argv)
+{
+	struct import_opts o = {.format = IMPORT_JSONL, .batch = IMPORT_BATCH, .report = stderr};
+	struct import_stats st;
+	const char *path = NULL;
+	char err[256], *end;
+	int have_format = 0, rc;
+	json_t *summary;
+	FILE *in;
+
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--format") == 0 && i + 1 < argc) {
+			i++;
+			have_format = 1;
+			if (strcmp(argv[i], "jsonl") == 0)
+				o.format = IMPORT_JSONL;
+			else if (strcmp(argv[i], "csv") == 0)
+				o.format = IMPORT_CSV;
+			else
+				usage_error("--format must be jsonl or csv");
+		} else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc) {
+			errno = 0;
+			o.batch = strtoul(argv[++i], &end, 10);
+			if (errno || *end || o.batch < 1 || o.batch > 100000)
+				usage_error("--batch must be a number of records from 1 to 100000");
+		} else if (strcmp(argv[i], "--progress") == 0) {
+			o.progress = stderr;
+		} else if (path == NULL && (argv[i][0] != '-' || strcmp(argv[i], "-") == 0)) {
+			path = argv[i];
+		} else {
+			fprintf(stderr, "otloginctl: user import: unexpected %s\n", argv[i]);
+			usage();
+		}
+	}
+	if (path == NULL)
+		usage();
+	if (!have_format && (strcmp(path, "-") == 0 || import_format_of(path, &o.format) < 0))
+		usage_error("user import: give --format jsonl or csv (the file name does not end "
+			    "in .jsonl, .ndjson, .json or .csv)");
+	in = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
+	if (in == NULL)
+		fail("user import: cannot read %s: %m", path);
+	rc = import_users(c->store, in, &o, &st, err, sizeof(err));
+	if (in != stdin)
+		fclose(in);
+	summary = import_summary(&st);
+	if (summary == NULL)
+		fatal("out of memory");
+	print_json(summary);
+	json_decref(summary);
+	if (rc < 0) {
+		fprintf(stderr, "otloginctl: user import: %s\n", err);
+		return 1;
+	}
+	return 0;
+}
+
 static int cmd_user(struct ctx *c, int argc, char **argv)
 {
 	static const struct ctl_opt opts[] = {
@@ -355,6 +430,8 @@ static int cmd_user(struct ctx *c, int argc, char **argv)
 		json_decref(list);
 		return 0;
 	}
+	if (argc >= 1 && strcmp(argv[0], "import") == 0)
+		return cmd_user_import(c, argc - 1, argv + 1);
 	if (argc < 1 || strcmp(argv[0], "add") != 0)
 		usage();
 	spec = parse_options(argc - 1, argv + 1, opts);

@@ -25,6 +25,14 @@ struct route {
 static const struct route routes[] = {
     {"POST", "/oidc/token", BODY_FORM, NULL, AUTH_NONE, DIALECT_PLAIN, api_token},
     {"POST", "/oidc/token/revocation", BODY_FORM, NULL, AUTH_NONE, DIALECT_PLAIN, api_revocation},
+    /* The OpenID Provider's browser side: authorization endpoint and hosted login pages. */
+    {"GET", "/oidc/auth", BODY_NONE, NULL, AUTH_NONE, DIALECT_PLAIN, api_authorize},
+    {"POST", "/oidc/auth", BODY_FORM, NULL, AUTH_NONE, DIALECT_PLAIN, api_authorize},
+    {"POST", "/oidc/request", BODY_FORM, NULL, AUTH_NONE, DIALECT_PLAIN, api_par},
+    {"GET", "/oidc/login", BODY_NONE, NULL, AUTH_NONE, DIALECT_PLAIN, api_hosted_login},
+    {"POST", "/oidc/login", BODY_NONE, NULL, AUTH_NONE, DIALECT_PLAIN, api_hosted_login},
+    {"GET", "/oidc/login/link", BODY_NONE, NULL, AUTH_NONE, DIALECT_PLAIN, api_hosted_link},
+    {"POST", "/oidc/login/link", BODY_NONE, NULL, AUTH_NONE, DIALECT_PLAIN, api_hosted_link},
     /* UserInfo reads its own body: a POST may carry the token as a form field. */
     {"GET", "/oidc/me", BODY_NONE, NULL, AUTH_NONE, DIALECT_PLAIN, api_userinfo},
     {"POST", "/oidc/me", BODY_NONE, NULL, AUTH_NONE, DIALECT_PLAIN, api_userinfo},

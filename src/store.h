@@ -105,6 +105,13 @@ int store_each(struct store_txn *t, enum store_table tbl, const void *start, siz
 	       int (*fn)(const void *key, size_t klen, json_t *val, void *arg), void *arg);
 
 /*
+ * Count the records of tbl into *n, reading each page at read-committed isolation (its
+ * locks are let go as the count moves on, so a big table does not fill the lock table; the
+ * count may include or miss records that change meanwhile). Returns 0 or a negative store_rc.
+ */
+int store_count(struct store_txn *t, enum store_table tbl, size_t *n);
+
+/*
  * Run fn(txn, arg) in a transaction: commit when it returns >= 0, abort otherwise, and run it
  * again (a bounded number of times) when it or the commit returned STORE_RETRY. fn must
  * not have side effects outside the store, since it may run more than once.

@@ -331,6 +331,26 @@ int store_each(struct store_txn *t, enum store_table tbl, const void *start, siz
 	return out < 0 ? out : 0;
 }
 
+int store_count(struct store_txn *t, enum store_table tbl, size_t *n)
+{
+	DBC *cur;
+	DBT k, d;
+	int rc;
+
+	*n = 0;
+	rc = t->s->db[tbl]->cursor(t->s->db[tbl], t->txn, &cur, DB_READ_COMMITTED);
+	if (rc != 0)
+		return map_rc(t->s, rc, "cursor");
+	memset(&k, 0, sizeof(k));
+	memset(&d, 0, sizeof(d));
+	/* Keys only: a zero-length partial read copies none of the record. */
+	d.flags = DB_DBT_PARTIAL;
+	while ((rc = cur->get(cur, &k, &d, DB_NEXT)) == 0)
+		(*n)++;
+	cur->close(cur);
+	return rc == DB_NOTFOUND ? 0 : map_rc(t->s, rc, "cursor get");
+}
+
 /*
  * A random pause before a retry, growing with the attempts, so that the losers of a conflict
  * do not collide again.

@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,8 +115,13 @@ static int proc_stat(pid_t pid, char *state, unsigned long long *start)
 	return 0;
 }
 
-static pid_t self_pid;
+static pid_t self_pid; /* 0: not known in this process yet (reset in every forked child) */
 static unsigned long long self_start;
+
+static void forget_self(void)
+{
+	self_pid = 0;
+}
 
 /*
  * Berkeley DB names a thread of control by (pid, tid). No threads here, so the tid slot
@@ -125,18 +131,29 @@ static unsigned long long self_start;
  */
 static void bdb_thread_id(DB_ENV *env, pid_t *pid, db_threadid_t *tid)
 {
-	pid_t me = getpid();
 	char state;
 
-	if (me != self_pid) {
-		self_pid = me;
-		if (proc_stat(me, &state, &self_start) < 0)
+	/* Berkeley DB asks on every operation: getpid() is a system call, so only after a fork. */
+	if (self_pid == 0) {
+		self_pid = getpid();
+		if (proc_stat(self_pid, &state, &self_start) < 0)
 			self_start = 0;
 	}
 	if (pid != NULL)
-		*pid = me;
+		*pid = self_pid;
 	if (tid != NULL)
 		*tid = (db_threadid_t)self_start;
+}
+
+/* Register forget_self for forked children, once per process image. 0 or an errno. */
+static int atfork_once(void)
+{
+	static int done;
+
+	if (done)
+		return 0;
+	done = 1;
+	return pthread_atfork(NULL, NULL, forget_self);
 }
 
 static int bdb_is_alive(DB_ENV *env, pid_t pid, db_threadid_t tid, u_int32_t flags)
@@ -180,7 +197,7 @@ static DB_ENV *new_env(const struct store *s)
 	    (rc = env->set_lk_max_objects(env, 20000)) != 0 ||
 	    (rc = env->set_lk_max_lockers(env, 5000)) != 0 ||
 	    (rc = env->set_lg_max(env, LOG_FILE_BYTES)) != 0 ||
-	    (rc = env->set_thread_count(env, THREAD_COUNT)) != 0 ||
+	    (rc = env->set_thread_count(env, THREAD_COUNT)) != 0 || (rc = atfork_once()) != 0 ||
 	    (rc = env->set_thread_id(env, bdb_thread_id)) != 0 ||
 	    (rc = env->set_isalive(env, bdb_is_alive)) != 0 ||
 	    (rc = env->set_flags(env, DB_REGION_INIT, 1)) != 0 ||

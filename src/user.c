@@ -215,25 +215,105 @@ static json_t *member_or(json_t *spec, const char *name, json_t *def)
 	return json_incref(v);
 }
 
-int user_create_txn(struct store_txn *t, json_t *spec, json_t **user, char *err, size_t errlen)
+static const char *const statuses[] = {"Active", "Disabled", "Pending", NULL};
+
+/* The status name v (a JSON string) names, or NULL when it is none of statuses. */
+static const char *status_name(json_t *v)
 {
-	char *email = NULL, *phone = NULL, *username = NULL, id[33];
+	const char *const *s = statuses;
+	while (*s && (!json_is_string(v) || strcmp(*s, json_string_value(v)) != 0))
+		s++;
+	return *s;
+}
+
+/*
+ * What a migrated user keeps from the system it comes from (user_create_imported_txn), read
+ * and checked before anything is written. 0, or USER_INVALID with err.
+ */
+struct kept {
+	const char *user_id, *status;
+	int email_verified, phone_verified;
+	json_int_t created_at;
+};
+
+static int kept_parse(json_t *spec, struct kept *k, char *err, size_t errlen)
+{
+	json_t *id = json_object_get(spec, "user_id"), *st = json_object_get(spec, "status");
+	json_t *ev = json_object_get(spec, "email_verified");
+	json_t *pv = json_object_get(spec, "phone_number_verified");
+	json_t *ca = json_object_get(spec, "created_at");
+
+	if (id != NULL && !json_is_null(id) &&
+	    (!json_is_string(id) || !plain_id_valid(json_string_value(id), 128))) {
+		snprintf(err, errlen, "user_id is not valid");
+		return USER_INVALID;
+	}
+	k->user_id = json_string_value(id);
+	k->status = st == NULL || json_is_null(st) ? "Active" : status_name(st);
+	if (k->status == NULL) {
+		snprintf(err, errlen, "status must be Active, Disabled or Pending");
+		return USER_INVALID;
+	}
+	if ((ev != NULL && !json_is_boolean(ev) && !json_is_null(ev)) ||
+	    (pv != NULL && !json_is_boolean(pv) && !json_is_null(pv))) {
+		snprintf(err, errlen, "email_verified and phone_number_verified must be booleans");
+		return USER_INVALID;
+	}
+	k->email_verified = json_is_true(ev);
+	k->phone_verified = json_is_true(pv);
+	if (ca != NULL && !json_is_null(ca) &&
+	    (!json_is_integer(ca) || json_integer_value(ca) < 0)) {
+		snprintf(err, errlen, "created_at must be epoch milliseconds");
+		return USER_INVALID;
+	}
+	k->created_at = json_is_integer(ca) ? json_integer_value(ca) : -1;
+	return 0;
+}
+
+/* A verified channel of a migrated user: verified as of the import. */
+static void mark_verified(json_t *u, const char *member, const char *flag, const char *when)
+{
+	json_t *ch = json_object_get(u, member);
+	if (json_is_object(ch)) {
+		json_object_set_new(ch, flag, json_true());
+		json_object_set_new(ch, "verified_at", json_string(when));
+	}
+}
+
+/* user_create_txn, and with imported != 0 user_create_imported_txn. */
+static int create_user(struct store_txn *t, json_t *spec, int imported, json_t **user, char *err,
+		       size_t errlen)
+{
+	char *email = NULL, *phone = NULL, *username = NULL, id[129], when[32];
 	unsigned char raw[16];
 	long long now = clock_now_ms();
-	json_t *u = NULL;
+	struct kept k = {NULL, "Active", 0, 0, -1};
+	json_t *u = NULL, *taken = NULL;
 	int rc = USER_INVALID;
 
 	if (spec_identifier(spec, "email", ID_EMAIL, &email, err, errlen) < 0 ||
 	    spec_identifier(spec, "phone_number", ID_PHONE, &phone, err, errlen) < 0 ||
 	    spec_identifier(spec, "username", ID_USERNAME, &username, err, errlen) < 0 ||
-	    !optional_types_ok(spec, err, errlen))
+	    !optional_types_ok(spec, err, errlen) ||
+	    (imported && kept_parse(spec, &k, err, errlen)))
 		goto out;
 	if (email == NULL && phone == NULL) {
 		snprintf(err, errlen, "a user needs an email or a phone_number");
 		goto out;
 	}
-	crypto_random(raw, sizeof(raw));
-	crypto_hex(raw, sizeof(raw), id);
+	if (k.user_id != NULL) {
+		snprintf(id, sizeof(id), "%s", k.user_id);
+		/* A kept id must be free: checked before any index entry is claimed. */
+		rc = store_get(t, TBL_USERS, id, strlen(id), &taken, 1);
+		if (rc != STORE_NOTFOUND) {
+			json_decref(taken);
+			rc = rc < 0 ? rc : USER_CONFLICT;
+			goto out;
+		}
+	} else {
+		crypto_random(raw, sizeof(raw));
+		crypto_hex(raw, sizeof(raw), id);
+	}
 	if ((email && (rc = claim_index(t, ID_EMAIL, email, id)) != 0) ||
 	    (phone && (rc = claim_index(t, ID_PHONE, phone, id)) != 0) ||
 	    (username && (rc = claim_index(t, ID_USERNAME, username, id)) != 0))
@@ -241,17 +321,22 @@ int user_create_txn(struct store_txn *t, json_t *spec, json_t **user, char *err,
 	u = json_pack("{s:s, s:o, s:o, s:o, s:s, s:I, s:I, s:I, s:n, s:o, s:o, s:o, s:o, s:[]}",
 		      "user_id", id, "email", verified_object("email", email), "phone_number",
 		      verified_object("phone_number", phone), "username",
-		      username ? json_string(username) : json_null(), "status", "Active",
-		      "status_changed_at", (json_int_t)now, "created_at", (json_int_t)now,
-		      "updated_at", (json_int_t)now, "last_auth", "name",
-		      member_or(spec, "name", json_object()), "custom_data",
-		      member_or(spec, "custom_data", json_object()), "external_account_id",
-		      member_or(spec, "external_account_id", json_null()), "roles",
-		      member_or(spec, "roles", json_array()), "org_ids");
+		      username ? json_string(username) : json_null(), "status", k.status,
+		      "status_changed_at", (json_int_t)now, "created_at",
+		      (json_int_t)(k.created_at >= 0 ? k.created_at : now), "updated_at",
+		      (json_int_t)now, "last_auth", "name", member_or(spec, "name", json_object()),
+		      "custom_data", member_or(spec, "custom_data", json_object()),
+		      "external_account_id", member_or(spec, "external_account_id", json_null()),
+		      "roles", member_or(spec, "roles", json_array()), "org_ids");
 	if (u == NULL) {
 		rc = STORE_ERR;
 		goto out;
 	}
+	rfc3339_now(when);
+	if (k.email_verified)
+		mark_verified(u, "email", "email_verified", when);
+	if (k.phone_verified)
+		mark_verified(u, "phone_number", "phone_number_verified", when);
 	rc = store_put(t, TBL_USERS, id, strlen(id), u);
 	if (rc == 0) {
 		*user = u;
@@ -264,6 +349,17 @@ out:
 	free(phone);
 	free(username);
 	return rc;
+}
+
+int user_create_txn(struct store_txn *t, json_t *spec, json_t **user, char *err, size_t errlen)
+{
+	return create_user(t, spec, 0, user, err, errlen);
+}
+
+int user_create_imported_txn(struct store_txn *t, json_t *spec, json_t **user, char *err,
+			     size_t errlen)
+{
+	return create_user(t, spec, 1, user, err, errlen);
 }
 
 int user_record_login_txn(struct store_txn *t, json_t *user, const char *channel)
@@ -450,8 +546,6 @@ out:
 	return rc;
 }
 
-static const char *const statuses[] = {"Active", "Disabled", "Pending", NULL};
-
 /* The members of patch that are not identifiers. USER_INVALID (err) or 0. */
 static int patch_plain(json_t *user, json_t *patch, char *err, size_t errlen)
 {
@@ -461,16 +555,13 @@ static int patch_plain(json_t *user, json_t *patch, char *err, size_t errlen)
 	if (!optional_types_ok(patch, err, errlen))
 		return USER_INVALID;
 	if (status != NULL) {
-		const char *const *s = statuses;
-		while (*s &&
-		       (!json_is_string(status) || strcmp(*s, json_string_value(status)) != 0))
-			s++;
-		if (*s == NULL) {
+		const char *name = status_name(status);
+		if (name == NULL) {
 			snprintf(err, errlen, "status must be Active, Disabled or Pending");
 			return USER_INVALID;
 		}
-		if (strcmp(*s, json_string_value(json_object_get(user, "status")) ?: "") != 0) {
-			json_object_set_new(user, "status", json_string(*s));
+		if (strcmp(name, json_string_value(json_object_get(user, "status")) ?: "") != 0) {
+			json_object_set_new(user, "status", json_string(name));
 			json_object_set_new(user, "status_changed_at",
 					    json_integer(clock_now_ms()));
 		}
@@ -540,26 +631,31 @@ static int key_after(const void *k, size_t klen, const char *cursor)
 	return cmp > 0 || (cmp == 0 && klen > clen);
 }
 
+/* The page's records from the cursor on, and one more to tell whether a next page exists. */
 static int page_cb(const void *k, size_t klen, json_t *val, void *argp)
 {
 	struct page_arg *p = argp;
 
-	p->total++;
 	if (p->cursor != NULL && !key_after(k, klen, p->cursor))
 		return 0;
 	if (json_array_size(p->result) < p->size)
 		return json_array_append(p->result, val) < 0 ? STORE_ERR : 0;
 	p->more = 1;
-	return 0;
+	return 1;
 }
 
 static int page_txn(struct store_txn *t, void *argp)
 {
 	struct page_arg *p = argp;
-	p->total = 0;
+	int rc;
+
 	p->more = 0;
 	json_array_clear(p->result);
-	return store_each(t, TBL_USERS, NULL, 0, page_cb, p);
+	/* The total is counted apart: a page reads only its own records, whatever the total. */
+	rc = store_count(t, TBL_USERS, &p->total);
+	if (rc < 0)
+		return rc;
+	return store_each(t, TBL_USERS, p->cursor, p->cursor ? strlen(p->cursor) : 0, page_cb, p);
 }
 
 json_t *user_page(struct ctx *c, const char *cursor, size_t page_size)

@@ -38,6 +38,16 @@ int user_phone_valid(const char *s);
  */
 int user_create_txn(struct store_txn *t, json_t *spec, json_t **user, char *err, size_t errlen);
 
+/*
+ * user_create_txn for a user migrated from another system (import.c): the same checks and
+ * indexes, and spec may also hold what the old system recorded, checked before anything is
+ * written: "user_id" (kept, so that tokens' sub does not change; USER_CONFLICT when taken),
+ * "status" (Active, Disabled, Pending), "email_verified" and "phone_number_verified"
+ * (booleans: the channel is verified as of now), "created_at" (epoch milliseconds).
+ */
+int user_create_imported_txn(struct store_txn *t, json_t *spec, json_t **user, char *err,
+			     size_t errlen);
+
 /* Find by identifier (canonical form). STORE_FOUND with *user (new reference), or < 1. */
 int user_find_txn(struct store_txn *t, enum user_idtype type, const char *canonical, json_t **user);
 

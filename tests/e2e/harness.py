@@ -61,7 +61,8 @@ CTL_TIMEOUT = 60
 
 # The [limits] keys (otlogin.conf(5)); a Stack turns each off unless asked.
 LIMIT_KEYS = ("send_cooldown", "recipient_sends", "client_emails", "client_sms",
-              "identifier_attempts", "ip_attempts", "client_attempts", "client_secret_failures")
+              "identifier_attempts", "ip_attempts", "client_attempts", "client_secret_failures",
+              "authorization_flows")
 
 # Stacks that are running, so the test runner can show their logs on a failure and stop
 # them if it has to give up.
@@ -332,6 +333,8 @@ class Stack:
                     "max_failures": 3, "lockout_minutes": 15},
             "mail": {"from": "otlogin@localhost", "from_name": "otlogin", "smtp_timeout": 5},
             "limits": {k: 0 for k in LIMIT_KEYS},
+            # The hosted login page's texts, from the source tree (not installed).
+            "hosted": {"templates_dir": os.path.join(TOP_SRCDIR, "etc", "templates")},
         }
         for sec, vals in (("server", server), ("tokens", tokens), ("otp", otp), ("mail", mail),
                           ("limits", limits)):
@@ -374,7 +377,7 @@ class Stack:
         s["mail"].setdefault("smtp_port", self.smtp_port)
         s["mail"]["maildir"] = self.path("maildir")
         lines = ["# written by tests/e2e/harness.py"]
-        for sec in ("server", "tokens", "otp", "mail", "limits"):
+        for sec in ("server", "tokens", "otp", "mail", "limits", "hosted"):
             lines.append("[%s]" % sec)
             lines += ["%s = %s" % (k, v) for k, v in s[sec].items()]
             lines.append("")

@@ -270,6 +270,21 @@ int store_each(struct store_txn *t, enum store_table tbl, const void *start, siz
 	return out < 0 ? out : 0;
 }
 
+static int count_one(const void *key, size_t klen, json_t *val, void *arg)
+{
+	(void)key;
+	(void)klen;
+	(void)val;
+	(*(size_t *)arg)++;
+	return 0;
+}
+
+int store_count(struct store_txn *t, enum store_table tbl, size_t *n)
+{
+	*n = 0;
+	return store_each(t, tbl, NULL, 0, count_one, n);
+}
+
 int store_run(struct store *s, int (*fn)(struct store_txn *t, void *arg), void *arg)
 {
 	struct store_txn *t;
