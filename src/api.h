@@ -35,6 +35,8 @@ void api_revocation(struct api_call *call);
 void api_jwks(struct api_call *call);
 void api_discovery(struct api_call *call);
 void api_userinfo(struct api_call *call);
+/* api_logout.c: RP-initiated logout (GET|POST /oidc/session/end). */
+void api_session_end(struct api_call *call);
 /* api_otp.c */
 void api_otp_send(struct api_call *call);
 void api_otp_authenticate(struct api_call *call);

@@ -43,6 +43,9 @@ static const struct route routes[] = {
      api_discovery},
     {"GET", "/.well-known/openid-configuration", BODY_NONE, NULL, AUTH_NONE, DIALECT_PLAIN,
      api_discovery},
+    /* RP-initiated logout: a browser's top-level GET, or a form POST (its confirmation). */
+    {"GET", "/oidc/session/end", BODY_NONE, NULL, AUTH_NONE, DIALECT_PLAIN, api_session_end},
+    {"POST", "/oidc/session/end", BODY_FORM, NULL, AUTH_NONE, DIALECT_PLAIN, api_session_end},
     {"POST", "/v1/auth/otp/send", BODY_JSON, api_otp_send_fields, AUTH_CLIENT, DIALECT_OTP,
      api_otp_send},
     {"POST", "/v1/auth/otp/authenticate", BODY_JSON, api_otp_auth_fields, AUTH_CLIENT, DIALECT_OTP,

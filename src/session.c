@@ -326,6 +326,84 @@ int session_logout(struct ctx *c, json_t *client, const char *id_or_handle)
 	return store_outcome(rc, ERR_UNAVAILABLE);
 }
 
+struct browser_end {
+	struct ctx *c;
+	const char *raw_id, *user_id, *sid;
+	int other_user;
+	int ended;
+};
+
+/* The store key of the live session with public handle sid into key ("" when none). */
+static int key_of_handle(struct store_txn *t, const char *sid, char key[KEYRING_TAG_HEX])
+{
+	struct find_handle f = {sid, ""};
+	int rc = 0;
+
+	key[0] = '\0';
+	if (strlen(sid) == SESSION_HANDLE_LEN &&
+	    strspn(sid, "0123456789abcdef") == SESSION_HANDLE_LEN)
+		rc = store_each(t, TBL_SESSIONS, sid, SESSION_HANDLE_LEN, handle_cb, &f);
+	memcpy(key, f.key, KEYRING_TAG_HEX);
+	return rc < 0 ? rc : 0;
+}
+
+/* End the live session under key when user_id (NULL: anyone) owns it; 1 ended, 0 not, < 0. */
+static int end_if_users(struct store_txn *t, const char *key, const char *user_id, int *other)
+{
+	json_t *s;
+	int rc = session_get_live_txn(t, key, &s), mine;
+
+	if (rc <= 0)
+		return rc;
+	mine = user_id == NULL ||
+	       strcmp(json_string_value(json_object_get(s, "user_id")) ?: "", user_id) == 0;
+	json_decref(s);
+	if (!mine) {
+		*other = 1;
+		return 0;
+	}
+	rc = session_end_txn(t, key);
+	return rc < 0 ? rc : 1;
+}
+
+static int end_browser_txn(struct store_txn *t, void *argp)
+{
+	struct browser_end *b = argp;
+	char key[KEYRING_TAG_HEX];
+	int rc, other = 0, ended = 0;
+
+	/* The transaction may run again: nothing carries over from a previous run. */
+	if (b->raw_id != NULL && strlen(b->raw_id) <= 256) {
+		if (keyring_tag(b->c->keys, key, "session", b->raw_id, NULL) < 0)
+			return STORE_ERR;
+		if ((rc = end_if_users(t, key, b->user_id, &other)) < 0)
+			return rc;
+		ended += rc;
+	}
+	if (b->sid != NULL && b->user_id != NULL) {
+		int ignored = 0;
+		if ((rc = key_of_handle(t, b->sid, key)) < 0)
+			return rc;
+		if (key[0] != '\0' && (rc = end_if_users(t, key, b->user_id, &ignored)) < 0)
+			return rc;
+		ended += key[0] != '\0' ? rc : 0;
+	}
+	b->other_user = other;
+	b->ended = ended;
+	return 0;
+}
+
+int session_end_browser(struct ctx *c, const char *raw_id, const char *user_id, const char *sid,
+			int *ended, int *other_user)
+{
+	struct browser_end b = {c, raw_id, user_id, sid, 0, 0};
+	int rc = store_run(c->store, end_browser_txn, &b);
+
+	*ended = b.ended;
+	*other_user = b.other_user;
+	return store_outcome(rc, ERR_UNAVAILABLE);
+}
+
 /*
  * A walk over a user's index entries "u:<user_id>:<session key>" in key order, from start,
  * collecting at most limit session keys per pass.

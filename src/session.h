@@ -88,6 +88,18 @@ int session_scope_org(struct login_grant *g, const char *org_id);
 int session_logout(struct ctx *c, json_t *client, const char *id_or_handle);
 
 /*
+ * RP-initiated logout, in one transaction: end the browser's session (raw_id, the raw id its
+ * cookie holds; NULL: none) when user_id owns it (NULL: whoever does), and, when sid and
+ * user_id are both given, the live session with public handle sid when user_id owns it (an ID
+ * token names its session by sid, whichever client it was opened for). Their refresh tokens
+ * die with them. *ended is how many sessions ended; *other_user is 1 when raw_id names a live
+ * session of another user than user_id, which is left alive (the caller asks the browser
+ * first). ERR_NONE or ERR_UNAVAILABLE.
+ */
+int session_end_browser(struct ctx *c, const char *raw_id, const char *user_id, const char *sid,
+			int *ended, int *other_user);
+
+/*
  * A page of the user's live sessions (only those of client_id unless it is NULL), in handle
  * order, starting after the session handle `after` (NULL: from the first): at most page_size
  * (>= 1) of {session_id (handle), start_time, expiration_time} (RFC 3339), as a new array.
