@@ -1,6 +1,7 @@
 /*
  * The hosted login page: GET/POST {public_base_url}/oidc/login and the magic link's landing
- * page GET/POST {public_base_url}/oidc/login/link?t=<token>. Plain HTML forms, no script.
+ * page GET/POST {public_base_url}/oidc/login/link?t=<token>. Plain HTML forms; the one script
+ * (the code page's status check, allowed by its hash) is not needed to sign in.
  *
  * Stable markup for browser-driven tests (selenium, the Apache mod_auth_openidc tests); keep
  * these names when changing the pages:
@@ -21,9 +22,13 @@
  *                  <input id="code" name="code" inputmode="numeric"
  *                  autocomplete="one-time-code">, <button id="code-submit">; and
  *                  <form id="restart-form"> ("step"="restart", hidden "csrf") with
- *                  <button id="restart-submit">. The code page reloads itself every
- *                  3 seconds (<meta http-equiv="refresh" content="3">) to notice a link opened
- *                  on another device.
+ *                  <button id="restart-submit">. The code page never reloads itself
+ *                  (that would wipe a code being typed): its script asks ?status=1 (JSON
+ *                  {"confirmed": bool}) every 3 seconds and reloads once a link opened on
+ *                  another device confirmed the flow; without JavaScript, <noscript> shows
+ *                  <a id="wait-link"> to the waiting page (?wait=1), data-step="code" with no
+ *                  code-form, which reloads itself every 3 seconds (<meta http-equiv=
+ *                  "refresh" content="3">) and links back with <a id="code-link">.
  *   link landing   <form id="link-form" method="post" action="?t=..."> with hidden "f" (the
  *                  form proof of api_form.c), <button id="link-submit">.
  *   other device   data-step="elsewhere": "You are signed in on your other device".
@@ -56,6 +61,36 @@
 #include "user.h"
 
 #define REFRESH_SECONDS 3
+
+/*
+ * The code page's check for a link opened on another device, where JavaScript runs: it asks
+ * the flow's status every 3 seconds without touching the page, so a code being typed is never
+ * wiped, and reloads the page (whose GET then finishes the login) once it is confirmed.
+ * Without JavaScript the waiting page (?wait=1) reloads itself instead (meta refresh); it
+ * has no field to type in. Allowed by its hash in the Content-Security-Policy (poll_csp).
+ */
+#define POLL_SCRIPT                                                                                \
+	"(function(){var u=new URL(location.href);u.searchParams.set('status','1');"               \
+	"u.searchParams.delete('wait');setInterval(function(){fetch(u,{cache:'no-store'})"         \
+	".then(function(r){return r.json()}).then(function(j){if(j.confirmed)"                     \
+	"location.reload()}).catch(function(){})},3000)})();"
+
+/* "script-src 'sha256-...'; connect-src 'self'; " for POLL_SCRIPT (computed once). */
+static const char *poll_csp(void)
+{
+	static char csp[160];
+	unsigned char hash[CRYPTO_HASH_LEN];
+	char *b64;
+
+	if (csp[0] == '\0') {
+		crypto_sha256(POLL_SCRIPT, strlen(POLL_SCRIPT), hash);
+		b64 = b64_encode(hash, sizeof(hash));
+		snprintf(csp, sizeof(csp), "script-src 'sha256-%s'; connect-src 'self'; ",
+			 b64 ? b64 : "");
+		free(b64);
+	}
+	return csp;
+}
 
 /* ---- cookies and CSRF ----------------------------------------------------------------------- */
 
@@ -204,7 +239,8 @@ struct page {
 	json_t *vars;	/* {app}, {address}, {seconds}, {reason} */
 	struct sbuf body;
 	const char *step;
-	int refresh;
+	int refresh; /* reload itself every REFRESH_SECONDS (the page has no field to type in) */
+	int poll;    /* with JavaScript, ask the flow's status and reload once it is confirmed */
 };
 
 static void page_begin(struct page *p, struct api_call *call, json_t *client, json_t *params,
@@ -305,6 +341,8 @@ static void page_send(struct page *p, int status, const char *title_key)
 			 "<meta name=\"robots\" content=\"noindex\">");
 	if (p->refresh)
 		sbuf_printf(&html, "<meta http-equiv=\"refresh\" content=\"%d\">", REFRESH_SECONDS);
+	if (p->poll)
+		sbuf_printf(&html, "<script>%s</script>", POLL_SCRIPT);
 	sbuf_puts(&html, "<title>");
 	page_add(&html, page_text(&p->tx, title_key), p->vars);
 	sbuf_puts(&html, "</title><style>");
@@ -330,9 +368,9 @@ static void page_send(struct page *p, int status, const char *title_key)
 		origin_of(logo, img, sizeof(img));
 	resp_header(
 	    p->call->resp, "Content-Security-Policy",
-	    "default-src 'none'; style-src 'sha256-%s'; img-src %s; form-action 'self'%s%s; "
+	    "default-src 'none'; style-src 'sha256-%s'; %simg-src %s; form-action 'self'%s%s; "
 	    "frame-ancestors 'none'; base-uri 'none'",
-	    hash_b64 ? hash_b64 : "", logo ? img : "'none'",
+	    hash_b64 ? hash_b64 : "", p->poll ? poll_csp() : "", logo ? img : "'none'",
 	    redirect && strcmp(form_origin, "'none'") != 0 ? " " : "",
 	    redirect && strcmp(form_origin, "'none'") != 0 ? form_origin : "");
 	resp_header(p->call->resp, "X-Frame-Options", "DENY");
@@ -436,11 +474,37 @@ static void email_page(struct api_call *call, int status, const char *flow_id,
 	page_send(&p, status, "email_title");
 }
 
+/* A paragraph with a link to the flow's page plus query (such as "&wait=1"), text key. */
+static void flow_link(struct page *p, const char *flow_id, const char *id, const char *query,
+		      const char *key)
+{
+	char h[AUTHZ_FLOW_HANDLE + 1] = "";
+
+	authz_flow_handle(p->call->c, flow_id, h);
+	sbuf_printf(&p->body, "<p><a id=\"%s\" href=\"", id);
+	html_add(&p->body, p->call->c->conf->public_base_url, HTML_BREAK_SPACE);
+	sbuf_printf(&p->body, "/oidc/login?f=%s%s\">", h, query);
+	page_add(&p->body, page_text(&p->tx, key), p->vars);
+	sbuf_puts(&p->body, "</a></p>");
+}
+
+/* Without JavaScript nothing checks back on the code page: a link to the waiting page. */
+static void noscript_wait_link(struct page *p, const char *flow_id)
+{
+	sbuf_puts(&p->body, "<noscript>");
+	flow_link(p, flow_id, "wait-link", "&amp;wait=1", "wait_link");
+	sbuf_puts(&p->body, "</noscript>");
+}
+
 static void code_page(struct api_call *call, int status, const char *flow_id,
 		      const struct hosted_view *v, const char *error_key, unsigned seconds)
 {
 	struct page p;
-	char secs[16];
+	char secs[16],
+	    *w = strcmp(call->req->method, "POST") != 0 ? req_query_param(call->req, "wait") : NULL;
+	int wait = w != NULL && strcmp(w, "1") == 0, waiting;
+
+	free(w);
 
 	page_begin(&p, call, v->client, v->params, "code");
 	snprintf(secs, sizeof(secs), "%u", seconds);
@@ -454,9 +518,15 @@ static void code_page(struct api_call *call, int status, const char *flow_id,
 	     v->code_off   ? "link_only_intro"
 	     : v->link_off ? "code_only_intro"
 			   : "code_intro");
-	/* Checks back for a link opened on another device; works without JavaScript. */
-	p.refresh = error_key == NULL && !v->link_off;
-	if (!v->code_dead && !v->code_off) {
+	/*
+	 * Checks back for a link opened on another device: by script on this page, or (without
+	 * JavaScript, whose reloads would wipe a code being typed) on the waiting page, which has
+	 * no field to type in. A mail with only a link leaves nothing to type: it reloads.
+	 */
+	waiting = !v->link_off && (v->code_off || wait);
+	p.refresh = error_key == NULL && waiting;
+	p.poll = error_key == NULL && !v->link_off && !waiting;
+	if (!v->code_dead && !v->code_off && !waiting) {
 		form_open(&p, "code-form", flow_id);
 		hidden(&p, flow_id, "code");
 		sbuf_puts(&p.body, "<label for=\"code\">");
@@ -472,6 +542,10 @@ static void code_page(struct api_call *call, int status, const char *flow_id,
 	}
 	if (p.refresh)
 		para(&p, NULL, "code_waiting");
+	if (waiting && !v->code_off)
+		flow_link(&p, flow_id, "code-link", "", "wait_back");
+	else if (p.poll)
+		noscript_wait_link(&p, flow_id);
 	form_open(&p, "restart-form", flow_id);
 	hidden(&p, flow_id, "restart");
 	sbuf_printf(&p.body, "<button id=\"restart-submit\" type=\"submit\" class=\"%s\">",
@@ -731,6 +805,16 @@ static void post_code(struct api_call *call, const char *flow_id, struct hosted_
  * stands (GET, HEAD), or one of its forms (POST: "step" email, phone, code, restart or mfa,
  * with the flow's "csrf"). Without a live flow of this browser: a 400 page.
  */
+/* 1 when a GET asks only where its flow stands (?status=1: the code page's script). */
+static int status_asked(struct api_call *call)
+{
+	char *s = req_query_param(call->req, "status");
+	int asked = s != NULL && strcmp(s, "1") == 0;
+
+	free(s);
+	return asked;
+}
+
 void api_hosted_login(struct api_call *call)
 {
 	char *flow_id = api_flow_cookie(call);
@@ -748,7 +832,11 @@ void api_hosted_login(struct api_call *call)
 		goto out;
 	}
 	if (strcmp(call->req->method, "POST") != 0) {
-		show(call, flow_id, &v);
+		if (status_asked(call))
+			resp_json(call->resp, 200,
+				  json_pack("{s:b}", "confirmed", v.step == HOSTED_CONFIRMED));
+		else
+			show(call, flow_id, &v);
 		goto out;
 	}
 	if (!req_content_type_is(call->req, "application/x-www-form-urlencoded") ||

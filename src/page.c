@@ -36,6 +36,8 @@ static const char *const builtin[][2] = {
     {"code_label", "Code"},
     {"code_submit", "Sign in"},
     {"code_waiting", "This page checks every few seconds whether the link was opened."},
+    {"wait_link", "Opened the link on another device? Wait for it here."},
+    {"wait_back", "Enter the code instead"},
     {"code_other", "Use another email address"},
     {"code_wrong", "That code is not right. Check the email and try again."},
     {"code_dead", "Too many wrong codes. Use the button below to ask for a new one."},

@@ -5,6 +5,8 @@ device (two cookie jars), the existence policy, the page headers and markup, tra
 and the exchange of the resulting code at /oidc/token."""
 
 import base64
+import html
+import json
 import hashlib
 import os
 import re
@@ -101,7 +103,13 @@ class CodeFlow(Base):
                 self.assertIn("frame-ancestors 'none'", csp)
                 self.assertRegex(csp, r"style-src 'sha256-[A-Za-z0-9+/=]{44}'")
                 self.assertNotIn("unsafe-inline", csp)
-                self.assertNotIn("<script", r.text)
+                # Only the code page's status check runs script, allowed by its hash.
+                scripts = re.findall(r"<script>(.*?)</script>", r.text, re.S)
+                self.assertEqual(len(scripts), 1 if form == "code-form" else 0)
+                for s in scripts:
+                    digest = base64.b64encode(hashlib.sha256(s.encode()).digest()).decode()
+                    self.assertIn("script-src 'sha256-%s'" % digest, csp)
+                    self.assertIn("connect-src 'self'", csp)
                 self.assertEqual(r.headers["X-Frame-Options"], "DENY")
                 self.assertEqual(r.headers["Referrer-Policy"], "no-referrer")
                 self.assertEqual(r.headers["Cache-Control"], "no-store")
@@ -112,7 +120,10 @@ class CodeFlow(Base):
         self.assertIn('type="email"', page.text)
         self.assertIn('inputmode="numeric"', code_page.text)
         self.assertIn('autocomplete="one-time-code"', code_page.text)
-        self.assertIn('<meta http-equiv="refresh" content="3">', code_page.text)
+        # The code page never reloads under a code being typed: its script asks the flow's
+        # status; without script, a link leads to the waiting page, which reloads itself.
+        self.assertNotIn('http-equiv="refresh"', code_page.text)
+        self.assertIn('<noscript><p><a id="wait-link"', code_page.text)
         self.assertIn("Hosted App", page.text)
         # The style's hash in the policy is the hash of the page's own style element.
         style = re.search(r"<style>(.*?)</style>", page.text, re.S).group(1)
@@ -363,6 +374,37 @@ class MagicLink(Base):
         self.assertIn("eml", claims["amr"])
         self.assertIsNotNone(waiting.cookie("otlogin"))
         self.assertEqual(phone.get(link).status_code, 404)
+
+    def test_waiting_page_and_status(self):
+        """The code page's script asks ?status=1 (which finishes nothing); without script the
+        waiting page (?wait=1) reloads itself and has no field to type in, and continues once
+        the link was opened on another device."""
+        email, user = self.new_user("link")
+        waiting, phone = Browser(stack), Browser(stack)
+        p, code_page, link = self.flow(waiting, email)
+        wait_url = re.search(r'<a id="wait-link" href="([^"]+)"', code_page.text).group(1)
+        wait_url = html.unescape(wait_url)
+        self.assertTrue(wait_url.startswith(stack.base_url + "/oidc/login?f="), wait_url)
+        page = waiting.get(wait_url)
+        self.assertEqual(page.status_code, 200)
+        self.assertIn('<meta http-equiv="refresh" content="3">', page.text)
+        self.assertIsNone(waiting.form(page, "code-form"))
+        self.assertIn('id="code-link"', page.text)
+        self.assertNotIn("<script", page.text)
+        status_url = wait_url.replace("&wait=1", "&status=1")
+        st = waiting.get(status_url)
+        self.assertEqual((st.status_code, json.loads(st.text)), (200, {"confirmed": False}))
+        self.assertEqual(st.headers["Cache-Control"], "no-store")
+        # Another browser has no flow to ask about.
+        self.assertEqual(phone.get(status_url).status_code, 400)
+        phone.submit(phone.get(link), "link-form")
+        for _ in range(2):  # asking does not finish the login
+            st = waiting.get(status_url)
+            self.assertEqual((st.status_code, json.loads(st.text)), (200, {"confirmed": True}))
+        self.assertIsNone(waiting.cookie("otlogin"))
+        r = waiting.get(wait_url)
+        claims = self.assertTokens(self.assertCodeRedirect(r, p), user, p)
+        self.assertIn("eml", claims["amr"])
 
     def test_other_device_with_its_own_flow_does_not_take_the_code(self):
         email, user = self.new_user("link")
