@@ -164,6 +164,8 @@ static void emit(enum log_level level, char *line, size_t len, size_t body)
 
 /* Format and send one line; also_stderr: to stderr as well, whatever the target. */
 static void log_vwrite(enum log_level level, int also_stderr, const char *fmt, va_list ap)
+    __attribute__((format(__printf__, 3, 0)));
+static void log_vwrite(enum log_level level, int also_stderr, const char *fmt, va_list ap)
 {
 	char line[LINE_SIZE], stamp[32];
 	struct timespec now;

@@ -73,7 +73,7 @@ static void killed_outside(struct store *s)
 	struct probe p = {TBL_USERS, "shared", ""};
 	int pipefd[2];
 	pid_t child;
-	char c;
+	char ch;
 
 	check(store_run(s, put_kv, &(struct kv){TBL_USERS, "shared", "{\"v\":\"before\"}"}) == 0);
 	check(pipe(pipefd) == 0);
@@ -89,7 +89,7 @@ static void killed_outside(struct store *s)
 		pause();
 		_exit(0);
 	}
-	check(read(pipefd[0], &c, 1) == 1);
+	check(read(pipefd[0], &ch, 1) == 1);
 	kill(child, SIGKILL);
 	waitpid(child, NULL, 0);
 	close(pipefd[0]);
@@ -129,7 +129,10 @@ static void killed_inside(struct store *s)
 		if (child == 0) {
 			struct store *cs = store_open(fixture_dir, 4, 0);
 			close(pipefd[0]);
-			for (int n = 0; cs != NULL; n++) {
+			if (cs == NULL)
+				_exit(1);
+			/* Writes until the parent kills it. */
+			for (int n = 0;; n++) {
 				char key[32] = "", json[64]; /* all 32 bytes go to the pipe */
 				snprintf(key, sizeof(key), "r%d-%d", rounds, n);
 				snprintf(json, sizeof(json), "{\"v\":\"%s\"}", key);

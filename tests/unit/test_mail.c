@@ -71,8 +71,9 @@ static const char *const invalid_addrs[] = {
     "user@example-.com",
     "user@exa_mple.com",
     "j\xc3\xb6rg@example.com",
-    "user@b\xc3\xbc"
-    "cher.example",
+    /* Two literals: "\xbcc" would be one escape. The parentheses say the joining is meant. */
+    ("user@b\xc3\xbc"
+     "cher.example"),
     "user@\xe2\x9c\x93.example",
 };
 
@@ -229,12 +230,12 @@ static char *header_value(const char *hdrs, const char *name)
 	return NULL;
 }
 
-static int hexv(char c)
+static int hexv(char ch)
 {
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
 	return -1;
 }
 
@@ -479,10 +480,10 @@ static char *decode_2047(const char *v)
 
 static size_t count_str(const char *hay, const char *needle)
 {
-	size_t c = 0;
+	size_t n = 0;
 	for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += strlen(needle))
-		c++;
-	return c;
+		n++;
+	return n;
 }
 
 /* ---- composition ---- */
@@ -972,34 +973,34 @@ static int count_files(const char *dir, char *name, size_t namelen)
 static void test_maildir(void)
 {
 	char root[] = "/tmp/otlogin-test-mail-XXXXXX", md[128], path[512], name[256];
-	struct mail_conf conf;
+	struct mail_conf mc;
 	struct mail_request r = base_otp();
 	struct stat st;
 	char *msg = NULL, *buf;
 	size_t len = 0;
 	FILE *f;
 
-	memset(&conf, 0, sizeof(conf));
-	check(mail_backend_for(&conf) == &mail_maildir_backend);
-	conf.smtp_host = "";
-	check(mail_backend_for(&conf) == &mail_maildir_backend);
-	conf.smtp_host = "relay.example.com";
-	check(mail_backend_for(&conf) == &mail_smtp_backend);
+	memset(&mc, 0, sizeof(mc));
+	check(mail_backend_for(&mc) == &mail_maildir_backend);
+	mc.smtp_host = "";
+	check(mail_backend_for(&mc) == &mail_maildir_backend);
+	mc.smtp_host = "relay.example.com";
+	check(mail_backend_for(&mc) == &mail_smtp_backend);
 	check(strcmp(mail_smtp_backend.name, "smtp") == 0);
 	check(strcmp(mail_maildir_backend.name, "maildir") == 0);
-	conf.smtp_host = NULL;
+	mc.smtp_host = NULL;
 
 	check(mkdtemp(root) != NULL);
 	snprintf(md, sizeof(md), "%s/a/b/Maildir", root); /* parents created too */
-	conf.maildir = md;
+	mc.maildir = md;
 	check(mail_compose(&r, &msg, &len) == MAIL_OK);
 
 	/* The addresses are checked again before any backend runs. */
-	check(mail_send(&conf, r.from_addr, "a@b.c\r\nRCPT TO:<x@y>", msg, len) == MAIL_EADDR);
-	check(mail_send(&conf, "bad", r.to_addr, msg, len) == MAIL_EADDR);
+	check(mail_send(&mc, r.from_addr, "a@b.c\r\nRCPT TO:<x@y>", msg, len) == MAIL_EADDR);
+	check(mail_send(&mc, "bad", r.to_addr, msg, len) == MAIL_EADDR);
 	check(stat(md, &st) < 0);
 
-	check(mail_send(&conf, r.from_addr, r.to_addr, msg, len) == MAIL_OK);
+	check(mail_send(&mc, r.from_addr, r.to_addr, msg, len) == MAIL_OK);
 	snprintf(path, sizeof(path), "%s/new", md);
 	check(count_files(path, name, sizeof(name)) == 1);
 	snprintf(path, sizeof(path), "%s/tmp", md);
@@ -1025,8 +1026,8 @@ static void test_maildir(void)
 	unlink(path);
 
 	/* Two deliveries, two distinct files. */
-	check(mail_send(&conf, r.from_addr, r.to_addr, msg, len) == MAIL_OK);
-	check(mail_send(&conf, r.from_addr, r.to_addr, msg, len) == MAIL_OK);
+	check(mail_send(&mc, r.from_addr, r.to_addr, msg, len) == MAIL_OK);
+	check(mail_send(&mc, r.from_addr, r.to_addr, msg, len) == MAIL_OK);
 	snprintf(path, sizeof(path), "%s/new", md);
 	check(count_files(path, NULL, 0) == 2);
 
@@ -1036,13 +1037,13 @@ static void test_maildir(void)
 	if (f)
 		fclose(f);
 	snprintf(md, sizeof(md), "%s/file/Maildir", root);
-	check(mail_send(&conf, r.from_addr, r.to_addr, msg, len) == MAIL_EDELIVER);
-	conf.maildir = NULL;
-	check(mail_send(&conf, r.from_addr, r.to_addr, msg, len) == MAIL_EDELIVER);
+	check(mail_send(&mc, r.from_addr, r.to_addr, msg, len) == MAIL_EDELIVER);
+	mc.maildir = NULL;
+	check(mail_send(&mc, r.from_addr, r.to_addr, msg, len) == MAIL_EDELIVER);
 
 	/* The SMTP backend refuses a host libesmtp would misparse, without connecting. */
-	conf.smtp_host = "::1";
-	check(mail_send(&conf, r.from_addr, r.to_addr, msg, len) == MAIL_EDELIVER);
+	mc.smtp_host = "::1";
+	check(mail_send(&mc, r.from_addr, r.to_addr, msg, len) == MAIL_EDELIVER);
 
 	free(msg);
 	fixture_remove(root);

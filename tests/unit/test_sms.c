@@ -41,10 +41,10 @@ static int segs(char *text, int *ucs2)
 	return rc < 0 ? -1 : (int)sz.segments;
 }
 
-static char *cat3(const char *a, const char *b, const char *c)
+static char *cat3(const char *a, const char *b, const char *s3)
 {
 	char *out;
-	if (asprintf(&out, "%s%s%s", a, b, c) < 0)
+	if (asprintf(&out, "%s%s%s", a, b, s3) < 0)
 		return NULL;
 	return out;
 }
@@ -227,7 +227,7 @@ static int only_entry(const char *dir, char *name)
 static void test_smstools(void)
 {
 	char spool[600], name[512], *content;
-	struct sms_conf conf = {.backend = "smstools", .spool_dir = spool};
+	struct sms_conf sc = {.backend = "smstools", .spool_dir = spool};
 	struct sms_message msg = {"+491701234567", "Example", "Code 123456"};
 	struct stat st;
 	size_t len;
@@ -236,11 +236,11 @@ static void test_smstools(void)
 
 	snprintf(spool, sizeof(spool), "%s/outgoing", tmpdir);
 	/* A production spool belongs to smsd: a missing one is an error, not created. */
-	check(sms_send(&conf, &msg) == SMS_EDELIVER);
+	check(sms_send(&sc, &msg) == SMS_EDELIVER);
 	check(stat(spool, &st) < 0);
 	mkdir(spool, 0700);
 
-	check(sms_send(&conf, &msg) == SMS_OK);
+	check(sms_send(&sc, &msg) == SMS_OK);
 	check(only_entry(spool, name) == 1);
 	check_msg(strstr(name, ".LOCK") == NULL && strstr(name, "/otlogin."), "%s", name);
 	check(stat(name, &st) == 0 && (st.st_mode & 07777) == 0640);
@@ -254,7 +254,7 @@ static void test_smstools(void)
 
 	msg.sender = NULL;
 	msg.text = "\xd0\x9a\xd0\xbe\xd0\xb4 1";
-	check(sms_send(&conf, &msg) == SMS_OK);
+	check(sms_send(&sc, &msg) == SMS_OK);
 	check(only_entry(spool, name) == 1);
 	content = slurp(name, &len);
 	check(content && strncmp(content, "To: 491701234567\nAlphabet: UCS2\n\n", 33) == 0);
@@ -264,14 +264,14 @@ static void test_smstools(void)
 
 	/* The euro sign is GSM-7 but not Latin-1: UCS2 so that smsd does not mangle it. */
 	msg.text = "\xe2\x82\xac 5";
-	check(sms_send(&conf, &msg) == SMS_OK && only_entry(spool, name) == 1);
+	check(sms_send(&sc, &msg) == SMS_OK && only_entry(spool, name) == 1);
 	content = slurp(name, &len);
 	check(content && strstr(content, "Alphabet: UCS2\n\n") && len == 33 + 6);
 	free(content);
 	unlink(name);
 	/* An e acute is Latin-1: one byte, ISO. */
 	msg.text = "caf\xc3\xa9";
-	check(sms_send(&conf, &msg) == SMS_OK && only_entry(spool, name) == 1);
+	check(sms_send(&sc, &msg) == SMS_OK && only_entry(spool, name) == 1);
 	content = slurp(name, &len);
 	check(content && len >= 4 && memcmp(content + len - 4, "caf\xe9", 4) == 0);
 	free(content);
@@ -279,10 +279,10 @@ static void test_smstools(void)
 
 	/* Test mode writes to its own spool and creates it. */
 	snprintf(spool, sizeof(spool), "%s/testspool", tmpdir);
-	conf.backend = "command";
-	conf.test_mode = 1;
+	sc.backend = "command";
+	sc.test_mode = 1;
 	msg.text = "hello";
-	check(sms_send(&conf, &msg) == SMS_OK);
+	check(sms_send(&sc, &msg) == SMS_OK);
 	check(only_entry(spool, name) == 1);
 	check(stat(spool, &st) == 0 && (st.st_mode & 0777) == 0700);
 	unlink(name);
@@ -301,7 +301,7 @@ static int write_script(const char *path, const char *body)
 static void test_command(void)
 {
 	char prog[600], script[2048], path[700], *s;
-	struct sms_conf conf = {.backend = "command", .command = prog, .command_timeout = 2};
+	struct sms_conf sc = {.backend = "command", .command = prog, .command_timeout = 2};
 	struct sms_message msg = {"+491701234567", "Example", "Code 123456\nline two"};
 	struct timespec t0, t1;
 
@@ -313,7 +313,7 @@ static void test_command(void)
 	check(write_script(prog, script) == 0);
 	/* What the worker's environment holds under FastCGI must not reach the program. */
 	setenv("HTTP_AUTHORIZATION", "Bearer secret-token", 1);
-	check(sms_send(&conf, &msg) == SMS_OK);
+	check(sms_send(&sc, &msg) == SMS_OK);
 	snprintf(path, sizeof(path), "%s/args", tmpdir);
 	s = slurp(path, NULL);
 	check_msg(s && strcmp(s, "2|+491701234567|Example") == 0, "%s", s);
@@ -334,19 +334,19 @@ static void test_command(void)
 
 	/* No sender: the argument is still there, empty. */
 	msg.sender = NULL;
-	check(sms_send(&conf, &msg) == SMS_OK);
+	check(sms_send(&sc, &msg) == SMS_OK);
 	snprintf(path, sizeof(path), "%s/args", tmpdir);
 	s = slurp(path, NULL);
 	check_msg(s && strcmp(s, "2|+491701234567|") == 0, "%s", s);
 	free(s);
 
 	check(write_script(prog, "cat >/dev/null\nexit 3") == 0);
-	check(sms_send(&conf, &msg) == SMS_EDELIVER);
+	check(sms_send(&sc, &msg) == SMS_EDELIVER);
 	check(write_script(prog, "kill -9 $$") == 0);
-	check(sms_send(&conf, &msg) == SMS_EDELIVER);
+	check(sms_send(&sc, &msg) == SMS_EDELIVER);
 	/* Exits without reading stdin: only the status counts. */
 	check(write_script(prog, "exit 0") == 0);
-	check(sms_send(&conf, &msg) == SMS_OK);
+	check(sms_send(&sc, &msg) == SMS_OK);
 
 	/*
 	 * A program that hangs (and a child of it holding stdout) is killed after
@@ -355,32 +355,32 @@ static void test_command(void)
 	 */
 	check(write_script(prog, "sleep 60 &\nsleep 60") == 0);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	check(sms_send(&conf, &msg) == SMS_EDELIVER);
+	check(sms_send(&sc, &msg) == SMS_EDELIVER);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	check(t1.tv_sec - t0.tv_sec < 15);
 
 	snprintf(path, sizeof(path), "%s/missing", tmpdir);
-	conf.command = path;
-	check(sms_send(&conf, &msg) == SMS_EDELIVER);
-	conf.command = "relative/prog";
-	check(sms_send(&conf, &msg) == SMS_ECONFIG);
-	conf.command = "";
-	check(sms_send(&conf, &msg) == SMS_ECONFIG);
+	sc.command = path;
+	check(sms_send(&sc, &msg) == SMS_EDELIVER);
+	sc.command = "relative/prog";
+	check(sms_send(&sc, &msg) == SMS_ECONFIG);
+	sc.command = "";
+	check(sms_send(&sc, &msg) == SMS_ECONFIG);
 }
 
 static void test_email(void)
 {
 	char maildir[600], newdir[700], name[512], *s;
 	struct mail_conf mc = {.maildir = maildir};
-	struct sms_conf conf = {.backend = "email",
-				.email_gateway = "{number}@sms.example.net",
-				.mail_from = "otlogin@example.org",
-				.mail = &mc};
+	struct sms_conf sc = {.backend = "email",
+			      .email_gateway = "{number}@sms.example.net",
+			      .mail_from = "otlogin@example.org",
+			      .mail = &mc};
 	struct sms_message msg = {"+491701234567", "Example", "Code 123456\nfor Shop"};
 
 	snprintf(maildir, sizeof(maildir), "%s/maildir", tmpdir);
 	snprintf(newdir, sizeof(newdir), "%s/new", maildir);
-	check(sms_send(&conf, &msg) == SMS_OK);
+	check(sms_send(&sc, &msg) == SMS_OK);
 	check(only_entry(newdir, name) == 1);
 	s = slurp(name, NULL);
 	check(s && strstr(s, "\r\nTo: 491701234567@sms.example.net\r\n"));
@@ -391,42 +391,42 @@ static void test_email(void)
 	unlink(name);
 
 	msg.text = "\xd0\x9a\xd0\xbe\xd0\xb4 123456";
-	check(sms_send(&conf, &msg) == SMS_OK && only_entry(newdir, name) == 1);
+	check(sms_send(&sc, &msg) == SMS_OK && only_entry(newdir, name) == 1);
 	s = slurp(name, NULL);
 	check(s && strstr(s, "Content-Transfer-Encoding: base64\r\n") &&
 	      strstr(s, "0JrQvtC0IDEyMzQ1Ng=="));
 	free(s);
 	unlink(name);
 
-	conf.email_gateway = "sms.example.net";
-	check(sms_send(&conf, &msg) == SMS_ECONFIG);
-	conf.email_gateway = "{number}@bad domain";
-	check(sms_send(&conf, &msg) == SMS_ECONFIG);
+	sc.email_gateway = "sms.example.net";
+	check(sms_send(&sc, &msg) == SMS_ECONFIG);
+	sc.email_gateway = "{number}@bad domain";
+	check(sms_send(&sc, &msg) == SMS_ECONFIG);
 }
 
 static void test_send_checks(void)
 {
-	struct sms_conf conf = {.backend = "none"};
+	struct sms_conf sc = {.backend = "none"};
 	struct sms_message msg = {"+491701234567", NULL, "hi"};
 
-	check(sms_backend_for(&conf) == NULL);
-	check(sms_send(&conf, &msg) == SMS_ECONFIG);
-	conf.backend = "smstools";
-	check(sms_backend_for(&conf) == &sms_smstools_backend);
+	check(sms_backend_for(&sc) == NULL);
+	check(sms_send(&sc, &msg) == SMS_ECONFIG);
+	sc.backend = "smstools";
+	check(sms_backend_for(&sc) == &sms_smstools_backend);
 	msg.to = "491701234567";
-	check(sms_send(&conf, &msg) == SMS_EINPUT);
+	check(sms_send(&sc, &msg) == SMS_EINPUT);
 	msg.to = "+491701234567";
 	msg.sender = "bad-sender!";
-	check(sms_send(&conf, &msg) == SMS_EINPUT);
+	check(sms_send(&sc, &msg) == SMS_EINPUT);
 	msg.sender = NULL;
 	msg.text = "";
-	check(sms_send(&conf, &msg) == SMS_EINPUT);
+	check(sms_send(&sc, &msg) == SMS_EINPUT);
 	check(sms_backend_name_valid("none") && sms_backend_name_valid("email"));
 	check(!sms_backend_name_valid("twilio") && !sms_backend_name_valid(NULL));
 }
 
 /* Load a configuration made of text; returns conf_load's result, err filled. */
-static int load(struct conf *c, const char *text, char *err, size_t errlen)
+static int load(struct conf *cf, const char *text, char *err, size_t errlen)
 {
 	char path[700];
 	FILE *f;
@@ -436,66 +436,66 @@ static int load(struct conf *c, const char *text, char *err, size_t errlen)
 	f = fopen(path, "w");
 	fputs(text, f);
 	fclose(f);
-	conf_defaults(c);
-	rc = conf_load(c, path, err, errlen);
+	conf_defaults(cf);
+	rc = conf_load(cf, path, err, errlen);
 	return rc;
 }
 
 static void test_conf(void)
 {
-	struct conf c;
+	struct conf cf;
 	struct sms_conf sc;
 	struct mail_conf mc;
 	char err[512];
 
-	check(load(&c, "[mail]\nsmtp_host = relay.example\n", err, sizeof(err)) == 0);
-	check(strcmp(c.sms_backend, "none") == 0 && c.sms_max_segments == 3);
-	check(!conf_test_mode(&c));
-	mc = ctx_mail_conf(&c);
-	sc = ctx_sms_conf(&c, &mc);
+	check(load(&cf, "[mail]\nsmtp_host = relay.example\n", err, sizeof(err)) == 0);
+	check(strcmp(cf.sms_backend, "none") == 0 && cf.sms_max_segments == 3);
+	check(!conf_test_mode(&cf));
+	mc = ctx_mail_conf(&cf);
+	sc = ctx_sms_conf(&cf, &mc);
 	check(mc.smtp_host != NULL && sms_backend_for(&sc) == NULL);
-	conf_free(&c);
+	conf_free(&cf);
 
 	/* No relay means the development Maildir: that is test mode, SMS go to the test spool. */
-	check(load(&c, "[sms]\nbackend = command\ncommand = /bin/true\ntest_spool_dir = sms\n", err,
-		   sizeof(err)) == 0);
-	check(conf_test_mode(&c));
-	mc = ctx_mail_conf(&c);
-	sc = ctx_sms_conf(&c, &mc);
+	check(load(&cf, "[sms]\nbackend = command\ncommand = /bin/true\ntest_spool_dir = sms\n",
+		   err, sizeof(err)) == 0);
+	check(conf_test_mode(&cf));
+	mc = ctx_mail_conf(&cf);
+	sc = ctx_sms_conf(&cf, &mc);
 	check(mc.smtp_host == NULL && sms_backend_for(&sc) == &sms_smstools_backend);
 	check(strncmp(sc.spool_dir, tmpdir, strlen(tmpdir)) == 0 && strstr(sc.spool_dir, "/sms"));
-	conf_free(&c);
+	conf_free(&cf);
 
-	check(load(&c, "[server]\ntest_mode = yes\n[mail]\nsmtp_host = relay.example\n", err,
+	check(load(&cf, "[server]\ntest_mode = yes\n[mail]\nsmtp_host = relay.example\n", err,
 		   sizeof(err)) == 0);
-	check(conf_test_mode(&c));
-	mc = ctx_mail_conf(&c);
+	check(conf_test_mode(&cf));
+	mc = ctx_mail_conf(&cf);
 	check(mc.smtp_host == NULL);
-	conf_free(&c);
+	conf_free(&cf);
 
-	check(load(&c, "[sms]\nbackend = twilio\n", err, sizeof(err)) < 0 &&
+	check(load(&cf, "[sms]\nbackend = twilio\n", err, sizeof(err)) < 0 &&
 	      strstr(err, "backend"));
-	conf_free(&c);
-	check(load(&c, "[sms]\nbackend = email\n", err, sizeof(err)) < 0 &&
+	conf_free(&cf);
+	check(load(&cf, "[sms]\nbackend = email\n", err, sizeof(err)) < 0 &&
 	      strstr(err, "email_gateway"));
-	conf_free(&c);
-	check(load(&c, "[sms]\nbackend = command\n", err, sizeof(err)) < 0 &&
+	conf_free(&cf);
+	check(load(&cf, "[sms]\nbackend = command\n", err, sizeof(err)) < 0 &&
 	      strstr(err, "command"));
-	conf_free(&c);
-	check(load(&c, "[sms]\ndefault_message = hello\n", err, sizeof(err)) < 0 &&
+	conf_free(&cf);
+	check(load(&cf, "[sms]\ndefault_message = hello\n", err, sizeof(err)) < 0 &&
 	      strstr(err, "{otp}"));
-	conf_free(&c);
-	check(load(&c, "[sms]\nsender_id = much too long\n", err, sizeof(err)) < 0 &&
+	conf_free(&cf);
+	check(load(&cf, "[sms]\nsender_id = much too long\n", err, sizeof(err)) < 0 &&
 	      strstr(err, "sender_id"));
-	conf_free(&c);
-	check(load(&c, "[sms]\nmax_segments = 11\n", err, sizeof(err)) < 0);
-	conf_free(&c);
-	check(load(&c,
+	conf_free(&cf);
+	check(load(&cf, "[sms]\nmax_segments = 11\n", err, sizeof(err)) < 0);
+	conf_free(&cf);
+	check(load(&cf,
 		   "[sms]\nbackend = smstools\nspool_dir = /var/spool/sms/outgoing\n"
 		   "sender_id = Example\nmax_segments = 1\ndefault_message = {app}: {otp}\n",
 		   err, sizeof(err)) == 0);
-	check(strcmp(c.sms_sender_id, "Example") == 0 && c.sms_max_segments == 1);
-	conf_free(&c);
+	check(strcmp(cf.sms_sender_id, "Example") == 0 && cf.sms_max_segments == 1);
+	conf_free(&cf);
 }
 
 int main(void)

@@ -172,7 +172,8 @@ static void pure_helpers(void)
 	      user_idtype_parse("Email") == ID_INVALID && user_idtype_parse("") == ID_INVALID &&
 	      user_idtype_parse(NULL) == ID_INVALID);
 	for (int t = ID_EMAIL; t < ID_INVALID; t++)
-		check(user_idtype_parse(user_idtype_name((enum user_idtype)t)) == t);
+		check(user_idtype_parse(user_idtype_name((enum user_idtype)t)) ==
+		      (enum user_idtype)t);
 	check(strcmp(user_idtype_name(ID_INVALID), "invalid") == 0);
 
 	/* E.164: '+', 7 to 15 digits, the first not 0. */
