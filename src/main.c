@@ -89,6 +89,29 @@ static void front_line_error(struct resp *resp, enum req_status st)
 		   st == REQ_BAD_LENGTH ? "Malformed Content-Length or short body" : NULL);
 }
 
+/* Most of an unread body a CGI process reads and drops before it exits (cgi_drain_body). */
+#define CGI_DRAIN_MAX (16u << 20)
+
+/*
+ * CGI only: read and drop the body of a request answered without reading it (one over
+ * max_body, answered 413). Apache's mod_cgid writes the whole body before it reads the
+ * answer and drops the answer, and the connection, when that write fails on a process that
+ * has exited. FastCGI needs none of this: libfcgi skips what a request left unread.
+ */
+static void cgi_drain_body(void)
+{
+	const char *cl = getenv("CONTENT_LENGTH");
+	unsigned long long left = cl ? strtoull(cl, NULL, 10) : 0;
+	char buf[16384];
+	size_t n;
+
+	fflush(stdout); /* a server that reads as it writes has the answer already */
+	if (left > CGI_DRAIN_MAX)
+		left = CGI_DRAIN_MAX;
+	while (left > 0 && (n = fread(buf, 1, left < sizeof(buf) ? left : sizeof(buf), stdin)) > 0)
+		left -= n;
+}
+
 /* Serve one request. Returns 0, or -1 when the store failed and must be reopened. */
 static int serve_one(struct ctx *c)
 {
@@ -110,6 +133,8 @@ static int serve_one(struct ctx *c)
 		route_dispatch(&call);
 	if (resp_write(&resp, resp_out, NULL) < 0)
 		log_warn("the client went away before the response was written");
+	if (st == REQ_TOO_LARGE && FCGX_IsCGI())
+		cgi_drain_body();
 	metrics_http(call.route, req.method, resp.status, metrics_clock_us() - start);
 	json_decref(call.client);
 	fatal = resp.fatal;
