@@ -21,7 +21,11 @@ struct jwk {
 	enum kty kty;
 	gcry_sexp_t priv; /* (private-key ...), in libgcrypt's secure memory */
 	gcry_sexp_t pub;  /* (public-key ...), derived from priv */
+	int paired;	  /* pairwise test: 1 passed, -1 failed, 0 deferred to the first use */
 };
+
+/* jwk_defer_pairwise_test: keys built from now on leave their pairwise test to first use. */
+static int defer_pairwise;
 
 /* The JWK_* literal for alg, or NULL when alg is not one we support. */
 static const char *alg_literal(const char *alg)
@@ -222,8 +226,11 @@ static jwk_t *key_from_canon(const char *alg, const char *kid, const unsigned ch
 	 * it does not compare d with q: a signature made with the private key that verifies under
 	 * the public key we derived settles it for every type.
 	 */
-	if ((rc = gcry_pk_testkey(key->priv)) != 0 || pairwise_test(key) != 0)
+	if ((rc = gcry_pk_testkey(key->priv)) != 0)
 		goto fail;
+	if (!defer_pairwise && pairwise_test(key) != 0)
+		goto fail;
+	key->paired = defer_pairwise ? 0 : 1;
 	gcry_mpi_release(n);
 	gcry_mpi_release(e);
 	free(q);
@@ -479,8 +486,24 @@ const char *jwk_alg(const jwk_t *key)
 	return key->alg;
 }
 
+void jwk_defer_pairwise_test(int on)
+{
+	defer_pairwise = on;
+}
+
 void *jwk_private_sexp(const jwk_t *key)
 {
+	/* The key object is the caller's; only this cached verdict changes. */
+	jwk_t *k = (jwk_t *)key;
+
+	if (k->paired == 0)
+		k->paired = pairwise_test(key) == 0 ? 1 : -1;
+	if (k->paired < 0) {
+		log_err("signing key %s failed its self-test: its private key does not sign what "
+			"its public key verifies; nothing is signed with it",
+			key->kid);
+		return NULL;
+	}
 	return key->priv;
 }
 

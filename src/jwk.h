@@ -40,7 +40,20 @@ json_t *jwk_public_json(const jwk_t *key);
 const char *jwk_kid(const jwk_t *key);
 const char *jwk_alg(const jwk_t *key);
 
-/* Internal to jwt.c: the libgcrypt key S-expressions (borrowed, gcry_sexp_t as void *). */
+/*
+ * Keys parsed or generated after jwk_defer_pairwise_test(1) skip the pairwise test (sign a
+ * fixed message, verify it with the derived public key; an RSA-2048 signature, most of a
+ * key's load time) until their private key is first asked for: a process that serves one
+ * request (CGI) and signs nothing never pays for it. Nothing is ever signed with a key that
+ * did not pass: jwk_private_sexp runs the test first and refuses a key that fails.
+ * libgcrypt's own consistency check (gcry_pk_testkey) still runs at load. Default off.
+ */
+void jwk_defer_pairwise_test(int on);
+
+/*
+ * Internal to jwt.c: the libgcrypt key S-expressions (borrowed, gcry_sexp_t as void *). The
+ * private one is NULL (logged) for a key whose deferred pairwise test failed.
+ */
 void *jwk_private_sexp(const jwk_t *key);
 void *jwk_public_sexp(const jwk_t *key);
 

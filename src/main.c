@@ -229,6 +229,13 @@ int main(int argc, char **argv)
 	if (link_purge_rules(c.store) < 0 || session_purge_rules(c.store) < 0 ||
 	    lockout_purge_rules(c.store) < 0)
 		fatal("cannot register the purge rules");
+	/*
+	 * A CGI process serves one request, most of which sign nothing (/health, the JWKS, client
+	 * tokens): the signing keys' pairwise self-test, an RSA signature each, waits for the
+	 * first signature (jwk.h). FastCGI workers test every key here, before serving.
+	 */
+	if (FCGX_IsCGI())
+		jwk_defer_pairwise_test(1);
 	if (keyring_load(&keys, c.store, conf.db_dir, conf.key_overlap) < 0)
 		fatal("cannot load the keys");
 	metrics_count(METRIC_WORKERS_STARTED);

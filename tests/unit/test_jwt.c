@@ -497,6 +497,45 @@ static void test_rfc8037(void)
 	key = rfc_ed_key("ed", ED_WRONG_D);
 	check(key == NULL);
 	jwk_free(key);
+	/*
+	 * With the pairwise test deferred (CGI), that key loads, but nothing is signed with it,
+	 * at the first attempt or any later one; its public key still verifies real signatures.
+	 */
+	jwk_defer_pairwise_test(1);
+	key = rfc_ed_key("ed", ED_WRONG_D);
+	check(key != NULL);
+	if (key != NULL) {
+		json_t *c = json_pack("{s:s}", "sub", "u");
+		sig = NULL;
+		check(jwt_sign_input(key, ED_INPUT, strlen(ED_INPUT), &sig, &siglen) != 0 &&
+		      sig == NULL);
+		check(jwt_sign_input(key, ED_INPUT, strlen(ED_INPUT), &sig, &siglen) != 0 &&
+		      sig == NULL);
+		check(jwt_sign(key, "JWT", c) == NULL);
+		check(jwk_private_sexp(key) == NULL);
+		want = unb64(ED_SIG, &wantlen);
+		check(jwt_verify_input(key, ED_INPUT, strlen(ED_INPUT), want, wantlen) == 1);
+		free(want);
+		json_decref(c);
+	}
+	jwk_free(key);
+	/* ...and a sound key signs as before: the RFC's signature. */
+	key = rfc_ed_key("ed", ED_PLAIN);
+	check(key != NULL);
+	if (key != NULL) {
+		want = unb64(ED_SIG, &wantlen);
+		sig = NULL;
+		check(jwt_sign_input(key, ED_INPUT, strlen(ED_INPUT), &sig, &siglen) == 0 &&
+		      siglen == 64 && memcmp(sig, want, 64) == 0);
+		free(sig);
+		free(want);
+	}
+	jwk_free(key);
+	jwk_defer_pairwise_test(0);
+	/* Back to the default: refused at load again. */
+	key = rfc_ed_key("ed", ED_WRONG_D);
+	check(key == NULL);
+	jwk_free(key);
 	/* q with libgcrypt's 0x40 prefix: same JWK x, same signature. */
 	key = rfc_ed_key("ed", ED_PREFIXED);
 	check(key != NULL);
