@@ -121,8 +121,9 @@ void api_users_delete(struct api_call *call)
 {
 	int rc = account_delete(call->c, call->params[0]);
 
-	audit_event("user_deleted", rc == STORE_FOUND, rc == STORE_NOTFOUND ? "not_found" : "refused",
-		    "user_id", call->params[0], "by", "api", (char *)NULL);
+	audit_event("user_deleted", rc == STORE_FOUND,
+		    rc == STORE_NOTFOUND ? "not_found" : "refused", "user_id", call->params[0],
+		    "by", "api", (char *)NULL);
 	if (rc == STORE_FOUND)
 		resp_json(call->resp, 204, NULL);
 	else

@@ -307,10 +307,11 @@ const char *audit_reason(int rc)
 	return names[rc];
 }
 
-void audit_login(const char *method, int rc, const char *user_id, const char *ip)
+void audit_login(const char *method, int rc, const char *client_id, const char *user_id,
+		 const char *ip)
 {
-	audit_event("login", rc == ERR_NONE, audit_reason(rc), "user_id", user_id, "ip", ip,
-		    "method", method, (char *)NULL);
+	audit_event("login", rc == ERR_NONE, audit_reason(rc), "client_id", client_id, "user_id",
+		    user_id, "ip", ip, "method", method, (char *)NULL);
 }
 
 void audit_logout_browser(const char *user_id, int ended)

@@ -53,8 +53,7 @@ void audit_set_client(const char *client_id);
  * the common fields (client_id, user_id, ip, request_id) replaces the request's value;
  * "destination" is masked.
  */
-void audit_event(const char *event, int success, const char *reason, ...)
-    __attribute__((sentinel));
+void audit_event(const char *event, int success, const char *reason, ...) __attribute__((sentinel));
 
 /*
  * A throttle refused (kind: ratelimit's rule name or "lockout"), for retry_after seconds: kept
@@ -67,9 +66,11 @@ void audit_lockout(unsigned seconds);
 
 /*
  * A login ended with rc (an err, or a negative store_rc) by method ("email_otp", "sms_otp",
- * "magic_link", "session", ...): outcome and reason from rc. user_id, ip: NULL when unknown.
+ * "magic_link", "session", ...): outcome and reason from rc. client_id (NULL: the request's),
+ * user_id, ip (NULL: the request's peer): NULL when unknown.
  */
-void audit_login(const char *method, int rc, const char *user_id, const char *ip);
+void audit_login(const char *method, int rc, const char *client_id, const char *user_id,
+		 const char *ip);
 
 /* The browser's sign-out (RP-initiated logout) ended `ended` sessions of user_id (NULL: ?). */
 void audit_logout_browser(const char *user_id, int ended);

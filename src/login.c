@@ -165,7 +165,9 @@ int login_send(struct login_send *s)
 	if (rc != ERR_NONE || s->channel == NULL || s->shadow)
 		/* Sent or not, with why: a delivery's outcome is audited by deliver. */
 		audit_event("message_sent", rc == ERR_NONE && !s->shadow,
-			    s->over ? "recipient_limit" : s->shadow ? "not_sent" : audit_reason(rc),
+			    s->over	? "recipient_limit"
+			    : s->shadow ? "not_sent"
+					: audit_reason(rc),
 			    "message", s->kind->secret, "channel", s->channel ? s->channel : "none",
 			    "destination", s->to[0] ? s->to : s->identifier, (char *)NULL);
 	if (rc != ERR_NONE || s->channel == NULL)
@@ -360,6 +362,7 @@ int login_reauth(struct ctx *c, json_t *client, const struct login_opts *opts, c
 
 	memset(g, 0, sizeof(*g));
 	rc = store_outcome(store_run(c->store, reauth_txn, &r), ERR_UNAVAILABLE);
-	audit_login("session", rc, json_string_value(json_object_get(g->user, "user_id")), NULL);
+	audit_login("session", rc, NULL, json_string_value(json_object_get(g->user, "user_id")),
+		    NULL);
 	return metrics_login(METRICS_LOGIN_SESSION, rc);
 }

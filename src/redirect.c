@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "audit.h"
 #include "authcode.h"
 #include "client.h"
 #include "crypto.h"
@@ -533,6 +534,9 @@ int redirect_link(struct ctx *c, const char *token, int consume, struct link_vie
 	struct redirect_link_state s = {c, L};
 	struct link_finish f = {link_finish, &s};
 	int rc = link_open_redirect(c, token, v, &f, consume);
+
+	if (consume)
+		audit_login("redirect_link", store_outcome(rc, ERR_UNAVAILABLE), NULL, NULL, NULL);
 
 	/* A refused login still sends the browser back, with its error. */
 	if (store_refused(rc) >= 0 && v->redirect != NULL) {

@@ -139,7 +139,8 @@ static int new_session(struct store_txn *t, struct ctx *c, json_t *user, struct 
 	rc = store_put(t, TBL_SESSIONS, ikey, (size_t)n, empty);
 	json_decref(empty);
 	metrics_count(METRIC_SESSIONS_CREATED);
-	audit_event("session_created", 1, NULL, "user_id", user_id, "client_id", g->client_id, NULL);
+	audit_event("session_created", 1, NULL, "user_id", user_id, "client_id", g->client_id,
+		    NULL);
 	return rc;
 }
 
