@@ -27,6 +27,7 @@ enum audit_target { AUDIT_OFF, AUDIT_SYSLOG, AUDIT_FILE };
 static enum audit_target audit_to = AUDIT_OFF;
 static struct logfile audit_file = {.fd = -1};
 static int syslog_fd = -1, syslog_facility = LOG_AUTHPRIV;
+static const char *syslog_path = _PATH_LOG;
 static char cur_req[FIELD_MAX + 1], cur_ip[FIELD_MAX + 1], cur_client[FIELD_MAX + 1];
 
 /* What the running transaction attempt recorded (store_run: audit_txn_begin/end). */
@@ -65,7 +66,7 @@ static int syslog_connect(void)
 	syslog_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (syslog_fd < 0)
 		return -1;
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", _PATH_LOG);
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", syslog_path);
 	if (connect(syslog_fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
 		close(syslog_fd);
 		syslog_fd = -1;
@@ -118,6 +119,11 @@ static void write_line(const char *line)
 	} else if (audit_to == AUDIT_SYSLOG) {
 		syslog_send(line);
 	}
+}
+
+void audit_syslog_socket(const char *path)
+{
+	syslog_path = path != NULL ? path : _PATH_LOG;
 }
 
 int audit_open(const char *target, int facility, char *err, size_t errlen)

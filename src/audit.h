@@ -36,6 +36,9 @@
  * Returns 0, or -1 with a message in err (size errlen) and the events going nowhere.
  */
 int audit_open(const char *target, int facility, char *err, size_t errlen);
+/* The syslog daemon's socket (NULL: _PATH_LOG, /dev/log): for the unit test's own listener. */
+void audit_syslog_socket(const char *path);
+
 /* Stop sending events (and drop pending ones). */
 void audit_close(void);
 

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -314,6 +316,70 @@ static void test_off_and_conf(void)
 	json_decref(ev);
 }
 
+/* A datagram listener at path, as a syslog daemon's /dev/log. */
+static int listen_dgram(const char *path)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_DGRAM, 0);
+	struct timeval tv = {.tv_sec = 5};
+
+	unlink(path);
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	return fd;
+}
+
+/* One datagram's JSON after "<PRI>Mmm dd hh:mm:ss otlogin-audit[PID]: ", checked. */
+static json_t *recv_event(int fd, int facility)
+{
+	char buf[8192], head[64];
+	ssize_t n = fd < 0 ? -1 : recv(fd, buf, sizeof(buf) - 1, 0);
+	const char *json;
+
+	if (!check(n > 0))
+		return NULL;
+	buf[n] = '\0';
+	snprintf(head, sizeof(head), "<%d>", facility | LOG_INFO);
+	check_msg(strncmp(buf, head, strlen(head)) == 0, "datagram: %s", buf);
+	snprintf(head, sizeof(head), " otlogin-audit[%ld]: {", (long)getpid());
+	json = strstr(buf, head);
+	check_msg(json != NULL, "datagram: %s", buf);
+	return json != NULL ? json_loads(json + strlen(head) - 1, 0, NULL) : NULL;
+}
+
+static void test_syslog(void)
+{
+	char sock[160], err[256];
+	json_t *o;
+	int fd;
+
+	snprintf(sock, sizeof(sock), "%s/log.sock", dir);
+	fd = listen_dgram(sock);
+	check(fd >= 0);
+	audit_syslog_socket(sock);
+	check(audit_open("syslog", LOG_LOCAL3, err, sizeof(err)) == 0);
+	audit_event("login", 1, NULL, "method", "session", (char *)NULL);
+	o = recv_event(fd, LOG_LOCAL3);
+	check(o != NULL && strcmp(str(o, "event"), "login") == 0);
+	check(o != NULL && strcmp(str(o, "method"), "session") == 0);
+	json_decref(o);
+	/* The daemon restarted (a new socket at the path): the next event reaches it. */
+	close(fd);
+	fd = listen_dgram(sock);
+	audit_event("logout", 1, NULL, (char *)NULL);
+	o = recv_event(fd, LOG_LOCAL3);
+	check(o != NULL && strcmp(str(o, "event"), "logout") == 0);
+	json_decref(o);
+	/* No daemon: events are dropped, nothing fails. */
+	close(fd);
+	unlink(sock);
+	audit_event("logout", 1, NULL, (char *)NULL);
+	audit_close();
+	audit_syslog_socket(NULL);
+}
+
 static void test_reasons(void)
 {
 	check(audit_reason(ERR_NONE) == NULL);
@@ -337,6 +403,7 @@ int main(void)
 	test_admin();
 	test_off_and_conf();
 	test_reasons();
+	test_syslog();
 	audit_close();
 	unlink(file);
 	rmdir(dir);
