@@ -125,8 +125,8 @@ static int deliver(struct login_send *s, const struct timespec *start)
 	rc = s->kind->deliver(s);
 	metrics_delivery(s->channel, rc == ERR_NONE, started);
 	audit_event(rc == ERR_NONE ? "message_sent" : "delivery_failed", rc == ERR_NONE,
-		    audit_reason(rc), "message", s->kind->secret, "channel", s->channel,
-		    "destination", s->to, (char *)NULL);
+		    audit_reason(rc), "client_id", client_id_of(s->client), "message",
+		    s->kind->secret, "channel", s->channel, "destination", s->to, (char *)NULL);
 	if (rc == ERR_NONE) {
 		ratelimit_delivery_took(s->c, s->channel, start);
 		log_info("sent a %s by %s to %s", s->kind->what, s->channel, masked);
@@ -168,8 +168,9 @@ int login_send(struct login_send *s)
 			    s->over	? "recipient_limit"
 			    : s->shadow ? "not_sent"
 					: audit_reason(rc),
-			    "message", s->kind->secret, "channel", s->channel ? s->channel : "none",
-			    "destination", s->to[0] ? s->to : s->identifier, (char *)NULL);
+			    "client_id", client_id_of(s->client), "message", s->kind->secret,
+			    "channel", s->channel ? s->channel : "none", "destination",
+			    s->to[0] ? s->to : s->identifier, (char *)NULL);
 	if (rc != ERR_NONE || s->channel == NULL)
 		return rc;
 	if (s->over)

@@ -290,7 +290,8 @@ class Hosted(AuditCase):
         code = dict(p.split("=", 1) for p in r.headers["Location"].split("?", 1)[1].split("&"))[
             "code"]
         sent = self.one("message_sent")
-        self.assertEqual((sent["outcome"], sent["destination"]), ("success", masked(addr)))
+        self.assertEqual((sent["outcome"], sent["destination"], sent["client_id"]),
+                         ("success", masked(addr), client["client_id"]))
         login = self.one("login", method="hosted_code")
         self.assertEqual((login["outcome"], login["user_id"], login["client_id"]),
                          ("success", user["user_id"], client["client_id"]))
