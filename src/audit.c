@@ -232,7 +232,8 @@ static char *format_event(const char *event, int success, const char *reason, va
 		const char *value = va_arg(ap, const char *);
 		if (value == NULL && !is_common(name))
 			continue;
-		if (value != NULL && strcmp(name, "destination") == 0)
+		if (value != NULL &&
+		    (strcmp(name, "destination") == 0 || strcmp(name, "identifier") == 0))
 			value = log_mask_addr(value, masked, sizeof(masked));
 		/* A common field given explicitly replaces the request's; NULL keeps it. */
 		if (value != NULL || !is_common(name))
@@ -314,10 +315,10 @@ const char *audit_reason(int rc)
 }
 
 void audit_login(const char *method, int rc, const char *client_id, const char *user_id,
-		 const char *ip)
+		 const char *identifier, const char *ip)
 {
 	audit_event("login", rc == ERR_NONE, audit_reason(rc), "client_id", client_id, "user_id",
-		    user_id, "ip", ip, "method", method, (char *)NULL);
+		    user_id, "ip", ip, "method", method, "identifier", identifier, (char *)NULL);
 }
 
 void audit_logout_browser(const char *user_id, int ended)

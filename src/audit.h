@@ -70,10 +70,11 @@ void audit_lockout(unsigned seconds);
 /*
  * A login ended with rc (an err, or a negative store_rc) by method ("email_otp", "sms_otp",
  * "magic_link", "session", ...): outcome and reason from rc. client_id (NULL: the request's),
- * user_id, ip (NULL: the request's peer): NULL when unknown.
+ * user_id, identifier (the address or number tried: masked), ip (NULL: the request's peer):
+ * NULL when unknown.
  */
 void audit_login(const char *method, int rc, const char *client_id, const char *user_id,
-		 const char *ip);
+		 const char *identifier, const char *ip);
 
 /* The browser's sign-out (RP-initiated logout) ended `ended` sessions of user_id (NULL: ?). */
 void audit_logout_browser(const char *user_id, int ended);

@@ -471,6 +471,6 @@ int link_authenticate(struct ctx *c, const struct link_auth_req *r, const char *
 
 	metrics_login(METRICS_LOGIN_MAGIC_LINK, rc);
 	audit_login("magic_link", rc, NULL,
-		    json_string_value(json_object_get(x.a.grant.user, "user_id")), r->ip);
+		    json_string_value(json_object_get(x.a.grant.user, "user_id")), NULL, r->ip);
 	return login_tokens(&x.a, rc, &r->opts, r->retry_after, tokens);
 }

@@ -364,6 +364,6 @@ int login_reauth(struct ctx *c, json_t *client, const struct login_opts *opts, c
 	memset(g, 0, sizeof(*g));
 	rc = store_outcome(store_run(c->store, reauth_txn, &r), ERR_UNAVAILABLE);
 	audit_login("session", rc, NULL, json_string_value(json_object_get(g->user, "user_id")),
-		    NULL);
+		    NULL, NULL);
 	return metrics_login(METRICS_LOGIN_SESSION, rc);
 }

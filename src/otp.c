@@ -410,7 +410,8 @@ int otp_authenticate(struct ctx *c, const struct otp_auth_req *r, const char *au
 
 	metrics_login(METRICS_LOGIN_OTP, rc);
 	audit_login(r->idtype == ID_PHONE ? "sms_otp" : "email_otp", rc, NULL,
-		    json_string_value(json_object_get(x.a.grant.user, "user_id")), r->ip);
+		    json_string_value(json_object_get(x.a.grant.user, "user_id")), r->identifier,
+		    r->ip);
 	if (r->finish != NULL && rc == ERR_NONE) {
 		*tokens = NULL;
 		login_grant_free(&x.a.grant);

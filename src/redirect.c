@@ -536,7 +536,8 @@ int redirect_link(struct ctx *c, const char *token, int consume, struct link_vie
 	int rc = link_open_redirect(c, token, v, &f, consume);
 
 	if (consume)
-		audit_login("redirect_link", store_outcome(rc, ERR_UNAVAILABLE), NULL, NULL, NULL);
+		audit_login("redirect_link", store_outcome(rc, ERR_UNAVAILABLE), NULL, NULL, NULL,
+			    NULL);
 
 	/* A refused login still sends the browser back, with its error. */
 	if (store_refused(rc) >= 0 && v->redirect != NULL) {

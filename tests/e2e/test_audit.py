@@ -125,6 +125,7 @@ class Login(AuditCase):
         self.assertEqual(e["reason"], "bad_credentials")
         self.assertEqual(e["method"], "email_otp")
         self.assertEqual(e["client_id"], self.client["client_id"])
+        self.assertEqual(e["identifier"], masked(addr))
         # A failed login opens no session, and the attempt is audited once.
         self.assertEqual(self.new_events("session_created"), [])
         self.assertNotInTrail(addr, wrong, code)

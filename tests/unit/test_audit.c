@@ -105,7 +105,8 @@ static void test_format(void)
 
 	/* Failure: the reason; an explicit ip and client_id replace the request's. */
 	reset();
-	audit_login("magic_link", ERR_BAD_CREDENTIALS, "cli-2", NULL, "198.51.100.9");
+	audit_login("magic_link", ERR_BAD_CREDENTIALS, "cli-2", NULL, "carol@example.net",
+		    "198.51.100.9");
 	ev = read_events();
 	o = json_array_get(ev, 0);
 	check(strcmp(str(o, "outcome"), "failure") == 0);
@@ -114,6 +115,7 @@ static void test_format(void)
 	check(strcmp(str(o, "ip"), "198.51.100.9") == 0);
 	check(json_is_null(json_object_get(o, "user_id")));
 	check(strcmp(str(o, "method"), "magic_link") == 0);
+	check(strcmp(str(o, "identifier"), "ca***@ex***") == 0);
 	json_decref(ev);
 
 	/* Outside a request every common field is there, null. */
