@@ -10,6 +10,7 @@ import re
 import socket
 import subprocess
 import tempfile
+import urllib.parse
 
 import harness
 from harness import E2ETestCase, unique_email
@@ -212,6 +213,44 @@ class Login(AuditCase):
         self.assertEqual(ended["user_id"], user["user_id"])
         self.assertEqual(ended["request_id"], e["request_id"])
         self.assertNotInTrail(body["session_id"])
+
+    def test_silent_sign_in(self):
+        user = stack.make_user()
+        _, body = self.otp_login(self.client, user["email"]["value"])
+        self.mark = len(stack.audit_events())
+        r = stack.http("POST", "/cis/v1/auth/session/authenticate",
+                       json={"session_id": body["session_id"]}, token=self.client["token"])
+        again = self.assertTokenResponse(r)
+        e = self.one("login", method="session")
+        self.assertEqual((e["outcome"], e["user_id"]), ("success", user["user_id"]))
+        # A session that is not there: a failure, and no session appears.
+        r = stack.http("POST", "/cis/v1/auth/session/authenticate",
+                       json={"session_id": "x" * 43}, token=self.client["token"])
+        self.assertNotEqual(r.status, 200)
+        self.assertEqual(self.one("login", outcome="failure")["reason"], "session_not_found")
+        self.assertEqual(self.new_events("session_created"), [])
+        self.assertNotInTrail(body["session_id"], again["access_token"])
+
+    def test_rp_initiated_logout(self):
+        """/oidc/session/end with the relying party's ID token: logout method rp_initiated,
+        naming the user and how many sessions ended."""
+        plru = "https://rp.example/bye"
+        c = stack.ctl("client", "add", "--name", "audit-rp", "--permission", "direct",
+                      "--post-logout-redirect-uri", plru, parse=True)
+        c["token"] = stack.client_token(c["client_id"], c["client_secret"])
+        user = stack.make_user()
+        addr = user["email"]["value"]
+        code = stack.direct_code(c["token"], addr)
+        body = self.assertTokenResponse(stack.otp_authenticate(c["token"], addr, code))
+        self.mark = len(stack.audit_events())
+        r = stack.http("GET", "/cis/oidc/session/end?" + urllib.parse.urlencode(
+            {"id_token_hint": body["id_token"], "post_logout_redirect_uri": plru}))
+        self.assertEqual(r.status, 303, r)
+        e = self.one("logout", method="rp_initiated")
+        self.assertEqual((e["outcome"], e["user_id"], e["sessions_ended"]),
+                         ("success", user["user_id"], "1"))
+        self.assertEqual(self.one("session_ended")["request_id"], e["request_id"])
+        self.assertNotInTrail(body["id_token"], body["session_id"], addr)
 
 
 class UsersAPI(AuditCase):
