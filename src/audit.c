@@ -17,8 +17,11 @@
 #include "log.h"
 #include "store.h"
 
-/* Events a transaction may hold back; more are written at once rather than lost. */
-#define PENDING_MAX 16
+/*
+ * Events a transaction may hold back (session_end_all's batch of 100 sessions is the most a
+ * flow makes); past it, when memory runs out, an event is written at once rather than lost.
+ */
+#define PENDING_MAX 4096
 /* Longest value kept of a common field (ids, addresses); longer ones are cut. */
 #define FIELD_MAX 128
 
@@ -26,7 +29,7 @@ enum audit_target { AUDIT_OFF, AUDIT_SYSLOG, AUDIT_FILE };
 
 static enum audit_target audit_to = AUDIT_OFF;
 static struct logfile audit_file = {.fd = -1};
-static int syslog_fd = -1, syslog_facility = LOG_AUTHPRIV;
+static int syslog_fd = -1, syslog_stream, syslog_facility = LOG_AUTHPRIV;
 static const char *syslog_path = _PATH_LOG;
 static char cur_req[FIELD_MAX + 1], cur_ip[FIELD_MAX + 1], cur_client[FIELD_MAX + 1];
 
@@ -35,8 +38,8 @@ static int in_txn;
 static struct pending {
 	char *line; /* without its newline */
 	int keep;   /* written after a refusal too (a throttle) */
-} pending[PENDING_MAX];
-static size_t npending;
+} * pending;
+static size_t npending, pending_room;
 
 static void copy_field(char *out, const char *value)
 {
@@ -56,23 +59,31 @@ void audit_set_client(const char *client_id)
 	copy_field(cur_client, client_id);
 }
 
-/* Connect (again) to the syslog daemon's socket. Returns 0 or -1. */
+/*
+ * Connect (again) to the syslog daemon's socket: a datagram socket as journald and rsyslog
+ * listen on, else a stream one (as glibc's syslog() falls back to). Returns 0 or -1.
+ */
 static int syslog_connect(void)
 {
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 
 	if (syslog_fd >= 0)
 		close(syslog_fd);
-	syslog_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (syslog_fd < 0)
-		return -1;
 	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", syslog_path);
-	if (connect(syslog_fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+	for (syslog_stream = 0; syslog_stream < 2; syslog_stream++) {
+		int type = syslog_stream ? SOCK_STREAM : SOCK_DGRAM;
+
+		syslog_fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
+		if (syslog_fd < 0)
+			return -1;
+		if (connect(syslog_fd, (struct sockaddr *)&sun, sizeof(sun)) == 0)
+			return 0;
 		close(syslog_fd);
 		syslog_fd = -1;
-		return -1;
+		if (errno != EPROTOTYPE)
+			return -1;
 	}
-	return 0;
+	return -1;
 }
 
 /*
@@ -94,11 +105,13 @@ static void syslog_send(const char *line)
 		return;
 	if ((size_t)n >= sizeof(msg))
 		n = (int)sizeof(msg) - 1;
+	/* On a stream the NUL ends the message (as glibc's syslog() frames it). */
 	/* The daemon may have restarted since: connect once more before giving up. */
 	for (int attempt = 0; attempt < 2; attempt++) {
 		if (syslog_fd < 0 && syslog_connect() < 0)
 			continue;
-		if (send(syslog_fd, msg, (size_t)n, MSG_NOSIGNAL) == n)
+		if (send(syslog_fd, msg, (size_t)n + (syslog_stream ? 1 : 0), MSG_NOSIGNAL) ==
+		    n + (syslog_stream ? 1 : 0))
 			return;
 		close(syslog_fd);
 		syslog_fd = -1;
@@ -153,7 +166,10 @@ void audit_close(void)
 {
 	for (size_t i = 0; i < npending; i++)
 		free(pending[i].line);
-	npending = 0;
+	free(pending);
+	pending = NULL;
+	npending = pending_room = 0;
+	in_txn = 0;
 	logfile_close(&audit_file);
 	if (syslog_fd >= 0)
 		close(syslog_fd);
@@ -192,7 +208,15 @@ static int is_common(const char *name)
 /* Write the line now, or hold it until the transaction's end. */
 static void record(char *line, int keep)
 {
-	if (in_txn && npending < PENDING_MAX) {
+	if (in_txn && npending == pending_room && pending_room < PENDING_MAX) {
+		size_t room = pending_room ? 2 * pending_room : 16;
+		struct pending *p = realloc(pending, room * sizeof(*p));
+		if (p != NULL) {
+			pending = p;
+			pending_room = room;
+		}
+	}
+	if (in_txn && npending < pending_room) {
 		pending[npending].line = line;
 		pending[npending].keep = keep;
 		npending++;

@@ -212,7 +212,21 @@ static void test_txn(void)
 	check(json_array_size(ev) == 0);
 	json_decref(ev);
 
+	/* A big transaction (session_end_all's batch of 100) holds every event until its end. */
+	reset();
+	audit_txn_begin();
+	for (int i = 0; i < 150; i++)
+		audit_event("session_ended", 1, NULL, (char *)NULL);
+	ev = read_events();
+	check(json_array_size(ev) == 0);
+	json_decref(ev);
+	audit_txn_end(1, 0);
+	ev = read_events();
+	check(json_array_size(ev) == 150);
+	json_decref(ev);
+
 	/* Outside a transaction: at once. */
+	reset();
 	audit_event("logout", 1, NULL, (char *)NULL);
 	ev = read_events();
 	check(json_array_size(ev) == 1);
@@ -374,8 +388,28 @@ static void test_syslog(void)
 	o = recv_event(fd, LOG_LOCAL3);
 	check(o != NULL && strcmp(str(o, "event"), "logout") == 0);
 	json_decref(o);
-	/* No daemon: events are dropped, nothing fails. */
+	/* A stream socket (an older syslog daemon): NUL-terminated messages. */
 	close(fd);
+	unlink(sock);
+	{
+		struct sockaddr_un sun = {.sun_family = AF_UNIX};
+		char buf[8192];
+		int lfd = socket(AF_UNIX, SOCK_STREAM, 0), cfd;
+		ssize_t n;
+
+		snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", sock);
+		check(lfd >= 0 && bind(lfd, (struct sockaddr *)&sun, sizeof(sun)) == 0 &&
+		      listen(lfd, 1) == 0);
+		audit_event("stream", 1, NULL, (char *)NULL);
+		cfd = accept(lfd, NULL, NULL);
+		n = cfd < 0 ? -1 : recv(cfd, buf, sizeof(buf) - 1, 0);
+		check(n > 0 && buf[n - 1] == '\0' && strstr(buf, "\"event\":\"stream\"") != NULL);
+		if (cfd >= 0)
+			close(cfd);
+		close(lfd);
+	}
+	fd = -1;
+	/* No daemon: events are dropped, nothing fails. */
 	unlink(sock);
 	audit_event("logout", 1, NULL, (char *)NULL);
 	audit_close();
