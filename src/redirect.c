@@ -596,6 +596,8 @@ int redirect_logout(struct ctx *c, const char *access_token, size_t *count)
 			break;
 	}
 	rc = session_end_all(c, sub, client_id);
+	audit_event("logout", rc == ERR_NONE, audit_reason(rc), "method", "redirect", "user_id",
+		    sub, "client_id", client_id, (char *)NULL);
 out:
 	json_decref(claims);
 	return rc;

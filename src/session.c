@@ -561,8 +561,6 @@ int session_end_all(struct ctx *c, const char *user_id, const char *client_id)
 		}
 out:
 	json_decref(e.u.keys);
-	audit_event("logout", rc >= 0, "unavailable", "method", "end_all", "user_id", user_id,
-		    "client_id", client_id, (char *)NULL);
 	return rc < 0 ? ERR_UNAVAILABLE : ERR_NONE;
 }
 

@@ -214,6 +214,20 @@ class Login(AuditCase):
         self.assertEqual(ended["request_id"], e["request_id"])
         self.assertNotInTrail(body["session_id"])
 
+    def test_end_all_sessions(self):
+        user = stack.make_user()
+        for _ in range(2):
+            self.otp_login(self.client, user["email"]["value"])
+        self.mark = len(stack.audit_events())
+        r = stack.http("DELETE", "/cis/v1/auth/users/%s/sessions" % user["user_id"],
+                       token=self.client["token"])
+        self.assertEqual(r.status, 204, "%r" % (r,))
+        e = self.one("logout", method="end_all")
+        self.assertEqual((e["outcome"], e["user_id"], e["client_id"]),
+                         ("success", user["user_id"], self.client["client_id"]))
+        self.assertEqual([x["user_id"] for x in self.new_events("session_ended")],
+                         [user["user_id"]] * 2)
+
     def test_silent_sign_in(self):
         user = stack.make_user()
         _, body = self.otp_login(self.client, user["email"]["value"])
@@ -276,6 +290,25 @@ class UsersAPI(AuditCase):
         self.assertEqual([(e["outcome"], e["reason"], e["user_id"]) for e in deleted],
                          [("success", None, uid), ("failure", "not_found", uid)])
         self.assertNotInTrail(addr, new_addr, admin["token"])
+
+    def test_values_cannot_forge_lines_or_fields(self):
+        """What a caller chooses (a user id in the path, an X-Request-Id) reaches the trail
+        only as a JSON string: one line per event, no field of its making."""
+        admin = stack.new_client(permissions=["admin"])
+        self.mark = len(stack.audit_events())
+        # (lighttpd refuses a %0A in the path: the unit test tries a newline.)
+        forged = 'u1","event":"admin","outcome":"success","x":"'
+        r = stack.http("DELETE", "/cis/v1/manage/users/" + urllib.parse.quote(forged, safe=""),
+                       token=admin["token"], headers={"X-Request-Id": 'r","a":"b'})
+        self.assertEqual(r.status, 404, "%r" % (r,))
+        evs = self.new_events()  # every line parses
+        self.assertEqual([e["event"] for e in evs], ["user_deleted"])
+        e = evs[0]
+        self.assertEqual(e["user_id"], forged)
+        self.assertNotIn("x", e)
+        self.assertNotIn('"', e["request_id"])
+        self.assertEqual(e["request_id"], r.headers["X-Request-Id"])
+
 
 
 class Otloginctl(AuditCase):
