@@ -228,6 +228,19 @@ class Login(AuditCase):
         self.assertEqual([x["user_id"] for x in self.new_events("session_ended")],
                          [user["user_id"]] * 2)
 
+    def test_redirect_api_logout(self):
+        user = stack.make_user()
+        _, body = self.otp_login(self.client, user["email"]["value"])
+        self.mark = len(stack.audit_events())
+        r = stack.http("POST", "/cis/v1/auth/logout",
+                       headers={"Authorization": "Bearer " + body["access_token"]})
+        self.assertEqual(r.status, 200, "%r" % (r,))
+        e = self.one("logout", method="redirect")
+        self.assertEqual((e["outcome"], e["user_id"], e["client_id"]),
+                         ("success", user["user_id"], self.client["client_id"]))
+        self.assertEqual(self.one("session_ended")["user_id"], user["user_id"])
+        self.assertNotInTrail(body["access_token"])
+
     def test_silent_sign_in(self):
         user = stack.make_user()
         _, body = self.otp_login(self.client, user["email"]["value"])
