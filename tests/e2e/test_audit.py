@@ -280,6 +280,43 @@ class Login(AuditCase):
         self.assertNotInTrail(body["id_token"], body["session_id"], addr)
 
 
+class MagicLink(AuditCase):
+    """A magic link by the direct channel (nothing mailed: message_sent with channel none),
+    opened, and its code authenticated (method magic_link); a wrong code fails."""
+
+    def test_magic_link_login(self):
+        back = "https://app.example/callback"
+        client = stack.new_client(permissions=["direct"], redirect_uris=[back])
+        user = stack.make_user()
+        addr = user["email"]["value"]
+        self.mark = len(stack.audit_events())
+        r = stack.http("POST", "/cis/v1/auth/link/email/send",
+                       json={"email": addr, "redirect_uri": back, "channel": "direct"},
+                       token=client["token"])
+        self.assertEqual(r.status, 200, "%r" % (r,))
+        link = r.json["link"]
+        sent = self.one("message_sent")
+        self.assertEqual((sent["outcome"], sent["message"], sent["channel"],
+                          sent["destination"]), ("success", "link", "none", masked(addr)))
+        r = stack.open_link(link)
+        self.assertEqual(r.status, 303, "%r" % (r,))
+        code = urllib.parse.parse_qs(urllib.parse.urlsplit(r.headers["Location"]).query)[
+            "code"][0]
+        r = stack.http("POST", "/cis/v1/auth/link/email/authenticate",
+                       json={"code": code + "x"}, token=client["token"])
+        self.assertNotEqual(r.status, 200)
+        self.assertEqual(self.one("login", outcome="failure")["method"], "magic_link")
+        body = self.assertTokenResponse(stack.http(
+            "POST", "/cis/v1/auth/link/email/authenticate", json={"code": code},
+            token=client["token"]))
+        e = self.one("login", outcome="success")
+        self.assertEqual((e["method"], e["user_id"], e["client_id"]),
+                         ("magic_link", user["user_id"], client["client_id"]))
+        token = [v for vs in urllib.parse.parse_qs(urllib.parse.urlsplit(link).query).values()
+                 for v in vs] or [urllib.parse.urlsplit(link).path.rsplit("/", 1)[-1]]
+        self.assertNotInTrail(addr, code, body["access_token"], *token)
+
+
 class UsersAPI(AuditCase):
     def test_create_update_delete(self):
         admin = stack.new_client(permissions=["admin"])
