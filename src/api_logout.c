@@ -18,6 +18,7 @@
  * names; a missing client, a mismatch or an unregistered URI is an error page, never a
  * redirect, so this endpoint is no open redirector.
  */
+#include "audit.h"
 #include "api.h"
 
 #include <stdio.h>
@@ -367,6 +368,7 @@ void api_session_end(struct api_call *call)
 		goto out;
 	}
 	log_info("logout: %d session(s) ended", ended);
+	audit_logout_browser(l.sub, ended);
 	if (other)
 		confirm_page(call, &l, raw);
 	else

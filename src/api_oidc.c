@@ -2,6 +2,7 @@
  * The OAuth/OIDC endpoints: token and revocation (each a pure parse step, api_parse.h, and an
  * action step), JWKS and discovery.
  */
+#include "audit.h"
 #include "api.h"
 
 #include <stdlib.h>
@@ -69,6 +70,7 @@ static int token_client(struct api_call *call, const struct api_client_auth *a, 
 
 	/* The client_id claimed (not a secret), so that a failure names whom it was tried on. */
 	log_set_client(a->client_id);
+	audit_set_client(a->client_id);
 
 	if (rc < 0) {
 		api_fail(call, rc, NULL);

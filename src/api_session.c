@@ -2,6 +2,7 @@
  * The backend sessions API: silent sign-in, refresh, logout (each a pure parse step, api_parse.h,
  * and an action step), a user's sessions.
  */
+#include "audit.h"
 #include "api.h"
 
 #include <ctype.h>
@@ -199,6 +200,8 @@ void api_user_sessions(struct api_call *call)
 
 	if (strcmp(call->req->method, "DELETE") == 0) {
 		rc = session_end_all(call->c, user_id, client_id);
+		audit_event("logout", rc == ERR_NONE, audit_reason(rc), "method", "end_all",
+			    "user_id", user_id, (char *)NULL);
 		if (rc == ERR_NONE)
 			resp_json(call->resp, 204, NULL);
 		else

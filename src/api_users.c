@@ -1,4 +1,5 @@
 /* The users API (clients with the admin permission), shaped like Transmit's. */
+#include "audit.h"
 #include "api.h"
 
 #include "account.h"
@@ -36,6 +37,9 @@ void api_users_create(struct api_call *call)
 	json_t *user;
 	int rc = user_create(call->c, call->req->json, &user, err, sizeof(err));
 
+	audit_event("user_created", rc == USER_CREATED, "refused", "user_id",
+		    rc == USER_CREATED ? json_string_value(json_object_get(user, "user_id")) : NULL,
+		    "by", "api", (char *)NULL);
 	if (rc == USER_CREATED)
 		answer_user(call, 201, user);
 	else
@@ -105,6 +109,8 @@ void api_users_update(struct api_call *call)
 	json_t *user;
 	int rc = account_update(call->c, call->params[0], call->req->json, &user, err, sizeof(err));
 
+	audit_event("user_updated", rc == USER_CREATED, "refused", "user_id", call->params[0], "by",
+		    "api", (char *)NULL);
 	if (rc == USER_CREATED)
 		answer_user(call, 200, user);
 	else
@@ -115,6 +121,9 @@ void api_users_delete(struct api_call *call)
 {
 	int rc = account_delete(call->c, call->params[0]);
 
+	audit_event("user_deleted", rc == STORE_FOUND,
+		    rc == STORE_NOTFOUND ? "not_found" : "refused", "user_id", call->params[0],
+		    "by", "api", (char *)NULL);
 	if (rc == STORE_FOUND)
 		resp_json(call->resp, 204, NULL);
 	else

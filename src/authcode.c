@@ -4,6 +4,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "audit.h"
 #include "b64url.h"
 #include "crypto.h"
 #include "err.h"
@@ -199,6 +200,7 @@ static int exchange_txn(struct store_txn *t, void *argp)
 		 * token it holds), as a reused refresh token does (token.c).
 		 */
 		log_warn("an authorization code was presented again: its login session is ended");
+		audit_event("code_replay", 0, "session_revoked", (char *)NULL);
 		rc = session_end_txn(t, json_string_value(json_object_get(rec, "session")));
 		s->why = "The authorization code was already used";
 		rc = rc < 0 ? rc : ERR_BAD_CREDENTIALS;
@@ -231,6 +233,8 @@ int authcode_exchange(struct ctx *c, const struct authcode_exchange *x, json_t *
 	int rc = store_run(c->store, exchange_txn, &s);
 
 	rc = store_outcome(rc, ERR_UNAVAILABLE);
+	audit_event("code_exchange", rc == ERR_NONE, audit_reason(rc), "user_id",
+		    json_string_value(json_object_get(s.g.user, "user_id")), (char *)NULL);
 	*why = s.why;
 	if (rc == ERR_NONE) {
 		opts.claims = s.g.claims;

@@ -112,6 +112,8 @@ static const struct conf_key conf_keys[] = {
     {"hosted", "templates_dir", T_PATH, O(templates_dir), 0, 0, DATADIR "/otlogin/templates"},
     {"metrics", "allow", T_STR, O(metrics_allow), 0, 0, ""},
     {"metrics", "token", T_STR, O(metrics_token), 0, 0, ""},
+    {"audit", "log", T_LOG, O(audit_log), 0, 0, "syslog"},
+    {"audit", "log_facility", T_FACILITY, O(audit_facility), 0, 0, "authpriv"},
 };
 #undef O
 
@@ -196,7 +198,8 @@ static int conf_set(struct conf *c, const struct conf_key *k, const char *value,
 			return -1;
 		}
 		/* A relative file is the configuration's neighbour; the keywords are no files. */
-		if (strcmp(value, "syslog") == 0 || strcmp(value, "stderr") == 0)
+		if (strcmp(value, "syslog") == 0 || strcmp(value, "stderr") == 0 ||
+		    strcmp(value, "off") == 0)
 			base_dir = NULL;
 		__attribute__((fallthrough));
 	case T_STR:

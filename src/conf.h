@@ -78,6 +78,9 @@ struct conf {
 	/* [metrics] GET /metrics: off unless one of them is set */
 	char *metrics_allow; /* client address CIDRs, comma- or space-separated ("" none) */
 	char *metrics_token; /* a bearer token ("" none): a secret, wiped by conf_free */
+	/* [audit] the audit trail (audit.h) */
+	char *audit_log;    /* "syslog", "off" or a file's path (audit_open) */
+	int audit_facility; /* its syslog facility's <syslog.h> code */
 };
 
 /* Fill c with the built-in defaults (allocated strings; release with conf_free). */

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "audit.h"
 #include "authz.h"
 #include "client.h"
 #include "crypto.h"
@@ -675,6 +676,9 @@ static int run_finish(struct finish_state *x, int (*txn)(struct store_txn *, voi
 	x->a.client = x->client;
 	if (rc == ERR_NONE)
 		rc = store_outcome(store_run(x->c->store, txn, x), ERR_UNAVAILABLE);
+	audit_login(txn == code_txn ? "hosted_code" : "hosted_link", rc,
+		    jsonio_str(x->client, "client_id"),
+		    json_string_value(json_object_get(x->a.grant.user, "user_id")), NULL, x->a.ip);
 	if (rc != ERR_NONE)
 		hosted_done_free(x->d);
 	if (rc == ERR_LOCKED || rc == ERR_RATE_LIMITED)
@@ -882,6 +886,8 @@ int hosted_link_open(struct ctx *c, const char *token, const char *flow_id, cons
 	}
 	x.a.client = x.client;
 	rc = store_outcome(store_run(c->store, link_open_txn, &x), ERR_UNAVAILABLE);
+	audit_login("hosted_link", rc, q.client_id,
+		    json_string_value(json_object_get(x.a.grant.user, "user_id")), NULL, ip);
 	if (rc != ERR_NONE)
 		hosted_done_free(&l->d);
 	if (rc == ERR_LOCKED || rc == ERR_RATE_LIMITED)

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "audit.h"
 #include "client.h"
 #include "crypto.h"
 #include "err.h"
@@ -469,5 +470,7 @@ int link_authenticate(struct ctx *c, const struct link_auth_req *r, const char *
 	int rc = store_outcome(store_run(c->store, auth_txn, &x), ERR_UNAVAILABLE);
 
 	metrics_login(METRICS_LOGIN_MAGIC_LINK, rc);
+	audit_login("magic_link", rc, NULL,
+		    json_string_value(json_object_get(x.a.grant.user, "user_id")), NULL, r->ip);
 	return login_tokens(&x.a, rc, &r->opts, r->retry_after, tokens);
 }

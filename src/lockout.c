@@ -3,6 +3,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "audit.h"
 #include "err.h"
 #include "metrics.h"
 #include "ratelimit.h"
@@ -44,6 +45,7 @@ int lockout_begin_txn(struct store_txn *t, struct ctx *c, const char *user_id, c
 	if ((unsigned)(until - now) > *wait)
 		*wait = (unsigned)(until - now);
 	metrics_throttled("lockout");
+	audit_throttled("lockout", (unsigned)(until - now), user_id);
 	return ERR_LOCKED;
 }
 
@@ -63,6 +65,7 @@ int lockout_fail_txn(struct store_txn *t, struct ctx *c, struct lockout *l)
 	if (delay > 0) {
 		json_int_t until = (json_int_t)now + delay;
 		json_object_set_new(next, "until", json_integer(until));
+		audit_lockout(delay);
 		/* The record must outlive its delay as well as its window. */
 		if (until > json_integer_value(json_object_get(next, "exp")))
 			json_object_set_new(next, "exp", json_integer(until));

@@ -29,9 +29,7 @@ static const int syslog_prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
 
 static enum log_target log_to = TO_STDERR;
 static int log_opened; /* log_open has run: nothing more is kept for it */
-static int log_fd = -1;
-static char *log_path;
-static struct timespec log_checked; /* when the file was last checked for rotation */
+static struct logfile log_file = {.fd = -1};
 static char log_req[LOG_ID_MAX + 1], log_client[LOG_ID_MAX + 1];
 
 /* Lines logged before log_open. body: where the part syslog gets (from the level) starts. */
@@ -113,22 +111,22 @@ static int open_file(const char *path)
  * it anew. A stat a second at most, so that a busy worker does not pay one per line. When the
  * new file cannot be opened the lines keep going to the old one rather than nowhere.
  */
-static void reopen_if_rotated(void)
+static void reopen_if_rotated(struct logfile *f)
 {
 	struct stat by_path, by_fd;
 	int fd;
 
-	if (ms_since(&log_checked) < ROTATE_CHECK_MS)
+	if (ms_since(&f->checked) < ROTATE_CHECK_MS)
 		return;
-	clock_gettime(CLOCK_MONOTONIC, &log_checked);
-	if (stat(log_path, &by_path) == 0 && fstat(log_fd, &by_fd) == 0 &&
+	clock_gettime(CLOCK_MONOTONIC, &f->checked);
+	if (stat(f->path, &by_path) == 0 && fstat(f->fd, &by_fd) == 0 &&
 	    by_path.st_dev == by_fd.st_dev && by_path.st_ino == by_fd.st_ino)
 		return;
-	fd = open_file(log_path);
+	fd = open_file(f->path);
 	if (fd < 0)
 		return;
-	close(log_fd);
-	log_fd = fd;
+	close(f->fd);
+	f->fd = fd;
 }
 
 /* One write per line so that the lines of concurrent workers never interleave. */
@@ -145,6 +143,43 @@ static void write_all(int fd, const char *s, size_t len)
 	}
 }
 
+int logfile_open(struct logfile *f, const char *path)
+{
+	int fd = open_file(path);
+	char *copy;
+
+	if (fd < 0)
+		return -1;
+	copy = strdup(path);
+	if (copy == NULL) {
+		close(fd);
+		errno = ENOMEM;
+		return -1;
+	}
+	logfile_close(f);
+	f->fd = fd;
+	f->path = copy;
+	clock_gettime(CLOCK_MONOTONIC, &f->checked);
+	return 0;
+}
+
+void logfile_write(struct logfile *f, const char *line, size_t len)
+{
+	if (f->fd < 0)
+		return;
+	reopen_if_rotated(f);
+	write_all(f->fd, line, len);
+}
+
+void logfile_close(struct logfile *f)
+{
+	if (f->fd >= 0)
+		close(f->fd);
+	free(f->path);
+	f->fd = -1;
+	f->path = NULL;
+}
+
 /* Send one formatted line (NUL-terminated, room for a newline) to the target. */
 static void emit(enum log_level level, char *line, size_t len, size_t body)
 {
@@ -154,8 +189,7 @@ static void emit(enum log_level level, char *line, size_t len, size_t body)
 	}
 	line[len] = '\n';
 	if (log_to == TO_FILE) {
-		reopen_if_rotated();
-		write_all(log_fd, line, len + 1);
+		logfile_write(&log_file, line, len + 1);
 	} else {
 		write_all(STDERR_FILENO, line, len + 1);
 	}
@@ -222,23 +256,11 @@ int log_open(const char *target, int facility, char *err, size_t errlen)
 		openlog(log_prog, LOG_PID, facility);
 		log_to = TO_SYSLOG;
 	} else {
-		int fd = open_file(target), open_errno = errno;
-		char *path = fd < 0 ? NULL : strdup(target);
-
-		if (path == NULL) {
+		if (logfile_open(&log_file, target) < 0) {
 			snprintf(err, errlen, "cannot open the log file %s: %s", target,
-				 fd < 0 ? strerror(open_errno) : "out of memory");
-			if (fd >= 0)
-				close(fd);
-			free(path);
+				 strerror(errno));
 			return -1;
 		}
-		if (log_fd >= 0)
-			close(log_fd);
-		free(log_path);
-		log_fd = fd;
-		log_path = path;
-		clock_gettime(CLOCK_MONOTONIC, &log_checked);
 		log_to = TO_FILE;
 	}
 	/* What stderr already has need not be written there twice. */

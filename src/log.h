@@ -15,6 +15,7 @@
 #define OTLOGIN_LOG_H
 
 #include <stddef.h>
+#include <time.h>
 
 enum log_level { LOG_LEVEL_ERR = 0, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
 
@@ -59,6 +60,24 @@ void log_debug(const char *fmt, ...) __attribute__((format(__printf__, 1, 2)));
  * by hand sees why it stopped), and exit(1). Only before the accept loop or in otloginctl.
  */
 void fatal(const char *fmt, ...) __attribute__((format(__printf__, 1, 2), noreturn));
+
+/*
+ * A file written one line at a time by every process (the log, the audit trail): opened
+ * O_APPEND (created 0640), one write(2) per line so that the lines of concurrent processes
+ * never interleave, and reopened by the first line written at least a second after the last
+ * check that finds the path names another file or none (logrotate moved it away).
+ */
+struct logfile {
+	int fd; /* -1: closed (initialise so) */
+	char *path;
+	struct timespec checked; /* when the path was last checked for a rotation */
+};
+/* Open path for f (closing what f had). Returns 0, or -1 with errno and f unchanged. */
+int logfile_open(struct logfile *f, const char *path);
+/* Append line (len bytes, its newline included) to f's file; nothing when f is closed. */
+void logfile_write(struct logfile *f, const char *line, size_t len);
+/* Close f's file (f stays usable for logfile_open). */
+void logfile_close(struct logfile *f);
 
 /*
  * Mask an address or phone number for logging into out (size outlen): "jo***@ex***" style,

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit.h"
 #include "client.h"
 #include "crypto.h"
 #include "err.h"
@@ -123,6 +124,9 @@ static int deliver(struct login_send *s, const struct timespec *start)
 	log_mask_addr(s->to, masked, sizeof(masked));
 	rc = s->kind->deliver(s);
 	metrics_delivery(s->channel, rc == ERR_NONE, started);
+	audit_event(rc == ERR_NONE ? "message_sent" : "delivery_failed", rc == ERR_NONE,
+		    audit_reason(rc), "client_id", client_id_of(s->client), "message",
+		    s->kind->secret, "channel", s->channel, "destination", s->to, (char *)NULL);
 	if (rc == ERR_NONE) {
 		ratelimit_delivery_took(s->c, s->channel, start);
 		log_info("sent a %s by %s to %s", s->kind->what, s->channel, masked);
@@ -158,6 +162,15 @@ int login_send(struct login_send *s)
 		log_info("%s send for %s refused: rate limit, retry in %u s", s->kind->what,
 			 log_mask_addr(s->identifier, masked, sizeof(masked)), s->retry_after);
 	}
+	if (rc != ERR_NONE || s->channel == NULL || s->shadow)
+		/* Sent or not, with why: a delivery's outcome is audited by deliver. */
+		audit_event("message_sent", rc == ERR_NONE && !s->shadow,
+			    s->over	? "recipient_limit"
+			    : s->shadow ? "not_sent"
+					: audit_reason(rc),
+			    "client_id", client_id_of(s->client), "message", s->kind->secret,
+			    "channel", s->channel ? s->channel : "none", "destination",
+			    s->to[0] ? s->to : s->identifier, (char *)NULL);
 	if (rc != ERR_NONE || s->channel == NULL)
 		return rc;
 	if (s->over)
@@ -346,8 +359,11 @@ int login_reauth(struct ctx *c, json_t *client, const struct login_opts *opts, c
 		 struct login_grant *g)
 {
 	struct reauth_state r = {c, client, opts, aud, g};
+	int rc;
 
 	memset(g, 0, sizeof(*g));
-	return metrics_login(METRICS_LOGIN_SESSION,
-			     store_outcome(store_run(c->store, reauth_txn, &r), ERR_UNAVAILABLE));
+	rc = store_outcome(store_run(c->store, reauth_txn, &r), ERR_UNAVAILABLE);
+	audit_login("session", rc, NULL, json_string_value(json_object_get(g->user, "user_id")),
+		    NULL, NULL);
+	return metrics_login(METRICS_LOGIN_SESSION, rc);
 }

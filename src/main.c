@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "audit.h"
 #include "conf.h"
 #include "crypto.h"
 #include "ctx.h"
@@ -126,6 +127,7 @@ static int serve_one(struct ctx *c)
 	st = req_read(&req, env_get, body_read, NULL, c->conf->max_body);
 	/* The client gets the id its request has in the log, to quote when it reports trouble. */
 	log_set_request(req.request_id);
+	audit_set_request(req.request_id, req.remote_addr);
 	resp_header(&resp, "X-Request-Id", "%s", req.request_id);
 	if (st != REQ_OK)
 		front_line_error(&resp, st);
@@ -142,6 +144,8 @@ static int serve_one(struct ctx *c)
 	resp_free(&resp);
 	log_set_request(NULL);
 	log_set_client(NULL);
+	audit_set_request(NULL, NULL);
+	audit_set_client(NULL);
 	return fatal ? -1 : 0;
 }
 
@@ -208,6 +212,8 @@ int main(int argc, char **argv)
 		log_open("syslog", conf.log_facility, NULL, 0);
 		fatal("%s", err);
 	}
+	if (audit_open(conf.audit_log, conf.audit_facility, err, sizeof(err)) < 0)
+		fatal("%s", err);
 	/* The supervisor opens nothing of its own: each worker sets itself up, from here. */
 	if (workers > 0) {
 		if (FCGX_IsCGI())

@@ -13,6 +13,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "audit.h"
 #include "b64url.h"
 #include "client.h"
 #include "conf.h"
@@ -571,6 +572,9 @@ int main(int argc, char **argv)
 	if (conf_load(&conf, conf_path(conf_file), err, sizeof(err)) < 0)
 		fatal("configuration: %s", err);
 	c.mail = ctx_mail_conf(&conf);
+	/* Every change is audited: none is made when it could not be. */
+	if (audit_open(conf.audit_log, conf.audit_facility, err, sizeof(err)) < 0)
+		fatal("%s", err);
 	init = strcmp(argv[0], "init") == 0;
 	if (!init && strcmp(argv[0], "client") != 0 && strcmp(argv[0], "user") != 0 &&
 	    strcmp(argv[0], "key") != 0 && strcmp(argv[0], "org") != 0)
@@ -600,6 +604,7 @@ int main(int argc, char **argv)
 	} else {
 		rc = cmd_user(&c, argc - 1, argv + 1);
 	}
+	audit_admin(argc, argv, rc);
 	keyring_free(&keys);
 	close_store();
 	conf_free(&conf);

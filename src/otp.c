@@ -4,6 +4,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "audit.h"
 #include "client.h"
 #include "crypto.h"
 #include "err.h"
@@ -408,6 +409,9 @@ int otp_authenticate(struct ctx *c, const struct otp_auth_req *r, const char *au
 	int rc = store_outcome(store_run(c->store, auth_txn, &x), ERR_UNAVAILABLE);
 
 	metrics_login(METRICS_LOGIN_OTP, rc);
+	audit_login(r->idtype == ID_PHONE ? "sms_otp" : "email_otp", rc, NULL,
+		    json_string_value(json_object_get(x.a.grant.user, "user_id")), r->identifier,
+		    r->ip);
 	if (r->finish != NULL && rc == ERR_NONE) {
 		*tokens = NULL;
 		login_grant_free(&x.a.grant);

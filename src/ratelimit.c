@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "audit.h"
 #include "err.h"
 #include "log.h"
 #include "metrics.h"
@@ -218,6 +219,7 @@ int ratelimit_backoff_txn(struct store_txn *t, struct keyring *kr, const struct 
 	*wait = rl_backoff_wait(rec, now);
 	if (*wait > 0) {
 		metrics_throttled(kind);
+		audit_throttled(kind, *wait, NULL);
 		/* Not counted: waiting out the delay is all that is asked of the subject. */
 		json_decref(rec);
 		return 1;
@@ -260,6 +262,7 @@ static int ratelimit_key_txn(struct store_txn *t, struct keyring *kr, const stru
 	w = rl_window_wait(rec, rule, now);
 	if (w > 0) {
 		metrics_throttled(kind);
+		audit_throttled(kind, w, NULL);
 		if (w > *wait)
 			*wait = w;
 		json_decref(rec);

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "audit.h"
 #include "authcode.h"
 #include "client.h"
 #include "crypto.h"
@@ -534,6 +535,10 @@ int redirect_link(struct ctx *c, const char *token, int consume, struct link_vie
 	struct link_finish f = {link_finish, &s};
 	int rc = link_open_redirect(c, token, v, &f, consume);
 
+	if (consume)
+		audit_login("redirect_link", store_outcome(rc, ERR_UNAVAILABLE), NULL, NULL, NULL,
+			    NULL);
+
 	/* A refused login still sends the browser back, with its error. */
 	if (store_refused(rc) >= 0 && v->redirect != NULL) {
 		free(L->session_id);
@@ -591,6 +596,8 @@ int redirect_logout(struct ctx *c, const char *access_token, size_t *count)
 			break;
 	}
 	rc = session_end_all(c, sub, client_id);
+	audit_event("logout", rc == ERR_NONE, audit_reason(rc), "method", "redirect", "user_id",
+		    sub, "client_id", client_id, (char *)NULL);
 out:
 	json_decref(claims);
 	return rc;

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit.h"
 #include "client.h"
 #include "crypto.h"
 #include "jsonio.h"
@@ -238,6 +239,7 @@ static int check_client(struct api_call *call, enum auth_kind auth)
 		return -1;
 	}
 	log_set_client(json_string_value(json_object_get(call->client, "client_id")));
+	audit_set_client(json_string_value(json_object_get(call->client, "client_id")));
 	if (auth == AUTH_ADMIN && !client_has_permission(call->client, "admin")) {
 		resp_error(call->resp, ERR_FORBIDDEN, "The client lacks the admin permission");
 		return -1;

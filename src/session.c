@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "audit.h"
 #include "crypto.h"
 #include "metrics.h"
 #include "org.h"
@@ -138,6 +139,8 @@ static int new_session(struct store_txn *t, struct ctx *c, json_t *user, struct 
 	rc = store_put(t, TBL_SESSIONS, ikey, (size_t)n, empty);
 	json_decref(empty);
 	metrics_count(METRIC_SESSIONS_CREATED);
+	audit_event("session_created", 1, NULL, "user_id", user_id, "client_id", g->client_id,
+		    NULL);
 	return rc;
 }
 
@@ -261,6 +264,9 @@ int session_end_txn(struct store_txn *t, const char *key)
 		return rc;
 	n = user_index_key(ikey, sizeof(ikey), json_string_value(json_object_get(s, "user_id")),
 			   key);
+	audit_event("session_ended", 1, NULL, "user_id",
+		    json_string_value(json_object_get(s, "user_id")), "client_id",
+		    json_string_value(json_object_get(s, "client_id")), (char *)NULL);
 	json_decref(s);
 	if (n >= 0 && (rc = store_del(t, TBL_SESSIONS, ikey, (size_t)n)) < 0)
 		return rc;
@@ -322,8 +328,10 @@ int session_logout(struct ctx *c, json_t *client, const char *id_or_handle)
 {
 	struct logout_state l = {c, json_string_value(json_object_get(client, "client_id")),
 				 id_or_handle};
-	int rc = store_run(c->store, logout_txn, &l);
-	return store_outcome(rc, ERR_UNAVAILABLE);
+	int rc = store_outcome(store_run(c->store, logout_txn, &l), ERR_UNAVAILABLE);
+
+	audit_event("logout", rc == ERR_NONE, audit_reason(rc), "method", "api", (char *)NULL);
+	return rc;
 }
 
 struct browser_end {

@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "audit.h"
 #include "clock.h"
 #include "crypto.h"
 #include "log.h"
@@ -416,6 +417,7 @@ int store_run(struct store *s, int (*fn)(struct store_txn *t, void *arg), void *
 
 		watchdog_arm(1);
 		metrics_txn_begin();
+		audit_txn_begin();
 		rc = store_begin(s, &t);
 		if (rc == 0) {
 			result = fn(t, arg);
@@ -430,6 +432,7 @@ int store_run(struct store *s, int (*fn)(struct store_txn *t, void *arg), void *
 		watchdog_disarm();
 		/* What the attempt noted counts if it committed (throttles: also if refused). */
 		metrics_txn_end(committed && rc == 0, store_refused(result) >= 0);
+		audit_txn_end(committed && rc == 0, store_refused(result) >= 0);
 		if (committed && rc == 0)
 			return result;
 		/*

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "audit.h"
 #include "b64url.h"
 #include "crypto.h"
 #include "jwt.h"
@@ -98,6 +99,8 @@ static int revoke_family(struct store_txn *t, json_t *rec)
 	int rc = session ? session_end_txn(t, session) : 0;
 	log_warn("a rotated refresh token was presented again: its session is revoked");
 	metrics_count(METRIC_REFRESH_REUSE);
+	audit_event("refresh_reuse", 0, "family_revoked", "user_id",
+		    json_string_value(json_object_get(rec, "user_id")), (char *)NULL);
 	return rc < 0 ? rc : ERR_BAD_CREDENTIALS;
 }
 

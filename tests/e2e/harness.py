@@ -314,12 +314,14 @@ class Stack:
     _seq_lock = threading.Lock()
 
     def __init__(self, name="e2e", otp=None, server=None, tokens=None, mail=None, workers=4,
-                 app=None, limits=None):
+                 app=None, limits=None, audit=False):
         """app: run this FastCGI program instead of otlogin.fcgi (and skip otloginctl init);
         test_lighttpd uses it to look at what lighttpd hands to the application.
         limits: [limits] keys to set; every other limit is off ("0"), since the suite sends
         many codes to one address and every request comes from 127.0.0.1 (test_ratelimit
-        turns on the ones it tests)."""
+        turns on the ones it tests).
+        audit: write the audit trail to audit.log in the stack's directory (audit_events()
+        reads it); otherwise it is off, so that the suite sends nothing to the host's syslog."""
         self.name = name
         self.workers = workers
         self.app = app or FCGI_BIN
@@ -335,6 +337,7 @@ class Stack:
             "limits": {k: 0 for k in LIMIT_KEYS},
             # The hosted login page's texts, from the source tree (not installed).
             "hosted": {"templates_dir": os.path.join(TOP_SRCDIR, "etc", "templates")},
+            "audit": {"log": "audit.log" if audit else "off"},
         }
         for sec, vals in (("server", server), ("tokens", tokens), ("otp", otp), ("mail", mail),
                           ("limits", limits)):
@@ -377,7 +380,7 @@ class Stack:
         s["mail"].setdefault("smtp_port", self.smtp_port)
         s["mail"]["maildir"] = self.path("maildir")
         lines = ["# written by tests/e2e/harness.py"]
-        for sec in ("server", "tokens", "otp", "mail", "limits", "hosted"):
+        for sec in ("server", "tokens", "otp", "mail", "limits", "hosted", "audit"):
             lines.append("[%s]" % sec)
             lines += ["%s = %s" % (k, v) for k, v in s[sec].items()]
             lines.append("")
@@ -609,6 +612,14 @@ class Stack:
             except (OSError, TypeError):
                 pass
         return "\n".join(out)
+
+    def audit_events(self):
+        """The audit trail so far (Stack(audit=True)): one parsed JSON object per line."""
+        try:
+            with open(self.path("audit.log"), encoding="utf-8") as f:
+                return [parse_json(line) for line in f if line.strip()]
+        except FileNotFoundError:
+            return []
 
     def log_tail(self, n=20):
         lines = self.log_text().splitlines()

@@ -283,6 +283,95 @@ class Pkce(Base):
         self.assertEqual(good.status, 200, good.body)
 
 
+class Exchange(Base):
+    """The code exchange's refusals with codes of real logins (tests/unit/test_authcode holds
+    the same rules below HTTP): each refused presentation leaves the code to its client."""
+
+    def code(self, client=None, **params):
+        client = client or self.client
+        email = harness.unique_email("exchange")
+        stack.make_user(email=email)
+        p = auth_params(client, **params)
+        r = Browser(stack).login(p, email)
+        self.assertEqual(r.status_code, 303, r.text[:400])
+        return query_of(r.headers["Location"])["code"], p
+
+    def assertInvalidGrant(self, r):
+        self.assertEqual(r.status, 400, r.body)
+        self.assertEqual(r.json["error"], "invalid_grant")
+
+    def test_pkce_downgrade_refused(self):
+        """A challenge was sent: an exchange without the verifier fails, with it succeeds."""
+        verifier, challenge = pkce_pair()
+        code, _ = self.code(code_challenge=challenge, code_challenge_method="S256")
+        self.assertInvalidGrant(exchange(stack, self.client, code))
+        self.assertEqual(exchange(stack, self.client, code, code_verifier=verifier).status, 200)
+
+    def test_verifier_without_challenge_refused(self):
+        code, _ = self.code()
+        self.assertInvalidGrant(exchange(stack, self.client, code,
+                                         code_verifier=pkce_pair()[0]))
+        self.assertEqual(exchange(stack, self.client, code).status, 200)
+
+    def test_other_client_and_other_redirect_refused(self):
+        code, _ = self.code()
+        self.assertInvalidGrant(exchange(stack, self.other, code,
+                                         redirect_uri="https://other.example/cb"))
+        self.assertInvalidGrant(exchange(stack, self.client, code,
+                                         redirect_uri="https://app.example/cb?x=1"))
+        r = stack.token_request(self.client["client_id"], self.client["client_secret"], "basic",
+                                grant_type="authorization_code", code=code)
+        self.assertInvalidGrant(r)  # redirect_uri missing
+        self.assertEqual(exchange(stack, self.client, code).status, 200)
+
+    def test_replay_revokes_what_the_first_exchange_issued(self):
+        code, _ = self.code(scope="openid email offline_access")
+        first = exchange(stack, self.client, code)
+        self.assertEqual(first.status, 200, first.body)
+        refresh = first.json["refresh_token"]
+        self.assertInvalidGrant(exchange(stack, self.client, code))
+        r = stack.token_request(self.client["client_id"], self.client["client_secret"], "basic",
+                                grant_type="refresh_token", refresh_token=refresh)
+        self.assertEqual(r.status, 400, r.body)
+        self.assertEqual(r.json["error"], "invalid_grant")
+
+    def test_refresh_token_only_with_offline_access(self):
+        code, _ = self.code(scope="openid email")
+        r = exchange(stack, self.client, code)
+        self.assertEqual(r.status, 200, r.body)
+        self.assertNotIn("refresh_token", r.json)
+        self.assertEqual(r.json["scope"], "openid email")
+        self.assertEqual(r.headers.get("cache-control"), "no-store")
+
+    def test_nonce_only_when_sent(self):
+        code, _ = self.code(nonce=None)
+        r = exchange(stack, self.client, code)
+        self.assertEqual(r.status, 200, r.body)
+        _, claims = harness.jwt_parts(r.json["id_token"])
+        self.assertNotIn("nonce", claims)
+        self.assertIn("at_hash", claims)
+
+    def test_public_client(self):
+        """A public client: PKCE required at /oidc/auth, its client_id alone at the token
+        endpoint, and no client_credentials."""
+        public = stack.ctl("client", "add", "--name", "SPA", "--type", "public",
+                           "--redirect-uri", REDIRECT, parse=True)
+        p = auth_params(public)
+        r = Browser(stack).authorize(p)
+        self.assertErrorRedirect(r, "invalid_request", p)
+        verifier, challenge = pkce_pair()
+        code, _ = self.code(public, code_challenge=challenge, code_challenge_method="S256")
+        form = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT,
+                "client_id": public["client_id"], "code_verifier": verifier}
+        r = stack.http("POST", "/cis/oidc/token", form=form)
+        self.assertEqual(r.status, 200, r.body)
+        r = stack.http("POST", "/cis/oidc/token",
+                       form={"grant_type": "client_credentials",
+                             "client_id": public["client_id"]})
+        self.assertEqual(r.status, 400, r.body)
+        self.assertEqual(r.json["error"], "unauthorized_client")
+
+
 class FormPost(Base):
     """response_mode=form_post: a page that posts the response to the redirect URI."""
 
