@@ -397,7 +397,9 @@ static void test_syslog(void)
 		int lfd = socket(AF_UNIX, SOCK_STREAM, 0), cfd;
 		ssize_t n;
 
-		snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", sock);
+		/* sock is the short path listen_dgram bound above: no truncation. */
+		snprintf(sun.sun_path, sizeof(sun.sun_path), "%.*s", (int)sizeof(sun.sun_path) - 1,
+			 sock);
 		check(lfd >= 0 && bind(lfd, (struct sockaddr *)&sun, sizeof(sun)) == 0 &&
 		      listen(lfd, 1) == 0);
 		audit_event("stream", 1, NULL, (char *)NULL);
