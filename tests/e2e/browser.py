@@ -298,13 +298,19 @@ class Browser:
         """Wait until predicate(self) is true; its value. An element that went away under
         the predicate (the page was being replaced) counts as not yet."""
         from selenium.common.exceptions import (NoSuchElementException,
-                                                StaleElementReferenceException)
+                                                StaleElementReferenceException,
+                                                WebDriverException)
 
         deadline = time.monotonic() + timeout
         while True:
             try:
                 v = predicate(self)
             except (NoSuchElementException, StaleElementReferenceException):
+                v = None
+            except WebDriverException as e:
+                # Chromium's word for an element of a page that is being replaced.
+                if "does not belong to the document" not in str(e):
+                    raise
                 v = None
             if v:
                 return v

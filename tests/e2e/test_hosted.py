@@ -584,12 +584,16 @@ class RealBrowser(E2ETestCase):
     def wait_for_step(self, d, step):
         """Until the page shown is the step (a click's navigation may still be under way)."""
         from selenium.common.exceptions import (NoSuchElementException,
-                                                StaleElementReferenceException)
+                                                StaleElementReferenceException,
+                                                WebDriverException)
         from selenium.webdriver.common.by import By
         from selenium.webdriver.support.ui import WebDriverWait
 
+        # Chromium answers "Node with given id does not belong to the document" (a plain
+        # WebDriverException) when the page is replaced under the lookup: not yet, too.
         WebDriverWait(d, 20, ignored_exceptions=(NoSuchElementException,
-                                                 StaleElementReferenceException)).until(
+                                                 StaleElementReferenceException,
+                                                 WebDriverException)).until(
             lambda drv: drv.find_element(By.ID, "page").get_attribute("data-step") == step)
 
     def wait_for_app(self, d, state):

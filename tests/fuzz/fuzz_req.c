@@ -318,10 +318,13 @@ static int is_oauth_error_shape(const struct resp *resp)
 	return oauth;
 }
 
-/* A parsed client authentication: one method's credentials, without controls. */
+/*
+ * A parsed client authentication: one method's credentials, without controls; a form's
+ * client_id alone (no secret) names a public client.
+ */
 static void client_auth_ok(struct req *r, const struct api_client_auth *a)
 {
-	FUZZ_ASSERT(a->client_id != NULL && a->secret != NULL);
+	FUZZ_ASSERT(a->client_id != NULL && (a->secret != NULL || a->basic_user == NULL));
 	no_controls(a->client_id);
 	no_controls(a->secret);
 	if (a->basic_user != NULL)
