@@ -181,6 +181,14 @@ void api_sent(struct api_call *call, int rc, unsigned retry_after, const char *m
  */
 void api_authenticated(struct api_call *call, int rc, json_t *tokens, unsigned retry_after);
 
+/*
+ * api_link.c: answer a small self-contained page (no script, nothing loaded from elsewhere,
+ * never framed, no referrer): title and text escaped, form (HTML, or NULL) after them; the
+ * Content-Security-Policy's form-action allows form_origin (NULL: only this site) too.
+ */
+void api_small_page(struct api_call *call, int status, const char *title, const char *text,
+		    const char *form, const char *form_origin);
+
 /* api_browser.c: the browser's login session cookie (the provider's single sign-on). */
 
 /* 1 when public_base_url is https. */

@@ -187,12 +187,8 @@ static char *form_html(const char *form_token, const char *proof)
 	return html;
 }
 
-/*
- * The page's body after the heading: the text, and the button's form when there is one (it
- * posts the link token back, with the form proof in a hidden field).
- */
-char *api_link_page_html(const char *title, const char *text, const char *form_token,
-			 const char *proof)
+/* The small page around title, text and form (HTML, or NULL): escaped; new string or NULL. */
+static char *page_shell(const char *title, const char *text, const char *form)
 {
 	static const char *const fmt =
 	    "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -205,24 +201,35 @@ char *api_link_page_html(const char *title, const char *text, const char *form_t
 	    "button{background:#6981FF;color:#fff;border:0;border-radius:8px;font-size:1rem;"
 	    "padding:.8rem 2.4rem;cursor:pointer}</style></head><body><main><h1>%s</h1><p>%s</p>"
 	    "%s</main></body></html>";
-	char *t = html_escape(title), *x = html_escape(text), *form = NULL, *html = NULL;
+	char *t = html_escape(title), *x = html_escape(text), *html = NULL;
 
-	if (form_token != NULL && (form = form_html(form_token, proof)) == NULL)
-		goto out;
 	if (t != NULL && x != NULL && asprintf(&html, fmt, t, t, x, form ? form : "") < 0)
 		html = NULL;
-out:
 	free(t);
 	free(x);
+	return html;
+}
+
+/*
+ * The page's body after the heading: the text, and the button's form when there is one (it
+ * posts the link token back, with the form proof in a hidden field).
+ */
+char *api_link_page_html(const char *title, const char *text, const char *form_token,
+			 const char *proof)
+{
+	char *form = NULL, *html;
+
+	if (form_token != NULL && (form = form_html(form_token, proof)) == NULL)
+		return NULL;
+	html = page_shell(title, text, form);
 	free(form);
 	return html;
 }
 
-/* A small self-contained page: nothing loaded from elsewhere, no script. */
-static void page(struct api_call *call, int status, const char *title, const char *text,
-		 const char *form_token, const char *proof, const char *form_origin)
+void api_small_page(struct api_call *call, int status, const char *title, const char *text,
+		    const char *form, const char *form_origin)
 {
-	char *html = api_link_page_html(title, text, form_token, proof);
+	char *html = page_shell(title, text, form);
 
 	resp_header(call->resp, "Referrer-Policy", "no-referrer");
 	resp_header(call->resp, "X-Frame-Options", "DENY");
@@ -236,6 +243,20 @@ static void page(struct api_call *call, int status, const char *title, const cha
 	else
 		resp_error(call->resp, ERR_INTERNAL, NULL);
 	free(html);
+}
+
+/* The landing page's own: the button's form of form_token and proof, when form_token is set. */
+static void page(struct api_call *call, int status, const char *title, const char *text,
+		 const char *form_token, const char *proof, const char *form_origin)
+{
+	char *form = NULL;
+
+	if (form_token != NULL && (form = form_html(form_token, proof)) == NULL) {
+		resp_error(call->resp, ERR_INTERNAL, NULL);
+		return;
+	}
+	api_small_page(call, status, title, text, form, form_origin);
+	free(form);
 }
 
 static void state_page(struct api_call *call, const struct link_view *v)

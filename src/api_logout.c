@@ -74,44 +74,9 @@ static char *param(struct api_call *call, const char *name)
 	return v ? strdup(v) : NULL;
 }
 
-/* A small self-contained page: nothing loaded from elsewhere, no script, never framed. */
-static void page(struct api_call *call, int status, const char *title, const char *text,
-		 const char *form, const char *form_origin)
-{
-	static const char *const fmt =
-	    "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-	    "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
-	    "<meta name=\"robots\" content=\"noindex\"><title>%s</title><style>"
-	    "body{font-family:system-ui,sans-serif;background:#f4f5f9;margin:0;color:#1d2433}"
-	    "main{max-width:26rem;margin:12vh auto;background:#fff;padding:2rem;"
-	    "border-radius:12px;box-shadow:0 2px 12px rgba(0,0,0,.08);text-align:center}"
-	    "h1{font-size:1.4rem;margin:0 0 1rem}p{line-height:1.5}"
-	    "button{background:#6981FF;color:#fff;border:0;border-radius:8px;font-size:1rem;"
-	    "padding:.8rem 2.4rem;cursor:pointer}</style></head><body><main><h1>%s</h1><p>%s</p>"
-	    "%s</main></body></html>";
-	char *t = html_escape(title), *x = html_escape(text), *html = NULL;
-
-	resp_header(call->resp, "Referrer-Policy", "no-referrer");
-	resp_header(call->resp, "X-Frame-Options", "DENY");
-	/* Browsers apply form-action to the redirect that follows the POST too. */
-	resp_header(call->resp, "Content-Security-Policy",
-		    "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'%s%s; "
-		    "frame-ancestors 'none'; base-uri 'none'",
-		    form_origin ? " " : "", form_origin ? form_origin : "");
-	if (t != NULL && x != NULL && asprintf(&html, fmt, t, t, x, form ? form : "") < 0)
-		html = NULL;
-	if (html != NULL)
-		resp_html(call->resp, status, html);
-	else
-		resp_error(call->resp, ERR_INTERNAL, NULL);
-	free(t);
-	free(x);
-	free(html);
-}
-
 static void bad_request(struct api_call *call, const char *text)
 {
-	page(call, 400, "Sign-out failed", text, NULL, NULL);
+	api_small_page(call, 400, "Sign-out failed", text, NULL, NULL);
 }
 
 /* The client an ID token was issued to: azp when present, else its single audience. */
@@ -243,10 +208,11 @@ static void confirm_page(struct api_call *call, const struct logout_req *l, cons
 		resp_error(call->resp, ERR_INTERNAL, NULL);
 		return;
 	}
-	page(call, 200, "Sign out?",
-	     "An application asked to sign you out of your account here. Press Sign out to end "
-	     "your session.",
-	     form, l->plru ? l->origin : NULL);
+	api_small_page(
+	    call, 200, "Sign out?",
+	    "An application asked to sign you out of your account here. Press Sign out to end "
+	    "your session.",
+	    form, l->plru ? l->origin : NULL);
 	free(form);
 }
 
@@ -264,8 +230,8 @@ static void signed_out(struct api_call *call, const struct logout_req *l)
 
 	api_clear_login_cookie(call);
 	if (l->plru == NULL) {
-		page(call, 200, "You are signed out",
-		     "Your session has ended. You can close this window.", NULL, NULL);
+		api_small_page(call, 200, "You are signed out",
+			       "Your session has ended. You can close this window.", NULL, NULL);
 		return;
 	}
 	sbuf_puts(&b, l->plru);
@@ -281,8 +247,8 @@ static void signed_out(struct api_call *call, const struct logout_req *l)
 	loc = sbuf_take(&b);
 	if (loc == NULL || strlen(loc) > RESP_HEADER_MAX) {
 		/* The session is over all the same: say so rather than redirect cut short. */
-		page(call, 200, "You are signed out",
-		     "Your session has ended. You can close this window.", NULL, NULL);
+		api_small_page(call, 200, "You are signed out",
+			       "Your session has ended. You can close this window.", NULL, NULL);
 	} else {
 		resp_header(call->resp, "Location", "%s", loc);
 		resp_header(call->resp, "Referrer-Policy", "no-referrer");
@@ -334,7 +300,7 @@ void api_session_end(struct api_call *call)
 
 	if (call->resp->head_only) {
 		/* A HEAD (a link checker, a prefetch) looks, it never signs anyone out. */
-		page(call, 200, "Sign out", "Sign out of your account here.", NULL, NULL);
+		api_small_page(call, 200, "Sign out", "Sign out of your account here.", NULL, NULL);
 		goto out;
 	}
 	if (read_params(call, &l) < 0 || (l.hint != NULL && check_hint(call, &l) < 0) ||
@@ -346,11 +312,12 @@ void api_session_end(struct api_call *call)
 		    !crypto_str_equal(l.csrf, want)) {
 			log_warn(
 			    "refused a logout POST that did not come from its confirmation page");
-			page(call, 403, "Sign-out not confirmed",
-			     "This request did not come from the sign-out page, so nothing was "
-			     "changed. "
-			     "Sign out from the application again.",
-			     NULL, NULL);
+			api_small_page(
+			    call, 403, "Sign-out not confirmed",
+			    "This request did not come from the sign-out page, so nothing was "
+			    "changed. "
+			    "Sign out from the application again.",
+			    NULL, NULL);
 			goto out;
 		}
 		rc = session_end_browser(call->c, raw, NULL, NULL, &ended, &other);
