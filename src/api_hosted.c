@@ -674,39 +674,56 @@ static void show(struct api_call *call, const char *flow_id, struct hosted_view 
 	}
 }
 
-static void post_email(struct api_call *call, const char *flow_id, struct hosted_view *v)
+/*
+ * Answer a send of the address (or phone) step: rc from hosted_send or hosted_send_phone,
+ * given as typed; invalid and failed are the text keys of a bad value and a failed delivery.
+ */
+static void answer_send(struct api_call *call, const char *flow_id, struct hosted_view *v,
+			const char *given, int rc, unsigned retry_after, const char *invalid,
+			const char *failed)
 {
-	const char *given = req_form(call->req, "email");
-	struct api_refusal no;
-	unsigned retry_after = 0;
-	char *email = given ? api_canonical(ID_EMAIL, given, &no) : NULL;
-	int rc;
-
-	if (email == NULL) {
-		email_page(call, 400, flow_id, v, given, NULL, "email_invalid", 0);
-		return;
-	}
-	rc = hosted_send(call->c, v->client, flow_id, email, &retry_after);
 	if (rc == ERR_NONE)
 		api_see_flow(call, flow_id);
 	else if (rc == ERR_RATE_LIMITED)
 		email_page(call, 429, flow_id, v, given, NULL, "rate_limited",
 			   retry_after ? retry_after : 1);
-	else if (rc == ERR_USER_NOT_FOUND || rc == ERR_EMAIL_MISSING)
+	else if (rc == ERR_USER_NOT_FOUND || rc == ERR_EMAIL_MISSING || rc == ERR_PHONE_MISSING)
 		email_page(call, 400, flow_id, v, given, NULL, "user_not_found", 0);
 	else if (rc == ERR_USER_NOT_ACTIVE)
 		email_page(call, 403, flow_id, v, given, NULL, "user_disabled", 0);
 	else if (rc == ERR_INVALID_INPUT)
-		email_page(call, 400, flow_id, v, given, NULL, "email_invalid", 0);
+		email_page(call, 400, flow_id, v, given, NULL, invalid, 0);
 	else if (rc == ERR_FORBIDDEN)
 		email_page(call, 403, flow_id, v, given, NULL, "method_unavailable", 0);
 	else if (rc == ERR_DELIVERY)
-		email_page(call, 502, flow_id, v, given, NULL, "send_failed", 0);
+		email_page(call, 502, flow_id, v, given, NULL, failed, 0);
 	else if (rc == ERR_NOT_FOUND)
 		restart(call, flow_id, v);
 	else
 		api_hosted_error_page(call, 503, v->client, v->params, NULL);
-	free(email);
+}
+
+/* The address (or phone) step's POST: the field of idtype, sent by send. */
+static void post_identifier(struct api_call *call, const char *flow_id, struct hosted_view *v,
+			    enum user_idtype idtype)
+{
+	int phone = idtype == ID_PHONE;
+	const char *given = req_form(call->req, phone ? "phone" : "email");
+	const char *invalid = phone ? "phone_invalid" : "email_invalid";
+	struct api_refusal no;
+	unsigned retry_after = 0;
+	char *canonical = given ? api_canonical(idtype, given, &no) : NULL;
+	int rc;
+
+	if (canonical == NULL) {
+		email_page(call, 400, flow_id, v, given, NULL, invalid, 0);
+		return;
+	}
+	rc = phone ? hosted_send_phone(call->c, v->client, flow_id, canonical, &retry_after)
+		   : hosted_send(call->c, v->client, flow_id, canonical, &retry_after);
+	answer_send(call, flow_id, v, given, rc, retry_after, invalid,
+		    phone ? "sms_failed" : "send_failed");
+	free(canonical);
 }
 
 static void post_mfa(struct api_call *call, const char *flow_id, struct hosted_view *v)
@@ -724,41 +741,6 @@ static void post_mfa(struct api_call *call, const char *flow_id, struct hosted_v
 		restart(call, flow_id, v);
 	else
 		api_hosted_error_page(call, 503, v->client, v->params, NULL);
-}
-
-static void post_phone(struct api_call *call, const char *flow_id, struct hosted_view *v)
-{
-	const char *given = req_form(call->req, "phone");
-	struct api_refusal no;
-	unsigned retry_after = 0;
-	char *phone = given ? api_canonical(ID_PHONE, given, &no) : NULL;
-	int rc;
-
-	if (phone == NULL) {
-		email_page(call, 400, flow_id, v, given, NULL, "phone_invalid", 0);
-		return;
-	}
-	rc = hosted_send_phone(call->c, v->client, flow_id, phone, &retry_after);
-	if (rc == ERR_NONE)
-		api_see_flow(call, flow_id);
-	else if (rc == ERR_RATE_LIMITED)
-		email_page(call, 429, flow_id, v, given, NULL, "rate_limited",
-			   retry_after ? retry_after : 1);
-	else if (rc == ERR_USER_NOT_FOUND || rc == ERR_PHONE_MISSING)
-		email_page(call, 400, flow_id, v, given, NULL, "user_not_found", 0);
-	else if (rc == ERR_USER_NOT_ACTIVE)
-		email_page(call, 403, flow_id, v, given, NULL, "user_disabled", 0);
-	else if (rc == ERR_INVALID_INPUT)
-		email_page(call, 400, flow_id, v, given, NULL, "phone_invalid", 0);
-	else if (rc == ERR_FORBIDDEN)
-		email_page(call, 403, flow_id, v, given, NULL, "method_unavailable", 0);
-	else if (rc == ERR_DELIVERY)
-		email_page(call, 502, flow_id, v, given, NULL, "sms_failed", 0);
-	else if (rc == ERR_NOT_FOUND)
-		restart(call, flow_id, v);
-	else
-		api_hosted_error_page(call, 503, v->client, v->params, NULL);
-	free(phone);
 }
 
 static void post_code(struct api_call *call, const char *flow_id, struct hosted_view *v)
@@ -856,9 +838,9 @@ void api_hosted_login(struct api_call *call)
 	else if (v.step == HOSTED_MFA)
 		show(call, flow_id, &v); /* the address step is over */
 	else if (step != NULL && strcmp(step, "email") == 0)
-		post_email(call, flow_id, &v);
+		post_identifier(call, flow_id, &v, ID_EMAIL);
 	else if (step != NULL && strcmp(step, "phone") == 0)
-		post_phone(call, flow_id, &v);
+		post_identifier(call, flow_id, &v, ID_PHONE);
 	else if (step != NULL && strcmp(step, "code") == 0 && v.step == HOSTED_CODE)
 		post_code(call, flow_id, &v);
 	else if (step != NULL && strcmp(step, "restart") == 0 &&
