@@ -35,6 +35,8 @@ expected command line before it signals it).
 """
 
 import argparse
+import base64
+import http.client
 import json as jsonlib
 import os
 import shutil
@@ -49,7 +51,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import harness  # noqa: E402
-from harness import HarnessError, Stack, free_port, log, parse_json  # noqa: E402
+from harness import HarnessError, Stack, free_port, log, unique_email  # noqa: E402
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 NFT = shutil.which("nft") or "/usr/sbin/nft"
@@ -64,9 +66,11 @@ REPLICATION = {"priority": 100, "ack_timeout_ms": 1000, "heartbeat_send_ms": 500
 
 
 def missing_tools():
-    """Reasons a group cannot run here (empty list: it can)."""
-    why = harness.missing_prerequisites() + ["not built: " + p
-                                             for p in harness.missing_programs()]
+    """Reasons a group cannot run here (empty list: it can). The group itself needs no
+    Python module beyond the standard library (the tests need more: see harness)."""
+    why = ["not built: " + p for p in harness.missing_programs()]
+    if not os.access(harness.LIGHTTPD, os.X_OK):
+        why.append("lighttpd not installed")
     if not os.access(HAPROXY, os.X_OK):
         why.append("haproxy not installed")
     return why
@@ -220,6 +224,7 @@ class Site(Stack):
         return out
 
     def start_repd(self):
+        self._killed = False
         self.repd = self._popen["repd"] = _spawn(
             [self.ctl_bin, "-c", self.conf, "replicate"], self.dir, self.path("repd.log"),
             self.path("repd.pid"))
@@ -280,6 +285,7 @@ class Site(Stack):
     def stop_site(self, timeout=15):
         """SIGTERM lighttpd (it stops its workers), then the replication process; SIGKILL
         what is still there after timeout. Returns the pids that needed SIGKILL."""
+        self._killed = True
         forced = []
         for pid in (self.lighttpd_pid(),):
             if pid:
@@ -553,8 +559,10 @@ class Group:
     def wait_for_master(self, timeout=30, exclude=()):
         """Poll until one site (not in exclude) passes the health check; its number."""
         def found():
-            m = self.master()
-            return m if m and m not in exclude else None
+            m = [n for n in self.masters() if n not in exclude]
+            if len(m) > 1:
+                raise HarnessError("two masters pass /health: sites %r" % m)
+            return m[0] if m else None
 
         return self._wait(found, timeout, "a master")
 
@@ -577,7 +585,6 @@ class Group:
         s = self.site(n)
         if s.running():
             raise HarnessError("site %d still runs: %r" % (n, s.pids()))
-        s._killed = False
         s.start_repd()
         return s.start_web()
 
@@ -740,6 +747,143 @@ class Group:
 
 
 Site._killed = False
+
+
+# ---- load: logins and refreshes, every answer logged -----------------------------------
+
+UNSURE = (502, 503, 504, None)  # answers that leave the outcome open (None: no answer)
+
+
+def claims(jwt):
+    """The payload of a JWT, unverified."""
+    payload = jwt.split(".")[1]
+    return harness.parse_json(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+class Pair:
+    """One login of the load: a direct-channel send, the authenticate with its code, maybe a
+    refresh. send and auth are HTTP statuses (None: no answer, "-": not tried)."""
+
+    __slots__ = ("email", "code", "send", "auth", "sub", "sid", "rt", "rotated", "unsure_rt",
+                 "spent", "direct")
+
+    def __init__(self, email, direct=False):
+        self.email = email
+        self.code = None
+        self.send = None
+        self.auth = "-"
+        self.sub = self.sid = self.rt = None
+        self.rotated = []     # refresh tokens a 200 rotated
+        self.unsure_rt = False
+        self.spent = False    # its family was revoked by a reuse check: session gone
+        self.direct = direct
+
+
+class Load:
+    """`threads` threads of logins (Pair) against `target` (group.front, a Site, a Stack)
+    with the client access token `token`, until stop(); with refresh=True every second login
+    also refreshes once. Every answer goes to self.log as (monotonic time sent, time
+    answered, what, status), every 200 also to self.ok as (time answered, what)."""
+
+    def __init__(self, target, token, threads=4, refresh=True):
+        self.target = target
+        self.token = token
+        self.threads = threads
+        self.refresh = refresh
+        self.pairs = []
+        self.log = []
+        self.ok = []  # (time, what) of every 200
+        self.errors = []
+        self._stop = threading.Event()
+        self._threads = []
+
+    def call(self, what, fn, *a, **kw):
+        t0 = time.monotonic()
+        try:
+            r = fn(*a, timeout=15, **kw)
+            status = r.status
+        except (OSError, http.client.HTTPException):
+            r, status = None, None
+        t1 = time.monotonic()
+        self.log.append((t0, t1, what, status))
+        if status == 200:
+            self.ok.append((t1, what))
+        return r, status
+
+    def post(self, path, body, timeout):
+        return self.target.http("POST", path, json=body, token=self.token, timeout=timeout)
+
+    def one(self):
+        p = Pair(unique_email("ha"))
+        self.pairs.append(p)
+        r, p.send = self.call("send", self.post, "/cis/v1/auth/otp/send",
+                              {"channel": "direct", "identifier_type": "email",
+                               "identifier": p.email})
+        if p.send != 200:
+            return
+        p.code = r.json["code"]
+        if self._stop.is_set():
+            return
+        r, p.auth = self.call("auth", self.post, "/cis/v1/auth/otp/authenticate",
+                              {"passcode": p.code, "identifier_type": "email",
+                               "identifier": p.email})
+        if p.auth != 200:
+            return
+        body = r.json
+        c = claims(body["id_token"])
+        p.sub, p.sid, p.rt = c["sub"], c["sid"], body["refresh_token"]
+        if not self.refresh or len(self.pairs) % 2 or self._stop.is_set():
+            return
+        r, st = self.call("refresh", self.post, "/cis/v1/auth/token/refresh",
+                          {"refresh_token": p.rt})
+        if st == 200:
+            p.rotated.append(p.rt)
+            p.rt = r.json["refresh_token"]
+        elif st in UNSURE:
+            p.unsure_rt = True
+
+    def run(self):
+        try:
+            while not self._stop.is_set():
+                self.one()
+        except Exception as e:  # an answer of the wrong shape: stop() reports it
+            self.errors.append(repr(e))
+
+    def start(self):
+        for _ in range(self.threads):
+            t = threading.Thread(target=self.run, daemon=True)
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def stop(self):
+        self._stop.set()
+        for t in self._threads:
+            t.join(60)
+        if any(t.is_alive() for t in self._threads):
+            raise HarnessError("load threads did not stop")
+        if self.errors:
+            raise HarnessError("load threads failed: %s" % "; ".join(self.errors[:5]))
+
+    def first_ok_after(self, t):
+        return min((t1 for t1, _ in self.ok if t1 > t), default=None)
+
+    def wait_ok_after(self, t, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            first = self.first_ok_after(t)
+            if first is not None:
+                return first
+            time.sleep(0.02)
+        return None
+
+    def counts(self, since=None, until=None):
+        out = {}
+        for t0, t1, what, st in self.log:
+            if (since is None or t1 >= since) and (until is None or t1 <= until):
+                out[st] = out.get(st, 0) + 1
+        return out
+
 
 
 # ---- the command line (./quickstart ha) ---------------------------------------------------
