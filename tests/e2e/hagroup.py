@@ -159,6 +159,10 @@ class Site(Stack):
         self.port = group.ports["http"][n - 1]
         self.repl_port = group.ports["repl"][n - 1]
         self.conf = self.path("otlogin.conf")
+        # The replication process reads otlogin.conf through this link: on a machine shared
+        # with other otlogin work, `pkill -f "otlogin.conf replicate"` aimed at another
+        # group must not end this one's.
+        self.repd_conf = self.path("repd.conf")
         self.lighttpd_conf = self.path("lighttpd.conf")
         self.sections["server"]["log_level"] = "info"
         self.sections["server"]["public_base_url"] = group.public_base_url
@@ -210,7 +214,7 @@ class Site(Stack):
 
     def repd_pid(self):
         pid = _read_pid(self.path("repd.pid"))
-        return pid if pid and _runs(pid, self.conf) else None
+        return pid if pid and _runs(pid, self.repd_conf) else None
 
     def lighttpd_pid(self):
         pid = _read_pid(self.path("lighttpd.pid"))
@@ -231,9 +235,11 @@ class Site(Stack):
 
     def start_repd(self):
         self._killed = False
+        if not os.path.lexists(self.repd_conf):
+            os.symlink("otlogin.conf", self.repd_conf)
         self.repd = self._popen["repd"] = _spawn(
-            [self.ctl_bin, "-c", self.conf, "replicate"], self.dir, self.path("repd.log"),
-            self.path("repd.pid"))
+            [self.ctl_bin, "-c", self.repd_conf, "replicate"], self.dir,
+            self.path("repd.log"), self.path("repd.pid"))
         return self.repd
 
     def start_web(self):
@@ -270,6 +276,27 @@ class Site(Stack):
         except ValueError:
             body = None
         return r.status, body
+
+    def rep_stat(self):
+        """The output of db5.3_stat -r on the site's environment ("" when it fails)."""
+        try:
+            r = subprocess.run([DB_STAT, "-r", "-h", self.path("db")], capture_output=True,
+                               text=True, timeout=harness.CTL_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            return ""
+        return r.stdout if r.returncode == 0 else ""
+
+    def role(self):
+        """"master" when GET /cis/health answers 200 with role master, else the reason of its
+        503 ("client", "no-quorum", ...), "down" when nothing answers."""
+        try:
+            status, body = self.health(timeout=2)
+        except OSError:
+            return "down"
+        body = body if isinstance(body, dict) else {}
+        if status == 200:
+            return body.get("role", "?")
+        return body.get("reason", "HTTP %d" % status)
 
     def reap(self):
         for p in self._popen.values():
@@ -416,12 +443,14 @@ class Group:
         else:
             for s in self.sites:
                 s.start_repd()
-        # A client says "client" once its first sync with the master is done.
-        self._wait(lambda: len(self.roles_from_status()) == SITES, 60,
-                   "every site master or client")
+        # Workers start once every site has its role and a client its first sync done (as
+        # db5.3_stat reads them: otloginctl on a site still syncing blocks until it is done).
+        self._wait(lambda: sorted(self.rep_roles().values()) == ["client", "client", "master"],
+                   90, "one master and two clients (db5.3_stat)")
         for s in self.sites:
             s.start_web()
-        self.wait_for_master(30)
+        self._wait(lambda: sorted(self.roles().values()) == ["client", "client", "master"],
+                   90, "one master and two clients (/health)")
         self._start_haproxy()
 
     def _role(self, n):
@@ -430,14 +459,23 @@ class Group:
         except HarnessError:
             return None
 
-    def roles_from_status(self):
-        """{n: role} of the sites whose replication status names a role (master/client)."""
+    def rep_roles(self):
+        """{n: "master", "client" (its first sync done), "syncing" or "none"}, as db5.3_stat
+        -r reads them from each site's environment (no process of the site needs to run)."""
         out = {}
         for s in self.sites:
-            role = self._role(s.n)
-            if role in ("master", "client"):
-                out[s.n] = role
+            text = s.rep_stat()
+            m = re.search(r"configured as a replication (master|client)", text)
+            role = m.group(1) if m else "none"
+            if role == "client" and not re.search(r"^Startup complete$", text, re.M):
+                role = "syncing"
+            out[s.n] = role
         return out
+
+    def roles(self):
+        """{n: what site n's GET /cis/health says}: "master" (200), else the reason of its
+        503 (client, no-quorum, no-repd, starting, failed), "down" when nothing answers."""
+        return {s.n: s.role() for s in self.sites}
 
     def _wait(self, cond, timeout, what):
         deadline = time.monotonic() + timeout
@@ -447,7 +485,9 @@ class Group:
             if v:
                 return v
             if time.monotonic() >= deadline:
-                raise HarnessError("%s: not within %ss\n%s" % (what, timeout, self.log_tail(40)))
+                raise HarnessError("%s: not within %ss (now: %r, %r)\n%s"
+                                   % (what, timeout, self.roles(), self.rep_roles(),
+                                      self.log_tail(20)))
             time.sleep(0.1)
 
     def _check_processes(self):
@@ -469,6 +509,8 @@ class Group:
             "    timeout connect 1s",
             "    timeout client 30s",
             "    timeout server 30s",
+            # A loaded master can take longer than inter to answer its check.
+            "    timeout check 2s",
             # A connection refused (a dead site) is tried again on another server; a request
             # that reached a site is never sent twice.
             "    retries 2",
@@ -543,15 +585,12 @@ class Group:
 
     def masters(self):
         """The sites whose GET /cis/health answers 200 with role master."""
-        out = []
-        for s in self.sites:
-            try:
-                status, body = s.health(timeout=2)
-            except OSError:
-                continue
-            if status == 200 and isinstance(body, dict) and body.get("role") == "master":
-                out.append(s.n)
-        return out
+        return [s.n for s in self.sites if s.role() == "master"]
+
+    def wait_for_role(self, n, role, timeout=60):
+        """Wait until site n's GET /cis/health says role (see roles())."""
+        return self._wait(lambda: self.site(n).role() == role, timeout,
+                          "site %d %s" % (n, role))
 
     def master(self):
         """The site that is master (1..3), or None. Two sites that both pass the health check
@@ -605,12 +644,11 @@ class Group:
         asked in a loop, the master would always be a few records ahead."""
         out = {}
         for s in self.sites:
-            r = subprocess.run([DB_STAT, "-r", "-h", s.path("db")], capture_output=True,
-                               text=True, timeout=harness.CTL_TIMEOUT)
-            m = re.search(r"^([0-9]+)/([0-9]+)\tNext LSN (expected|to be used)$", r.stdout, re.M)
-            if r.returncode != 0 or m is None:
-                raise HarnessError("site %d: db5.3_stat -r: %s%s" % (s.n, r.stdout[-500:],
-                                                                     r.stderr))
+            text = s.rep_stat()
+            m = re.search(r"^([0-9]+)/([0-9]+)\tNext LSN (expected|to be used)$", text, re.M)
+            if m is None:
+                raise HarnessError("site %d: no log position in db5.3_stat -r: %r"
+                                   % (s.n, text[-300:]))
             out[s.n] = (int(m.group(1)), int(m.group(2)))
         return out
 
@@ -797,7 +835,8 @@ class Load:
     """`threads` threads of logins (Pair) against `target` (group.front, a Site, a Stack)
     with the client access token `token`, until stop(); with refresh=True every second login
     also refreshes once. Every answer goes to self.log as (monotonic time sent, time
-    answered, what, status), every 200 also to self.ok as (time answered, what)."""
+    answered, what, status), every 200 also to self.ok as (time sent, time answered,
+    what)."""
 
     def __init__(self, target, token, threads=4, refresh=True):
         self.target = target
@@ -806,7 +845,7 @@ class Load:
         self.refresh = refresh
         self.pairs = []
         self.log = []
-        self.ok = []  # (time, what) of every 200
+        self.ok = []
         self.errors = []
         self._stop = threading.Event()
         self._threads = []
@@ -821,7 +860,11 @@ class Load:
         t1 = time.monotonic()
         self.log.append((t0, t1, what, status))
         if status == 200:
-            self.ok.append((t1, what))
+            self.ok.append((t0, t1, what))
+        elif status in UNSURE:
+            # A 503 or a refused connection comes back at once: a client that tried again
+            # at once would spin, and the spinning takes the CPU the group needs to recover.
+            time.sleep(0.05)
         return r, status
 
     def post(self, path, body, timeout):
@@ -880,7 +923,8 @@ class Load:
             raise HarnessError("load threads failed: %s" % "; ".join(self.errors[:5]))
 
     def first_ok_after(self, t):
-        return min((t1 for t1, _ in self.ok if t1 > t), default=None)
+        """When the first 200 to a request sent after t came (None: none yet)."""
+        return min((t1 for t0, t1, _ in self.ok if t0 > t), default=None)
 
     def wait_ok_after(self, t, timeout):
         deadline = time.monotonic() + timeout

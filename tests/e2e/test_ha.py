@@ -153,18 +153,12 @@ class Failover(E2ETestCase):
         self.assertEqual(bad[:20], [], "%d broken guarantees" % len(bad))
 
     def wait_role(self, n, role, timeout=REJOIN_TIMEOUT):
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            try:
-                last = group.status(n)
-                if last.get("role") == role:
-                    return last
-            except HarnessError as e:
-                last = e
-            time.sleep(0.2)
-        self.fail("site %d not %s within %ss (last status %r)\n%s"
-                  % (n, role, timeout, last, group.log_tail(30)))
+        """Wait until site n's /health says role (a client: 503 with reason client)."""
+        try:
+            group.wait_for_role(n, role, timeout)
+        except HarnessError as e:
+            self.fail("site %d not %s within %ss (now %r)\n%s"
+                      % (n, role, timeout, group.roles(), e))
 
     def load_round(self, action, before=1.5, after=1.5):
         """Load through HAProxy; action() at `before` s returns the time the fault began;
