@@ -308,6 +308,7 @@ class Site(Stack):
     def signal_all(self, sig):
         """Send sig to every process of the site at once; the pids signalled."""
         pids = self.pids()
+        self.signalled_at = time.monotonic()  # finding the pids takes a while: not before
         for pid in pids:
             try:
                 os.kill(pid, sig)
@@ -612,7 +613,8 @@ class Group:
 
     def kill_site(self, n, sig=signal.SIGKILL):
         """Send sig to every process of site n at once (workers, lighttpd, the replication
-        process); with SIGKILL waits until they are gone. Returns the pids signalled."""
+        process); with SIGKILL waits until they are gone. Returns the pids signalled;
+        site(n).signalled_at is the time.monotonic() of the first signal."""
         s = self.site(n)
         s._killed = True
         pids = s.signal_all(sig)

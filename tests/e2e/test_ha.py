@@ -187,9 +187,8 @@ class Failover(E2ETestCase):
                 m = group.wait_for_master(30)
 
                 def kill():
-                    t = time.monotonic()
                     group.kill_site(m, signal.SIGKILL)
-                    return t
+                    return group.site(m).signalled_at
 
                 load, t, window = self.load_round(kill)
                 Failover.windows.append(window)
