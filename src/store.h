@@ -138,13 +138,18 @@ struct store_rep_status {
  */
 int store_rep_status(struct store *s, struct store_rep_status *st);
 
+/* 1 when Berkeley DB says this site is the master now, else 0. */
+int store_rep_master(struct store *s);
+
 /*
  * For the replication process (repd.h), about every 50 ms: publish the site's state for the
  * other processes; ready: the server key was checked against the group's (until then the
- * workers answer "starting"). Returns 0 or a negative store_rc. store_rep_unpublish, when it
- * stops, makes the state stale at once.
+ * workers answer "starting"); acked: a quorum acknowledged a commit of this master lately
+ * (a master cut off from its peers still sees them connected until TCP gives up; until then
+ * the workers answer "no-quorum"). Returns 0 or a negative store_rc. store_rep_unpublish, when
+ * it stops, makes the state stale at once.
  */
-int store_rep_publish(struct store *s, int ready);
+int store_rep_publish(struct store *s, int ready, int acked);
 void store_rep_unpublish(struct store *s);
 
 /* Begin a transaction. Returns 0 or a negative store_rc. */

@@ -60,6 +60,7 @@ struct rep_shared {
 	uint32_t nsites;    /* group members, this site included */
 	uint32_t connected; /* peers the replication process is connected to */
 	uint32_t ready;	    /* 0 until the process checked the server key against the group */
+	uint32_t acked;	    /* a quorum acknowledged the master's last probe, lately */
 	uint64_t stamp_ms;  /* CLOCK_MONOTONIC of the last update */
 	char master[96];
 	uint32_t npeers; /* the replication process's view of each peer */
@@ -411,7 +412,8 @@ int rep_start(struct store *s)
 		}
 	} else {
 		sh = shared_map(s);
-		if (sh == NULL || !shared_fresh(sh) || sh->pid == 0 || kill(sh->pid, 0) != 0)
+		if (sh == NULL || !shared_fresh(sh) || sh->pid == 0 ||
+		    (kill(sh->pid, 0) != 0 && errno != EPERM))
 			return 0; /* not yet: rep_gate answers "no-repd" meanwhile */
 		rc = s->env->repmgr_start(s->env, 0, DB_REP_ELECTION);
 		if (rc == DB_REP_IGNORE)
@@ -455,7 +457,7 @@ static const char *why_not(struct store *s)
 		return "starting";
 	if (sh->role != ROLE_MASTER)
 		return sh->role == ROLE_CLIENT ? "client" : "starting";
-	if (sh->connected < quorum_peers(sh->nsites))
+	if (sh->connected < quorum_peers(sh->nsites) || (sh->nsites > 1 && !sh->acked))
 		return "no-quorum";
 	if (rep.role == STORE_REP_SUBORDINATE) {
 		if (!rep.started && rep_start(s) < 0)
@@ -476,7 +478,7 @@ const char *store_rep_unavailable(struct store *s)
 	return rep.on ? why_not(s) : NULL;
 }
 
-int store_rep_publish(struct store *s, int ready)
+int store_rep_publish(struct store *s, int ready, int acked)
 {
 	struct rep_shared *sh = shared_map(s);
 	DB_REP_STAT *st = NULL;
@@ -520,6 +522,7 @@ int store_rep_publish(struct store *s, int ready)
 	rc = 0;
 stamp:
 	sh->ready = (uint32_t)ready;
+	sh->acked = (uint32_t)acked;
 	sh->pid = (int32_t)getpid();
 	sh->magic = REP_SHARED_MAGIC;
 	__atomic_store_n(&sh->stamp_ms, now_ms(), __ATOMIC_RELEASE);
@@ -532,6 +535,18 @@ void store_rep_unpublish(struct store *s)
 
 	if (sh != NULL)
 		__atomic_store_n(&sh->stamp_ms, 0, __ATOMIC_RELEASE);
+}
+
+int store_rep_master(struct store *s)
+{
+	DB_REP_STAT *st = NULL;
+	int master;
+
+	if (s->failed || s->env == NULL || s->env->rep_stat(s->env, &st, 0) != 0)
+		return 0;
+	master = st->st_status == DB_REP_MASTER;
+	free(st);
+	return master;
 }
 
 int store_rep_status(struct store *s, struct store_rep_status *out)

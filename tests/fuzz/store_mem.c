@@ -428,14 +428,21 @@ int store_rep_status(struct store *s, struct store_rep_status *st)
 	return STORE_ERR;
 }
 
-int store_rep_publish(struct store *s, int ready)
+int store_rep_publish(struct store *s, int ready, int acked)
 {
 	(void)s;
 	(void)ready;
+	(void)acked;
 	return STORE_ERR;
 }
 
 void store_rep_unpublish(struct store *s)
 {
 	(void)s;
+}
+
+int store_rep_master(struct store *s)
+{
+	(void)s;
+	return 0;
 }
