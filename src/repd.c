@@ -57,7 +57,7 @@ static int key_checked(struct keyring *kr, int *loaded, struct store *s, const c
 		*loaded = 1;
 	}
 	/* The first master records its key; a client compares once it has the group's data. */
-	if (store_rep_status(s, &st) < 0 || strcmp(st.role, "none") == 0)
+	if (store_rep_status(dir, &st) < 0 || strcmp(st.role, "none") == 0)
 		return 0;
 	rc = keyring_check_group(kr, s, strcmp(st.role, "master") == 0);
 	if (rc == 0) {
