@@ -290,6 +290,12 @@ int rep_env_config(DB_ENV *env)
 	return rep.on ? env->set_event_notify(env, rep_event) : 0;
 }
 
+int store_must_restart(const struct store *s)
+{
+	/* The threads repmgr_start started live on in a panicked handle: only an exit ends them. */
+	return s->failed && __atomic_load_n(&rep.started, __ATOMIC_ACQUIRE);
+}
+
 int rep_log_ok(void)
 {
 	return !rep.on || __atomic_load_n(&rep.started, __ATOMIC_ACQUIRE);
