@@ -415,12 +415,6 @@ static int first_peer_seen(struct store *s, unsigned nsites)
 }
 
 /*
- * Start the Replication Manager in this environment handle: the replication process listens
- * and holds elections; a subordinate joins it, only while it is alive (a subordinate that
- * started first would take the listener's role, which needs threads a worker does not run).
- * 0, or -1 (logged) when it must not go on.
- */
-/*
  * repmgr_start with every signal blocked: the threads it starts inherit the mask, and a signal
  * meant for the process (SIGTERM between requests, the watchdog's SIGALRM) must reach its main
  * thread.
@@ -437,6 +431,12 @@ static int start_threads(DB_ENV *env, int nthreads)
 	return rc;
 }
 
+/*
+ * Start the Replication Manager in this environment handle: the replication process listens
+ * and holds elections; a subordinate joins it, only while it is alive (a subordinate that
+ * started first would take the listener's role, which needs threads a worker does not run).
+ * 0, or -1 (logged) when it must not go on.
+ */
 int rep_start(struct store *s)
 {
 	const struct rep_shared *sh;
@@ -481,18 +481,21 @@ void rep_forget_start(void)
 	__atomic_store_n(&rep.started, 0, __ATOMIC_RELEASE);
 }
 
+/* What store_rep_watch's thread calls. */
+static void (*orphaned_fn)(void);
+
 /* The watcher's thread: see store_rep_watch. */
 static void *watch_loop(void *arg)
 {
-	void (*orphaned)(void) = (void (*)(void))arg;
 	const struct rep_shared *sh;
 
+	(void)arg;
 	for (;;) {
 		usleep(REP_WATCH_US);
 		sh = __atomic_load_n(&rep.shared, __ATOMIC_ACQUIRE);
 		if (__atomic_load_n(&rep.started, __ATOMIC_ACQUIRE) && sh != NULL &&
 		    !shared_fresh(sh)) {
-			orphaned();
+			orphaned_fn();
 			return NULL;
 		}
 	}
@@ -507,9 +510,10 @@ int store_rep_watch(struct store *s, void (*orphaned)(void))
 	(void)s;
 	if (!rep.on || rep.role != STORE_REP_SUBORDINATE)
 		return 0;
+	orphaned_fn = orphaned;
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
-	rc = pthread_create(&thread, NULL, watch_loop, (void *)orphaned);
+	rc = pthread_create(&thread, NULL, watch_loop, NULL);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc != 0)
 		return -1;
