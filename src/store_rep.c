@@ -41,6 +41,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "store_bdb_int.h"
 
 /*
@@ -546,6 +547,27 @@ static const char *why_not(struct store *s)
 			return "starting";
 	}
 	return NULL;
+}
+
+int rep_stats(struct store *s, struct metrics_bdb *out)
+{
+	const struct rep_shared *sh;
+	DB_REPMGR_STAT *st = NULL;
+
+	if (!rep.on)
+		return 0;
+	if (s->env->repmgr_stat(s->env, &st, 0) != 0)
+		return -1;
+	out->replicated = 1;
+	out->rep_unacknowledged = st->st_perm_failed;
+	free(st);
+	/* The replication process's view: a worker's own connections are not the site's. */
+	if ((sh = shared_map(s)) != NULL && shared_fresh(sh)) {
+		out->rep_master = sh->role == ROLE_MASTER;
+		out->rep_sites = sh->nsites;
+		out->rep_connected = sh->connected;
+	}
+	return 0;
 }
 
 int rep_gate(struct store *s)
