@@ -434,7 +434,8 @@ static void run_failchk(struct store *s)
 
 	s->lock_timedout = 0;
 	s->last_failchk = time(NULL);
-	if (s->failed || s->env == NULL)
+	/* Its log records would start replication in a process that must not (rep_log_ok). */
+	if (s->failed || s->env == NULL || !rep_log_ok())
 		return;
 	/* It spins while a live process holds a latch it needs: bounded like a transaction. */
 	watchdog_arm(1);
@@ -890,7 +891,7 @@ int store_stats(struct store *s, struct metrics_bdb *out)
 	out->cache_hits = mp->st_cache_hit;
 	out->cache_misses = mp->st_cache_miss;
 	out->log_bytes = (uint64_t)log->st_w_mbytes * 1048576u + log->st_w_bytes;
-	out->valid = 1;
+	out->valid = rep_stats(s, out) == 0;
 out:
 	free(txn);
 	free(lock);

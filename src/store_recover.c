@@ -439,7 +439,16 @@ static void forget_own_slots(const struct store *s)
 /* Open the environment; opener_died: the previous opener died before it finished (open_all). */
 static int open_env(struct store *s, int opener_died)
 {
-	u_int32_t flags = OPEN_FLAGS | DB_REGISTER | DB_RECOVER | DB_FAILCHK;
+	/*
+	 * A replicated site recovers instead: failchk's aborts are log records, and written by an
+	 * opener on an environment that still says master (its master was killed), Berkeley DB
+	 * 5.3 starts a Replication Manager thread in the opener by itself, which a later
+	 * repmgr_start duplicates (the two deadlock) and which closing the handle does not stop
+	 * (it crashed). A recovery makes the regions anew, with no role. The cost: a process
+	 * killed on a master's site makes a failover.
+	 */
+	u_int32_t flags =
+	    OPEN_FLAGS | DB_REGISTER | DB_RECOVER | (store_replicated() ? 0 : DB_FAILCHK);
 	DB_ENV *env = new_env(s);
 	enum stuck why;
 	int rc;
@@ -584,8 +593,8 @@ int bdb_open_all(struct store *s, int create)
 		if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, strlen(pid), 0) < 0)
 			log_warn("%s: %s", path, strerror(errno));
 	}
-	/* A replicated site opens its tables once it may serve (store_begin). */
 	rc = rep_write_config(s->dir) < 0 || open_env(s, died) < 0 || reserve_regions(s) < 0 ||
+		     /* A replicated site opens its tables once it may serve (store_begin). */
 		     (!store_replicated() && bdb_open_tables(s, create) < 0) || rep_start(s) < 0
 		 ? -1
 		 : 0;
@@ -628,7 +637,7 @@ int store_reopen(struct store *s)
 
 	if (s->env != NULL && !s->failed)
 		return 0;
-	if (now < s->next_reopen)
+	if (now < s->next_reopen || store_must_restart(s))
 		return STORE_FATAL;
 	bdb_drop_handles(s);
 	s->failed = 1;
