@@ -134,6 +134,32 @@ def _wait_gone(pids, timeout):
         time.sleep(0.02)
 
 
+def _cgroup2_root():
+    """(directory, prefix for nft's "socket cgroupv2" paths) of the cgroup v2 hierarchy we
+    may make groups in, or None: /sys/fs/cgroup itself, or its unified/ in a hybrid setup."""
+    for sub in ("", "unified"):
+        root = os.path.join("/sys/fs/cgroup", sub)
+        if os.path.exists(os.path.join(root, "cgroup.procs")) and os.access(root, os.W_OK) \
+                and not os.path.exists(os.path.join(root, "cpu")):
+            return root, (sub + "/" if sub else "")
+    return None
+
+
+def _move_procs(src, dst):
+    """Move every process of cgroup src into cgroup dst."""
+    try:
+        with open(os.path.join(src, "cgroup.procs")) as f:
+            pids = f.read().split()
+    except OSError:
+        return
+    for pid in pids:
+        try:
+            with open(os.path.join(dst, "cgroup.procs"), "w") as f:
+                f.write(pid + "\n")
+        except OSError:
+            pass
+
+
 class Front:
     """HAProxy's listener: the HTTP helpers of a Stack, against another port."""
 
@@ -676,11 +702,11 @@ class Group:
     # ---- cutting a site off ------------------------------------------------------------
 
     def cut_method(self):
-        """How cut() isolates a site here: "nft" (root and nft installed: the packets of the
-        site's replication connections dropped on lo, see _nft_cut) or, without either,
-        "sigstop" (the site's replication process stopped: it neither sends nor answers;
-        its workers still run)."""
-        if os.geteuid() == 0 and os.access(NFT, os.X_OK):
+        """How cut() isolates a site here: "nft" (root, nft and a cgroup v2 hierarchy: the
+        packets of the site's replication connections dropped on lo, see _nft_cut) or,
+        without them, "sigstop" (the site's replication process stopped: it neither sends
+        nor answers; its workers still run)."""
+        if os.geteuid() == 0 and os.access(NFT, os.X_OK) and _cgroup2_root():
             return "nft"
         return "sigstop"
 
@@ -714,38 +740,56 @@ class Group:
         if timer is not None:
             timer.cancel()
         if method == "nft":
-            subprocess.run([NFT, "delete", "table", "inet", self._nft_table(n)],
+            subprocess.run([NFT, "delete", "table", "inet", self._nft_name(n)],
                            capture_output=True, timeout=30)
+            root, _ = _cgroup2_root()
+            cg = os.path.join(root, self._nft_name(n))
+            _move_procs(cg, root)
+            try:
+                os.rmdir(cg)
+            except OSError as e:
+                log("removing %s: %s" % (cg, e))
         else:
             pid = self.site(n).repd_pid()
             if pid:
                 os.kill(pid, signal.SIGCONT)
 
-    def _nft_table(self, n):
+    def _nft_name(self, n):
         return "otlogin_ha_cut_%d_%d" % (self.ports["repl"][n - 1], n)
 
     def _nft_cut(self, n):
         """Drop, on lo, every packet of the site's replication connections: those to its
-        listener (its port at one end) and those its own processes opened to the other
-        sites (their local ports, as ss shows them now). New connections to the other sites'
-        listeners are refused for the length of the cut (their SYNs dropped), so that the
-        site cannot open fresh ones; the two other sites keep theirs."""
+        listener (its port at one end), those its processes hold to the other sites'
+        listeners (their local ports, as ss shows them now), and any such connection they
+        open later: the site's processes move to a cgroup of their own, whose sockets may
+        not reach the other listeners."""
         s = self.site(n)
         port = s.repl_port
+        name = self._nft_name(n)
+        root, prefix = _cgroup2_root()
+        cg = os.path.join(root, name)
+        os.makedirs(cg, exist_ok=True)
+        for pid in s.pids():
+            try:
+                with open(os.path.join(cg, "cgroup.procs"), "w") as f:
+                    f.write("%d\n" % pid)
+            except OSError:
+                pass  # gone meanwhile
         others = ", ".join(str(p) for p in self.ports["repl"] if p != port)
         rules = ["tcp dport %d drop" % port, "tcp sport %d drop" % port,
-                 "tcp dport { %s } tcp flags syn drop" % others]
+                 'socket cgroupv2 level 1 "%s%s" tcp dport { %s } drop' % (prefix, name,
+                                                                           others)]
         ours = self._site_ports(s)
         if ours:
             ours = ", ".join(str(p) for p in sorted(ours))
             rules += ["tcp sport { %s } tcp dport { %s } drop" % (ours, others),
                       "tcp dport { %s } tcp sport { %s } drop" % (ours, others)]
-        table = self._nft_table(n)
-        script = "table inet %s {\n chain out {\n  type filter hook output priority 0;\n" % table
+        script = "table inet %s {\n chain out {\n  type filter hook output priority 0;\n" % name
         script += "".join("  %s\n" % r for r in rules) + " }\n}\n"
         r = subprocess.run([NFT, "-f", "-"], input=script, capture_output=True, text=True,
                            timeout=30)
         if r.returncode != 0:
+            _move_procs(cg, root)
             raise HarnessError("nft: %s" % r.stderr)
 
     def _site_ports(self, s):
@@ -780,8 +824,16 @@ class Group:
         """A client made on the master, with a client access token (through HAProxy)."""
         n = self.wait_for_master(30)
         c = self.site(n).make_client(**kw)
-        c["token"] = self.front.client_token(c["client_id"], c["client_secret"])
-        return c
+        # A master answers 503 until its quorum acknowledged a commit lately.
+        deadline = time.monotonic() + 30
+        while True:
+            r = self.front.token_request(c["client_id"], c["client_secret"])
+            if r.status == 200:
+                c["token"] = r.json["access_token"]
+                return c
+            if r.status not in UNSURE or time.monotonic() > deadline:
+                raise HarnessError("client_credentials for %s: %r" % (c["client_id"], r))
+            time.sleep(0.2)
 
     def tail(self, name, n=20):
         try:

@@ -228,8 +228,8 @@ class Failover(E2ETestCase):
         """The master's replication traffic cut for 10 s while requests reach it directly:
         it answers no 200 to them; the others elect a master; reconnected, it is a client."""
         self.assertEqual(group.cut_method(), "nft",
-                         "cutting a site off needs root and nft (./quickstart test installs "
-                         "nftables)")
+                         "cutting a site off needs root, nft and a cgroup v2 hierarchy "
+                         "(./quickstart test installs nftables)")
         m = group.wait_for_master(30)
         direct = Load(group.site(m), client["token"], threads=2, refresh=False)
         cut_at = [None]
