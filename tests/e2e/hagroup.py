@@ -39,7 +39,6 @@ import base64
 import http.client
 import json as jsonlib
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -56,7 +55,6 @@ from harness import HarnessError, Stack, free_port, log, unique_email  # noqa: E
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 NFT = shutil.which("nft") or "/usr/sbin/nft"
-DB_STAT = shutil.which("db5.3_stat") or "/usr/bin/db5.3_stat"
 MOUNT = "/cis"
 HEALTH = MOUNT + "/health"
 SITES = 3
@@ -75,8 +73,6 @@ def missing_tools():
         why.append("lighttpd not installed")
     if not os.access(HAPROXY, os.X_OK):
         why.append("haproxy not installed")
-    if not os.access(DB_STAT, os.X_OK):
-        why.append("db5.3_stat not installed (db5.3-util)")
     return why
 
 
@@ -303,15 +299,6 @@ class Site(Stack):
             body = None
         return r.status, body
 
-    def rep_stat(self):
-        """The output of db5.3_stat -r on the site's environment ("" when it fails)."""
-        try:
-            r = subprocess.run([DB_STAT, "-r", "-h", self.path("db")], capture_output=True,
-                               text=True, timeout=harness.CTL_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            return ""
-        return r.stdout if r.returncode == 0 else ""
-
     def role(self):
         """"master" when GET /cis/health answers 200 with role master, else the reason of its
         503 ("client", "no-quorum", ...), "down" when nothing answers."""
@@ -470,10 +457,9 @@ class Group:
         else:
             for s in self.sites:
                 s.start_repd()
-        # Workers start once every site has its role and a client its first sync done (as
-        # db5.3_stat reads them: otloginctl on a site still syncing blocks until it is done).
+        # Workers start once every site has its role (a client once its first sync is done).
         self._wait(lambda: sorted(self.rep_roles().values()) == ["client", "client", "master"],
-                   90, "one master and two clients (db5.3_stat)")
+                   90, "one master and two clients (replication status)")
         for s in self.sites:
             s.start_web()
         self._wait(lambda: sorted(self.roles().values()) == ["client", "client", "master"],
@@ -487,17 +473,10 @@ class Group:
             return None
 
     def rep_roles(self):
-        """{n: "master", "client" (its first sync done), "syncing" or "none"}, as db5.3_stat
-        -r reads them from each site's environment (no process of the site needs to run)."""
-        out = {}
-        for s in self.sites:
-            text = s.rep_stat()
-            m = re.search(r"configured as a replication (master|client)", text)
-            role = m.group(1) if m else "none"
-            if role == "client" and not re.search(r"^Startup complete$", text, re.M):
-                role = "syncing"
-            out[s.n] = role
-        return out
+        """{n: role} as `otloginctl replication status` says it ("master", "client" or
+        "none"): what the site's replication process publishes, read without joining the
+        environment."""
+        return {s.n: self._role(s.n) or "none" for s in self.sites}
 
     def roles(self):
         """{n: what site n's GET /cis/health says}: "master" (200), else the reason of its
@@ -665,19 +644,12 @@ class Group:
         return self.site(n).status()
 
     def log_positions(self):
-        """{n: (file, offset)}: each site's next log position, as db5.3_stat -r reads it from
-        the environment. Not `otloginctl replication status`: that opens the site's tables,
-        which on the master writes log records of its own (the opens and closes of the
-        handles), and the master ships those only with its next flush, up to seconds later;
-        asked in a loop, the master would always be a few records ahead."""
+        """{n: (file, offset)}: each site's log position, as its replication process
+        publishes it (`otloginctl replication status`)."""
         out = {}
         for s in self.sites:
-            text = s.rep_stat()
-            m = re.search(r"^([0-9]+)/([0-9]+)\tNext LSN (expected|to be used)$", text, re.M)
-            if m is None:
-                raise HarnessError("site %d: no log position in db5.3_stat -r: %r"
-                                   % (s.n, text[-300:]))
-            out[s.n] = (int(m.group(1)), int(m.group(2)))
+            st = s.status()
+            out[s.n] = (st["log"]["file"], st["log"]["offset"])
         return out
 
     def wait_for_equal_logs(self, timeout=60):
