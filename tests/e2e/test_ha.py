@@ -21,6 +21,10 @@ and at the end one master and the same log position on every site.
 Bad configuration: a site whose server.key differs from the group's is refused (its
 replication process exits non-zero). Replication off is the rest of the suite.
 
+The cut (hagroup.Group.cut) drops the site's replication packets on lo with nft, its processes
+moved into a cgroup v2 group of their own so that their new connections are dropped too; it
+needs root, nft and cgroup v2, and the test fails without them rather than cut differently.
+
 The refresh grace window is 0 here, so that a rotated refresh token is refused at once."""
 
 import http.client
