@@ -794,10 +794,20 @@ class Group:
 
     def new_client(self, **kw):
         """A client made on the master, with a client access token (through HAProxy)."""
-        n = self.wait_for_master(30)
-        c = self.site(n).make_client(**kw)
-        # A master answers 503 until its quorum acknowledged a commit lately.
         deadline = time.monotonic() + 30
+        while True:
+            n = self.wait_for_master(30)
+            try:
+                c = self.site(n).make_client(**kw)
+                break
+            except HarnessError as e:
+                # A commit the quorum did not acknowledge (its outcome unknown): "could not
+                # store the client". Another client is made; one stored twice is harmless.
+                if "could not store" not in str(e) or time.monotonic() > deadline:
+                    raise
+                log("client add on site %d: %s; again" % (n, str(e).strip()))
+                time.sleep(0.5)
+        # A master answers 503 until its quorum acknowledged a commit lately.
         while True:
             r = self.front.token_request(c["client_id"], c["client_secret"])
             if r.status == 200:
