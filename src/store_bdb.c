@@ -15,8 +15,10 @@
 
 #include <db.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -740,7 +742,23 @@ static uint64_t last_checkpoint(struct store *s)
 	return lsn;
 }
 
-void store_maintain(struct store *s)
+int store_maintain_worker(struct store *s)
+{
+	time_t now = time(NULL);
+
+	if (s->failed || s->env == NULL) {
+		store_reopen(s);
+		return 0;
+	}
+	if (s->lock_timedout)
+		run_failchk(s);
+	if (now == s->last_maintain)
+		return 0;
+	s->last_maintain = now;
+	return 1;
+}
+
+void store_maintain_owner(struct store *s)
 {
 	time_t now = time(NULL);
 	uint64_t ckp;
@@ -751,9 +769,9 @@ void store_maintain(struct store *s)
 		return;
 	}
 	/* At most once a second: each step is cheap when there is nothing to do. */
-	if (now == s->last_maintain)
+	if (now == s->last_owner_step)
 		return;
-	s->last_maintain = now;
+	s->last_owner_step = now;
 	if (s->lock_timedout || now - s->last_failchk >= FAILCHK_EVERY_S)
 		run_failchk(s);
 	/*
@@ -771,6 +789,26 @@ void store_maintain(struct store *s)
 		metrics_count(METRIC_CHECKPOINTS);
 	if (!s->failed)
 		purge_step(s, now);
+}
+
+void store_maintain(struct store *s)
+{
+	if (store_maintain_worker(s) == 1)
+		store_maintain_owner(s);
+}
+
+int store_maintainer_lock(struct store *s)
+{
+	int fd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -1;
+	/* The directory itself, not a file in it: the environment's files stay what they were. */
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
 }
 
 static int ping_fn(struct store_txn *t, void *arg)
