@@ -174,8 +174,8 @@ static pid_t maintainer_pid;
 static int start_maintainer(int lock_fd, const char *prog, const char *conf_file)
 {
 	posix_spawn_file_actions_t fa;
-	char ppid[32], *argv[] = {(char *)prog, "-c", (char *)conf_path(conf_file), "-M", ppid,
-				  NULL};
+	char ppid[32];
+	char *argv[] = {(char *)prog, "-c", (char *)conf_path(conf_file), "-M", ppid, NULL};
 	int rc;
 
 	snprintf(ppid, sizeof(ppid), "%ld", (long)getpid());
@@ -250,7 +250,8 @@ static int maintainer(struct conf *conf, const char *ppid_arg)
 		return 1;
 	}
 	store_watchdog(WATCHDOG_S);
-	metrics_open(conf->db_dir, route_names, route_patterns(route_names, METRICS_MAX_ROUTES - 1));
+	metrics_open(conf->db_dir, route_names,
+		     route_patterns(route_names, METRICS_MAX_ROUTES - 1));
 	s = store_open(conf->db_dir, conf->db_cache_mb, 0);
 	if (s == NULL)
 		return 1;
