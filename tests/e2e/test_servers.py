@@ -293,8 +293,9 @@ class ApacheStack(ServerStack):
         if self.proc is None:
             return []
         procs = harness._all_procs()
+        # Not a worker's maintainer (otlogin.fcgi -M, a worker's child: test_maintenance).
         out = [pid for pid in harness._descendants([self.proc.pid], procs)
-               if self.runs_app(pid)]
+               if self.runs_app(pid) and b"-M" not in harness._cmdline(pid)]
         if descendants:
             out += harness._descendants(out, procs)
         return [(pid, procs[pid][2]) for pid in out if pid in procs]
