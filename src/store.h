@@ -38,7 +38,9 @@ enum store_rc {
 	STORE_NOTFOUND = 0,
 	STORE_ERR = -1,
 	STORE_RETRY = -2,
-	STORE_FATAL = -3
+	STORE_FATAL = -3,
+	STORE_UNAVAILABLE = -4 /* replication: not a master with a quorum, or the outcome of a
+				  commit is unknown (its acknowledgement failed): answer 503 */
 };
 
 struct store;
@@ -77,6 +79,89 @@ void store_watchdog(unsigned seconds);
  * DB and the environment must be recovered (store_reopen does it).
  */
 int store_failchk(struct store *s);
+
+/*
+ * Replication (store_rep.c). A site of a replication group opens the environment with
+ * Berkeley DB's Replication Manager: the settings below go into the environment's DB_CONFIG,
+ * where every process (and db5.3_stat) reads the same. One process per site, the replication
+ * process (STORE_REP_PROCESS: otloginctl replicate), listens, holds elections, checkpoints
+ * and purges, and publishes the site's state; every other process (STORE_REP_SUBORDINATE:
+ * workers, otloginctl) joins it and begins a transaction only while the site is a master with
+ * a quorum of connected peers, else STORE_UNAVAILABLE. A commit whose quorum acknowledgement
+ * failed returns STORE_UNAVAILABLE too: a failover may undo it, so it must not be answered as
+ * done.
+ */
+struct store_rep_conf {
+	const char *local; /* this site's host:port */
+	const char *peers; /* the other sites' host:port, comma- or space-separated */
+	int creator;	   /* this site creates the group (its first start) */
+	unsigned priority, ack_timeout_ms, heartbeat_send_ms, heartbeat_monitor_ms, retry_ms;
+};
+
+enum store_rep_role { STORE_REP_SUBORDINATE, STORE_REP_PROCESS };
+
+/*
+ * Call before store_open: this process opens the environment as a site of a group (rc is
+ * copied). Returns 0, or -1 (logged) for an address that is not host:port.
+ */
+int store_replication(const struct store_rep_conf *rc, enum store_rep_role role);
+
+/* 1 when this process opens the environment replicated (store_replication was called). */
+int store_replicated(void);
+
+/*
+ * Why a replicated site cannot serve now, as one word, or NULL when it can (a master with a
+ * live replication process and a quorum): "starting", "no-repd", "client", "no-quorum",
+ * "failed". NULL too when replication is off.
+ */
+const char *store_rep_unavailable(struct store *s);
+
+/* What otloginctl replication status shows (store_rep_status). */
+#define STORE_REP_MAX_PEERS 16
+struct store_rep_status {
+	char role[8];	   /* "master", "client" or "none" */
+	char master[96];   /* the master's host:port, "" when none is known */
+	int repd_running;  /* the replication process publishes its state */
+	unsigned nsites;   /* sites in the group, this one included */
+	unsigned log_file; /* this site's log end (the next record's position) */
+	unsigned log_offset;
+	unsigned npeers;
+	struct {
+		char address[96];
+		int connected;
+	} peers[STORE_REP_MAX_PEERS];
+};
+
+/*
+ * Fill st with what the replication process of the environment in dir published last (role
+ * "none" and repd_running 0 when it does not run): nothing is opened, so that looking writes
+ * nothing to the log. Returns 0.
+ */
+int store_rep_status(const char *dir, struct store_rep_status *st);
+
+/*
+ * For a long-lived subordinate (a FastCGI worker), after store_open: a thread that calls
+ * orphaned(), once, when the site's replication process stops publishing while this process
+ * is in the group. The process must then leave (end, and be started again): its own
+ * connections would go on sending a master's heartbeats, and the other sites would never
+ * elect another master while this one's replication process hangs. Returns 0 (also when not
+ * replicated) or -1.
+ */
+int store_rep_watch(struct store *s, void (*orphaned)(void));
+
+/* 1 when Berkeley DB says this site is the master now, else 0. */
+int store_rep_master(struct store *s);
+
+/*
+ * For the replication process (repd.h), about every 50 ms: publish the site's state for the
+ * other processes; ready: the server key was checked against the group's (until then the
+ * workers answer "starting"); acked: a quorum acknowledged a commit of this master lately
+ * (a master cut off from its peers still sees them connected until TCP gives up; until then
+ * the workers answer "no-quorum"). Returns 0 or a negative store_rc. store_rep_unpublish, when
+ * it stops, makes the state stale at once.
+ */
+int store_rep_publish(struct store *s, int ready, int acked);
+void store_rep_unpublish(struct store *s);
 
 /* Begin a transaction. Returns 0 or a negative store_rc. */
 int store_begin(struct store *s, struct store_txn **t);
@@ -221,6 +306,13 @@ int store_dead(struct store_txn *t, enum store_table tbl, const void *key, size_
 
 /* 1 when the environment answers a read, else 0 (for /health). */
 int store_ping(struct store *s);
+
+/*
+ * 1 when the environment needs recovery under this process's Replication Manager threads:
+ * they cannot be stopped in place (closing a panicked handle leaves them running), so
+ * store_reopen refuses, and the process must end (or exec itself) to join the group again.
+ */
+int store_must_restart(const struct store *s);
 
 /* 1 after a STORE_FATAL until a store_reopen succeeded. */
 int store_failed(const struct store *s);

@@ -1,0 +1,206 @@
+#include "repd.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ctx.h"
+#include "keyring.h"
+#include "link.h"
+#include "lockout.h"
+#include "log.h"
+#include "session.h"
+#include "store.h"
+
+/* How often the state is published: a role change reaches the workers within this. */
+#define TICK_US (50 * 1000)
+/*
+ * The master's probe: a small commit every PROBE_MS whose quorum acknowledgement says the
+ * site still reaches a majority; without one for PROBE_STALE_MS the workers stop serving.
+ */
+#define PROBE_MS 1000
+#define PROBE_STALE_MS 3000
+#define PROBE_KEY "repd:probe"
+#define PROBE_EXP_S 60
+
+static volatile sig_atomic_t stop;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop = 1;
+}
+
+/*
+ * Whether the site's server key is the group's, once it can tell: 1 (yes, or nothing to
+ * compare with yet), 0 (not yet: no key file, or the store cannot answer now), -1 (it
+ * differs: the site must not run).
+ */
+static int key_checked(struct keyring *kr, int *loaded, struct store *s, const char *dir, int *said)
+{
+	struct store_rep_status st;
+	int rc;
+
+	if (!*loaded) {
+		/* otloginctl init writes it on the first site; the others get a copy. */
+		if (!keyring_server_key_exists(dir) || keyring_load(kr, s, dir, 0) < 0) {
+			if (!*said)
+				log_warn(
+				    "replication: waiting for the server key (otloginctl init on "
+				    "the first site, a copy of its server.key on the others)");
+			*said = 1;
+			return 0;
+		}
+		*loaded = 1;
+	}
+	/* The first master records its key; a client compares once it has the group's data. */
+	if (store_rep_status(dir, &st) < 0 || strcmp(st.role, "none") == 0)
+		return 0;
+	rc = keyring_check_group(kr, s, strcmp(st.role, "master") == 0);
+	if (rc == 0) {
+		log_err("replication: this site's server.key is not the group's: copy the group's "
+			"server.key here (otloginctl replication join on a site of the group)");
+		return -1;
+	}
+	return rc == 1;
+}
+
+/*
+ * The publisher: the site's state every TICK_US, in a thread of its own, so that a long
+ * checkpoint or a blocked transaction of the main loop never makes the workers think this
+ * process is dead.
+ */
+struct publisher {
+	struct store *s;
+	int ready;	   /* atomic: the server key was checked */
+	uint64_t acked_ms; /* atomic: when a quorum last acknowledged the probe */
+	int stop;	   /* atomic */
+};
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void *publish_loop(void *arg)
+{
+	struct publisher *p = arg;
+
+	while (!__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE)) {
+		uint64_t acked = __atomic_load_n(&p->acked_ms, __ATOMIC_ACQUIRE);
+		store_rep_publish(p->s, __atomic_load_n(&p->ready, __ATOMIC_ACQUIRE),
+				  acked != 0 && now_ms() - acked < PROBE_STALE_MS);
+		usleep(TICK_US);
+	}
+	return NULL;
+}
+
+static int probe_txn(struct store_txn *t, void *arg)
+{
+	json_t *v = json_pack("{s:I}", "exp", (json_int_t)time(NULL) + PROBE_EXP_S);
+	int rc =
+	    v == NULL ? STORE_ERR : store_put(t, TBL_COUNTERS, PROBE_KEY, strlen(PROBE_KEY), v);
+
+	(void)arg;
+	json_decref(v);
+	return rc;
+}
+
+/* On the master, once a PROBE_MS (at once after an election): is a quorum still there? */
+static void probe(struct publisher *p, uint64_t *last)
+{
+	uint64_t now = now_ms();
+
+	if (!store_rep_master(p->s)) {
+		__atomic_store_n(&p->acked_ms, 0, __ATOMIC_RELEASE);
+		return;
+	}
+	if (__atomic_load_n(&p->acked_ms, __ATOMIC_ACQUIRE) != 0 && now - *last < PROBE_MS)
+		return;
+	*last = now;
+	if (store_run(p->s, probe_txn, NULL) == 0)
+		__atomic_store_n(&p->acked_ms, now_ms(), __ATOMIC_RELEASE);
+}
+
+/*
+ * Open the environment as the site's replication process, again and again until it works or
+ * a signal says stop: a site that joins while another one does is told to try later.
+ */
+static struct store *open_site(const struct conf *conf)
+{
+	for (unsigned attempt = 0; !stop; attempt++) {
+		struct store *s = store_open(conf->db_dir, conf->db_cache_mb, 1);
+		if (s != NULL)
+			return s;
+		if (attempt % 10 == 0)
+			log_warn("replication: site %s cannot start yet; retrying every second",
+				 conf->rep_local);
+		sleep(1);
+	}
+	return NULL;
+}
+
+int repd_run(const struct conf *conf)
+{
+	struct sigaction sa = {.sa_handler = on_signal};
+	struct publisher pub = {0};
+	struct keyring keys;
+	pthread_t thread;
+	int loaded = 0, said = 0, status = 1, checked;
+	uint64_t last_probe = 0;
+
+	if (!conf->rep_enabled) {
+		log_err("replication is not enabled in the configuration ([replication] enabled)");
+		return 1;
+	}
+	if (ctx_replication(conf, STORE_REP_PROCESS) < 0)
+		return 1;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	if ((pub.s = open_site(conf)) == NULL)
+		return 0; /* stopped */
+	if (link_purge_rules(pub.s) < 0 || session_purge_rules(pub.s) < 0 ||
+	    lockout_purge_rules(pub.s) < 0 ||
+	    pthread_create(&thread, NULL, publish_loop, &pub) != 0) {
+		store_close(pub.s);
+		return 1;
+	}
+	log_info("replication: site %s started", conf->rep_local);
+	while (!stop) {
+		if (store_must_restart(pub.s)) {
+			status = REPD_RESTART;
+			break;
+		}
+		if (!pub.ready &&
+		    (checked = key_checked(&keys, &loaded, pub.s, conf->db_dir, &said)) != 0) {
+			if (checked < 0)
+				break;
+			__atomic_store_n(&pub.ready, 1, __ATOMIC_RELEASE);
+			log_info("replication: site %s ready", conf->rep_local);
+		}
+		if (pub.ready)
+			probe(&pub, &last_probe);
+		store_maintain(pub.s);
+		usleep(TICK_US);
+	}
+	if (status != REPD_RESTART)
+		status = stop ? 0 : 1;
+	log_info("replication: site %s %s", conf->rep_local,
+		 status == REPD_RESTART ? "restarting after a recovery" : "stopping");
+	__atomic_store_n(&pub.stop, 1, __ATOMIC_RELEASE);
+	pthread_join(thread, NULL);
+	store_rep_unpublish(pub.s);
+	/* A panicked handle's threads would outlive a close: the caller execs this program anew. */
+	if (status == REPD_RESTART)
+		return status;
+	if (loaded)
+		keyring_free(&keys);
+	store_close(pub.s);
+	return status;
+}
