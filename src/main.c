@@ -215,13 +215,15 @@ static int start_maintainer(int lock_fd, const char *prog, const char *conf_file
 /*
  * Between requests: the worker's cheap share of the upkeep and, once a second, a look at
  * whether some process owns the rest; when none does, start the maintainer or, failing
- * that, do its step here. A plain CGI process, gone after this request, does it all itself.
+ * that, do its step here. A plain CGI process, gone after this request, does it all itself;
+ * so does a replicated site's worker, whose store_maintain leaves checkpoints and the purge to
+ * the site's replication process.
  */
 static void maintain(struct ctx *c, const char *prog, const char *conf_file)
 {
 	int fd;
 
-	if (FCGX_IsCGI()) {
+	if (FCGX_IsCGI() || store_replicated()) {
 		store_maintain(c->store);
 		return;
 	}

@@ -230,9 +230,10 @@ static inline int store_outcome(int rc, int failed)
  * Maintenance is split in two so that the slow part stays out of the request path. Every
  * worker, between requests, runs store_maintain_worker: cheap. One process per environment,
  * the maintenance owner (the holder of store_maintainer_lock: the maintainer process that a
- * worker starts, or one that replication runs), calls store_maintain_owner about once a
- * second: failchk, checkpoints (a checkpoint writes the cache's dirty pages: tens of
- * milliseconds under load) and the purge.
+ * worker starts), calls store_maintain_owner about once a second: failchk, checkpoints (a
+ * checkpoint writes the cache's dirty pages: tens of milliseconds under load) and the purge.
+ * On a replicated site the replication process does that part (rep_maintains), and its
+ * workers call store_maintain as before.
  */
 
 /*
