@@ -110,6 +110,13 @@ int store_replication(const struct store_rep_conf *rc, enum store_rep_role role)
 int store_replicated(void);
 
 /*
+ * 1 when the replication process's last store_open failed for a reason that another try in
+ * this process cannot mend (another process is the site's replication process, or its address
+ * cannot be listened on); 0 when it may (a site that joins while another one does waits).
+ */
+int store_rep_refused(void);
+
+/*
  * Why a replicated site cannot serve now, as one word, or NULL when it can (a master with a
  * live replication process and a quorum): "starting", "no-repd", "client", "no-quorum",
  * "failed". NULL too when replication is off.
