@@ -17,6 +17,7 @@ import re
 import subprocess
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import hagroup
 import harness
@@ -204,29 +205,33 @@ class Balancers(E2ETestCase):
     # ---- probes ----------------------------------------------------------------------------
 
     @classmethod
-    def served_by(cls, marker, timeout=15):
-        """The site whose access log holds marker (lighttpd writes its access log in
-        batches: bounded wait); None when none does by then."""
+    def served_by(cls, markers, timeout=20):
+        """{marker: the site whose access log holds it} for each marker; a marker in no log
+        once the wait is over maps to None. lighttpd writes its access log every few
+        seconds: one bounded wait for the whole batch."""
         deadline = time.monotonic() + timeout
         while True:
-            found = []
+            found = {}
             for s in cls.group.sites:
                 try:
                     with open(s.path("access.log"), "rb") as f:
-                        if marker.encode() in f.read():
-                            found.append(s.n)
+                        text = f.read()
                 except OSError:
-                    pass
-            if len(found) > 1:
-                raise AssertionError("probe %s in several sites' logs: %r" % (marker, found))
-            if found or time.monotonic() >= deadline:
-                return found[0] if found else None
+                    continue
+                for m in markers:
+                    if m.encode() in text:
+                        if m in found:
+                            raise AssertionError("probe %s in the logs of sites %d and %d"
+                                                 % (m, found[m], s.n))
+                        found[m] = s.n
+            if len(found) == len(markers) or time.monotonic() >= deadline:
+                return {m: found.get(m) for m in markers}
             time.sleep(0.2)
 
     @classmethod
     def probe(cls, balancer):
         """GET /cis/health?probe=UNIQUE through the balancer: (status, JSON body or None,
-        marker)."""
+        marker); status None when the connection failed."""
         marker = uuid.uuid4().hex
         try:
             r = balancer.front.http("GET", "/cis/health?probe=" + marker, timeout=10)
@@ -239,31 +244,42 @@ class Balancers(E2ETestCase):
         return r.status, body, marker
 
     @classmethod
-    def wait_routed(cls, balancer, site):
-        """Wait until a probe through the balancer answers 200 from `site`; the seconds it
-        took. Every 200 on the way must be a master's answer from that site."""
-        t0 = time.monotonic()
+    def first_200(cls, balancer, since):
+        """Probe through the balancer until one answers 200: (seconds from `since` to that
+        answer, its body, its marker)."""
         last = None
-        while time.monotonic() - t0 < ROUTE_TIMEOUT:
+        while time.monotonic() - since < ROUTE_TIMEOUT:
             status, body, marker = cls.probe(balancer)
-            last = (status, body)
             if status == 200:
-                by = cls.served_by(marker)
-                if by != site or not isinstance(body, dict) or body.get("role") != "master":
-                    raise AssertionError("%s: a 200 from site %r (%r) while site %d is master"
-                                         % (balancer.name, by, body, site))
-                return time.monotonic() - t0
-            time.sleep(0.1)
-        raise AssertionError("%s: no 200 from site %d within %ss (last %r)\n%s"
-                             % (balancer.name, site, ROUTE_TIMEOUT, last, balancer.log_tail()))
+                return time.monotonic() - since, body, marker
+            last = (status, body)
+            time.sleep(0.05)
+        raise AssertionError("%s: no 200 within %ss (last %r)\n%s"
+                             % (balancer.name, ROUTE_TIMEOUT, last, balancer.log_tail()))
+
+    @classmethod
+    def wait_routed(cls, balancer, site):
+        """Wait until a probe through the balancer answers 200, which must be a master's
+        answer from `site`."""
+        _, body, marker = cls.first_200(balancer, time.monotonic())
+        by = cls.served_by([marker])[marker]
+        if by != site or not isinstance(body, dict) or body.get("role") != "master":
+            raise AssertionError("%s: a 200 from site %r (%r) while site %r is master"
+                                 % (balancer.name, by, body, site))
 
     def assertRoutedOnlyTo(self, site, probes=12):
+        """Every one of `probes` probes through each balancer is a master's 200, and every
+        one was served by `site`."""
+        markers = []
         for b in self.balancers:
             for _ in range(probes):
                 status, body, marker = self.probe(b)
                 self.assertEqual(status, 200, "%s: %r" % (b.name, body))
                 self.assertEqual(body.get("role"), "master", body)
-                self.assertEqual(self.served_by(marker), site, b.name)
+                markers.append((b.name, marker))
+        by = self.served_by([m for _, m in markers])
+        self.assertEqual({(name, by[m]) for name, m in markers},
+                         {(b.name, site) for b in self.balancers})
 
     def read_code(self, site, to, before, timeout=15):
         """The passcode of the first mail to `to` in the site's Maildir that is not among
@@ -326,14 +342,23 @@ class Balancers(E2ETestCase):
 
     def test_4_failover_moves_both_and_the_old_master_stays_out(self):
         old = self.group.master()
+        self.assertIsNotNone(old)
         t0 = time.monotonic()
         self.group.kill_site(old)
-        new = self.group.wait_for_master(60, exclude=(old,))
-        elected = time.monotonic() - t0
-        took = {b.name: self.wait_routed(b, new) for b in self.balancers}
-        harness.note("kill -9 of site %d: site %d master after %.2f s; first 200 from it "
-                     "through %s" % (old, new, elected, ", ".join(
-                         "%s after %.2f s more" % kv for kv in sorted(took.items()))))
+        # Both balancers probed from the kill on, side by side, until each answers 200.
+        with ThreadPoolExecutor(len(self.balancers)) as pool:
+            firsts = [pool.submit(self.first_200, b, t0) for b in self.balancers]
+            new = self.group.wait_for_master(60, exclude=(old,))
+            elected = time.monotonic() - t0
+            firsts = [f.result() for f in firsts]
+        by = self.served_by([marker for _, _, marker in firsts])
+        for b, (took, body, marker) in zip(self.balancers, firsts):
+            self.assertEqual(by[marker], new, "%s: the first 200 after the kill" % b.name)
+            self.assertEqual(body.get("role"), "master", body)
+        harness.note("kill -9 of site %d: site %d master after %.2f s (election seen through "
+                     "its /cis/health); first 200 through %s" % (old, new, elected, ", ".join(
+                         "%s after %.2f s" % (b.name, f[0])
+                         for b, f in zip(self.balancers, firsts))))
         self.assertRoutedOnlyTo(new)
         # The old master comes back as a client, and no balancer sends it anything.
         self.group.restart_site(old)
