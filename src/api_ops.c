@@ -8,10 +8,22 @@
 #include "sbuf.h"
 #include "store.h"
 
+/*
+ * 200 only when this site can serve: its store answers and, replicated, it is a master with a
+ * live replication process and a quorum of peers (a load balancer routes on it); else 503
+ * with a one-word reason.
+ */
 void api_health(struct api_call *call)
 {
-	int up = store_ping(call->c->store);
+	const char *why = store_rep_unavailable(call->c->store);
+	int up = why == NULL && store_ping(call->c->store);
 	json_t *out = json_pack("{s:s}", "status", up ? "ok" : "unavailable");
+
+	if (out != NULL && store_replicated())
+		json_object_set_new(out, up ? "role" : "reason",
+				    json_string(up	      ? "master"
+						: why != NULL ? why
+							      : "failed"));
 
 	/* Test mode keeps every code on this host: a monitor must be able to see it is on. */
 	if (out != NULL && conf_test_mode(call->c->conf))

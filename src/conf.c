@@ -112,6 +112,16 @@ static const struct conf_key conf_keys[] = {
     {"hosted", "templates_dir", T_PATH, O(templates_dir), 0, 0, DATADIR "/otlogin/templates"},
     {"metrics", "allow", T_STR, O(metrics_allow), 0, 0, ""},
     {"metrics", "token", T_STR, O(metrics_token), 0, 0, ""},
+    {"replication", "enabled", T_BOOL, O(rep_enabled), 0, 0, "no"},
+    {"replication", "local", T_STR, O(rep_local), 0, 0, ""},
+    {"replication", "peers", T_STR, O(rep_peers), 0, 0, ""},
+    {"replication", "creator", T_BOOL, O(rep_creator), 0, 0, "no"},
+    {"replication", "priority", T_UINT, O(rep_priority), 0, 1000000, "100"},
+    {"replication", "ack_timeout_ms", T_UINT, O(rep_ack_timeout_ms), 10, 60000, "1000"},
+    {"replication", "heartbeat_send_ms", T_UINT, O(rep_heartbeat_send_ms), 10, 60000, "500"},
+    {"replication", "heartbeat_monitor_ms", T_UINT, O(rep_heartbeat_monitor_ms), 100, 600000,
+     "2000"},
+    {"replication", "retry_ms", T_UINT, O(rep_retry_ms), 100, 600000, "1000"},
     {"audit", "log", T_LOG, O(audit_log), 0, 0, "syslog"},
     {"audit", "log_facility", T_FACILITY, O(audit_facility), 0, 0, "authpriv"},
 };
@@ -438,6 +448,15 @@ static int conf_check(struct conf *c, char *err, size_t errlen)
 	}
 	if (metrics_check(c, err, errlen) < 0)
 		return -1;
+	if (c->rep_enabled && (c->rep_local[0] == '\0' || c->rep_peers[0] == '\0')) {
+		snprintf(err, errlen, "replication: enabled needs local and peers (host:port)");
+		return -1;
+	}
+	if (c->rep_enabled && c->rep_heartbeat_monitor_ms <= c->rep_heartbeat_send_ms) {
+		snprintf(err, errlen,
+			 "replication: heartbeat_monitor_ms must exceed heartbeat_send_ms");
+		return -1;
+	}
 	return sms_check(c, err, errlen);
 }
 

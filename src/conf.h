@@ -78,6 +78,12 @@ struct conf {
 	/* [metrics] GET /metrics: off unless one of them is set */
 	char *metrics_allow; /* client address CIDRs, comma- or space-separated ("" none) */
 	char *metrics_token; /* a bearer token ("" none): a secret, wiped by conf_free */
+	/* [replication] a site of a Berkeley DB replication group (store_replication) */
+	int rep_enabled;
+	char *rep_local, *rep_peers; /* host:port; host:port, ... */
+	int rep_creator;
+	unsigned rep_priority, rep_ack_timeout_ms, rep_heartbeat_send_ms, rep_heartbeat_monitor_ms,
+	    rep_retry_ms;
 	/* [audit] the audit trail (audit.h) */
 	char *audit_log;    /* "syslog", "off" or a file's path (audit_open) */
 	int audit_facility; /* its syslog facility's <syslog.h> code */

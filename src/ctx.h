@@ -52,4 +52,23 @@ static inline struct sms_conf ctx_sms_conf(const struct conf *c, const struct ma
 	return s;
 }
 
+/*
+ * [replication] of conf, for store_replication (call it before store_open), when enabled.
+ * Returns 0, or -1 (logged) for a bad address.
+ */
+static inline int ctx_replication(const struct conf *c, enum store_rep_role role)
+{
+	struct store_rep_conf rc = {
+	    .local = c->rep_local,
+	    .peers = c->rep_peers,
+	    .creator = c->rep_creator,
+	    .priority = c->rep_priority,
+	    .ack_timeout_ms = c->rep_ack_timeout_ms,
+	    .heartbeat_send_ms = c->rep_heartbeat_send_ms,
+	    .heartbeat_monitor_ms = c->rep_heartbeat_monitor_ms,
+	    .retry_ms = c->rep_retry_ms,
+	};
+	return c->rep_enabled ? store_replication(&rc, role) : 0;
+}
+
 #endif

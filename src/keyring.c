@@ -85,7 +85,16 @@ out:
 	return rc;
 }
 
-static int write_server_key(const char *db_dir)
+int keyring_server_key_exists(const char *db_dir)
+{
+	char *path = server_key_path(db_dir);
+	int rc = path != NULL && access(path, F_OK) == 0;
+
+	free(path);
+	return rc;
+}
+
+int keyring_create_server_key(const char *db_dir)
 {
 	unsigned char key[SERVER_KEY_LEN];
 	char *path = server_key_path(db_dir);
@@ -175,7 +184,7 @@ int keyring_add_signing_key(struct store *s, const char *alg, time_t active_from
 int keyring_create(struct store *s, const char *db_dir, const char *alg)
 {
 	struct add_key_arg arg = {alg, 1, time(NULL)};
-	if (write_server_key(db_dir) < 0)
+	if (keyring_create_server_key(db_dir) < 0)
 		return -1;
 	return store_run(s, add_key_txn, &arg) < 0 ? -1 : 0;
 }
@@ -209,8 +218,9 @@ static int load_key_cb(const void *k, size_t klen, json_t *val, void *argp)
 	jwk_t *key;
 
 	if (text == NULL) {
-		arg->generation = json_integer_value(json_object_get(val, "generation"));
-		return 0;
+		if (klen == strlen(GENERATION_KEY) && memcmp(k, GENERATION_KEY, klen) == 0)
+			arg->generation = json_integer_value(json_object_get(val, "generation"));
+		return 0; /* or another record of the table (GROUP_CHECK_KEY) */
 	}
 	key = jwk_private_parse(text);
 	if (key == NULL) {
@@ -327,9 +337,15 @@ int keyring_load(struct keyring *kr, struct store *s, const char *db_dir, unsign
 	crypto_hex(kid_raw, 8, kr->client_token_kid);
 	kr->tagger = crypto_hmac_open(tag_key, sizeof(tag_key));
 	kr->client_token_mac = crypto_hmac_open(token_key, sizeof(token_key));
-	if (kr->tagger == NULL || kr->client_token_mac == NULL || load_signing_keys(kr, s) < 0)
+	if (kr->tagger == NULL || kr->client_token_mac == NULL)
 		goto out;
-	kr->next_check = time(NULL) + POLL_SECONDS;
+	/*
+	 * A replicated site that is not the master cannot read them yet: keyring_refresh does,
+	 * before the first request the site may serve.
+	 */
+	if (load_signing_keys(kr, s) < 0 && !store_replicated())
+		goto out;
+	kr->next_check = kr->signing != NULL ? time(NULL) + POLL_SECONDS : 0;
 	rc = 0;
 out:
 	if (rc < 0) { /* nothing for the caller to release */
@@ -359,6 +375,11 @@ void keyring_refresh(struct keyring *kr, struct store *s)
 	time_t now = time(NULL);
 	json_int_t generation = kr->generation;
 
+	if (kr->signing == NULL) { /* see keyring_load */
+		if (load_signing_keys(kr, s) == 0)
+			kr->next_check = now + POLL_SECONDS;
+		return;
+	}
 	if (now < kr->next_check)
 		return;
 	kr->next_check = now + POLL_SECONDS;
@@ -389,6 +410,46 @@ int keyring_tag(struct keyring *kr, char out[KEYRING_TAG_HEX], const char *purpo
 		return -1;
 	crypto_hex(mac, sizeof(mac), out);
 	return 0;
+}
+
+/* A keyed hash of a fixed text: it tells whether two sites hold the same server key. */
+#define GROUP_CHECK_KEY "server-key-check"
+
+struct group_check_arg {
+	const char *tag;
+	int store;
+};
+
+static int group_check_txn(struct store_txn *t, void *argp)
+{
+	struct group_check_arg *arg = argp;
+	const char *have;
+	json_t *rec;
+	int rc = store_get(t, TBL_KEYS, GROUP_CHECK_KEY, strlen(GROUP_CHECK_KEY), &rec, 0);
+
+	if (rc == STORE_FOUND) {
+		have = json_string_value(json_object_get(rec, "tag"));
+		rc = have != NULL && crypto_str_equal(have, arg->tag);
+		json_decref(rec);
+		return rc;
+	}
+	if (rc < 0 || !arg->store)
+		return rc < 0 ? rc : 1;
+	rec = json_pack("{s:s}", "tag", arg->tag);
+	rc = rec == NULL ? STORE_ERR
+			 : store_put(t, TBL_KEYS, GROUP_CHECK_KEY, strlen(GROUP_CHECK_KEY), rec);
+	json_decref(rec);
+	return rc < 0 ? rc : 1;
+}
+
+int keyring_check_group(struct keyring *kr, struct store *s, int store_if_absent)
+{
+	char tag[KEYRING_TAG_HEX];
+	struct group_check_arg arg = {tag, store_if_absent};
+
+	if (keyring_tag(kr, tag, "server-key-check-v1", NULL) < 0)
+		return STORE_ERR;
+	return store_run(s, group_check_txn, &arg);
 }
 
 void keyring_free(struct keyring *kr)

@@ -37,6 +37,12 @@ struct keyring {
  */
 int keyring_check_private(const char *db_dir);
 
+/* 1 when <db_dir>/server.key exists, else 0. */
+int keyring_server_key_exists(const char *db_dir);
+
+/* Create <db_dir>/server.key (0600) if missing. Returns 0 or -1 (logged). */
+int keyring_create_server_key(const char *db_dir);
+
 /*
  * Create <db_dir>/server.key if missing and a first signing key of alg if the store has none.
  * For otloginctl init. Returns 0 or -1 (logged).
@@ -44,10 +50,19 @@ int keyring_check_private(const char *db_dir);
 int keyring_create(struct store *s, const char *db_dir, const char *alg);
 
 /*
+ * Whether this site's server key is the group's: the first site's is recorded in the store
+ * (as a keyed hash of a fixed text, when store_if_absent and none is there yet), and a site
+ * with another server.key would verify nothing the others stored. Returns 1 (the same, or
+ * nothing recorded), 0 (it differs), or a negative store_rc.
+ */
+int keyring_check_group(struct keyring *kr, struct store *s, int store_if_absent);
+
+/*
  * Load the server key and the signing keys; a replaced key stays published for overlap
- * seconds after its successor activates. Returns 0, or -1 (logged) when a key is missing,
- * unreadable, or the server key is readable by group or others (then nothing is held). Release
- * with keyring_free.
+ * seconds after its successor activates. On a replicated site that cannot read the store yet
+ * the signing keys stay unset (signing NULL) until keyring_refresh reads them. Returns 0, or -1
+ * (logged) when a key is missing, unreadable, or the server key is readable by group or others
+ * (then nothing is held). Release with keyring_free.
  */
 int keyring_load(struct keyring *kr, struct store *s, const char *db_dir, unsigned overlap);
 

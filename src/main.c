@@ -228,6 +228,8 @@ int main(int argc, char **argv)
 		fatal("refusing to start with secrets others can read");
 	/* Before the store: a recovery the open runs is counted too. */
 	metrics_open(conf.db_dir, route_names, route_patterns(route_names, METRICS_MAX_ROUTES - 1));
+	if (ctx_replication(&conf, STORE_REP_SUBORDINATE) < 0)
+		fatal("configuration: [replication]");
 	c.store = store_open(conf.db_dir, conf.db_cache_mb, 0);
 	if (c.store == NULL)
 		fatal("cannot open the database environment %s", conf.db_dir);

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "audit.h"
 #include "b64url.h"
@@ -24,6 +25,7 @@
 #include "keyring.h"
 #include "log.h"
 #include "org.h"
+#include "repd.h"
 #include "store.h"
 #include "user.h"
 
@@ -72,7 +74,14 @@ static _Noreturn void usage(void)
 		"  key rotate [--alg RS256|ES256|EdDSA]\n"
 		"      add a signing key: published now, signing after [keys] publish_ahead\n"
 		"  key list\n"
-		"      the published keys (public parts) and which one signs\n");
+		"      the published keys (public parts) and which one signs\n"
+		"  replicate\n"
+		"      run this site's replication process in the foreground (SIGTERM stops it)\n"
+		"  replication status [--json]\n"
+		"      this site's role, log position, master and peers\n"
+		"  replication join HOST:PORT\n"
+		"      print the [replication] section of a new site at HOST:PORT and what to\n"
+		"      copy to it\n");
 	exit(2);
 }
 
@@ -544,6 +553,94 @@ static int cmd_key(struct ctx *c, int argc, char **argv)
 	return rc;
 }
 
+/* "otloginctl replication status": what the site is now, for people or (--json) scripts. */
+static int replication_status(struct ctx *c, int json)
+{
+	struct store_rep_status st;
+	json_t *out, *peers;
+
+	if (store_rep_status(c->store, &st) < 0) {
+		fprintf(stderr, "otloginctl: the replication status cannot be read\n");
+		return 1;
+	}
+	peers = json_array();
+	for (unsigned i = 0; i < st.npeers; i++)
+		json_array_append_new(peers, json_pack("{s:s, s:b}", "address", st.peers[i].address,
+						       "connected", st.peers[i].connected));
+	out =
+	    json_pack("{s:s, s:s, s:s, s:{s:i, s:i}, s:o, s:s}", "role", st.role, "local",
+		      c->conf->rep_local, "master", st.master, "log", "file", st.log_file, "offset",
+		      st.log_offset, "peers", peers, "repd", st.repd_running ? "running" : "down");
+	if (out == NULL)
+		fatal("out of memory");
+	if (json) {
+		print_json(out);
+	} else {
+		printf("role: %s\nlocal: %s\nmaster: %s\nlog: %u/%u\nreplication process: %s\n",
+		       st.role, c->conf->rep_local, st.master[0] ? st.master : "(none known)",
+		       st.log_file, st.log_offset, st.repd_running ? "running" : "down");
+		for (unsigned i = 0; i < st.npeers; i++)
+			printf("peer: %s %s\n", st.peers[i].address,
+			       st.peers[i].connected ? "connected" : "not connected");
+	}
+	json_decref(out);
+	return 0;
+}
+
+/* "otloginctl replication join HOST:PORT": the new site's settings and what it needs. */
+static int replication_join(struct ctx *c, const char *address)
+{
+	const struct conf *conf = c->conf;
+
+	if (strchr(address, ':') == NULL) {
+		fprintf(stderr, "otloginctl: join: HOST:PORT expected\n");
+		return 2;
+	}
+	printf("# The new site's otlogin.conf (with its own [server] and [mail] sections):\n"
+	       "[replication]\nenabled = yes\nlocal = %s\npeers = %s, %s\ncreator = no\n"
+	       "priority = %u\nack_timeout_ms = %u\nheartbeat_send_ms = %u\n"
+	       "heartbeat_monitor_ms = %u\nretry_ms = %u\n\n",
+	       address, conf->rep_local, conf->rep_peers, conf->rep_priority,
+	       conf->rep_ack_timeout_ms, conf->rep_heartbeat_send_ms,
+	       conf->rep_heartbeat_monitor_ms, conf->rep_retry_ms);
+	printf("# Then, on the new site:\n"
+	       "# 1. copy this site's %s/server.key into its db_dir (mode 0600, owned by the\n"
+	       "#    service's user): every site must hold the same key, and a site with another\n"
+	       "#    one refuses to start;\n"
+	       "# 2. start its replication process (otloginctl replicate): it copies the database\n"
+	       "#    from the master; do not run otloginctl init there;\n"
+	       "# 3. start its workers; add %s to the peers of the other sites.\n",
+	       conf->db_dir, address);
+	return 0;
+}
+
+static int cmd_replication(struct ctx *c, int argc, char **argv)
+{
+	if (argc >= 1 && strcmp(argv[0], "status") == 0 &&
+	    (argc == 1 || (argc == 2 && strcmp(argv[1], "--json") == 0)))
+		return replication_status(c, argc == 2);
+	if (argc == 2 && strcmp(argv[0], "join") == 0)
+		return replication_join(c, argv[1]);
+	usage();
+}
+
+/*
+ * A replicated site serves once its replication process says it is a master with a quorum:
+ * wait for that a little (it may just have started), then go on and let the command fail.
+ */
+static void wait_for_master(struct store *s)
+{
+	const char *why = NULL;
+
+	for (int i = 0; i < 150 && (why = store_rep_unavailable(s)) != NULL; i++)
+		usleep(100 * 1000);
+	if (why != NULL)
+		fprintf(stderr,
+			"otloginctl: this site cannot write now (%s): run this on the "
+			"master, with its replication process running\n",
+			why);
+}
+
 int main(int argc, char **argv)
 {
 	const char *conf_file = NULL;
@@ -551,7 +648,7 @@ int main(int argc, char **argv)
 	struct keyring keys;
 	struct ctx c = {.conf = &conf, .keys = &keys};
 	char err[512];
-	int opt, rc, init;
+	int opt, rc, init, replication;
 
 	while ((opt = getopt(argc, argv, "+c:h")) != -1) {
 		if (opt == 'c')
@@ -576,18 +673,40 @@ int main(int argc, char **argv)
 	if (audit_open(conf.audit_log, conf.audit_facility, err, sizeof(err)) < 0)
 		fatal("%s", err);
 	init = strcmp(argv[0], "init") == 0;
-	if (!init && strcmp(argv[0], "client") != 0 && strcmp(argv[0], "user") != 0 &&
-	    strcmp(argv[0], "key") != 0 && strcmp(argv[0], "org") != 0)
+	replication = strcmp(argv[0], "replication") == 0;
+	if (!init && !replication && strcmp(argv[0], "client") != 0 &&
+	    strcmp(argv[0], "user") != 0 && strcmp(argv[0], "key") != 0 &&
+	    strcmp(argv[0], "org") != 0 && strcmp(argv[0], "replicate") != 0)
 		usage();
 	/* init makes db_dir 0700 itself; keyring_load checks the key in every case. */
 	if (!init && keyring_check_private(conf.db_dir) < 0)
 		fatal("refusing to run with secrets others can read");
+	if (strcmp(argv[0], "replicate") == 0) {
+		rc = repd_run(&conf);
+		conf_free(&conf);
+		return rc;
+	}
+	if (replication && !conf.rep_enabled)
+		fatal("replication is not enabled in the configuration ([replication] enabled)");
+	if (ctx_replication(&conf, STORE_REP_SUBORDINATE) < 0)
+		fatal("configuration: [replication]");
 	c.store = store_open(conf.db_dir, conf.db_cache_mb, init);
 	if (c.store == NULL)
 		fatal("cannot open the database environment %s%s", conf.db_dir,
 		      init ? "" : " (run otloginctl init first)");
 	open_store = c.store;
 	atexit(close_store);
+	if (replication) {
+		rc = cmd_replication(&c, argc - 1, argv + 1);
+		close_store();
+		conf_free(&conf);
+		return rc;
+	}
+	/* The replication process checks the key against the group's before the site serves. */
+	if (init && keyring_create_server_key(conf.db_dir) < 0)
+		fatal("cannot create the server key");
+	if (store_replicated())
+		wait_for_master(c.store);
 	if (init && keyring_create(c.store, conf.db_dir, conf.key_algorithm) < 0)
 		fatal("cannot create the keys");
 	if (keyring_load(&keys, c.store, conf.db_dir, conf.key_overlap) < 0)

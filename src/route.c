@@ -8,6 +8,7 @@
 #include "crypto.h"
 #include "jsonio.h"
 #include "log.h"
+#include "store.h"
 
 enum body_kind { BODY_NONE, BODY_JSON, BODY_FORM };
 enum auth_kind { AUTH_NONE, AUTH_CLIENT, AUTH_ADMIN };
@@ -280,6 +281,16 @@ void route_dispatch(struct api_call *call)
 	}
 	call->resp->dialect = rt->dialect;
 	call->resp->head_only = strcmp(call->req->method, "HEAD") == 0;
+	/*
+	 * A replicated site that is not a master with a quorum serves nothing but its state: a
+	 * client's data may be behind the master's, and what it wrote could be undone.
+	 */
+	if (rt->handler != api_health && rt->handler != api_metrics &&
+	    store_rep_unavailable(call->c->store) != NULL) {
+		resp_error(call->resp, ERR_UNAVAILABLE, NULL);
+		free_params(call->params);
+		return;
+	}
 	/* Authentication first: an unauthenticated caller learns nothing about its input. */
 	if ((rt->auth == AUTH_NONE || check_client(call, rt->auth) == 0) &&
 	    route_check_body(call, rt) == 0)

@@ -38,7 +38,9 @@ enum store_rc {
 	STORE_NOTFOUND = 0,
 	STORE_ERR = -1,
 	STORE_RETRY = -2,
-	STORE_FATAL = -3
+	STORE_FATAL = -3,
+	STORE_UNAVAILABLE = -4 /* replication: not a master with a quorum, or the outcome of a
+				  commit is unknown (its acknowledgement failed): answer 503 */
 };
 
 struct store;
@@ -77,6 +79,73 @@ void store_watchdog(unsigned seconds);
  * DB and the environment must be recovered (store_reopen does it).
  */
 int store_failchk(struct store *s);
+
+/*
+ * Replication (store_rep.c). A site of a replication group opens the environment with
+ * Berkeley DB's Replication Manager: the settings below go into the environment's DB_CONFIG,
+ * where every process (and db5.3_stat) reads the same. One process per site, the replication
+ * process (STORE_REP_PROCESS: otloginctl replicate), listens, holds elections, checkpoints
+ * and purges, and publishes the site's state; every other process (STORE_REP_SUBORDINATE:
+ * workers, otloginctl) joins it and begins a transaction only while the site is a master with
+ * a quorum of connected peers, else STORE_UNAVAILABLE. A commit whose quorum acknowledgement
+ * failed returns STORE_UNAVAILABLE too: a failover may undo it, so it must not be answered as
+ * done.
+ */
+struct store_rep_conf {
+	const char *local; /* this site's host:port */
+	const char *peers; /* the other sites' host:port, comma- or space-separated */
+	int creator;	   /* this site creates the group (its first start) */
+	unsigned priority, ack_timeout_ms, heartbeat_send_ms, heartbeat_monitor_ms, retry_ms;
+};
+
+enum store_rep_role { STORE_REP_SUBORDINATE, STORE_REP_PROCESS };
+
+/*
+ * Call before store_open: this process opens the environment as a site of a group (rc is
+ * copied). Returns 0, or -1 (logged) for an address that is not host:port.
+ */
+int store_replication(const struct store_rep_conf *rc, enum store_rep_role role);
+
+/* 1 when this process opens the environment replicated (store_replication was called). */
+int store_replicated(void);
+
+/*
+ * Why a replicated site cannot serve now, as one word, or NULL when it can (a master with a
+ * live replication process and a quorum): "starting", "no-repd", "client", "no-quorum",
+ * "failed". NULL too when replication is off.
+ */
+const char *store_rep_unavailable(struct store *s);
+
+/* What otloginctl replication status shows (store_rep_status). */
+#define STORE_REP_MAX_PEERS 16
+struct store_rep_status {
+	char role[8];	   /* "master", "client" or "none" */
+	char master[96];   /* the master's host:port, "" when none is known */
+	int repd_running;  /* the replication process publishes its state */
+	unsigned nsites;   /* sites in the group, this one included */
+	unsigned log_file; /* this site's log end (the next record's position) */
+	unsigned log_offset;
+	unsigned npeers;
+	struct {
+		char address[96];
+		int connected;
+	} peers[STORE_REP_MAX_PEERS];
+};
+
+/*
+ * Fill st from the environment (role and log position) and from what the replication process
+ * published (the master, the peers and their connections). Returns 0 or a negative store_rc.
+ */
+int store_rep_status(struct store *s, struct store_rep_status *st);
+
+/*
+ * For the replication process (repd.h), about every 50 ms: publish the site's state for the
+ * other processes; ready: the server key was checked against the group's (until then the
+ * workers answer "starting"). Returns 0 or a negative store_rc. store_rep_unpublish, when it
+ * stops, makes the state stale at once.
+ */
+int store_rep_publish(struct store *s, int ready);
+void store_rep_unpublish(struct store *s);
 
 /* Begin a transaction. Returns 0 or a negative store_rc. */
 int store_begin(struct store *s, struct store_txn **t);

@@ -62,8 +62,7 @@ static const char *const table_files[TBL_COUNT] = {
 static const enum store_table purge_tables[] = {TBL_CODES, TBL_REFRESH, TBL_SESSIONS, TBL_COUNTERS};
 #define PURGE_TABLES (int)(sizeof(purge_tables) / sizeof(purge_tables[0]))
 
-/* Map a Berkeley DB return code to a store_rc, remembering a fatal one. */
-static int map_rc(struct store *s, int rc, const char *what)
+int bdb_map_rc(struct store *s, int rc, const char *what)
 {
 	switch (rc) {
 	case 0:
@@ -77,6 +76,20 @@ static int map_rc(struct store *s, int rc, const char *what)
 	case DB_LOCK_DEADLOCK:
 		/* With DB_TXN_NOWAIT: the lock is taken (by a live or a dead process). */
 		return STORE_RETRY;
+	case DB_REP_HANDLE_DEAD:
+		/* A client's rollback or sync replaced the tables: open them again next time. */
+		s->tables_dead = 1;
+		return STORE_UNAVAILABLE;
+	case DB_REP_LOCKOUT:
+	case DB_REP_UNAVAIL:
+	case DB_REP_JOIN_FAILURE:
+		return STORE_UNAVAILABLE;
+	case EACCES:
+		/* A write on a replication client: this site stopped being the master. */
+		if (store_replicated())
+			return STORE_UNAVAILABLE;
+		log_err("%s: %s", what, db_strerror(rc));
+		return STORE_ERR;
 	case DB_RUNRECOVERY:
 		if (!s->failed)
 			log_err("%s: %s: the environment needs recovery", what, db_strerror(rc));
@@ -96,12 +109,16 @@ int bdb_open_tables(struct store *s, int create)
 
 		if ((rc = db_create(&db, s->env, 0)) != 0) {
 			log_err("db_create: %s", db_strerror(rc));
-			return rc == DB_RUNRECOVERY ? map_rc(s, rc, "db_create") : -1;
+			return rc == DB_RUNRECOVERY ? bdb_map_rc(s, rc, "db_create") : -1;
 		}
 		s->db[i] = db;
 		if ((rc = db->set_flags(db, DB_CHKSUM)) != 0 ||
 		    (rc = db->open(db, NULL, table_files[i], NULL, DB_BTREE,
 				   DB_AUTO_COMMIT | (create ? DB_CREATE : 0), 0600)) != 0) {
+			/* A replicated site's open can lose a lock to a sync: tables_ready retries.
+			 */
+			if (rc == DB_LOCK_DEADLOCK || rc == DB_LOCK_NOTGRANTED)
+				return STORE_RETRY;
 			log_err("opening %s: %s%s", table_files[i], db_strerror(rc),
 				rc == ENOENT ? " (run otloginctl init)" : "");
 			if (rc == DB_RUNRECOVERY)
@@ -128,6 +145,7 @@ struct store *store_open(const char *dir, unsigned cache_mb, int create)
 	if (s == NULL)
 		return NULL;
 	s->cache_mb = cache_mb;
+	s->create = create;
 	s->purge_table = -1;
 	if (create) {
 		if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
@@ -160,6 +178,36 @@ void store_close(struct store *s)
 	free_store(s);
 }
 
+/* Close the tables' handles (after a failed open, or when replication replaced the tables). */
+static void close_tables(struct store *s)
+{
+	for (int i = 0; i < TBL_COUNT; i++) {
+		if (s->db[i] != NULL)
+			s->db[i]->close(s->db[i], 0);
+		s->db[i] = NULL;
+	}
+}
+
+/*
+ * The tables' handles, opened when missing: a replicated site opens them only once it may
+ * serve (a new client has no tables until it copied the master's), and again after a client's
+ * sync or rollback made the old handles dead. 0 or a negative store_rc.
+ */
+static int tables_ready(struct store *s)
+{
+	int rc;
+
+	if (s->db[0] != NULL && !s->tables_dead)
+		return 0;
+	close_tables(s);
+	s->tables_dead = 0;
+	if ((rc = bdb_open_tables(s, s->create)) == 0)
+		return 0;
+	if (!s->failed)
+		close_tables(s);
+	return s->failed ? STORE_FATAL : rc == STORE_RETRY ? rc : STORE_UNAVAILABLE;
+}
+
 int store_begin(struct store *s, struct store_txn **t)
 {
 	struct store_txn *txn;
@@ -167,6 +215,8 @@ int store_begin(struct store *s, struct store_txn **t)
 
 	if (s->failed || s->env == NULL)
 		return STORE_FATAL;
+	if ((rc = rep_gate(s)) < 0 || (rc = tables_ready(s)) < 0)
+		return rc;
 	txn = calloc(1, sizeof(*txn));
 	if (txn == NULL)
 		return STORE_ERR;
@@ -174,7 +224,7 @@ int store_begin(struct store *s, struct store_txn **t)
 	rc = s->env->txn_begin(s->env, NULL, &txn->txn, DB_TXN_NOWAIT);
 	if (rc != 0) {
 		free(txn);
-		return map_rc(s, rc, "txn_begin");
+		return bdb_map_rc(s, rc, "txn_begin");
 	}
 	*t = txn;
 	return 0;
@@ -206,11 +256,18 @@ static int env_panicked(const struct store *s)
 
 int store_commit(struct store_txn *t)
 {
-	/* Flags 0: a synchronous, durable commit (no no-sync flag anywhere in the environment). */
-	int rc = t->txn->commit(t->txn, 0);
 	struct store *s = t->s;
+	int rc;
 
+	rep_commit_begin();
+	/* Flags 0: a synchronous, durable commit (no no-sync flag anywhere in the environment). */
+	rc = t->txn->commit(t->txn, 0);
 	free(t);
+	/* Committed here but not acknowledged by a quorum: a failover may undo it. */
+	if (rc == 0 && rep_commit_failed()) {
+		log_warn("commit: not acknowledged by a quorum of the group; outcome unknown");
+		return STORE_UNAVAILABLE;
+	}
 	/*
 	 * Berkeley DB's DB_REGISTER window: a commit can be written after a recovery (started by
 	 * another process) has read the log, and be lost. Such a commit returns after that
@@ -223,7 +280,7 @@ int store_commit(struct store_txn *t)
 		s->failed = 1;
 		return STORE_FATAL;
 	}
-	return map_rc(s, rc, "commit");
+	return bdb_map_rc(s, rc, "commit");
 }
 
 void store_abort(struct store_txn *t)
@@ -253,7 +310,7 @@ int store_get(struct store_txn *t, enum store_table tbl, const void *key, size_t
 	d.flags = DB_DBT_MALLOC;
 	rc = t->s->db[tbl]->get(t->s->db[tbl], t->txn, &k, &d, for_update ? DB_RMW : 0);
 	if (rc != 0)
-		return map_rc(t->s, rc, table_files[tbl]);
+		return bdb_map_rc(t->s, rc, table_files[tbl]);
 	val = json_loadb(d.data, d.size, 0, NULL);
 	crypto_wipe(d.data, d.size);
 	free(d.data);
@@ -279,7 +336,7 @@ int store_put(struct store_txn *t, enum store_table tbl, const void *key, size_t
 	d.size = (u_int32_t)strlen(text);
 	rc = t->s->db[tbl]->put(t->s->db[tbl], t->txn, &k, &d, 0);
 	crypto_free_str(text);
-	return map_rc(t->s, rc, table_files[tbl]);
+	return bdb_map_rc(t->s, rc, table_files[tbl]);
 }
 
 int store_del(struct store_txn *t, enum store_table tbl, const void *key, size_t klen)
@@ -291,7 +348,7 @@ int store_del(struct store_txn *t, enum store_table tbl, const void *key, size_t
 	rc = t->s->db[tbl]->del(t->s->db[tbl], t->txn, &k, 0);
 	if (rc == 0)
 		return STORE_FOUND;
-	return map_rc(t->s, rc, table_files[tbl]);
+	return bdb_map_rc(t->s, rc, table_files[tbl]);
 }
 
 int store_each(struct store_txn *t, enum store_table tbl, const void *start, size_t startlen,
@@ -304,7 +361,7 @@ int store_each(struct store_txn *t, enum store_table tbl, const void *start, siz
 
 	rc = t->s->db[tbl]->cursor(t->s->db[tbl], t->txn, &cur, 0);
 	if (rc != 0)
-		return map_rc(t->s, rc, "cursor");
+		return bdb_map_rc(t->s, rc, "cursor");
 	memset(&k, 0, sizeof(k));
 	memset(&d, 0, sizeof(d));
 	if (start != NULL) {
@@ -327,7 +384,7 @@ int store_each(struct store_txn *t, enum store_table tbl, const void *start, siz
 			break;
 	}
 	if (rc != 0 && rc != DB_NOTFOUND)
-		out = map_rc(t->s, rc, "cursor get");
+		out = bdb_map_rc(t->s, rc, "cursor get");
 	cur->close(cur);
 	return out < 0 ? out : 0;
 }
@@ -341,7 +398,7 @@ int store_count(struct store_txn *t, enum store_table tbl, size_t *n)
 	*n = 0;
 	rc = t->s->db[tbl]->cursor(t->s->db[tbl], t->txn, &cur, DB_READ_COMMITTED);
 	if (rc != 0)
-		return map_rc(t->s, rc, "cursor");
+		return bdb_map_rc(t->s, rc, "cursor");
 	memset(&k, 0, sizeof(k));
 	memset(&d, 0, sizeof(d));
 	/* Keys only: a zero-length partial read copies none of the record. */
@@ -349,7 +406,7 @@ int store_count(struct store_txn *t, enum store_table tbl, size_t *n)
 	while ((rc = cur->get(cur, &k, &d, DB_NEXT)) == 0)
 		(*n)++;
 	cur->close(cur);
-	return rc == DB_NOTFOUND ? 0 : map_rc(t->s, rc, "cursor get");
+	return rc == DB_NOTFOUND ? 0 : bdb_map_rc(t->s, rc, "cursor get");
 }
 
 /*
@@ -384,7 +441,7 @@ static void run_failchk(struct store *s)
 	rc = s->env->failchk(s->env, 0);
 	watchdog_disarm();
 	if (rc != 0)
-		map_rc(s, rc, "failchk");
+		bdb_map_rc(s, rc, "failchk");
 }
 
 int store_failchk(struct store *s)
@@ -396,7 +453,7 @@ int store_failchk(struct store *s)
 		return STORE_FATAL;
 	/* A lone waiter's lock timeout is only enforced when some process runs the detector. */
 	rc = s->env->lock_detect(s->env, 0, DB_LOCK_EXPIRE, NULL);
-	return rc == 0 ? 0 : map_rc(s, rc, "lock_detect");
+	return rc == 0 ? 0 : bdb_map_rc(s, rc, "lock_detect");
 }
 
 int store_run(struct store *s, int (*fn)(struct store_txn *t, void *arg), void *arg)
@@ -489,7 +546,7 @@ int store_dead(struct store_txn *t, enum store_table tbl, const void *key, size_
 	if (rc == DB_NOTFOUND)
 		return 1;
 	if (rc != 0)
-		return map_rc(t->s, rc, "purge");
+		return bdb_map_rc(t->s, rc, "purge");
 	val = json_loadb(d.data, d.size, 0, NULL);
 	free(d.data);
 	exp = json_object_get(val, "exp");
@@ -650,7 +707,7 @@ out:
 	if (dead < 0)
 		return dead;
 	if (rc != 0)
-		return map_rc(s, rc, "purge");
+		return bdb_map_rc(s, rc, "purge");
 	s->purged += (unsigned)deleted;
 	return deleted;
 }
@@ -756,6 +813,9 @@ void store_maintain(struct store *s)
 	s->last_maintain = now;
 	if (s->lock_timedout || now - s->last_failchk >= FAILCHK_EVERY_S)
 		run_failchk(s);
+	/* A replicated site's replication process checkpoints and purges, on the master. */
+	if (!rep_maintains())
+		return;
 	/*
 	 * A checkpoint once CHECKPOINT_KB of log was written (or a minute passed): it bounds the
 	 * work of a recovery, and DB_LOG_AUTO_REMOVE deletes the log files it made unneeded at
@@ -766,7 +826,7 @@ void store_maintain(struct store *s)
 	rc = s->failed ? 0 : s->env->txn_checkpoint(s->env, CHECKPOINT_KB, CHECKPOINT_MIN, 0);
 	watchdog_disarm();
 	if (rc != 0)
-		map_rc(s, rc, "checkpoint");
+		bdb_map_rc(s, rc, "checkpoint");
 	else if (ckp != 0 && last_checkpoint(s) != ckp)
 		metrics_count(METRIC_CHECKPOINTS);
 	if (!s->failed)
@@ -817,7 +877,7 @@ int store_stats(struct store *s, struct metrics_bdb *out)
 	if (rc == 0)
 		rc = s->env->log_stat(s->env, &log, 0);
 	if (rc != 0) {
-		map_rc(s, rc, "statistics");
+		bdb_map_rc(s, rc, "statistics");
 		goto out;
 	}
 	out->commits = txn->st_ncommits;

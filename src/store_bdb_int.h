@@ -32,6 +32,8 @@ struct store {
 	char *dir;
 	char *realdir; /* absolute: how the region files show in /proc/self/maps */
 	unsigned cache_mb;
+	int create;	   /* opened by otloginctl init: tables are created when missing */
+	int tables_dead;   /* replication replaced them under the handles: reopen the tables */
 	int failed;	   /* DB_RUNRECOVERY seen: the handles are dead until store_reopen */
 	int lock_timedout; /* a lock wait timed out: run failchk soon */
 	unsigned reopens;
@@ -52,7 +54,13 @@ struct store_txn {
 	DB_TXN *txn;
 };
 
-/* store_bdb.c: open every table in s->env (create: create them). 0, or -1 (logged). */
+/* store_bdb.c: a Berkeley DB return code as a store_rc (remembering a fatal one). */
+int bdb_map_rc(struct store *s, int rc, const char *what);
+
+/*
+ * store_bdb.c: open every table in s->env (create: create them). 0, STORE_RETRY (a lock lost
+ * to a replication sync), or -1 (logged).
+ */
 int bdb_open_tables(struct store *s, int create);
 
 /*
@@ -75,5 +83,23 @@ void watchdog_note_region(struct store *s);
 void watchdog_forget_region(void);
 /* 1 when the file at path is no longer the one then (a recovery replaced it), else 0. */
 int region_id_differs(const char *path, const struct region_id *then);
+
+/*
+ * store_rep.c (see store_replication). The extra open flags (none without replication), the
+ * event handler on a new handle, DB_CONFIG written before an open (removed when replication is
+ * off), repmgr_start after one (0, or -1 logged), and forgetting it when the handle is dropped.
+ */
+u_int32_t rep_open_flags(void);
+int rep_env_config(DB_ENV *env);
+int rep_write_config(const char *dir);
+int rep_start(struct store *s);
+void rep_forget_start(void);
+/* STORE_UNAVAILABLE when this process must not begin a transaction now, else 0. */
+int rep_gate(struct store *s);
+/* 1 when this process checkpoints and purges (one per site when replicated), else 0. */
+int rep_maintains(void);
+/* Around a commit: whether its quorum acknowledgement failed. */
+void rep_commit_begin(void);
+int rep_commit_failed(void);
 
 #endif

@@ -55,16 +55,36 @@
 #define REOPEN_PAUSE_S 1
 /* A slot of DB_REGISTER's registry file, __db.register: a pid in 24 columns and a newline. */
 #define REG_SLOT_LEN 25
-#define OPEN_FLAGS (DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK | DB_INIT_LOG | DB_INIT_MPOOL)
+#define OPEN_FLAGS                                                                                 \
+	(DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK | DB_INIT_LOG | DB_INIT_MPOOL | rep_open_flags())
 
 /* Set when an open failed because the environment has no thread table (an older otlogin). */
 static int no_thread_table;
+
+/*
+ * The files of ours that live beside the tables. A replication client's first sync tries
+ * every file in the directory as a table, and says that each of these is none.
+ */
+static int about_own_file(const char *msg)
+{
+	static const char *const own[] = {"/server.key", "/otlogin.lock", "/otlogin.repd",
+					  "/otlogin.metrics"};
+
+	for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
+		if (strstr(msg, own[i]) != NULL)
+			return 1;
+	/* "Encrypted database", "Encrypted checksum": the same, unnamed (nothing is encrypted). */
+	return strncmp(msg, "BDB0178 ", 8) == 0 || strncmp(msg, "BDB0196 ", 8) == 0;
+}
 
 static void bdb_errcall(const DB_ENV *env, const char *prefix, const char *msg)
 {
 	if (strncmp(msg, "BDB1505 ", 8) == 0)
 		no_thread_table = 1;
-	log_err("berkeley db: %s", msg);
+	if (about_own_file(msg))
+		log_debug("berkeley db: %s", msg);
+	else
+		log_err("berkeley db: %s", msg);
 }
 
 /* Closing a panicked handle lists every file it still had open: known, and not news. */
@@ -117,10 +137,19 @@ static int proc_stat(pid_t pid, char *state, unsigned long long *start)
 
 static pid_t self_pid; /* 0: not known in this process yet (reset in every forked child) */
 static unsigned long long self_start;
+/*
+ * The threads of a process (the Replication Manager runs some in every process) need ids of
+ * their own: the low bits of the tid slot number them, the high bits hold the start time.
+ */
+#define THREAD_BITS 16
+static __thread unsigned self_thread; /* 0: not numbered yet */
+static unsigned threads_numbered;
 
 static void forget_self(void)
 {
 	self_pid = 0;
+	self_thread = 0;
+	threads_numbered = 0;
 }
 
 /*
@@ -139,10 +168,13 @@ static void bdb_thread_id(DB_ENV *env, pid_t *pid, db_threadid_t *tid)
 		if (proc_stat(self_pid, &state, &self_start) < 0)
 			self_start = 0;
 	}
+	if (self_thread == 0)
+		self_thread = __atomic_add_fetch(&threads_numbered, 1, __ATOMIC_RELAXED);
 	if (pid != NULL)
 		*pid = self_pid;
 	if (tid != NULL)
-		*tid = (db_threadid_t)self_start;
+		*tid = (db_threadid_t)(self_start << THREAD_BITS |
+				       (self_thread & ((1u << THREAD_BITS) - 1)));
 }
 
 /* Register forget_self for forked children, once per process image. 0 or an errno. */
@@ -168,7 +200,7 @@ static int bdb_is_alive(DB_ENV *env, pid_t pid, db_threadid_t tid, u_int32_t fla
 	/* A zombie holds nothing; a different start time is a different process. */
 	if (state == 'Z' || state == 'X')
 		return 0;
-	return tid == 0 || (db_threadid_t)start == tid;
+	return tid == 0 || (unsigned long long)tid >> THREAD_BITS == start;
 }
 
 /* A configured, unopened environment handle, or NULL (logged). */
@@ -201,7 +233,8 @@ static DB_ENV *new_env(const struct store *s)
 	    (rc = env->set_thread_id(env, bdb_thread_id)) != 0 ||
 	    (rc = env->set_isalive(env, bdb_is_alive)) != 0 ||
 	    (rc = env->set_flags(env, DB_REGION_INIT, 1)) != 0 ||
-	    (rc = env->log_set_config(env, DB_LOG_AUTO_REMOVE, 1)) != 0) {
+	    (rc = env->log_set_config(env, DB_LOG_AUTO_REMOVE, 1)) != 0 ||
+	    (rc = rep_env_config(env)) != 0) {
 		log_err("configuring the environment: %s", db_strerror(rc));
 		env->close(env, 0);
 		return NULL;
@@ -551,8 +584,11 @@ int bdb_open_all(struct store *s, int create)
 		if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, strlen(pid), 0) < 0)
 			log_warn("%s: %s", path, strerror(errno));
 	}
-	rc = open_env(s, died) < 0 || reserve_regions(s) < 0 || bdb_open_tables(s, create) < 0 ? -1
-											       : 0;
+	/* A replicated site opens its tables once it may serve (store_begin). */
+	rc = rep_write_config(s->dir) < 0 || open_env(s, died) < 0 || reserve_regions(s) < 0 ||
+		     (!store_replicated() && bdb_open_tables(s, create) < 0) || rep_start(s) < 0
+		 ? -1
+		 : 0;
 	if (fd >= 0) {
 		if (ftruncate(fd, 0) < 0)
 			log_warn("%s: %s", path, strerror(errno));
@@ -579,6 +615,7 @@ void bdb_drop_handles(struct store *s)
 	if (s->env != NULL)
 		s->env->close(s->env, 0);
 	s->env = NULL;
+	rep_forget_start();
 	if (panicked)
 		unmap_regions(s);
 }

@@ -325,7 +325,7 @@ json_t *token_response(struct ctx *c, const struct login_grant *g, const struct 
 	json_t *at = NULL, *idt = NULL, *out = NULL;
 	const jwk_t *key = c->keys->signing;
 
-	if (jti == NULL)
+	if (jti == NULL || key == NULL) /* no key yet: a replicated site that just became master */
 		goto out;
 	at = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:o, s:s, s:s}", "iss",
 		       c->conf->issuer, "sub", sub, "aud", g->aud ? g->aud : g->client_id,

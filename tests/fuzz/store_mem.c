@@ -1,7 +1,7 @@
 /*
  * store.h in memory, for fuzz_records: every module's real code runs against records the
  * fuzzer makes, with only Berkeley DB replaced. Linked ahead of libotlogin.a, it defines every
- * symbol of store_bdb.o, so that object is never pulled in.
+ * symbol of store_bdb.o and store_rep.o, so that neither is ever pulled in.
  *
  * Records are kept as the JSON text store_bdb keeps, and read back the way store_bdb's
  * store_get does (json_loadb with no flags: any JSON array or object; anything else is
@@ -400,4 +400,42 @@ int store_failed(const struct store *s)
 unsigned store_reopens(const struct store *s)
 {
 	return 0;
+}
+
+/* store_rep.o's symbols: the store in memory is never a site of a replication group. */
+int store_replication(const struct store_rep_conf *rc, enum store_rep_role role)
+{
+	(void)rc;
+	(void)role;
+	return -1;
+}
+
+int store_replicated(void)
+{
+	return 0;
+}
+
+const char *store_rep_unavailable(struct store *s)
+{
+	(void)s;
+	return NULL;
+}
+
+int store_rep_status(struct store *s, struct store_rep_status *st)
+{
+	(void)s;
+	memset(st, 0, sizeof(*st));
+	return STORE_ERR;
+}
+
+int store_rep_publish(struct store *s, int ready)
+{
+	(void)s;
+	(void)ready;
+	return STORE_ERR;
+}
+
+void store_rep_unpublish(struct store *s)
+{
+	(void)s;
 }

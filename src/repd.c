@@ -1,0 +1,151 @@
+#include "repd.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ctx.h"
+#include "keyring.h"
+#include "link.h"
+#include "lockout.h"
+#include "log.h"
+#include "session.h"
+#include "store.h"
+
+/* How often the state is published: a role change reaches the workers within this. */
+#define TICK_US (50 * 1000)
+
+static volatile sig_atomic_t stop;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop = 1;
+}
+
+/*
+ * Whether the site's server key is the group's, once it can tell: 1 (yes, or nothing to
+ * compare with yet), 0 (not yet: no key file, or the store cannot answer now), -1 (it
+ * differs: the site must not run).
+ */
+static int key_checked(struct keyring *kr, int *loaded, struct store *s, const char *dir, int *said)
+{
+	struct store_rep_status st;
+	int rc;
+
+	if (!*loaded) {
+		/* otloginctl init writes it on the first site; the others get a copy. */
+		if (!keyring_server_key_exists(dir) || keyring_load(kr, s, dir, 0) < 0) {
+			if (!*said)
+				log_warn(
+				    "replication: waiting for the server key (otloginctl init on "
+				    "the first site, a copy of its server.key on the others)");
+			*said = 1;
+			return 0;
+		}
+		*loaded = 1;
+	}
+	/* The first master records its key; a client compares once it has the group's data. */
+	if (store_rep_status(s, &st) < 0 || strcmp(st.role, "none") == 0)
+		return 0;
+	rc = keyring_check_group(kr, s, strcmp(st.role, "master") == 0);
+	if (rc == 0) {
+		log_err("replication: this site's server.key is not the group's: copy the group's "
+			"server.key here (otloginctl replication join on a site of the group)");
+		return -1;
+	}
+	return rc == 1;
+}
+
+/*
+ * The publisher: the site's state every TICK_US, in a thread of its own, so that a long
+ * checkpoint or a blocked transaction of the main loop never makes the workers think this
+ * process is dead.
+ */
+struct publisher {
+	struct store *s;
+	int ready; /* atomic: the server key was checked */
+	int stop;  /* atomic */
+};
+
+static void *publish_loop(void *arg)
+{
+	struct publisher *p = arg;
+
+	while (!__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE)) {
+		store_rep_publish(p->s, __atomic_load_n(&p->ready, __ATOMIC_ACQUIRE));
+		usleep(TICK_US);
+	}
+	return NULL;
+}
+
+/*
+ * Open the environment as the site's replication process, again and again until it works or
+ * a signal says stop: a site that joins while another one does is told to try later.
+ */
+static struct store *open_site(const struct conf *conf)
+{
+	for (unsigned attempt = 0; !stop; attempt++) {
+		struct store *s = store_open(conf->db_dir, conf->db_cache_mb, 1);
+		if (s != NULL)
+			return s;
+		if (attempt % 10 == 0)
+			log_warn("replication: site %s cannot start yet; retrying every second",
+				 conf->rep_local);
+		sleep(1);
+	}
+	return NULL;
+}
+
+int repd_run(const struct conf *conf)
+{
+	struct sigaction sa = {.sa_handler = on_signal};
+	struct publisher pub = {0};
+	struct keyring keys;
+	pthread_t thread;
+	int loaded = 0, said = 0, status = 1, checked;
+
+	if (!conf->rep_enabled) {
+		log_err("replication is not enabled in the configuration ([replication] enabled)");
+		return 1;
+	}
+	if (ctx_replication(conf, STORE_REP_PROCESS) < 0)
+		return 1;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	if ((pub.s = open_site(conf)) == NULL)
+		return 0; /* stopped */
+	if (link_purge_rules(pub.s) < 0 || session_purge_rules(pub.s) < 0 ||
+	    lockout_purge_rules(pub.s) < 0 ||
+	    pthread_create(&thread, NULL, publish_loop, &pub) != 0) {
+		store_close(pub.s);
+		return 1;
+	}
+	log_info("replication: site %s started", conf->rep_local);
+	while (!stop) {
+		if (store_failed(pub.s) && store_reopen(pub.s) < 0) {
+			usleep(TICK_US);
+			continue;
+		}
+		if (!pub.ready &&
+		    (checked = key_checked(&keys, &loaded, pub.s, conf->db_dir, &said)) != 0) {
+			if (checked < 0)
+				break;
+			__atomic_store_n(&pub.ready, 1, __ATOMIC_RELEASE);
+			log_info("replication: site %s ready", conf->rep_local);
+		}
+		store_maintain(pub.s);
+		usleep(TICK_US);
+	}
+	status = stop ? 0 : 1;
+	log_info("replication: site %s stopping", conf->rep_local);
+	__atomic_store_n(&pub.stop, 1, __ATOMIC_RELEASE);
+	pthread_join(thread, NULL);
+	store_rep_unpublish(pub.s);
+	if (loaded)
+		keyring_free(&keys);
+	store_close(pub.s);
+	return status;
+}

@@ -1,0 +1,20 @@
+/*
+ * repd: the replication process of a site (otloginctl replicate): one per site of a
+ * replication group, started before the site's workers. It holds the site's Replication
+ * Manager listener and elections, checks that the site's server key is the group's, runs
+ * failchk, and on the master checkpoints and purges; it publishes the site's state, which the
+ * workers read before every request (store_rep_unavailable).
+ */
+#ifndef OTLOGIN_REPD_H
+#define OTLOGIN_REPD_H
+
+#include "conf.h"
+
+/*
+ * Run until SIGTERM or SIGINT. Returns the process's exit status: 0 after a signal, 1 when it
+ * cannot run (logged): no [replication] enabled, the environment cannot be opened, another
+ * replication process runs for the site, or the server key differs from the group's.
+ */
+int repd_run(const struct conf *conf);
+
+#endif
