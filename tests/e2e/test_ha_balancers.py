@@ -16,6 +16,7 @@ import os
 import re
 import subprocess
 import time
+import types
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -44,8 +45,11 @@ class Balancer:
 
     name = None
 
-    def __init__(self, group):
+    def __init__(self, group, name=None):
+        """group: what it balances (.sites, each with .n and .port; .path()); name: its
+        directory under the group's (default: its kind)."""
         self.group = group
+        self.name = name or self.name
         self.dir = group.path(self.name)
         os.makedirs(self.dir, exist_ok=True)
         self.port = harness.free_port()
@@ -349,6 +353,26 @@ class Balancers(E2ETestCase):
         r = subprocess.run([hagroup.HAPROXY, "-dW", "-c", "-f", HAPROXY_CFG],
                            capture_output=True, text=True, timeout=30)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+    def test_1_haproxy_without_a_site_answers_json(self):
+        """With no site up (an election under way), HAProxy's own 503 carries otlogin's JSON
+        error body: the shipped file in front of three ports nothing listens on."""
+        closed = types.SimpleNamespace(sites=[types.SimpleNamespace(n=n, port=harness.free_port())
+                                              for n in (1, 2, 3)],
+                                       path=self.group.path)
+        b = HAProxy(closed, name="haproxy-nosite").start()
+        try:
+            deadline = time.monotonic() + ROUTE_TIMEOUT
+            while True:
+                status, body, _ = self.probe(b)
+                if status is not None or time.monotonic() >= deadline:
+                    break
+                time.sleep(0.1)
+            self.assertEqual(status, 503, body)
+            self.assertEqual(body, {"message": "Service temporarily unavailable",
+                                    "error_code": 503})
+        finally:
+            b.stop()
 
     def test_2_only_the_master_gets_requests(self):
         m = self.group.master()
