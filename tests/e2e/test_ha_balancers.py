@@ -265,8 +265,9 @@ class Balancers(E2ETestCase):
     def wait_settled(cls, balancer, site, run=6):
         """Wait until `run` probes in a row through the balancer answer 200 (twice round the
         three sites: a site still in the balancer's rotation would have answered one of
-        them), each from `site`. A balancer that has just started may not have checked
-        every site yet."""
+        them), each from `site`; the 503s on the way are the other sites' answers. A
+        balancer that has just started may not have checked every site yet, and one may
+        not have checked again a site that came back."""
         deadline = time.monotonic() + ROUTE_TIMEOUT
         markers = []
         while len(markers) < run:
@@ -419,6 +420,10 @@ class Balancers(E2ETestCase):
             time.sleep(0.2)
         status, body = self.group.site(old).health()
         self.assertEqual(status, 503, body)
+        # Apache may send a site that comes back a few requests until its next check (it
+        # answers them 503): each balancer settles, then stays on the master.
+        for b in self.balancers:
+            self.wait_settled(b, new)
         self.assertRoutedOnlyTo(new)
         # A login on the new master, with the client made on the old one.
         client = getattr(type(self), "client", None) or self.group.new_client(
