@@ -57,6 +57,17 @@ static const char *route_names[METRICS_MAX_ROUTES];
 /* fcgi_stdio points environ at each request's parameters, and at nothing between requests. */
 extern char **environ;
 
+/*
+ * The site's replication process hangs or died: end between requests, as on SIGTERM (the
+ * web server or the supervisor starts a fresh worker, which joins the group again once the
+ * replication process is back).
+ */
+static void on_orphaned(void)
+{
+	log_warn("replication: the replication process stopped: this worker leaves the group");
+	kill(getpid(), SIGTERM);
+}
+
 static void on_sigterm(int sig)
 {
 	stopping = 1;
@@ -233,6 +244,8 @@ int main(int argc, char **argv)
 	c.store = store_open(conf.db_dir, conf.db_cache_mb, 0);
 	if (c.store == NULL)
 		fatal("cannot open the database environment %s", conf.db_dir);
+	if (!FCGX_IsCGI() && store_rep_watch(c.store, on_orphaned) < 0)
+		fatal("cannot watch the replication process");
 	/* The store purges by "exp"; the flows say when their other records are dead. */
 	if (link_purge_rules(c.store) < 0 || session_purge_rules(c.store) < 0 ||
 	    lockout_purge_rules(c.store) < 0)

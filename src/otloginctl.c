@@ -559,10 +559,7 @@ static int replication_status(struct ctx *c, int json)
 	struct store_rep_status st;
 	json_t *out, *peers;
 
-	if (store_rep_status(c->store, &st) < 0) {
-		fprintf(stderr, "otloginctl: the replication status cannot be read\n");
-		return 1;
-	}
+	store_rep_status(c->conf->db_dir, &st);
 	peers = json_array();
 	for (unsigned i = 0; i < st.npeers; i++)
 		json_array_append_new(peers, json_pack("{s:s, s:b}", "address", st.peers[i].address,
@@ -686,8 +683,15 @@ int main(int argc, char **argv)
 		conf_free(&conf);
 		return rc;
 	}
-	if (replication && !conf.rep_enabled)
-		fatal("replication is not enabled in the configuration ([replication] enabled)");
+	/* Read from what the replication process publishes: no environment to open. */
+	if (replication) {
+		if (!conf.rep_enabled)
+			fatal("replication is not enabled in the configuration ([replication] "
+			      "enabled)");
+		rc = cmd_replication(&c, argc - 1, argv + 1);
+		conf_free(&conf);
+		return rc;
+	}
 	if (ctx_replication(&conf, STORE_REP_SUBORDINATE) < 0)
 		fatal("configuration: [replication]");
 	c.store = store_open(conf.db_dir, conf.db_cache_mb, init);
@@ -696,12 +700,6 @@ int main(int argc, char **argv)
 		      init ? "" : " (run otloginctl init first)");
 	open_store = c.store;
 	atexit(close_store);
-	if (replication) {
-		rc = cmd_replication(&c, argc - 1, argv + 1);
-		close_store();
-		conf_free(&conf);
-		return rc;
-	}
 	/* The replication process checks the key against the group's before the site serves. */
 	if (init && keyring_create_server_key(conf.db_dir) < 0)
 		fatal("cannot create the server key");

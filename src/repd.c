@@ -2,7 +2,9 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ctx.h"
@@ -15,6 +17,14 @@
 
 /* How often the state is published: a role change reaches the workers within this. */
 #define TICK_US (50 * 1000)
+/*
+ * The master's probe: a small commit every PROBE_MS whose quorum acknowledgement says the
+ * site still reaches a majority; without one for PROBE_STALE_MS the workers stop serving.
+ */
+#define PROBE_MS 1000
+#define PROBE_STALE_MS 3000
+#define PROBE_KEY "repd:probe"
+#define PROBE_EXP_S 60
 
 static volatile sig_atomic_t stop;
 
@@ -47,7 +57,7 @@ static int key_checked(struct keyring *kr, int *loaded, struct store *s, const c
 		*loaded = 1;
 	}
 	/* The first master records its key; a client compares once it has the group's data. */
-	if (store_rep_status(s, &st) < 0 || strcmp(st.role, "none") == 0)
+	if (store_rep_status(dir, &st) < 0 || strcmp(st.role, "none") == 0)
 		return 0;
 	rc = keyring_check_group(kr, s, strcmp(st.role, "master") == 0);
 	if (rc == 0) {
@@ -65,19 +75,56 @@ static int key_checked(struct keyring *kr, int *loaded, struct store *s, const c
  */
 struct publisher {
 	struct store *s;
-	int ready; /* atomic: the server key was checked */
-	int stop;  /* atomic */
+	int ready;	   /* atomic: the server key was checked */
+	uint64_t acked_ms; /* atomic: when a quorum last acknowledged the probe */
+	int stop;	   /* atomic */
 };
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 static void *publish_loop(void *arg)
 {
 	struct publisher *p = arg;
 
 	while (!__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE)) {
-		store_rep_publish(p->s, __atomic_load_n(&p->ready, __ATOMIC_ACQUIRE));
+		uint64_t acked = __atomic_load_n(&p->acked_ms, __ATOMIC_ACQUIRE);
+		store_rep_publish(p->s, __atomic_load_n(&p->ready, __ATOMIC_ACQUIRE),
+				  acked != 0 && now_ms() - acked < PROBE_STALE_MS);
 		usleep(TICK_US);
 	}
 	return NULL;
+}
+
+static int probe_txn(struct store_txn *t, void *arg)
+{
+	json_t *v = json_pack("{s:I}", "exp", (json_int_t)time(NULL) + PROBE_EXP_S);
+	int rc =
+	    v == NULL ? STORE_ERR : store_put(t, TBL_COUNTERS, PROBE_KEY, strlen(PROBE_KEY), v);
+
+	(void)arg;
+	json_decref(v);
+	return rc;
+}
+
+/* On the master, once a PROBE_MS (at once after an election): is a quorum still there? */
+static void probe(struct publisher *p, uint64_t *last)
+{
+	uint64_t now = now_ms();
+
+	if (!store_rep_master(p->s)) {
+		__atomic_store_n(&p->acked_ms, 0, __ATOMIC_RELEASE);
+		return;
+	}
+	if (__atomic_load_n(&p->acked_ms, __ATOMIC_ACQUIRE) != 0 && now - *last < PROBE_MS)
+		return;
+	*last = now;
+	if (store_run(p->s, probe_txn, NULL) == 0)
+		__atomic_store_n(&p->acked_ms, now_ms(), __ATOMIC_RELEASE);
 }
 
 /*
@@ -105,6 +152,7 @@ int repd_run(const struct conf *conf)
 	struct keyring keys;
 	pthread_t thread;
 	int loaded = 0, said = 0, status = 1, checked;
+	uint64_t last_probe = 0;
 
 	if (!conf->rep_enabled) {
 		log_err("replication is not enabled in the configuration ([replication] enabled)");
@@ -136,6 +184,8 @@ int repd_run(const struct conf *conf)
 			__atomic_store_n(&pub.ready, 1, __ATOMIC_RELEASE);
 			log_info("replication: site %s ready", conf->rep_local);
 		}
+		if (pub.ready)
+			probe(&pub, &last_probe);
 		store_maintain(pub.s);
 		usleep(TICK_US);
 	}

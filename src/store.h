@@ -133,18 +133,34 @@ struct store_rep_status {
 };
 
 /*
- * Fill st from the environment (role and log position) and from what the replication process
- * published (the master, the peers and their connections). Returns 0 or a negative store_rc.
+ * Fill st with what the replication process of the environment in dir published last (role
+ * "none" and repd_running 0 when it does not run): nothing is opened, so that looking writes
+ * nothing to the log. Returns 0.
  */
-int store_rep_status(struct store *s, struct store_rep_status *st);
+int store_rep_status(const char *dir, struct store_rep_status *st);
+
+/*
+ * For a long-lived subordinate (a FastCGI worker), after store_open: a thread that calls
+ * orphaned(), once, when the site's replication process stops publishing while this process
+ * is in the group. The process must then leave (end, and be started again): its own
+ * connections would go on sending a master's heartbeats, and the other sites would never
+ * elect another master while this one's replication process hangs. Returns 0 (also when not
+ * replicated) or -1.
+ */
+int store_rep_watch(struct store *s, void (*orphaned)(void));
+
+/* 1 when Berkeley DB says this site is the master now, else 0. */
+int store_rep_master(struct store *s);
 
 /*
  * For the replication process (repd.h), about every 50 ms: publish the site's state for the
  * other processes; ready: the server key was checked against the group's (until then the
- * workers answer "starting"). Returns 0 or a negative store_rc. store_rep_unpublish, when it
- * stops, makes the state stale at once.
+ * workers answer "starting"); acked: a quorum acknowledged a commit of this master lately
+ * (a master cut off from its peers still sees them connected until TCP gives up; until then
+ * the workers answer "no-quorum"). Returns 0 or a negative store_rc. store_rep_unpublish, when
+ * it stops, makes the state stale at once.
  */
-int store_rep_publish(struct store *s, int ready);
+int store_rep_publish(struct store *s, int ready, int acked);
 void store_rep_unpublish(struct store *s);
 
 /* Begin a transaction. Returns 0 or a negative store_rc. */

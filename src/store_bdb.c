@@ -434,7 +434,8 @@ static void run_failchk(struct store *s)
 
 	s->lock_timedout = 0;
 	s->last_failchk = time(NULL);
-	if (s->failed || s->env == NULL)
+	/* Its log records would start replication in a process that must not (rep_log_ok). */
+	if (s->failed || s->env == NULL || !rep_log_ok())
 		return;
 	/* It spins while a live process holds a latch it needs: bounded like a transaction. */
 	watchdog_arm(1);

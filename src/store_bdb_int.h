@@ -96,6 +96,12 @@ int rep_start(struct store *s);
 void rep_forget_start(void);
 /* STORE_UNAVAILABLE when this process must not begin a transaction now, else 0. */
 int rep_gate(struct store *s);
+/*
+ * 1 when this process may write log records of its own (failchk's aborts): a replicated
+ * subordinate only once it joined the group, since a log record written on a master's
+ * environment by a process that has not makes Berkeley DB start replication in it by itself.
+ */
+int rep_log_ok(void);
 /* 1 when this process checkpoints and purges (one per site when replicated), else 0. */
 int rep_maintains(void);
 /* Around a commit: whether its quorum acknowledgement failed. */

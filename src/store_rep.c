@@ -28,6 +28,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -42,8 +43,13 @@
 #include "log.h"
 #include "store_bdb_int.h"
 
-/* The published state is stale (its process dead or hung) after this long. */
-#define REP_STALE_MS 3000
+/*
+ * The published state is stale (its process dead or hung) after this long: the site's workers
+ * then leave the group, and its peers elect another master a heartbeat monitor time later.
+ */
+#define REP_STALE_MS 2000
+/* How often a worker's watcher looks at the replication process's stamp. */
+#define REP_WATCH_US (250 * 1000)
 /* How long a subordinate waits, once, for its first connection to a peer. */
 #define REP_FIRST_PEER_WAIT_MS 2000
 #define REP_SHARED_FILE "otlogin.repd"
@@ -60,9 +66,11 @@ struct rep_shared {
 	uint32_t nsites;    /* group members, this site included */
 	uint32_t connected; /* peers the replication process is connected to */
 	uint32_t ready;	    /* 0 until the process checked the server key against the group */
+	uint32_t acked;	    /* a quorum acknowledged the master's last probe, lately */
 	uint64_t stamp_ms;  /* CLOCK_MONOTONIC of the last update */
 	char master[96];
-	uint32_t npeers; /* the replication process's view of each peer */
+	uint32_t log_file, log_offset; /* the end of this site's log */
+	uint32_t npeers;	       /* the replication process's view of each peer */
 	struct {
 		char address[92];
 		uint32_t connected;
@@ -282,6 +290,11 @@ int rep_env_config(DB_ENV *env)
 	return rep.on ? env->set_event_notify(env, rep_event) : 0;
 }
 
+int rep_log_ok(void)
+{
+	return !rep.on || __atomic_load_n(&rep.started, __ATOMIC_ACQUIRE);
+}
+
 int rep_maintains(void)
 {
 	return !rep.on || (rep.role == STORE_REP_PROCESS && rep.shared != NULL &&
@@ -301,7 +314,7 @@ int rep_commit_failed(void)
 /* ---- the shared state ----------------------------------------------------------------- */
 
 /* Map the published state: the replication process creates it, the others read it. */
-static struct rep_shared *shared_map(const struct store *s)
+static struct rep_shared *shared_map_dir(const char *dir)
 {
 	int writer = rep.role == STORE_REP_PROCESS, fd;
 	char path[4096];
@@ -309,7 +322,7 @@ static struct rep_shared *shared_map(const struct store *s)
 
 	if (rep.shared != NULL)
 		return rep.shared;
-	if (snprintf(path, sizeof(path), "%s/%s", s->dir, REP_SHARED_FILE) >= (int)sizeof(path))
+	if (snprintf(path, sizeof(path), "%s/%s", dir, REP_SHARED_FILE) >= (int)sizeof(path))
 		return NULL;
 	fd = open(path, (writer ? O_RDWR | O_CREAT : O_RDONLY) | O_CLOEXEC, 0600);
 	if (fd < 0)
@@ -323,8 +336,13 @@ static struct rep_shared *shared_map(const struct store *s)
 	close(fd);
 	if (m == MAP_FAILED)
 		return NULL;
-	rep.shared = m;
+	__atomic_store_n(&rep.shared, (struct rep_shared *)m, __ATOMIC_RELEASE);
 	return rep.shared;
+}
+
+static struct rep_shared *shared_map(const struct store *s)
+{
+	return shared_map_dir(s->dir);
 }
 
 static int shared_fresh(const struct rep_shared *sh)
@@ -396,6 +414,23 @@ static int first_peer_seen(struct store *s, unsigned nsites)
  * started first would take the listener's role, which needs threads a worker does not run).
  * 0, or -1 (logged) when it must not go on.
  */
+/*
+ * repmgr_start with every signal blocked: the threads it starts inherit the mask, and a signal
+ * meant for the process (SIGTERM between requests, the watchdog's SIGALRM) must reach its main
+ * thread.
+ */
+static int start_threads(DB_ENV *env, int nthreads)
+{
+	sigset_t all, old;
+	int rc;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	rc = env->repmgr_start(env, nthreads, DB_REP_ELECTION);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return rc;
+}
+
 int rep_start(struct store *s)
 {
 	const struct rep_shared *sh;
@@ -404,16 +439,17 @@ int rep_start(struct store *s)
 	if (!rep.on || rep.started)
 		return 0;
 	if (rep.role == STORE_REP_PROCESS) {
-		rc = s->env->repmgr_start(s->env, 3, DB_REP_ELECTION);
+		rc = start_threads(s->env, 3);
 		if (rc == DB_REP_IGNORE) {
 			log_err("replication: another process is this site's replication process");
 			return -1;
 		}
 	} else {
 		sh = shared_map(s);
-		if (sh == NULL || !shared_fresh(sh) || sh->pid == 0 || kill(sh->pid, 0) != 0)
+		if (sh == NULL || !shared_fresh(sh) || sh->pid == 0 ||
+		    (kill(sh->pid, 0) != 0 && errno != EPERM))
 			return 0; /* not yet: rep_gate answers "no-repd" meanwhile */
-		rc = s->env->repmgr_start(s->env, 0, DB_REP_ELECTION);
+		rc = start_threads(s->env, 0);
 		if (rc == DB_REP_IGNORE)
 			rc = 0;
 		else if (rc == 0 || rc == EINVAL) {
@@ -429,14 +465,50 @@ int rep_start(struct store *s)
 		log_err("replication: repmgr_start: %s", db_strerror(rc));
 		return -1;
 	}
-	rep.started = 1;
+	__atomic_store_n(&rep.started, 1, __ATOMIC_RELEASE);
 	rep.peer_seen = 0;
 	return 0;
 }
 
 void rep_forget_start(void)
 {
-	rep.started = 0;
+	__atomic_store_n(&rep.started, 0, __ATOMIC_RELEASE);
+}
+
+/* The watcher's thread: see store_rep_watch. */
+static void *watch_loop(void *arg)
+{
+	void (*orphaned)(void) = (void (*)(void))arg;
+	const struct rep_shared *sh;
+
+	for (;;) {
+		usleep(REP_WATCH_US);
+		sh = __atomic_load_n(&rep.shared, __ATOMIC_ACQUIRE);
+		if (__atomic_load_n(&rep.started, __ATOMIC_ACQUIRE) && sh != NULL &&
+		    !shared_fresh(sh)) {
+			orphaned();
+			return NULL;
+		}
+	}
+}
+
+int store_rep_watch(struct store *s, void (*orphaned)(void))
+{
+	sigset_t all, old;
+	pthread_t thread;
+	int rc;
+
+	(void)s;
+	if (!rep.on || rep.role != STORE_REP_SUBORDINATE)
+		return 0;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	rc = pthread_create(&thread, NULL, watch_loop, (void *)orphaned);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0)
+		return -1;
+	pthread_detach(thread);
+	return 0;
 }
 
 /* Why this process must not begin a transaction now (a word), or NULL. */
@@ -455,7 +527,7 @@ static const char *why_not(struct store *s)
 		return "starting";
 	if (sh->role != ROLE_MASTER)
 		return sh->role == ROLE_CLIENT ? "client" : "starting";
-	if (sh->connected < quorum_peers(sh->nsites))
+	if (sh->connected < quorum_peers(sh->nsites) || (sh->nsites > 1 && !sh->acked))
 		return "no-quorum";
 	if (rep.role == STORE_REP_SUBORDINATE) {
 		if (!rep.started && rep_start(s) < 0)
@@ -476,7 +548,7 @@ const char *store_rep_unavailable(struct store *s)
 	return rep.on ? why_not(s) : NULL;
 }
 
-int store_rep_publish(struct store *s, int ready)
+int store_rep_publish(struct store *s, int ready, int acked)
 {
 	struct rep_shared *sh = shared_map(s);
 	DB_REP_STAT *st = NULL;
@@ -503,6 +575,8 @@ int store_rep_publish(struct store *s, int ready)
 		sh->role = ROLE_NONE;
 	sh->nsites = nsites;
 	sh->connected = connected;
+	sh->log_file = st->st_next_lsn.file;
+	sh->log_offset = st->st_next_lsn.offset;
 	sh->master[0] = '\0';
 	if (st->st_master != DB_EID_INVALID) {
 		DB_SITE *site;
@@ -520,6 +594,7 @@ int store_rep_publish(struct store *s, int ready)
 	rc = 0;
 stamp:
 	sh->ready = (uint32_t)ready;
+	sh->acked = (uint32_t)acked;
 	sh->pid = (int32_t)getpid();
 	sh->magic = REP_SHARED_MAGIC;
 	__atomic_store_n(&sh->stamp_ms, now_ms(), __ATOMIC_RELEASE);
@@ -534,37 +609,41 @@ void store_rep_unpublish(struct store *s)
 		__atomic_store_n(&sh->stamp_ms, 0, __ATOMIC_RELEASE);
 }
 
-int store_rep_status(struct store *s, struct store_rep_status *out)
+int store_rep_master(struct store *s)
 {
 	DB_REP_STAT *st = NULL;
-	const struct rep_shared *sh;
-	int rc;
+	int master;
+
+	if (s->failed || s->env == NULL || s->env->rep_stat(s->env, &st, 0) != 0)
+		return 0;
+	master = st->st_status == DB_REP_MASTER;
+	free(st);
+	return master;
+}
+
+int store_rep_status(const char *dir, struct store_rep_status *out)
+{
+	const struct rep_shared *sh = shared_map_dir(dir);
 
 	memset(out, 0, sizeof(*out));
-	if (s->failed || s->env == NULL)
-		return STORE_FATAL;
-	if ((rc = s->env->rep_stat(s->env, &st, 0)) != 0)
-		return bdb_map_rc(s, rc, "replication status");
-	/* A client is one once it has caught up with the master (its first sync done). */
-	snprintf(out->role, sizeof(out->role), "%s",
-		 st->st_status == DB_REP_MASTER				     ? "master"
-		 : st->st_status == DB_REP_CLIENT && st->st_startup_complete ? "client"
-									     : "none");
-	out->log_file = st->st_next_lsn.file;
-	out->log_offset = st->st_next_lsn.offset;
-	free(st);
-	/* The connections that count are the replication process's, not this process's. */
-	sh = shared_map(s);
-	out->repd_running = sh != NULL && shared_fresh(sh);
-	if (!out->repd_running)
+	snprintf(out->role, sizeof(out->role), "none");
+	/* Only what the replication process published: a look must not write to the log. */
+	if (sh == NULL || !shared_fresh(sh))
 		return 0;
+	out->repd_running = 1;
+	snprintf(out->role, sizeof(out->role), "%s",
+		 sh->role == ROLE_MASTER   ? "master"
+		 : sh->role == ROLE_CLIENT ? "client"
+					   : "none");
 	snprintf(out->master, sizeof(out->master), "%s", sh->master);
 	out->nsites = sh->nsites;
-	for (uint32_t i = 0; i < sh->npeers && i < STORE_REP_MAX_PEERS; i++) {
+	out->log_file = sh->log_file;
+	out->log_offset = sh->log_offset;
+	out->npeers = sh->npeers < STORE_REP_MAX_PEERS ? sh->npeers : STORE_REP_MAX_PEERS;
+	for (unsigned i = 0; i < out->npeers; i++) {
 		snprintf(out->peers[i].address, sizeof(out->peers[i].address), "%s",
 			 sh->peers[i].address);
 		out->peers[i].connected = (int)sh->peers[i].connected;
 	}
-	out->npeers = sh->npeers < STORE_REP_MAX_PEERS ? sh->npeers : STORE_REP_MAX_PEERS;
 	return 0;
 }

@@ -421,21 +421,35 @@ const char *store_rep_unavailable(struct store *s)
 	return NULL;
 }
 
-int store_rep_status(struct store *s, struct store_rep_status *st)
+int store_rep_status(const char *dir, struct store_rep_status *st)
 {
-	(void)s;
+	(void)dir;
 	memset(st, 0, sizeof(*st));
-	return STORE_ERR;
+	return 0;
 }
 
-int store_rep_publish(struct store *s, int ready)
+int store_rep_publish(struct store *s, int ready, int acked)
 {
 	(void)s;
 	(void)ready;
+	(void)acked;
 	return STORE_ERR;
 }
 
 void store_rep_unpublish(struct store *s)
 {
 	(void)s;
+}
+
+int store_rep_master(struct store *s)
+{
+	(void)s;
+	return 0;
+}
+
+int store_rep_watch(struct store *s, void (*orphaned)(void))
+{
+	(void)s;
+	(void)orphaned;
+	return 0;
 }
