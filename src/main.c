@@ -289,6 +289,11 @@ int main(int argc, char **argv)
 		if (rc < 0)
 			break;
 		/* Heal a recovery seen while idle first: this request gets an answer. */
+		if (store_must_restart(c.store)) {
+			log_warn("the database was recovered: this worker ends, to join the "
+				 "replication group again as a new process");
+			break;
+		}
 		if (store_failed(c.store) && store_reopen(c.store) < 0) {
 			if (failing_since == 0)
 				failing_since = time(NULL);

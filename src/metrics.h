@@ -118,6 +118,9 @@ struct metrics_bdb {
 	uint64_t cache_hits, cache_misses;
 	uint64_t log_bytes;
 	uint64_t last_checkpoint; /* unix time, 0: none yet */
+	/* A site of a replication group (replicated 0: the section is left out). */
+	int replicated;
+	uint64_t rep_master, rep_sites, rep_connected, rep_unacknowledged;
 };
 
 /*

@@ -646,6 +646,7 @@ int main(int argc, char **argv)
 	struct ctx c = {.conf = &conf, .keys = &keys};
 	char err[512];
 	int opt, rc, init, replication;
+	char **full_argv = argv;
 
 	while ((opt = getopt(argc, argv, "+c:h")) != -1) {
 		if (opt == 'c')
@@ -680,6 +681,10 @@ int main(int argc, char **argv)
 		fatal("refusing to run with secrets others can read");
 	if (strcmp(argv[0], "replicate") == 0) {
 		rc = repd_run(&conf);
+		if (rc == REPD_RESTART) {
+			execv("/proc/self/exe", full_argv);
+			fatal("cannot start again: %s", strerror(errno));
+		}
 		conf_free(&conf);
 		return rc;
 	}

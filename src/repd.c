@@ -173,9 +173,9 @@ int repd_run(const struct conf *conf)
 	}
 	log_info("replication: site %s started", conf->rep_local);
 	while (!stop) {
-		if (store_failed(pub.s) && store_reopen(pub.s) < 0) {
-			usleep(TICK_US);
-			continue;
+		if (store_must_restart(pub.s)) {
+			status = REPD_RESTART;
+			break;
 		}
 		if (!pub.ready &&
 		    (checked = key_checked(&keys, &loaded, pub.s, conf->db_dir, &said)) != 0) {
@@ -189,11 +189,16 @@ int repd_run(const struct conf *conf)
 		store_maintain(pub.s);
 		usleep(TICK_US);
 	}
-	status = stop ? 0 : 1;
-	log_info("replication: site %s stopping", conf->rep_local);
+	if (status != REPD_RESTART)
+		status = stop ? 0 : 1;
+	log_info("replication: site %s %s", conf->rep_local,
+		 status == REPD_RESTART ? "restarting after a recovery" : "stopping");
 	__atomic_store_n(&pub.stop, 1, __ATOMIC_RELEASE);
 	pthread_join(thread, NULL);
 	store_rep_unpublish(pub.s);
+	/* A panicked handle's threads would outlive a close: the caller execs this program anew. */
+	if (status == REPD_RESTART)
+		return status;
 	if (loaded)
 		keyring_free(&keys);
 	store_close(pub.s);

@@ -10,10 +10,14 @@
 
 #include "conf.h"
 
+/* repd_run's answer when the process must start again: exec it anew, do not exit. */
+#define REPD_RESTART 75
+
 /*
  * Run until SIGTERM or SIGINT. Returns the process's exit status: 0 after a signal, 1 when it
- * cannot run (logged): no [replication] enabled, the environment cannot be opened, another
- * replication process runs for the site, or the server key differs from the group's.
+ * cannot run (logged): no [replication] enabled, or the server key differs from the group's;
+ * or REPD_RESTART when the environment was recovered under it (its Replication Manager
+ * threads cannot be stopped in place: the caller execs the program again, nothing closed).
  */
 int repd_run(const struct conf *conf);
 

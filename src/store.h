@@ -277,6 +277,13 @@ int store_dead(struct store_txn *t, enum store_table tbl, const void *key, size_
 /* 1 when the environment answers a read, else 0 (for /health). */
 int store_ping(struct store *s);
 
+/*
+ * 1 when the environment needs recovery under this process's Replication Manager threads:
+ * they cannot be stopped in place (closing a panicked handle leaves them running), so
+ * store_reopen refuses, and the process must end (or exec itself) to join the group again.
+ */
+int store_must_restart(const struct store *s);
+
 /* 1 after a STORE_FATAL until a store_reopen succeeded. */
 int store_failed(const struct store *s);
 

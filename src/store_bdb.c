@@ -891,7 +891,7 @@ int store_stats(struct store *s, struct metrics_bdb *out)
 	out->cache_hits = mp->st_cache_hit;
 	out->cache_misses = mp->st_cache_miss;
 	out->log_bytes = (uint64_t)log->st_w_mbytes * 1048576u + log->st_w_bytes;
-	out->valid = 1;
+	out->valid = rep_stats(s, out) == 0;
 out:
 	free(txn);
 	free(lock);

@@ -439,7 +439,16 @@ static void forget_own_slots(const struct store *s)
 /* Open the environment; opener_died: the previous opener died before it finished (open_all). */
 static int open_env(struct store *s, int opener_died)
 {
-	u_int32_t flags = OPEN_FLAGS | DB_REGISTER | DB_RECOVER | DB_FAILCHK;
+	/*
+	 * A replicated site recovers instead: failchk's aborts are log records, and written by an
+	 * opener on an environment that still says master (its master was killed), Berkeley DB
+	 * 5.3 starts a Replication Manager thread in the opener by itself, which a later
+	 * repmgr_start duplicates (the two deadlock) and which closing the handle does not stop
+	 * (it crashed). A recovery makes the regions anew, with no role. The cost: a process
+	 * killed on a master's site makes a failover.
+	 */
+	u_int32_t flags =
+	    OPEN_FLAGS | DB_REGISTER | DB_RECOVER | (store_replicated() ? 0 : DB_FAILCHK);
 	DB_ENV *env = new_env(s);
 	enum stuck why;
 	int rc;
@@ -558,48 +567,6 @@ static int reserve_regions(const struct store *s)
 	return 0;
 }
 
-/* The threads of this process (from /proc), 0 when unknown. */
-static unsigned thread_count(void)
-{
-	unsigned n = 0;
-	DIR *d = opendir("/proc/self/task");
-	struct dirent *e;
-
-	if (d == NULL)
-		return 0;
-	while ((e = readdir(d)) != NULL)
-		n += e->d_name[0] != '.';
-	closedir(d);
-	return n;
-}
-
-/*
- * open_env, for a replicated site without a Replication Manager started by the opening
- * itself. An open that aborts a dead process's transactions writes log records, and when the
- * environment still says "master" (its master was killed), Berkeley DB 5.3 then starts a
- * Replication Manager thread in the opener by itself; a repmgr_start after that starts a
- * second one on the same handle, and the two deadlock. Such a handle is closed and the
- * environment opened again: there is nothing left to abort the second time.
- */
-static int open_env_once(struct store *s, int opener_died)
-{
-	unsigned before = store_replicated() ? thread_count() : 0;
-
-	if (open_env(s, opener_died) < 0)
-		return -1;
-	if (!store_replicated() || before == 0 || thread_count() == before)
-		return 0;
-	log_info("replication: opening the environment started replication by itself; opening "
-		 "it again");
-	bdb_drop_handles(s);
-	if (open_env(s, 0) < 0)
-		return -1;
-	if (thread_count() == before)
-		return 0;
-	log_err("replication: the environment starts replication by itself at every open");
-	return -1;
-}
-
 /*
  * Open the environment and the tables, one process at a time: an flock on otlogin.lock in the
  * directory, which the kernel drops when its holder dies. Berkeley DB 5.3's deadlock detector,
@@ -626,7 +593,7 @@ int bdb_open_all(struct store *s, int create)
 		if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, strlen(pid), 0) < 0)
 			log_warn("%s: %s", path, strerror(errno));
 	}
-	rc = rep_write_config(s->dir) < 0 || open_env_once(s, died) < 0 || reserve_regions(s) < 0 ||
+	rc = rep_write_config(s->dir) < 0 || open_env(s, died) < 0 || reserve_regions(s) < 0 ||
 		     /* A replicated site opens its tables once it may serve (store_begin). */
 		     (!store_replicated() && bdb_open_tables(s, create) < 0) || rep_start(s) < 0
 		 ? -1
@@ -670,7 +637,7 @@ int store_reopen(struct store *s)
 
 	if (s->env != NULL && !s->failed)
 		return 0;
-	if (now < s->next_reopen)
+	if (now < s->next_reopen || store_must_restart(s))
 		return STORE_FATAL;
 	bdb_drop_handles(s);
 	s->failed = 1;

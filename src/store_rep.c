@@ -41,6 +41,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "store_bdb_int.h"
 
 /*
@@ -290,6 +291,12 @@ int rep_env_config(DB_ENV *env)
 	return rep.on ? env->set_event_notify(env, rep_event) : 0;
 }
 
+int store_must_restart(const struct store *s)
+{
+	/* The threads repmgr_start started live on in a panicked handle: only an exit ends them. */
+	return s->failed && __atomic_load_n(&rep.started, __ATOMIC_ACQUIRE);
+}
+
 int rep_log_ok(void)
 {
 	return !rep.on || __atomic_load_n(&rep.started, __ATOMIC_ACQUIRE);
@@ -409,12 +416,6 @@ static int first_peer_seen(struct store *s, unsigned nsites)
 }
 
 /*
- * Start the Replication Manager in this environment handle: the replication process listens
- * and holds elections; a subordinate joins it, only while it is alive (a subordinate that
- * started first would take the listener's role, which needs threads a worker does not run).
- * 0, or -1 (logged) when it must not go on.
- */
-/*
  * repmgr_start with every signal blocked: the threads it starts inherit the mask, and a signal
  * meant for the process (SIGTERM between requests, the watchdog's SIGALRM) must reach its main
  * thread.
@@ -431,6 +432,12 @@ static int start_threads(DB_ENV *env, int nthreads)
 	return rc;
 }
 
+/*
+ * Start the Replication Manager in this environment handle: the replication process listens
+ * and holds elections; a subordinate joins it, only while it is alive (a subordinate that
+ * started first would take the listener's role, which needs threads a worker does not run).
+ * 0, or -1 (logged) when it must not go on.
+ */
 int rep_start(struct store *s)
 {
 	const struct rep_shared *sh;
@@ -475,18 +482,21 @@ void rep_forget_start(void)
 	__atomic_store_n(&rep.started, 0, __ATOMIC_RELEASE);
 }
 
+/* What store_rep_watch's thread calls. */
+static void (*orphaned_fn)(void);
+
 /* The watcher's thread: see store_rep_watch. */
 static void *watch_loop(void *arg)
 {
-	void (*orphaned)(void) = (void (*)(void))arg;
 	const struct rep_shared *sh;
 
+	(void)arg;
 	for (;;) {
 		usleep(REP_WATCH_US);
 		sh = __atomic_load_n(&rep.shared, __ATOMIC_ACQUIRE);
 		if (__atomic_load_n(&rep.started, __ATOMIC_ACQUIRE) && sh != NULL &&
 		    !shared_fresh(sh)) {
-			orphaned();
+			orphaned_fn();
 			return NULL;
 		}
 	}
@@ -501,9 +511,10 @@ int store_rep_watch(struct store *s, void (*orphaned)(void))
 	(void)s;
 	if (!rep.on || rep.role != STORE_REP_SUBORDINATE)
 		return 0;
+	orphaned_fn = orphaned;
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
-	rc = pthread_create(&thread, NULL, watch_loop, (void *)orphaned);
+	rc = pthread_create(&thread, NULL, watch_loop, NULL);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc != 0)
 		return -1;
@@ -536,6 +547,27 @@ static const char *why_not(struct store *s)
 			return "starting";
 	}
 	return NULL;
+}
+
+int rep_stats(struct store *s, struct metrics_bdb *out)
+{
+	const struct rep_shared *sh;
+	DB_REPMGR_STAT *st = NULL;
+
+	if (!rep.on)
+		return 0;
+	if (s->env->repmgr_stat(s->env, &st, 0) != 0)
+		return -1;
+	out->replicated = 1;
+	out->rep_unacknowledged = st->st_perm_failed;
+	free(st);
+	/* The replication process's view: a worker's own connections are not the site's. */
+	if ((sh = shared_map(s)) != NULL && shared_fresh(sh)) {
+		out->rep_master = sh->role == ROLE_MASTER;
+		out->rep_sites = sh->nsites;
+		out->rep_connected = sh->connected;
+	}
+	return 0;
 }
 
 int rep_gate(struct store *s)

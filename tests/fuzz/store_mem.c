@@ -453,3 +453,9 @@ int store_rep_watch(struct store *s, void (*orphaned)(void))
 	(void)orphaned;
 	return 0;
 }
+
+int store_must_restart(const struct store *s)
+{
+	(void)s;
+	return 0;
+}
