@@ -7,11 +7,14 @@
  * so the records are the server's own.
  *
  *   scale_fill -c CONF --client CLIENT_ID [--batch N] [--sample K] [--sample-out FILE]
+ *   scale_fill -c CONF --warm
  *
  * Walks the users in key order, BATCH (default 2000) logins per transaction. Writes K (default
  * 0) of the raw refresh tokens, spread evenly over the users, one a line, to FILE (bench/scale
  * refreshes them: a refresh of a random session among all of them). Prints one JSON object:
- * {"sessions": N, "seconds": S}. Not a product tool: nothing in otlogin needs sessions made
+ * {"sessions": N, "seconds": S}. With --warm it only reads every table from end to end (as
+ * store_count does), which brings them into the cache of the running environment: a server
+ * that has run for a while has its cache full, a stack started for a benchmark does not. Not a product tool: nothing in otlogin needs sessions made
  * without a login.
  */
 #include <getopt.h>
@@ -108,10 +111,24 @@ static int count_txn(struct store_txn *t, void *arg)
 	return store_count(t, TBL_USERS, arg);
 }
 
+/* Read every page of every table (a count at read-committed: no locks pile up). */
+static int warm_txn(struct store_txn *t, void *arg)
+{
+	size_t n;
+
+	(void)arg;
+	for (int i = 0; i < TBL_COUNT; i++) {
+		int rc = store_count(t, (enum store_table)i, &n);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
 static _Noreturn void usage(void)
 {
 	fprintf(stderr, "usage: scale_fill -c CONF --client CLIENT_ID [--batch N] [--sample K] "
-			"[--sample-out FILE]\n");
+			"[--sample-out FILE]\n       scale_fill -c CONF --warm\n");
 	exit(2);
 }
 
@@ -121,6 +138,7 @@ int main(int argc, char **argv)
 						 {"batch", required_argument, NULL, 'b'},
 						 {"sample", required_argument, NULL, 's'},
 						 {"sample-out", required_argument, NULL, 'o'},
+						 {"warm", no_argument, NULL, 'w'},
 						 {NULL, 0, NULL, 0}};
 	const char *conf_file = NULL, *client_id = NULL, *sample_out = NULL;
 	struct conf conf;
@@ -131,7 +149,7 @@ int main(int argc, char **argv)
 	size_t sample = 0;
 	char err[512];
 	double t0;
-	int opt;
+	int opt, warm = 0;
 
 	while ((opt = getopt_long(argc, argv, "c:", longopts, NULL)) != -1) {
 		switch (opt) {
@@ -150,11 +168,14 @@ int main(int argc, char **argv)
 		case 'o':
 			sample_out = optarg;
 			break;
+		case 'w':
+			warm = 1;
+			break;
 		default:
 			usage();
 		}
 	}
-	if (conf_file == NULL || client_id == NULL || f.batch < 1)
+	if (conf_file == NULL || (client_id == NULL && !warm) || f.batch < 1)
 		usage();
 	log_init("scale_fill", LOG_LEVEL_WARN);
 	if (crypto_init() < 0)
@@ -165,6 +186,13 @@ int main(int argc, char **argv)
 	c.store = store_open(conf.db_dir, conf.db_cache_mb, 0);
 	if (c.store == NULL || keyring_load(&keys, c.store, conf.db_dir, conf.key_overlap) < 0)
 		fatal("cannot open the database %s", conf.db_dir);
+	if (warm) {
+		t0 = now_s();
+		if (store_run(c.store, warm_txn, NULL) < 0)
+			fatal("cannot read the tables");
+		printf("{\"warmed\": true, \"seconds\": %.1f}\n", now_s() - t0);
+		goto out;
+	}
 	if (session_purge_rules(c.store) < 0)
 		fatal("purge rules");
 	if (client_get(&c, client_id, &f.client) != STORE_FOUND)
@@ -199,6 +227,7 @@ int main(int argc, char **argv)
 	json_decref(b.users);
 	json_decref(f.client);
 	free(f.next);
+out:
 	keyring_free(&keys);
 	store_close(c.store);
 	conf_free(&conf);
