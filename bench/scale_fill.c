@@ -14,8 +14,8 @@
  * refreshes them: a refresh of a random session among all of them). Prints one JSON object:
  * {"sessions": N, "seconds": S}. With --warm it only reads every table from end to end (as
  * store_count does), which brings them into the cache of the running environment: a server
- * that has run for a while has its cache full, a stack started for a benchmark does not. Not a product tool: nothing in otlogin needs sessions made
- * without a login.
+ * that has run for a while has its cache full, a stack started for a benchmark does not. Not a
+ * product tool: nothing in otlogin needs sessions made without a login.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -134,12 +134,10 @@ static _Noreturn void usage(void)
 
 int main(int argc, char **argv)
 {
-	static const struct option longopts[] = {{"client", required_argument, NULL, 'C'},
-						 {"batch", required_argument, NULL, 'b'},
-						 {"sample", required_argument, NULL, 's'},
-						 {"sample-out", required_argument, NULL, 'o'},
-						 {"warm", no_argument, NULL, 'w'},
-						 {NULL, 0, NULL, 0}};
+	static const struct option longopts[] = {
+	    {"client", required_argument, NULL, 'C'}, {"batch", required_argument, NULL, 'b'},
+	    {"sample", required_argument, NULL, 's'}, {"sample-out", required_argument, NULL, 'o'},
+	    {"warm", no_argument, NULL, 'w'},	      {NULL, 0, NULL, 0}};
 	const char *conf_file = NULL, *client_id = NULL, *sample_out = NULL;
 	struct conf conf;
 	struct keyring keys;
