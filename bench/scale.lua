@@ -2,14 +2,16 @@
 -- picked at random among all of the database's, so that a big database is read where a
 -- request would read it, not in the few pages a handful of fixed users keep in the cache.
 --
--- BENCH_MODE in the environment; after "--": CLIENT_TOKEN TAG USERS OUTDIR [TOKENS_FILE]
+-- BENCH_MODE in the environment; after "--": CLIENT_TOKEN TAG USERS OUTDIR [TOKENS_FILE PICK]
 --   send     POST /cis/v1/auth/otp/send {"channel":"direct"} for a random user of the
 --            database (imported as TAG-N@example.org, N < USERS), over and over
 --   login    that send, then POST /cis/v1/auth/otp/authenticate with the code it answered
 --   refresh  POST /cis/v1/auth/token/refresh with the refresh tokens of TOKENS_FILE (one a
 --            line, sessions spread over the whole database): thread T of N takes lines T,
---            T+N, ...; each is used once, and when a thread has used all of its own it goes
---            on with the newest successor
+--            T+N, ...; with PICK "each" a request takes the thread's next line (each token is
+--            used once) and goes on with the newest successor when it has used them all; with
+--            PICK "chain" the thread takes one line and then refreshes its successors (a
+--            small database: its pages are all in the cache whichever session is refreshed)
 -- Each thread keeps one request in flight (bench/scale runs -t N -c N) and writes one line
 -- per response, "KIND ok|STATUS MICROSECONDS", to OUTDIR/TID.lat.
 
@@ -36,7 +38,7 @@ end
 
 local headers, tag, users, out
 local state, code, ident, cur, t0 = "send", nil, nil, nil, 0
-local mine, next_tok, rt = {}, 1, nil
+local mine, next_tok, rt, chain = {}, 1, nil, false
 
 function init(args)
    headers = {
@@ -58,6 +60,7 @@ function init(args)
          end
       end
       state = "refresh"
+      chain = args[6] == "chain"
    end
 end
 
@@ -73,12 +76,12 @@ function request()
       body = string.format('{"passcode":"%s","identifier_type":"email","identifier":"%s"}',
                            code, ident)
    else
-      if next_tok <= #mine then
+      if next_tok <= #mine and (rt == nil or not chain) then
          rt = mine[next_tok]
          next_tok = next_tok + 1
       end
       cur, path = "refresh", "/cis/v1/auth/token/refresh"
-      body = string.format('{"refresh_token":"%s"}', rt)
+      body = string.format('{"refresh_token":"%s"}', rt or "none-left")
    end
    t0 = now_us()
    return wrk.format("POST", path, headers, body)
