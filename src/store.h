@@ -281,6 +281,9 @@ int store_purge_rule(struct store *s, enum store_table tbl, store_purge_fn fn);
 int store_dead(struct store_txn *t, enum store_table tbl, const void *key, size_t klen,
 	       time_t cutoff);
 
+/* The file name of tbl's database in the environment directory, or NULL for no table. */
+const char *store_table_file(enum store_table tbl);
+
 /* 1 when the environment answers a read, else 0 (for /health). */
 int store_ping(struct store *s);
 
