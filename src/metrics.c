@@ -651,6 +651,18 @@ static void render_bdb(struct sbuf *out, const struct metrics_bdb *b)
 	simple(out, "otlogin_bdb_last_checkpoint_timestamp_seconds", "gauge",
 	       "Unix time of the last Berkeley DB checkpoint (0: none since the last recovery).",
 	       b->last_checkpoint);
+	if (!b->replicated)
+		return;
+	simple(out, "otlogin_replication_master", "gauge",
+	       "1 when this site is the master of its replication group, else 0.", b->rep_master);
+	simple(out, "otlogin_replication_sites", "gauge",
+	       "Sites in the replication group, this one included.", b->rep_sites);
+	simple(out, "otlogin_replication_connected_peers", "gauge",
+	       "Other sites the replication process is connected to.", b->rep_connected);
+	simple(out, "otlogin_replication_unacknowledged_commits_total", "counter",
+	       "Commits a quorum did not acknowledge in time, answered 503 (since the last "
+	       "recovery).",
+	       b->rep_unacknowledged);
 }
 
 void metrics_render(struct sbuf *out, const struct metrics_bdb *bdb)

@@ -110,6 +110,13 @@ int store_replication(const struct store_rep_conf *rc, enum store_rep_role role)
 int store_replicated(void);
 
 /*
+ * 1 when the replication process's last store_open failed for a reason that another try in
+ * this process cannot mend (another process is the site's replication process, or its address
+ * cannot be listened on); 0 when it may (a site that joins while another one does waits).
+ */
+int store_rep_refused(void);
+
+/*
  * Why a replicated site cannot serve now, as one word, or NULL when it can (a master with a
  * live replication process and a quorum): "starting", "no-repd", "client", "no-quorum",
  * "failed". NULL too when replication is off.
@@ -304,6 +311,9 @@ int store_purge_rule(struct store *s, enum store_table tbl, store_purge_fn fn);
  */
 int store_dead(struct store_txn *t, enum store_table tbl, const void *key, size_t klen,
 	       time_t cutoff);
+
+/* The file name of tbl's database in the environment directory, or NULL for no table. */
+const char *store_table_file(enum store_table tbl);
 
 /* 1 when the environment answers a read, else 0 (for /health). */
 int store_ping(struct store *s);

@@ -60,6 +60,11 @@ static const char *const table_files[TBL_COUNT] = {
     [TBL_REFRESH] = "refresh.db", [TBL_KEYS] = "keys.db",
 };
 
+const char *store_table_file(enum store_table tbl)
+{
+	return (unsigned)tbl < TBL_COUNT ? table_files[tbl] : NULL;
+}
+
 /* The tables whose records expire, in the order a purge pass visits them. */
 static const enum store_table purge_tables[] = {TBL_CODES, TBL_REFRESH, TBL_SESSIONS, TBL_COUNTERS};
 #define PURGE_TABLES (int)(sizeof(purge_tables) / sizeof(purge_tables[0]))
@@ -928,8 +933,11 @@ int store_stats(struct store *s, struct metrics_bdb *out)
 	out->lock_timeouts = (uint64_t)lock->st_nlocktimeouts + lock->st_ntxntimeouts;
 	out->cache_hits = mp->st_cache_hit;
 	out->cache_misses = mp->st_cache_miss;
+	out->cache_bytes = (uint64_t)mp->st_gbytes * 1073741824u + mp->st_bytes;
+	out->cache_pages = mp->st_pages;
+	out->cache_evictions = (uint64_t)mp->st_ro_evict + mp->st_rw_evict;
 	out->log_bytes = (uint64_t)log->st_w_mbytes * 1048576u + log->st_w_bytes;
-	out->valid = 1;
+	out->valid = rep_stats(s, out) == 0;
 out:
 	free(txn);
 	free(lock);

@@ -102,6 +102,9 @@ int rep_gate(struct store *s);
  * environment by a process that has not makes Berkeley DB start replication in it by itself.
  */
 int rep_log_ok(void);
+/* store_rep.c: the replication part of store_stats (nothing when not replicated). 0 or -1. */
+struct metrics_bdb;
+int rep_stats(struct store *s, struct metrics_bdb *out);
 /* 1 when this process checkpoints and purges (one per site when replicated), else 0. */
 int rep_maintains(void);
 /* Around a commit: whether its quorum acknowledgement failed. */

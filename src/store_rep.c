@@ -41,6 +41,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "store_bdb_int.h"
 
 /*
@@ -89,6 +90,7 @@ static struct {
 	/* This process. */
 	int started;   /* repmgr_start succeeded in this environment handle */
 	int peer_seen; /* a subordinate saw its first connection to a peer */
+	int refused;   /* the replication process's repmgr_start failed for good */
 	struct rep_shared *shared;
 } rep;
 
@@ -170,6 +172,11 @@ int store_replication(const struct store_rep_conf *rc, enum store_rep_role role)
 int store_replicated(void)
 {
 	return rep.on;
+}
+
+int store_rep_refused(void)
+{
+	return rep.refused;
 }
 
 u_int32_t rep_open_flags(void)
@@ -415,12 +422,6 @@ static int first_peer_seen(struct store *s, unsigned nsites)
 }
 
 /*
- * Start the Replication Manager in this environment handle: the replication process listens
- * and holds elections; a subordinate joins it, only while it is alive (a subordinate that
- * started first would take the listener's role, which needs threads a worker does not run).
- * 0, or -1 (logged) when it must not go on.
- */
-/*
  * repmgr_start with every signal blocked: the threads it starts inherit the mask, and a signal
  * meant for the process (SIGTERM between requests, the watchdog's SIGALRM) must reach its main
  * thread.
@@ -437,6 +438,12 @@ static int start_threads(DB_ENV *env, int nthreads)
 	return rc;
 }
 
+/*
+ * Start the Replication Manager in this environment handle: the replication process listens
+ * and holds elections; a subordinate joins it, only while it is alive (a subordinate that
+ * started first would take the listener's role, which needs threads a worker does not run).
+ * 0, or -1 (logged) when it must not go on.
+ */
 int rep_start(struct store *s)
 {
 	const struct rep_shared *sh;
@@ -446,6 +453,12 @@ int rep_start(struct store *s)
 		return 0;
 	if (rep.role == STORE_REP_PROCESS) {
 		rc = start_threads(s->env, 3);
+		/*
+		 * Only a site that joins while another one does is told to try later; the rest
+		 * (another process listens for the site, or its port is taken) stays so, and the
+		 * failed listen even keeps the role claimed for this process.
+		 */
+		rep.refused = rc != 0 && rc != DB_REP_UNAVAIL;
 		if (rc == DB_REP_IGNORE) {
 			log_err("replication: another process is this site's replication process");
 			return -1;
@@ -481,18 +494,21 @@ void rep_forget_start(void)
 	__atomic_store_n(&rep.started, 0, __ATOMIC_RELEASE);
 }
 
+/* What store_rep_watch's thread calls. */
+static void (*orphaned_fn)(void);
+
 /* The watcher's thread: see store_rep_watch. */
 static void *watch_loop(void *arg)
 {
-	void (*orphaned)(void) = (void (*)(void))arg;
 	const struct rep_shared *sh;
 
+	(void)arg;
 	for (;;) {
 		usleep(REP_WATCH_US);
 		sh = __atomic_load_n(&rep.shared, __ATOMIC_ACQUIRE);
 		if (__atomic_load_n(&rep.started, __ATOMIC_ACQUIRE) && sh != NULL &&
 		    !shared_fresh(sh)) {
-			orphaned();
+			orphaned_fn();
 			return NULL;
 		}
 	}
@@ -507,9 +523,10 @@ int store_rep_watch(struct store *s, void (*orphaned)(void))
 	(void)s;
 	if (!rep.on || rep.role != STORE_REP_SUBORDINATE)
 		return 0;
+	orphaned_fn = orphaned;
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
-	rc = pthread_create(&thread, NULL, watch_loop, (void *)orphaned);
+	rc = pthread_create(&thread, NULL, watch_loop, NULL);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc != 0)
 		return -1;
@@ -542,6 +559,27 @@ static const char *why_not(struct store *s)
 			return "starting";
 	}
 	return NULL;
+}
+
+int rep_stats(struct store *s, struct metrics_bdb *out)
+{
+	const struct rep_shared *sh;
+	DB_REPMGR_STAT *st = NULL;
+
+	if (!rep.on)
+		return 0;
+	if (s->env->repmgr_stat(s->env, &st, 0) != 0)
+		return -1;
+	out->replicated = 1;
+	out->rep_unacknowledged = st->st_perm_failed;
+	free(st);
+	/* The replication process's view: a worker's own connections are not the site's. */
+	if ((sh = shared_map(s)) != NULL && shared_fresh(sh)) {
+		out->rep_master = sh->role == ROLE_MASTER;
+		out->rep_sites = sh->nsites;
+		out->rep_connected = sh->connected;
+	}
+	return 0;
 }
 
 int rep_gate(struct store *s)

@@ -1,0 +1,160 @@
+/*
+ * store_rep: [replication]'s addresses, the DB_CONFIG it writes, and a group of one site (its
+ * creator) whose replication process becomes master, publishes its state and writes. The
+ * failover of three sites is tests/e2e/test_ha.py.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "fixture.h"
+#include "store.h"
+
+/* A TCP port nobody listens on now (the kernel's pick, released again). */
+static unsigned free_port(void)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	unsigned port = 0;
+
+	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+		port = ntohs(a.sin_port);
+	if (fd >= 0)
+		close(fd);
+	return port;
+}
+
+static struct store_rep_conf settings(const char *local, const char *peers)
+{
+	struct store_rep_conf rc = {
+	    .local = local,
+	    .peers = peers,
+	    .creator = 1,
+	    .priority = 100,
+	    .ack_timeout_ms = 1000,
+	    .heartbeat_send_ms = 500,
+	    .heartbeat_monitor_ms = 2000,
+	    .retry_ms = 1000,
+	};
+	return rc;
+}
+
+static void test_addresses(void)
+{
+	struct store_rep_conf rc;
+	char many[2048] = "";
+
+	rc = settings("127.0.0.1", "127.0.0.1:5502");
+	check(store_replication(&rc, STORE_REP_PROCESS) < 0);
+	rc = settings("127.0.0.1:0", "127.0.0.1:5502");
+	check(store_replication(&rc, STORE_REP_PROCESS) < 0);
+	rc = settings("127.0.0.1:65536", "127.0.0.1:5502");
+	check(store_replication(&rc, STORE_REP_PROCESS) < 0);
+	rc = settings(":5501", "127.0.0.1:5502");
+	check(store_replication(&rc, STORE_REP_PROCESS) < 0);
+	rc = settings("127.0.0.1:5501", "127.0.0.1:5502, nohost");
+	check(store_replication(&rc, STORE_REP_PROCESS) < 0);
+	rc = settings("127.0.0.1:-1", "127.0.0.1:5502");
+	check(store_replication(&rc, STORE_REP_PROCESS) < 0);
+	for (int i = 0; i < STORE_REP_MAX_PEERS + 1; i++)
+		snprintf(many + strlen(many), sizeof(many) - strlen(many), "10.0.0.%d:5501 ",
+			 i + 1);
+	rc = settings("127.0.0.1:5501", many);
+	check(store_replication(&rc, STORE_REP_PROCESS) < 0);
+	rc = settings("[::1]:5501", "127.0.0.1:5502,127.0.0.1:5503\t[::1]:5504");
+	check(store_replication(&rc, STORE_REP_PROCESS) == 0);
+	check(store_replicated());
+}
+
+static int file_has(const char *path, const char *text)
+{
+	char buf[4096];
+	FILE *f = fopen(path, "r");
+	size_t n = f != NULL ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+
+	if (f != NULL)
+		fclose(f);
+	buf[n] = '\0';
+	return strstr(buf, text) != NULL;
+}
+
+static int put_txn(struct store_txn *t, void *arg)
+{
+	json_t *v = json_pack("{s:s}", "v", (const char *)arg);
+	int rc = store_put(t, TBL_USERS, "k", 1, v);
+	json_decref(v);
+	return rc;
+}
+
+static int get_txn(struct store_txn *t, void *arg)
+{
+	json_t *v;
+	int rc = store_get(t, TBL_USERS, "k", 1, &v, 0);
+
+	if (rc == STORE_FOUND) {
+		*(int *)arg = strcmp(json_string_value(json_object_get(v, "v")), "written") == 0;
+		json_decref(v);
+	}
+	return rc < 0 ? rc : 0;
+}
+
+/* The creator of a group of one: master by itself, with DB_CONFIG written from the settings. */
+static void test_group_of_one(void)
+{
+	char local[32], peer[32], path[128];
+	struct store_rep_conf rc;
+	struct store_rep_status st;
+	struct store *s;
+	int master = 0, found = 0;
+
+	snprintf(local, sizeof(local), "127.0.0.1:%u", free_port());
+	/* A peer that never answers: a bootstrap helper a group of one does not need. */
+	snprintf(peer, sizeof(peer), "127.0.0.1:%u", free_port());
+	rc = settings(local, peer);
+	check(store_replication(&rc, STORE_REP_PROCESS) == 0);
+	fixture_begin("/tmp", "replication");
+	s = store_open(fixture_dir, 4, 1);
+	check(s != NULL);
+	if (s == NULL)
+		return;
+	snprintf(path, sizeof(path), "%s/DB_CONFIG", fixture_dir);
+	check(file_has(path, " db_local_site on db_group_creator on\n"));
+	check(file_has(path, "db_bootstrap_helper on\n"));
+	check(file_has(path, "repmgr_set_ack_policy db_repmgr_acks_quorum\n"));
+	check(file_has(path, "rep_set_timeout db_rep_heartbeat_send 500000\n"));
+	check(file_has(path, "rep_set_timeout db_rep_heartbeat_monitor 2000000\n"));
+	check(file_has(path, "rep_set_timeout db_rep_connection_retry 1000000\n"));
+	check(file_has(path, "rep_set_timeout db_rep_checkpoint_delay 0\n"));
+
+	/* Nothing published yet: a look says so. */
+	check(store_rep_status(fixture_dir, &st) == 0 && !st.repd_running &&
+	      strcmp(st.role, "none") == 0);
+	for (int i = 0; i < 200 && !(master = store_rep_master(s)); i++)
+		usleep(50 * 1000);
+	check(master);
+	check(store_rep_publish(s, 1, 1) == 0);
+	check(store_rep_status(fixture_dir, &st) == 0 && st.repd_running &&
+	      strcmp(st.role, "master") == 0 && strcmp(st.master, local) == 0);
+	check(st.nsites == 1 && st.npeers == 0 && st.log_file >= 1);
+	/* The replication process may write on its master. */
+	check(store_rep_unavailable(s) == NULL);
+	check(store_run(s, put_txn, "written") == 0);
+	check(store_run(s, get_txn, &found) == 0 && found);
+	store_rep_unpublish(s);
+	check(store_rep_status(fixture_dir, &st) == 0 && !st.repd_running);
+	store_close(s);
+	fixture_remove(fixture_dir);
+}
+
+int main(void)
+{
+	test_addresses();
+	test_group_of_one();
+	return check_done();
+}
