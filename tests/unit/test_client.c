@@ -507,7 +507,8 @@ static void token_again(const char *a)
 	/* The claims are kept, but exp is checked on every request. */
 	soon = mint("at+jwt", "{s:s, s:s, s:s, s:I, s:I}", "iss", iss, "aud", iss, "client_id", a,
 		    "iat", (long long)time(NULL), "exp", (long long)time(NULL) + 1);
-	check(soon != NULL && verify_kept(soon, a) == 1 && strcmp(keys.client_token_seen, soon) == 0);
+	check(soon != NULL && verify_kept(soon, a) == 1 &&
+	      strcmp(keys.client_token_seen, soon) == 0);
 	while (time(NULL) <= json_integer_value(json_object_get(keys.client_token_claims, "exp")))
 		sleep(1);
 	check(verify_kept(soon, a) == 0);
