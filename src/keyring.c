@@ -457,6 +457,8 @@ void keyring_free(struct keyring *kr)
 {
 	crypto_hmac_close(kr->tagger);
 	crypto_hmac_close(kr->client_token_mac);
+	crypto_free_str(kr->client_token_seen);
+	json_decref(kr->client_token_claims);
 	drop_signing_keys(kr);
 	crypto_wipe(kr, sizeof(*kr));
 }
