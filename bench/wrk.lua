@@ -13,6 +13,7 @@
 --            (tokens rotate on every use), starting from the token in OUTDIR/TID.seed (which
 --            bench/run makes with a login before wrk starts; without it the thread logs in
 --            first); args: CLIENT_TOKEN TAG OUTDIR
+--   mailsend an email-channel otp/send to a new address each time (see below)
 --
 -- login and refresh keep one state machine per wrk thread, so bench/run runs them with as
 -- many threads as connections (-t N -c N): each thread then has one request in flight and
@@ -151,5 +152,28 @@ if MODE == "login" or MODE == "refresh" then
          state = "send"
       end
       out:write(kind, ok and " ok " or string.format(" %d ", status), string.format("%.0f\n", us))
+   end
+end
+
+-- mailsend: POST /cis/v1/auth/otp/send {"channel":"email"} to a new address every time
+-- (bench-TAG-THREAD-N@example.org: distinct recipients, as a real service sees them);
+-- args: CLIENT_TOKEN TAG. wrk's own latency percentiles time it.
+if MODE == "mailsend" then
+   local headers, tag
+   local n = 0
+
+   function init(args)
+      headers = {
+         ["Authorization"] = "Bearer " .. args[1],
+         ["Content-Type"] = "application/json",
+      }
+      tag = args[2]
+   end
+
+   function request()
+      n = n + 1
+      return wrk.format("POST", "/cis/v1/auth/otp/send", headers, string.format(
+         '{"channel":"email","identifier_type":"email","identifier":"bench-%s-%d-%d@example.org"}',
+         tag, tid, n))
    end
 end

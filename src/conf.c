@@ -58,7 +58,7 @@ static const struct conf_key conf_keys[] = {
     {"server", "log_level", T_LOGLEVEL, O(log_level), 0, 0, "info"},
     {"server", "log", T_LOG, O(log), 0, 0, "syslog"},
     {"server", "log_facility", T_FACILITY, O(log_facility), 0, 0, "daemon"},
-    {"server", "db_cache_mb", T_UINT, O(db_cache_mb), 1, 4096, "16"},
+    {"server", "db_cache_mb", T_UINT, O(db_cache_mb), 1, 65536, "16"},
     {"server", "test_mode", T_BOOL, O(test_mode), 0, 0, "no"},
     {"tokens", "access_ttl", T_ULONG, O(access_ttl), 60, 86400, "3600"},
     {"tokens", "id_ttl", T_ULONG, O(id_ttl), 60, 86400, "3600"},

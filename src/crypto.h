@@ -11,12 +11,13 @@
 
 /*
  * Initialise libgcrypt once per process, before any request is served or any fork:
- * version check, secure memory, GCRYCTL_INITIALIZATION_FINISHED. Returns 0, or -1 when the
+ * the system random number generator (the kernel's), version check, secure memory,
+ * GCRYCTL_INITIALIZATION_FINISHED. Returns 0, or -1 when the
  * library is too old or cannot be initialised. Safe to call twice (second call is a no-op).
  */
 int crypto_init(void);
 
-/* Fill buf with len bytes from GCRY_STRONG_RANDOM. */
+/* Fill buf with len bytes from GCRY_STRONG_RANDOM (the kernel's generator, see crypto_init). */
 void crypto_random(void *buf, size_t len);
 
 /*

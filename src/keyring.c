@@ -274,7 +274,8 @@ static int adopt_keys(struct keyring *kr, struct load_arg *arg, time_t now)
 
 	if (published == NULL)
 		return -1;
-	qsort(arg->keys, arg->n, sizeof(*arg->keys), by_activation);
+	if (arg->n > 0) /* none yet: a replicated site before its init (keys is NULL) */
+		qsort(arg->keys, arg->n, sizeof(*arg->keys), by_activation);
 	for (size_t i = 0; i < arg->n; i++) {
 		time_t retire = i + 1 < arg->n ? arg->keys[i + 1].active_from + kr->overlap : 0;
 		if (arg->keys[i].active_from <= now)
@@ -456,6 +457,8 @@ void keyring_free(struct keyring *kr)
 {
 	crypto_hmac_close(kr->tagger);
 	crypto_hmac_close(kr->client_token_mac);
+	crypto_free_str(kr->client_token_seen);
+	json_decref(kr->client_token_claims);
 	drop_signing_keys(kr);
 	crypto_wipe(kr, sizeof(*kr));
 }

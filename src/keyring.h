@@ -20,6 +20,12 @@ struct keyring {
 	crypto_hmac_t *tagger;		 /* keyed with the derived record-tag key */
 	crypto_hmac_t *client_token_mac; /* keyed with the HS256 key of client access tokens */
 	char client_token_kid[17];
+	/*
+	 * The last client token that verified under client_token_mac and its claims, so that
+	 * a client's next request with the same token skips the HMAC and the JSON (client.c).
+	 */
+	char *client_token_seen;
+	json_t *client_token_claims;
 	jwk_t *signing;	   /* the current signing key */
 	jwk_t **published; /* every key in the JWKS (includes signing) */
 	size_t npublished;

@@ -29,6 +29,7 @@ int lockout_begin_txn(struct store_txn *t, struct ctx *c, const char *user_id, c
 	int rc;
 
 	l->rec = NULL;
+	l->user = NULL;
 	rc = user_id != NULL ? keyring_tag(c->keys, l->key, "lockout", "user", user_id, NULL)
 			     : keyring_tag(c->keys, l->key, "lockout", idtype, identifier, NULL);
 	if (rc < 0)
@@ -79,7 +80,9 @@ int lockout_fail_txn(struct store_txn *t, struct ctx *c, struct lockout *l)
 void lockout_done(struct lockout *l)
 {
 	json_decref(l->rec);
+	json_decref(l->user);
 	l->rec = NULL;
+	l->user = NULL;
 }
 
 /*

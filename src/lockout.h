@@ -23,14 +23,16 @@
 
 struct lockout {
 	char key[KEYRING_TAG_HEX];
-	json_t *rec; /* the account's record as read for update, or NULL */
+	json_t *rec;  /* the account's record as read for update, or NULL */
+	json_t *user; /* the account's user as login_throttle_txn found it, or NULL */
 };
 
 /*
  * Inside t, read the record of an account for update, so that attempts on one account are
  * serialised: the user user_id when the identifier has a user, else (user_id NULL) the
  * identifier (idtype, identifier) alone. Returns ERR_NONE, ERR_LOCKED with *wait raised to
- * the seconds until the delay ends, or a negative store_rc. Release l with lockout_done.
+ * the seconds until the delay ends, or a negative store_rc. l->user is left NULL (for
+ * login_throttle_txn to fill). Release l with lockout_done.
  */
 int lockout_begin_txn(struct store_txn *t, struct ctx *c, const char *user_id, const char *idtype,
 		      const char *identifier, struct lockout *l, unsigned *wait);

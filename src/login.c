@@ -253,12 +253,13 @@ int login_throttle_txn(struct store_txn *t, struct login_attempt *a, struct lock
 	int rc;
 
 	l->rec = NULL;
+	l->user = NULL;
 	rc = user_find_txn(t, user_idtype_parse(a->idtype), a->identifier, &known);
 	if (rc >= 0)
 		rc =
 		    lockout_begin_txn(t, a->c, json_string_value(json_object_get(known, "user_id")),
 				      a->idtype, a->identifier, l, &a->retry_after);
-	json_decref(known);
+	l->user = known;
 	return rc;
 }
 
@@ -270,7 +271,13 @@ int login_session_txn(struct store_txn *t, struct login_attempt *a, const char *
 	int rc;
 
 	login_grant_free(&a->grant);
-	rc = user_for_login_txn(t, a->client, user_idtype_parse(a->idtype), a->identifier, &user);
+	if (a->known != NULL) { /* read in this transaction already: the same record */
+		user = json_incref(a->known);
+		rc = ERR_NONE;
+	} else {
+		rc = user_for_login_txn(t, a->client, user_idtype_parse(a->idtype), a->identifier,
+					&user);
+	}
 	if (rc != ERR_NONE)
 		return rc;
 	rc = user_is_active(user) ? ERR_NONE : ERR_USER_NOT_ACTIVE;

@@ -105,6 +105,12 @@ struct login_attempt {
 	const char *identifier; /* canonical form */
 	unsigned retry_after;	/* ERR_RATE_LIMITED, ERR_LOCKED */
 	struct login_grant grant;
+	/*
+	 * Borrowed, or NULL: the identifier's user as read earlier in the same transaction and
+	 * not written since (struct lockout's user), which login_session_txn then takes instead
+	 * of reading it again. Set only around that call.
+	 */
+	json_t *known;
 };
 
 /*
@@ -116,7 +122,8 @@ int login_failed_txn(struct store_txn *t, struct login_attempt *a);
 
 /*
  * Inside t, read the throttle of the identifier's account into l (release it with
- * lockout_done): ERR_NONE, ERR_LOCKED (a->retry_after) or a negative store_rc.
+ * lockout_done), and the account's user into l->user (NULL when there is none yet): ERR_NONE,
+ * ERR_LOCKED (a->retry_after) or a negative store_rc.
  */
 int login_throttle_txn(struct store_txn *t, struct login_attempt *a, struct lockout *l);
 

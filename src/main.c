@@ -9,13 +9,23 @@
  * When the database needs recovery (another process died inside Berkeley DB), the worker
  * answers 503 where it must and reopens the environment itself, keeping its socket and the
  * requests queued on it.
+ *
+ * The environment's slow upkeep (checkpoints, the purge) runs in one process of its own, the
+ * maintainer (-M, see maintainer()), so that no request waits behind it: whichever worker
+ * finds no maintenance owner starts one, whoever started the workers (a web server, -w,
+ * spawn-fcgi).
  */
 #include <fcgi_stdio.h>
 #include <fcgiapp.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -160,6 +170,125 @@ static int serve_one(struct ctx *c)
 	return fatal ? -1 : 0;
 }
 
+/* The maintainer's end of the owner lock (store_maintainer_lock), handed down by its worker. */
+#define MAINTAINER_LOCK_FD 3
+
+/* The maintainer this worker started and has not reaped yet (0: none). */
+static pid_t maintainer_pid;
+
+/*
+ * Start the maintainer: this program again with -M, holding the owner lock fd (which this
+ * process closes after). Nothing else of the worker's goes with it: standard input (the
+ * FastCGI socket) is /dev/null there and every other descriptor above the lock is closed.
+ * Returns 0, or -1 (logged) when it could not be started.
+ */
+static int start_maintainer(int lock_fd, const char *prog, const char *conf_file)
+{
+	posix_spawn_file_actions_t fa;
+	char ppid[32];
+	char *argv[] = {(char *)prog, "-c", (char *)conf_path(conf_file), "-M", ppid, NULL};
+	int rc;
+
+	snprintf(ppid, sizeof(ppid), "%ld", (long)getpid());
+	if (posix_spawn_file_actions_init(&fa) != 0)
+		return -1;
+	rc = posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+	if (rc == 0 && lock_fd != MAINTAINER_LOCK_FD)
+		rc = posix_spawn_file_actions_adddup2(&fa, lock_fd, MAINTAINER_LOCK_FD);
+	else if (rc == 0)
+		rc = fcntl(lock_fd, F_SETFD, 0) < 0 ? errno : 0; /* dup2 to itself keeps CLOEXEC */
+	if (rc == 0)
+		rc = posix_spawn_file_actions_addclosefrom_np(&fa, MAINTAINER_LOCK_FD + 1);
+	if (rc == 0)
+		rc = strchr(prog, '/') != NULL
+			 ? posix_spawn(&maintainer_pid, prog, &fa, NULL, argv, environ)
+			 : posix_spawn(&maintainer_pid, "/proc/self/exe", &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	if (rc != 0) {
+		maintainer_pid = 0;
+		log_err("cannot start the maintenance process: %s", strerror(rc));
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Between requests: the worker's cheap share of the upkeep and, once a second, a look at
+ * whether some process owns the rest; when none does, start the maintainer or, failing
+ * that, do its step here. A plain CGI process, gone after this request, does it all itself;
+ * so does a replicated site's worker, whose store_maintain leaves checkpoints and the purge to
+ * the site's replication process.
+ */
+static void maintain(struct ctx *c, const char *prog, const char *conf_file)
+{
+	int fd;
+
+	if (FCGX_IsCGI() || store_replicated()) {
+		store_maintain(c->store);
+		return;
+	}
+	if (store_maintain_worker(c->store) != 1)
+		return;
+	if (maintainer_pid > 0 && waitpid(maintainer_pid, NULL, WNOHANG) != 0)
+		maintainer_pid = 0;
+	if ((fd = store_maintainer_lock(c->store)) < 0)
+		return; /* owned: by our maintainer, another worker's or a replication process */
+	if (start_maintainer(fd, prog, conf_file) < 0)
+		store_maintain_owner(c->store);
+	close(fd);
+}
+
+/*
+ * The maintainer (-M PPID): the environment's maintenance owner while its worker PPID lives.
+ * It holds the owner lock on MAINTAINER_LOCK_FD and runs store_maintain_owner once a second;
+ * SIGTERM, its worker's death (which sends SIGTERM) or a database it cannot reopen for
+ * REOPEN_GIVE_UP_S end it, and a worker starts another. Returns the exit status.
+ */
+static int maintainer(struct conf *conf, const char *ppid_arg)
+{
+	struct timespec second = {1, 0};
+	struct store *s;
+	sigset_t termset;
+	time_t failing_since = 0;
+	long ppid = strtol(ppid_arg, NULL, 10);
+
+	/* Blocked for good: sigtimedwait below is where it is taken, between steps. */
+	sigemptyset(&termset);
+	sigaddset(&termset, SIGTERM);
+	sigprocmask(SIG_BLOCK, &termset, NULL);
+	if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || (long)getppid() != ppid)
+		return 0; /* its worker is gone already */
+	if (fcntl(MAINTAINER_LOCK_FD, F_SETFD, FD_CLOEXEC) < 0) {
+		log_err("the maintenance process was started without its lock");
+		return 1;
+	}
+	store_watchdog(WATCHDOG_S);
+	metrics_open(conf->db_dir, route_names,
+		     route_patterns(route_names, METRICS_MAX_ROUTES - 1));
+	s = store_open(conf->db_dir, conf->db_cache_mb, 0);
+	if (s == NULL)
+		return 1;
+	if (link_purge_rules(s) < 0 || session_purge_rules(s) < 0 || lockout_purge_rules(s) < 0) {
+		log_err("cannot register the purge rules");
+		store_close(s);
+		return 1;
+	}
+	log_debug("maintenance process started for worker %ld", ppid);
+	for (;;) {
+		store_maintain_owner(s);
+		if (!store_failed(s))
+			failing_since = 0;
+		else if (failing_since == 0)
+			failing_since = time(NULL);
+		else if (time(NULL) - failing_since >= REOPEN_GIVE_UP_S)
+			break;
+		if (sigtimedwait(&termset, NULL, &second) == SIGTERM || (long)getppid() != ppid)
+			break;
+	}
+	store_close(s);
+	return 0;
+}
+
 /* Most workers -w starts: far more than two cores' worth, far fewer than a mistake. */
 #define MAX_WORKERS 256
 
@@ -195,14 +324,17 @@ int main(int argc, char **argv)
 	char **startup_environ = environ;
 	time_t failing_since = 0;
 	unsigned workers = 0;
+	const char *maintainer_of = NULL;
 	char err[512];
 	int opt;
 
-	while ((opt = getopt(argc, argv, "c:w:")) != -1) {
+	while ((opt = getopt(argc, argv, "c:w:M:")) != -1) {
 		if (opt == 'c')
 			conf_file = optarg;
 		else if (opt == 'w')
 			workers = parse_workers(optarg);
+		else if (opt == 'M')
+			maintainer_of = optarg; /* internal: see maintainer() */
 		else
 			usage();
 	}
@@ -225,6 +357,8 @@ int main(int argc, char **argv)
 	}
 	if (audit_open(conf.audit_log, conf.audit_facility, err, sizeof(err)) < 0)
 		fatal("%s", err);
+	if (maintainer_of != NULL)
+		return maintainer(&conf, maintainer_of);
 	/* The supervisor opens nothing of its own: each worker sets itself up, from here. */
 	if (workers > 0) {
 		if (FCGX_IsCGI())
@@ -312,7 +446,7 @@ int main(int argc, char **argv)
 		FCGI_Finish();
 		/* ...which sees the process's own environment (TZ, libfaketime in the tests). */
 		environ = startup_environ;
-		store_maintain(c.store);
+		maintain(&c, argv[0], conf_file);
 	}
 	keyring_free(&keys);
 	store_close(c.store);

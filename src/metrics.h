@@ -116,6 +116,8 @@ struct metrics_bdb {
 	uint64_t commits, aborts;
 	uint64_t lock_conflicts, deadlocks, lock_timeouts;
 	uint64_t cache_hits, cache_misses;
+	uint64_t cache_bytes; /* the cache's size, fixed when the regions were created */
+	uint64_t cache_pages, cache_evictions; /* pages in the cache now; pages evicted */
 	uint64_t log_bytes;
 	uint64_t last_checkpoint; /* unix time, 0: none yet */
 	/* A site of a replication group (replicated 0: the section is left out). */

@@ -26,6 +26,7 @@
 #include "log.h"
 #include "org.h"
 #include "repd.h"
+#include "sizing.h"
 #include "store.h"
 #include "user.h"
 
@@ -75,6 +76,9 @@ static _Noreturn void usage(void)
 		"      add a signing key: published now, signing after [keys] publish_ahead\n"
 		"  key list\n"
 		"      the published keys (public parts) and which one signs\n"
+		"  db size\n"
+		"      the tables' sizes, the cache and its hit rate, and the db_cache_mb that\n"
+		"      holds the tables (how to apply it, when the cache is smaller)\n"
 		"  replicate\n"
 		"      run this site's replication process in the foreground (SIGTERM stops it)\n"
 		"  replication status [--json]\n"
@@ -674,7 +678,8 @@ int main(int argc, char **argv)
 	replication = strcmp(argv[0], "replication") == 0;
 	if (!init && !replication && strcmp(argv[0], "client") != 0 &&
 	    strcmp(argv[0], "user") != 0 && strcmp(argv[0], "key") != 0 &&
-	    strcmp(argv[0], "org") != 0 && strcmp(argv[0], "replicate") != 0)
+	    strcmp(argv[0], "org") != 0 && strcmp(argv[0], "replicate") != 0 &&
+	    strcmp(argv[0], "db") != 0)
 		usage();
 	/* init makes db_dir 0700 itself; keyring_load checks the key in every case. */
 	if (!init && keyring_check_private(conf.db_dir) < 0)
@@ -723,6 +728,15 @@ int main(int argc, char **argv)
 		rc = cmd_key(&c, argc - 1, argv + 1);
 	} else if (strcmp(argv[0], "org") == 0) {
 		rc = cmd_org(&c, argc - 1, argv + 1);
+	} else if (strcmp(argv[0], "db") == 0) {
+		json_t *report = argc == 2 && strcmp(argv[1], "size") == 0
+				     ? sizing_report(c.store, conf.db_dir, conf.db_cache_mb)
+				     : (usage(), NULL);
+		if (report == NULL)
+			fatal("cannot read the database's size");
+		print_json(report);
+		json_decref(report);
+		rc = 0;
 	} else {
 		rc = cmd_user(&c, argc - 1, argv + 1);
 	}

@@ -390,7 +390,10 @@ static int auth_txn(struct store_txn *t, void *arg)
 	} else if (expired) {
 		rc = (rc = store_del(t, TBL_CODES, key, strlen(key))) < 0 ? rc : ERR_CODE_EXPIRED;
 	} else {
+		/* The user login_throttle_txn read: nothing in between writes it. */
+		x->a.known = l.user;
 		rc = login(t, x, key, rec);
+		x->a.known = NULL;
 	}
 	lockout_done(&l);
 	json_decref(rec);

@@ -128,14 +128,15 @@ static void probe(struct publisher *p, uint64_t *last)
 }
 
 /*
- * Open the environment as the site's replication process, again and again until it works or
- * a signal says stop: a site that joins while another one does is told to try later.
+ * Open the environment as the site's replication process, again every second until it works,
+ * a signal says stop, or it cannot work (store_rep_refused): a site that joins while another
+ * one does is told to try later.
  */
 static struct store *open_site(const struct conf *conf)
 {
 	for (unsigned attempt = 0; !stop; attempt++) {
 		struct store *s = store_open(conf->db_dir, conf->db_cache_mb, 1);
-		if (s != NULL)
+		if (s != NULL || store_rep_refused())
 			return s;
 		if (attempt % 10 == 0)
 			log_warn("replication: site %s cannot start yet; retrying every second",
@@ -164,7 +165,7 @@ int repd_run(const struct conf *conf)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	if ((pub.s = open_site(conf)) == NULL)
-		return 0; /* stopped */
+		return stop ? 0 : 1;
 	if (link_purge_rules(pub.s) < 0 || session_purge_rules(pub.s) < 0 ||
 	    lockout_purge_rules(pub.s) < 0 ||
 	    pthread_create(&thread, NULL, publish_loop, &pub) != 0) {

@@ -15,7 +15,8 @@
 
 /*
  * Run until SIGTERM or SIGINT. Returns the process's exit status: 0 after a signal, 1 when it
- * cannot run (logged): no [replication] enabled, or the server key differs from the group's;
+ * cannot run (logged): no [replication] enabled, another process is the site's replication
+ * process, its address cannot be listened on, or the server key differs from the group's;
  * or REPD_RESTART when the environment was recovered under it (its Replication Manager
  * threads cannot be stopped in place: the caller execs the program again, nothing closed).
  */

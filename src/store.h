@@ -110,6 +110,13 @@ int store_replication(const struct store_rep_conf *rc, enum store_rep_role role)
 int store_replicated(void);
 
 /*
+ * 1 when the replication process's last store_open failed for a reason that another try in
+ * this process cannot mend (another process is the site's replication process, or its address
+ * cannot be listened on); 0 when it may (a site that joins while another one does waits).
+ */
+int store_rep_refused(void);
+
+/*
  * Why a replicated site cannot serve now, as one word, or NULL when it can (a master with a
  * live replication process and a quorum): "starting", "no-repd", "client", "no-quorum",
  * "failed". NULL too when replication is off.
@@ -227,12 +234,43 @@ static inline int store_outcome(int rc, int failed)
 }
 
 /*
- * Between requests (cheap when nothing is due, at most one step a second): reopen a failed
+ * Maintenance is split in two so that the slow part stays out of the request path. Every
+ * worker, between requests, runs store_maintain_worker: cheap. One process per environment,
+ * the maintenance owner (the holder of store_maintainer_lock: the maintainer process that a
+ * worker starts), calls store_maintain_owner about once a second: failchk, checkpoints (a
+ * checkpoint writes the cache's dirty pages: tens of milliseconds under load) and the purge.
+ * On a replicated site the replication process does that part (rep_maintains), and its
+ * workers call store_maintain as before.
+ */
+
+/*
+ * Between requests, in every worker: reopen a failed environment, run failchk when a lock
+ * wait timed out. Returns 1 at most once a second (the time to see whether an owner is
+ * there: store_maintainer_lock), else 0.
+ */
+int store_maintain_worker(struct store *s);
+
+/*
+ * The owner's step (cheap when nothing is due, at most one a second): reopen a failed
  * environment, run failchk every few seconds, checkpoint once 1 MiB of log was written or a
  * minute passed (log files a checkpoint made unneeded are removed at the next file switch),
- * and run a bounded part of the purge pass that one worker claims every ten minutes.
+ * and run a bounded part of the purge pass that one process claims every ten minutes.
+ */
+void store_maintain_owner(struct store *s);
+
+/*
+ * Both of the above in the calling process: for a process that is its own owner (plain CGI,
+ * otloginctl, the tests).
  */
 void store_maintain(struct store *s);
+
+/*
+ * Become the environment's maintenance owner: an exclusive flock on the environment directory
+ * itself, held as long as the returned descriptor (close-on-exec) stays open in some process
+ * (it may be handed down across fork and exec). Returns it, or -1 when another process holds
+ * it (or the directory cannot be opened).
+ */
+int store_maintainer_lock(struct store *s);
 
 /* Records are purged this long after they expired: an expired code still says so for a day. */
 #define STORE_PURGE_GRACE_S (24 * 60 * 60)
@@ -273,6 +311,9 @@ int store_purge_rule(struct store *s, enum store_table tbl, store_purge_fn fn);
  */
 int store_dead(struct store_txn *t, enum store_table tbl, const void *key, size_t klen,
 	       time_t cutoff);
+
+/* The file name of tbl's database in the environment directory, or NULL for no table. */
+const char *store_table_file(enum store_table tbl);
 
 /* 1 when the environment answers a read, else 0 (for /health). */
 int store_ping(struct store *s);

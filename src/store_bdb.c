@@ -15,8 +15,10 @@
 
 #include <db.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -57,6 +59,11 @@ static const char *const table_files[TBL_COUNT] = {
     [TBL_CODES] = "codes.db",	  [TBL_COUNTERS] = "counters.db", [TBL_SESSIONS] = "sessions.db",
     [TBL_REFRESH] = "refresh.db", [TBL_KEYS] = "keys.db",
 };
+
+const char *store_table_file(enum store_table tbl)
+{
+	return (unsigned)tbl < TBL_COUNT ? table_files[tbl] : NULL;
+}
 
 /* The tables whose records expire, in the order a purge pass visits them. */
 static const enum store_table purge_tables[] = {TBL_CODES, TBL_REFRESH, TBL_SESSIONS, TBL_COUNTERS};
@@ -798,7 +805,23 @@ static uint64_t last_checkpoint(struct store *s)
 	return lsn;
 }
 
-void store_maintain(struct store *s)
+int store_maintain_worker(struct store *s)
+{
+	time_t now = time(NULL);
+
+	if (s->failed || s->env == NULL) {
+		store_reopen(s);
+		return 0;
+	}
+	if (s->lock_timedout)
+		run_failchk(s);
+	if (now == s->last_maintain)
+		return 0;
+	s->last_maintain = now;
+	return 1;
+}
+
+void store_maintain_owner(struct store *s)
 {
 	time_t now = time(NULL);
 	uint64_t ckp;
@@ -809,9 +832,9 @@ void store_maintain(struct store *s)
 		return;
 	}
 	/* At most once a second: each step is cheap when there is nothing to do. */
-	if (now == s->last_maintain)
+	if (now == s->last_owner_step)
 		return;
-	s->last_maintain = now;
+	s->last_owner_step = now;
 	if (s->lock_timedout || now - s->last_failchk >= FAILCHK_EVERY_S)
 		run_failchk(s);
 	/* A replicated site's replication process checkpoints and purges, on the master. */
@@ -832,6 +855,26 @@ void store_maintain(struct store *s)
 		metrics_count(METRIC_CHECKPOINTS);
 	if (!s->failed)
 		purge_step(s, now);
+}
+
+void store_maintain(struct store *s)
+{
+	if (store_maintain_worker(s) == 1)
+		store_maintain_owner(s);
+}
+
+int store_maintainer_lock(struct store *s)
+{
+	int fd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -1;
+	/* The directory itself, not a file in it: the environment's files stay what they were. */
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
 }
 
 static int ping_fn(struct store_txn *t, void *arg)
@@ -890,6 +933,9 @@ int store_stats(struct store *s, struct metrics_bdb *out)
 	out->lock_timeouts = (uint64_t)lock->st_nlocktimeouts + lock->st_ntxntimeouts;
 	out->cache_hits = mp->st_cache_hit;
 	out->cache_misses = mp->st_cache_miss;
+	out->cache_bytes = (uint64_t)mp->st_gbytes * 1073741824u + mp->st_bytes;
+	out->cache_pages = mp->st_pages;
+	out->cache_evictions = (uint64_t)mp->st_ro_evict + mp->st_rw_evict;
 	out->log_bytes = (uint64_t)log->st_w_mbytes * 1048576u + log->st_w_bytes;
 	out->valid = rep_stats(s, out) == 0;
 out:

@@ -37,7 +37,7 @@ struct store {
 	int failed;	   /* DB_RUNRECOVERY seen: the handles are dead until store_reopen */
 	int lock_timedout; /* a lock wait timed out: run failchk soon */
 	unsigned reopens;
-	time_t next_reopen, last_maintain, last_failchk, next_purge_check;
+	time_t next_reopen, last_maintain, last_owner_step, last_failchk, next_purge_check;
 	char *region; /* the first region file, and its identity at open */
 	struct region_id region_id;
 	/* Where the running purge pass is: index into purge_tables (-1: none) and last key. */

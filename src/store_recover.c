@@ -220,7 +220,8 @@ static DB_ENV *new_env(const struct store *s)
 	 * DB_REGION_INIT writes the region files out when they are created, so that a full disk
 	 * shows as an error at open instead of SIGBUS when a page of the mapping is first used.
 	 */
-	if ((rc = env->set_cachesize(env, 0, s->cache_mb * 1024u * 1024u, 1)) != 0 ||
+	if ((rc = env->set_cachesize(env, s->cache_mb / 1024, s->cache_mb % 1024 * 1024u * 1024u,
+				     1)) != 0 ||
 	    (rc = env->set_lk_detect(env, DB_LOCK_DEFAULT)) != 0 ||
 	    (rc = env->set_timeout(env, LOCK_TIMEOUT_US, DB_SET_LOCK_TIMEOUT)) != 0 ||
 	    (rc = env->set_timeout(env, TXN_TIMEOUT_US, DB_SET_TXN_TIMEOUT)) != 0 ||

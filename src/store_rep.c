@@ -90,6 +90,7 @@ static struct {
 	/* This process. */
 	int started;   /* repmgr_start succeeded in this environment handle */
 	int peer_seen; /* a subordinate saw its first connection to a peer */
+	int refused;   /* the replication process's repmgr_start failed for good */
 	struct rep_shared *shared;
 } rep;
 
@@ -171,6 +172,11 @@ int store_replication(const struct store_rep_conf *rc, enum store_rep_role role)
 int store_replicated(void)
 {
 	return rep.on;
+}
+
+int store_rep_refused(void)
+{
+	return rep.refused;
 }
 
 u_int32_t rep_open_flags(void)
@@ -447,6 +453,12 @@ int rep_start(struct store *s)
 		return 0;
 	if (rep.role == STORE_REP_PROCESS) {
 		rc = start_threads(s->env, 3);
+		/*
+		 * Only a site that joins while another one does is told to try later; the rest
+		 * (another process listens for the site, or its port is taken) stays so, and the
+		 * failed listen even keeps the role claimed for this process.
+		 */
+		rep.refused = rc != 0 && rc != DB_REP_UNAVAIL;
 		if (rc == DB_REP_IGNORE) {
 			log_err("replication: another process is this site's replication process");
 			return -1;

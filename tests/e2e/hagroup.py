@@ -216,15 +216,10 @@ class Site(Stack):
         s["mail"].pop("smtp_port", None)
         s["mail"]["maildir"] = self.path("mail")
         s["replication"] = self.replication_section()
-        lines = ["# written by tests/e2e/hagroup.py: site %d of a replication group" % self.n]
-        for sec in ("server", "tokens", "otp", "mail", "limits", "hosted", "audit",
-                    "replication"):
-            lines.append("[%s]" % sec)
-            lines += ["%s = %s" % (k, v) for k, v in s[sec].items()]
-            lines.append("")
         self.conf = self.path("otlogin.conf")
-        with open(self.conf, "w") as f:
-            f.write("\n".join(lines))
+        harness.write_conf(self.conf, "# written by tests/e2e/hagroup.py: site %d of a "
+                           "replication group" % self.n, s,
+                           harness.CONF_SECTIONS + ("replication",))
 
     def write_configs(self):
         for d in ("db", "mail", "mail/new", "mail/cur", "mail/tmp"):

@@ -73,6 +73,22 @@ RUNNING = []
 NOTES = []
 
 
+
+# The sections a stack's otlogin.conf is written with, in this order.
+CONF_SECTIONS = ("server", "tokens", "otp", "mail", "limits", "hosted", "audit")
+
+
+def write_conf(path, header, sections, order):
+    """Write an otlogin.conf at path: the header comment, then each section of order from the
+    dict sections ({section: {key: value}})."""
+    lines = [header]
+    for sec in order:
+        lines.append("[%s]" % sec)
+        lines += ["%s = %s" % (k, v) for k, v in sections[sec].items()]
+        lines.append("")
+    with open(path, "w") as f:
+        f.write("\n".join(lines))
+
 class HarnessError(Exception):
     pass
 
@@ -379,14 +395,8 @@ class Stack:
         s["mail"]["smtp_host"] = "127.0.0.1"
         s["mail"].setdefault("smtp_port", self.smtp_port)
         s["mail"]["maildir"] = self.path("maildir")
-        lines = ["# written by tests/e2e/harness.py"]
-        for sec in ("server", "tokens", "otp", "mail", "limits", "hosted", "audit"):
-            lines.append("[%s]" % sec)
-            lines += ["%s = %s" % (k, v) for k, v in s[sec].items()]
-            lines.append("")
         self.conf = self.path("otlogin.conf")
-        with open(self.conf, "w") as f:
-            f.write("\n".join(lines))
+        write_conf(self.conf, "# written by tests/e2e/harness.py", s, CONF_SECTIONS)
 
     def _write_lighttpd_conf(self):
         os.makedirs(self.path("www"), exist_ok=True)

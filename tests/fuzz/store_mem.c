@@ -459,3 +459,8 @@ int store_must_restart(const struct store *s)
 	(void)s;
 	return 0;
 }
+
+int store_rep_refused(void)
+{
+	return 0;
+}

@@ -8,8 +8,12 @@ a CI machine without it as PID 1), and check what the unit promises. Root only.
                          with Environment=
     unit_run.py spawn    otlogin-spawn-fcgi.service: RuntimeDirectory= as the unit makes it,
                          ExecStartPre=+ as root, ExecStart (spawn-fcgi -n) as User/Group
+    unit_run.py repd     otlogin-repd.service: ExecStart as User/Group on the installed
+                         single host (replication off: it exits with status 1, saying why),
+                         then with [replication] on (a copy of the configuration whose db_dir
+                         is a directory of its own) until it is the master of a group of one
 
-Then, in both cases: GET /health over FastCGI (cgi-fcgi) as www-data answers 200; as
+Then, for the first two: GET /health over FastCGI (cgi-fcgi) as www-data answers 200; as
 "nobody", another local account, the socket refuses the connection (FastCGI trusts what its
 peer sends, REMOTE_ADDR included); SIGTERM stops the service with status 0 and no worker left.
 The sandboxing directives (ProtectSystem=, SystemCallFilter=...) need systemd itself: they
@@ -19,6 +23,7 @@ Prints "ok - ..." / "not ok - ..." lines; exit status 1 when any check failed.
 """
 
 import grp
+import json
 import os
 import pwd
 import shlex
@@ -211,10 +216,98 @@ def run_spawn(logdir):
         subprocess.run(["rm", "-rf", rundir])
 
 
+def free_port():
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+def run_repd(logdir):
+    global UMASK
+    sv = parse_unit("otlogin-repd.service")
+    user, group = one(sv, "User"), one(sv, "Group")
+    UMASK = one(sv, "UMask", "0022")
+    argv = shlex.split(one(sv, "ExecStart"))
+    report(argv[-1] == "replicate" and "-c" in argv and one(sv, "Restart") == "always",
+           "otlogin-repd.service: otloginctl -c CONF replicate, Restart=always", argv)
+    # The installed configuration has replication off: the process refuses to run (which is
+    # why the unit is shipped disabled: enabled on a single host it would only restart).
+    p = subprocess.run(argv, env=environment(sv), preexec_fn=as_user(user, group),
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+    out = p.stdout.decode("utf-8", "replace")
+    report(p.returncode == 1 and "replication" in out,
+           "otlogin-repd.service on a single host (replication off): exit status 1, saying why",
+           "status %s\n%s" % (p.returncode, out))
+    # With [replication] on, in a directory of its own (the installed database stays a
+    # single host's): it runs as User=, becomes the master of a group of one, and SIGTERM
+    # stops it with status 0.
+    pw = pwd.getpwnam(user)
+    gid = grp.getgrnam(group).gr_gid
+    conf = argv[argv.index("-c") + 1]
+    d = "/var/lib/otlogin/repd-test"
+    subprocess.run(["rm", "-rf", d])
+    os.makedirs(os.path.join(d, "db"))
+    for x in (d, os.path.join(d, "db")):
+        os.chown(x, pw.pw_uid, gid)
+        os.chmod(x, 0o700)
+    with open(conf) as f:
+        text = f.read()
+    lines = ["db_dir = %s/db" % d if ln.split("=")[0].strip() == "db_dir" else ln
+             for ln in text.splitlines()]
+    lines += ["[replication]", "enabled = yes", "local = 127.0.0.1:%d" % free_port(),
+              "peers = 127.0.0.1:%d" % free_port(), "creator = yes", ""]
+    conf2 = os.path.join(d, "otlogin.conf")
+    with open(conf2, "w") as f:
+        f.write("\n".join(lines))
+    os.chown(conf2, pw.pw_uid, gid)
+    argv2 = [conf2 if a == conf else a for a in argv]
+    log = os.path.join(logdir, "otlogin-repd.service.log")
+    proc = None
+    try:
+        with open(log, "w") as out:
+            proc = subprocess.Popen(argv2, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                    env=environment(sv), preexec_fn=as_user(user, group))
+        status = None
+        for _ in range(150):
+            if proc.poll() is not None:
+                break
+            r = subprocess.run(["runuser", "-u", user, "--", argv[0], "-c", conf2,
+                                "replication", "status", "--json"],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=60)
+            try:
+                status = json.loads(r.stdout)
+            except ValueError:
+                status = None
+            if status and status.get("role") == "master" and status.get("repd") == "running":
+                break
+            time.sleep(0.2)
+        uid = os.stat("/proc/%d" % proc.pid).st_uid if proc.poll() is None else None
+        report(bool(status) and status.get("role") == "master" and uid == pw.pw_uid,
+               "otlogin-repd.service with [replication] on: runs as %s, master of its group"
+               % user, "%r uid %r\n%s" % (status, uid, open(log).read()))
+        proc.send_signal(signal.SIGTERM)
+        try:
+            rc = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            rc = "did not stop"
+        report(rc == 0, "otlogin-repd.service: SIGTERM stops it, status 0",
+               "status %s\n%s" % (rc, open(log).read()))
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        subprocess.run(["rm", "-rf", d])
+
+
 def main():
     logdir = sys.argv[2] if len(sys.argv) > 2 else "/tmp"
     if sys.argv[1] == "socket":
         run_socket_pair(logdir)
+    elif sys.argv[1] == "repd":
+        run_repd(logdir)
     else:
         run_spawn(logdir)
     return 1 if FAILED else 0

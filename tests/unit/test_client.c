@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "b64url.h"
 #include "fixture.h"
@@ -470,6 +471,62 @@ static int refused_unchanged(const char *id, int rc, json_t *before)
 	return rc == -1 && err[0] != '\0' && same;
 }
 
+/* client_token_verify of token, which is kept; 1 only when it names client id. */
+static int verify_kept(const char *token, const char *id)
+{
+	json_t *cl = NULL;
+	int rc = client_token_verify(&c, token, &cl);
+
+	if (rc == 1 && strcmp(client_id_of(cl) ?: "", id) != 0)
+		rc = -8;
+	json_decref(cl);
+	return rc;
+}
+
+/*
+ * A token sent again is not verified again (its claims are kept), yet every check that can
+ * change between two requests still applies: its times, the client's existence, and a token
+ * that differs by a byte is verified afresh.
+ */
+static void token_again(const char *a)
+{
+	const char *iss = conf.issuer;
+	char gone[128], *token, *copy, *soon, *last;
+	json_t *cl = get(a), *gone_cl;
+
+	token = client_token_issue(&c, cl, iss);
+	check(token != NULL && verify_kept(token, a) == 1);
+	check(keys.client_token_seen != NULL && strcmp(keys.client_token_seen, token) == 0);
+	check(verify_kept(token, a) == 1 && verify_kept(token, a) == 1);
+	/* A different text, even by one byte of its signature: refused, the kept one stays. */
+	copy = strdup(token);
+	last = copy + strlen(copy) - 2;
+	*last = *last == 'A' ? 'B' : 'A';
+	check(verify_kept(copy, a) == 0);
+	check(strcmp(keys.client_token_seen, token) == 0 && verify_kept(token, a) == 1);
+	/* The claims are kept, but exp is checked on every request. */
+	soon = mint("at+jwt", "{s:s, s:s, s:s, s:I, s:I}", "iss", iss, "aud", iss, "client_id", a,
+		    "iat", (long long)time(NULL), "exp", (long long)time(NULL) + 1);
+	check(soon != NULL && verify_kept(soon, a) == 1 &&
+	      strcmp(keys.client_token_seen, soon) == 0);
+	while (time(NULL) <= json_integer_value(json_object_get(keys.client_token_claims, "exp")))
+		sleep(1);
+	check(verify_kept(soon, a) == 0);
+	/* The client is read on every request: deleted, its kept token names no client. */
+	check(create(gone, NULL, "{s:s}", "name", "Gone again") == 0);
+	gone_cl = get(gone);
+	free(token);
+	token = client_token_issue(&c, gone_cl, iss);
+	check(verify_kept(token, gone) == 1 && verify_kept(token, gone) == 1);
+	check(store_run(c.store, del_txn, gone) == STORE_FOUND);
+	check(verify_kept(token, gone) == 0);
+	json_decref(gone_cl);
+	json_decref(cl);
+	free(token);
+	free(copy);
+	free(soon);
+}
+
 static void oidc_defaults(void)
 {
 	char id[128];
@@ -868,6 +925,7 @@ int main(void)
 	redirect_rules();
 	secrets(a, a_secret);
 	tokens(a);
+	token_again(a);
 	oidc_defaults();
 	oidc_fields();
 	updating();

@@ -452,7 +452,8 @@ static void authenticating(json_t *closed_reveal, json_t *open_reveal)
 
 struct throttle_arg {
 	struct login_attempt *a;
-	int fail; /* count a failure against the account when not locked */
+	int fail;	  /* count a failure against the account when not locked */
+	char user_id[64]; /* out: the user_id of l.user, "" when it is NULL */
 };
 
 static int throttle_txn(struct store_txn *t, void *argp)
@@ -461,22 +462,29 @@ static int throttle_txn(struct store_txn *t, void *argp)
 	struct lockout l;
 	int rc = login_throttle_txn(t, th->a, &l);
 
+	snprintf(th->user_id, sizeof(th->user_id), "%s",
+		 json_string_value(json_object_get(l.user, "user_id")) ?: "");
 	if (rc == ERR_NONE && th->fail)
 		rc = lockout_fail_txn(t, &c, &l);
 	lockout_done(&l);
+	check(l.rec == NULL && l.user == NULL);
 	return rc;
 }
+
+/* The user_id of the user the last throttle() read ("" when none). */
+static char throttled_user[64];
 
 /* login_throttle_txn for (idtype, identifier), counting a failure when asked. */
 static int throttle(const char *idtype, const char *identifier, int fail, unsigned *retry)
 {
 	struct login_attempt a = {
 	    .c = &c, .client = NULL, .idtype = idtype, .identifier = identifier};
-	struct throttle_arg th = {&a, fail};
+	struct throttle_arg th = {&a, fail, ""};
 	int rc = store_run(c.store, throttle_txn, &th);
 
 	if (retry != NULL)
 		*retry = a.retry_after;
+	snprintf(throttled_user, sizeof(throttled_user), "%s", th.user_id);
 	return rc;
 }
 
@@ -487,6 +495,11 @@ static void throttling(void)
 	unsigned retry = 0;
 
 	fixture_user("throttle@example.com", NULL, NULL, uid);
+	/* The user it read is handed on (login_session_txn takes it from there). */
+	check(throttle("email", "throttle@example.com", 0, NULL) == ERR_NONE &&
+	      strcmp(throttled_user, uid) == 0);
+	check(throttle("email", "throttle-nobody@example.com", 0, NULL) == ERR_NONE &&
+	      throttled_user[0] == '\0');
 	for (unsigned i = 0; i < conf.account_failures.limit; i++)
 		check(throttle("email", "throttle@example.com", 1, NULL) == ERR_NONE);
 	check(throttle("email", "throttle@example.com", 0, &retry) == ERR_LOCKED);

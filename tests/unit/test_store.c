@@ -1,12 +1,14 @@
 /*
  * store: the Berkeley DB store: records, refusal without commit, iteration, file modes, and
  * what store_maintain does between requests (the purge pass when it is due, checkpoints that
- * let the log files be removed).
+ * let the log files be removed), and the maintenance owner's lock (one holder per environment,
+ * also across processes, free again once its holder is gone).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -162,6 +164,31 @@ static void maintain(const char *dir)
 	check(store_failed(s) == 0);
 	store_close(s);
 }
+/* store_maintainer_lock: one owner at a time, in this process or another. */
+static void owner_lock(const char *dir)
+{
+	struct store *s = store_open(dir, 4, 0);
+	int fd, again, status;
+	pid_t pid;
+
+	check(s != NULL);
+	fd = store_maintainer_lock(s);
+	check(fd >= 0);
+	check(store_maintainer_lock(s) == -1);
+	pid = fork();
+	if (pid == 0)
+		_exit(store_maintainer_lock(s) == -1 ? 0 : 1); /* another process is refused */
+	check(pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+	      WEXITSTATUS(status) == 0);
+	close(fd);
+	again = store_maintainer_lock(s);
+	check(again >= 0);
+	close(again);
+	/* The worker's part says when to look for an owner: at most once a second. */
+	store_maintain_worker(s);
+	check(store_maintain_worker(s) == 0);
+	store_close(s);
+}
 
 int main(void)
 {
@@ -216,6 +243,7 @@ int main(void)
 	store_close(s);
 	check(store_open("/nonexistent/otlogin", 4, 0) == NULL);
 	maintain(dir);
+	owner_lock(dir);
 	fixture_remove(dir);
 	return check_done();
 }
