@@ -848,9 +848,9 @@ class Pair:
     refresh. send and auth are HTTP statuses (None: no answer, "-": not tried)."""
 
     __slots__ = ("email", "code", "send", "auth", "sub", "sid", "rt", "rotated", "unsure_rt",
-                 "spent", "direct")
+                 "spent")
 
-    def __init__(self, email, direct=False):
+    def __init__(self, email):
         self.email = email
         self.code = None
         self.send = None
@@ -859,7 +859,6 @@ class Pair:
         self.rotated = []     # refresh tokens a 200 rotated
         self.unsure_rt = False
         self.spent = False    # its family was revoked by a reuse check: session gone
-        self.direct = direct
 
 
 class Load:
