@@ -16,6 +16,15 @@ static inline long ms_since(const struct timespec *t0)
 	return (long)(now.tv_sec - t0->tv_sec) * 1000L + (now.tv_nsec - t0->tv_nsec) / 1000000L;
 }
 
+/* Milliseconds on the monotonic clock (since boot): comparable between processes. */
+static inline unsigned long long clock_mono_ms(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (unsigned long long)now.tv_sec * 1000u + (unsigned long long)now.tv_nsec / 1000000u;
+}
+
 /* Milliseconds since the epoch (wall clock). */
 static inline long long clock_now_ms(void)
 {

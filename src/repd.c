@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "ctx.h"
 #include "keyring.h"
 #include "link.h"
@@ -80,13 +81,6 @@ struct publisher {
 	int stop;	   /* atomic */
 };
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static void *publish_loop(void *arg)
 {
 	struct publisher *p = arg;
@@ -94,7 +88,7 @@ static void *publish_loop(void *arg)
 	while (!__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE)) {
 		uint64_t acked = __atomic_load_n(&p->acked_ms, __ATOMIC_ACQUIRE);
 		store_rep_publish(p->s, __atomic_load_n(&p->ready, __ATOMIC_ACQUIRE),
-				  acked != 0 && now_ms() - acked < PROBE_STALE_MS);
+				  acked != 0 && clock_mono_ms() - acked < PROBE_STALE_MS);
 		usleep(TICK_US);
 	}
 	return NULL;
@@ -114,7 +108,7 @@ static int probe_txn(struct store_txn *t, void *arg)
 /* On the master, once a PROBE_MS (at once after an election): is a quorum still there? */
 static void probe(struct publisher *p, uint64_t *last)
 {
-	uint64_t now = now_ms();
+	uint64_t now = clock_mono_ms();
 
 	if (!store_rep_master(p->s)) {
 		__atomic_store_n(&p->acked_ms, 0, __ATOMIC_RELEASE);
@@ -124,7 +118,7 @@ static void probe(struct publisher *p, uint64_t *last)
 		return;
 	*last = now;
 	if (store_run(p->s, probe_txn, NULL) == 0)
-		__atomic_store_n(&p->acked_ms, now_ms(), __ATOMIC_RELEASE);
+		__atomic_store_n(&p->acked_ms, clock_mono_ms(), __ATOMIC_RELEASE);
 }
 
 /*

@@ -9,8 +9,8 @@
  *   then commits a few dozen times a second: every process sets it when a connection is made.
  * - A commit returns 0 even when its quorum acknowledgement failed; only an event says so, in
  *   the committing thread: store_commit turns it into STORE_UNAVAILABLE.
- * - A site without a role accepts writes that become a client's can later roll back, and a
- *   process connects only to the sites that were members when it started: a subordinate
+ * - A site without a role accepts writes, which it may roll back once it becomes a client,
+ *   and a process connects only to the sites that were members when it started: a subordinate
  *   begins a transaction only when the replication process says the site is a master with a
  *   quorum, and after its own first connection to a peer.
  * - The defaults (no heartbeats, 30 s retries, a 30 s checkpoint delay) make failovers slow
@@ -40,6 +40,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "metrics.h"
 #include "store_bdb_int.h"
@@ -96,13 +97,6 @@ static struct {
 
 /* Set by the event handler in the thread whose commit was not acknowledged by a quorum. */
 static __thread int perm_failed;
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 /* Parse "host:port" or "[v6]:port" (len bytes at s) into site slot i. 0, or -1. */
 static int parse_site(const char *s, size_t len, unsigned i)
@@ -361,7 +355,8 @@ static struct rep_shared *shared_map(const struct store *s)
 static int shared_fresh(const struct rep_shared *sh)
 {
 	uint64_t stamp = __atomic_load_n(&sh->stamp_ms, __ATOMIC_ACQUIRE);
-	return sh->magic == REP_SHARED_MAGIC && stamp != 0 && now_ms() - stamp < REP_STALE_MS;
+	return sh->magic == REP_SHARED_MAGIC && stamp != 0 &&
+	       clock_mono_ms() - stamp < REP_STALE_MS;
 }
 
 /* Peers a master needs connected: a majority of the group with itself. */
@@ -410,14 +405,14 @@ static int first_peer_seen(struct store *s, unsigned nsites)
 
 	if (rep.peer_seen || nsites <= 1)
 		return 1;
-	until = now_ms() + REP_FIRST_PEER_WAIT_MS;
+	until = clock_mono_ms() + REP_FIRST_PEER_WAIT_MS;
 	do {
 		if (site_counts(s->env, &n, &connected, NULL) == 0 && connected > 0) {
 			rep.peer_seen = 1;
 			return 1;
 		}
 		usleep(10000);
-	} while (now_ms() < until);
+	} while (clock_mono_ms() < until);
 	return 0;
 }
 
@@ -641,7 +636,7 @@ stamp:
 	sh->acked = (uint32_t)acked;
 	sh->pid = (int32_t)getpid();
 	sh->magic = REP_SHARED_MAGIC;
-	__atomic_store_n(&sh->stamp_ms, now_ms(), __ATOMIC_RELEASE);
+	__atomic_store_n(&sh->stamp_ms, clock_mono_ms(), __ATOMIC_RELEASE);
 	return rc;
 }
 
