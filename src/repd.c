@@ -105,15 +105,25 @@ static int probe_txn(struct store_txn *t, void *arg)
 	return rc;
 }
 
-/* On the master, once a PROBE_MS (at once after an election): is a quorum still there? */
-static void probe(struct publisher *p, uint64_t *last)
+/*
+ * On the master, once a PROBE_MS (at once after an election, and when the group grew or
+ * shrank): is a quorum still there? An acknowledgement a group of one did not need says
+ * nothing about the two sites that just joined and are still copying the database.
+ */
+static void probe(struct publisher *p, const char *dir, uint64_t *last, unsigned *nsites)
 {
 	uint64_t now = clock_mono_ms();
+	struct store_rep_status st;
 
-	if (!store_rep_master(p->s)) {
+	int master = store_rep_master(p->s);
+
+	store_rep_status(dir, &st);
+	if (!master || st.nsites != *nsites) {
 		__atomic_store_n(&p->acked_ms, 0, __ATOMIC_RELEASE);
-		return;
+		*nsites = st.nsites;
 	}
+	if (!master)
+		return;
 	if (__atomic_load_n(&p->acked_ms, __ATOMIC_ACQUIRE) != 0 && now - *last < PROBE_MS)
 		return;
 	*last = now;
@@ -148,6 +158,7 @@ int repd_run(const struct conf *conf)
 	pthread_t thread;
 	int loaded = 0, said = 0, status = 1, checked;
 	uint64_t last_probe = 0;
+	unsigned nsites = 0;
 
 	if (!conf->rep_enabled) {
 		log_err("replication is not enabled in the configuration ([replication] enabled)");
@@ -180,7 +191,7 @@ int repd_run(const struct conf *conf)
 			log_info("replication: site %s ready", conf->rep_local);
 		}
 		if (pub.ready)
-			probe(&pub, &last_probe);
+			probe(&pub, conf->db_dir, &last_probe, &nsites);
 		store_maintain(pub.s);
 		usleep(TICK_US);
 	}
