@@ -357,8 +357,11 @@ int main(int argc, char **argv)
 	}
 	if (audit_open(conf.audit_log, conf.audit_facility, err, sizeof(err)) < 0)
 		fatal("%s", err);
-	if (maintainer_of != NULL)
-		return maintainer(&conf, maintainer_of);
+	if (maintainer_of != NULL) {
+		int status = maintainer(&conf, maintainer_of);
+		conf_free(&conf);
+		return status;
+	}
 	/* The supervisor opens nothing of its own: each worker sets itself up, from here. */
 	if (workers > 0) {
 		if (FCGX_IsCGI())
