@@ -181,7 +181,10 @@ void store_close(struct store *s)
 {
 	if (s == NULL)
 		return;
+	/* Closing takes latches too: one a killed process held must not keep this one for good. */
+	watchdog_arm(WD_SLOW_FACTOR);
 	bdb_drop_handles(s);
+	watchdog_disarm();
 	free_store(s);
 }
 
@@ -825,7 +828,7 @@ void store_maintain_owner(struct store *s)
 {
 	time_t now = time(NULL);
 	uint64_t ckp;
-	int rc;
+	int rc, wrote;
 
 	if (s->failed || s->env == NULL) {
 		store_reopen(s);
@@ -848,10 +851,11 @@ void store_maintain_owner(struct store *s)
 	watchdog_arm(WD_SLOW_FACTOR);
 	ckp = last_checkpoint(s);
 	rc = s->failed ? 0 : s->env->txn_checkpoint(s->env, CHECKPOINT_KB, CHECKPOINT_MIN, 0);
+	wrote = rc == 0 && ckp != 0 && last_checkpoint(s) != ckp;
 	watchdog_disarm();
 	if (rc != 0)
 		bdb_map_rc(s, rc, "checkpoint");
-	else if (ckp != 0 && last_checkpoint(s) != ckp)
+	else if (wrote)
 		metrics_count(METRIC_CHECKPOINTS);
 	if (!s->failed)
 		purge_step(s, now);
