@@ -10,8 +10,10 @@
 #include "clock.h"
 #include "ctx.h"
 #include "keyring.h"
+#include "link.h"
+#include "lockout.h"
 #include "log.h"
-#include "purge_rules.h"
+#include "session.h"
 #include "store.h"
 
 /* How often the state is published: a role change reaches the workers within this. */
@@ -113,11 +115,9 @@ static void probe(struct publisher *p, const char *dir, uint64_t *last, unsigned
 	uint64_t now = clock_mono_ms();
 	struct store_rep_status st;
 
-	int master;
+	int master = store_rep_master(p->s);
 
-	/* What the publisher read from Berkeley DB a moment ago: no second look each tick. */
 	store_rep_status(dir, &st);
-	master = strcmp(st.role, "master") == 0;
 	if (!master || st.nsites != *nsites) {
 		__atomic_store_n(&p->acked_ms, 0, __ATOMIC_RELEASE);
 		*nsites = st.nsites;
@@ -171,7 +171,8 @@ int repd_run(const struct conf *conf)
 	sigaction(SIGINT, &sa, NULL);
 	if ((pub.s = open_site(conf)) == NULL)
 		return stop ? 0 : 1;
-	if (purge_rules_register(pub.s) < 0 ||
+	if (link_purge_rules(pub.s) < 0 || session_purge_rules(pub.s) < 0 ||
+	    lockout_purge_rules(pub.s) < 0 ||
 	    pthread_create(&thread, NULL, publish_loop, &pub) != 0) {
 		store_close(pub.s);
 		return 1;

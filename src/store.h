@@ -156,6 +156,9 @@ int store_rep_status(const char *dir, struct store_rep_status *st);
  */
 int store_rep_watch(struct store *s, void (*orphaned)(void));
 
+/* 1 when Berkeley DB says this site is the master now, else 0. */
+int store_rep_master(struct store *s);
+
 /*
  * For the replication process (repd.h), about every 50 ms: publish the site's state for the
  * other processes; ready: the server key was checked against the group's (until then the

@@ -648,6 +648,18 @@ void store_rep_unpublish(struct store *s)
 		__atomic_store_n(&sh->stamp_ms, 0, __ATOMIC_RELEASE);
 }
 
+int store_rep_master(struct store *s)
+{
+	DB_REP_STAT *st = NULL;
+	int master;
+
+	if (s->failed || s->env == NULL || s->env->rep_stat(s->env, &st, 0) != 0)
+		return 0;
+	master = st->st_status == DB_REP_MASTER;
+	free(st);
+	return master;
+}
+
 int store_rep_status(const char *dir, struct store_rep_status *out)
 {
 	const struct rep_shared *sh = shared_map_dir(dir);

@@ -441,6 +441,12 @@ void store_rep_unpublish(struct store *s)
 	(void)s;
 }
 
+int store_rep_master(struct store *s)
+{
+	(void)s;
+	return 0;
+}
+
 int store_rep_watch(struct store *s, void (*orphaned)(void))
 {
 	(void)s;
