@@ -124,15 +124,20 @@ def check_running(name, sock, proc, log, owner_desc, argv):
     report(ok, "%s: GET /health over the socket as www-data" % name, out)
     pids = workers()
     uids = set()
+    maintainers = []
     for pid in pids:
         try:
             uids.add(os.stat("/proc/%d" % pid).st_uid)
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
+                if b"-M" in f.read().split(b"\0"):
+                    maintainers.append(pid)
         except OSError:
             pass
     want = pwd.getpwnam("otlogin").pw_uid
-    report(len(pids) == n + 1 and uids == {want},
-           "%s: the supervisor and its %d workers run as otlogin" % (name, n),
-           "pids %s uids %s" % (pids, uids))
+    # A worker starts the maintainer (-M) once it has served: it may or may not be up yet.
+    report(len(pids) - len(maintainers) == n + 1 and len(maintainers) <= 1 and uids == {want},
+           "%s: the supervisor and its %d workers (and their maintainer) run as otlogin"
+           % (name, n), "pids %s (maintainer %s) uids %s" % (pids, maintainers, uids))
     rc, out = fcgi_health(sock, "nobody")
     report(rc != 0 and "Status: 200" not in out and '"status"' not in out,
            "%s: another local account (nobody) cannot use the socket (%s)" % (name, owner_desc),
