@@ -36,12 +36,10 @@
 #include "crypto.h"
 #include "ctx.h"
 #include "keyring.h"
-#include "link.h"
-#include "lockout.h"
 #include "log.h"
 #include "metrics.h"
+#include "purge_rules.h"
 #include "route.h"
-#include "session.h"
 #include "store.h"
 #include "supervise.h"
 
@@ -268,8 +266,7 @@ static int maintainer(struct conf *conf, const char *ppid_arg)
 	s = store_open(conf->db_dir, conf->db_cache_mb, 0);
 	if (s == NULL)
 		return 1;
-	if (link_purge_rules(s) < 0 || session_purge_rules(s) < 0 || lockout_purge_rules(s) < 0) {
-		log_err("cannot register the purge rules");
+	if (purge_rules_register(s) < 0) {
 		store_close(s);
 		return 1;
 	}
@@ -384,9 +381,8 @@ int main(int argc, char **argv)
 	if (!FCGX_IsCGI() && store_rep_watch(c.store, on_orphaned) < 0)
 		fatal("cannot watch the replication process");
 	/* The store purges by "exp"; the flows say when their other records are dead. */
-	if (link_purge_rules(c.store) < 0 || session_purge_rules(c.store) < 0 ||
-	    lockout_purge_rules(c.store) < 0)
-		fatal("cannot register the purge rules");
+	if (purge_rules_register(c.store) < 0)
+		fatal("cannot start without the purge rules");
 	/*
 	 * A CGI process serves one request, most of which sign nothing (/health, the JWKS, client
 	 * tokens): the signing keys' pairwise self-test, an RSA signature each, waits for the

@@ -10,10 +10,8 @@
 #include "clock.h"
 #include "ctx.h"
 #include "keyring.h"
-#include "link.h"
-#include "lockout.h"
 #include "log.h"
-#include "session.h"
+#include "purge_rules.h"
 #include "store.h"
 
 /* How often the state is published: a role change reaches the workers within this. */
@@ -171,8 +169,7 @@ int repd_run(const struct conf *conf)
 	sigaction(SIGINT, &sa, NULL);
 	if ((pub.s = open_site(conf)) == NULL)
 		return stop ? 0 : 1;
-	if (link_purge_rules(pub.s) < 0 || session_purge_rules(pub.s) < 0 ||
-	    lockout_purge_rules(pub.s) < 0 ||
+	if (purge_rules_register(pub.s) < 0 ||
 	    pthread_create(&thread, NULL, publish_loop, &pub) != 0) {
 		store_close(pub.s);
 		return 1;
