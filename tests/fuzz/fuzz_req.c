@@ -144,17 +144,24 @@ static void check_resp(const struct resp *resp)
 	free(s);
 }
 
-/* An error answer: status >= 400 and the contract's {"message", "error_code"} body. */
+/*
+ * An error answer: status >= 400 and the contract's {"message", "error_code"} body, whose
+ * message the users and redirect APIs put in an array on a 400.
+ */
 static void check_error(const struct resp *resp)
 {
 	json_t *body, *msg;
+	int in_array = resp->status == 400 &&
+		       (resp->dialect == DIALECT_USERS || resp->dialect == DIALECT_REDIRECT);
 
 	FUZZ_ASSERT(resp->status >= 400 && resp->body != NULL);
 	body = json_loadb(resp->body, resp->body_len, 0, NULL);
 	FUZZ_ASSERT(json_is_object(body));
 	msg = json_object_get(body, "message");
-	FUZZ_ASSERT(json_is_string(msg) ||
-		    (resp->dialect == DIALECT_USERS && json_is_string(json_array_get(msg, 0))));
+	if (in_array)
+		FUZZ_ASSERT(json_array_size(msg) == 1 && json_is_string(json_array_get(msg, 0)));
+	else
+		FUZZ_ASSERT(json_is_string(msg));
 	FUZZ_ASSERT(json_object_get(body, "error_code") != NULL);
 	json_decref(body);
 	check_resp(resp);
