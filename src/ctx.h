@@ -5,8 +5,12 @@
 #ifndef OTLOGIN_CTX_H
 #define OTLOGIN_CTX_H
 
+#include <stdio.h>
+#include <unistd.h>
+
 #include "conf.h"
 #include "keyring.h"
+#include "log.h"
 #include "mail.h"
 #include "sms.h"
 #include "store.h"
@@ -53,8 +57,29 @@ static inline struct sms_conf ctx_sms_conf(const struct conf *c, const struct ma
 }
 
 /*
+ * A directory that holds the group's server key and no table yet: a site being built anew
+ * (a replaced disk, a removed site brought back) whose replication process will copy the
+ * database from the group. Founding a group there, as "creator" says, would make a second
+ * master beside the group's.
+ */
+static inline int ctx_site_to_copy(const char *db_dir)
+{
+	char path[4096];
+
+	if (!keyring_server_key_exists(db_dir))
+		return 0;
+	for (int t = 0; t < TBL_COUNT; t++)
+		if (snprintf(path, sizeof(path), "%s/%s", db_dir, store_table_file(t)) <
+			(int)sizeof(path) &&
+		    access(path, F_OK) == 0)
+			return 0;
+	return 1;
+}
+
+/*
  * [replication] of conf, for store_replication (call it before store_open), when enabled.
- * Returns 0, or -1 (logged) for a bad address.
+ * "creator" counts only where there is no group to join (ctx_site_to_copy). Returns 0, or
+ * -1 (logged) for a bad address.
  */
 static inline int ctx_replication(const struct conf *c, enum store_rep_role role)
 {
@@ -68,7 +93,16 @@ static inline int ctx_replication(const struct conf *c, enum store_rep_role role
 	    .heartbeat_monitor_ms = c->rep_heartbeat_monitor_ms,
 	    .retry_ms = c->rep_retry_ms,
 	};
-	return c->rep_enabled ? store_replication(&rc, role) : 0;
+	if (!c->rep_enabled)
+		return 0;
+	if (rc.creator && ctx_site_to_copy(c->db_dir)) {
+		rc.creator = 0;
+		if (role == STORE_REP_PROCESS)
+			log_info("replication: creator = yes does not apply: %s holds the server "
+				 "key and no table yet, so this site joins the group",
+				 c->db_dir);
+	}
+	return store_replication(&rc, role);
 }
 
 #endif

@@ -85,7 +85,9 @@ static _Noreturn void usage(void)
 		"      this site's role, log position, master and peers\n"
 		"  replication join HOST:PORT\n"
 		"      print the [replication] section of a new site at HOST:PORT and what to\n"
-		"      copy to it\n");
+		"      copy to it\n"
+		"  replication remove HOST:PORT\n"
+		"      on the master: the stopped site at HOST:PORT leaves the group\n");
 	exit(2);
 }
 
@@ -568,18 +570,19 @@ static int replication_status(struct ctx *c, int json)
 	for (unsigned i = 0; i < st.npeers; i++)
 		json_array_append_new(peers, json_pack("{s:s, s:b}", "address", st.peers[i].address,
 						       "connected", st.peers[i].connected));
-	out =
-	    json_pack("{s:s, s:s, s:s, s:{s:i, s:i}, s:o, s:s}", "role", st.role, "local",
-		      c->conf->rep_local, "master", st.master, "log", "file", st.log_file, "offset",
-		      st.log_offset, "peers", peers, "repd", st.repd_running ? "running" : "down");
+	out = json_pack("{s:s, s:s, s:s, s:{s:i, s:i}, s:i, s:o, s:s}", "role", st.role, "local",
+			c->conf->rep_local, "master", st.master, "log", "file", st.log_file,
+			"offset", st.log_offset, "sites", st.nsites, "peers", peers, "repd",
+			st.repd_running ? "running" : "down");
 	if (out == NULL)
 		fatal("out of memory");
 	if (json) {
 		print_json(out);
 	} else {
-		printf("role: %s\nlocal: %s\nmaster: %s\nlog: %u/%u\nreplication process: %s\n",
+		printf("role: %s\nlocal: %s\nmaster: %s\nlog: %u/%u\nsites: %u\n"
+		       "replication process: %s\n",
 		       st.role, c->conf->rep_local, st.master[0] ? st.master : "(none known)",
-		       st.log_file, st.log_offset, st.repd_running ? "running" : "down");
+		       st.log_file, st.log_offset, st.nsites, st.repd_running ? "running" : "down");
 		for (unsigned i = 0; i < st.npeers; i++)
 			printf("peer: %s %s\n", st.peers[i].address,
 			       st.peers[i].connected ? "connected" : "not connected");
@@ -615,6 +618,30 @@ static int replication_join(struct ctx *c, const char *address)
 	return 0;
 }
 
+/*
+ * "otloginctl replication remove HOST:PORT", on the master: the stopped site leaves the
+ * group, which no longer counts it towards its size and quorum.
+ */
+static int replication_remove(struct ctx *c, const char *address)
+{
+	char err[256];
+
+	if (store_rep_remove(c->store, address, err, sizeof(err)) < 0) {
+		fprintf(stderr, "otloginctl: replication remove: %s\n", err);
+		return 1;
+	}
+	fprintf(stderr,
+		"otloginctl: %s left the group; take it out of the peers of every site's "
+		"[replication]\n",
+		address);
+	return 0;
+}
+
+static int is_replication_remove(int argc, char **argv)
+{
+	return argc == 3 && strcmp(argv[0], "replication") == 0 && strcmp(argv[1], "remove") == 0;
+}
+
 static int cmd_replication(struct ctx *c, int argc, char **argv)
 {
 	if (argc >= 1 && strcmp(argv[0], "status") == 0 &&
@@ -622,6 +649,8 @@ static int cmd_replication(struct ctx *c, int argc, char **argv)
 		return replication_status(c, argc == 2);
 	if (argc == 2 && strcmp(argv[0], "join") == 0)
 		return replication_join(c, argv[1]);
+	if (argc == 2 && strcmp(argv[0], "remove") == 0 && c->store != NULL)
+		return replication_remove(c, argv[1]);
 	usage();
 }
 
@@ -694,7 +723,7 @@ int main(int argc, char **argv)
 		return rc;
 	}
 	/* Read from what the replication process publishes: no environment to open. */
-	if (replication) {
+	if (replication && !is_replication_remove(argc, argv)) {
 		if (!conf.rep_enabled)
 			fatal("replication is not enabled in the configuration ([replication] "
 			      "enabled)");
@@ -728,6 +757,8 @@ int main(int argc, char **argv)
 		rc = cmd_key(&c, argc - 1, argv + 1);
 	} else if (strcmp(argv[0], "org") == 0) {
 		rc = cmd_org(&c, argc - 1, argv + 1);
+	} else if (replication) {
+		rc = cmd_replication(&c, argc - 1, argv + 1);
 	} else if (strcmp(argv[0], "db") == 0) {
 		json_t *report = argc == 2 && strcmp(argv[1], "size") == 0
 				     ? sizing_report(c.store, conf.db_dir, conf.db_cache_mb)

@@ -147,6 +147,14 @@ struct store_rep_status {
 int store_rep_status(const char *dir, struct store_rep_status *st);
 
 /*
+ * Remove the site at address ("host:port") from the group, so that it no longer counts
+ * towards the group's size, its quorum and its elections. Only on the master (see
+ * store_rep_unavailable), for a member that is not this site and is not connected (stopped).
+ * 0, or -1 with why in err.
+ */
+int store_rep_remove(struct store *s, const char *address, char *err, size_t errlen);
+
+/*
  * For a long-lived subordinate (a FastCGI worker), after store_open: a thread that calls
  * orphaned(), once, when the site's replication process stops publishing while this process
  * is in the group. The process must then leave (end, and be started again): its own

@@ -98,8 +98,8 @@ static struct {
 /* Set by the event handler in the thread whose commit was not acknowledged by a quorum. */
 static __thread int perm_failed;
 
-/* Parse "host:port" or "[v6]:port" (len bytes at s) into site slot i. 0, or -1. */
-static int parse_site(const char *s, size_t len, unsigned i)
+/* Parse "host:port" or "[v6]:port" (len bytes at s) into host (hsize bytes) and port. */
+static int parse_address(const char *s, size_t len, char *hbuf, size_t hsize, unsigned *pport)
 {
 	const char *colon = NULL, *host = s;
 	size_t hlen, plen;
@@ -117,7 +117,7 @@ static int parse_site(const char *s, size_t len, unsigned i)
 		host++;
 		hlen -= 2;
 	}
-	if (hlen == 0 || hlen >= sizeof(rep.host[i]) || plen == 0 || plen >= sizeof(port))
+	if (hlen == 0 || hlen >= hsize || plen == 0 || plen >= sizeof(port))
 		return -1;
 	memcpy(port, colon + 1, plen);
 	port[plen] = '\0';
@@ -125,10 +125,16 @@ static int parse_site(const char *s, size_t len, unsigned i)
 	p = strtoul(port, &end, 10);
 	if (errno != 0 || *end != '\0' || p == 0 || p > 65535 || port[0] == '-')
 		return -1;
-	memcpy(rep.host[i], host, hlen);
-	rep.host[i][hlen] = '\0';
-	rep.port[i] = (unsigned)p;
+	memcpy(hbuf, host, hlen);
+	hbuf[hlen] = '\0';
+	*pport = (unsigned)p;
 	return 0;
+}
+
+/* Parse an address (len bytes at s) into site slot i. 0, or -1. */
+static int parse_site(const char *s, size_t len, unsigned i)
+{
+	return parse_address(s, len, rep.host[i], sizeof(rep.host[i]), &rep.port[i]);
 }
 
 int store_replication(const struct store_rep_conf *rc, enum store_rep_role role)
@@ -658,6 +664,72 @@ int store_rep_master(struct store *s)
 	master = st->st_status == DB_REP_MASTER;
 	free(st);
 	return master;
+}
+
+/*
+ * The published peer at host:port: its index in st, or -1 when the group has no such member.
+ * Published addresses are Berkeley DB's "host:port", which is how they are compared.
+ */
+static int published_peer(const struct store_rep_status *st, const char *host, unsigned port)
+{
+	char address[sizeof(st->peers[0].address)];
+
+	snprintf(address, sizeof(address), "%s:%u", host, port);
+	for (unsigned i = 0; i < st->npeers; i++)
+		if (strcmp(st->peers[i].address, address) == 0)
+			return (int)i;
+	return -1;
+}
+
+int store_rep_remove(struct store *s, const char *address, char *err, size_t errlen)
+{
+	struct store_rep_status st;
+	char host[sizeof(rep.host[0])];
+	unsigned port;
+	int i, rc;
+	DB_SITE *site = NULL;
+
+	if (!rep.on) {
+		snprintf(err, errlen, "replication is not enabled");
+		return -1;
+	}
+	if (parse_address(address, strlen(address), host, sizeof(host), &port) < 0) {
+		snprintf(err, errlen, "\"%s\" is not host:port", address);
+		return -1;
+	}
+	if (strcmp(host, rep.host[0]) == 0 && port == rep.port[0]) {
+		snprintf(err, errlen, "%s is this site: run this on another site's master",
+			 address);
+		return -1;
+	}
+	store_rep_status(s->dir, &st);
+	if (strcmp(st.role, "master") != 0) {
+		snprintf(err, errlen, "this site is not the master (it is %s): run this there",
+			 st.role);
+		return -1;
+	}
+	if ((i = published_peer(&st, host, port)) < 0) {
+		snprintf(err, errlen, "%s:%u is not a member of the group", host, port);
+		return -1;
+	}
+	/* A running site would go on as if it were a member: it must be stopped first. */
+	if (st.peers[i].connected) {
+		snprintf(err, errlen, "%s is connected: stop that site first", st.peers[i].address);
+		return -1;
+	}
+	if (!__atomic_load_n(&rep.started, __ATOMIC_ACQUIRE))
+		rc = EINVAL; /* store_rep_unavailable starts it: the caller asks that first */
+	else if ((rc = s->env->repmgr_site(s->env, host, port, &site, 0)) == 0)
+		rc = site->remove(site); /* which frees the handle, whatever it returns */
+	if (rc != 0) {
+		snprintf(err, errlen, "%s",
+			 rc == DB_REP_UNAVAIL ? "the group did not acknowledge the change in time "
+						"(too few sites up), or the site is the master"
+					      : db_strerror(rc));
+		return -1;
+	}
+	log_info("replication: removed %s:%u from the group", host, port);
+	return 0;
 }
 
 int store_rep_status(const char *dir, struct store_rep_status *out)

@@ -18,6 +18,9 @@ reaching it directly, and take a client site down and back. After each:
   one);
 and at the end one master and the same log position on every site.
 
+A site gone for good is removed from the group (otloginctl replication remove) and replaced
+by a new site on its address.
+
 Bad configuration: a site whose server.key differs from the group's is refused (its
 replication process exits non-zero). Replication off is the rest of the suite.
 
@@ -29,7 +32,9 @@ The refresh grace window is 0 here, so that a rotated refresh token is refused a
 
 import http.client
 import os
+import shutil
 import signal
+import subprocess
 import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
@@ -317,6 +322,67 @@ class Failover(E2ETestCase):
                 f.write(good)
         group.restart_site(n)
         self.wait_role(n, "client")
+        group.wait_for_equal_logs(60)
+
+    def ctl_refused(self, site, *args):
+        """otloginctl on site, expected to fail: what it said on stderr."""
+        r = subprocess.run([site.ctl_bin, "-c", site.conf] + list(args),
+                                   capture_output=True, text=True, timeout=120)
+        self.assertNotEqual(r.returncode, 0, "%r succeeded: %s%s" % (args, r.stdout, r.stderr))
+        return r.stderr
+
+    def test_6_remove_and_replace(self):
+        """A client site gone for good leaves the group (replication remove on the master):
+        the group counts two sites and serves; a new site on its address, from an empty
+        directory with the group's server.key, joins as a client and the group counts three
+        again. Refused: removing a connected site, the master itself, a non-member, and
+        removing anything on a client."""
+        m = group.wait_for_master(30)
+        # Site 1, the group's creator, when it is not the master: rebuilt, it must join.
+        n = next(x for x in (1, 2, 3) if x != m)
+        other = next(x for x in (1, 2, 3) if x not in (m, n))
+        master, gone = group.site(m), group.site(n)
+        remove = ("replication", "remove")
+        self.assertIn("is connected", self.ctl_refused(master, *remove, gone.address))
+        self.assertIn("is this site", self.ctl_refused(master, *remove, master.address))
+        self.assertIn("not a member", self.ctl_refused(master, *remove, "127.0.0.1:1"))
+        self.assertIn("not host:port", self.ctl_refused(master, *remove, "no-port"))
+        self.assertIn("not the master",
+                      self.ctl_refused(group.site(other), *remove, gone.address))
+        self.assertEqual(master.status()["sites"], 3)
+
+        gone.stop_site()
+        group._wait(lambda: not any(p["connected"] for p in master.status()["peers"]
+                                    if p["address"] == gone.address),
+                    30, "the master sees site %d disconnected" % n)
+        master.ctl(*remove, gone.address)
+        # What the master's replication process publishes shows it a moment later.
+        group._wait(lambda: master.status()["sites"] == 2, 10, "a group of two")
+        self.assertNotIn(gone.address, [p["address"] for p in master.status()["peers"]])
+        self.assertIn("not a member", self.ctl_refused(master, *remove, gone.address))
+        load = Load(group.front, client["token"], 2).start()
+        try:
+            t = time.monotonic()
+            self.assertIsNotNone(load.wait_ok_after(t, 30), "no 200 from a group of two")
+            time.sleep(1)
+        finally:
+            load.stop()
+            Failover.pairs += load.pairs
+        self.assertEqual(group.master(), m)
+        note("site %d (creator: %s) removed; the group of two served %r"
+             % (n, gone.replication_section()["creator"], load.counts()))
+        self.verify(load.pairs)
+
+        key = gone.path("db", "server.key")
+        with open(key, "rb") as f:
+            good = f.read()
+        shutil.rmtree(gone.path("db"))
+        os.makedirs(gone.path("db"), mode=0o700)
+        with open(os.open(key, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as f:
+            f.write(good)
+        group.restart_site(n)
+        self.wait_role(n, "client")
+        group._wait(lambda: master.status()["sites"] == 3, 60, "a group of three again")
         group.wait_for_equal_logs(60)
 
     def test_9_end(self):

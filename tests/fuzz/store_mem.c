@@ -428,6 +428,14 @@ int store_rep_status(const char *dir, struct store_rep_status *st)
 	return 0;
 }
 
+int store_rep_remove(struct store *s, const char *address, char *err, size_t errlen)
+{
+	(void)s;
+	(void)address;
+	snprintf(err, errlen, "replication is not enabled");
+	return -1;
+}
+
 int store_rep_publish(struct store *s, int ready, int acked)
 {
 	(void)s;

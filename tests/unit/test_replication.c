@@ -8,11 +8,14 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "check.h"
+#include "ctx.h"
 #include "fixture.h"
 #include "store.h"
+#include "store_bdb_int.h"
 
 /* A TCP port nobody listens on now (the kernel's pick, released again). */
 static unsigned free_port(void)
@@ -152,9 +155,63 @@ static void test_group_of_one(void)
 	fixture_remove(fixture_dir);
 }
 
+/* The creator's DB_CONFIG line, as ctx_replication settles it for dir's contents. */
+static int creator_line(struct conf *cf, const char *dir)
+{
+	char path[256];
+
+	snprintf(path, sizeof(path), "%s/DB_CONFIG", dir);
+	check(ctx_replication(cf, STORE_REP_PROCESS) == 0 && rep_write_config(dir) == 0);
+	return file_has(path, "db_group_creator on");
+}
+
+static void touch(const char *dir, const char *name)
+{
+	char path[256];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "w");
+	check(f != NULL);
+	if (f != NULL)
+		fclose(f);
+}
+
+/*
+ * creator = yes founds a group in a new directory and in a single host's (its tables and key
+ * there), never in one that holds only the group's server.key: that site is being copied
+ * from the group, and a group of its own would be a second master.
+ */
+static void test_creator_only_without_a_group_to_join(void)
+{
+	struct conf cf;
+
+	conf_defaults(&cf);
+	cf.rep_enabled = 1;
+	cf.rep_creator = 1;
+	free(cf.rep_local);
+	cf.rep_local = strdup("127.0.0.1:5501");
+	free(cf.rep_peers);
+	cf.rep_peers = strdup("127.0.0.1:5502");
+	fixture_begin("/tmp", "creator");
+	check(mkdir(fixture_dir, 0700) == 0);
+	free(cf.db_dir);
+	cf.db_dir = strdup(fixture_dir);
+	check(creator_line(&cf, fixture_dir));
+	touch(fixture_dir, "server.key");
+	check(!creator_line(&cf, fixture_dir));
+	touch(fixture_dir, store_table_file(TBL_CLIENTS));
+	check(creator_line(&cf, fixture_dir));
+	cf.rep_creator = 0;
+	check(!creator_line(&cf, fixture_dir));
+	conf_free(&cf);
+	fixture_remove(fixture_dir);
+}
+
 int main(void)
 {
 	test_addresses();
+	test_creator_only_without_a_group_to_join();
 	test_group_of_one();
 	return check_done();
 }
