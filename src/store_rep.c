@@ -698,7 +698,9 @@ int store_rep_remove(struct store *s, const char *address, char *err, size_t err
 		return -1;
 	}
 	if (strcmp(host, rep.host[0]) == 0 && port == rep.port[0]) {
-		snprintf(err, errlen, "%s is this site: run this on another site's master",
+		snprintf(err, errlen,
+			 "%s is this site, which cannot remove itself: stop it, then run this "
+			 "on the master",
 			 address);
 		return -1;
 	}
