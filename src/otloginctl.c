@@ -654,7 +654,7 @@ static int cmd_replication(struct ctx *c, int argc, char **argv)
 		return replication_status(c, argc == 2);
 	if (argc == 2 && strcmp(argv[0], "join") == 0)
 		return replication_join(c, argv[1]);
-	if (argc == 2 && strcmp(argv[0], "remove") == 0 && c->store != NULL)
+	if (argc == 2 && strcmp(argv[0], "remove") == 0) /* with the store: see main */
 		return replication_remove(c, argv[1]);
 	usage();
 }
