@@ -663,6 +663,13 @@ static void render_bdb(struct sbuf *out, const struct metrics_bdb *b)
 	       "Commits a quorum did not acknowledge in time, answered 503 (since the last "
 	       "recovery).",
 	       b->rep_unacknowledged);
+	if (b->rep_lag_ms < 0)
+		return;
+	family(out, "otlogin_replication_lag_seconds", "gauge",
+	       "Age of the newest master write this site holds (0 on the master; the master "
+	       "writes one every second).");
+	sbuf_printf(out, "otlogin_replication_lag_seconds %lld.%03lld\n", b->rep_lag_ms / 1000,
+		    b->rep_lag_ms % 1000);
 }
 
 void metrics_render(struct sbuf *out, const struct metrics_bdb *bdb)

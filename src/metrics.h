@@ -123,6 +123,7 @@ struct metrics_bdb {
 	/* A site of a replication group (replicated 0: the section is left out). */
 	int replicated;
 	uint64_t rep_master, rep_sites, rep_connected, rep_unacknowledged;
+	long long rep_lag_ms; /* see store_rep_status; -1: not known (the family is left out) */
 };
 
 /*

@@ -570,19 +570,24 @@ static int replication_status(struct ctx *c, int json)
 	for (unsigned i = 0; i < st.npeers; i++)
 		json_array_append_new(peers, json_pack("{s:s, s:b}", "address", st.peers[i].address,
 						       "connected", st.peers[i].connected));
-	out = json_pack("{s:s, s:s, s:s, s:{s:i, s:i}, s:i, s:o, s:s}", "role", st.role, "local",
-			c->conf->rep_local, "master", st.master, "log", "file", st.log_file,
-			"offset", st.log_offset, "sites", st.nsites, "peers", peers, "repd",
-			st.repd_running ? "running" : "down");
+	out = json_pack("{s:s, s:s, s:s, s:{s:i, s:i}, s:o, s:i, s:o, s:s}", "role", st.role,
+			"local", c->conf->rep_local, "master", st.master, "log", "file",
+			st.log_file, "offset", st.log_offset, "lag_ms",
+			st.lag_ms < 0 ? json_null() : json_integer(st.lag_ms), "sites", st.nsites,
+			"peers", peers, "repd", st.repd_running ? "running" : "down");
 	if (out == NULL)
 		fatal("out of memory");
 	if (json) {
 		print_json(out);
 	} else {
-		printf("role: %s\nlocal: %s\nmaster: %s\nlog: %u/%u\nsites: %u\n"
-		       "replication process: %s\n",
-		       st.role, c->conf->rep_local, st.master[0] ? st.master : "(none known)",
-		       st.log_file, st.log_offset, st.nsites, st.repd_running ? "running" : "down");
+		printf("role: %s\nlocal: %s\nmaster: %s\nlog: %u/%u\n", st.role, c->conf->rep_local,
+		       st.master[0] ? st.master : "(none known)", st.log_file, st.log_offset);
+		if (st.lag_ms < 0)
+			printf("lag: not known yet\n");
+		else
+			printf("lag: %lld.%03lld s\n", st.lag_ms / 1000, st.lag_ms % 1000);
+		printf("sites: %u\nreplication process: %s\n", st.nsites,
+		       st.repd_running ? "running" : "down");
 		for (unsigned i = 0; i < st.npeers; i++)
 			printf("peer: %s %s\n", st.peers[i].address,
 			       st.peers[i].connected ? "connected" : "not connected");

@@ -24,6 +24,8 @@
 #define PROBE_STALE_MS 3000
 #define PROBE_KEY "repd:probe"
 #define PROBE_EXP_S 60
+/* How often a client looks at the newest probe it holds, for its lag. */
+#define PROBE_READ_MS 500
 
 static volatile sig_atomic_t stop;
 
@@ -74,9 +76,10 @@ static int key_checked(struct keyring *kr, int *loaded, struct store *s, const c
  */
 struct publisher {
 	struct store *s;
-	int ready;	   /* atomic: the server key was checked */
-	uint64_t acked_ms; /* atomic: when a quorum last acknowledged the probe */
-	int stop;	   /* atomic */
+	int ready;	       /* atomic: the server key was checked */
+	uint64_t acked_ms;     /* atomic: when a quorum last acknowledged the probe */
+	long long probe_at_ms; /* atomic: when the newest probe this site holds was written */
+	int stop;	       /* atomic */
 };
 
 static void *publish_loop(void *arg)
@@ -86,21 +89,52 @@ static void *publish_loop(void *arg)
 	while (!__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE)) {
 		uint64_t acked = __atomic_load_n(&p->acked_ms, __ATOMIC_ACQUIRE);
 		store_rep_publish(p->s, __atomic_load_n(&p->ready, __ATOMIC_ACQUIRE),
-				  acked != 0 && clock_mono_ms() - acked < PROBE_STALE_MS);
+				  acked != 0 && clock_mono_ms() - acked < PROBE_STALE_MS,
+				  __atomic_load_n(&p->probe_at_ms, __ATOMIC_ACQUIRE));
 		usleep(TICK_US);
 	}
 	return NULL;
 }
 
+/* The probe: a record that expires, with when it was written (*(long long *)arg) for clients. */
 static int probe_txn(struct store_txn *t, void *arg)
 {
-	json_t *v = json_pack("{s:I}", "exp", (json_int_t)time(NULL) + PROBE_EXP_S);
+	json_t *v = json_pack("{s:I, s:I}", "exp", (json_int_t)time(NULL) + PROBE_EXP_S, "at_ms",
+			      (json_int_t) * (long long *)arg);
 	int rc =
 	    v == NULL ? STORE_ERR : store_put(t, TBL_COUNTERS, PROBE_KEY, strlen(PROBE_KEY), v);
 
-	(void)arg;
 	json_decref(v);
 	return rc;
+}
+
+/* The newest probe's time into *(long long *)arg (left alone when there is none). */
+static int probe_read_txn(struct store_txn *t, void *arg)
+{
+	json_t *v;
+	int rc = store_get(t, TBL_COUNTERS, PROBE_KEY, strlen(PROBE_KEY), &v, 0);
+
+	if (rc == STORE_FOUND) {
+		*(long long *)arg = json_integer_value(json_object_get(v, "at_ms"));
+		json_decref(v);
+	}
+	return rc < 0 ? rc : 0;
+}
+
+/*
+ * On a client, every PROBE_READ_MS: when the newest master probe it holds was written, which
+ * says how far behind the master it is (a read: a client writes nothing).
+ */
+static void read_probe(struct publisher *p, uint64_t *last)
+{
+	uint64_t now = clock_mono_ms();
+	long long at = 0;
+
+	if (now - *last < PROBE_READ_MS)
+		return;
+	*last = now;
+	if (store_run(p->s, probe_read_txn, &at) == 0 && at > 0)
+		__atomic_store_n(&p->probe_at_ms, at, __ATOMIC_RELEASE);
 }
 
 /*
@@ -112,6 +146,7 @@ static void probe(struct publisher *p, const char *dir, uint64_t *last, unsigned
 {
 	uint64_t now = clock_mono_ms();
 	struct store_rep_status st;
+	long long at;
 
 	int master = store_rep_master(p->s);
 
@@ -120,13 +155,18 @@ static void probe(struct publisher *p, const char *dir, uint64_t *last, unsigned
 		__atomic_store_n(&p->acked_ms, 0, __ATOMIC_RELEASE);
 		*nsites = st.nsites;
 	}
-	if (!master)
+	if (!master) {
+		read_probe(p, last);
 		return;
+	}
 	if (__atomic_load_n(&p->acked_ms, __ATOMIC_ACQUIRE) != 0 && now - *last < PROBE_MS)
 		return;
 	*last = now;
-	if (store_run(p->s, probe_txn, NULL) == 0)
+	at = clock_now_ms();
+	if (store_run(p->s, probe_txn, &at) == 0) {
 		__atomic_store_n(&p->acked_ms, clock_mono_ms(), __ATOMIC_RELEASE);
+		__atomic_store_n(&p->probe_at_ms, at, __ATOMIC_RELEASE);
+	}
 }
 
 /*

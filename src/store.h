@@ -126,10 +126,16 @@ const char *store_rep_unavailable(struct store *s);
 /* What otloginctl replication status shows (store_rep_status). */
 #define STORE_REP_MAX_PEERS 16
 struct store_rep_status {
-	char role[8];	   /* "master", "client" or "none" */
-	char master[96];   /* the master's host:port, "" when none is known */
-	int repd_running;  /* the replication process publishes its state */
-	unsigned nsites;   /* sites in the group, this one included */
+	char role[8];	  /* "master", "client" or "none" */
+	char master[96];  /* the master's host:port, "" when none is known */
+	int repd_running; /* the replication process publishes its state */
+	unsigned nsites;  /* sites in the group, this one included */
+	/*
+	 * How old the newest master write this site holds is, in ms: the master writes a probe
+	 * every second, so a client that keeps up stays under about 1000 (clocks synchronised).
+	 * 0 on the master, -1 when not known (no probe copied yet).
+	 */
+	long long lag_ms;
 	unsigned log_file; /* this site's log end (the next record's position) */
 	unsigned log_offset;
 	unsigned npeers;
@@ -172,10 +178,11 @@ int store_rep_master(struct store *s);
  * other processes; ready: the server key was checked against the group's (until then the
  * workers answer "starting"); acked: a quorum acknowledged a commit of this master lately
  * (a master cut off from its peers still sees them connected until TCP gives up; until then
- * the workers answer "no-quorum"). Returns 0 or a negative store_rc. store_rep_unpublish, when
- * it stops, makes the state stale at once.
+ * the workers answer "no-quorum"); probe_at_ms: the wall-clock time the newest master probe
+ * this site holds was written (0: none; see lag_ms). Returns 0 or a negative store_rc.
+ * store_rep_unpublish, when it stops, makes the state stale at once.
  */
-int store_rep_publish(struct store *s, int ready, int acked);
+int store_rep_publish(struct store *s, int ready, int acked, long long probe_at_ms);
 void store_rep_unpublish(struct store *s);
 
 /* Begin a transaction. Returns 0 or a negative store_rc. */

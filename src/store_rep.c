@@ -77,6 +77,9 @@ struct rep_shared {
 		char address[92];
 		uint32_t connected;
 	} peers[STORE_REP_MAX_PEERS];
+	/* Wall-clock ms of the newest master probe this site holds (0: none); last, for readers of
+	 * a smaller file an older program made (see shared_map_dir). */
+	int64_t probe_at_ms;
 };
 
 #define MAX_SITES (STORE_REP_MAX_PEERS + 1)
@@ -331,6 +334,7 @@ static struct rep_shared *shared_map_dir(const char *dir)
 {
 	int writer = rep.role == STORE_REP_PROCESS, fd;
 	char path[4096];
+	struct stat st;
 	void *m;
 
 	if (rep.shared != NULL)
@@ -341,6 +345,11 @@ static struct rep_shared *shared_map_dir(const char *dir)
 	if (fd < 0)
 		return NULL;
 	if (writer && ftruncate(fd, sizeof(struct rep_shared)) < 0) {
+		close(fd);
+		return NULL;
+	}
+	/* A file an older replication process made is shorter: reading past its end faults. */
+	if (!writer && (fstat(fd, &st) < 0 || st.st_size < (off_t)sizeof(struct rep_shared))) {
 		close(fd);
 		return NULL;
 	}
@@ -363,6 +372,18 @@ static int shared_fresh(const struct rep_shared *sh)
 	uint64_t stamp = __atomic_load_n(&sh->stamp_ms, __ATOMIC_ACQUIRE);
 	return sh->magic == REP_SHARED_MAGIC && stamp != 0 &&
 	       clock_mono_ms() - stamp < REP_STALE_MS;
+}
+
+/* store_rep_status's lag_ms, from the published state. */
+static long long shared_lag_ms(const struct rep_shared *sh)
+{
+	long long now = clock_now_ms();
+
+	if (sh->role == ROLE_MASTER)
+		return 0;
+	if (sh->probe_at_ms <= 0)
+		return -1;
+	return now > sh->probe_at_ms ? now - sh->probe_at_ms : 0;
 }
 
 /* Peers a master needs connected: a majority of the group with itself. */
@@ -573,12 +594,14 @@ int rep_stats(struct store *s, struct metrics_bdb *out)
 		return -1;
 	out->replicated = 1;
 	out->rep_unacknowledged = st->st_perm_failed;
+	out->rep_lag_ms = -1;
 	free(st);
 	/* The replication process's view: a worker's own connections are not the site's. */
 	if ((sh = shared_map(s)) != NULL && shared_fresh(sh)) {
 		out->rep_master = sh->role == ROLE_MASTER;
 		out->rep_sites = sh->nsites;
 		out->rep_connected = sh->connected;
+		out->rep_lag_ms = shared_lag_ms(sh);
 	}
 	return 0;
 }
@@ -593,7 +616,7 @@ const char *store_rep_unavailable(struct store *s)
 	return rep.on ? why_not(s) : NULL;
 }
 
-int store_rep_publish(struct store *s, int ready, int acked)
+int store_rep_publish(struct store *s, int ready, int acked, long long probe_at_ms)
 {
 	struct rep_shared *sh = shared_map(s);
 	DB_REP_STAT *st = NULL;
@@ -640,6 +663,7 @@ int store_rep_publish(struct store *s, int ready, int acked)
 stamp:
 	sh->ready = (uint32_t)ready;
 	sh->acked = (uint32_t)acked;
+	sh->probe_at_ms = probe_at_ms;
 	sh->pid = (int32_t)getpid();
 	sh->magic = REP_SHARED_MAGIC;
 	__atomic_store_n(&sh->stamp_ms, clock_mono_ms(), __ATOMIC_RELEASE);
@@ -750,6 +774,7 @@ int store_rep_status(const char *dir, struct store_rep_status *out)
 					   : "none");
 	snprintf(out->master, sizeof(out->master), "%s", sh->master);
 	out->nsites = sh->nsites;
+	out->lag_ms = shared_lag_ms(sh);
 	out->log_file = sh->log_file;
 	out->log_offset = sh->log_offset;
 	out->npeers = sh->npeers < STORE_REP_MAX_PEERS ? sh->npeers : STORE_REP_MAX_PEERS;

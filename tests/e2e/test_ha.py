@@ -19,7 +19,8 @@ reaching it directly, and take a client site down and back. After each:
 and at the end one master and the same log position on every site.
 
 A site gone for good is removed from the group (otloginctl replication remove) and replaced
-by a new site on its address.
+by a new site on its address. A client's lag (replication status) grows while it is cut off
+and comes back down once it has caught up.
 
 Bad configuration: a site whose server.key differs from the group's is refused (its
 replication process exits non-zero). Replication off is the rest of the suite.
@@ -384,6 +385,31 @@ class Failover(E2ETestCase):
         self.wait_role(n, "client")
         group._wait(lambda: master.status()["sites"] == 3, 60, "a group of three again")
         group.wait_for_equal_logs(60)
+
+    def test_7_client_lag(self):
+        """A client's lag (replication status): known and small while it keeps up, growing
+        while its replication traffic is cut, small again once it has caught up; the
+        master's is 0."""
+        m = group.wait_for_master(30)
+        n = next(x for x in (1, 2, 3) if x != m)
+        site = group.site(n)
+
+        def lag():
+            v = site.status()["lag_ms"]
+            return v if v is not None else 10 ** 9
+
+        self.assertEqual(group.status(m)["lag_ms"], 0)
+        group._wait(lambda: lag() < 3000, 30, "site %d keeping up" % n)
+        before = lag()
+        group.cut(n)
+        try:
+            group._wait(lambda: lag() >= 4000, 30, "site %d's lag growing while cut off" % n)
+            during = lag()
+        finally:
+            group.uncut(n)
+        group._wait(lambda: lag() < 3000, 60, "site %d caught up" % n)
+        note("site %d's lag: %d ms, %d ms cut off, %d ms after" % (n, before, during, lag()))
+        self.assertEqual(group.masters(), [m])
 
     def test_9_end(self):
         """One master; every pair of every round still as promised; the same log position

@@ -436,11 +436,12 @@ int store_rep_remove(struct store *s, const char *address, char *err, size_t err
 	return -1;
 }
 
-int store_rep_publish(struct store *s, int ready, int acked)
+int store_rep_publish(struct store *s, int ready, int acked, long long probe_at_ms)
 {
 	(void)s;
 	(void)ready;
 	(void)acked;
+	(void)probe_at_ms;
 	return STORE_ERR;
 }
 

@@ -531,6 +531,29 @@ static void test_conf(void)
 	check(ok);
 }
 
+/* A replicated site's families; its lag in seconds, left out while it is not known. */
+static void test_replication(void)
+{
+	struct metrics_bdb bdb = {.valid = 1, .replicated = 1, .rep_sites = 3, .rep_lag_ms = 1234};
+	char *text;
+
+	check(metrics_open(dir, routes, NROUTES) == 0);
+	text = render(&bdb);
+	check(text != NULL && sample(text, "otlogin_replication_sites") == 3);
+	check(text != NULL && strstr(text, "# TYPE otlogin_replication_lag_seconds gauge\n"
+					   "otlogin_replication_lag_seconds 1.234\n") != NULL);
+	free(text);
+	bdb.rep_lag_ms = 5;
+	text = render(&bdb);
+	check(text != NULL && strstr(text, "\notlogin_replication_lag_seconds 0.005\n") != NULL);
+	free(text);
+	bdb.rep_lag_ms = -1;
+	text = render(&bdb);
+	check(text != NULL && strstr(text, "otlogin_replication_lag_seconds") == NULL);
+	free(text);
+	metrics_close();
+}
+
 int main(void)
 {
 	char cmd[128];
@@ -548,6 +571,7 @@ int main(void)
 	test_flows();
 	test_transactions();
 	test_format();
+	test_replication();
 	test_cidr();
 	test_store();
 	test_conf();

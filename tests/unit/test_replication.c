@@ -141,9 +141,10 @@ static void test_group_of_one(void)
 	for (int i = 0; i < 200 && !(master = store_rep_master(s)); i++)
 		usleep(50 * 1000);
 	check(master);
-	check(store_rep_publish(s, 1, 1) == 0);
+	check(store_rep_publish(s, 1, 1, 0) == 0);
 	check(store_rep_status(fixture_dir, &st) == 0 && st.repd_running &&
 	      strcmp(st.role, "master") == 0 && strcmp(st.master, local) == 0);
+	check(st.lag_ms == 0); /* the master is not behind itself */
 	check(st.nsites == 1 && st.npeers == 0 && st.log_file >= 1);
 	/* The replication process may write on its master. */
 	check(store_rep_unavailable(s) == NULL);
