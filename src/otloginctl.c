@@ -721,6 +721,13 @@ int main(int argc, char **argv)
 	if (strcmp(argv[0], "replicate") == 0) {
 		rc = repd_run(&conf);
 		if (rc == REPD_RESTART) {
+			/*
+			 * Only the standard three outlive the exec: the new image listens on the
+			 * replication address again, and Berkeley DB's listener from this one (not
+			 * close-on-exec) would still hold it.
+			 */
+			if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
+				fatal("cannot start again: close_range: %s", strerror(errno));
 			execv("/proc/self/exe", full_argv);
 			fatal("cannot start again: %s", strerror(errno));
 		}

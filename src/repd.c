@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -26,6 +27,14 @@
 #define PROBE_EXP_S 60
 /* How often a client looks at the newest probe it holds, for its lag. */
 #define PROBE_READ_MS 500
+/*
+ * What the process hands itself across the exec of a restart (repd.h): where its last
+ * failure to apply the master's log was, and that its copy of the database must go.
+ */
+#define FAILED_AT_ENV "OTLOGIN_REPD_APPLY_FAILED_AT"
+#define DISCARD_ENV "OTLOGIN_REPD_DISCARD_COPY"
+/* How long a discard waits for the site's workers to leave the environment. */
+#define DISCARD_WAIT_S 30
 
 static volatile sig_atomic_t stop;
 
@@ -188,6 +197,45 @@ static struct store *open_site(const struct conf *conf)
 	return NULL;
 }
 
+/*
+ * Before a restart: a client that failed to apply the same transaction of the master's log
+ * twice, with a recovery of its own in between, holds a copy of the database that does not
+ * match the group's log (a page older than the log says). Berkeley DB panics at that
+ * transaction after every recovery, so the site would never serve again: it discards its copy
+ * at the next start and copies the master's, as a new site does. The copy it discards holds
+ * nothing the master lacks: the master sends its log, and the client could not apply it.
+ */
+static void before_restart(const struct conf *conf)
+{
+	const char *before = getenv(FAILED_AT_ENV);
+	char at[32];
+
+	if (!store_rep_apply_failure(at, sizeof(at))) {
+		unsetenv(FAILED_AT_ENV);
+		return;
+	}
+	if (before == NULL || strcmp(before, at) != 0) {
+		setenv(FAILED_AT_ENV, at, 1);
+		return;
+	}
+	log_err("replication: site %s failed twice to apply the master's transaction at %s: its "
+		"copy of the database does not match the group's log; discarding it to copy the "
+		"master's",
+		conf->rep_local, at);
+	unsetenv(FAILED_AT_ENV);
+	setenv(DISCARD_ENV, "1", 1);
+}
+
+/* At a start that before_restart asked for: the site's database goes; the master's comes. */
+static void discard_copy(const struct conf *conf)
+{
+	unsetenv(DISCARD_ENV);
+	if (store_discard_copy(conf->db_dir, DISCARD_WAIT_S) == 0)
+		log_warn("replication: site %s discarded its copy of the database; copying the "
+			 "master's",
+			 conf->rep_local);
+}
+
 int repd_run(const struct conf *conf)
 {
 	struct sigaction sa = {.sa_handler = on_signal};
@@ -207,6 +255,8 @@ int repd_run(const struct conf *conf)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	if (getenv(DISCARD_ENV) != NULL)
+		discard_copy(conf);
 	if ((pub.s = open_site(conf)) == NULL)
 		return stop ? 0 : 1;
 	if (purge_rules_register(pub.s) < 0 ||
@@ -240,8 +290,10 @@ int repd_run(const struct conf *conf)
 	pthread_join(thread, NULL);
 	store_rep_unpublish(pub.s);
 	/* A panicked handle's threads would outlive a close: the caller execs this program anew. */
-	if (status == REPD_RESTART)
+	if (status == REPD_RESTART) {
+		before_restart(conf);
 		return status;
+	}
 	if (loaded)
 		keyring_free(&keys);
 	store_close(pub.s);

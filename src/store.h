@@ -162,13 +162,31 @@ int store_rep_remove(struct store *s, const char *address, char *err, size_t err
 
 /*
  * For a long-lived subordinate (a FastCGI worker), after store_open: a thread that calls
- * orphaned(), once, when the site's replication process stops publishing while this process
- * is in the group. The process must then leave (end, and be started again): its own
- * connections would go on sending a master's heartbeats, and the other sites would never
- * elect another master while this one's replication process hangs. Returns 0 (also when not
- * replicated) or -1.
+ * orphaned(), once, when the site's replication process stops publishing after it published
+ * while this process was in the environment. The process must then leave (end, and be
+ * started again): on a master its own connections would go on sending heartbeats, and the
+ * other sites would never elect another master while this one's replication process hangs;
+ * on a client, a replication process that restarts to discard the site's copy of the
+ * database waits for every process to leave. Returns 0 (also when not replicated) or -1.
  */
 int store_rep_watch(struct store *s, void (*orphaned)(void));
+
+/*
+ * 1 when this process's Replication Manager failed to apply a transaction of the master's log
+ * (the site's copy of the database does not match the log, and Berkeley DB panicked the
+ * environment), with the transaction's log position in buf ("FILE/OFFSET"); else 0.
+ */
+int store_rep_apply_failure(char *buf, size_t size);
+
+/*
+ * Delete Berkeley DB's files in the environment's directory dir (the tables, the log, the
+ * regions, replication's files) and keep otlogin's (server.key ...): a site started on it
+ * then copies the group's database from the master, as a new site does. Only once no
+ * process is in the environment: waits up to wait_s seconds for those in it to leave (a
+ * site's workers leave once its replication process stops publishing) and keeps new ones
+ * out meanwhile. 0, or -1 (logged) with the files kept when a process stayed.
+ */
+int store_discard_copy(const char *dir, unsigned wait_s);
 
 /* 1 when Berkeley DB says this site is the master now, else 0. */
 int store_rep_master(struct store *s);

@@ -94,6 +94,8 @@ int rep_env_config(DB_ENV *env);
 int rep_write_config(const char *dir);
 int rep_start(struct store *s);
 void rep_forget_start(void);
+/* Each of Berkeley DB's error messages, for what store_rep_apply_failure tells. */
+void rep_note_error(const char *msg);
 /* STORE_UNAVAILABLE when this process must not begin a transaction now, else 0. */
 int rep_gate(struct store *s);
 /*

@@ -81,6 +81,7 @@ static void bdb_errcall(const DB_ENV *env, const char *prefix, const char *msg)
 {
 	if (strncmp(msg, "BDB1505 ", 8) == 0)
 		no_thread_table = 1;
+	rep_note_error(msg);
 	if (about_own_file(msg))
 		log_debug("berkeley db: %s", msg);
 	else
@@ -323,13 +324,13 @@ static void remove_regions(const struct store *s)
  * lock, and any other lock this process holds on the file, so only a process without the
  * environment open may call this.
  */
-static int registry_lock(const struct store *s)
+static int registry_lock(const char *dir)
 {
 	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 1, .l_len = 1};
 	char path[PATH_MAX];
 	int fd;
 
-	if (snprintf(path, sizeof(path), "%s/__db.register", s->dir) >= (int)sizeof(path))
+	if (snprintf(path, sizeof(path), "%s/__db.register", dir) >= (int)sizeof(path))
 		return -1;
 	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
 		/* No directory: opening the environment says so, in the words of the caller. */
@@ -358,7 +359,7 @@ static int registry_lock(const struct store *s)
 static int force_recovery(struct store *s, enum stuck why)
 {
 	DB_ENV *env;
-	int fd = registry_lock(s), rc = -1;
+	int fd = registry_lock(s->dir), rc = -1;
 
 	if (fd < 0)
 		return -1;
@@ -422,7 +423,7 @@ static void forget_own_slots(const struct store *s)
 {
 	static const char empty[REG_SLOT_LEN + 1] = "X                      0\n";
 	char mine[REG_SLOT_LEN + 1], slot[REG_SLOT_LEN];
-	int fd = registry_lock(s);
+	int fd = registry_lock(s->dir);
 
 	if (fd < 0)
 		return;
@@ -435,6 +436,65 @@ static void forget_own_slots(const struct store *s)
 		}
 	/* Also releases the lock; this process has no other descriptor of the file open. */
 	close(fd);
+}
+
+/*
+ * Berkeley DB's files in an environment's directory, which store_discard_copy deletes: the
+ * tables (*.db), the log (log.N), the regions and replication's files (__db.*). Not the
+ * registry, whose lock keeps openers out meanwhile, and none of otlogin's own.
+ */
+static int bdb_own_file(const char *name)
+{
+	size_t n = strlen(name);
+
+	if (strcmp(name, "__db.register") == 0)
+		return 0;
+	if (strncmp(name, "log.", 4) == 0)
+		return name[4] != '\0' && strspn(name + 4, "0123456789") == n - 4;
+	return strncmp(name, "__db.", 5) == 0 || (n > 3 && strcmp(name + n - 3, ".db") == 0);
+}
+
+int store_discard_copy(const char *dir, unsigned wait_s)
+{
+	int fd = registry_lock(dir), rc = 0;
+	struct dirent *e;
+	DIR *d;
+
+	if (fd < 0)
+		return -1;
+	/* Openers wait for the registry's lock: only those already in it are waited for. */
+	for (unsigned waited = 0; registry_in_use(fd); waited++) {
+		if (waited >= wait_s * 10) {
+			log_err("%s: processes stayed in the environment; its files are kept", dir);
+			close(fd);
+			return -1;
+		}
+		usleep(100 * 1000);
+	}
+	if ((d = opendir(dir)) == NULL) {
+		log_err("%s: %s", dir, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	while ((e = readdir(d)) != NULL) {
+		char path[PATH_MAX];
+		if (!bdb_own_file(e->d_name))
+			continue;
+		if (snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) >= (int)sizeof(path) ||
+		    unlink(path) < 0) {
+			log_err("removing %s/%s: %s", dir, e->d_name, strerror(errno));
+			rc = -1;
+		}
+	}
+	closedir(d);
+	/* Nobody is registered: an empty registry, as a new environment has. */
+	if (ftruncate(fd, 0) < 0) {
+		log_err("%s/__db.register: %s", dir, strerror(errno));
+		rc = -1;
+	}
+	/* Also releases the lock; this process has no other descriptor of the file open. */
+	close(fd);
+	return rc;
 }
 
 /* Open the environment; opener_died: the previous opener died before it finished (open_all). */

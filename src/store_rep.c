@@ -306,6 +306,32 @@ int store_must_restart(const struct store *s)
 	return s->failed && __atomic_load_n(&rep.started, __ATOMIC_ACQUIRE);
 }
 
+/*
+ * The log position of the master's transaction that this process failed to apply, as
+ * file << 32 | offset (0: none). Berkeley DB says it only in words: "BDB3526 Error processing
+ * txn [F][O]", from the message thread of a client, just before it panics the environment.
+ */
+static uint64_t apply_failed_at;
+
+void rep_note_error(const char *msg)
+{
+	unsigned long file, offset;
+
+	if (rep.on && sscanf(msg, "BDB3526 Error processing txn [%lu][%lu]", &file, &offset) == 2)
+		__atomic_store_n(&apply_failed_at, (uint64_t)file << 32 | (uint32_t)offset,
+				 __ATOMIC_RELEASE);
+}
+
+int store_rep_apply_failure(char *buf, size_t size)
+{
+	uint64_t at = __atomic_load_n(&apply_failed_at, __ATOMIC_ACQUIRE);
+
+	if (at == 0)
+		return 0;
+	snprintf(buf, size, "%lu/%lu", (unsigned long)(at >> 32), (unsigned long)(uint32_t)at);
+	return 1;
+}
+
 int rep_log_ok(void)
 {
 	return !rep.on || __atomic_load_n(&rep.started, __ATOMIC_ACQUIRE);
@@ -333,6 +359,7 @@ int rep_commit_failed(void)
 static struct rep_shared *shared_map_dir(const char *dir)
 {
 	int writer = rep.role == STORE_REP_PROCESS, fd;
+	struct rep_shared *none = NULL;
 	char path[4096];
 	struct stat st;
 	void *m;
@@ -358,7 +385,10 @@ static struct rep_shared *shared_map_dir(const char *dir)
 	close(fd);
 	if (m == MAP_FAILED)
 		return NULL;
-	__atomic_store_n(&rep.shared, (struct rep_shared *)m, __ATOMIC_RELEASE);
+	/* A worker's watcher thread may map it at the same time: one mapping stays. */
+	if (!__atomic_compare_exchange_n(&rep.shared, &none, (struct rep_shared *)m, 0,
+					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		munmap(m, sizeof(struct rep_shared));
 	return rep.shared;
 }
 
@@ -519,17 +549,24 @@ void rep_forget_start(void)
 /* What store_rep_watch's thread calls. */
 static void (*orphaned_fn)(void);
 
-/* The watcher's thread: see store_rep_watch. */
+/*
+ * The watcher's thread: see store_rep_watch. A worker on a client never starts replication
+ * (it serves nothing) but is in the environment all the same, and a replication process that
+ * restarts to discard the site's copy of the database waits for it to leave.
+ */
 static void *watch_loop(void *arg)
 {
+	const struct store *s = arg;
 	const struct rep_shared *sh;
+	int seen = 0; /* the replication process published while this process was in */
 
-	(void)arg;
 	for (;;) {
 		usleep(REP_WATCH_US);
-		sh = __atomic_load_n(&rep.shared, __ATOMIC_ACQUIRE);
-		if (__atomic_load_n(&rep.started, __ATOMIC_ACQUIRE) && sh != NULL &&
-		    !shared_fresh(sh)) {
+		if ((sh = shared_map(s)) == NULL)
+			continue;
+		if (shared_fresh(sh))
+			seen = 1;
+		else if (seen) {
 			orphaned_fn();
 			return NULL;
 		}
@@ -542,13 +579,12 @@ int store_rep_watch(struct store *s, void (*orphaned)(void))
 	pthread_t thread;
 	int rc;
 
-	(void)s;
 	if (!rep.on || rep.role != STORE_REP_SUBORDINATE)
 		return 0;
 	orphaned_fn = orphaned;
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
-	rc = pthread_create(&thread, NULL, watch_loop, NULL);
+	rc = pthread_create(&thread, NULL, watch_loop, s);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc != 0)
 		return -1;

@@ -20,7 +20,8 @@ and at the end one master and the same log position on every site.
 
 A site gone for good is removed from the group (otloginctl replication remove) and replaced
 by a new site on its address. A client's lag (replication status) grows while it is cut off
-and comes back down once it has caught up.
+and comes back down once it has caught up. A client whose copy of the database does not match
+the group's log (pages older than the log says) discards it and copies the master's.
 
 Bad configuration: a site whose server.key differs from the group's is refused (its
 replication process exits non-zero). Replication off is the rest of the suite.
@@ -31,10 +32,12 @@ needs root, nft and cgroup v2, and the test fails without them rather than cut d
 
 The refresh grace window is 0 here, so that a rotated refresh token is refused at once."""
 
+import glob
 import http.client
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import time
 import urllib.parse
@@ -73,6 +76,56 @@ def setUpModule():
 def tearDownModule():
     if group is not None:
         group.stop()
+
+
+# What a site's replication process says when it discards its copy of the database.
+DISCARDED = "discarded its copy of the database"
+
+
+def repd_log(site, start=0):
+    """Site's replication process log from byte start."""
+    with open(site.path("repd.log"), "rb") as f:
+        f.seek(start)
+        return f.read().decode("utf-8", "replace")
+
+
+def page_hash(page):
+    """Berkeley DB's checksum of a page without encryption (__ham_func4)."""
+    h = 0
+    for b in page:
+        h = (h * 33 + b) & 0xFFFFFFFF
+    return h
+
+
+def age_pages(path):
+    """Make every page but the first (the metadata) of a closed Berkeley DB table one byte of
+    log older than it is (the offset of its LSN less one), its checksum kept right. The
+    master's next change of such a page names the page's true LSN as its previous one, which
+    a client then cannot apply ("Log sequence error"), while a recovery from the client's own
+    log gets past it (the page is still newer than the change before its last). How many
+    pages it aged; it stops at a checksum it does not compute the same."""
+    with open(path, "r+b") as f:
+        data = bytearray(f.read())
+        size = struct.unpack_from("<I", data, 20)[0]  # the metadata's page size
+        aged = 0
+        for off in range(size, len(data), size):
+            page = data[off:off + size]
+            lsn_file, lsn_offset = struct.unpack_from("<II", page, 0)
+            if page[25] == 0 or lsn_file == 0:  # a page never used, or never logged
+                continue
+            # Offsets 28-31: the checksum, computed with its own bytes zero.
+            stored = struct.unpack_from("<I", page, 28)[0]
+            page[28:32] = bytes(4)
+            if page_hash(page) != stored:
+                raise HarnessError("%s: page at %d: a checksum this test does not compute"
+                                   % (path, off))
+            struct.pack_into("<I", page, 4, lsn_offset - 1)
+            struct.pack_into("<I", page, 28, page_hash(page))
+            data[off:off + size] = page
+            aged += 1
+        f.seek(0)
+        f.write(data)
+    return aged
 
 
 def retry(fn, timeout=30):
@@ -411,6 +464,43 @@ class Failover(E2ETestCase):
         note("site %d's lag: %d ms, %d ms cut off, %d ms after" % (n, before, during, lag()))
         self.assertEqual(group.masters(), [m])
 
+    def test_8_client_copy_mismatch(self):
+        """A client whose copy of the database does not match the group's log (its pages one
+        byte of log older than the log says, as after a lost page write) cannot apply the
+        master's next change of them: after the second failure at the same transaction it
+        discards its copy and copies the master's. It is a client again, with the master's
+        log position, the group serves, and every pair stays as promised."""
+        m = group.wait_for_master(30)
+        n = next(x for x in (1, 2, 3) if x != m)
+        site = group.site(n)
+        site.stop_site()
+        # Its cache goes too (as in a recovery): it would still hold the pages as they were.
+        for region in glob.glob(site.path("db", "__db.0*")):
+            os.unlink(region)
+        aged = {t: age_pages(site.path("db", t)) for t in ("counters.db", "users.db")}
+        # The master's probe changes counters.db every second; the load changes users.db.
+        self.assertGreater(aged["counters.db"], 0, aged)
+        start = os.path.getsize(site.path("repd.log"))
+        group.restart_site(n)
+        load = Load(group.front, client["token"], 2).start()
+        try:
+            group._wait(lambda: DISCARDED in repd_log(site, start), 90,
+                        "site %d discarding its copy" % n)
+            time.sleep(1)
+        finally:
+            load.stop()
+            Failover.pairs += load.pairs
+        said = repd_log(site, start)
+        failed = [line for line in said.splitlines() if "Error processing txn" in line]
+        self.assertGreaterEqual(len(failed), 2, said[-3000:])
+        self.assertIn("failed twice to apply the master's transaction", said)
+        self.wait_role(n, "client")
+        group.wait_for_equal_logs(60)
+        self.assertEqual(group.masters(), [m])
+        note("site %d with aged pages %r: %d failed applies, then discarded its copy; "
+             "the group served %r" % (n, aged, len(failed), load.counts()))
+        self.verify(load.pairs)
+
     def test_9_end(self):
         """One master; every pair of every round still as promised; the same log position
         on every site."""
@@ -423,6 +513,8 @@ class Failover(E2ETestCase):
         pos = group.wait_for_equal_logs(60)
         roles = sorted(group.status(s.n)["role"] for s in group.sites)
         self.assertEqual(roles, ["client", "client", "master"])
+        discards = {s.n: repd_log(s).count(DISCARDED) for s in group.sites}
+        note("copies discarded, by site: %r" % discards)
         w = sorted(Failover.windows)
         if w:
             note("503 window over %d kills: min %.2f s, median %.2f s, max %.2f s; log %r"
