@@ -556,13 +556,13 @@ static void (*orphaned_fn)(void);
  */
 static void *watch_loop(void *arg)
 {
-	const struct store *s = arg;
+	const char *dir = arg; /* the process's for good: the store may be closed meanwhile */
 	const struct rep_shared *sh;
 	int seen = 0; /* the replication process published while this process was in */
 
 	for (;;) {
 		usleep(REP_WATCH_US);
-		if ((sh = shared_map(s)) == NULL)
+		if ((sh = shared_map_dir(dir)) == NULL)
 			continue;
 		if (shared_fresh(sh))
 			seen = 1;
@@ -577,17 +577,22 @@ int store_rep_watch(struct store *s, void (*orphaned)(void))
 {
 	sigset_t all, old;
 	pthread_t thread;
+	char *dir;
 	int rc;
 
 	if (!rep.on || rep.role != STORE_REP_SUBORDINATE)
 		return 0;
+	if ((dir = strdup(s->dir)) == NULL)
+		return -1;
 	orphaned_fn = orphaned;
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
-	rc = pthread_create(&thread, NULL, watch_loop, s);
+	rc = pthread_create(&thread, NULL, watch_loop, dir);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (rc != 0)
+	if (rc != 0) {
+		free(dir);
 		return -1;
+	}
 	pthread_detach(thread);
 	return 0;
 }
