@@ -250,13 +250,14 @@ int repd_run(const struct conf *conf)
 		log_err("replication is not enabled in the configuration ([replication] enabled)");
 		return 1;
 	}
+	/* First: with its tables gone, the site no longer founds a group (ctx_replication). */
+	if (getenv(DISCARD_ENV) != NULL)
+		discard_copy(conf);
 	if (ctx_replication(conf, STORE_REP_PROCESS) < 0)
 		return 1;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
-	if (getenv(DISCARD_ENV) != NULL)
-		discard_copy(conf);
 	if ((pub.s = open_site(conf)) == NULL)
 		return stop ? 0 : 1;
 	if (purge_rules_register(pub.s) < 0 ||

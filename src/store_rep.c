@@ -491,6 +491,25 @@ static int start_threads(DB_ENV *env, int nthreads)
 }
 
 /*
+ * Whether this site founds a group is the replication process's own decision
+ * (rep.conf.creator, see store_replication), not DB_CONFIG's: every process of the site
+ * rewrites that file before it opens the environment, each from what it saw at its own start,
+ * and a worker started before the site discarded its tables would say "creator" where the
+ * replication process, started after, knows it must copy the group's database.
+ */
+static int own_creator_flag(DB_ENV *env)
+{
+	DB_SITE *site;
+	int rc = env->repmgr_site(env, rep.host[0], rep.port[0], &site, 0);
+
+	if (rc != 0)
+		return rc;
+	rc = site->set_config(site, DB_GROUP_CREATOR, rep.conf.creator ? 1 : 0);
+	site->close(site);
+	return rc;
+}
+
+/*
  * Start the Replication Manager in this environment handle: the replication process listens
  * and holds elections; a subordinate joins it, only while it is alive (a subordinate that
  * started first would take the listener's role, which needs threads a worker does not run).
@@ -504,7 +523,9 @@ int rep_start(struct store *s)
 	if (!rep.on || rep.started)
 		return 0;
 	if (rep.role == STORE_REP_PROCESS) {
-		rc = start_threads(s->env, 3);
+		rc = own_creator_flag(s->env);
+		if (rc == 0)
+			rc = start_threads(s->env, 3);
 		/*
 		 * Only a site that joins while another one does is told to try later; the rest
 		 * (another process listens for the site, or its port is taken) stays so, and the
