@@ -226,14 +226,25 @@ static void before_restart(const struct conf *conf)
 	setenv(DISCARD_ENV, "1", 1);
 }
 
-/* At a start that before_restart asked for: the site's database goes; the master's comes. */
-static void discard_copy(const struct conf *conf)
+/*
+ * At a start that before_restart asked for: the site's database goes; the master's comes.
+ * 0, or -1 when the process must stop (a copy half moved must not be opened: the next start,
+ * by the service manager, fails on the same transaction and tries again).
+ */
+static int discard_copy(const struct conf *conf)
 {
+	char kept[4096];
+
 	unsetenv(DISCARD_ENV);
-	if (store_discard_copy(conf->db_dir, DISCARD_WAIT_S) == 0)
-		log_warn("replication: site %s discarded its copy of the database; copying the "
-			 "master's",
-			 conf->rep_local);
+	if (store_discard_copy(conf->db_dir, DISCARD_WAIT_S, kept, sizeof(kept)) < 0) {
+		log_err("replication: site %s could not discard its copy of the database",
+			conf->rep_local);
+		return -1;
+	}
+	log_warn("replication: site %s discarded its copy of the database (moved to %s: delete "
+		 "it when it is no longer needed); copying the master's",
+		 conf->rep_local, kept);
+	return 0;
 }
 
 int repd_run(const struct conf *conf)
@@ -251,8 +262,8 @@ int repd_run(const struct conf *conf)
 		return 1;
 	}
 	/* First: with its tables gone, the site no longer founds a group (ctx_replication). */
-	if (getenv(DISCARD_ENV) != NULL)
-		discard_copy(conf);
+	if (getenv(DISCARD_ENV) != NULL && discard_copy(conf) < 0)
+		return 1;
 	if (ctx_replication(conf, STORE_REP_PROCESS) < 0)
 		return 1;
 	sigemptyset(&sa.sa_mask);

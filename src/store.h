@@ -179,14 +179,16 @@ int store_rep_watch(struct store *s, void (*orphaned)(void));
 int store_rep_apply_failure(char *buf, size_t size);
 
 /*
- * Delete Berkeley DB's files in the environment's directory dir (the tables, the log, the
- * regions, replication's files) and keep otlogin's (server.key ...): a site started on it
- * then copies the group's database from the master, as a new site does. Only once no
- * process is in the environment: waits up to wait_s seconds for those in it to leave (a
- * site's workers leave once its replication process stops publishing) and keeps new ones
- * out meanwhile. 0, or -1 (logged) with the files kept when a process stayed.
+ * Move Berkeley DB's files out of the environment's directory dir (the tables, the log,
+ * replication's files) into a new directory dir/discarded-TIME-XXXXXX (its path in kept),
+ * delete the regions, and keep otlogin's files (server.key ...): a site started on dir then
+ * copies the group's database from the master, as a new site does, and the copy it had is
+ * still there to look at. Only once no process is in the environment: waits up to wait_s
+ * seconds for those in it to leave (a site's workers leave once its replication process
+ * stops publishing) and keeps new ones out meanwhile. 0, or -1 (logged): files the move
+ * left are in dir still.
  */
-int store_discard_copy(const char *dir, unsigned wait_s);
+int store_discard_copy(const char *dir, unsigned wait_s, char *kept, size_t size);
 
 /* 1 when Berkeley DB says this site is the master now, else 0. */
 int store_rep_master(struct store *s);

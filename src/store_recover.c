@@ -298,21 +298,25 @@ static int registry_in_use(int fd)
 	return 0;
 }
 
-/* Delete the region files (__db.001 ...): what a recovery builds anew, not the data or log. */
-static void remove_regions(const struct store *s)
+/* Whether name is a region file (__db.001 ...): what a recovery builds anew. */
+static int is_region(const char *name)
 {
-	DIR *d = opendir(s->dir);
+	return strncmp(name, "__db.", 5) == 0 && name[5] != '\0' &&
+	       strspn(name + 5, "0123456789") == strlen(name + 5);
+}
+
+/* Delete the region files of the environment in dir, not the data or log. */
+static void remove_regions(const char *dir)
+{
+	DIR *d = opendir(dir);
 	struct dirent *e;
 
 	if (d == NULL)
 		return;
 	while ((e = readdir(d)) != NULL) {
 		char path[PATH_MAX];
-		if (strncmp(e->d_name, "__db.", 5) != 0 ||
-		    strspn(e->d_name + 5, "0123456789") != strlen(e->d_name + 5) ||
-		    e->d_name[5] == '\0')
-			continue;
-		if (snprintf(path, sizeof(path), "%s/%s", s->dir, e->d_name) < (int)sizeof(path))
+		if (is_region(e->d_name) &&
+		    snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) < (int)sizeof(path))
 			unlink(path);
 	}
 	closedir(d);
@@ -396,7 +400,7 @@ static int force_recovery(struct store *s, enum stuck why)
 		usleep(REG_TIMEOUT_US);
 	log_warn("running recovery on %s (%s)", s->dir, stuck_why[why]);
 	if (why == STUCK_HALF_MADE || why == STUCK_OPEN_DIED)
-		remove_regions(s);
+		remove_regions(s->dir);
 	if ((env = new_env(s)) == NULL) {
 		rc = -1;
 		goto out;
@@ -439,26 +443,68 @@ static void forget_own_slots(const struct store *s)
 }
 
 /*
- * Berkeley DB's files in an environment's directory, which store_discard_copy deletes: the
- * tables (*.db), the log (log.N), the regions and replication's files (__db.*). Not the
- * registry, whose lock keeps openers out meanwhile, and none of otlogin's own.
+ * The files of an environment's directory that store_discard_copy moves aside: the tables
+ * (*.db), the log (log.N) and replication's files (__db.rep.*, __db.membership ...). Not the
+ * registry, whose lock keeps openers out meanwhile, nor the regions (deleted: a recovery
+ * makes them anew), nor any of otlogin's own.
  */
-static int bdb_own_file(const char *name)
+static int bdb_data_file(const char *name)
 {
 	size_t n = strlen(name);
 
-	if (strcmp(name, "__db.register") == 0)
+	if (strcmp(name, "__db.register") == 0 || is_region(name))
 		return 0;
 	if (strncmp(name, "log.", 4) == 0)
-		return name[4] != '\0' && strspn(name + 4, "0123456789") == n - 4;
+		return n > 4 && strspn(name + 4, "0123456789") == n - 4;
 	return strncmp(name, "__db.", 5) == 0 || (n > 3 && strcmp(name + n - 3, ".db") == 0);
 }
 
-int store_discard_copy(const char *dir, unsigned wait_s)
+/* A new directory dir/discarded-TIME-XXXXXX for store_discard_copy, its path in out. */
+static int make_discard_dir(const char *dir, char *out, size_t size)
 {
-	int fd = registry_lock(dir), rc = 0;
+	char stamp[32];
+	time_t now = time(NULL);
+	struct tm tm;
+
+	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", gmtime_r(&now, &tm));
+	if (snprintf(out, size, "%s/discarded-%s-XXXXXX", dir, stamp) >= (int)size ||
+	    mkdtemp(out) == NULL) {
+		log_err("%s: cannot make a directory for the discarded copy: %s", dir,
+			strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* Move dir's Berkeley DB files (bdb_data_file) into to. 0, or -1 (logged). */
+static int move_data_files(const char *dir, const char *to)
+{
+	DIR *d = opendir(dir);
 	struct dirent *e;
-	DIR *d;
+	int rc = 0;
+
+	if (d == NULL) {
+		log_err("%s: %s", dir, strerror(errno));
+		return -1;
+	}
+	while ((e = readdir(d)) != NULL) {
+		char from[PATH_MAX], into[PATH_MAX];
+		if (!bdb_data_file(e->d_name))
+			continue;
+		if (snprintf(from, sizeof(from), "%s/%s", dir, e->d_name) >= (int)sizeof(from) ||
+		    snprintf(into, sizeof(into), "%s/%s", to, e->d_name) >= (int)sizeof(into) ||
+		    rename(from, into) < 0) {
+			log_err("moving %s/%s aside: %s", dir, e->d_name, strerror(errno));
+			rc = -1;
+		}
+	}
+	closedir(d);
+	return rc;
+}
+
+int store_discard_copy(const char *dir, unsigned wait_s, char *kept, size_t size)
+{
+	int fd = registry_lock(dir), rc = -1;
 
 	if (fd < 0)
 		return -1;
@@ -466,32 +512,20 @@ int store_discard_copy(const char *dir, unsigned wait_s)
 	for (unsigned waited = 0; registry_in_use(fd); waited++) {
 		if (waited >= wait_s * 10) {
 			log_err("%s: processes stayed in the environment; its files are kept", dir);
-			close(fd);
-			return -1;
+			goto out;
 		}
 		usleep(100 * 1000);
 	}
-	if ((d = opendir(dir)) == NULL) {
-		log_err("%s: %s", dir, strerror(errno));
-		close(fd);
-		return -1;
-	}
-	while ((e = readdir(d)) != NULL) {
-		char path[PATH_MAX];
-		if (!bdb_own_file(e->d_name))
-			continue;
-		if (snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) >= (int)sizeof(path) ||
-		    unlink(path) < 0) {
-			log_err("removing %s/%s: %s", dir, e->d_name, strerror(errno));
-			rc = -1;
-		}
-	}
-	closedir(d);
+	if (make_discard_dir(dir, kept, size) < 0)
+		goto out;
+	remove_regions(dir);
+	rc = move_data_files(dir, kept);
 	/* Nobody is registered: an empty registry, as a new environment has. */
 	if (ftruncate(fd, 0) < 0) {
 		log_err("%s/__db.register: %s", dir, strerror(errno));
 		rc = -1;
 	}
+out:
 	/* Also releases the lock; this process has no other descriptor of the file open. */
 	close(fd);
 	return rc;

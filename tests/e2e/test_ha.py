@@ -501,6 +501,12 @@ class Failover(E2ETestCase):
         failed = [line for line in said.splitlines() if "Error processing txn" in line]
         self.assertGreaterEqual(len(failed), 2, said[-3000:])
         self.assertIn("failed twice to apply the master's transaction", said)
+        kept = glob.glob(site.path("db", "discarded-*"))
+        self.assertEqual(len(kept), 1, kept)
+        self.assertIn(kept[0], said)
+        for name in ("counters.db", "users.db", "keys.db"):
+            self.assertTrue(os.path.isfile(os.path.join(kept[0], name)), (kept, name))
+        self.assertTrue(glob.glob(os.path.join(kept[0], "log.*")), kept)
         self.wait_role(n, "client")
         group.wait_for_equal_logs(60)
         self.assertEqual(group.masters(), [m])
