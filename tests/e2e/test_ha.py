@@ -102,8 +102,9 @@ def age_pages(path):
     log older than it is (the offset of its LSN less one), its checksum kept right. The
     master's next change of such a page names the page's true LSN as its previous one, which
     a client then cannot apply ("Log sequence error"), while a recovery from the client's own
-    log gets past it (the page is still newer than the change before its last). How many
-    pages it aged; it stops at a checksum it does not compute the same."""
+    log gets past it (the page is still newer than the change before its last). Returns how
+    many pages it aged; raises, before writing anything, at a stored checksum it does not
+    compute the same (a page format it does not know)."""
     with open(path, "r+b") as f:
         data = bytearray(f.read())
         size = struct.unpack_from("<I", data, 20)[0]  # the metadata's page size
