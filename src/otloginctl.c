@@ -3,7 +3,9 @@
  * workers (safe while they run): creates it, adds, updates and lists clients, adds, lists and
  * imports users.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <sys/stat.h>
@@ -676,6 +678,29 @@ static void wait_for_master(struct store *s)
 			why);
 }
 
+/*
+ * Before the replication process execs itself anew: only the descriptors below first
+ * outlive the exec. The new image listens on the replication address again, and Berkeley
+ * DB's listener from this one (not close-on-exec) would still hold it.
+ */
+static void close_on_exec_from(int first)
+{
+	struct dirent *e;
+	DIR *d;
+
+	if (close_range((unsigned)first, ~0U, CLOSE_RANGE_CLOEXEC) == 0)
+		return;
+	/* Kernels before 5.11 do not know the flag: each open descriptor, one by one. */
+	if ((d = opendir("/proc/self/fd")) == NULL)
+		fatal("cannot start again: /proc/self/fd: %s", strerror(errno));
+	while ((e = readdir(d)) != NULL) {
+		int fd = atoi(e->d_name);
+		if (e->d_name[0] != '.' && fd >= first && fd != dirfd(d))
+			fcntl(fd, F_SETFD, FD_CLOEXEC);
+	}
+	closedir(d);
+}
+
 int main(int argc, char **argv)
 {
 	const char *conf_file = NULL;
@@ -721,13 +746,7 @@ int main(int argc, char **argv)
 	if (strcmp(argv[0], "replicate") == 0) {
 		rc = repd_run(&conf);
 		if (rc == REPD_RESTART) {
-			/*
-			 * Only the standard three outlive the exec: the new image listens on the
-			 * replication address again, and Berkeley DB's listener from this one (not
-			 * close-on-exec) would still hold it.
-			 */
-			if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
-				fatal("cannot start again: close_range: %s", strerror(errno));
+			close_on_exec_from(3);
 			execv("/proc/self/exe", full_argv);
 			fatal("cannot start again: %s", strerror(errno));
 		}
