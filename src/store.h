@@ -173,8 +173,9 @@ int store_rep_watch(struct store *s, void (*orphaned)(void));
 
 /*
  * 1 when this process's Replication Manager failed to apply a transaction of the master's log
- * (the site's copy of the database does not match the log, and Berkeley DB panicked the
- * environment), with the transaction's log position in buf ("FILE/OFFSET"); else 0.
+ * because a page of the site's copy of the database did not match the log (Berkeley DB's "Log
+ * sequence error", and then its panic of the environment), with the transaction's log
+ * position in buf ("FILE/OFFSET"); else 0.
  */
 int store_rep_apply_failure(char *buf, size_t size);
 

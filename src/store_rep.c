@@ -307,19 +307,33 @@ int store_must_restart(const struct store *s)
 }
 
 /*
- * The log position of the master's transaction that this process failed to apply, as
- * file << 32 | offset (0: none). Berkeley DB says it only in words: "BDB3526 Error processing
- * txn [F][O]", from the message thread of a client, just before it panics the environment.
+ * The log position of the master's transaction that this process failed to apply because a
+ * page did not match the log, as file << 32 | offset (0: none). Berkeley DB says it only in
+ * words, in the client's message thread, just before it panics the environment: "BDB0110 Log
+ * sequence error: page LSN ...; previous LSN ..." and then "BDB3526 Error processing txn
+ * [F][O]". Other failures to apply (a full disk, no memory) say something else first: a
+ * fresh copy would not mend them.
  */
 static uint64_t apply_failed_at;
+static __thread int page_mismatch; /* this thread's last message was a BDB0110 */
 
 void rep_note_error(const char *msg)
 {
 	unsigned long file, offset;
 
-	if (rep.on && sscanf(msg, "BDB3526 Error processing txn [%lu][%lu]", &file, &offset) == 2)
+	if (!rep.on)
+		return;
+	if (strncmp(msg, "BDB0110 ", 8) == 0) {
+		page_mismatch = 1;
+		return;
+	}
+	if (page_mismatch &&
+	    sscanf(msg, "BDB3526 Error processing txn [%lu][%lu]", &file, &offset) == 2)
 		__atomic_store_n(&apply_failed_at, (uint64_t)file << 32 | (uint32_t)offset,
 				 __ATOMIC_RELEASE);
+	/* BDB3523 ("transaction failed at") comes between the two. */
+	if (strncmp(msg, "BDB3523 ", 8) != 0)
+		page_mismatch = 0;
 }
 
 int store_rep_apply_failure(char *buf, size_t size)

@@ -209,10 +209,38 @@ static void test_creator_only_without_a_group_to_join(void)
 	fixture_remove(fixture_dir);
 }
 
+/*
+ * A client's failure to apply the master's log counts (store_rep_apply_failure) only when a
+ * page did not match the log: Berkeley DB's words, in the order its message thread says them.
+ */
+static void test_apply_failure_words(void)
+{
+	struct store_rep_conf rc = settings("127.0.0.1:5501", "127.0.0.1:5502");
+	char at[32];
+
+	check(store_replication(&rc, STORE_REP_PROCESS) == 0);
+	check(store_rep_apply_failure(at, sizeof(at)) == 0);
+	/* Another cause (a full disk): a fresh copy would not mend it. */
+	rep_note_error("BDB0001 write: 0x7f, 4096: No space left on device");
+	rep_note_error("BDB3523 transaction failed at [2][90]");
+	rep_note_error("BDB3526 Error processing txn [2][100]");
+	check(store_rep_apply_failure(at, sizeof(at)) == 0);
+	/* A log sequence error, and then not at once: not this transaction's. */
+	rep_note_error("BDB0110 Log sequence error: page LSN 2 5; previous LSN 2 6");
+	rep_note_error("BDB0061 PANIC: Invalid argument");
+	rep_note_error("BDB3526 Error processing txn [2][100]");
+	check(store_rep_apply_failure(at, sizeof(at)) == 0);
+	rep_note_error("BDB0110 Log sequence error: page LSN 2 5; previous LSN 2 6");
+	rep_note_error("BDB3523 transaction failed at [2][90]");
+	rep_note_error("BDB3526 Error processing txn [2][100]");
+	check(store_rep_apply_failure(at, sizeof(at)) == 1 && strcmp(at, "2/100") == 0);
+}
+
 int main(void)
 {
 	test_addresses();
 	test_creator_only_without_a_group_to_join();
 	test_group_of_one();
+	test_apply_failure_words();
 	return check_done();
 }
