@@ -3,7 +3,8 @@
  * replication group, started before the site's workers. It holds the site's Replication
  * Manager listener and elections, checks that the site's server key is the group's, runs
  * failchk, and on the master checkpoints and purges; it publishes the site's state, which the
- * workers read before every request (store_rep_unavailable).
+ * workers read before every request (store_rep_unavailable). On a client whose copy of the
+ * database cannot take the master's log, it moves the copy aside and copies the master's.
  */
 #ifndef OTLOGIN_REPD_H
 #define OTLOGIN_REPD_H
