@@ -44,6 +44,8 @@
  * ("Recovery function ... failed on forward pass"). 100 ms was too short on a loaded machine.
  */
 #define REG_TIMEOUT_US (1000 * 1000)
+/* How long store_discard_copy lets the site's workers leave by themselves before asking. */
+#define DISCARD_ASK_AFTER_S 3
 /* Thread-of-control slots: the workers, otloginctl runs, and dead ones until reclaimed. */
 #define THREAD_COUNT 200
 /*
@@ -279,6 +281,30 @@ static enum stuck stuck_by(int rc)
 }
 
 /*
+ * Send sig to every process that holds a slot of the registry (0: send nothing); how many
+ * hold one (an error in looking counts as one).
+ */
+static int registry_signal(int fd, int sig)
+{
+	char slot[REG_SLOT_LEN];
+	int holders = 0;
+
+	for (off_t pos = 0; pread(fd, slot, REG_SLOT_LEN, pos) == REG_SLOT_LEN;
+	     pos += REG_SLOT_LEN) {
+		struct flock fl = {
+		    .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = pos, .l_len = 1};
+		if (fcntl(fd, F_GETLK, &fl) != 0) {
+			holders++;
+		} else if (fl.l_type != F_UNLCK) {
+			holders++;
+			if (sig != 0 && fl.l_pid > 0)
+				kill(fl.l_pid, sig);
+		}
+	}
+	return holders;
+}
+
+/*
  * Whether a live process holds a slot of the registry: DB_REGISTER locks a byte per slot for
  * as long as the process has the environment open. Slots marked empty count too: a recovery
  * marks every slot empty, also those of processes that are still in the old environment and
@@ -286,16 +312,7 @@ static enum stuck stuck_by(int rc)
  */
 static int registry_in_use(int fd)
 {
-	char slot[REG_SLOT_LEN];
-
-	for (off_t pos = 0; pread(fd, slot, REG_SLOT_LEN, pos) == REG_SLOT_LEN;
-	     pos += REG_SLOT_LEN) {
-		struct flock fl = {
-		    .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = pos, .l_len = 1};
-		if (fcntl(fd, F_GETLK, &fl) != 0 || fl.l_type != F_UNLCK)
-			return 1;
-	}
-	return 0;
+	return registry_signal(fd, 0);
 }
 
 /* Whether name is a region file (__db.001 ...): what a recovery builds anew. */
@@ -508,12 +525,20 @@ int store_discard_copy(const char *dir, unsigned wait_s, char *kept, size_t size
 
 	if (fd < 0)
 		return -1;
-	/* Openers wait for the registry's lock: only those already in it are waited for. */
+	/*
+	 * Openers wait for the registry's lock: only those already in it are waited for. The
+	 * site's workers leave once they see the replication process gone; one that started too
+	 * late to see it is asked to, as its web server would stop it (SIGTERM: it ends between
+	 * requests, and the web server starts another).
+	 */
 	for (unsigned waited = 0; registry_in_use(fd); waited++) {
 		if (waited >= wait_s * 10) {
 			log_err("%s: processes stayed in the environment; its files are kept", dir);
 			goto out;
 		}
+		if (waited == DISCARD_ASK_AFTER_S * 10)
+			log_warn("%s: asking the %d processes still in the environment to leave", dir,
+				 registry_signal(fd, SIGTERM));
 		usleep(100 * 1000);
 	}
 	if (make_discard_dir(dir, kept, size) < 0)

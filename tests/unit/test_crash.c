@@ -2,7 +2,8 @@
  * crash: processes killed (SIGKILL) while they use the store. One killed between Berkeley DB
  * calls with a transaction open is cleaned up by failchk, without a recovery; one killed inside
  * Berkeley DB leads to a recovery that the survivor goes through by reopening, and every
- * transaction the killed one had committed is still there. Also the purge rules.
+ * transaction the killed one had committed is still there. Also the purge rules, and a copy
+ * of the database discarded (moved aside) while a process is still in it.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -321,6 +322,84 @@ static void half_made_regions(void)
 	check(child_reads(&kv) == 0);
 }
 
+/*
+ * A process that opens the store and waits in it for a signal; ignore_term: it ignores
+ * SIGTERM. Its pid, once it is in (it says so on a pipe).
+ */
+static pid_t child_in_store(int ignore_term)
+{
+	int p[2];
+	char byte;
+	pid_t pid;
+
+	if (pipe(p) < 0)
+		return -1;
+	pid = fork();
+	if (pid == 0) {
+		struct store *s;
+
+		close(p[0]);
+		if (ignore_term)
+			signal(SIGTERM, SIG_IGN);
+		s = store_open(fixture_dir, 4, 0);
+		if (s == NULL || write(p[1], "x", 1) != 1)
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	close(p[1]);
+	if (pid < 0 || read(p[0], &byte, 1) != 1) {
+		close(p[0]);
+		return -1;
+	}
+	close(p[0]);
+	return pid;
+}
+
+/* Whether dir/name exists. */
+static int file_in(const char *dir, const char *name)
+{
+	char path[512];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	return stat(path, &st) == 0;
+}
+
+/*
+ * store_discard_copy: a process that stays in the environment keeps the files where they
+ * are; one that leaves when asked (SIGTERM) lets the tables and the log go into a directory
+ * of their own, the regions go, otlogin's own files stay.
+ */
+static void discard_copy(void)
+{
+	char kept[512], key[512];
+	int status;
+	FILE *f;
+	pid_t pid;
+
+	snprintf(key, sizeof(key), "%s/server.key", fixture_dir);
+	check((f = fopen(key, "w")) != NULL && fputs("key", f) >= 0 && fclose(f) == 0);
+
+	pid = child_in_store(1);
+	check(pid > 0);
+	check(store_discard_copy(fixture_dir, 4, kept, sizeof(kept)) < 0);
+	check(file_in(fixture_dir, "users.db") && file_in(fixture_dir, "log.0000000001"));
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+
+	pid = child_in_store(0);
+	check(pid > 0);
+	check(store_discard_copy(fixture_dir, 10, kept, sizeof(kept)) == 0);
+	check(waitpid(pid, &status, 0) == pid && WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM);
+	check(strncmp(kept, fixture_dir, strlen(fixture_dir)) == 0 &&
+	      strstr(kept, "/discarded-") != NULL);
+	check(file_in(kept, "users.db") && file_in(kept, "keys.db") && file_in(kept, "log.0000000001"));
+	check(!file_in(fixture_dir, "users.db") && !file_in(fixture_dir, "log.0000000001") &&
+	      !file_in(fixture_dir, "__db.001"));
+	check(file_in(fixture_dir, "server.key") && !file_in(kept, "server.key"));
+}
+
 int main(void)
 {
 	struct store *s;
@@ -336,6 +415,7 @@ int main(void)
 	purge(s);
 	store_close(s);
 	half_made_regions();
+	discard_copy();
 	fixture_remove(fixture_dir);
 	return check_done();
 }
