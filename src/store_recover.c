@@ -537,8 +537,8 @@ int store_discard_copy(const char *dir, unsigned wait_s, char *kept, size_t size
 			goto out;
 		}
 		if (waited == DISCARD_ASK_AFTER_S * 10)
-			log_warn("%s: asking the %d processes still in the environment to leave", dir,
-				 registry_signal(fd, SIGTERM));
+			log_warn("%s: asking the %d processes still in the environment to leave",
+				 dir, registry_signal(fd, SIGTERM));
 		usleep(100 * 1000);
 	}
 	if (make_discard_dir(dir, kept, size) < 0)

@@ -391,10 +391,12 @@ static void discard_copy(void)
 	pid = child_in_store(0);
 	check(pid > 0);
 	check(store_discard_copy(fixture_dir, 10, kept, sizeof(kept)) == 0);
-	check(waitpid(pid, &status, 0) == pid && WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM);
+	check(waitpid(pid, &status, 0) == pid && WIFSIGNALED(status) &&
+	      WTERMSIG(status) == SIGTERM);
 	check(strncmp(kept, fixture_dir, strlen(fixture_dir)) == 0 &&
 	      strstr(kept, "/discarded-") != NULL);
-	check(file_in(kept, "users.db") && file_in(kept, "keys.db") && file_in(kept, "log.0000000001"));
+	check(file_in(kept, "users.db") && file_in(kept, "keys.db") &&
+	      file_in(kept, "log.0000000001"));
 	check(!file_in(fixture_dir, "users.db") && !file_in(fixture_dir, "log.0000000001") &&
 	      !file_in(fixture_dir, "__db.001"));
 	check(file_in(fixture_dir, "server.key") && !file_in(kept, "server.key"));
