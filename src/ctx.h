@@ -57,8 +57,10 @@ static inline struct sms_conf ctx_sms_conf(const struct conf *c, const struct ma
 }
 
 /*
- * A directory that holds the group's server key and no table yet: a site being built anew
- * (a replaced disk, a removed site brought back) whose replication process will copy the
+ * A directory that holds the group's server key and no table yet, or is in the middle of
+ * copying them (Berkeley DB's internal init marker, __db.rep.init: the open that follows an
+ * interrupted copy deletes what it had received): a site being built anew (a replaced disk,
+ * a removed site brought back, a copy discarded) whose replication process will copy the
  * database from the group. Founding a group there, as "creator" says, would make a second
  * master beside the group's.
  */
@@ -68,6 +70,9 @@ static inline int ctx_site_to_copy(const char *db_dir)
 
 	if (!keyring_server_key_exists(db_dir))
 		return 0;
+	if (snprintf(path, sizeof(path), "%s/__db.rep.init", db_dir) < (int)sizeof(path) &&
+	    access(path, F_OK) == 0)
+		return 1;
 	for (int t = 0; t < TBL_COUNT; t++)
 		if (snprintf(path, sizeof(path), "%s/%s", db_dir, store_table_file(t)) <
 			(int)sizeof(path) &&

@@ -227,9 +227,9 @@ static void before_restart(const struct conf *conf)
 }
 
 /*
- * At a start that before_restart asked for: the site's database goes; the master's comes.
- * 0, or -1 when the process must stop (a copy half moved must not be opened: the next start,
- * by the service manager, fails on the same transaction and tries again).
+ * At a start that before_restart asked for, or after a discard that did not finish: the
+ * site's database goes; the master's comes. 0, or -1 when the process must stop (a copy half
+ * moved must not be opened: the next start, by the service manager, finishes the move).
  */
 static int discard_copy(const struct conf *conf)
 {
@@ -262,7 +262,8 @@ int repd_run(const struct conf *conf)
 		return 1;
 	}
 	/* First: with its tables gone, the site no longer founds a group (ctx_replication). */
-	if (getenv(DISCARD_ENV) != NULL && discard_copy(conf) < 0)
+	if ((getenv(DISCARD_ENV) != NULL || store_discard_pending(conf->db_dir)) &&
+	    discard_copy(conf) < 0)
 		return 1;
 	if (ctx_replication(conf, STORE_REP_PROCESS) < 0)
 		return 1;

@@ -184,12 +184,16 @@ int store_rep_apply_failure(char *buf, size_t size);
  * replication's files) into a new directory dir/discarded-TIME-XXXXXX (its path in kept),
  * delete the regions, and keep otlogin's files (server.key ...): a site started on dir then
  * copies the group's database from the master, as a new site does, and the copy it had is
- * still there to look at. Only once no process is in the environment: waits up to wait_s
- * seconds for those in it to leave (a site's workers leave once its replication process
- * stops publishing) and keeps new ones out meanwhile. 0, or -1 (logged): files the move
- * left are in dir still.
+ * still there to look at (with the one before it, if any; older ones are removed). Only once
+ * no process is in the environment: waits up to wait_s seconds for those in it to leave (a
+ * site's workers leave once its replication process stops publishing; those still there
+ * after a few seconds are sent SIGTERM) and keeps new ones out meanwhile. 0, or -1 (logged):
+ * a discard that did not finish leaves a marker, and store_discard_pending says so.
  */
 int store_discard_copy(const char *dir, unsigned wait_s, char *kept, size_t size);
+
+/* 1 when a store_discard_copy of dir began and did not finish: it must be done again. */
+int store_discard_pending(const char *dir);
 
 /* 1 when Berkeley DB says this site is the master now, else 0. */
 int store_rep_master(struct store *s);

@@ -840,6 +840,7 @@ int store_rep_status(const char *dir, struct store_rep_status *out)
 
 	memset(out, 0, sizeof(*out));
 	snprintf(out->role, sizeof(out->role), "none");
+	out->lag_ms = -1; /* not known without a replication process */
 	/* Only what the replication process published: a look must not write to the log. */
 	if (sh == NULL || !shared_fresh(sh))
 		return 0;

@@ -400,6 +400,52 @@ static void discard_copy(void)
 	check(!file_in(fixture_dir, "users.db") && !file_in(fixture_dir, "log.0000000001") &&
 	      !file_in(fixture_dir, "__db.001"));
 	check(file_in(fixture_dir, "server.key") && !file_in(kept, "server.key"));
+	check(!store_discard_pending(fixture_dir));
+}
+
+/* A store with its tables in fixture_dir again, closed. */
+static int tables_again(void)
+{
+	struct store *s = store_open(fixture_dir, 4, 1);
+
+	if (s == NULL)
+		return -1;
+	store_close(s);
+	return 0;
+}
+
+/*
+ * A discard that did not finish (its marker names its directory) is finished by the next
+ * one, into that directory; files that are not Berkeley DB's stay; of the discarded copies,
+ * the newest two are kept.
+ */
+static void discard_resumed_and_pruned(void)
+{
+	char kept[512], first[512], second[512], path[600];
+	FILE *f;
+
+	check(tables_again() == 0);
+	snprintf(first, sizeof(first), "%s/discarded-20000101T000000Z-manual", fixture_dir);
+	snprintf(path, sizeof(path), "%s/otlogin.discard", fixture_dir);
+	check(mkdir(first, 0700) == 0 && (f = fopen(path, "w")) != NULL &&
+	      fprintf(f, "%s\n", first) > 0 && fclose(f) == 0);
+	snprintf(path, sizeof(path), "%s/notes.db", fixture_dir);
+	check((f = fopen(path, "w")) != NULL && fclose(f) == 0);
+	check(store_discard_pending(fixture_dir));
+	check(store_discard_copy(fixture_dir, 10, kept, sizeof(kept)) == 0 &&
+	      strcmp(kept, first) == 0);
+	check(file_in(first, "users.db") && !file_in(fixture_dir, "users.db"));
+	check(file_in(fixture_dir, "notes.db") && !store_discard_pending(fixture_dir));
+
+	check(tables_again() == 0);
+	check(store_discard_copy(fixture_dir, 10, second, sizeof(second)) == 0);
+	check(strcmp(second, first) != 0 && file_in(second, "users.db"));
+	check(tables_again() == 0);
+	check(store_discard_copy(fixture_dir, 10, kept, sizeof(kept)) == 0);
+	/* The oldest went (the one named for 2000), the newest two stay. */
+	check(!file_in(fixture_dir, strrchr(first, '/') + 1));
+	check(file_in(fixture_dir, strrchr(second, '/') + 1) &&
+	      file_in(fixture_dir, strrchr(kept, '/') + 1));
 }
 
 int main(void)
@@ -418,6 +464,7 @@ int main(void)
 	store_close(s);
 	half_made_regions();
 	discard_copy();
+	discard_resumed_and_pruned();
 	fixture_remove(fixture_dir);
 	return check_done();
 }
