@@ -318,11 +318,19 @@ static int registry_in_use(int fd)
 	return registry_signal(fd, 0);
 }
 
+/* Whether name is prefix followed by one digit or more, and nothing else. */
+static int numbered(const char *name, const char *prefix)
+{
+	size_t n = strlen(prefix);
+
+	return strncmp(name, prefix, n) == 0 && name[n] != '\0' &&
+	       strspn(name + n, "0123456789") == strlen(name + n);
+}
+
 /* Whether name is a region file (__db.001 ...): what a recovery builds anew. */
 static int is_region(const char *name)
 {
-	return strncmp(name, "__db.", 5) == 0 && name[5] != '\0' &&
-	       strspn(name + 5, "0123456789") == strlen(name + 5);
+	return numbered(name, "__db.");
 }
 
 /* Delete the region files of the environment in dir, not the data or log. */
@@ -472,10 +480,8 @@ static void forget_own_slots(const struct store *s)
 static int bdb_data_file(const char *dir, const char *name)
 {
 	char path[PATH_MAX];
-	size_t n = strlen(name);
 	struct stat st;
-	int ours = strncmp(name, "__db.rep", 8) == 0 || (strncmp(name, "log.", 4) == 0 && n > 4 &&
-							 strspn(name + 4, "0123456789") == n - 4);
+	int ours = strncmp(name, "__db.rep", 8) == 0 || numbered(name, "log.");
 
 	for (int t = 0; !ours && t < TBL_COUNT; t++)
 		ours = strcmp(name, store_table_file(t)) == 0;
