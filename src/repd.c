@@ -179,15 +179,48 @@ static void probe(struct publisher *p, const char *dir, uint64_t *last, unsigned
 }
 
 /*
+ * Whether this process just failed, for the second time in a row, to apply the same
+ * transaction of the master's log, with a recovery of its own in between (the last failure's
+ * position crosses the exec of a restart in FAILED_AT_ENV). Then the site's copy of the
+ * database does not match the group's log (a page older than the log says): Berkeley DB fails
+ * at that transaction after every recovery, so the site would never serve again. It discards
+ * its copy at the next start and copies the master's, as a new site does. The copy it discards
+ * holds nothing the master lacks: the master sends its log, and the site could not apply it.
+ */
+static int failed_twice(const struct conf *conf)
+{
+	const char *before = getenv(FAILED_AT_ENV);
+	char at[32];
+
+	if (!store_rep_apply_failure(at, sizeof(at))) {
+		unsetenv(FAILED_AT_ENV);
+		return 0;
+	}
+	if (before == NULL || strcmp(before, at) != 0) {
+		setenv(FAILED_AT_ENV, at, 1);
+		return 0;
+	}
+	log_err("replication: site %s failed twice to apply the master's transaction at %s: its "
+		"copy of the database does not match the group's log; discarding it to copy the "
+		"master's",
+		conf->rep_local, at);
+	unsetenv(FAILED_AT_ENV);
+	setenv(DISCARD_ENV, "1", 1);
+	return 1;
+}
+
+/*
  * Open the environment as the site's replication process, again every second until it works,
  * a signal says stop, or it cannot work (store_rep_refused): a site that joins while another
- * one does is told to try later.
+ * one does is told to try later. NULL also when the copy must go (failed_twice): a recovery
+ * that replays the site's own log stops at a transaction that the copy cannot take, at every
+ * attempt.
  */
 static struct store *open_site(const struct conf *conf)
 {
 	for (unsigned attempt = 0; !stop; attempt++) {
 		struct store *s = store_open(conf->db_dir, conf->db_cache_mb, 1);
-		if (s != NULL || store_rep_refused())
+		if (s != NULL || store_rep_refused() || failed_twice(conf))
 			return s;
 		if (attempt % 10 == 0)
 			log_warn("replication: site %s cannot start yet; retrying every second",
@@ -198,36 +231,7 @@ static struct store *open_site(const struct conf *conf)
 }
 
 /*
- * Before a restart: a client that failed to apply the same transaction of the master's log
- * twice, with a recovery of its own in between, holds a copy of the database that does not
- * match the group's log (a page older than the log says). Berkeley DB panics at that
- * transaction after every recovery, so the site would never serve again: it discards its copy
- * at the next start and copies the master's, as a new site does. The copy it discards holds
- * nothing the master lacks: the master sends its log, and the client could not apply it.
- */
-static void before_restart(const struct conf *conf)
-{
-	const char *before = getenv(FAILED_AT_ENV);
-	char at[32];
-
-	if (!store_rep_apply_failure(at, sizeof(at))) {
-		unsetenv(FAILED_AT_ENV);
-		return;
-	}
-	if (before == NULL || strcmp(before, at) != 0) {
-		setenv(FAILED_AT_ENV, at, 1);
-		return;
-	}
-	log_err("replication: site %s failed twice to apply the master's transaction at %s: its "
-		"copy of the database does not match the group's log; discarding it to copy the "
-		"master's",
-		conf->rep_local, at);
-	unsetenv(FAILED_AT_ENV);
-	setenv(DISCARD_ENV, "1", 1);
-}
-
-/*
- * At a start that before_restart asked for, or after a discard that did not finish: the
+ * At a start that failed_twice asked for, or after a discard that did not finish: the
  * site's database goes; the master's comes. 0, or -1 when the process must stop (a copy half
  * moved must not be opened: the next start, by the service manager, finishes the move).
  */
@@ -270,8 +274,9 @@ int repd_run(const struct conf *conf)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	/* A copy to discard: at the start of a new image, as the creator rule needs (above). */
 	if ((pub.s = open_site(conf)) == NULL)
-		return stop ? 0 : 1;
+		return getenv(DISCARD_ENV) != NULL ? REPD_RESTART : stop ? 0 : 1;
 	if (purge_rules_register(pub.s) < 0 ||
 	    pthread_create(&thread, NULL, publish_loop, &pub) != 0) {
 		store_close(pub.s);
@@ -304,7 +309,7 @@ int repd_run(const struct conf *conf)
 	store_rep_unpublish(pub.s);
 	/* A panicked handle's threads would outlive a close: the caller execs this program anew. */
 	if (status == REPD_RESTART) {
-		before_restart(conf);
+		failed_twice(conf);
 		return status;
 	}
 	if (loaded)

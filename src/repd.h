@@ -19,7 +19,8 @@
  * cannot run (logged): no [replication] enabled, another process is the site's replication
  * process, its address cannot be listened on, or the server key differs from the group's;
  * or REPD_RESTART when the environment was recovered under it (its Replication Manager
- * threads cannot be stopped in place: the caller execs the program again, nothing closed).
+ * threads cannot be stopped in place: the caller execs the program again, nothing closed),
+ * or when the site's copy of the database must be discarded (the new image does it first).
  */
 int repd_run(const struct conf *conf);
 

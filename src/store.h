@@ -172,10 +172,11 @@ int store_rep_remove(struct store *s, const char *address, char *err, size_t err
 int store_rep_watch(struct store *s, void (*orphaned)(void));
 
 /*
- * 1 when this process's Replication Manager failed to apply a transaction of the master's log
- * because a page of the site's copy of the database did not match the log (Berkeley DB's "Log
- * sequence error", and then its panic of the environment), with the transaction's log
- * position in buf ("FILE/OFFSET"); else 0.
+ * 1 when this process failed to apply a transaction of the master's log because a page of the
+ * site's copy of the database did not match the log (Berkeley DB's "Log sequence error"):
+ * its Replication Manager, applying it, or a recovery, replaying it from the site's own log.
+ * The log position where it failed goes in buf ("FILE/OFFSET"). Each failure is told once;
+ * else 0.
  */
 int store_rep_apply_failure(char *buf, size_t size);
 

@@ -309,10 +309,14 @@ int store_must_restart(const struct store *s)
 /*
  * The log position of the master's transaction that this process failed to apply because a
  * page did not match the log, as file << 32 | offset (0: none). Berkeley DB says it only in
- * words, in the client's message thread, just before it panics the environment: "BDB0110 Log
- * sequence error: page LSN ...; previous LSN ..." and then "BDB3526 Error processing txn
- * [F][O]". Other failures to apply (a full disk, no memory) say something else first: a
- * fresh copy would not mend them.
+ * words, in the thread that applies, just before it panics the environment: "BDB0110 Log
+ * sequence error: page LSN ...; previous LSN ..." and then either "BDB3526 Error processing
+ * txn [F][O]" (a client applying the master's log) or "BDB1520 Recovery function for LSN F O
+ * failed on forward pass" (a recovery replaying the site's own log, where such a transaction
+ * reached the disk before the panic). Other failures to apply (a full disk, no memory) say
+ * something else first: a fresh copy would not mend them. Nor would it when the failure came
+ * at the end of an internal init ("BDB3502 Client initialization failed"): those pages were
+ * the master's own.
  */
 static uint64_t apply_failed_at;
 static __thread int page_mismatch; /* this thread's last message was a BDB0110 */
@@ -328,9 +332,12 @@ void rep_note_error(const char *msg)
 		return;
 	}
 	if (page_mismatch &&
-	    sscanf(msg, "BDB3526 Error processing txn [%lu][%lu]", &file, &offset) == 2)
+	    (sscanf(msg, "BDB3526 Error processing txn [%lu][%lu]", &file, &offset) == 2 ||
+	     sscanf(msg, "BDB1520 Recovery function for LSN %lu %lu failed", &file, &offset) == 2))
 		__atomic_store_n(&apply_failed_at, (uint64_t)file << 32 | (uint32_t)offset,
 				 __ATOMIC_RELEASE);
+	if (strncmp(msg, "BDB3502 ", 8) == 0)
+		__atomic_store_n(&apply_failed_at, 0, __ATOMIC_RELEASE);
 	/* BDB3523 ("transaction failed at") comes between the two. */
 	if (strncmp(msg, "BDB3523 ", 8) != 0)
 		page_mismatch = 0;
@@ -338,7 +345,7 @@ void rep_note_error(const char *msg)
 
 int store_rep_apply_failure(char *buf, size_t size)
 {
-	uint64_t at = __atomic_load_n(&apply_failed_at, __ATOMIC_ACQUIRE);
+	uint64_t at = __atomic_exchange_n(&apply_failed_at, 0, __ATOMIC_ACQ_REL);
 
 	if (at == 0)
 		return 0;

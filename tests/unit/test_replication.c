@@ -210,8 +210,8 @@ static void test_creator_only_without_a_group_to_join(void)
 }
 
 /*
- * A client's failure to apply the master's log counts (store_rep_apply_failure) only when a
- * page did not match the log: Berkeley DB's words, in the order its message thread says them.
+ * A failure to apply the master's log counts (store_rep_apply_failure) only when a page did
+ * not match the log: Berkeley DB's words, in the order its applying thread says them.
  */
 static void test_apply_failure_words(void)
 {
@@ -234,6 +234,20 @@ static void test_apply_failure_words(void)
 	rep_note_error("BDB3523 transaction failed at [2][90]");
 	rep_note_error("BDB3526 Error processing txn [2][100]");
 	check(store_rep_apply_failure(at, sizeof(at)) == 1 && strcmp(at, "2/100") == 0);
+	/* Told once. */
+	check(store_rep_apply_failure(at, sizeof(at)) == 0);
+	/* A recovery that replays the site's own log stops at such a page. */
+	rep_note_error("BDB0110 Log sequence error: page LSN 2 5; previous LSN 2 6");
+	rep_note_error("BDB1520 Recovery function for LSN 2 80 failed on forward pass");
+	check(store_rep_apply_failure(at, sizeof(at)) == 1 && strcmp(at, "2/80") == 0);
+	/* The same at the end of an internal init: the pages were the master's own. */
+	rep_note_error("BDB0110 Log sequence error: page LSN 2 5; previous LSN 2 6");
+	rep_note_error("BDB1520 Recovery function for LSN 2 80 failed on forward pass");
+	rep_note_error("BDB3502 Client initialization failed.  Need to manually restore client");
+	check(store_rep_apply_failure(at, sizeof(at)) == 0);
+	/* A recovery that failed for another cause. */
+	rep_note_error("BDB1520 Recovery function for LSN 2 80 failed on forward pass");
+	check(store_rep_apply_failure(at, sizeof(at)) == 0);
 }
 
 int main(void)
