@@ -1,7 +1,8 @@
 /*
  * store: the transactional record store shared by every worker process. Records are JSON
  * objects under byte-string keys in a fixed set of tables. One implementation, store_bdb.c
- * (Berkeley DB 5.3 transactional data store) with store_recover.c and store_watchdog.c.
+ * (Berkeley DB 5.3 transactional data store) with store_recover.c, store_discard.c,
+ * store_rep.c and store_watchdog.c.
  *
  * Lookups return STORE_FOUND (1), STORE_NOTFOUND (0) or a negative error, and set their
  * out-pointer only when found. STORE_RETRY means the transaction lost a deadlock or timed

@@ -1,8 +1,9 @@
 /*
  * store_bdb_int: what the files of the Berkeley DB store share, and nothing else includes:
  * store_bdb.c (tables, transactions, the purge), store_recover.c (opening the environment
- * whatever a killed process left of it, recovering it, reopening it in place) and
- * store_watchdog.c (ending a process blocked for good on a dead one's latch).
+ * whatever a killed process left of it, recovering it, reopening it in place),
+ * store_discard.c (moving a replication site's copy aside) and store_watchdog.c (ending a
+ * process blocked for good on a dead one's latch).
  */
 #ifndef OTLOGIN_STORE_BDB_INT_H
 #define OTLOGIN_STORE_BDB_INT_H
@@ -70,6 +71,17 @@ int bdb_open_tables(struct store *s, int create);
 int bdb_open_all(struct store *s, int create);
 /* store_recover.c: close the handles; after DB_RUNRECOVERY only what a panicked one allows. */
 void bdb_drop_handles(struct store *s);
+/*
+ * store_recover.c, for store_discard.c: DB_REGISTER's registry in dir, open with its exclusive
+ * lock (a descriptor, or -1 logged; closing it releases the lock); sig sent to every process
+ * that holds a slot of it (0: none), and how many hold one (bdb_registry_in_use: only that);
+ * the region files deleted; whether name is prefix and one digit or more (log.N, __db.N).
+ */
+int bdb_registry_lock(const char *dir);
+int bdb_registry_signal(int fd, int sig);
+int bdb_registry_in_use(int fd);
+void bdb_remove_regions(const char *dir);
+int bdb_numbered(const char *name, const char *prefix);
 
 /*
  * store_watchdog.c (see store_watchdog): bound what runs until watchdog_disarm to factor times

@@ -19,7 +19,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -45,10 +44,6 @@
  * ("Recovery function ... failed on forward pass"). 100 ms was too short on a loaded machine.
  */
 #define REG_TIMEOUT_US (1000 * 1000)
-/* How long store_discard_copy lets the site's workers leave by themselves before asking. */
-#define DISCARD_ASK_AFTER_S 3
-/* In the environment's directory while a discard has not finished: where its files go. */
-#define DISCARD_MARKER "otlogin.discard"
 /* Thread-of-control slots: the workers, otloginctl runs, and dead ones until reclaimed. */
 #define THREAD_COUNT 200
 /*
@@ -287,7 +282,7 @@ static enum stuck stuck_by(int rc)
  * Send sig to every process that holds a slot of the registry (0: send nothing); how many
  * hold one (an error in looking counts as one).
  */
-static int registry_signal(int fd, int sig)
+int bdb_registry_signal(int fd, int sig)
 {
 	char slot[REG_SLOT_LEN];
 	int holders = 0;
@@ -313,13 +308,13 @@ static int registry_signal(int fd, int sig)
  * marks every slot empty, also those of processes that are still in the old environment and
  * have not noticed its panic yet.
  */
-static int registry_in_use(int fd)
+int bdb_registry_in_use(int fd)
 {
-	return registry_signal(fd, 0);
+	return bdb_registry_signal(fd, 0);
 }
 
 /* Whether name is prefix followed by one digit or more, and nothing else. */
-static int numbered(const char *name, const char *prefix)
+int bdb_numbered(const char *name, const char *prefix)
 {
 	size_t n = strlen(prefix);
 
@@ -330,11 +325,11 @@ static int numbered(const char *name, const char *prefix)
 /* Whether name is a region file (__db.001 ...): what a recovery builds anew. */
 static int is_region(const char *name)
 {
-	return numbered(name, "__db.");
+	return bdb_numbered(name, "__db.");
 }
 
 /* Delete the region files of the environment in dir, not the data or log. */
-static void remove_regions(const char *dir)
+void bdb_remove_regions(const char *dir)
 {
 	DIR *d = opendir(dir);
 	struct dirent *e;
@@ -356,7 +351,7 @@ static void remove_regions(const char *dir)
  * lock, and any other lock this process holds on the file, so only a process without the
  * environment open may call this.
  */
-static int registry_lock(const char *dir)
+int bdb_registry_lock(const char *dir)
 {
 	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 1, .l_len = 1};
 	char path[PATH_MAX];
@@ -391,12 +386,12 @@ static int registry_lock(const char *dir)
 static int force_recovery(struct store *s, enum stuck why)
 {
 	DB_ENV *env;
-	int fd = registry_lock(s->dir), rc = -1;
+	int fd = bdb_registry_lock(s->dir), rc = -1;
 
 	if (fd < 0)
 		return -1;
 	if (why == STUCK_OPEN_DIED) {
-		if (registry_in_use(fd)) {
+		if (bdb_registry_in_use(fd)) {
 			rc = -1; /* in use: DB_REGISTER recovers it if that open left a dead slot */
 			goto out;
 		}
@@ -410,7 +405,7 @@ static int force_recovery(struct store *s, enum stuck why)
 		env->close(env, 0);
 		if (rc == 0)
 			goto out;
-		if (stuck_by(rc) != why || (why == STUCK_HALF_MADE && registry_in_use(fd))) {
+		if (stuck_by(rc) != why || (why == STUCK_HALF_MADE && bdb_registry_in_use(fd))) {
 			log_warn("not recovering %s: %s", s->dir, db_strerror(rc));
 			rc = -1;
 			goto out;
@@ -428,7 +423,7 @@ static int force_recovery(struct store *s, enum stuck why)
 		usleep(REG_TIMEOUT_US);
 	log_warn("running recovery on %s (%s)", s->dir, stuck_why[why]);
 	if (why == STUCK_HALF_MADE || why == STUCK_OPEN_DIED)
-		remove_regions(s->dir);
+		bdb_remove_regions(s->dir);
 	if ((env = new_env(s)) == NULL) {
 		rc = -1;
 		goto out;
@@ -455,7 +450,7 @@ static void forget_own_slots(const struct store *s)
 {
 	static const char empty[REG_SLOT_LEN + 1] = "X                      0\n";
 	char mine[REG_SLOT_LEN + 1], slot[REG_SLOT_LEN];
-	int fd = registry_lock(s->dir);
+	int fd = bdb_registry_lock(s->dir);
 
 	if (fd < 0)
 		return;
@@ -468,210 +463,6 @@ static void forget_own_slots(const struct store *s)
 		}
 	/* Also releases the lock; this process has no other descriptor of the file open. */
 	close(fd);
-}
-
-/*
- * The files of an environment's directory that store_discard_copy moves aside: the tables,
- * the log (log.N) and replication's files (__db.rep*: its generation numbers, the group's
- * membership, an internal init's state). Regular files only, by name: nothing else of the
- * directory (the registry, whose lock keeps openers out meanwhile; the regions, which a
- * recovery makes anew; otlogin's own files; earlier discarded copies).
- */
-static int bdb_data_file(const char *dir, const char *name)
-{
-	char path[PATH_MAX];
-	struct stat st;
-	int ours = strncmp(name, "__db.rep", 8) == 0 || numbered(name, "log.");
-
-	for (int t = 0; !ours && t < TBL_COUNT; t++)
-		ours = strcmp(name, store_table_file(t)) == 0;
-	return ours && snprintf(path, sizeof(path), "%s/%s", dir, name) < (int)sizeof(path) &&
-	       lstat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-/* fsync the directory dir: the renames in it are on disk. 0, or -1 (logged). */
-static int sync_dir(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc;
-
-	rc = fd < 0 ? -1 : fsync(fd);
-	if (rc < 0)
-		log_err("%s: %s", dir, strerror(errno));
-	if (fd >= 0)
-		close(fd);
-	return rc < 0 ? -1 : 0;
-}
-
-static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-	return remove(path) < 0 ? -1 : 0;
-}
-
-/*
- * Before a new discarded copy: the older ones go but the newest, so that a cause that comes
- * back does not fill the disk (at most two copies: that one and the new one).
- */
-static void prune_discarded(const char *dir)
-{
-	char newest[NAME_MAX + 1] = "", path[PATH_MAX];
-	struct timespec newest_at = {0, 0};
-	struct dirent *e;
-	struct stat st;
-	DIR *d;
-
-	for (int pass = 0; pass < 2; pass++) {
-		if ((d = opendir(dir)) == NULL)
-			return;
-		while ((e = readdir(d)) != NULL) {
-			if (strncmp(e->d_name, "discarded-", 10) != 0 ||
-			    snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) >=
-				(int)sizeof(path) ||
-			    lstat(path, &st) < 0 || !S_ISDIR(st.st_mode))
-				continue;
-			/* The newest: the last one whose files were moved in. */
-			if (pass == 0 && (st.st_mtim.tv_sec > newest_at.tv_sec ||
-					  (st.st_mtim.tv_sec == newest_at.tv_sec &&
-					   st.st_mtim.tv_nsec >= newest_at.tv_nsec))) {
-				newest_at = st.st_mtim;
-				snprintf(newest, sizeof(newest), "%s", e->d_name);
-			} else if (pass == 1 && strcmp(e->d_name, newest) != 0) {
-				log_warn("removing the older discarded copy %s", path);
-				nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-			}
-		}
-		closedir(d);
-	}
-}
-
-/*
- * The directory of this discard in kept: the one a discard that did not finish named in
- * dir/DISCARD_MARKER, or a new dir/discarded-TIME-XXXXXX, named there (written whole and
- * synced before anything moves, so that a crash in between resumes it). 0, or -1 (logged).
- */
-static int discard_dir(const char *dir, char *kept, size_t size)
-{
-	char marker[PATH_MAX], tmp[PATH_MAX + 8], stamp[32];
-	time_t now = time(NULL);
-	struct stat st;
-	struct tm tm;
-	FILE *f;
-
-	snprintf(marker, sizeof(marker), "%s/%s", dir, DISCARD_MARKER);
-	if ((f = fopen(marker, "re")) != NULL) {
-		int got = fgets(kept, (int)size, f) != NULL;
-		fclose(f);
-		kept[strcspn(kept, "\n")] = '\0';
-		if (got && stat(kept, &st) == 0 && S_ISDIR(st.st_mode))
-			return 0;
-	}
-	prune_discarded(dir);
-	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", gmtime_r(&now, &tm));
-	snprintf(tmp, sizeof(tmp), "%s.new", marker);
-	if (snprintf(kept, size, "%s/discarded-%s-XXXXXX", dir, stamp) >= (int)size ||
-	    mkdtemp(kept) == NULL || (f = fopen(tmp, "we")) == NULL) {
-		log_err("%s: cannot make a directory for the discarded copy: %s", dir,
-			strerror(errno));
-		return -1;
-	}
-	if (fprintf(f, "%s\n", kept) < 0 || fflush(f) != 0 || fsync(fileno(f)) != 0) {
-		log_err("%s: %s", tmp, strerror(errno));
-		fclose(f);
-		return -1;
-	}
-	fclose(f);
-	if (rename(tmp, marker) < 0) {
-		log_err("%s: %s", marker, strerror(errno));
-		return -1;
-	}
-	return sync_dir(dir);
-}
-
-/*
- * Move dir's Berkeley DB files (bdb_data_file) into to, again until a look finds none left
- * (a directory read while its entries move may skip one). 0, or -1 (logged).
- */
-static int move_data_files(const char *dir, const char *to)
-{
-	for (int pass = 0; pass < 8; pass++) {
-		int moved = 0, failed = 0;
-		struct dirent *e;
-		DIR *d = opendir(dir);
-
-		if (d == NULL) {
-			log_err("%s: %s", dir, strerror(errno));
-			return -1;
-		}
-		while ((e = readdir(d)) != NULL) {
-			char from[PATH_MAX], into[PATH_MAX];
-			if (!bdb_data_file(dir, e->d_name))
-				continue;
-			if (snprintf(from, sizeof(from), "%s/%s", dir, e->d_name) >=
-				(int)sizeof(from) ||
-			    snprintf(into, sizeof(into), "%s/%s", to, e->d_name) >=
-				(int)sizeof(into) ||
-			    rename(from, into) < 0) {
-				log_err("moving %s/%s aside: %s", dir, e->d_name, strerror(errno));
-				failed++;
-			} else {
-				moved++;
-			}
-		}
-		closedir(d);
-		if (failed)
-			return -1;
-		if (moved == 0)
-			return 0;
-	}
-	return -1;
-}
-
-int store_discard_pending(const char *dir)
-{
-	char marker[PATH_MAX];
-
-	snprintf(marker, sizeof(marker), "%s/%s", dir, DISCARD_MARKER);
-	return access(marker, F_OK) == 0;
-}
-
-int store_discard_copy(const char *dir, unsigned wait_s, char *kept, size_t size)
-{
-	char marker[PATH_MAX];
-	int fd = registry_lock(dir), rc = -1;
-
-	if (fd < 0)
-		return -1;
-	/*
-	 * Openers wait for the registry's lock: only those already in it are waited for. The
-	 * site's workers leave once they see the replication process gone; one that started too
-	 * late to see it is asked to, as its web server would stop it (SIGTERM: it ends between
-	 * requests, and the web server starts another).
-	 */
-	for (unsigned waited = 0; registry_in_use(fd); waited++) {
-		if (waited >= wait_s * 10) {
-			log_err("%s: processes stayed in the environment; its files are kept", dir);
-			goto out;
-		}
-		if (waited == DISCARD_ASK_AFTER_S * 10)
-			log_warn("%s: asking the %d processes still in the environment to leave",
-				 dir, registry_signal(fd, SIGTERM));
-		usleep(100 * 1000);
-	}
-	if (discard_dir(dir, kept, size) < 0)
-		goto out;
-	remove_regions(dir);
-	if (move_data_files(dir, kept) < 0 || sync_dir(dir) < 0)
-		goto out; /* the marker stays: the next start finishes the move */
-	snprintf(marker, sizeof(marker), "%s/%s", dir, DISCARD_MARKER);
-	/* Nobody is registered: an empty registry, as a new environment has. */
-	if (unlink(marker) < 0 || ftruncate(fd, 0) < 0) {
-		log_err("%s: %s", dir, strerror(errno));
-		goto out;
-	}
-	rc = 0;
-out:
-	/* Also releases the lock; this process has no other descriptor of the file open. */
-	close(fd);
-	return rc;
 }
 
 /* Open the environment; opener_died: the previous opener died before it finished (open_all). */
