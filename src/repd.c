@@ -300,18 +300,23 @@ int repd_run(const struct conf *conf)
 		store_maintain(pub.s);
 		usleep(TICK_US);
 	}
-	if (status != REPD_RESTART)
+	if (status == REPD_RESTART)
+		failed_twice(conf);
+	else
 		status = stop ? 0 : 1;
 	log_info("replication: site %s %s", conf->rep_local,
-		 status == REPD_RESTART ? "restarting after a recovery" : "stopping");
+		 status != REPD_RESTART	       ? "stopping"
+		 : getenv(DISCARD_ENV) != NULL ? "restarting to discard its copy"
+					       : "restarting after a recovery");
 	__atomic_store_n(&pub.stop, 1, __ATOMIC_RELEASE);
 	pthread_join(thread, NULL);
 	store_rep_unpublish(pub.s);
-	/* A panicked handle's threads would outlive a close: the caller execs this program anew. */
-	if (status == REPD_RESTART) {
-		failed_twice(conf);
+	/*
+	 * A panicked handle's threads would outlive a close, and a discard needs a new image
+	 * (above): the caller execs this program anew.
+	 */
+	if (status == REPD_RESTART)
 		return status;
-	}
 	if (loaded)
 		keyring_free(&keys);
 	store_close(pub.s);

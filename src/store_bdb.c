@@ -46,6 +46,8 @@
 /* A checkpoint once this much log was written, or this many minutes passed. */
 #define CHECKPOINT_KB 1024
 #define CHECKPOINT_MIN 1
+/* A replicated site's longest wait for a moment without a transaction to checkpoint in. */
+#define CHECKPOINT_QUIET_MAX_S 600
 #define FAILCHK_EVERY_S 5
 /* Purge: one pass over the tables every PURGE_EVERY_S (one worker does it), in batches. */
 #define PURGE_EVERY_S 600
@@ -808,6 +810,44 @@ static uint64_t last_checkpoint(struct store *s)
 	return lsn;
 }
 
+/*
+ * Whether a checkpoint now keeps a later rollback of this site's log right. A master whose
+ * last transactions no quorum acknowledged is rolled back to the new master's log when it
+ * rejoins, and Berkeley DB 5.3 starts that rollback's undo at the latest checkpoint whose
+ * checkpoint LSN is before the sync point (__log_backup, env/env_recover.c). A checkpoint
+ * written after such a transaction committed, while another transaction begun before the sync
+ * point was still active, qualifies, and the first transaction's changes from before its LSN
+ * are never undone: they stay in the pages with no commit in the log, and once the site is
+ * the master again every client fails at its next change of such a page ("Log sequence
+ * error"). A checkpoint taken while no transaction is active has its own position as its
+ * checkpoint LSN, never before a sync point it follows. So a replicated site checkpoints only
+ * then, and after CHECKPOINT_QUIET_MAX_S without such a moment anyway (said in the log): an
+ * unbounded log would be worse. A transaction that begins between this look and the
+ * checkpoint's own is newer than the look, and does no harm.
+ */
+static int checkpoint_safe(struct store *s, time_t now)
+{
+	DB_TXN_STAT *st;
+	int quiet;
+
+	if (!store_replicated())
+		return 1;
+	if (s->env->txn_stat(s->env, &st, 0) != 0)
+		return 0;
+	quiet = st->st_nactive == 0;
+	free(st);
+	if (quiet || s->busy_since == 0) {
+		s->busy_since = quiet ? 0 : now;
+		return quiet;
+	}
+	if (now - s->busy_since < CHECKPOINT_QUIET_MAX_S)
+		return 0;
+	log_warn("no moment without a transaction for %lld s: checkpointing anyway",
+		 (long long)(now - s->busy_since));
+	s->busy_since = 0;
+	return 1;
+}
+
 int store_maintain_worker(struct store *s)
 {
 	time_t now = time(NULL);
@@ -848,15 +888,17 @@ void store_maintain_owner(struct store *s)
 	 * work of a recovery, and DB_LOG_AUTO_REMOVE deletes the log files it made unneeded at
 	 * the next file switch, so the log directory stays bounded.
 	 */
-	watchdog_arm(WD_SLOW_FACTOR);
-	ckp = last_checkpoint(s);
-	rc = s->failed ? 0 : s->env->txn_checkpoint(s->env, CHECKPOINT_KB, CHECKPOINT_MIN, 0);
-	wrote = rc == 0 && ckp != 0 && last_checkpoint(s) != ckp;
-	watchdog_disarm();
-	if (rc != 0)
-		bdb_map_rc(s, rc, "checkpoint");
-	else if (wrote)
-		metrics_count(METRIC_CHECKPOINTS);
+	if (!s->failed && checkpoint_safe(s, now)) {
+		watchdog_arm(WD_SLOW_FACTOR);
+		ckp = last_checkpoint(s);
+		rc = s->env->txn_checkpoint(s->env, CHECKPOINT_KB, CHECKPOINT_MIN, 0);
+		wrote = rc == 0 && ckp != 0 && last_checkpoint(s) != ckp;
+		watchdog_disarm();
+		if (rc != 0)
+			bdb_map_rc(s, rc, "checkpoint");
+		else if (wrote)
+			metrics_count(METRIC_CHECKPOINTS);
+	}
 	if (!s->failed)
 		purge_step(s, now);
 }

@@ -39,7 +39,8 @@ struct store {
 	int lock_timedout; /* a lock wait timed out: run failchk soon */
 	unsigned reopens;
 	time_t next_reopen, last_maintain, last_owner_step, last_failchk, next_purge_check;
-	char *region; /* the first region file, and its identity at open */
+	time_t busy_since; /* a checkpoint waits for no transaction to be active since (0: not) */
+	char *region;	   /* the first region file, and its identity at open */
 	struct region_id region_id;
 	/* Where the running purge pass is: index into purge_tables (-1: none) and last key. */
 	int purge_table;

@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -107,6 +108,60 @@ static int get_txn(struct store_txn *t, void *arg)
 	return rc < 0 ? rc : 0;
 }
 
+/* One record of about 4 KiB under key "fill<n>" (*(int *)arg). */
+static int fill_txn(struct store_txn *t, void *arg)
+{
+	char key[32], value[4096];
+	json_t *v;
+	int rc;
+
+	snprintf(key, sizeof(key), "fill%d", *(int *)arg);
+	memset(value, 'x', sizeof(value) - 1);
+	value[sizeof(value) - 1] = '\0';
+	v = json_pack("{s:s}", "v", value);
+	rc = store_put(t, TBL_USERS, key, strlen(key), v);
+	json_decref(v);
+	return rc;
+}
+
+static DB_LSN last_ckp(struct store *s)
+{
+	DB_LSN lsn = {0, 0};
+	DB_TXN_STAT *st;
+
+	if (s->env->txn_stat(s->env, &st, 0) == 0) {
+		lsn = st->st_last_ckp;
+		free(st);
+	}
+	return lsn;
+}
+
+/*
+ * A replicated master checkpoints only at a moment without an active transaction
+ * (store_bdb.c, checkpoint_safe, says why): with a checkpoint due (over 1 MiB of log since
+ * the last one), the owner's step writes none while a transaction is open, and one once it
+ * ended.
+ */
+static void test_checkpoint_waits_for_quiet(struct store *s)
+{
+	struct store_txn *t;
+	DB_LSN before, after;
+
+	for (int i = 0; i < 300; i++)
+		check(store_run(s, fill_txn, &i) == 0);
+	check(store_begin(s, &t) == 0);
+	before = last_ckp(s);
+	sleep(1); /* the owner's steps are a second apart */
+	store_maintain_owner(s);
+	after = last_ckp(s);
+	check(log_compare(&after, &before) == 0);
+	store_abort(t);
+	sleep(1);
+	store_maintain_owner(s);
+	after = last_ckp(s);
+	check(log_compare(&after, &before) > 0);
+}
+
 /* The creator of a group of one: master by itself, with DB_CONFIG written from the settings. */
 static void test_group_of_one(void)
 {
@@ -150,6 +205,7 @@ static void test_group_of_one(void)
 	check(store_rep_unavailable(s) == NULL);
 	check(store_run(s, put_txn, "written") == 0);
 	check(store_run(s, get_txn, &found) == 0 && found);
+	test_checkpoint_waits_for_quiet(s);
 	store_rep_unpublish(s);
 	check(store_rep_status(fixture_dir, &st) == 0 && !st.repd_running);
 	store_close(s);
