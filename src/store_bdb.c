@@ -822,8 +822,8 @@ static uint64_t last_checkpoint(struct store *s)
  * error"). A checkpoint taken while no transaction is active has its own position as its
  * checkpoint LSN, never before a sync point it follows. So a replicated site checkpoints only
  * then, and after CHECKPOINT_QUIET_MAX_S without such a moment anyway (said in the log): an
- * unbounded log would be worse. A transaction that begins between this look and the
- * checkpoint's own is newer than the look, and does no harm.
+ * unbounded log would be worse. What this look misses, transactions that begin and end
+ * between it and the checkpoint's own look at the active transactions, is microseconds long.
  */
 static int checkpoint_safe(struct store *s, time_t now)
 {
