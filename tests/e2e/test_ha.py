@@ -476,10 +476,10 @@ class Failover(E2ETestCase):
         failover. One was stopped: it cannot apply the master's next change of those pages.
         The other was killed under load: the recovery at its start replays its own log onto
         those pages and stops there at every attempt, when that log changed one of them since
-        its last checkpoint (else it fails as the stopped one does). After the second failure at the same
-        transaction each discards its copy (moved aside) and copies the master's. Both are
-        clients again, with the master's log position, there is one master, and every pair
-        stays as promised. One of them is site 1, whose configuration says creator = yes:
+        its last checkpoint (else it fails as the stopped one does). After the second
+        failure at the same transaction each discards its copy (moved aside) and copies the
+        master's. Both are clients again, with the master's log position, there is one
+        master, and every pair stays as promised. One of them is site 1, whose configuration says creator = yes:
         without its tables it must join the group, never found one of its own (a second
         master)."""
         if group.wait_for_master(30) == 1:
