@@ -479,9 +479,9 @@ class Failover(E2ETestCase):
         its last checkpoint (else it fails as the stopped one does). After the second
         failure at the same transaction each discards its copy (moved aside) and copies the
         master's. Both are clients again, with the master's log position, there is one
-        master, and every pair stays as promised. One of them is site 1, whose configuration says creator = yes:
-        without its tables it must join the group, never found one of its own (a second
-        master)."""
+        master, and every pair stays as promised. One of them is site 1, whose
+        configuration says creator = yes: without its tables it must join the group, never
+        found one of its own (a second master)."""
         if group.wait_for_master(30) == 1:
             group.kill_site(1, signal.SIGKILL)
             group.wait_for_master(30, exclude=(1,))
