@@ -39,8 +39,13 @@ struct store {
 	int lock_timedout; /* a lock wait timed out: run failchk soon */
 	unsigned reopens;
 	time_t next_reopen, last_maintain, last_owner_step, last_failchk, next_purge_check;
-	time_t busy_since; /* a checkpoint waits for no transaction to be active since (0: not) */
-	char *region;	   /* the first region file, and its identity at open */
+	/*
+	 * Since when a checkpoint waits for a moment without an open transaction (0: not). Not
+	 * the last checkpoint's time: an idle master writes none, and the first busy moment
+	 * after would count as a long wait.
+	 */
+	time_t busy_since;
+	char *region; /* the first region file, and its identity at open */
 	struct region_id region_id;
 	/* Where the running purge pass is: index into purge_tables (-1: none) and last key. */
 	int purge_table;
