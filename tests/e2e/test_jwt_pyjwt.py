@@ -213,7 +213,9 @@ def cases(keys, alg):
                             token(keys, dict(hdr, alg=other), claims, alg=alg), SAME))
         out += [("no kid", token(keys, {"alg": alg}, claims), STRICTER),
                 ("unknown kid", token(keys, dict(hdr, kid="other"), claims), STRICTER),
-                ("kid not a string", token(keys, dict(hdr, kid=7), claims), SAME)]
+                # PyJWT checks the header's types when it decodes only from Debian's
+                # 2.6.0-1+deb12u1 on; 2.6.0-1 takes a number.
+                ("kid not a string", token(keys, dict(hdr, kid=7), claims), REFUSED)]
     else:
         out.append(("HS256 under another secret",
                     "%s.%s.%s" % (h64, p64, b64(hmac_sha256(os.urandom(32), h64 + "." + p64))),
