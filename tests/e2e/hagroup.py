@@ -823,6 +823,11 @@ class Group:
         out = []
         for s in self.sites:
             out.append("-- site %d (%s) --" % (s.n, s.dir))
+            # The first of Berkeley DB's messages: a tail that ends in retries hides the cause.
+            bdb = [line for line in s.log_text().splitlines() if "BDB" in line][:6]
+            if bdb:
+                out.append("(its first messages from Berkeley DB:)")
+                out.extend(bdb)
             out.append(s.log_tail(n))
         out.append("-- haproxy --")
         out.append(self.tail("haproxy.log", n))
