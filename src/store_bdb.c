@@ -204,15 +204,24 @@ static void close_tables(struct store *s)
  * The tables' handles, opened when missing: a replicated site opens them only once it may
  * serve (a new client has no tables until it copied the master's), and again after a client's
  * sync or rollback made the old handles dead. 0 or a negative store_rc.
+ *
+ * And again when this site became the master since they were opened: a master writes only
+ * through handles opened while it is one. Berkeley DB marks the handles that a client's
+ * internal init or rollback replaced as dead by a time stamp of whole seconds: a handle opened
+ * in the same second as the init began (a restarted site: recovery, open, init) is not marked,
+ * and still reads the replaced file's pages from the cache. A write through it logs a change
+ * to a page the group's log has moved past, and every client fails to apply it.
  */
 static int tables_ready(struct store *s)
 {
+	uint32_t gen = rep_master_gen(s);
 	int rc;
 
-	if (s->db[0] != NULL && !s->tables_dead)
+	if (s->db[0] != NULL && !s->tables_dead && (gen == 0 || gen == s->tables_gen))
 		return 0;
 	close_tables(s);
 	s->tables_dead = 0;
+	s->tables_gen = gen;
 	if ((rc = bdb_open_tables(s, s->create)) == 0)
 		return 0;
 	if (!s->failed)
@@ -615,7 +624,7 @@ static int purge_batch(struct store *s, time_t cutoff)
 {
 	enum store_table tbl = purge_tables[s->purge_table];
 	struct purge_victim victims[PURGE_BATCH];
-	DB *db = s->db[tbl];
+	DB *db;
 	DB_TXN *txn = NULL;
 	DBC *cur = NULL;
 	DBT k, d;
@@ -624,6 +633,10 @@ static int purge_batch(struct store *s, time_t cutoff)
 
 	if (s->failed || s->env == NULL)
 		return STORE_FATAL;
+	/* A pass goes on across calls, and this site may have become the master between them. */
+	if ((rc = tables_ready(s)) < 0)
+		return rc;
+	db = s->db[tbl];
 	if ((rc = s->env->txn_begin(s->env, NULL, &txn, DB_TXN_NOWAIT)) != 0)
 		goto out;
 	if ((rc = db->cursor(db, txn, &cur, DB_READ_COMMITTED)) != 0)

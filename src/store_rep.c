@@ -761,16 +761,21 @@ void store_rep_unpublish(struct store *s)
 		__atomic_store_n(&sh->stamp_ms, 0, __ATOMIC_RELEASE);
 }
 
-int store_rep_master(struct store *s)
+uint32_t rep_master_gen(struct store *s)
 {
 	DB_REP_STAT *st = NULL;
-	int master;
+	uint32_t gen;
 
-	if (s->failed || s->env == NULL || s->env->rep_stat(s->env, &st, 0) != 0)
+	if (!rep.on || s->failed || s->env == NULL || s->env->rep_stat(s->env, &st, 0) != 0)
 		return 0;
-	master = st->st_status == DB_REP_MASTER;
+	gen = st->st_status == DB_REP_MASTER ? st->st_gen : 0;
 	free(st);
-	return master;
+	return gen;
+}
+
+int store_rep_master(struct store *s)
+{
+	return rep_master_gen(s) != 0;
 }
 
 /*
