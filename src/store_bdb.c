@@ -205,23 +205,24 @@ static void close_tables(struct store *s)
  * serve (a new client has no tables until it copied the master's), and again after a client's
  * sync or rollback made the old handles dead. 0 or a negative store_rc.
  *
- * And again when this site became the master since they were opened: a master writes only
- * through handles opened while it is one. Berkeley DB marks the handles that a client's
- * internal init or rollback replaced as dead by a time stamp of whole seconds: a handle opened
- * in the same second as the init began (a restarted site: recovery, open, init) is not marked,
- * and still reads the replaced file's pages from the cache. A write through it logs a change
- * to a page the group's log has moved past, and every client fails to apply it.
+ * And again when the site became the master, or a client that caught up with a new one, since
+ * they were opened (rep_tables_epoch): a master writes only through handles opened while it is
+ * one. Berkeley DB tells the handles that a client's internal init replaced (the files, and so
+ * their pages in the cache) by a time stamp of whole seconds: a handle opened in the second in
+ * which the init began (a restarted site: recovery, open, init) is not told, and goes on
+ * reading the replaced file's pages. A write through it logs a change to a page the group's
+ * log has moved past, and every client fails to apply it.
  */
 static int tables_ready(struct store *s)
 {
-	uint32_t gen = rep_master_gen(s);
+	uint32_t epoch = rep_tables_epoch(s);
 	int rc;
 
-	if (s->db[0] != NULL && !s->tables_dead && (gen == 0 || gen == s->tables_gen))
+	if (s->db[0] != NULL && !s->tables_dead && (epoch == 0 || epoch == s->tables_epoch))
 		return 0;
 	close_tables(s);
 	s->tables_dead = 0;
-	s->tables_gen = gen;
+	s->tables_epoch = epoch;
 	if ((rc = bdb_open_tables(s, s->create)) == 0)
 		return 0;
 	if (!s->failed)

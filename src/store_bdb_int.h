@@ -33,12 +33,11 @@ struct store {
 	char *dir;
 	char *realdir; /* absolute: how the region files show in /proc/self/maps */
 	unsigned cache_mb;
-	int create;	   /* opened by otloginctl init: tables are created when missing */
-	int tables_dead;   /* replication replaced them under the handles: reopen the tables */
-	/* The generation in which this site was the master when the tables were opened (0: not). */
-	uint32_t tables_gen;
-	int failed;	   /* DB_RUNRECOVERY seen: the handles are dead until store_reopen */
-	int lock_timedout; /* a lock wait timed out: run failchk soon */
+	int create;	       /* opened by otloginctl init: tables are created when missing */
+	int tables_dead;       /* replication replaced them under the handles: reopen the tables */
+	uint32_t tables_epoch; /* rep_tables_epoch when they were opened */
+	int failed;	       /* DB_RUNRECOVERY seen: the handles are dead until store_reopen */
+	int lock_timedout;     /* a lock wait timed out: run failchk soon */
 	unsigned reopens;
 	time_t next_reopen, last_maintain, last_owner_step, last_failchk, next_purge_check;
 	/*
@@ -118,8 +117,12 @@ void rep_forget_start(void);
 void rep_note_error(const char *msg);
 /* STORE_UNAVAILABLE when this process must not begin a transaction now, else 0. */
 int rep_gate(struct store *s);
-/* The election generation in which this site is the master now; 0 when it is not one. */
-uint32_t rep_master_gen(struct store *s);
+/*
+ * Which replication state table handles opened now belong to: this site's election generation,
+ * and whether it is the master or a client that caught up with one (odd: the master). 0 while
+ * it is neither (a client still syncing) and without replication.
+ */
+uint32_t rep_tables_epoch(struct store *s);
 /*
  * 1 when this process may write log records of its own (failchk's aborts): a replicated
  * subordinate only once it joined the group, since a log record written on a master's

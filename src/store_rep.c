@@ -761,21 +761,24 @@ void store_rep_unpublish(struct store *s)
 		__atomic_store_n(&sh->stamp_ms, 0, __ATOMIC_RELEASE);
 }
 
-uint32_t rep_master_gen(struct store *s)
+uint32_t rep_tables_epoch(struct store *s)
 {
 	DB_REP_STAT *st = NULL;
-	uint32_t gen;
+	uint32_t epoch = 0;
 
 	if (!rep.on || s->failed || s->env == NULL || s->env->rep_stat(s->env, &st, 0) != 0)
 		return 0;
-	gen = st->st_status == DB_REP_MASTER ? st->st_gen : 0;
+	if (st->st_status == DB_REP_MASTER)
+		epoch = st->st_gen << 1 | 1;
+	else if (st->st_status == DB_REP_CLIENT && st->st_startup_complete)
+		epoch = st->st_gen << 1;
 	free(st);
-	return gen;
+	return epoch;
 }
 
 int store_rep_master(struct store *s)
 {
-	return rep_master_gen(s) != 0;
+	return rep_tables_epoch(s) & 1;
 }
 
 /*
