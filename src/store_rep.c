@@ -562,6 +562,14 @@ int rep_start(struct store *s)
 		if (sh == NULL || !shared_fresh(sh) || sh->pid == 0 ||
 		    (kill(sh->pid, 0) != 0 && errno != EPERM))
 			return 0; /* not yet: rep_gate answers "no-repd" meanwhile */
+		/*
+		 * Nor while the site is neither the master nor a client that caught up with one: a
+		 * client syncing may be in a recovery (a rollback, an internal init), and the
+		 * transaction repmgr_start runs then panics the environment. A worker serves only
+		 * on the master, which starts it there (rep_gate) if not here.
+		 */
+		if (sh->role == ROLE_NONE)
+			return 0;
 		rc = start_threads(s->env, 0);
 		if (rc == DB_REP_IGNORE)
 			rc = 0;
