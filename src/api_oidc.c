@@ -105,11 +105,20 @@ int api_token_parse(const struct req *req, struct api_token_req *out, struct api
 		return api_refuse_oauth(no, 400, "unsupported_grant_type", NULL);
 	if (parse_client_auth(req, &out->auth, no) < 0)
 		return -1;
-	out->resource = req_form(req, "resource");
-	out->refresh_token = req_form(req, "refresh_token");
-	out->code = req_form(req, "code");
-	out->redirect_uri = req_form(req, "redirect_uri");
-	out->code_verifier = req_form(req, "code_verifier");
+	/* Each grant gets its own fields only; another grant's stay NULL. */
+	switch (out->grant) {
+	case API_GRANT_CLIENT_CREDENTIALS:
+		out->resource = req_form(req, "resource");
+		break;
+	case API_GRANT_REFRESH_TOKEN:
+		out->refresh_token = req_form(req, "refresh_token");
+		break;
+	case API_GRANT_AUTHORIZATION_CODE:
+		out->code = req_form(req, "code");
+		out->redirect_uri = req_form(req, "redirect_uri");
+		out->code_verifier = req_form(req, "code_verifier");
+		break;
+	}
 	return 0;
 }
 

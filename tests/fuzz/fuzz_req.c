@@ -356,6 +356,25 @@ static void check_oauth_refusal(struct req *r, const struct api_refusal *no)
 	resp_free(&resp);
 }
 
+/* The grant is the one grant_type names, with its own form fields and no other grant's. */
+static void token_fields_ok(struct req *r, const struct api_token_req *t)
+{
+	static const char *const names[] = {[API_GRANT_CLIENT_CREDENTIALS] = "client_credentials",
+					    [API_GRANT_REFRESH_TOKEN] = "refresh_token",
+					    [API_GRANT_AUTHORIZATION_CODE] = "authorization_code"};
+	int cc = t->grant == API_GRANT_CLIENT_CREDENTIALS;
+	int code = t->grant == API_GRANT_AUTHORIZATION_CODE;
+
+	FUZZ_ASSERT((size_t)t->grant < sizeof(names) / sizeof(names[0]) &&
+		    strcmp(req_form(r, "grant_type"), names[t->grant]) == 0);
+	FUZZ_ASSERT(t->resource == (cc ? req_form(r, "resource") : NULL));
+	FUZZ_ASSERT(t->refresh_token ==
+		    (t->grant == API_GRANT_REFRESH_TOKEN ? req_form(r, "refresh_token") : NULL));
+	FUZZ_ASSERT(t->code == (code ? req_form(r, "code") : NULL));
+	FUZZ_ASSERT(t->redirect_uri == (code ? req_form(r, "redirect_uri") : NULL));
+	FUZZ_ASSERT(t->code_verifier == (code ? req_form(r, "code_verifier") : NULL));
+}
+
 /* The parse steps of /oidc/token and /oidc/token/revocation on the form. */
 static void check_oauth(struct req *r)
 {
@@ -365,8 +384,7 @@ static void check_oauth(struct req *r)
 
 	if (api_token_parse(r, &t, &no) == 0) {
 		client_auth_ok(r, &t.auth);
-		FUZZ_ASSERT(t.grant == API_GRANT_CLIENT_CREDENTIALS ||
-			    (t.grant == API_GRANT_REFRESH_TOKEN && t.resource == NULL));
+		token_fields_ok(r, &t);
 	} else {
 		check_oauth_refusal(r, &no);
 	}
