@@ -151,18 +151,17 @@ static void read_probe(struct publisher *p, uint64_t *last)
  * shrank): is a quorum still there? An acknowledgement a group of one did not need says
  * nothing about the two sites that just joined and are still copying the database.
  */
-static void probe(struct publisher *p, const char *dir, uint64_t *last, unsigned *nsites)
+static void probe(struct publisher *p, const struct store_rep_status *st, uint64_t *last,
+		  unsigned *nsites)
 {
 	uint64_t now = clock_mono_ms();
-	struct store_rep_status st;
 	long long at;
 
 	int master = store_rep_master(p->s);
 
-	store_rep_status(dir, &st);
-	if (!master || st.nsites != *nsites) {
+	if (!master || st->nsites != *nsites) {
 		__atomic_store_n(&p->acked_ms, 0, __ATOMIC_RELEASE);
-		*nsites = st.nsites;
+		*nsites = st->nsites;
 	}
 	if (!master) {
 		read_probe(p, last);
@@ -176,6 +175,30 @@ static void probe(struct publisher *p, const char *dir, uint64_t *last, unsigned
 		__atomic_store_n(&p->acked_ms, clock_mono_ms(), __ATOMIC_RELEASE);
 		__atomic_store_n(&p->probe_at_ms, at, __ATOMIC_RELEASE);
 	}
+}
+
+/*
+ * A line in the log each time the site's role or master changes, as published: from any site's
+ * log an admin sees when a failover happened, when it ended and which site won the election.
+ */
+static void say_role(const char *site, const struct store_rep_status *st, char *said, size_t size)
+{
+	char now[sizeof(st->role) + sizeof(st->master) + 1];
+
+	snprintf(now, sizeof(now), "%s %s", st->role, st->master);
+	if (strcmp(now, said) == 0)
+		return;
+	snprintf(said, size, "%s", now);
+	if (strcmp(st->role, "master") == 0)
+		log_info("replication: site %s is the master", site);
+	else if (strcmp(st->role, "client") == 0)
+		log_info("replication: site %s is a client, up to date with the master %s", site,
+			 st->master);
+	else if (st->master[0] != '\0')
+		log_info("replication: site %s is catching up with the master %s", site,
+			 st->master);
+	else
+		log_info("replication: site %s knows no master: waiting for an election", site);
 }
 
 /*
@@ -260,6 +283,8 @@ int repd_run(const struct conf *conf)
 	int loaded = 0, said = 0, status = 1, checked;
 	uint64_t last_probe = 0;
 	unsigned nsites = 0;
+	struct store_rep_status st;
+	char role_said[sizeof(st.role) + sizeof(st.master) + 1] = "";
 
 	if (!conf->rep_enabled) {
 		log_err("replication is not enabled in the configuration ([replication] enabled)");
@@ -295,8 +320,10 @@ int repd_run(const struct conf *conf)
 			__atomic_store_n(&pub.ready, 1, __ATOMIC_RELEASE);
 			log_info("replication: site %s ready", conf->rep_local);
 		}
+		store_rep_status(conf->db_dir, &st);
+		say_role(conf->rep_local, &st, role_said, sizeof(role_said));
 		if (pub.ready)
-			probe(&pub, conf->db_dir, &last_probe, &nsites);
+			probe(&pub, &st, &last_probe, &nsites);
 		store_maintain(pub.s);
 		usleep(TICK_US);
 	}

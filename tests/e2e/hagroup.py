@@ -39,6 +39,7 @@ import base64
 import http.client
 import json as jsonlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -46,6 +47,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import datetime, timezone
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -313,10 +315,27 @@ class Site(Stack):
             except subprocess.TimeoutExpired:
                 pass
 
+    # The replication process's line at each change of role or master (repd.c say_role).
+    ROLE_LINE = re.compile(r"^(\S+Z) .* replication: site \S+ (is the master|is a client, .*|"
+                           r"is catching up .*|knows no master.*)$")
+
+    def role_lines(self):
+        """The role changes the replication process logged, as [(wall time, what)]."""
+        out = []
+        with open(self.path("repd.log"), "rb") as f:
+            text = f.read().decode("utf-8", "replace")
+        for line in text.splitlines():
+            m = self.ROLE_LINE.match(line)
+            if m:
+                at = datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%fZ")
+                out.append((at.replace(tzinfo=timezone.utc).timestamp(), m.group(2)))
+        return out
+
     def signal_all(self, sig):
         """Send sig to every process of the site at once; the pids signalled."""
         pids = self.pids()
         self.signalled_at = time.monotonic()  # finding the pids takes a while: not before
+        self.signalled_wall = time.time()  # to compare with the logs' times
         for pid in pids:
             try:
                 os.kill(pid, sig)

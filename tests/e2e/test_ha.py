@@ -244,6 +244,20 @@ class Failover(E2ETestCase):
                              % (WINDOW_BOUND, load.counts(since=t), group.log_tail(30)))
         return load, t, first - t
 
+    def check_role_lines(self, master):
+        """Each site's log ends in its present role: the master says so, the others follow it.
+        Returns the time of the master's line."""
+        address = group.site(master).address
+        for s in group.sites:
+            lines = s.role_lines()
+            want = ("is the master" if s.n == master
+                    else "is a client, up to date with the master %s" % address)
+            self.assertEqual(lines[-1][1] if lines else None, want,
+                             "site %d's last role line; its last five: %r" % (s.n, lines[-5:]))
+            if s.n == master:
+                at = lines[-1][0]
+        return at
+
     # ---- the rounds ----
 
     def test_1_kill_master(self):
@@ -259,14 +273,16 @@ class Failover(E2ETestCase):
                 load, t, window = self.load_round(kill)
                 Failover.windows.append(window)
                 c = load.counts(since=t, until=t + window)
-                note("round %d: killed site %d; first 200 through HAProxy %.2f s later; "
-                     "answers in between: %r" % (i + 1, m, window, c))
                 new = group.wait_for_master(30)
                 self.assertNotEqual(new, m)
                 group.restart_site(m)
                 self.wait_role(m, "client")
                 self.verify(load.pairs)
                 group.wait_for_equal_logs(60)
+                elected = self.check_role_lines(new) - group.site(m).signalled_wall
+                note("round %d: killed site %d; site %d's log says master %.2f s later; "
+                     "first 200 through HAProxy %.2f s later; answers in between: %r"
+                     % (i + 1, m, new, elected, window, c))
 
     def test_2_hung_repd(self):
         """SIGSTOP of the master's replication process: another site takes over; SIGCONT:
