@@ -322,9 +322,7 @@ class Site(Stack):
     def role_lines(self):
         """The role changes the replication process logged, as [(wall time, what)]."""
         out = []
-        with open(self.path("repd.log"), "rb") as f:
-            text = f.read().decode("utf-8", "replace")
-        for line in text.splitlines():
+        for line in self.log_text().splitlines():
             m = self.ROLE_LINE.match(line)
             if m:
                 at = datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%fZ")
